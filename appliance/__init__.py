@@ -1,0 +1,1 @@
+"""The vmkeep appliance: engine, repository format, vSphere adapter and CLI."""

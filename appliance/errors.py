@@ -1,0 +1,90 @@
+"""One error family for vmkeep. Each class carries its exit code and a machine code.
+
+An error's message says what was wrong and what to do; it never renders itself with a
+traceback. The CLI prints ``str(error)`` on one stderr line and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class VmkeepError(Exception):
+    """Something went wrong in vmkeep."""
+
+    exit_code: int = 10
+    code: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(VmkeepError):
+    """A command was called with arguments that do not fit."""
+
+    exit_code = 2
+    code = "usage"
+
+
+class NotFoundError(VmkeepError):
+    """A named file, point, repository or object does not exist."""
+
+    exit_code = 3
+    code = "not_found"
+
+
+class BadInputError(VmkeepError):
+    """An input exists but its content is malformed or out of range."""
+
+    exit_code = 4
+    code = "bad_input"
+
+
+class RepositoryFormatError(VmkeepError):
+    """A folder is not a vmkeep repository, or one of a format version this build cannot use."""
+
+    exit_code = 5
+    code = "repository_format"
+
+
+class LockedError(VmkeepError):
+    """The repository is locked by another process in a conflicting mode."""
+
+    exit_code = 6
+    code = "locked"
+
+
+class NoSpaceError(VmkeepError):
+    """The repository's storage is full."""
+
+    exit_code = 7
+    code = "no_space"
+
+
+class StorageIOError(VmkeepError):
+    """Reading or writing the repository's storage failed."""
+
+    exit_code = 8
+    code = "storage_io"
+
+
+class IntegrityError(VmkeepError):
+    """Stored data does not match its check: the repository is damaged."""
+
+    exit_code = 9
+    code = "integrity"
+
+
+class SourceError(VmkeepError):
+    """The data source (an image file or a VM disk) could not be read."""
+
+    exit_code = 11
+    code = "source"
+
+
+# Exit codes used by commands that report rather than fail (verify).
+EXIT_OK = 0
+EXIT_DAMAGE_FOUND = 1
+EXIT_INTERRUPTED = 130

@@ -1,0 +1,265 @@
+"""``vmkeep image …``: the offline commands on a repository folder.
+
+They keep their catalog as a cache per repository under the user's data folder
+(``VMKEEP_CACHE_DIR`` overrides), resynchronised from the repository on every open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from appliance.errors import (
+    EXIT_DAMAGE_FOUND,
+    IntegrityError,
+    LockedError,
+    UsageError,
+)
+from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
+from appliance.jobs.prune import execute_prune, plan_prune, sweep
+from appliance.jobs.restore import restore_disk
+from appliance.jobs.retention import RetentionPolicy
+from appliance.jobs.sync import rescan, sync
+from appliance.jobs.verify import (
+    VerifyReport,
+    damaged_config_report,
+    verify_point,
+    verify_repository,
+)
+from appliance.progress import Progress, human_bytes
+from appliance.repository import codec
+from appliance.repository.backend import LocalBackend
+from appliance.repository.repo import Repository
+from appliance.source import ImageFileSource, parse_areas
+from catalog.store import Catalog, CatalogBusy, CatalogError
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("VMKEEP_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("vmkeep")) / "catalogs"
+
+
+def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
+    path = cache_dir() / f"{repo.id}.duckdb"
+    try:
+        return Catalog.open(path, wait=lock_wait)
+    except CatalogBusy as exc:
+        raise LockedError(str(exc)) from None
+    except CatalogError:
+        # The catalog is a cache: a broken one is set aside and rebuilt from the repository.
+        for p in (path, Path(f"{path}.wal")):
+            if p.exists():
+                p.rename(Path(f"{p}.broken"))
+        return Catalog.open(path, wait=lock_wait)
+
+
+@contextmanager
+def opened(repo_path: str, *, create: bool, lock_wait: float
+           ) -> Iterator[tuple[Repository, Catalog]]:
+    repo = Repository.open_local(Path(repo_path), create=create)
+    cat = open_catalog(repo, lock_wait)
+    try:
+        yield repo, cat
+    finally:
+        cat.close()
+
+
+def cleanup(repo: Repository, cat: Catalog) -> None:
+    """Sweep crash leftovers when nobody else uses the repository (needs the exclusive lock)."""
+    lock = repo.try_exclusive("cleanup")
+    if lock is None:
+        return
+    with lock:
+        sync(repo, cat)
+        sweep(repo, cat)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    # Check every input before the repository is created or touched.
+    options = BackupOptions(block_size=block_size_named(args.block_size),
+                            compression=codec.compression_named(args.compression).name,
+                            threads=max(1, args.threads))
+    source = ImageFileSource(Path(args.file))
+    try:
+        changed = None
+        if args.changed is not None:
+            try:
+                text = Path(args.changed).read_text()
+            except FileNotFoundError:
+                raise UsageError(f"changed-areas file {args.changed} does not exist; name an "
+                                 "existing JSON file") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"changed-areas file {args.changed} is unreadable "
+                                 f"({getattr(exc, 'strerror', None) or exc}); name a readable "
+                                 "JSON file") from None
+            changed = parse_areas(text, args.changed, source.size)
+        disk = DiskInput(0, source, changed,
+                         changed_reason="" if changed is not None else "no --changed list given")
+        with opened(args.repo, create=True, lock_wait=args.lock_wait) as (repo, cat):
+            cleanup(repo, cat)
+            progress = Progress(f"backup {args.name}")
+            try:
+                with repo.lock(exclusive=False, operation="backup", wait=args.lock_wait):
+                    sync(repo, cat)
+                    result = run_backup(repo, cat, args.name, [disk], options,
+                                        progress=progress)
+            except BaseException:
+                progress.done()
+                cleanup(repo, cat)
+                raise
+            progress.done()
+    finally:
+        source.close()
+    print(result.point_id)
+    print(f"{result.kind} backup of {args.name}: read {human_bytes(result.bytes_read)}, stored "
+          f"{human_bytes(result.bytes_stored)} new ({result.blocks_new} blocks, "
+          f"{result.blocks_deduplicated} deduplicated) in {result.seconds:.1f}s; "
+          f"{result.reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    target = Path(args.file)
+    if target.exists():
+        raise UsageError(f"restore target {target} already exists; remove it or name a new file")
+    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
+        with repo.lock(exclusive=False, operation="restore", wait=args.lock_wait):
+            sync(repo, cat)
+            progress = Progress(f"restore {args.point}")
+            try:
+                result = restore_disk(repo, cat, args.point, args.disk, target,
+                                      progress=progress)
+            finally:
+                progress.done()
+    print(f"restored disk {result.disk_index} of {result.point_id} to {result.target} "
+          f"({human_bytes(result.size)}) in {result.seconds:.1f}s", file=sys.stderr)
+    return 0
+
+
+def print_report(report: VerifyReport) -> None:
+    for d in report.damage:
+        affects = ", ".join(d.points) if d.points else "no restore point"
+        print(f"DAMAGED {d.file}: {d.problem}; affects {affects}")
+    summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
+               f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
+    if report.ok:
+        print(f"ok: {summary}; no damage found")
+    else:
+        pts = report.damaged_points
+        print(f"damage found: {summary}; {len(report.damage)} damaged files affect "
+              f"{len(pts)} restore points" + (f": {', '.join(pts)}" if pts else ""))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    path = Path(args.repo)
+    try:
+        repo = Repository.open_local(path, create=False)
+    except IntegrityError as exc:
+        if args.point is not None:
+            raise
+        print_report(damaged_config_report(LocalBackend(path), str(exc)))
+        return EXIT_DAMAGE_FOUND
+    cat = open_catalog(repo, args.lock_wait)
+    try:
+        with repo.lock(exclusive=False, operation="verify", wait=args.lock_wait):
+            sync(repo, cat)
+            if args.point:
+                report = verify_point(repo, cat, args.point)
+            else:
+                report = verify_repository(repo, cat)
+    finally:
+        cat.close()
+    print_report(report)
+    return 0 if report.ok else EXIT_DAMAGE_FOUND
+
+
+def point_listing(cat: Catalog, repo: Repository, name: str | None) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for p in cat.points(repo.id, name):
+        disks = cat.disks(p.point_id)
+        out.append({
+            "id": p.point_id, "vm": p.object_name,
+            "created": p.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "kind": p.kind, "bytes_read": p.bytes_read, "bytes_stored": p.bytes_stored,
+            "parent": p.parent_id, "compression": p.compression, "reason": p.reason,
+            "disks": [{"index": d.disk_index, "label": d.label, "size": d.size,
+                       "block_size": d.block_size, "change_id": d.change_id}
+                      for d in disks],
+        })
+    return out
+
+
+def cmd_points(args: argparse.Namespace) -> int:
+    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
+        with repo.lock(exclusive=False, operation="list", wait=args.lock_wait):
+            sync(repo, cat)
+        listing = point_listing(cat, repo, args.name)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    if not listing:
+        print(f"no restore points in {args.repo}")
+        return 0
+    print(f"{'ID':<26} {'NAME':<20} {'CREATED (UTC)':<20} {'KIND':<11} {'READ':>10} "
+          f"{'STORED':>10}")
+    for p in listing:
+        print(f"{p['id']!s:<26} {p['vm']!s:<20} {p['created']!s:<20} {p['kind']!s:<11} "
+              f"{human_bytes(int(str(p['bytes_read']))):>10} "
+              f"{human_bytes(int(str(p['bytes_stored']))):>10}")
+    return 0
+
+
+def cmd_rescan(args: argparse.Namespace) -> int:
+    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
+        with repo.lock(exclusive=False, operation="rescan", wait=args.lock_wait):
+            result = rescan(repo, cat)
+    print(f"rescanned {args.repo}: {result.points_added} restore points, "
+          f"{result.packs_added} packs indexed")
+    for problem in result.damaged:
+        print(f"skipped damaged file: {problem}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    policy = RetentionPolicy(args.keep_last, args.keep_days)
+    if not 0 < args.compact_below <= 1:
+        raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
+    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
+        with repo.lock(exclusive=True, operation="prune", wait=args.lock_wait):
+            sync(repo, cat)
+            plan = plan_prune(repo, cat, policy, datetime.now(UTC),
+                              compact_below=args.compact_below)
+            for d in plan.decisions:
+                why = ", ".join(d.reasons) if d.keep else "outside the policy"
+                print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
+                      f"{d.created.strftime('%Y-%m-%dT%H:%M:%SZ')}: {why}")
+            print(f"{'would free' if args.dry_run else 'frees'} about "
+                  f"{human_bytes(plan.bytes_freed)} ({plan.bytes_freed} bytes): "
+                  f"{len(plan.remove_points)} points removed, {len(plan.delete_packs)} packs "
+                  f"deleted, {len(plan.compact_packs)} packs compacted")
+            if args.dry_run:
+                return 0
+            result = execute_prune(repo, cat, plan)
+            sweep(repo, cat)
+    print(f"pruned: {result.points_removed} points removed, {result.packs_deleted} packs "
+          f"deleted, {result.packs_compacted} compacted into {result.packs_written}; freed "
+          f"{human_bytes(result.bytes_freed)}")
+    return 0
+
+
+COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
+            "points": cmd_points, "rescan": cmd_rescan, "prune": cmd_prune}
+
+
+def run(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args)

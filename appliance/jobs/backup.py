@@ -1,0 +1,320 @@
+"""Backup: plan (pure) which blocks of which disks to read, then execute the data path.
+
+Write ordering (docs/FORMAT.md §Write ordering): packs durable → each pack indexed in the
+catalog → manifest durable → point recorded in the catalog (complete). A crash anywhere leaves
+no point that claims blocks it does not have; leftover packs are swept by the next run that can
+take the exclusive lock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from appliance.errors import SourceError, UsageError
+from appliance.faults import crash_point
+from appliance.jobs.blockmap import overlay
+from appliance.jobs.sync import index_pack, record_point
+from appliance.repository import codec
+from appliance.repository.manifest import BlockMap, DiskRecord, Manifest
+from appliance.repository.pack import KIND_DISK_BLOCK, PackWriter
+from appliance.repository.repo import Repository
+from appliance.source import Extent, Source, blocks_touched
+from catalog.models import DiskRow, PointRow
+from catalog.store import Catalog
+
+BLOCK_SIZES: Final = {"256K": 256 << 10, "512K": 512 << 10, "1M": 1 << 20, "4M": 4 << 20}
+DEFAULT_BLOCK_SIZE: Final = 1 << 20
+BATCH_BYTES: Final = 16 << 20
+
+
+def block_size_named(text: str) -> int:
+    key = text.upper().removesuffix("IB").removesuffix("B")
+    if key in BLOCK_SIZES:
+        return BLOCK_SIZES[key]
+    if key.isdigit() and int(key) in BLOCK_SIZES.values():
+        return int(key)
+    raise UsageError(f"block size {text!r} is not supported; choose one of "
+                     f"{', '.join(BLOCK_SIZES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOptions:
+    block_size: int = DEFAULT_BLOCK_SIZE
+    compression: str = codec.DEFAULT_COMPRESSION
+    threads: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class DiskInput:
+    """One disk to back up: its source, what changed (None: nothing trustworthy) and metadata."""
+
+    index: int
+    source: Source
+    changed: Sequence[Extent] | None = None
+    change_id: str | None = None
+    changed_reason: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskShape:
+    """What the plan needs to know of a disk (pure data, no I/O)."""
+
+    index: int
+    size: int
+    allocated: tuple[Extent, ...]
+    changed: tuple[Extent, ...] | None
+    changed_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DiskPlan:
+    index: int
+    size: int
+    block_size: int
+    read_blocks: tuple[int, ...]
+    base_point: str | None  # the previous point to inherit unread blocks from
+    full_read: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackupPlan:
+    object_name: str
+    parent: str | None
+    disks: tuple[DiskPlan, ...]
+    kind: str
+    reason: str
+
+    @property
+    def bytes_to_read(self) -> int:
+        total = 0
+        for d in self.disks:
+            for b in d.read_blocks:
+                total += min(d.block_size, d.size - b * d.block_size)
+        return total
+
+
+def plan_backup(object_name: str, shapes: Sequence[DiskShape], parent: str | None,
+                parent_disks: Sequence[DiskRow], block_size: int) -> BackupPlan:
+    """Decide, per disk, which blocks to read and what the point inherits (pure)."""
+    by_index = {d.disk_index: d for d in parent_disks}
+    plans: list[DiskPlan] = []
+    for s in shapes:
+        prev = by_index.get(s.index) if parent else None
+        full_reason = ""
+        if prev is None:
+            full_reason = (f"first backup of {object_name}" if parent is None
+                           else f"disk {s.index} is new")
+        elif prev.block_size != block_size:
+            full_reason = (f"block size changed from {prev.block_size} to {block_size}: "
+                           "full read")
+        elif prev.size != s.size:
+            full_reason = f"disk size changed from {prev.size} to {s.size} bytes: full read"
+        elif s.changed is None:
+            full_reason = (s.changed_reason or "no changed-areas list") + (
+                ": read all allocated areas; deduplication stores only what changed")
+        if full_reason:
+            reads = blocks_touched(s.allocated, block_size, s.size)
+            base = parent if prev is not None and prev.block_size == block_size else None
+            plans.append(DiskPlan(s.index, s.size, block_size, tuple(reads), base, True,
+                                  full_reason))
+        else:
+            assert s.changed is not None
+            reads = blocks_touched(s.changed, block_size, s.size)
+            plans.append(DiskPlan(s.index, s.size, block_size, tuple(reads), parent, False,
+                                  f"changed areas: {len(reads)} blocks to read"))
+    full = all(p.full_read for p in plans)
+    reason = "; ".join(f"disk {p.index}: {p.reason}" for p in plans)
+    return BackupPlan(object_name, parent, tuple(plans), "full" if full else "incremental",
+                      reason)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    point_id: str
+    kind: str
+    reason: str
+    bytes_read: int
+    bytes_stored: int
+    blocks_new: int
+    blocks_deduplicated: int
+    manifest_bytes: int
+    seconds: float
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def new_point_id(now: datetime) -> str:
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
+
+
+class _PackSink:
+    """Appends new blocks to the open pack; a full pack is made durable, then indexed."""
+
+    def __init__(self, repo: Repository, cat: Catalog) -> None:
+        self.repo = repo
+        self.cat = cat
+        self.open = PackWriter()
+        self.pending: set[bytes] = set()
+        self.bytes_stored = 0
+        self.blocks_new = 0
+
+    def add(self, block_id: bytes, codec_id: int, stored: bytes, plain_len: int,
+            check: bytes) -> None:
+        self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check)
+        self.pending.add(block_id)
+        self.bytes_stored += len(stored)
+        self.blocks_new += 1
+        if self.open.size >= self.repo.config.pack_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not len(self.open):
+            return
+        writer, self.open = self.open, PackWriter()
+        self.repo.write_pack(writer)
+        crash_point("backup-pack-written")
+        index_pack(self.repo, self.cat, writer.pack_id)
+        crash_point("backup-pack-indexed")
+        self.pending.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    index: int
+    data: bytes | None  # None: all zero
+    block_id: bytes
+    check: bytes
+
+
+def _read_block(source: Source, key: bytes, index: int, block_size: int, size: int,
+                zero: bytes) -> _Read:
+    offset = index * block_size
+    length = min(block_size, size - offset)
+    data = source.read(offset, length)
+    if len(data) != length:
+        raise SourceError(f"{source.label}: read {len(data)} bytes at {offset}, expected "
+                          f"{length}; the source changed size during the backup")
+    if data == (zero if length == block_size else bytes(length)):
+        return _Read(index, None, b"", b"")
+    return _Read(index, data, codec.block_id(key, data), codec.check_of(data))
+
+
+def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, cat: Catalog,
+                 repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
+                 progress: Callable[[int], None]) -> tuple[list[tuple[int, bytes | None]], int,
+                                                           int]:
+    """Read the planned blocks; return (updates, bytes read, deduplicated blocks)."""
+    bs = plan.block_size
+    zero = bytes(bs)
+    batch_len = max(2, BATCH_BYTES // bs)
+    reads = plan.read_blocks
+    batches = [reads[i : i + batch_len] for i in range(0, len(reads), batch_len)]
+    updates: list[tuple[int, bytes | None]] = []
+    bytes_read = 0
+    deduped = 0
+
+    def submit(batch: Sequence[int]) -> list[Future[_Read]]:
+        return [pool.submit(_read_block, source, key, i, bs, plan.size, zero) for i in batch]
+
+    ahead = submit(batches[0]) if batches else []
+    for n in range(len(batches)):
+        current = [f.result() for f in ahead]
+        ahead = submit(batches[n + 1]) if n + 1 < len(batches) else []
+        candidates = [r for r in current if r.data is not None]
+        wanted = {r.block_id for r in candidates} - sink.pending
+        known = cat.existing_block_ids(repo_id, sorted(wanted))
+        to_store: list[_Read] = []
+        taken: set[bytes] = set()
+        for r in candidates:
+            if r.block_id in known or r.block_id in sink.pending or r.block_id in taken:
+                deduped += 1
+            else:
+                taken.add(r.block_id)
+                to_store.append(r)
+        packed = [pool.submit(codec.compress, r.data, compression) for r in to_store]
+        for r, fut in zip(to_store, packed, strict=True):
+            codec_id, stored = fut.result()
+            assert r.data is not None
+            sink.add(r.block_id, codec_id, stored, len(r.data), r.check)
+        for r in current:
+            updates.append((r.index, r.block_id if r.data is not None else None))
+            bytes_read += min(bs, plan.size - r.index * bs)
+        progress(bytes_read)
+    return updates, bytes_read, deduped
+
+
+def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
+               options: BackupOptions, *, object_kind: str = "image",
+               config: dict[str, Any] | None = None, object_uuid: str | None = None,
+               progress: ProgressFn | None = None) -> BackupResult:
+    """Back up ``disks`` as one new restore point. The caller holds a shared lock and has
+    synchronised the catalog with the repository."""
+    started = time.monotonic()
+    compression = codec.compression_named(options.compression)
+    if options.block_size not in BLOCK_SIZES.values():
+        raise UsageError(f"block size {options.block_size} is not supported")
+    parent_row = cat.latest_point(repo.id, object_name)
+    parent = parent_row.point_id if parent_row else None
+    parent_disks = cat.disks(parent) if parent else []
+    shapes = [DiskShape(d.index, d.source.size, tuple(d.source.allocated_areas()),
+                        tuple(d.changed) if d.changed is not None else None, d.changed_reason)
+              for d in disks]
+    plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
+    key = repo.block_key()
+    total = plan.bytes_to_read
+    sink = _PackSink(repo, cat)
+    done_before = 0
+    records: list[DiskRecord] = []
+    bytes_read = 0
+    deduped = 0
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(done_before + done, total)
+
+    with ThreadPoolExecutor(max_workers=max(1, options.threads),
+                            thread_name_prefix="backup") as pool:
+        for d, dplan in zip(disks, plan.disks, strict=True):
+            updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo.id,
+                                             compression, pool, report)
+            if dplan.base_point is not None:
+                idx, ids = cat.resolved_map(dplan.base_point, d.index)
+                base_map = BlockMap(idx, ids)
+            else:
+                base_map = BlockMap.empty()
+            new_map, _d_idx, _d_ids = overlay(base_map, updates, replace_all=dplan.full_read)
+            records.append(DiskRecord(d.index, d.source.label, d.source.size,
+                                      options.block_size, new_map, d.change_id, dict(d.meta)))
+            bytes_read += read
+            deduped += dd
+            done_before += read
+    sink.flush()
+    crash_point("backup-before-manifest")
+    now = datetime.now(UTC)
+    manifest = Manifest(
+        point_id=new_point_id(now), object_name=object_name, object_kind=object_kind,
+        created=now, kind=plan.kind, parent=parent, compression=compression.name,
+        reason=plan.reason, bytes_read=bytes_read, bytes_stored=sink.bytes_stored,
+        disks=tuple(records), config=dict(config or {}), object_uuid=object_uuid)
+    manifest_bytes = repo.write_manifest(manifest)
+    crash_point("backup-manifest-written")
+    # The catalog stores the point as a delta against its parent: rows ∝ changed blocks.
+    record_point(repo, cat, manifest, manifest_bytes, parent)
+    crash_point("backup-point-recorded")
+    return BackupResult(manifest.point_id, plan.kind, plan.reason, bytes_read,
+                        sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,
+                        time.monotonic() - started)
+
+
+def describe_config(options: BackupOptions) -> str:
+    return json.dumps({"block_size": options.block_size, "compression": options.compression})

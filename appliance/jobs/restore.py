@@ -1,0 +1,117 @@
+"""Restore a disk of a restore point to a raw image file.
+
+The target is written under a temporary name beside it, sparse where the disk is zero, made
+durable, and only then renamed into place: a failed restore leaves no target behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import BadInputError, IntegrityError, NotFoundError, StorageIOError
+from appliance.jobs.reader import BlockReader
+from appliance.repository.backend import ObjectNotFound
+from appliance.repository.repo import Repository
+from catalog.models import BlockLocation, PointRow
+from catalog.store import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    point_id: str
+    disk_index: int
+    target: Path
+    size: int
+    bytes_written: int
+    seconds: float
+
+
+def find_point(repo: Repository, cat: Catalog, point_id: str) -> PointRow:
+    row = cat.point(point_id)
+    if row is None or row.repo_id != repo.id:
+        raise NotFoundError(f"restore point {point_id!r} is not in repository {repo.location}; "
+                            "list its points with `vmkeep image points --repo "
+                            f"{repo.location}`")
+    return row
+
+
+def _fetch(reader: BlockReader, loc: BlockLocation, point_id: str) -> tuple[int, bytes]:
+    return loc.block_index, reader.read(loc, point_id)
+
+
+def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
+                 target: Path, *, threads: int = 2,
+                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+    started = time.monotonic()
+    point = find_point(repo, cat, point_id)
+    disks = {d.disk_index: d for d in cat.disks(point_id)}
+    if disk_index not in disks:
+        raise NotFoundError(f"restore point {point_id} has no disk {disk_index}; it has disks "
+                            f"{', '.join(str(i) for i in sorted(disks))}")
+    disk = disks[disk_index]
+    # The manifest is the truth: a damaged or missing manifest means a damaged point.
+    try:
+        manifest = repo.read_manifest(point.point_id)
+    except ObjectNotFound:
+        raise IntegrityError(f"the manifest of point {point_id} is missing from the "
+                             "repository") from None
+    mdisk = next((d for d in manifest.disks if d.index == disk_index), None)
+    plan = cat.restore_plan(repo.id, point_id, disk_index)
+    if (mdisk is None or len(mdisk.blocks) != len(plan)
+            or mdisk.blocks.ids != b"".join(p.block_id for p in plan)):
+        raise IntegrityError(f"the catalog's block map of point {point_id} disagrees with its "
+                             "manifest; run `vmkeep image rescan`")
+    if target.exists():
+        raise BadInputError(f"restore target {target} already exists; remove it or name a "
+                            "new file")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise NotFoundError(f"the folder of restore target {target} does not exist")
+    tmp = parent / f".{target.name}.vmkeep-partial-{secrets.token_hex(4)}"
+    reader = BlockReader(repo)
+    written = 0
+    bs = disk.block_size
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise StorageIOError(f"cannot create {tmp}: {exc.strerror}") from None
+    try:
+        try:
+            os.ftruncate(fd, disk.size)
+            window = max(4, (32 << 20) // bs)
+            with ThreadPoolExecutor(max_workers=max(1, threads),
+                                    thread_name_prefix="restore") as pool:
+                for start in range(0, len(plan), window):
+                    chunk = plan[start : start + window]
+                    for index, data in pool.map(lambda loc: _fetch(reader, loc, point_id),
+                                                chunk):
+                        view = memoryview(data)
+                        pos = index * bs
+                        while view:
+                            n = os.pwrite(fd, view, pos)
+                            view = view[n:]
+                            pos += n
+                        written += len(data)
+                    if progress is not None:
+                        progress(written, disk.size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise StorageIOError(f"writing restore target {target} failed: {exc.strerror}"
+                                 ) from None
+        raise
+    return RestoreResult(point_id, disk_index, target, disk.size, written,
+                         time.monotonic() - started)

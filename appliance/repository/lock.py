@@ -1,0 +1,188 @@
+"""Repository locks, after restic's model.
+
+Backups, restores and checks take a *shared* lock; prune and compact take an *exclusive* one.
+A process writes its lock file ``locks/<id>`` first and then lists the others: if any holds a
+conflicting mode, it removes its own and waits (or gives up). A lock is *stale* when its
+process is gone (same host, pid not running or started at another time) or when it was not
+refreshed for ``STALE_AFTER`` seconds; stale locks are removed by whoever finds them. Holders
+refresh their lock every ``REFRESH_EVERY`` seconds from a background thread.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from appliance.errors import IntegrityError, LockedError, RepositoryFormatError
+from appliance.repository import objfile
+from appliance.repository.backend import Backend, ObjectNotFound
+
+STALE_AFTER: Final = 30 * 60.0
+REFRESH_EVERY: Final = 5 * 60.0
+LOCKS: Final = "locks"
+
+
+def _proc_start(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat.rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return start is None or _proc_start(pid) in (None, start)
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    lock_id: str
+    host: str
+    pid: int
+    pid_start: int | None
+    exclusive: bool
+    operation: str
+    created: float
+    refreshed: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.lock_id, "host": self.host, "pid": self.pid,
+                "pid_start": self.pid_start, "exclusive": self.exclusive,
+                "operation": self.operation, "created": self.created,
+                "refreshed": self.refreshed}
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> LockInfo:
+        return LockInfo(str(doc["id"]), str(doc["host"]), int(doc["pid"]), doc.get("pid_start"),
+                        bool(doc["exclusive"]), str(doc.get("operation", "")),
+                        float(doc["created"]), float(doc["refreshed"]))
+
+    def describe(self) -> str:
+        mode = "exclusive" if self.exclusive else "shared"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created))
+        return f"{mode} lock of {self.operation} (pid {self.pid} on {self.host}, since {since})"
+
+    def is_stale(self, now: float) -> bool:
+        if self.host == socket.gethostname() and not _alive(self.pid, self.pid_start):
+            return True
+        return now - self.refreshed > STALE_AFTER
+
+
+class RepoLock:
+    """A held lock; use as a context manager or call ``release()``."""
+
+    def __init__(self, backend: Backend, info: LockInfo) -> None:
+        self.backend = backend
+        self.info = info
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresher, daemon=True,
+                                        name=f"lock-refresh-{info.lock_id[:6]}")
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return f"{LOCKS}/{self.info.lock_id}"
+
+    def _refresher(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY):
+            info = LockInfo(**{**_fields(self.info), "refreshed": time.time()})
+            try:
+                self.backend.put(self.name, objfile.encode_json(objfile.MAGIC_LOCK,
+                                                                info.to_json()))
+                self.info = info
+            except Exception:  # the next refresh tries again; staleness is 6 refreshes away
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.backend.delete(self.name)
+        except ObjectNotFound:
+            pass
+
+    def __enter__(self) -> RepoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _fields(info: LockInfo) -> dict[str, Any]:
+    return {f: getattr(info, f) for f in LockInfo.__slots__}
+
+
+def read_locks(backend: Backend) -> list[tuple[str, LockInfo | None]]:
+    """Every lock file as (name, info); info is None for a damaged or vanished lock file."""
+    out: list[tuple[str, LockInfo | None]] = []
+    for name in backend.list(LOCKS):
+        try:
+            doc = objfile.decode_json(objfile.MAGIC_LOCK, backend.get(name), name)
+            out.append((name, LockInfo.from_json(doc)))
+        except ObjectNotFound:
+            continue
+        except (IntegrityError, RepositoryFormatError, KeyError, TypeError, ValueError):
+            out.append((name, None))
+    return out
+
+
+def acquire(backend: Backend, *, exclusive: bool, operation: str,
+            wait: float = 0.0) -> RepoLock:
+    """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while True:
+        now = time.time()
+        info = LockInfo(secrets.token_hex(16), socket.gethostname(), os.getpid(),
+                        _proc_start(os.getpid()), exclusive, operation, now, now)
+        name = f"{LOCKS}/{info.lock_id}"
+        backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
+        conflict: LockInfo | None = None
+        for other_name, other in read_locks(backend):
+            if other_name == name:
+                continue
+            if other is None:
+                # A damaged lock file: treat it as stale once it is old enough.
+                try:
+                    if now - backend.stat(other_name).mtime > STALE_AFTER:
+                        backend.delete(other_name)
+                        continue
+                except ObjectNotFound:
+                    continue
+                conflict = conflict or LockInfo("?", "?", 0, None, True, "unknown", now, now)
+                continue
+            if other.is_stale(now):
+                try:
+                    backend.delete(other_name)
+                except ObjectNotFound:
+                    pass
+                continue
+            if exclusive or other.exclusive:
+                conflict = other
+        if conflict is None:
+            return RepoLock(backend, info)
+        try:
+            backend.delete(name)
+        except ObjectNotFound:
+            pass
+        if time.monotonic() >= deadline:
+            raise LockedError(
+                f"repository {backend.location} is locked: {conflict.describe()}; wait for it "
+                "to finish (or pass a longer --lock-wait), or remove the lock if that process "
+                "is gone"
+            )
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 1.0)

@@ -1,0 +1,188 @@
+"""A repository: its config, its block-id key, and typed access to packs and manifests.
+
+Folders (see docs/FORMAT.md): ``config``, ``keys/<key_id>``, ``packs/<xx>/<pack_id>.pack``,
+``manifests/<point_id>``, ``locks/<lock_id>``, ``tmp/`` (files being written).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from appliance.errors import IntegrityError, LockedError, RepositoryFormatError
+from appliance.repository import lock as locks
+from appliance.repository import manifest as mf
+from appliance.repository import objfile, pack
+from appliance.repository.backend import TMP_FOLDER, Backend, LocalBackend, ObjectNotFound
+from appliance.repository.codec import new_key
+
+CONFIG: Final = "config"
+DEFAULT_PACK_SIZE: Final = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    repository_id: str
+    created: str
+    key_id: str
+    pack_size: int
+
+
+class Repository:
+    """Typed access to one repository location. Not a lock: callers take one first."""
+
+    def __init__(self, backend: Backend, config: RepoConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self._key: bytes | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.repository_id
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    # -- creation and opening ---------------------------------------------------------------
+    @staticmethod
+    def init(backend: Backend, *, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
+        key_id = secrets.token_hex(8)
+        key_doc = {"key_id": key_id, "purpose": "block-id", "algorithm": "blake3-keyed",
+                   "key": new_key().hex()}
+        backend.put(f"keys/{key_id}", objfile.encode_json(objfile.MAGIC_KEY, key_doc))
+        cfg = RepoConfig(secrets.token_hex(16), datetime.now(UTC).isoformat(), key_id,
+                         pack_size)
+        doc = {"repository_id": cfg.repository_id, "created": cfg.created,
+               "block_id_key": key_id, "pack_size": pack_size, "block_id": "blake3-keyed",
+               "check": "xxh3-128"}
+        # The config is written last: a folder with a config is a complete repository.
+        backend.put(CONFIG, objfile.encode_json(objfile.MAGIC_CONFIG, doc))
+        return Repository(backend, cfg)
+
+    @staticmethod
+    def open(backend: Backend) -> Repository:
+        try:
+            data = backend.get(CONFIG)
+        except ObjectNotFound:
+            raise RepositoryFormatError(
+                f"{backend.location} is not a vmkeep repository (it has no config file); "
+                "name an empty or missing folder to create one"
+            ) from None
+        doc = objfile.decode_json(objfile.MAGIC_CONFIG, data, f"{backend.location}/config")
+        try:
+            cfg = RepoConfig(str(doc["repository_id"]), str(doc["created"]),
+                             str(doc["block_id_key"]), int(doc["pack_size"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise IntegrityError(f"{backend.location}/config lacks {exc}") from None
+        return Repository(backend, cfg)
+
+    @staticmethod
+    def open_local(path: Path, *, create: bool) -> Repository:
+        """Open the repository in ``path``, creating it when the folder is missing or empty."""
+        backend = LocalBackend(path)
+        if create and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RepositoryFormatError(
+                    f"cannot create repository folder {path}: {exc.strerror}") from None
+            return Repository.init(backend)
+        if not path.is_dir():
+            raise RepositoryFormatError(f"{path} is not a folder; name a repository folder")
+        return Repository.open(backend)
+
+    # -- keys -------------------------------------------------------------------------------
+    def block_key(self) -> bytes:
+        if self._key is None:
+            name = f"keys/{self.config.key_id}"
+            doc = objfile.decode_json(objfile.MAGIC_KEY, self.backend.get(name),
+                                      f"{self.location}/{name}")
+            try:
+                key = bytes.fromhex(str(doc["key"]))
+            except (KeyError, ValueError) as exc:
+                raise IntegrityError(f"{self.location}/{name} holds no valid key: {exc}") from None
+            if len(key) != 32 or doc.get("key_id") != self.config.key_id:
+                raise IntegrityError(f"{self.location}/{name} holds no valid key")
+            self._key = key
+        return self._key
+
+    # -- listing ------------------------------------------------------------------------------
+    def pack_ids(self) -> list[str]:
+        return [p for p in (pack.pack_id_of(n) for n in self.backend.list("packs")) if p]
+
+    def point_ids(self) -> list[str]:
+        return [p for p in (mf.point_id_of(n) for n in self.backend.list("manifests")) if p]
+
+    # -- packs --------------------------------------------------------------------------------
+    def pack_what(self, pack_id: str) -> str:
+        return f"pack {pack_id}"
+
+    def write_pack(self, writer: pack.PackWriter) -> int:
+        data = writer.finish()
+        self.backend.put(pack.pack_name(writer.pack_id), data)
+        return len(data)
+
+    def read_pack(self, pack_id: str) -> bytes:
+        return self.backend.get(pack.pack_name(pack_id))
+
+    def read_pack_index(self, pack_id: str) -> tuple[int, list[pack.PackEntry]]:
+        """Return (pack size, index), checking header, footer and index checks."""
+        name = pack.pack_name(pack_id)
+        what = self.pack_what(pack_id)
+        size = self.backend.stat(name).size
+        if size < pack.HEADER.size + pack.FOOTER.size:
+            raise IntegrityError(f"{what}: file of {size} bytes is truncated")
+        pack.check_header(self.backend.get_range(name, 0, pack.HEADER.size), pack_id, what)
+        footer = self.backend.get_range(name, size - pack.FOOTER.size, pack.FOOTER.size)
+        index_offset, count, index_check = pack.parse_footer(footer, size, what)
+        index = self.backend.get_range(name, index_offset, count * pack.ENTRY.size)
+        return size, pack.parse_index(index, count, index_check, index_offset, what)
+
+    def read_stored(self, pack_id: str, offset: int, length: int) -> bytes:
+        return self.backend.get_range(pack.pack_name(pack_id), offset, length)
+
+    def delete_pack(self, pack_id: str) -> None:
+        try:
+            self.backend.delete(pack.pack_name(pack_id))
+        except ObjectNotFound:
+            pass
+
+    # -- manifests ----------------------------------------------------------------------------
+    def write_manifest(self, manifest: mf.Manifest) -> int:
+        data = mf.encode(manifest)
+        self.backend.put(mf.manifest_name(manifest.point_id), data)
+        return len(data)
+
+    def read_manifest(self, point_id: str) -> mf.Manifest:
+        return mf.decode(self.backend.get(mf.manifest_name(point_id)), f"manifest {point_id}")
+
+    def delete_manifest(self, point_id: str) -> None:
+        try:
+            self.backend.delete(mf.manifest_name(point_id))
+        except ObjectNotFound:
+            pass
+
+    # -- locks and leftovers ------------------------------------------------------------------
+    def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0) -> locks.RepoLock:
+        return locks.acquire(self.backend, exclusive=exclusive, operation=operation, wait=wait)
+
+    def try_exclusive(self, operation: str) -> locks.RepoLock | None:
+        try:
+            return self.lock(exclusive=True, operation=operation, wait=0.0)
+        except LockedError:
+            return None
+
+    def sweep_tmp(self) -> int:
+        """Remove files a crashed writer left in tmp/. Call only under an exclusive lock."""
+        removed = 0
+        for name in self.backend.list(TMP_FOLDER):
+            try:
+                self.backend.delete(name)
+                removed += 1
+            except ObjectNotFound:
+                pass
+        return removed

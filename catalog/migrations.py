@@ -1,0 +1,50 @@
+"""The catalog schema as ordered migrations. ``SCHEMA_VERSION`` is the newest.
+
+Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
+point_disks, packs, blocks, block_map. Authoritative appliance state (jobs, schedules,
+sessions, vCenters) joins in later migrations and is saved by the configuration backup.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[list[tuple[int, str]]] = [
+    (
+        1,
+        """
+        CREATE TABLE repositories (
+            repo_id VARCHAR NOT NULL, location VARCHAR NOT NULL, key_id VARCHAR,
+            synced TIMESTAMP
+        );
+        CREATE TABLE points (
+            point_id VARCHAR NOT NULL, repo_id VARCHAR NOT NULL, object_name VARCHAR NOT NULL,
+            object_kind VARCHAR NOT NULL, created TIMESTAMP NOT NULL, kind VARCHAR NOT NULL,
+            parent_id VARCHAR, compression VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+            bytes_read BIGINT NOT NULL, bytes_stored BIGINT NOT NULL,
+            manifest_bytes BIGINT NOT NULL, config JSON, complete BOOLEAN NOT NULL
+        );
+        CREATE TABLE point_disks (
+            point_id VARCHAR NOT NULL, disk_index INTEGER NOT NULL, label VARCHAR NOT NULL,
+            size BIGINT NOT NULL, block_size INTEGER NOT NULL, change_id VARCHAR,
+            meta JSON, base_point VARCHAR, blocks BIGINT NOT NULL
+        );
+        CREATE TABLE packs (
+            repo_id VARCHAR NOT NULL, pack_id VARCHAR NOT NULL, size BIGINT NOT NULL,
+            entries INTEGER NOT NULL
+        );
+        CREATE TABLE blocks (
+            repo_id VARCHAR NOT NULL, block_id BLOB NOT NULL, pack_id VARCHAR NOT NULL,
+            kind UTINYINT NOT NULL, codec UTINYINT NOT NULL, key_id UINTEGER NOT NULL,
+            "offset" BIGINT NOT NULL, stored_len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
+            "check" BLOB NOT NULL
+        );
+        CREATE TABLE block_map (
+            point_id VARCHAR NOT NULL, disk_index INTEGER NOT NULL, block_index BIGINT NOT NULL,
+            block_id BLOB
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -1,0 +1,88 @@
+"""Values the catalog returns. Frozen; no DuckDB object ever leaves the catalog package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    point_id: str
+    repo_id: str
+    object_name: str
+    object_kind: str
+    created: datetime  # UTC, tz-aware
+    kind: str
+    parent_id: str | None
+    compression: str
+    reason: str
+    bytes_read: int
+    bytes_stored: int
+    manifest_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRow:
+    point_id: str
+    disk_index: int
+    label: str
+    size: int
+    block_size: int
+    change_id: str | None
+    base_point: str | None
+    blocks: int
+    meta_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockLocation:
+    """Where one block of a disk lives; pack_id is None when no pack holds the block."""
+
+    block_index: int
+    block_id: bytes
+    pack_id: str | None
+    offset: int
+    stored_len: int
+    plain_len: int
+    codec: int
+    key_id: int
+    check: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PackUsage:
+    pack_id: str
+    size: int
+    entries: int
+    live_entries: int
+    live_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewBlock:
+    """A block entry of a pack, as the catalog indexes it."""
+
+    block_id: bytes
+    kind: int
+    codec: int
+    key_id: int
+    offset: int
+    stored_len: int
+    plain_len: int
+    check: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewDisk:
+    disk_index: int
+    label: str
+    size: int
+    block_size: int
+    change_id: str | None
+    meta_json: str
+    base_point: str | None  # None: rows below are the whole map
+    blocks: int  # non-zero blocks in the whole (resolved) map
+    delta_indices: list[int]
+    delta_ids: list[bytes | None]  # None: the block became zero

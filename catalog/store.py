@@ -1,0 +1,491 @@
+"""The catalog: one DuckDB database, typed functions in, frozen dataclasses out.
+
+Rows are always written in bulk (``unnest`` of lists), never one ``execute`` per block.
+A restore point's block map is stored as a *delta* against its ``base_point`` (the point the
+backup was based on): an incremental adds rows in proportion to the blocks it changed. A NULL
+``block_id`` in ``block_map`` means the block became all-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from array import array
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+from catalog.migrations import MIGRATIONS, SCHEMA_VERSION
+from catalog.models import (
+    BlockLocation,
+    DiskRow,
+    NewBlock,
+    NewDisk,
+    PackUsage,
+    PointRow,
+)
+
+_POINT_COLS: Final = (
+    "point_id, repo_id, object_name, object_kind, created, kind, parent_id, compression, "
+    "reason, bytes_read, bytes_stored, manifest_bytes"
+)
+
+
+class CatalogError(Exception):
+    """The catalog database could not be used."""
+
+
+class CatalogBusy(CatalogError):
+    """Another process has the catalog database open."""
+
+
+class CatalogVersionError(CatalogError):
+    """The catalog was written by a newer vmkeep."""
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _point(row: tuple[Any, ...]) -> PointRow:
+    return PointRow(row[0], row[1], row[2], row[3], _utc(row[4]), row[5], row[6], row[7],
+                    row[8], int(row[9]), int(row[10]), int(row[11]))
+
+
+class Catalog:
+    """A catalog database. Not thread-safe: one thread uses a Catalog at a time."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self._con = con
+        self.path = path
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @staticmethod
+    def open(path: Path | None, *, wait: float = 0.0, memory_limit: str = "256MB") -> Catalog:
+        """Open (creating and migrating) the catalog at ``path``; None opens one in memory."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                con = duckdb.connect(str(path) if path is not None else ":memory:",
+                                     config={"threads": 2, "memory_limit": memory_limit})
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise CatalogError(f"cannot open catalog {path}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise CatalogBusy(
+                        f"catalog {path} is in use by another vmkeep process; wait for it to "
+                        "finish (or pass a longer --lock-wait)"
+                    ) from None
+                time.sleep(0.1)
+        cat = Catalog(con, path)
+        cat._migrate()
+        return cat
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        if current > SCHEMA_VERSION:
+            raise CatalogVersionError(
+                f"catalog {self.path} has schema version {current}; this vmkeep knows up to "
+                f"{SCHEMA_VERSION}: upgrade vmkeep or remove the cache to rebuild it"
+            )
+        for version, sql in MIGRATIONS:
+            if version > current:
+                with self.transaction():
+                    con.execute(sql)
+                    con.execute("INSERT INTO schema_version VALUES (?)", [version])
+
+    @property
+    def schema_version(self) -> int:
+        row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    # -- repositories ---------------------------------------------------------------------------
+    def ensure_repository(self, repo_id: str, location: str, key_id: str) -> None:
+        con = self._con
+        row = con.execute("SELECT count(*) FROM repositories WHERE repo_id = ?",
+                          [repo_id]).fetchone()
+        if row and row[0]:
+            con.execute("UPDATE repositories SET location = ?, key_id = ? WHERE repo_id = ?",
+                        [location, key_id, repo_id])
+        else:
+            con.execute("INSERT INTO repositories VALUES (?, ?, ?, NULL)",
+                        [repo_id, location, key_id])
+
+    def mark_synced(self, repo_id: str) -> None:
+        self._con.execute("UPDATE repositories SET synced = ? WHERE repo_id = ?",
+                          [_naive_utc(datetime.now(UTC)), repo_id])
+
+    def clear_index(self, repo_id: str) -> None:
+        """Forget every indexed pack, block and point of a repository (before a rescan)."""
+        con = self._con
+        with self.transaction():
+            pts = "SELECT point_id FROM points WHERE repo_id = ?"
+            con.execute(f"DELETE FROM block_map WHERE point_id IN ({pts})", [repo_id])
+            con.execute(f"DELETE FROM point_disks WHERE point_id IN ({pts})", [repo_id])
+            con.execute("DELETE FROM points WHERE repo_id = ?", [repo_id])
+            con.execute("DELETE FROM blocks WHERE repo_id = ?", [repo_id])
+            con.execute("DELETE FROM packs WHERE repo_id = ?", [repo_id])
+
+    # -- packs and blocks -----------------------------------------------------------------------
+    def pack_ids(self, repo_id: str) -> set[str]:
+        rows = self._con.execute("SELECT pack_id FROM packs WHERE repo_id = ?",
+                                 [repo_id]).fetchall()
+        return {r[0] for r in rows}
+
+    def add_pack(self, repo_id: str, pack_id: str, size: int,
+                 entries: Sequence[NewBlock]) -> None:
+        con = self._con
+        with self.transaction():
+            con.execute("INSERT INTO packs VALUES (?, ?, ?, ?)",
+                        [repo_id, pack_id, size, len(entries)])
+            if entries:
+                con.execute(
+                    """INSERT INTO blocks SELECT ?, unnest(?::BLOB[]), ?, unnest(?::UTINYINT[]),
+                       unnest(?::UTINYINT[]), unnest(?::UINTEGER[]), unnest(?::BIGINT[]),
+                       unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BLOB[])""",
+                    [repo_id, [e.block_id for e in entries], pack_id,
+                     [e.kind for e in entries], [e.codec for e in entries],
+                     [e.key_id for e in entries], [e.offset for e in entries],
+                     [e.stored_len for e in entries], [e.plain_len for e in entries],
+                     [e.check for e in entries]],
+                )
+
+    def remove_packs(self, repo_id: str, pack_ids: Sequence[str]) -> None:
+        if not pack_ids:
+            return
+        con = self._con
+        with self.transaction():
+            con.execute("DELETE FROM blocks WHERE repo_id = ? AND pack_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(pack_ids)])
+            con.execute("DELETE FROM packs WHERE repo_id = ? AND pack_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(pack_ids)])
+
+    def existing_block_ids(self, repo_id: str, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``ids`` some pack of the repository already holds (one batched query)."""
+        if not ids:
+            return set()
+        rows = self._con.execute(
+            "SELECT DISTINCT block_id FROM blocks WHERE repo_id = ? AND block_id IN "
+            "(SELECT unnest(?::BLOB[]))", [repo_id, list(ids)]).fetchall()
+        return {bytes(r[0]) for r in rows}
+
+    def block_ids_in_pack(self, repo_id: str, pack_id: str) -> list[bytes]:
+        rows = self._con.execute("SELECT block_id FROM blocks WHERE repo_id = ? AND pack_id = ?",
+                                 [repo_id, pack_id]).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def pack_of_block(self, repo_id: str, block_id: bytes) -> str | None:
+        row = self._con.execute("SELECT min(pack_id) FROM blocks WHERE repo_id = ? AND "
+                                "block_id = ?", [repo_id, block_id]).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def block_count(self, repo_id: str) -> int:
+        row = self._con.execute("SELECT count(*) FROM blocks WHERE repo_id = ?",
+                                [repo_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- points ---------------------------------------------------------------------------------
+    def point_ids(self, repo_id: str) -> set[str]:
+        rows = self._con.execute("SELECT point_id FROM points WHERE repo_id = ?",
+                                 [repo_id]).fetchall()
+        return {r[0] for r in rows}
+
+    def add_point(self, repo_id: str, point: PointRow, config: dict[str, Any],
+                  disks: Sequence[NewDisk]) -> None:
+        """Record a point whose manifest is already durable in the repository; all or nothing."""
+        con = self._con
+        with self.transaction():
+            con.execute(
+                f"INSERT INTO points ({_POINT_COLS}, config, complete) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
+                [point.point_id, repo_id, point.object_name, point.object_kind,
+                 _naive_utc(point.created), point.kind, point.parent_id, point.compression,
+                 point.reason, point.bytes_read, point.bytes_stored, point.manifest_bytes,
+                 json.dumps(config)],
+            )
+            for d in disks:
+                con.execute(
+                    "INSERT INTO point_disks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [point.point_id, d.disk_index, d.label, d.size, d.block_size, d.change_id,
+                     d.meta_json, d.base_point, d.blocks],
+                )
+                if d.delta_indices:
+                    con.execute(
+                        "INSERT INTO block_map SELECT ?, ?, unnest(?::BIGINT[]), "
+                        "unnest(?::BLOB[])",
+                        [point.point_id, d.disk_index, d.delta_indices, d.delta_ids],
+                    )
+            con.execute("UPDATE points SET complete = true WHERE point_id = ?",
+                        [point.point_id])
+
+    def points(self, repo_id: str | None = None, object_name: str | None = None
+               ) -> list[PointRow]:
+        """Complete points, oldest first."""
+        sql = f"SELECT {_POINT_COLS} FROM points WHERE complete"
+        args: list[Any] = []
+        if repo_id is not None:
+            sql += " AND repo_id = ?"
+            args.append(repo_id)
+        if object_name is not None:
+            sql += " AND object_name = ?"
+            args.append(object_name)
+        sql += " ORDER BY created, point_id"
+        return [_point(r) for r in self._con.execute(sql, args).fetchall()]
+
+    def point(self, point_id: str) -> PointRow | None:
+        row = self._con.execute(
+            f"SELECT {_POINT_COLS} FROM points WHERE complete AND point_id = ?", [point_id]
+        ).fetchone()
+        return _point(row) if row else None
+
+    def latest_point(self, repo_id: str, object_name: str) -> PointRow | None:
+        pts = self.points(repo_id, object_name)
+        return pts[-1] if pts else None
+
+    def point_config(self, point_id: str) -> dict[str, Any]:
+        row = self._con.execute("SELECT config FROM points WHERE point_id = ?",
+                                [point_id]).fetchone()
+        return dict(json.loads(row[0])) if row and row[0] else {}
+
+    def disks(self, point_id: str) -> list[DiskRow]:
+        rows = self._con.execute(
+            "SELECT point_id, disk_index, label, size, block_size, change_id, base_point, "
+            "blocks, coalesce(CAST(meta AS VARCHAR), '{}') FROM point_disks WHERE point_id = ? "
+            "ORDER BY disk_index", [point_id]).fetchall()
+        return [DiskRow(r[0], int(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6], int(r[7]),
+                        r[8]) for r in rows]
+
+    _CHAIN: Final = """
+        WITH RECURSIVE chain(point_id, depth) AS (
+            SELECT CAST(? AS VARCHAR), 0
+            UNION ALL
+            SELECT pd.base_point, c.depth + 1 FROM chain c
+            JOIN point_disks pd ON pd.point_id = c.point_id AND pd.disk_index = ?
+            WHERE pd.base_point IS NOT NULL
+        ),
+        resolved AS (
+            SELECT m.block_index, m.block_id FROM block_map m JOIN chain c USING (point_id)
+            WHERE m.disk_index = ?
+            QUALIFY row_number() OVER (PARTITION BY m.block_index ORDER BY c.depth) = 1
+        )
+    """
+
+    def resolved_map(self, point_id: str, disk_index: int) -> tuple[array, bytes]:
+        """The whole block map of a point's disk: (ascending indices, concatenated ids)."""
+        rows = self._con.execute(
+            self._CHAIN + "SELECT block_index, block_id FROM resolved "
+            "WHERE block_id IS NOT NULL ORDER BY block_index",
+            [point_id, disk_index, disk_index]).fetchall()
+        return array("Q", (int(r[0]) for r in rows)), b"".join(bytes(r[1]) for r in rows)
+
+    def restore_plan(self, repo_id: str, point_id: str, disk_index: int
+                     ) -> list[BlockLocation]:
+        """Every non-zero block of a point's disk with one location, by block index."""
+        rows = self._con.execute(
+            self._CHAIN + """,
+            loc AS (
+                SELECT block_id, min(pack_id) AS pack_id FROM blocks
+                WHERE repo_id = ? AND block_id IN (SELECT block_id FROM resolved)
+                GROUP BY block_id
+            )
+            SELECT r.block_index, r.block_id, b.pack_id, b."offset", b.stored_len, b.plain_len,
+                   b.codec, b.key_id, b."check"
+            FROM resolved r
+            LEFT JOIN loc l ON l.block_id = r.block_id
+            LEFT JOIN blocks b ON b.repo_id = ? AND b.block_id = l.block_id
+                               AND b.pack_id = l.pack_id
+            WHERE r.block_id IS NOT NULL ORDER BY r.block_index""",
+            [point_id, disk_index, disk_index, repo_id, repo_id]).fetchall()
+        return [BlockLocation(int(r[0]), bytes(r[1]), r[2], int(r[3] or 0), int(r[4] or 0),
+                              int(r[5] or 0), int(r[6] or 0), int(r[7] or 0),
+                              bytes(r[8] or b"")) for r in rows]
+
+    def remove_point(self, point_id: str) -> None:
+        """Forget a point; points based on it absorb its rows so their maps do not change."""
+        con = self._con
+        with self.transaction():
+            own = con.execute("SELECT disk_index, base_point FROM point_disks WHERE point_id = ?",
+                              [point_id]).fetchall()
+            for disk_index, base in own:
+                children = con.execute(
+                    "SELECT point_id FROM point_disks WHERE base_point = ? AND disk_index = ?",
+                    [point_id, disk_index]).fetchall()
+                for (child,) in children:
+                    con.execute(
+                        """INSERT INTO block_map
+                           SELECT ?, disk_index, block_index, block_id FROM block_map
+                           WHERE point_id = ? AND disk_index = ? AND block_index NOT IN
+                             (SELECT block_index FROM block_map
+                              WHERE point_id = ? AND disk_index = ?)""",
+                        [child, point_id, disk_index, child, disk_index])
+                    con.execute("UPDATE point_disks SET base_point = ? WHERE point_id = ? "
+                                "AND disk_index = ?", [base, child, disk_index])
+                    if base is None:
+                        con.execute("DELETE FROM block_map WHERE point_id = ? AND disk_index = ? "
+                                    "AND block_id IS NULL", [child, disk_index])
+            con.execute("DELETE FROM block_map WHERE point_id = ?", [point_id])
+            con.execute("DELETE FROM point_disks WHERE point_id = ?", [point_id])
+            con.execute("DELETE FROM points WHERE point_id = ?", [point_id])
+
+    def map_rows(self, point_id: str) -> int:
+        row = self._con.execute("SELECT count(*) FROM block_map WHERE point_id = ?",
+                                [point_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- space accounting for prune -------------------------------------------------------------
+    def _fill_live_ids(self, live_points: Sequence[str]) -> None:
+        con = self._con
+        con.execute("CREATE OR REPLACE TEMP TABLE live_ids (block_id BLOB)")
+        for pid in live_points:
+            for (disk_index,) in con.execute(
+                    "SELECT disk_index FROM point_disks WHERE point_id = ?", [pid]).fetchall():
+                con.execute("INSERT INTO live_ids " + self._CHAIN +
+                            "SELECT block_id FROM resolved WHERE block_id IS NOT NULL",
+                            [pid, disk_index, disk_index])
+
+    def pack_usage(self, repo_id: str, live_points: Sequence[str]) -> list[PackUsage]:
+        """Per pack: entries and bytes still referenced by ``live_points``.
+
+        A block held by several packs counts as live in one of them only (the smallest pack id,
+        the same one restores read), so a pack that only duplicates blocks kept elsewhere is dead.
+        """
+        con = self._con
+        self._fill_live_ids(live_points)
+        rows = con.execute(
+            """WITH live AS (SELECT DISTINCT block_id FROM live_ids),
+               keeper AS (SELECT b.block_id, min(b.pack_id) AS pack_id FROM blocks b
+                          JOIN live USING (block_id) WHERE b.repo_id = ? GROUP BY b.block_id)
+               SELECT p.pack_id, p.size, p.entries,
+                      count(k.block_id) AS live_entries,
+                      coalesce(sum(CASE WHEN k.block_id IS NOT NULL THEN b.stored_len END), 0),
+                      coalesce(sum(b.stored_len), 0)
+               FROM packs p
+               LEFT JOIN blocks b ON b.repo_id = p.repo_id AND b.pack_id = p.pack_id
+               LEFT JOIN keeper k ON k.block_id = b.block_id AND k.pack_id = b.pack_id
+               WHERE p.repo_id = ? GROUP BY p.pack_id, p.size, p.entries ORDER BY p.pack_id""",
+            [repo_id, repo_id]).fetchall()
+        con.execute("DROP TABLE live_ids")
+        return [PackUsage(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in rows]
+
+    def live_entries(self, repo_id: str, live_points: Sequence[str], pack_ids: Sequence[str]
+                     ) -> dict[str, list[bytes]]:
+        """Per pack of ``pack_ids``: the block ids it must keep for ``live_points`` (keepers)."""
+        con = self._con
+        self._fill_live_ids(live_points)
+        rows = con.execute(
+            """WITH live AS (SELECT DISTINCT block_id FROM live_ids),
+               keeper AS (SELECT b.block_id, min(b.pack_id) AS pack_id FROM blocks b
+                          JOIN live USING (block_id) WHERE b.repo_id = ? GROUP BY b.block_id)
+               SELECT pack_id, block_id FROM keeper
+               WHERE pack_id IN (SELECT unnest(?::VARCHAR[]))""",
+            [repo_id, list(pack_ids)]).fetchall()
+        con.execute("DROP TABLE live_ids")
+        out: dict[str, list[bytes]] = {}
+        for pack_id, block_id in rows:
+            out.setdefault(pack_id, []).append(bytes(block_id))
+        return out
+
+    def unreferenced_packs(self, repo_id: str) -> list[str]:
+        """Packs none of whose blocks any point's block map names (crash leftovers)."""
+        rows = self._con.execute(
+            """SELECT p.pack_id FROM packs p WHERE p.repo_id = ? AND NOT EXISTS (
+                   SELECT 1 FROM blocks b JOIN block_map m ON m.block_id = b.block_id
+                   JOIN points pt ON pt.point_id = m.point_id AND pt.repo_id = b.repo_id
+                   WHERE b.repo_id = p.repo_id AND b.pack_id = p.pack_id)
+               ORDER BY p.pack_id""", [repo_id]).fetchall()
+        return [r[0] for r in rows]
+
+    def total_pack_bytes(self, repo_id: str) -> int:
+        row = self._con.execute("SELECT coalesce(sum(size), 0) FROM packs WHERE repo_id = ?",
+                                [repo_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- a canonical dump, to compare catalogs ------------------------------------------------------
+    def canonical_dump(self, repo_id: str) -> list[str]:
+        """Points and their resolved block maps as sorted text lines (representation-free)."""
+        out: list[str] = []
+        for p in self.points(repo_id):
+            out.append(f"point {p.point_id} {p.object_name} {p.created.isoformat()} {p.kind} "
+                       f"read={p.bytes_read} stored={p.bytes_stored}")
+            for d in self.disks(p.point_id):
+                out.append(f"  disk {d.disk_index} size={d.size} bs={d.block_size} "
+                           f"change={d.change_id} blocks={d.blocks}")
+                idx, ids = self.resolved_map(p.point_id, d.disk_index)
+                for i, bi in enumerate(idx):
+                    out.append(f"    {bi} {ids[i * 32:(i + 1) * 32].hex()}")
+        return out
+
+    # -- scratch sets of block ids (bounded memory for checks over whole repositories) ---------
+    def id_set(self) -> IdSet:
+        return IdSet(self._con)
+
+
+class IdSet:
+    """A set of block ids kept in a DuckDB temporary table rather than in Python memory."""
+
+    _counter = 0
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        IdSet._counter += 1
+        self._con = con
+        self._table = f"idset_{IdSet._counter}"
+        con.execute(f"CREATE TEMP TABLE {self._table} (block_id BLOB)")
+
+    def add(self, ids: Sequence[bytes]) -> None:
+        if ids:
+            self._con.execute(f"INSERT INTO {self._table} SELECT unnest(?::BLOB[])", [list(ids)])
+
+    def missing(self, ids: Sequence[bytes]) -> list[bytes]:
+        """The ids of ``ids`` not in the set, in their first order, without repeats."""
+        if not ids:
+            return []
+        rows = self._con.execute(
+            f"""SELECT q.block_id FROM (SELECT unnest(?::BLOB[]) AS block_id,
+                                              generate_subscripts(?::BLOB[], 1) AS pos) q
+                ANTI JOIN {self._table} s USING (block_id) ORDER BY q.pos""",
+            [list(ids), list(ids)]).fetchall()
+        seen: set[bytes] = set()
+        out: list[bytes] = []
+        for (bid,) in rows:
+            b = bytes(bid)
+            if b not in seen:
+                seen.add(b)
+                out.append(b)
+        return out
+
+    def drop(self) -> None:
+        self._con.execute(f"DROP TABLE IF EXISTS {self._table}")
