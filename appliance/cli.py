@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as exc:
         print(f"vmkeep: internal error: {type(exc).__name__}: {exc}; please report this with "
               "the command you ran", file=sys.stderr)
         return EXIT_INTERNAL

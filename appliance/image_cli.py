@@ -132,15 +132,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     target = Path(args.file)
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
-    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
-        with repo.lock(exclusive=False, operation="restore", wait=args.lock_wait):
-            sync(repo, cat)
-            progress = Progress(f"restore {args.point}")
-            try:
-                result = restore_disk(repo, cat, args.point, args.disk, target,
-                                      progress=progress)
-            finally:
-                progress.done()
+    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+          repo.lock(exclusive=False, operation="restore", wait=args.lock_wait)):
+        sync(repo, cat)
+        progress = Progress(f"restore {args.point}")
+        try:
+            result = restore_disk(repo, cat, args.point, args.disk, target, progress=progress)
+        finally:
+            progress.done()
     print(f"restored disk {result.disk_index} of {result.point_id} to {result.target} "
           f"({human_bytes(result.size)}) in {result.seconds:.1f}s", file=sys.stderr)
     return 0
@@ -220,9 +219,9 @@ def cmd_points(args: argparse.Namespace) -> int:
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
-    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
-        with repo.lock(exclusive=False, operation="rescan", wait=args.lock_wait):
-            result = rescan(repo, cat)
+    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+          repo.lock(exclusive=False, operation="rescan", wait=args.lock_wait)):
+        result = rescan(repo, cat)
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")
     for problem in result.damaged:
@@ -234,23 +233,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = RetentionPolicy(args.keep_last, args.keep_days)
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
-    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
-        with repo.lock(exclusive=True, operation="prune", wait=args.lock_wait):
-            sync(repo, cat)
-            plan = plan_prune(repo, cat, policy, datetime.now(UTC),
-                              compact_below=args.compact_below)
-            for d in plan.decisions:
-                why = ", ".join(d.reasons) if d.keep else "outside the policy"
-                print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
-                      f"{d.created.strftime('%Y-%m-%dT%H:%M:%SZ')}: {why}")
-            print(f"{'would free' if args.dry_run else 'frees'} about "
-                  f"{human_bytes(plan.bytes_freed)} ({plan.bytes_freed} bytes): "
-                  f"{len(plan.remove_points)} points removed, {len(plan.delete_packs)} packs "
-                  f"deleted, {len(plan.compact_packs)} packs compacted")
-            if args.dry_run:
-                return 0
-            result = execute_prune(repo, cat, plan)
-            sweep(repo, cat)
+    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+          repo.lock(exclusive=True, operation="prune", wait=args.lock_wait)):
+        sync(repo, cat)
+        plan = plan_prune(repo, cat, policy, datetime.now(UTC),
+                          compact_below=args.compact_below)
+        for d in plan.decisions:
+            why = ", ".join(d.reasons) if d.keep else "outside the policy"
+            print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
+                  f"{d.created.strftime('%Y-%m-%dT%H:%M:%SZ')}: {why}")
+        print(f"{'would free' if args.dry_run else 'frees'} about "
+              f"{human_bytes(plan.bytes_freed)} ({plan.bytes_freed} bytes): "
+              f"{len(plan.remove_points)} points removed, {len(plan.delete_packs)} packs "
+              f"deleted, {len(plan.compact_packs)} packs compacted")
+        if args.dry_run:
+            return 0
+        result = execute_prune(repo, cat, plan)
+        sweep(repo, cat)
     print(f"pruned: {result.points_removed} points removed, {result.packs_deleted} packs "
           f"deleted, {result.packs_compacted} compacted into {result.packs_written}; freed "
           f"{human_bytes(result.bytes_freed)}")

@@ -303,7 +303,7 @@ class Catalog:
         )
     """
 
-    def resolved_map(self, point_id: str, disk_index: int) -> tuple[array, bytes]:
+    def resolved_map(self, point_id: str, disk_index: int) -> tuple[array[int], bytes]:
         """The whole block map of a point's disk: (ascending indices, concatenated ids)."""
         rows = self._con.execute(
             self._CHAIN + "SELECT block_index, block_id FROM resolved "
@@ -434,7 +434,7 @@ class Catalog:
                                 [repo_id]).fetchone()
         return int(row[0]) if row else 0
 
-    # -- a canonical dump, to compare catalogs ------------------------------------------------------
+    # -- a canonical dump, to compare catalogs -----------------------------------------------
     def canonical_dump(self, repo_id: str) -> list[str]:
         """Points and their resolved block maps as sorted text lines (representation-free)."""
         out: list[str] = []

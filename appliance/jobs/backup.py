@@ -8,7 +8,6 @@ take the exclusive lock.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +25,7 @@ from appliance.repository.manifest import BlockMap, DiskRecord, Manifest
 from appliance.repository.pack import KIND_DISK_BLOCK, PackWriter
 from appliance.repository.repo import Repository
 from appliance.source import Extent, Source, blocks_touched
-from catalog.models import DiskRow, PointRow
+from catalog.models import DiskRow
 from catalog.store import Catalog
 
 BLOCK_SIZES: Final = {"256K": 256 << 10, "512K": 512 << 10, "1M": 1 << 20, "4M": 4 << 20}
@@ -233,19 +232,18 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
         candidates = [r for r in current if r.data is not None]
         wanted = {r.block_id for r in candidates} - sink.pending
         known = cat.existing_block_ids(repo_id, sorted(wanted))
-        to_store: list[_Read] = []
+        to_store: list[tuple[_Read, bytes]] = []
         taken: set[bytes] = set()
         for r in candidates:
             if r.block_id in known or r.block_id in sink.pending or r.block_id in taken:
                 deduped += 1
-            else:
+            elif r.data is not None:
                 taken.add(r.block_id)
-                to_store.append(r)
-        packed = [pool.submit(codec.compress, r.data, compression) for r in to_store]
-        for r, fut in zip(to_store, packed, strict=True):
+                to_store.append((r, r.data))
+        packed = [pool.submit(codec.compress, data, compression) for _r, data in to_store]
+        for (r, data), fut in zip(to_store, packed, strict=True):
             codec_id, stored = fut.result()
-            assert r.data is not None
-            sink.add(r.block_id, codec_id, stored, len(r.data), r.check)
+            sink.add(r.block_id, codec_id, stored, len(data), r.check)
         for r in current:
             updates.append((r.index, r.block_id if r.data is not None else None))
             bytes_read += min(bs, plan.size - r.index * bs)
@@ -315,6 +313,3 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
                         sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,
                         time.monotonic() - started)
 
-
-def describe_config(options: BackupOptions) -> str:
-    return json.dumps({"block_size": options.block_size, "compression": options.compression})

@@ -6,6 +6,7 @@ durable, and only then renamed into place: a failed restore leaves no target beh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -105,10 +106,8 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
             os.close(fd)
         os.rename(tmp, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
         if isinstance(exc, OSError):
             raise StorageIOError(f"writing restore target {target} failed: {exc.strerror}"
                                  ) from None

@@ -119,7 +119,7 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     for bid in cat.block_ids_in_pack(repo.id, pid):
                         bad_blocks[bid] = name
                     continue
-                results = pool.map(lambda e, d=data: _check_entry(d, e, key, what), entries)
+                results = pool.map(lambda e, d=data, w=what: _check_entry(d, e, key, w), entries)
                 ok_ids: list[bytes] = []
                 for entry, problem in zip(entries, results, strict=True):
                     blocks += 1

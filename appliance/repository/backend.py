@@ -19,6 +19,7 @@ transient failures itself and raises :class:`StorageIOError` once it gives up.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -112,10 +113,8 @@ class LocalBackend:
             os.rename(tmp, target)
             _fsync_dir(target.parent)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            except OSError:
-                pass
             raise _io_error(exc, f"{self.root}/{name}") from None
 
     def get(self, name: str) -> bytes:

@@ -10,6 +10,7 @@ refresh their lock every ``REFRESH_EVERY`` seconds from a background thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -109,10 +110,8 @@ class RepoLock:
     def release(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(ObjectNotFound):
             self.backend.delete(self.name)
-        except ObjectNotFound:
-            pass
 
     def __enter__(self) -> RepoLock:
         return self
@@ -165,19 +164,15 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
                 conflict = conflict or LockInfo("?", "?", 0, None, True, "unknown", now, now)
                 continue
             if other.is_stale(now):
-                try:
+                with contextlib.suppress(ObjectNotFound):
                     backend.delete(other_name)
-                except ObjectNotFound:
-                    pass
                 continue
             if exclusive or other.exclusive:
                 conflict = other
         if conflict is None:
             return RepoLock(backend, info)
-        try:
+        with contextlib.suppress(ObjectNotFound):
             backend.delete(name)
-        except ObjectNotFound:
-            pass
         if time.monotonic() >= deadline:
             raise LockedError(
                 f"repository {backend.location} is locked: {conflict.describe()}; wait for it "

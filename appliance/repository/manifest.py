@@ -43,7 +43,7 @@ def point_id_of(name: str) -> str | None:
 class BlockMap:
     """A disk's blocks: ascending indices and their 32-byte ids, zeros left out."""
 
-    indices: array  # array('Q')
+    indices: array[int]  # array("Q")
     ids: bytes
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ Folders (see docs/FORMAT.md): ``config``, ``keys/<key_id>``, ``packs/<xx>/<pack_
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,10 +147,8 @@ class Repository:
         return self.backend.get_range(pack.pack_name(pack_id), offset, length)
 
     def delete_pack(self, pack_id: str) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFound):
             self.backend.delete(pack.pack_name(pack_id))
-        except ObjectNotFound:
-            pass
 
     # -- manifests ----------------------------------------------------------------------------
     def write_manifest(self, manifest: mf.Manifest) -> int:
@@ -161,10 +160,8 @@ class Repository:
         return mf.decode(self.backend.get(mf.manifest_name(point_id)), f"manifest {point_id}")
 
     def delete_manifest(self, point_id: str) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFound):
             self.backend.delete(mf.manifest_name(point_id))
-        except ObjectNotFound:
-            pass
 
     # -- locks and leftovers ------------------------------------------------------------------
     def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0) -> locks.RepoLock:

@@ -204,6 +204,7 @@ class Vmkeep(Tool):
         self.exe = exe
         self.backup_args = list(backup_args)
         self.points: list[str] = []
+        self.seen = ""  # compression and block size, as `image points --json` reports them
 
     def missing(self) -> str | None:
         if self.exe is None:
@@ -212,7 +213,8 @@ class Vmkeep(Tool):
 
     def config(self) -> str:
         args = " ".join(self.backup_args) or "defaults"
-        return f"vmkeep image backup ({args}); incremental with --changed AREAS.json"
+        seen = f": {self.seen}" if self.seen else ""
+        return f"vmkeep image backup ({args}{seen}); incremental with --changed AREAS.json"
 
     def _env(self, ctx: RunCtx) -> dict[str, str]:
         return {"VMKEEP_CACHE_DIR": str(ctx.dir / "vmkeep-cache")}
@@ -252,9 +254,18 @@ class Vmkeep(Tool):
         argv = [self._exe(), "image", "points", "--repo", str(ctx.repo), "--json"]
         try:
             res = run_cmd(argv, log=ctx.logs / "points", env=self._env(ctx))
-            return {"points": json.loads(res.stdout)}
+            points = json.loads(res.stdout)
         except (BenchError, ValueError) as err:
             return {"points_error": str(err)}
+        try:
+            last = points[-1]
+            self.seen = (
+                f"compression {last['compression']}, "
+                f"block size {last['disks'][0]['block_size'] // 1024} KiB"
+            )
+        except (LookupError, TypeError) as err:
+            return {"points": points, "points_error": f"unexpected points JSON: {err!r}"}
+        return {"points": points}
 
 
 class Borg(Tool):
@@ -699,7 +710,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run.py: {err}", file=sys.stderr)
         return 2
 
-    configs = {t.name: t.config() for t in tools}
     results: dict[str, list[RunResult]] = {t.name: [] for t in tools}
     for run in range(1, args.runs + 1):
         for tool in tools:
@@ -715,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"run {run} {tool.name:7} FAILED: {r.error}", flush=True)
 
+    configs = {t.name: t.config() for t in tools}
     summary = {name: summarize(rs) for name, rs in results.items()}
     table = render_table(summary)
     alloc = sum(e.length for e in genimage.data_extents(images.base))

@@ -1,0 +1,46 @@
+# vmkeep — developer entry points. `make demo` and `make test` bootstrap everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all check lint types imports bench bench-smoke clean sysdeps
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vmkeep needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+check: lint types imports
+
+test: sysdeps $(STAMP) check
+	$(BIN)/pytest -q
+
+test-all: sysdeps $(STAMP) check
+	$(BIN)/pytest -q -m ''
+
+demo: sysdeps $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+bench: sysdeps $(STAMP)
+	$(BIN)/python scripts/bench/run.py
+
+bench-smoke: $(STAMP)
+	$(BIN)/python scripts/bench/run.py --no-peers --size 64M --runs 1
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

@@ -1,0 +1,102 @@
+"""Shared test helpers: deterministic images, running the real CLI, hashing files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1 << 20
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(MiB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_image(path: Path, size: int = 24 * MiB, seed: int = 1) -> None:
+    """A VM-like sparse image: holes, zeros, log-like text, random data, duplicate regions."""
+    rng = random.Random(seed)
+    with path.open("wb") as f:
+        f.truncate(size)
+        pos = 0
+        while pos < size:
+            kind = rng.randrange(5)
+            length = min(rng.choice([64 << 10, 256 << 10, MiB, 2 * MiB]), size - pos)
+            if kind == 0:
+                pass  # hole
+            elif kind == 1:
+                line = f"{seed} INFO service heartbeat ok pid={rng.randrange(1 << 16)}\n".encode()
+                f.seek(pos)
+                f.write((line * (length // len(line) + 1))[:length])
+            elif kind == 2:
+                f.seek(pos)
+                f.write(rng.randbytes(length))
+            elif kind == 3:
+                f.seek(pos)
+                f.write(bytes(length))  # allocated zeros
+            else:
+                f.seek(pos)
+                f.write((rng.randbytes(4096) * (length // 4096 + 1))[:length])
+            pos += length
+        # A duplicated 1 MiB region.
+        if size >= 4 * MiB:
+            f.seek(0)
+            f.write(b"")
+            dup = rng.randbytes(MiB)
+            for at in (MiB, size - 2 * MiB):
+                f.seek(at)
+                f.write(dup)
+
+
+def change_image(path: Path, seed: int, count: int = 3, length: int = 8192) -> list[dict[str, int]]:
+    """Overwrite ``count`` scattered areas; return the changed-areas list."""
+    rng = random.Random(seed)
+    size = path.stat().st_size
+    areas = []
+    with path.open("r+b") as f:
+        for _ in range(count):
+            off = rng.randrange(0, size - length) // 4096 * 4096
+            f.seek(off)
+            f.write(rng.randbytes(length))
+            areas.append({"offset": off, "length": length})
+    return areas
+
+
+def write_areas(path: Path, areas: list[dict[str, int]]) -> Path:
+    path.write_text(json.dumps(areas))
+    return path
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(args: list[str], cache: Path, env: dict[str, str] | None = None,
+            timeout: float = 120) -> CliResult:
+    """Run the real `vmkeep` CLI in a subprocess with its catalog cache in ``cache``."""
+    full_env = {**os.environ, "VMKEEP_CACHE_DIR": str(cache), **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=full_env,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """name → sha256 of every file below ``root`` (to show a repository is unchanged)."""
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = sha256_of(p)
+    return out
