@@ -36,8 +36,7 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         CREATE TABLE blocks (
             repo_id VARCHAR NOT NULL, block_id BLOB NOT NULL, pack_id VARCHAR NOT NULL,
             kind UTINYINT NOT NULL, codec UTINYINT NOT NULL, key_id UINTEGER NOT NULL,
-            "offset" BIGINT NOT NULL, stored_len INTEGER NOT NULL, plain_len INTEGER NOT NULL,
-            "check" BLOB NOT NULL
+            "offset" BIGINT NOT NULL, stored_len INTEGER NOT NULL, plain_len INTEGER NOT NULL
         );
         CREATE TABLE block_map (
             point_id VARCHAR NOT NULL, disk_index INTEGER NOT NULL, block_index BIGINT NOT NULL,

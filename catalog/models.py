@@ -47,7 +47,6 @@ class BlockLocation:
     plain_len: int
     codec: int
     key_id: int
-    check: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,6 @@ class NewBlock:
     offset: int
     stored_len: int
     plain_len: int
-    check: bytes
 
 
 @dataclass(frozen=True, slots=True)

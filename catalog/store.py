@@ -175,12 +175,11 @@ class Catalog:
                 con.execute(
                     """INSERT INTO blocks SELECT ?, unnest(?::BLOB[]), ?, unnest(?::UTINYINT[]),
                        unnest(?::UTINYINT[]), unnest(?::UINTEGER[]), unnest(?::BIGINT[]),
-                       unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BLOB[])""",
+                       unnest(?::INTEGER[]), unnest(?::INTEGER[])""",
                     [repo_id, [e.block_id for e in entries], pack_id,
                      [e.kind for e in entries], [e.codec for e in entries],
                      [e.key_id for e in entries], [e.offset for e in entries],
-                     [e.stored_len for e in entries], [e.plain_len for e in entries],
-                     [e.check for e in entries]],
+                     [e.stored_len for e in entries], [e.plain_len for e in entries]],
                 )
 
     def remove_packs(self, repo_id: str, pack_ids: Sequence[str]) -> None:
@@ -322,7 +321,7 @@ class Catalog:
                 GROUP BY block_id
             )
             SELECT r.block_index, r.block_id, b.pack_id, b."offset", b.stored_len, b.plain_len,
-                   b.codec, b.key_id, b."check"
+                   b.codec, b.key_id
             FROM resolved r
             LEFT JOIN loc l ON l.block_id = r.block_id
             LEFT JOIN blocks b ON b.repo_id = ? AND b.block_id = l.block_id
@@ -330,8 +329,7 @@ class Catalog:
             WHERE r.block_id IS NOT NULL ORDER BY r.block_index""",
             [point_id, disk_index, disk_index, repo_id, repo_id]).fetchall()
         return [BlockLocation(int(r[0]), bytes(r[1]), r[2], int(r[3] or 0), int(r[4] or 0),
-                              int(r[5] or 0), int(r[6] or 0), int(r[7] or 0),
-                              bytes(r[8] or b"")) for r in rows]
+                              int(r[5] or 0), int(r[6] or 0), int(r[7] or 0)) for r in rows]
 
     def remove_point(self, point_id: str) -> None:
         """Forget a point; points based on it absorb its rows so their maps do not change."""

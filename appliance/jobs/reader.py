@@ -40,7 +40,7 @@ class BlockReader:
                 f"block {loc.block_id.hex()[:16]} of point {point_id} is in no pack: the "
                 "repository is damaged; run verify to see what else is affected")
         entry = self._index(loc.pack_id).get(loc.offset)
-        if entry is None or entry.block_id != loc.block_id or entry.check != loc.check:
+        if entry is None or entry.block_id != loc.block_id:
             raise IntegrityError(
                 f"pack {loc.pack_id} does not hold block {loc.block_id.hex()[:16]} where the "
                 "catalog says; run `vmkeep image rescan` and verify")

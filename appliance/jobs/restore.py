@@ -36,6 +36,9 @@ class RestoreResult:
 def find_point(repo: Repository, cat: Catalog, point_id: str) -> PointRow:
     row = cat.point(point_id)
     if row is None or row.repo_id != repo.id:
+        if repo.point_ids().count(point_id):
+            # The manifest exists but could not be indexed: say why (it is damaged).
+            repo.read_manifest(point_id)
         raise NotFoundError(f"restore point {point_id!r} is not in repository {repo.location}; "
                             "list its points with `vmkeep image points --repo "
                             f"{repo.location}`")
@@ -92,6 +95,9 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
                     chunk = plan[start : start + window]
                     for index, data in pool.map(lambda loc: _fetch(reader, loc, point_id),
                                                 chunk):
+                        if index * bs >= disk.size or len(data) != min(bs, disk.size - index * bs):
+                            raise IntegrityError(f"block {index} of point {point_id} holds "
+                                                 f"{len(data)} bytes, which does not fit the disk")
                         view = memoryview(data)
                         pos = index * bs
                         while view:

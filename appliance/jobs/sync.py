@@ -31,8 +31,8 @@ class SyncResult:
 def index_pack(repo: Repository, cat: Catalog, pack_id: str) -> None:
     size, entries = repo.read_pack_index(pack_id)
     cat.add_pack(repo.id, pack_id, size, [
-        NewBlock(e.block_id, e.kind, e.codec, e.key_id, e.offset, e.stored_len, e.plain_len,
-                 e.check) for e in entries])
+        NewBlock(e.block_id, e.kind, e.codec, e.key_id, e.offset, e.stored_len, e.plain_len)
+        for e in entries])
 
 
 def record_point(repo: Repository, cat: Catalog, m: Manifest, manifest_bytes: int,

@@ -17,7 +17,16 @@ from appliance.jobs.reader import BlockReader
 from appliance.repository import codec
 from appliance.repository.backend import Backend, ObjectNotFound
 from appliance.repository.manifest import manifest_name, point_id_of
-from appliance.repository.pack import PackEntry, open_block, pack_name, parse_pack
+from appliance.repository.pack import (
+    ENTRY,
+    FOOTER,
+    PackEntry,
+    open_block,
+    pack_name,
+    parse_footer,
+    parse_index,
+    parse_pack,
+)
 from appliance.repository.repo import CONFIG, Repository
 from catalog.models import BlockLocation
 from catalog.store import Catalog
@@ -83,6 +92,16 @@ def _check_entry(data: bytes, entry: PackEntry, key: bytes | None, what: str) ->
     return None
 
 
+def _salvage_ids(data: bytes) -> list[bytes]:
+    """Block ids from a pack whose header is damaged but whose footer and index are intact."""
+    try:
+        index_offset, count, index_check = parse_footer(data[-FOOTER.size :], len(data), "")
+        index = data[index_offset : index_offset + count * ENTRY.size]
+        return [e.block_id for e in parse_index(index, count, index_check, index_offset, "")]
+    except (IntegrityError, RepositoryFormatError):
+        return []
+
+
 def damaged_config_report(backend: Backend, problem: str) -> VerifyReport:
     """The config is unreadable: the whole repository is unusable; name every point."""
     points = sorted(p for p in (point_id_of(n) for n in backend.list("manifests")) if p)
@@ -101,6 +120,7 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                   f"{exc}: new backups cannot deduplicate until it is repaired "
                   "(restore points do not depend on it)")
     bad_blocks: dict[bytes, str] = {}
+    unreadable: list[str] = []  # damaged packs whose block ids nobody can tell
     good = cat.id_set()
     pack_ids = repo.pack_ids()
     blocks = nbytes = 0
@@ -116,7 +136,10 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     continue
                 except (IntegrityError, RepositoryFormatError) as exc:
                     found.add(name, str(exc))
-                    for bid in cat.block_ids_in_pack(repo.id, pid):
+                    salvaged = _salvage_ids(data) or cat.block_ids_in_pack(repo.id, pid)
+                    if not salvaged:
+                        unreadable.append(name)
+                    for bid in salvaged:
                         bad_blocks[bid] = name
                     continue
                 results = pool.map(lambda e, d=data, w=what: _check_entry(d, e, key, w), entries)
@@ -148,11 +171,16 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     file = bad_blocks.get(bid)
                     if file is not None:
                         found.affects(file, pid)
+                    elif (where := cat.pack_of_block(repo.id, bid)) is not None:
+                        found.add(pack_name(where), f"block {bid.hex()[:16]} is missing (pack "
+                                  f"{where} is gone)", pid)
+                    elif unreadable:
+                        # It can only have been in a pack whose index is unreadable.
+                        for file in unreadable:
+                            found.affects(file, pid)
                     else:
-                        where = cat.pack_of_block(repo.id, bid)
-                        file = pack_name(where) if where else mname
-                        found.add(file, f"block {bid.hex()[:16]} is missing"
-                                  + (f" (pack {where} is gone)" if where else ""), pid)
+                        found.add(mname, f"names block {bid.hex()[:16]}, which no pack holds",
+                                  pid)
     finally:
         good.drop()
     return found.report(len(point_ids), len(pack_ids), blocks, nbytes)

@@ -91,8 +91,12 @@ def decompress(codec: int, stored: bytes, plain_len: int) -> bytes:
         return stored
     if codec == CODEC_ZSTD:
         try:
+            # Trust no size from the (possibly damaged) frame header beyond plain_len.
+            declared = zstandard.frame_content_size(stored)
+            if declared != plain_len:
+                raise IntegrityError(f"zstd frame declares {declared} bytes, expected {plain_len}")
             plain: bytes = _decompressor().decompress(stored, max_output_size=plain_len)
-        except zstandard.ZstdError as exc:
+        except (zstandard.ZstdError, MemoryError) as exc:
             raise IntegrityError(f"compressed block does not decompress: {exc}") from None
         if len(plain) != plain_len:
             raise IntegrityError(f"block decompresses to {len(plain)} bytes, expected {plain_len}")

@@ -1,0 +1,34 @@
+"""The import directions of DESIGN.md §3 hold: import-linter contracts, and the TUI package
+loads none of duckdb, pyVmomi or paramiko."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO_ROOT
+
+
+def test_import_linter_contracts_hold() -> None:
+    exe = Path(sys.executable).parent / "lint-imports"
+    proc = subprocess.run([str(exe)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "broken" not in proc.stdout.lower() or "0 broken" in proc.stdout
+
+
+def test_importing_tui_loads_no_engine_libraries() -> None:
+    code = ("import sys, tui; bad = [m for m in ('duckdb', 'pyVmomi', 'paramiko', 'catalog') "
+            "if m in sys.modules]; print(','.join(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.strip() == ""
+
+
+def test_cli_help_does_not_import_the_engine() -> None:
+    code = ("import sys\nfrom appliance import cli\n"
+            "try:\n    cli.build_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('duckdb' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.strip().endswith("False")

@@ -1,0 +1,88 @@
+"""Pure planning: which blocks a backup reads, and block-map overlay arithmetic."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+
+from appliance.jobs.backup import DiskShape, plan_backup
+from appliance.jobs.blockmap import overlay
+from appliance.repository.manifest import BlockMap
+from appliance.source import Extent, blocks_touched
+from catalog.models import DiskRow
+
+MiB = 1 << 20
+
+
+def _row(size: int, bs: int, index: int = 0) -> DiskRow:
+    return DiskRow("p0", index, "d", size, bs, None, None, 0, "{}")
+
+
+@pytest.mark.parametrize(
+    ("extents", "bs", "size", "expected"),
+    [
+        ([Extent(0, 1)], MiB, 4 * MiB, [0]),
+        ([Extent(MiB - 1, 2)], MiB, 4 * MiB, [0, 1]),
+        ([Extent(3 * MiB, MiB)], MiB, 4 * MiB, [3]),
+        ([Extent(0, 0)], MiB, 4 * MiB, []),
+        ([Extent(5 * MiB - 10, 10)], MiB, 5 * MiB - 10 + 10, [4]),
+        ([Extent(0, 10 * MiB)], MiB, 3 * MiB + 5, [0, 1, 2, 3]),  # clipped to the disk
+        ([Extent(2 * MiB, 1), Extent(0, 1), Extent(2 * MiB, 5)], MiB, 4 * MiB, [0, 2]),
+    ],
+)
+def test_blocks_touched(extents: list[Extent], bs: int, size: int, expected: list[int]) -> None:
+    assert blocks_touched(extents, bs, size) == expected
+
+
+ALLOC = (Extent(0, 2 * MiB), Extent(6 * MiB, MiB))
+
+
+@pytest.mark.parametrize(
+    ("parent", "prev", "changed", "bs", "kind", "reads", "reason"),
+    [
+        (None, [], (Extent(0, 1),), MiB, "full", (0, 1, 6), "first backup"),
+        ("p0", [_row(8 * MiB, MiB)], (Extent(MiB, 1),), MiB, "incremental", (1,), "changed"),
+        ("p0", [_row(8 * MiB, MiB)], None, MiB, "full", (0, 1, 6), "no changed-areas list"),
+        ("p0", [_row(4 * MiB, MiB)], (Extent(0, 1),), MiB, "full", (0, 1, 6), "size changed"),
+        ("p0", [_row(8 * MiB, 4 * MiB)], (Extent(0, 1),), MiB, "full", (0, 1, 6),
+         "block size changed"),
+        ("p0", [_row(8 * MiB, MiB, index=1)], (Extent(0, 1),), MiB, "full", (0, 1, 6),
+         "disk 0 is new"),
+    ],
+)
+def test_plan_backup(parent: str | None, prev: list[DiskRow],
+                     changed: tuple[Extent, ...] | None, bs: int, kind: str,
+                     reads: tuple[int, ...], reason: str) -> None:
+    plan = plan_backup("vm", [DiskShape(0, 8 * MiB, ALLOC, changed)], parent, prev, bs)
+    assert plan.kind == kind
+    assert plan.disks[0].read_blocks == reads
+    assert reason in plan.reason
+
+
+def _map(entries: dict[int, bytes]) -> BlockMap:
+    keys = sorted(entries)
+    return BlockMap(array("Q", keys), b"".join(entries[k] for k in keys))
+
+
+A, B, C = b"a" * 32, b"b" * 32, b"c" * 32
+
+
+@pytest.mark.parametrize(
+    ("base", "updates", "replace_all", "result", "delta"),
+    [
+        ({}, [(0, A), (2, B)], True, {0: A, 2: B}, [(0, A), (2, B)]),
+        ({0: A, 1: B}, [(1, C)], False, {0: A, 1: C}, [(1, C)]),
+        ({0: A, 1: B}, [(1, None)], False, {0: A}, [(1, None)]),
+        ({0: A, 1: B}, [(1, B)], False, {0: A, 1: B}, []),
+        ({0: A, 1: B, 5: C}, [(1, B)], True, {1: B}, [(0, None), (5, None)]),
+        ({3: A}, [(0, None), (7, C)], False, {3: A, 7: C}, [(7, C)]),
+    ],
+)
+def test_overlay(base: dict[int, bytes], updates: list[tuple[int, bytes | None]],
+                 replace_all: bool, result: dict[int, bytes],
+                 delta: list[tuple[int, bytes | None]]) -> None:
+    new, d_idx, d_ids = overlay(_map(base), updates, replace_all=replace_all)
+    assert list(new.indices) == sorted(result)
+    assert new.ids == b"".join(result[k] for k in sorted(result))
+    assert list(zip(d_idx, d_ids, strict=True)) == delta
