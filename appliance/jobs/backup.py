@@ -8,8 +8,10 @@ take the exclusive lock.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,18 +21,18 @@ from typing import Any, Final
 from appliance.errors import SourceError, UsageError
 from appliance.faults import crash_point
 from appliance.jobs.blockmap import overlay
-from appliance.jobs.sync import index_pack, record_point
+from appliance.jobs.sync import record_point
 from appliance.repository import codec
 from appliance.repository.manifest import BlockMap, DiskRecord, Manifest
 from appliance.repository.pack import KIND_DISK_BLOCK, PackWriter
 from appliance.repository.repo import Repository
 from appliance.source import Extent, Source, blocks_touched
-from catalog.models import DiskRow
+from catalog.models import DiskRow, NewBlock
 from catalog.store import Catalog
 
 BLOCK_SIZES: Final = {"256K": 256 << 10, "512K": 512 << 10, "1M": 1 << 20, "4M": 4 << 20}
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
-BATCH_BYTES: Final = 16 << 20
+BATCH_BYTES: Final = 32 << 20
 
 
 def block_size_named(text: str) -> int:
@@ -157,13 +159,19 @@ def new_point_id(now: datetime) -> str:
 
 
 class _PackSink:
-    """Appends new blocks to the open pack; a full pack is made durable, then indexed."""
+    """Appends new blocks to the open pack. A full pack is written and made durable by a
+    background thread (so hashing and compression go on meanwhile), then indexed in the
+    catalog. Blocks of packs not yet indexed stay in ``pending`` for deduplication."""
 
-    def __init__(self, repo: Repository, cat: Catalog) -> None:
+    MAX_IN_FLIGHT: Final = 2
+
+    def __init__(self, repo: Repository, cat: Catalog, io: ThreadPoolExecutor) -> None:
         self.repo = repo
         self.cat = cat
+        self.io = io
         self.open = PackWriter()
         self.pending: set[bytes] = set()
+        self.in_flight: deque[tuple[PackWriter, Future[int]]] = deque()
         self.bytes_stored = 0
         self.blocks_new = 0
 
@@ -177,14 +185,35 @@ class _PackSink:
             self.flush()
 
     def flush(self) -> None:
-        if not len(self.open):
-            return
-        writer, self.open = self.open, PackWriter()
-        self.repo.write_pack(writer)
+        """Hand the open pack to the writer thread; settle packs beyond the in-flight limit."""
+        if len(self.open):
+            writer, self.open = self.open, PackWriter()
+            self.in_flight.append((writer, self.io.submit(self.repo.write_pack, writer)))
+        while len(self.in_flight) > self.MAX_IN_FLIGHT:
+            self._settle()
+
+    def _settle(self) -> None:
+        writer, fut = self.in_flight.popleft()
+        size = fut.result()
         crash_point("backup-pack-written")
-        index_pack(self.repo, self.cat, writer.pack_id)
+        self.cat.add_pack(self.repo.id, writer.pack_id, size, [
+            NewBlock(e.block_id, e.kind, e.codec, e.key_id, e.offset, e.stored_len, e.plain_len)
+            for e in writer.entries])
         crash_point("backup-pack-indexed")
-        self.pending.clear()
+        self.pending.difference_update(e.block_id for e in writer.entries)
+
+    def drain(self) -> None:
+        """Make every pack durable and indexed (before the manifest is written)."""
+        self.flush()
+        while self.in_flight:
+            self._settle()
+
+    def abandon(self) -> None:
+        """After a failure: wait for writes under way, so cleanup never races them."""
+        for _writer, fut in self.in_flight:
+            with contextlib.suppress(Exception):  # the first error is already being raised
+                fut.result()
+        self.in_flight.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +280,33 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
     return updates, bytes_read, deduped
 
 
+def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
+                  cat: Catalog, repo_id: str, compression: codec.Compression,
+                  pool: ThreadPoolExecutor, progress: ProgressFn | None, total: int
+                  ) -> tuple[list[DiskRecord], int, int]:
+    """Back up each disk in turn; return (manifest disk records, bytes read, deduplicated)."""
+    records: list[DiskRecord] = []
+    bytes_read = deduped = 0
+    for d, dplan in zip(disks, plan.disks, strict=True):
+        def report(done: int, before: int = bytes_read) -> None:
+            if progress is not None:
+                progress(before + done, total)
+
+        updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo_id,
+                                         compression, pool, report)
+        if dplan.base_point is not None:
+            idx, ids = cat.resolved_map(dplan.base_point, d.index)
+            base_map = BlockMap(idx, ids)
+        else:
+            base_map = BlockMap.empty()
+        new_map, _d_idx, _d_ids = overlay(base_map, updates, replace_all=dplan.full_read)
+        records.append(DiskRecord(d.index, d.source.label, d.source.size, dplan.block_size,
+                                  new_map, d.change_id, dict(d.meta)))
+        bytes_read += read
+        deduped += dd
+    return records, bytes_read, deduped
+
+
 def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
                options: BackupOptions, *, object_kind: str = "image",
                config: dict[str, Any] | None = None, object_uuid: str | None = None,
@@ -269,34 +325,20 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
               for d in disks]
     plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
     key = repo.block_key()
-    total = plan.bytes_to_read
-    sink = _PackSink(repo, cat)
-    done_before = 0
-    records: list[DiskRecord] = []
-    bytes_read = 0
-    deduped = 0
-
-    def report(done: int) -> None:
-        if progress is not None:
-            progress(done_before + done, total)
-
-    with ThreadPoolExecutor(max_workers=max(1, options.threads),
-                            thread_name_prefix="backup") as pool:
-        for d, dplan in zip(disks, plan.disks, strict=True):
-            updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo.id,
-                                             compression, pool, report)
-            if dplan.base_point is not None:
-                idx, ids = cat.resolved_map(dplan.base_point, d.index)
-                base_map = BlockMap(idx, ids)
-            else:
-                base_map = BlockMap.empty()
-            new_map, _d_idx, _d_ids = overlay(base_map, updates, replace_all=dplan.full_read)
-            records.append(DiskRecord(d.index, d.source.label, d.source.size,
-                                      options.block_size, new_map, d.change_id, dict(d.meta)))
-            bytes_read += read
-            deduped += dd
-            done_before += read
-    sink.flush()
+    io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-writer")
+    sink = _PackSink(repo, cat, io)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.threads),
+                                thread_name_prefix="backup") as pool:
+            records, bytes_read, deduped = _backup_disks(
+                disks, plan, key, sink, cat, repo.id, compression, pool, progress,
+                plan.bytes_to_read)
+        sink.drain()
+    except BaseException:
+        sink.abandon()
+        raise
+    finally:
+        io.shutdown(wait=True)
     crash_point("backup-before-manifest")
     now = datetime.now(UTC)
     manifest = Manifest(
@@ -312,4 +354,3 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     return BackupResult(manifest.point_id, plan.kind, plan.reason, bytes_read,
                         sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,
                         time.monotonic() - started)
-

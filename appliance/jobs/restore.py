@@ -87,7 +87,8 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
         raise StorageIOError(f"cannot create {tmp}: {exc.strerror}") from None
     try:
         try:
-            os.ftruncate(fd, disk.size)
+            # Blocks are written in ascending order, extending the file; the size (and a trailing
+            # hole) is set at the end. A pre-sized sparse file makes ext4's pwrite ~10x slower.
             window = max(4, (32 << 20) // bs)
             with ThreadPoolExecutor(max_workers=max(1, threads),
                                     thread_name_prefix="restore") as pool:
@@ -107,6 +108,7 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
                         written += len(data)
                     if progress is not None:
                         progress(written, disk.size)
+            os.ftruncate(fd, disk.size)
             os.fsync(fd)
         finally:
             os.close(fd)
