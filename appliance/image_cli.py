@@ -35,6 +35,7 @@ from appliance.jobs.verify import (
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.backend import LocalBackend
+from appliance.repository.lock import leftovers_likely
 from appliance.repository.repo import Repository
 from appliance.source import ImageFileSource, parse_areas
 from catalog.store import Catalog, CatalogBusy, CatalogError
@@ -74,8 +75,14 @@ def opened(repo_path: str, *, create: bool, lock_wait: float
         cat.close()
 
 
-def cleanup(repo: Repository, cat: Catalog) -> None:
-    """Sweep crash leftovers when nobody else uses the repository (needs the exclusive lock)."""
+def cleanup(repo: Repository, cat: Catalog, *, force: bool = False) -> None:
+    """Sweep crash leftovers when nobody else uses the repository (needs the exclusive lock).
+
+    Without ``force`` only when there are signs of a crash: a dead process's lock or files in
+    tmp/ (a failed run that exited normally calls this with ``force``).
+    """
+    if not force and not leftovers_likely(repo.backend):
+        return
     lock = repo.try_exclusive("cleanup")
     if lock is None:
         return
@@ -115,7 +122,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
                                         progress=progress)
             except BaseException:
                 progress.done()
-                cleanup(repo, cat)
+                cleanup(repo, cat, force=True)
                 raise
             progress.done()
     finally:

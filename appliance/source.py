@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,18 @@ class ImageFileSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise NotFoundError(f"image file {path} does not exist; name an existing file"
+                                ) from None
+        except OSError as exc:
+            raise SourceError(f"cannot open image file {path}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            raise BadInputError(f"{path} is a folder; name an image file")
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            raise BadInputError(f"{path} is neither a regular file nor a block device; name a "
+                                "disk image file or a block device")
         try:
             self._fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:

@@ -7,6 +7,7 @@ durable, and only then renamed into place: a failed restore leaves no target beh
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import time
@@ -15,7 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.errors import BadInputError, IntegrityError, NotFoundError, StorageIOError
+from appliance.errors import (
+    BadInputError,
+    IntegrityError,
+    NoSpaceError,
+    NotFoundError,
+    StorageIOError,
+)
 from appliance.jobs.reader import BlockReader
 from appliance.repository.backend import ObjectNotFound
 from appliance.repository.repo import Repository
@@ -36,7 +43,7 @@ class RestoreResult:
 def find_point(repo: Repository, cat: Catalog, point_id: str) -> PointRow:
     row = cat.point(point_id)
     if row is None or row.repo_id != repo.id:
-        if repo.point_ids().count(point_id):
+        if point_id in repo.point_ids():
             # The manifest exists but could not be indexed: say why (it is damaged).
             repo.read_manifest(point_id)
         raise NotFoundError(f"restore point {point_id!r} is not in repository {repo.location}; "
@@ -116,6 +123,10 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(f"no space left for restore target {target} ({disk.size} bytes "
+                               "needed); free space there or restore to another folder"
+                               ) from None
         if isinstance(exc, OSError):
             raise StorageIOError(f"writing restore target {target} failed: {exc.strerror}"
                                  ) from None

@@ -191,9 +191,12 @@ def verify_point(repo: Repository, cat: Catalog, point_id: str, *, threads: int 
     """Check one point: its manifest, and every block it references (with its pack framing)."""
     from appliance.jobs.restore import find_point
 
-    find_point(repo, cat, point_id)
     found = _Findings()
     mname = manifest_name(point_id)
+    if point_id not in repo.point_ids():
+        find_point(repo, cat, point_id)  # not found (or, if the catalog knows it: missing)
+        found.add(mname, "the manifest is missing", point_id)
+        return found.report(1, 0, 0, 0)
     try:
         m = repo.read_manifest(point_id)
     except (IntegrityError, RepositoryFormatError, ObjectNotFound) as exc:

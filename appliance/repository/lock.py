@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from appliance.errors import IntegrityError, LockedError, RepositoryFormatError
 from appliance.repository import objfile
-from appliance.repository.backend import Backend, ObjectNotFound
+from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
 STALE_AFTER: Final = 30 * 60.0
 REFRESH_EVERY: Final = 5 * 60.0
@@ -138,6 +138,22 @@ def read_locks(backend: Backend) -> list[tuple[str, LockInfo | None]]:
     return out
 
 
+def leftovers_likely(backend: Backend) -> bool:
+    """Did a process die holding a lock here, or leave files in tmp/? (cheap: two listings)"""
+    if backend.list(TMP_FOLDER):
+        return True
+    now = time.time()
+    return any(info is None or info.is_stale(now) for _name, info in read_locks(backend))
+
+
+def _remove_stale(backend: Backend, name: str) -> None:
+    """Delete a dead process's lock, leaving a marker in tmp/ so that the next process able to
+    take the exclusive lock sweeps what the dead one may have left behind."""
+    backend.put(f"{TMP_FOLDER}/stale-{name.rsplit('/', 1)[-1]}", b"")
+    with contextlib.suppress(ObjectNotFound):
+        backend.delete(name)
+
+
 def acquire(backend: Backend, *, exclusive: bool, operation: str,
             wait: float = 0.0) -> RepoLock:
     """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
@@ -157,15 +173,14 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
                 # A damaged lock file: treat it as stale once it is old enough.
                 try:
                     if now - backend.stat(other_name).mtime > STALE_AFTER:
-                        backend.delete(other_name)
+                        _remove_stale(backend, other_name)
                         continue
                 except ObjectNotFound:
                     continue
                 conflict = conflict or LockInfo("?", "?", 0, None, True, "unknown", now, now)
                 continue
             if other.is_stale(now):
-                with contextlib.suppress(ObjectNotFound):
-                    backend.delete(other_name)
+                _remove_stale(backend, other_name)
                 continue
             if exclusive or other.exclusive:
                 conflict = other

@@ -59,7 +59,8 @@ def decode(magic: bytes, data: bytes, what: str) -> bytes:
         raise IntegrityError(f"{what} fails its xxh3-128 check")
     if version != FORMAT_VERSION:
         raise RepositoryFormatError(
-            f"{what} has format version {version}; this vmkeep reads version {FORMAT_VERSION}"
+            f"{what} uses format version {version}; this vmkeep reads version "
+            f"{FORMAT_VERSION}: use a vmkeep release that reads version {version}"
         )
     if key_id != 0:
         raise RepositoryFormatError(

@@ -110,7 +110,9 @@ def check_header(data: bytes, pack_id: str, what: str) -> None:
     if xxhash.xxh3_64_intdigest(data[:32]) != hcheck:
         raise IntegrityError(f"{what}: header fails its check")
     if version != VERSION:
-        raise RepositoryFormatError(f"{what}: pack format version {version}, expected {VERSION}")
+        raise RepositoryFormatError(f"{what} uses format version {version}; this vmkeep reads "
+                                    f"version {VERSION}: use a vmkeep release that reads "
+                                    f"version {version}")
     if pid.hex() != pack_id:
         raise IntegrityError(f"{what}: header names pack {pid.hex()}, expected {pack_id}")
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from appliance.errors import IntegrityError, LockedError, RepositoryFormatError
+from appliance.errors import IntegrityError, LockedError, NotFoundError, RepositoryFormatError
 from appliance.repository import lock as locks
 from appliance.repository import manifest as mf
 from appliance.repository import objfile, pack
@@ -92,6 +92,9 @@ class Repository:
                 raise RepositoryFormatError(
                     f"cannot create repository folder {path}: {exc.strerror}") from None
             return Repository.init(backend)
+        if not path.exists():
+            raise NotFoundError(f"repository folder {path} does not exist; check the path "
+                                "(a backup creates a new repository there)")
         if not path.is_dir():
             raise RepositoryFormatError(f"{path} is not a folder; name a repository folder")
         return Repository.open(backend)
