@@ -17,8 +17,10 @@ from pathlib import Path
 
 from appliance.errors import (
     EXIT_DAMAGE_FOUND,
+    BadInputError,
     IntegrityError,
     LockedError,
+    NotFoundError,
     UsageError,
 )
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
@@ -103,12 +105,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
             try:
                 text = Path(args.changed).read_text()
             except FileNotFoundError:
-                raise UsageError(f"changed-areas file {args.changed} does not exist; name an "
-                                 "existing JSON file") from None
-            except (OSError, UnicodeDecodeError) as exc:
+                raise NotFoundError(f"changed-areas file {args.changed} does not exist; name an "
+                                    "existing JSON file") from None
+            except UnicodeDecodeError:
+                raise BadInputError(f"changed-areas file {args.changed} is not UTF-8 text; give "
+                                    "a JSON list of {\"offset\": int, \"length\": int}") from None
+            except OSError as exc:
                 raise UsageError(f"changed-areas file {args.changed} is unreadable "
-                                 f"({getattr(exc, 'strerror', None) or exc}); name a readable "
-                                 "JSON file") from None
+                                 f"({exc.strerror}); name a readable JSON file") from None
             changed = parse_areas(text, args.changed, source.size)
         disk = DiskInput(0, source, changed,
                          changed_reason="" if changed is not None else "no --changed list given")

@@ -83,8 +83,8 @@ def parse_areas(text: str, what: str, disk_size: int) -> list[Extent]:
                                 "each entry must be {\"offset\": int, \"length\": int}")
         off, length = int(item["offset"]), int(item["length"])
         if off < 0 or length < 0:
-            raise BadInputError(f"changed-areas file {what}: entry {i} has a negative offset "
-                                "or length")
+            raise BadInputError(f"changed-areas file {what}: entry {i} is {json.dumps(item)}; "
+                                "offset and length must not be negative")
         if off + length > disk_size:
             raise BadInputError(
                 f"changed-areas file {what}: entry {i} ends at byte {off + length}, beyond the "

@@ -83,7 +83,8 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
                             "new file")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise NotFoundError(f"the folder of restore target {target} does not exist")
+        raise NotFoundError(f"the folder of restore target {target} does not exist; create it "
+                            "or name a file in an existing folder")
     tmp = parent / f".{target.name}.vmkeep-partial-{secrets.token_hex(4)}"
     reader = BlockReader(repo)
     written = 0

@@ -71,7 +71,7 @@ class Repository:
         except ObjectNotFound:
             raise RepositoryFormatError(
                 f"{backend.location} is not a vmkeep repository (it has no config file); "
-                "name an empty or missing folder to create one"
+                "check the path, or name an empty or missing folder for a new repository"
             ) from None
         doc = objfile.decode_json(objfile.MAGIC_CONFIG, data, f"{backend.location}/config")
         try:
