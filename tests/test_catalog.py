@@ -95,8 +95,9 @@ def test_dedup_lookup_is_batched_and_exact() -> None:
 
 @pytest.mark.slow
 def test_index_of_ten_million_blocks_stays_small(tmp_path: Path) -> None:
-    """10 million block rows: the database file, and the peak memory of a process that opens
-    it and runs a dedup lookup, stay well under 256 MiB."""
+    """10 million blocks: a process that opens the catalog and runs dedup lookups stays well
+    under 256 MiB (DuckDB scans the table under its memory limit; no id set in Python), and the
+    file costs about the ids themselves (32 bytes each) plus little."""
     import subprocess
     import sys
 
@@ -108,16 +109,18 @@ def test_index_of_ten_million_blocks_stays_small(tmp_path: Path) -> None:
         cat.add_pack(REPO, f"{k:032x}", 1, [NewBlock(i, 1, 1, 0, 40, 1, 1)
                                             for i in rows])
     cat.close()
-    db_mib = path.stat().st_size / 2**20
-    assert db_mib < 256, db_mib
+    db_bytes_per_block = path.stat().st_size / (10 * batch)
+    assert db_bytes_per_block < 40, db_bytes_per_block
     probe = (
         "import os, resource, sys\n"
         "from catalog.store import Catalog\n"
         "cat = Catalog.open(__import__('pathlib').Path(sys.argv[1]))\n"
         f"assert cat.block_count({REPO!r}) == {10 * batch}\n"
-        f"assert cat.existing_block_ids({REPO!r}, [os.urandom(32) for _ in range(256)]) == set()\n"
+        "for _ in range(8):\n"
+        f"    probe = [os.urandom(32) for _ in range(256)]\n"
+        f"    assert cat.existing_block_ids({REPO!r}, probe) == set()\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
                          text=True, check=True).stdout
-    assert int(out) < 256, f"peak RSS {out.strip()} MiB"
+    assert int(out) < 200, f"peak RSS {out.strip()} MiB"

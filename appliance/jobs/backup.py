@@ -21,7 +21,7 @@ from typing import Any, Final
 from appliance.errors import SourceError, UsageError
 from appliance.faults import crash_point
 from appliance.jobs.blockmap import overlay
-from appliance.jobs.sync import record_point
+from appliance.jobs.sync import Delta, record_point
 from appliance.repository import codec
 from appliance.repository.manifest import BlockMap, DiskRecord, Manifest
 from appliance.repository.pack import KIND_DISK_BLOCK, PackWriter
@@ -283,9 +283,11 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
 def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
                   cat: Catalog, repo_id: str, compression: codec.Compression,
                   pool: ThreadPoolExecutor, progress: ProgressFn | None, total: int
-                  ) -> tuple[list[DiskRecord], int, int]:
-    """Back up each disk in turn; return (manifest disk records, bytes read, deduplicated)."""
+                  ) -> tuple[list[DiskRecord], dict[int, Delta], int, int]:
+    """Back up each disk in turn; return (manifest disk records, catalog deltas against each
+    disk's base point, bytes read, deduplicated blocks)."""
     records: list[DiskRecord] = []
+    deltas: dict[int, Delta] = {}
     bytes_read = deduped = 0
     for d, dplan in zip(disks, plan.disks, strict=True):
         def report(done: int, before: int = bytes_read) -> None:
@@ -299,12 +301,13 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
             base_map = BlockMap(idx, ids)
         else:
             base_map = BlockMap.empty()
-        new_map, _d_idx, _d_ids = overlay(base_map, updates, replace_all=dplan.full_read)
+        new_map, d_idx, d_ids = overlay(base_map, updates, replace_all=dplan.full_read)
+        deltas[d.index] = (dplan.base_point, d_idx, d_ids)
         records.append(DiskRecord(d.index, d.source.label, d.source.size, dplan.block_size,
                                   new_map, d.change_id, dict(d.meta)))
         bytes_read += read
         deduped += dd
-    return records, bytes_read, deduped
+    return records, deltas, bytes_read, deduped
 
 
 def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
@@ -330,7 +333,7 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),
                                 thread_name_prefix="backup") as pool:
-            records, bytes_read, deduped = _backup_disks(
+            records, deltas, bytes_read, deduped = _backup_disks(
                 disks, plan, key, sink, cat, repo.id, compression, pool, progress,
                 plan.bytes_to_read)
         sink.drain()
@@ -349,7 +352,7 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     manifest_bytes = repo.write_manifest(manifest)
     crash_point("backup-manifest-written")
     # The catalog stores the point as a delta against its parent: rows ∝ changed blocks.
-    record_point(repo, cat, manifest, manifest_bytes, parent)
+    record_point(repo, cat, manifest, manifest_bytes, parent, deltas)
     crash_point("backup-point-recorded")
     return BackupResult(manifest.point_id, plan.kind, plan.reason, bytes_read,
                         sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,

@@ -35,13 +35,24 @@ def index_pack(repo: Repository, cat: Catalog, pack_id: str) -> None:
         for e in entries])
 
 
+Delta = tuple[str | None, list[int], list[bytes | None]]  # (base point, indices, ids)
+
+
 def record_point(repo: Repository, cat: Catalog, m: Manifest, manifest_bytes: int,
-                 base_point: str | None) -> None:
-    """Add a point to the catalog, its block maps stored as deltas against ``base_point``."""
+                 base_point: str | None, deltas: dict[int, Delta] | None = None) -> None:
+    """Add a point to the catalog, its block maps stored as deltas against ``base_point``.
+
+    ``deltas`` (per disk index), when the caller already has them, saves resolving the base.
+    """
     base_disks = {d.disk_index: d for d in cat.disks(base_point)} if base_point else {}
     disks: list[NewDisk] = []
     for d in m.disks:
         bd = base_disks.get(d.index)
+        if deltas is not None and d.index in deltas:
+            base, delta_idx, delta_ids = deltas[d.index]
+            disks.append(NewDisk(d.index, d.label, d.size, d.block_size, d.change_id,
+                                 json.dumps(d.meta), base, len(d.blocks), delta_idx, delta_ids))
+            continue
         if bd is not None and bd.block_size == d.block_size:
             idx, ids = cat.resolved_map(bd.point_id, d.index)
             base_map, base = BlockMap(idx, ids), bd.point_id
