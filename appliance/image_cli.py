@@ -37,7 +37,7 @@ from appliance.jobs.verify import (
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.backend import LocalBackend
-from appliance.repository.lock import leftovers_likely
+from appliance.repository.lock import leftovers_likely, read_locks
 from appliance.repository.repo import Repository
 from appliance.source import ImageFileSource, parse_areas
 from catalog.store import Catalog, CatalogBusy, CatalogError
@@ -56,8 +56,12 @@ def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
     path = cache_dir() / f"{repo.id}.duckdb"
     try:
         return Catalog.open(path, wait=lock_wait)
-    except CatalogBusy as exc:
-        raise LockedError(str(exc)) from None
+    except CatalogBusy:
+        # The catalog cannot say who has it open; the repository's locks name who is at work.
+        holders = [info.describe() for _name, info in read_locks(repo.backend) if info]
+        held = f" (repository held by: {'; '.join(holders)})" if holders else ""
+        raise LockedError(f"catalog {path} is in use by another vmkeep process{held}; wait for "
+                          "it to finish (or pass a longer --lock-wait)") from None
     except CatalogError:
         # The catalog is a cache: a broken one is set aside and rebuilt from the repository.
         for p in (path, Path(f"{path}.wal")):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from appliance.errors import NoSpaceError, NotFoundError, StorageIOError
+from appliance.faults import crash_point
 
 TMP_FOLDER = "tmp"
 
@@ -110,6 +111,7 @@ class LocalBackend:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            crash_point("put-tmp-written")  # the file is whole in tmp/, not yet in place
             os.rename(tmp, target)
             _fsync_dir(target.parent)
         except OSError as exc:

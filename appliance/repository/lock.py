@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from appliance.errors import IntegrityError, LockedError, RepositoryFormatError
+from appliance.errors import IntegrityError, LockedError, RepositoryFormatError, StorageIOError
 from appliance.repository import objfile
 from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
@@ -149,7 +149,8 @@ def leftovers_likely(backend: Backend) -> bool:
 def _remove_stale(backend: Backend, name: str) -> None:
     """Delete a dead process's lock, leaving a marker in tmp/ so that the next process able to
     take the exclusive lock sweeps what the dead one may have left behind."""
-    backend.put(f"{TMP_FOLDER}/stale-{name.rsplit('/', 1)[-1]}", b"")
+    with contextlib.suppress(StorageIOError):  # swept meanwhile: a sweep is under way anyway
+        backend.put(f"{TMP_FOLDER}/stale-{name.rsplit('/', 1)[-1]}", b"")
     with contextlib.suppress(ObjectNotFound):
         backend.delete(name)
 
@@ -159,12 +160,21 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
     """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
     deadline = time.monotonic() + wait
     pause = 0.05
+    swept = 0
     while True:
         now = time.time()
         info = LockInfo(secrets.token_hex(16), socket.gethostname(), os.getpid(),
                         _proc_start(os.getpid()), exclusive, operation, now, now)
         name = f"{LOCKS}/{info.lock_id}"
-        backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
+        try:
+            backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
+        except StorageIOError:
+            # Lock files are written through tmp/, which an exclusive holder (prune, cleanup)
+            # sweeps without regard for lock requests under way: write it again.
+            swept += 1
+            if swept > 3:
+                raise
+            continue
         conflict: LockInfo | None = None
         for other_name, other in read_locks(backend):
             if other_name == name:
