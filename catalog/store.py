@@ -69,7 +69,7 @@ class Catalog:
 
     # -- lifecycle ------------------------------------------------------------------------------
     @staticmethod
-    def open(path: Path | None, *, wait: float = 0.0, memory_limit: str = "256MB") -> Catalog:
+    def open(path: Path | None, *, wait: float = 0.0, memory_limit: str = "128MB") -> Catalog:
         """Open (creating and migrating) the catalog at ``path``; None opens one in memory."""
         deadline = time.monotonic() + wait
         while True:
