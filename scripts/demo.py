@@ -53,7 +53,7 @@ def make_sample(path: Path, size: int, rng: random.Random) -> None:
                 line = f"Nov 24 21:00:{mib % 60:02d} web01 nginx: GET /api/v1/items 200\n"
                 f.write((line.encode() * (MiB // len(line) + 1))[:MiB])
             elif kind == 2:
-                f.write((rng.randbytes(4096) * 256))
+                f.write(rng.randbytes(4096) * 256)
             elif kind == 3:
                 f.write(rng.randbytes(MiB))
             # kinds 0, 4, 5: left unallocated
