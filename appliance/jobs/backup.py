@@ -32,7 +32,7 @@ from catalog.store import Catalog
 
 BLOCK_SIZES: Final = {"256K": 256 << 10, "512K": 512 << 10, "1M": 1 << 20, "4M": 4 << 20}
 DEFAULT_BLOCK_SIZE: Final = 1 << 20
-BATCH_BYTES: Final = 32 << 20
+BATCH_BYTES: Final = 16 << 20
 
 
 def block_size_named(text: str) -> int:

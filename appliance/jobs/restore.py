@@ -114,6 +114,11 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
                             view = view[n:]
                             pos += n
                         written += len(data)
+                    # Start writing this window to disk now (asynchronously), so the final
+                    # fsync does not wait for the whole image at once.
+                    first = chunk[0].block_index * bs
+                    os.posix_fadvise(fd, first, chunk[-1].block_index * bs + bs - first,
+                                     os.POSIX_FADV_DONTNEED)
                     if progress is not None:
                         progress(written, disk.size)
             os.ftruncate(fd, disk.size)
