@@ -274,11 +274,6 @@ class Catalog:
         pts = self.points(repo_id, object_name)
         return pts[-1] if pts else None
 
-    def point_config(self, point_id: str) -> dict[str, Any]:
-        row = self._con.execute("SELECT config FROM points WHERE point_id = ?",
-                                [point_id]).fetchone()
-        return dict(json.loads(row[0])) if row and row[0] else {}
-
     def disks(self, point_id: str) -> list[DiskRow]:
         rows = self._con.execute(
             "SELECT point_id, disk_index, label, size, block_size, change_id, base_point, "

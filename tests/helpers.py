@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -10,6 +12,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from appliance import cli
 
 MiB = 1 << 20
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +95,22 @@ def run_cli(args: list[str], cache: Path, env: dict[str, str] | None = None,
     proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=full_env,
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_inproc(args: list[str], cache: Path) -> CliResult:
+    """The CLI's ``main()`` in this process, with its catalog cache in ``cache``."""
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("VMKEEP_CACHE_DIR")
+    os.environ["VMKEEP_CACHE_DIR"] = str(cache)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(args)
+    finally:
+        if old is None:
+            del os.environ["VMKEEP_CACHE_DIR"]
+        else:
+            os.environ["VMKEEP_CACHE_DIR"] = old
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -14,7 +14,6 @@ kernel (``/proc/PID/wchan``); nothing here sleeps for a fixed time.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import pty
@@ -34,13 +33,20 @@ from typing import IO, Any, TypeVar
 
 import pytest
 
-from appliance import cli
 from appliance.errors import LockedError
 from appliance.repository import lock as locks
 from appliance.repository import objfile
 from appliance.repository.backend import LocalBackend
 from appliance.repository.repo import Repository
-from tests.helpers import REPO_ROOT, CliResult, MiB, run_cli, sha256_of, tree_digest, write_areas
+from tests.helpers import (
+    REPO_ROOT,
+    MiB,
+    run_cli,
+    run_inproc,
+    sha256_of,
+    tree_digest,
+    write_areas,
+)
 
 EXIT_LOCKED = 6
 BS = 256 << 10
@@ -183,21 +189,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Image]:
         out.append(Image(path, sha256_of(path), blocks))
     return out
 
-
-def run_inproc(args: list[str], cache: Path) -> CliResult:
-    """The CLI's ``main()`` in this process, with its catalog cache in ``cache``."""
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("VMKEEP_CACHE_DIR")
-    os.environ["VMKEEP_CACHE_DIR"] = str(cache)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(args)
-    finally:
-        if old is None:
-            del os.environ["VMKEEP_CACHE_DIR"]
-        else:
-            os.environ["VMKEEP_CACHE_DIR"] = old
-    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @dataclass

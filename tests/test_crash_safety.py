@@ -24,7 +24,6 @@ start-up per call).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import random
@@ -38,13 +37,12 @@ from typing import Any
 
 import pytest
 
-from appliance import cli
 from appliance.jobs import backup as backup_job
 from appliance.jobs import prune as prune_job
 from appliance.jobs import sync as sync_job
 from appliance.repository.backend import LocalBackend
 from appliance.repository.repo import DEFAULT_PACK_SIZE, Repository
-from tests.helpers import CliResult, MiB, run_cli, sha256_of, write_areas
+from tests.helpers import CliResult, MiB, run_cli, run_inproc, sha256_of, write_areas
 
 if os.environ.get("VMKEEP_CRASH_AT"):
     # The in-process CLI calls below would kill the test runner itself.
@@ -135,21 +133,6 @@ def changed_areas(old: Image, new: Image) -> list[dict[str, int]]:
 
 
 # -- running the CLI ---------------------------------------------------------------------------
-def run_inproc(args: list[str], cache: Path) -> CliResult:
-    """The CLI's ``main()`` in this process, with its catalog cache in ``cache``."""
-    out, err = io.StringIO(), io.StringIO()
-    old = os.environ.get("VMKEEP_CACHE_DIR")
-    os.environ["VMKEEP_CACHE_DIR"] = str(cache)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(args)
-    finally:
-        if old is None:
-            del os.environ["VMKEEP_CACHE_DIR"]
-        else:
-            os.environ["VMKEEP_CACHE_DIR"] = old
-    return CliResult(code, out.getvalue(), err.getvalue())
-
 
 def ok(result: CliResult, what: str) -> CliResult:
     assert result.code == 0, f"{what} failed with {result.code}: {result.err.strip()}"
