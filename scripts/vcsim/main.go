@@ -1,0 +1,140 @@
+// Command vcsim runs govmomi's vSphere API simulator for vmkeep's tests.
+//
+// It is built by scripts/vcsim/build.sh against the Debian package
+// golang-github-vmware-govmomi-dev (govmomi 0.24.2, GOPATH mode), with the
+// patched simulator files under scripts/vcsim/overlay/.
+//
+// Once the server listens, exactly one line is written to stdout:
+//
+//	VCSIM_URL=https://127.0.0.1:PORT/sdk VCSIM_HOST=127.0.0.1 VCSIM_PORT=PORT VCSIM_PID=PID
+//
+// (space separated KEY=VALUE pairs, no credentials in the URL). Everything
+// else goes to stderr. The process runs until SIGINT/SIGTERM (or, with
+// -stdinexit, until its stdin is closed), then removes the model's temporary
+// datastore directories and exits 0.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"io/ioutil"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/simulator/esx"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("vcsim: ")
+
+	model := simulator.VPX()
+
+	// Inventory size (same names and meaning as upstream vcsim).
+	flag.IntVar(&model.Datacenter, "dc", model.Datacenter, "number of datacenters")
+	flag.IntVar(&model.Cluster, "cluster", model.Cluster, "number of clusters per datacenter")
+	flag.IntVar(&model.ClusterHost, "host", model.ClusterHost, "number of hosts per cluster")
+	flag.IntVar(&model.Host, "standalone-host", model.Host, "number of standalone hosts per datacenter")
+	flag.IntVar(&model.Machine, "vm", model.Machine, "number of virtual machines per resource pool (i.e. per cluster and per standalone host)")
+	flag.IntVar(&model.Datastore, "ds", model.Datastore, "number of local datastores")
+	flag.IntVar(&model.Pool, "pool", model.Pool, "number of child resource pools per cluster")
+	flag.IntVar(&model.Folder, "folder", model.Folder, "number of folders")
+	flag.BoolVar(&model.Autostart, "autostart", model.Autostart, "power on the VMs the model creates")
+
+	isESX := flag.Bool("esx", false, "simulate a standalone ESX host instead of vCenter")
+	listen := flag.String("l", "127.0.0.1:0", "listen address (port 0 picks a free port)")
+	user := flag.String("username", "", "login user name (empty: any user name and password are accepted)")
+	pass := flag.String("password", "", "login password (used with -username)")
+	useTLS := flag.Bool("tls", true, "serve HTTPS (HTTP when false)")
+	certFile := flag.String("tlscert", "", "TLS certificate file (PEM); default: the simulator's built-in test certificate")
+	keyFile := flag.String("tlskey", "", "TLS key file (PEM), with -tlscert")
+	trace := flag.Bool("trace", false, "trace SOAP requests and responses to stderr")
+	stdinExit := flag.Bool("stdinexit", false, "exit when stdin reaches EOF (e.g. when the parent process dies)")
+	flag.Parse()
+
+	if flag.NArg() != 0 {
+		log.Fatalf("unexpected arguments: %v", flag.Args())
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		log.Fatal("-tlscert and -tlskey must be given together")
+	}
+	if *pass != "" && *user == "" {
+		log.Fatal("-password needs -username")
+	}
+
+	host, _, err := net.SplitHostPort(*listen)
+	if err != nil {
+		log.Fatalf("-l %q: %v", *listen, err)
+	}
+
+	if *isESX {
+		vpx := model
+		model = simulator.ESX()
+		model.Datastore = vpx.Datastore
+		model.Machine = vpx.Machine
+		model.Autostart = vpx.Autostart
+	}
+
+	simulator.Trace = *trace // traces go to stderr (simulator.TraceFile)
+
+	const tag = " (govmomi simulator)"
+	model.ServiceContent.About.FullName += tag
+	model.ServiceContent.About.OsType = runtime.GOOS + "-" + runtime.GOARCH
+	esx.HostSystem.Summary.ManagementServerIp = host
+
+	// Catch signals before anything is created, so that a signal sent right
+	// after the VCSIM_URL line still removes the temporary datastores.
+	done := make(chan os.Signal, 1)
+	signal.Notify(done, syscall.SIGINT, syscall.SIGTERM)
+
+	if err := model.Create(); err != nil {
+		log.Fatalf("creating the inventory: %v", err)
+	}
+
+	model.Service.Listen = &url.URL{Host: *listen}
+	if *user != "" {
+		model.Service.Listen.User = url.UserPassword(*user, *pass)
+	}
+	model.Service.ServeMux = http.NewServeMux()
+	model.Service.RegisterEndpoints = true
+	if *useTLS {
+		model.Service.TLS = new(tls.Config)
+		if *certFile != "" {
+			cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				model.Remove()
+				log.Fatalf("loading TLS certificate: %v", err)
+			}
+			model.Service.TLS.Certificates = []tls.Certificate{cert}
+		}
+	}
+
+	server := model.Service.NewServer()
+
+	u := *server.URL
+	u.User = nil // never print credentials
+	_, port, _ := net.SplitHostPort(u.Host)
+	fmt.Fprintf(os.Stdout, "VCSIM_URL=%s VCSIM_HOST=%s VCSIM_PORT=%s VCSIM_PID=%d\n",
+		u.String(), u.Hostname(), port, os.Getpid())
+	_ = os.Stdout.Sync() // os.Stdout is unbuffered; Sync fails harmlessly on pipes
+
+	if *stdinExit {
+		go func() {
+			_, _ = io.Copy(ioutil.Discard, os.Stdin)
+			done <- syscall.SIGTERM
+		}()
+	}
+	<-done
+
+	server.Close()
+	model.Remove()
+}
