@@ -12,6 +12,16 @@
 // else goes to stderr. The process runs until SIGINT/SIGTERM (or, with
 // -stdinexit, until its stdin is closed), then removes the model's temporary
 // datastore directories and exits 0.
+//
+// vmkeep additions in overlay/simulator/vmkeep_cbt.go: snapshots freeze a copy
+// of each disk ("<disk>-snapN.vmdk"/"-flat.vmdk", deleted by RemoveSnapshot),
+// and VirtualMachine.QueryChangedDiskAreas implements Changed Block Tracking
+// for VMs with config.changeTrackingEnabled. Environment:
+//
+//	VCSIM_CBT_MAX_EXTENTS=N  at most N extents per QueryChangedDiskAreas reply
+//	                         (Length then stops short of the disk's end, so
+//	                         clients must page with startOffset); unset or 0:
+//	                         replies cover the rest of the disk.
 package main
 
 import (
