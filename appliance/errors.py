@@ -84,6 +84,13 @@ class SourceError(VmkeepError):
     code = "source"
 
 
+class VSphereError(VmkeepError):
+    """A vSphere API call, task, snapshot or CBT query failed."""
+
+    exit_code = 12
+    code = "vsphere"
+
+
 # Exit codes used by commands that report rather than fail (verify).
 EXIT_OK = 0
 EXIT_DAMAGE_FOUND = 1

@@ -1,0 +1,214 @@
+"""Disk transports: read a snapshot's flat disk over HTTPS from the datastore (Range GETs with
+the session cookie), or directly from a locally reachable datastore file.
+
+Both are :class:`appliance.source.Source`; ``read`` is safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from appliance.errors import SourceError
+from appliance.source import Extent
+
+RETRIES = 4
+BACKOFF = 0.1
+
+
+class TransportError(SourceError):
+    """A disk could not be read through its transport."""
+
+    code = "vsphere_transport"
+
+
+@dataclass(frozen=True, slots=True)
+class DatastoreEndpoint:
+    """Where to fetch datastore files: the vCenter/ESXi host, port, session cookie value
+    (``vmware_soap_session``) and the TLS context (None: verify with the system's CAs)."""
+
+    host: str
+    port: int
+    cookie: str
+    ssl_context: ssl.SSLContext | None = None
+
+
+def _pad(data: bytes, offset: int, length: int, size: int) -> bytes:
+    want = max(0, min(length, size - offset))
+    if len(data) >= want:
+        return data[:want]
+    return data + bytes(want - len(data))
+
+
+class DatastoreDiskSource:
+    """A flat disk file on a datastore, read by HTTPS Range requests."""
+
+    def __init__(self, endpoint: DatastoreEndpoint, datacenter_name: str, datastore_name: str,
+                 path_of_flat_file: str, size: int, label: str,
+                 allocated: Sequence[Extent], *, timeout: float = 60.0,
+                 retries: int = RETRIES, backoff: float = BACKOFF) -> None:
+        self.endpoint = endpoint
+        self._size = size
+        self._label = label
+        self._allocated = list(allocated)
+        self._timeout = timeout
+        self._retries = max(1, retries)
+        self._backoff = backoff
+        query = urllib.parse.urlencode({"dcPath": datacenter_name, "dsName": datastore_name})
+        self.url_path = ("/folder/" + urllib.parse.quote(path_of_flat_file.lstrip("/"))
+                         + "?" + query)
+        self._what = f"[{datastore_name}] {path_of_flat_file}"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[http.client.HTTPSConnection] = []
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def allocated_areas(self) -> list[Extent]:
+        return list(self._allocated)
+
+    def _conn(self) -> http.client.HTTPSConnection:
+        conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            ctx = self.endpoint.ssl_context or ssl.create_default_context()
+            conn = http.client.HTTPSConnection(self.endpoint.host, self.endpoint.port,
+                                               timeout=self._timeout, context=ctx)
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+
+    def _get(self, first: int, last: int) -> bytes:
+        conn = self._conn()
+        conn.request("GET", self.url_path, headers={
+            "Range": f"bytes={first}-{last}",
+            "Cookie": f"vmware_soap_session={self.endpoint.cookie}",
+            "Accept": "application/octet-stream",
+        })
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status == 206:
+            return body
+        if resp.status == 200:  # Range ignored: the whole file.
+            return body[first: last + 1]
+        if resp.status == 416:  # Past the end of a short file: zeros.
+            return b""
+        if resp.status in (401, 403):
+            raise TransportError(f"reading {self._what}: the datastore refused the session "
+                                 f"(HTTP {resp.status}); log in again")
+        if resp.status == 404:
+            raise TransportError(f"reading {self._what}: the file does not exist on the "
+                                 "datastore (HTTP 404)")
+        raise _Retryable(f"HTTP {resp.status} {resp.reason}")
+
+    def read(self, offset: int, length: int) -> bytes:
+        if self._closed:
+            raise TransportError(f"reading {self._what}: the source is closed")
+        if offset >= self._size or length <= 0:
+            return b""
+        length = min(length, self._size - offset)
+        last_error = ""
+        for attempt in range(self._retries):
+            try:
+                data = self._get(offset, offset + length - 1)
+                return _pad(data, offset, length, self._size)
+            except TransportError:
+                self._drop_conn()
+                raise
+            except (_Retryable, OSError, http.client.HTTPException) as exc:
+                self._drop_conn()
+                last_error = " ".join(str(exc).split()) or type(exc).__name__
+                if attempt + 1 < self._retries:
+                    time.sleep(self._backoff * (2 ** attempt))
+        raise TransportError(f"reading {self._what} at byte {offset} ({length} bytes) failed "
+                             f"after {self._retries} attempts: {last_error}")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
+
+class _Retryable(Exception):
+    """A response worth retrying (5xx, unexpected status)."""
+
+
+class DirectPathDiskSource:
+    """A flat disk file reachable on the local filesystem (hot-add, direct storage access)."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int, label: str,
+                 allocated: Sequence[Extent]) -> None:
+        self.path = os.fspath(path)
+        self._size = size
+        self._label = label
+        self._allocated = list(allocated)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise TransportError(f"cannot open disk file {self.path}: {exc.strerror}") from None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def allocated_areas(self) -> list[Extent]:
+        return list(self._allocated)
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset >= self._size or length <= 0:
+            return b""
+        length = min(length, self._size - offset)
+        try:
+            data = os.pread(self._fd, length, offset)
+            while 0 < len(data) < length:
+                more = os.pread(self._fd, length - len(data), offset + len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise TransportError(f"reading {self.path} at byte {offset} failed: "
+                                 f"{exc.strerror}") from None
+        return _pad(data, offset, length, self._size)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def session_cookie_value(raw_cookie: str) -> str:
+    """The ``vmware_soap_session`` value out of a Set-Cookie style string (pyVmomi's
+    ``stub.cookie``); the input itself when it holds no such name."""
+    for part in raw_cookie.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == "vmware_soap_session":
+            return value.strip()
+    return raw_cookie.strip()
