@@ -1,0 +1,415 @@
+"""Back up one vSphere VM: snapshot, Changed Block Tracking with sanity sampling, read the
+snapshot's frozen flat disks, always remove the snapshot.
+
+Disks are numbered 0, 1, … in (controller bus, unit) order of the snapshot's configuration.
+A disk that cannot be read correctly through a flat-file transport (a delta/sesparse base, an
+RDM, an independent disk, a vSAN/vVol object) is refused with a reason; the others are still
+backed up.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from appliance.errors import VmkeepError
+from appliance.jobs.backup import BackupOptions, BackupResult, DiskInput, run_backup
+from appliance.repository import codec
+from appliance.repository.repo import Repository
+from appliance.source import Extent, Source, blocks_touched
+from appliance.vsphere.cbt import (
+    ALL_ALLOCATED,
+    CbtError,
+    CbtInvalid,
+    CbtNotEnabled,
+    SnapshotDisk,
+    changed_areas,
+    flat_file_of,
+    snapshot_disks,
+)
+from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.snapshot import SnapshotRef, backup_snapshot, enable_cbt, snapshot_object
+from appliance.vsphere.transport import (
+    DatastoreDiskSource,
+    DatastoreEndpoint,
+    DirectPathDiskSource,
+)
+from catalog.models import DiskRow
+from catalog.store import Catalog
+
+LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
+Transport = Literal["https", "direct"]
+
+OBJECT_KIND = "vm"
+INDEPENDENT_MODES = ("independent_persistent", "independent_nonpersistent")
+
+
+class VmBackupError(VmkeepError):
+    """The VM could not be backed up."""
+
+    code = "vm_backup"
+
+
+@dataclass(frozen=True, slots=True)
+class DiskOutcome:
+    index: int
+    key: int
+    label: str
+    read_kind: str  # "full" | "incremental" | "skipped"
+    bytes_read: int = 0
+    warnings: tuple[str, ...] = ()
+    skipped_reason: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VmBackupResult:
+    vm_name: str
+    instance_uuid: str
+    point_id: str | None
+    status: str  # "success" | "warning" | "failed"
+    disks: tuple[DiskOutcome, ...]
+    warnings: tuple[str, ...] = ()
+    backup: BackupResult | None = None
+
+
+class _CountingSource:
+    """A Source that counts the bytes it returned."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.bytes_read = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def allocated_areas(self) -> Sequence[Extent]:
+        return self.inner.allocated_areas()
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = self.inner.read(offset, length)
+        with self._lock:
+            self.bytes_read += len(data)
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def refusal(info: DiskInfo | None, snap: SnapshotDisk) -> str:
+    """Why this disk cannot be read from its snapshot's flat file ("" when it can)."""
+    name = f"disk {info.index if info else '?'} ({snap.file_name or 'no file'}, key {snap.key})"
+    mode = info.disk_mode if info else None
+    btype = info.backing_type if info else snap.backing_type
+    if mode in INDEPENDENT_MODES:
+        return (f"{name} is in {mode} mode: snapshots do not freeze independent disks; "
+                "back it up with an in-guest agent or make it dependent (persistent)")
+    if "RawDisk" in btype or "RawDisk" in snap.backing_type:
+        return (f"{name} is a raw device mapping: it needs a SAN transport reading the LUN "
+                "(or an in-guest agent)")
+    if info is not None and info.parent_file_name:
+        return (f"{name}: its snapshot base is a delta of {info.parent_file_name} (the VM has "
+                "snapshots of its own): it needs a VDDK/NBD transport that reads the whole "
+                "chain; consolidate or remove the VM's snapshots to back it up by file")
+    if btype != "FlatVer2" or not snap.backing_type.endswith("FlatVer2BackingInfo"):
+        return (f"{name} has a {btype} backing (not a flat VMDK): it needs a VDDK/NBD "
+                "transport")
+    if not snap.file_name:
+        return f"{name} has no backing file"
+    return ""
+
+
+def _device_config(snap_config: Any) -> dict[str, Any]:
+    """What a restore needs to recreate the VM (duck-typed pyVmomi data, no ``vim`` here)."""
+    hw = getattr(snap_config, "hardware", None)
+    devices = list(getattr(hw, "device", None) or [])
+    by_key = {int(d.key): d for d in devices}
+    disks: list[dict[str, Any]] = []
+    nics: list[dict[str, Any]] = []
+    controllers: list[dict[str, Any]] = []
+    for d in devices:
+        kind = type(d).__name__.rsplit(".", 1)[-1]
+        if hasattr(d, "busNumber") and hasattr(d, "device") and kind.endswith("Controller"):
+            controllers.append({"key": int(d.key), "type": kind, "bus": int(d.busNumber or 0)})
+        elif hasattr(d, "capacityInKB") and hasattr(d, "unitNumber"):
+            ctrl = by_key.get(int(d.controllerKey or 0))
+            backing = d.backing
+            disks.append({
+                "key": int(d.key), "controller_key": int(d.controllerKey or 0),
+                "controller_type": type(ctrl).__name__.rsplit(".", 1)[-1] if ctrl else "",
+                "bus": int(getattr(ctrl, "busNumber", 0) or 0),
+                "unit": int(d.unitNumber or 0),
+                "capacity_bytes": int(d.capacityInBytes or 0) or int(d.capacityInKB or 0) * 1024,
+                "disk_mode": str(getattr(backing, "diskMode", "") or ""),
+                "thin": bool(getattr(backing, "thinProvisioned", False)),
+                "file_name": str(getattr(backing, "fileName", "") or ""),
+            })
+        elif hasattr(d, "macAddress"):
+            backing = d.backing
+            network = str(getattr(backing, "deviceName", "") or "")
+            port = getattr(backing, "port", None)
+            nics.append({
+                "key": int(d.key), "type": kind, "mac": str(d.macAddress or ""),
+                "address_type": str(getattr(d, "addressType", "") or ""),
+                "network": network,
+                "portgroup_key": str(getattr(port, "portgroupKey", "") or ""),
+                "switch_uuid": str(getattr(port, "switchUuid", "") or ""),
+            })
+    disks.sort(key=lambda x: (x["bus"], x["unit"], x["key"]))
+    for i, disk in enumerate(disks):
+        disk["index"] = i
+    return {
+        "name": str(getattr(snap_config, "name", "") or ""),
+        "guest_id": str(getattr(snap_config, "guestId", "") or ""),
+        "num_cpu": int(getattr(hw, "numCPU", 0) or 0),
+        "cores_per_socket": int(getattr(hw, "numCoresPerSocket", 0) or 0),
+        "memory_mb": int(getattr(hw, "memoryMB", 0) or 0),
+        "firmware": str(getattr(snap_config, "firmware", "") or ""),
+        "version": str(getattr(snap_config, "version", "") or ""),
+        "controllers": controllers,
+        "disks": disks,
+        "nics": nics,
+    }
+
+
+def vm_config(vm: Any, ref: SnapshotRef, info: VmInfo) -> dict[str, Any]:
+    """The VM's configuration as of the snapshot, for recreating it at restore."""
+    config = _device_config(snapshot_object(vm, ref).config)
+    config["name"] = info.name  # the snapshot's config may lack it; the VM's name is current
+    live = vm.config
+    for k, attr in (("guest_id", "guestId"), ("firmware", "firmware")):
+        if not config[k]:
+            config[k] = str(getattr(live, attr, "") or "")
+    if not config["num_cpu"]:
+        config["num_cpu"] = int(getattr(live.hardware, "numCPU", 0) or 0)
+    if not config["memory_mb"]:
+        config["memory_mb"] = int(getattr(live.hardware, "memoryMB", 0) or 0)
+    portgroups = {str(getattr(n, "key", "") or ""): str(n.name) for n in vm.network or []}
+    live_devices = {int(d.key): d for d in getattr(live.hardware, "device", None) or []}
+    for nic in config["nics"]:
+        if nic["network"]:
+            continue
+        dev = live_devices.get(nic["key"])
+        backing = getattr(dev, "backing", None) if dev is not None else None
+        name = str(getattr(backing, "deviceName", "") or "")
+        net = getattr(backing, "network", None)
+        if not name and net is not None:
+            name = str(getattr(net, "name", "") or "")
+        nic["network"] = name or portgroups.get(nic["portgroup_key"], "")
+    config["instance_uuid"] = info.instance_uuid
+    config["bios_uuid"] = info.bios_uuid
+    return config
+
+
+def _sample(source: Source, key: bytes, prev_map: dict[int, bytes], candidates: list[int],
+            count: int, block_size: int, rnd: random.Random) -> tuple[int, list[int]]:
+    """Re-read ``count`` of ``candidates``; return (bytes read, blocks that differ)."""
+    picked = sorted(rnd.sample(candidates, min(count, len(candidates))))
+    read = 0
+    bad: list[int] = []
+    for b in picked:
+        offset = b * block_size
+        data = source.read(offset, min(block_size, source.size - offset))
+        read += len(data)
+        if codec.block_id(key, data) != prev_map[b]:
+            bad.append(b)
+    return read, bad
+
+
+def _previous_map(cat: Catalog, point_id: str, disk_index: int) -> dict[int, bytes]:
+    idx, ids = cat.resolved_map(point_id, disk_index)
+    return {int(b): ids[i * 32:(i + 1) * 32] for i, b in enumerate(idx)}
+
+
+def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
+    vm = session.call(lambda: session.content.searchIndex.FindByUuid(
+        None, info.instance_uuid, True, True))
+    if vm is None:
+        raise VmBackupError(f"VM {info.name!r} ({info.instance_uuid}) disappeared from "
+                            f"{session.host}:{session.port} before the backup started")
+    return vm
+
+
+def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_or_uuid: str,
+              options: BackupOptions, *, enable_cbt_consent: bool,
+              transport: Transport = "https", sample_blocks: int = 4,
+              log: LogFn, before_read: Callable[[], None] | None = None,
+              seed: int | str | None = None) -> VmBackupResult:
+    """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
+    object uuid: its instanceUuid). ``before_read`` runs after the snapshot is taken and
+    before any disk is read (a test seam). Errors propagate after the snapshot is removed."""
+    info = find_vm(session, vm_name_or_uuid)
+    vm = _vm_object(session, info)
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        log("warning", msg)
+
+    if info.cbt_enabled:
+        cbt_on = True
+    elif enable_cbt_consent:
+        enable_cbt(vm)
+        cbt_on = True
+        log("info", f"enabled Changed Block Tracking on VM {info.name!r}; this backup reads "
+                    "every allocated area (no earlier changeId), deduplicated")
+    else:
+        cbt_on = False
+        warn(f"Changed Block Tracking is off on VM {info.name!r} and enabling it was not "
+             "allowed: every disk gets a full read (deduplicated: only changed blocks are "
+             "stored)")
+
+    by_key = {d.key: d for d in info.disks}
+    prev_row = cat.latest_point(repo.id, info.name)
+    prev_point = prev_row.point_id if prev_row else None
+    prev_disks: dict[int, DiskRow] = (
+        {d.disk_index: d for d in cat.disks(prev_point)} if prev_point else {})
+    key = repo.block_key()
+    bs = options.block_size
+    rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
+    datastore_urls: dict[str, str] = {}
+    if transport == "direct":
+        datastore_urls = {str(ds.name): str(ds.info.url) for ds in vm.datastore or []}
+
+    outcomes: dict[int, DiskOutcome] = {}
+    with backup_snapshot(vm) as ref:
+        log("info", f"snapshot {ref.name} of VM {info.name!r} taken")
+        sdisks = snapshot_disks(vm, ref)
+        config = vm_config(vm, ref, info)
+        if before_read is not None:
+            before_read()
+        inputs: list[DiskInput] = []
+        counters: dict[int, _CountingSource] = {}
+        extra_read: dict[int, int] = {}
+        disk_warnings: dict[int, list[str]] = {}
+        kinds: dict[int, str] = {}
+        reasons: dict[int, str] = {}
+        try:
+            for index, sd in enumerate(sdisks):
+                dinfo = by_key.get(sd.key)
+                label = f"disk {index} ({sd.file_name})"
+                why = refusal(dinfo, sd)
+                if why:
+                    warn(f"skipping {why}")
+                    outcomes[index] = DiskOutcome(index, sd.key, label, "skipped",
+                                                  skipped_reason=why)
+                    continue
+                dw: list[str] = []
+                disk_warnings[index] = dw
+                cap = sd.capacity_bytes
+                try:
+                    allocated = (changed_areas(vm, ref, sd.key, cap, ALL_ALLOCATED) if cbt_on
+                                 else [Extent(0, cap)])
+                except CbtError as exc:
+                    allocated = [Extent(0, cap)]
+                    msg = f"disk {index}: allocated areas unknown ({exc}); reading all of it"
+                    dw.append(msg)
+                    warn(msg)
+                prev = prev_disks.get(index)
+                changed: list[Extent] | None = None
+                reason = ""
+                if not cbt_on:
+                    reason = "Changed Block Tracking is off"
+                elif prev is None:
+                    reason = (f"first backup of {info.name!r}" if prev_point is None
+                              else f"disk {index} is new since point {prev_point}")
+                elif not prev.change_id:
+                    reason = f"point {prev_point} has no changeId for disk {index}"
+                elif prev.size != cap:
+                    reason = (f"disk {index} size changed from {prev.size} to {cap} bytes")
+                elif prev.block_size != bs:
+                    reason = f"block size changed from {prev.block_size} to {bs}"
+                else:
+                    try:
+                        changed = changed_areas(vm, ref, sd.key, cap, prev.change_id)
+                    except CbtInvalid as exc:
+                        reason = f"CBT changeId invalid: {exc}"
+                    except CbtNotEnabled as exc:
+                        reason = f"CBT not enabled: {exc}"
+                    except CbtError as exc:
+                        reason = f"CBT query failed: {exc}"
+                    if reason:
+                        msg = f"disk {index}: {reason}; full read with deduplication"
+                        dw.append(msg)
+                        warn(msg)
+                ds_name, _, rel = sd.file_name[1:].partition("]")
+                flat = flat_file_of(rel.strip())
+                inner: Source
+                if transport == "direct":
+                    root = datastore_urls.get(ds_name)
+                    if not root:
+                        raise VmBackupError(f"disk {index}: datastore {ds_name!r} is not "
+                                            "reachable locally for the direct transport")
+                    inner = DirectPathDiskSource(f"{root.rstrip('/')}/{flat}", cap,
+                                                 f"disk{index}", allocated)
+                else:
+                    endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
+                                                 session.ssl_context)
+                    inner = DatastoreDiskSource(endpoint, info.datacenter, ds_name, flat, cap,
+                                                f"disk{index}", allocated)
+                src = _CountingSource(inner)
+                counters[index] = src
+                if changed is not None and prev is not None and prev_point and sample_blocks > 0:
+                    prev_map = _previous_map(cat, prev_point, index)
+                    touched = set(blocks_touched(changed, bs, cap))
+                    candidates = [b for b in prev_map if b not in touched]
+                    got, bad = _sample(src.inner, key, prev_map, candidates, sample_blocks,
+                                       bs, rnd)
+                    extra_read[index] = got
+                    if bad:
+                        reason = (f"CBT sanity check failed: {len(bad)} of "
+                                  f"{min(sample_blocks, len(candidates))} sampled blocks CBT "
+                                  f"called unchanged differ from point {prev_point} "
+                                  f"(first: block {bad[0]})")
+                        msg = f"disk {index}: {reason}; full read with deduplication"
+                        dw.append(msg)
+                        warn(msg)
+                        changed = None
+                    else:
+                        log("info", f"disk {index}: CBT sanity check passed "
+                                    f"({min(sample_blocks, len(candidates))} blocks)")
+                if changed is None and not dw and reason:
+                    log("info", f"disk {index}: {reason}; full read of allocated areas")
+                kinds[index] = "incremental" if changed is not None else "full"
+                reasons[index] = reason or f"{len(changed or [])} changed areas"
+                inputs.append(DiskInput(
+                    index, src, changed, change_id=sd.change_id, changed_reason=reason,
+                    meta={"key": sd.key, "file_name": sd.file_name, "bus": sd.bus,
+                          "unit": sd.unit, "capacity_bytes": cap,
+                          "label": dinfo.label if dinfo else ""}))
+            result: BackupResult | None = None
+            if inputs:
+                result = run_backup(repo, cat, info.name, inputs, options,
+                                    object_kind=OBJECT_KIND, config=config,
+                                    object_uuid=info.instance_uuid)
+        finally:
+            for c in counters.values():
+                c.close()
+        for d in inputs:
+            outcomes[d.index] = DiskOutcome(
+                d.index, int(d.meta["key"]), f"disk {d.index} ({d.meta['file_name']})",
+                kinds[d.index], counters[d.index].bytes_read + extra_read.get(d.index, 0),
+                tuple(disk_warnings.get(d.index, ())), reason=reasons[d.index])
+    log("info", f"snapshot {ref.name} of VM {info.name!r} removed")
+    ordered = tuple(outcomes[i] for i in sorted(outcomes))
+    if result is None:
+        msg = f"no disk of VM {info.name!r} could be backed up"
+        log("error", msg)
+        return VmBackupResult(info.name, info.instance_uuid, None, "failed", ordered,
+                              (*warnings, msg))
+    status = "warning" if warnings else "success"
+    log("info", f"VM {info.name!r}: point {result.point_id} ({result.kind}), "
+                f"{result.bytes_read} bytes read, status {status}")
+    return VmBackupResult(info.name, info.instance_uuid, result.point_id, status, ordered,
+                          tuple(warnings), result)
+

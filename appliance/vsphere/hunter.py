@@ -1,0 +1,398 @@
+"""Snapshot Hunter: find what crashed backups and failed consolidations leave behind, and fix it.
+
+Plan, then execute. ``plan_hunt`` only reads; it returns frozen data listing each finding (the
+VM, what is wrong, the planned action). ``describe`` turns a plan into lines for a dry run.
+``execute_hunt`` carries a plan out and says, per finding, whether it was fixed or why not.
+
+What is found, in the order it is reported:
+
+1. vmkeep snapshots (name starts with ``SNAPSHOT_PREFIX``) left behind by a crashed run →
+   remove the snapshot (vSphere consolidates its disks).
+2. with ``include_foreign`` only: every other snapshot → remove it. Without it, snapshots that
+   are not vmkeep's are never listed for removal and never touched.
+3. VMs whose disks need consolidation (``runtime.consolidationNeeded``) → consolidate
+   (ConsolidateVMDisks_Task); if that fails, escalate as Veeam does to remove-all
+   (RemoveAllSnapshots_Task) — but only when the VM has no snapshot that is not vmkeep's
+   (checked again at execute time), or with ``include_foreign``.
+4. snapshot files in the VM's file layout (``layoutEx``) that no snapshot or disk chain
+   references: a ``.vmsn``/memory file no snapshot owns, or a delta disk (``-000001.vmdk``)
+   in no disk chain, looked for on VMs without snapshots only (see ``orphan_files``) →
+   report only; vmkeep never deletes datastore files on a guess.
+   This reads the layout vSphere already has (no datastore browsing), so a file vSphere has
+   not noticed yet shows up only after the VM's storage info is refreshed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from appliance.errors import VmkeepError
+from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.snapshot import (
+    SNAPSHOT_PREFIX,
+    SnapshotError,
+    SnapshotRef,
+    remove_snapshot,
+    wait_for_task,
+)
+
+
+class FindingKind(StrEnum):
+    LEFTOVER_SNAPSHOT = "leftover_snapshot"  # ours, left by a crashed run
+    FOREIGN_SNAPSHOT = "foreign_snapshot"  # not ours; only with include_foreign
+    CONSOLIDATION_NEEDED = "consolidation_needed"
+    ORPHAN_SNAPSHOT_FILE = "orphan_snapshot_file"
+
+
+class Action(StrEnum):
+    REMOVE_SNAPSHOT = "remove_snapshot"
+    CONSOLIDATE = "consolidate"  # escalates to remove-all when allowed
+    REPORT_ONLY = "report_only"
+
+
+class Status(StrEnum):
+    FIXED = "fixed"
+    FAILED = "failed"
+    REPORTED = "reported"  # report-only findings: nothing was changed
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: FindingKind
+    vm_name: str
+    vm_moref: str
+    what: str
+    action: Action
+    snapshot_moref: str | None = None
+    snapshot_name: str | None = None
+    file_name: str | None = None
+    # For CONSOLIDATE: may a failed consolidation escalate to remove-all? If not, why not.
+    remove_all_allowed: bool = False
+    remove_all_blocked_by: tuple[str, ...] = ()  # names of snapshots that are not vmkeep's
+
+    @property
+    def planned(self) -> str:
+        if self.action is Action.REMOVE_SNAPSHOT:
+            return f"remove snapshot {self.snapshot_name!r}"
+        if self.action is Action.CONSOLIDATE:
+            if self.remove_all_allowed:
+                return "consolidate disks; if that fails, remove all snapshots"
+            if self.remove_all_blocked_by:
+                names = ", ".join(repr(n) for n in self.remove_all_blocked_by)
+                return (f"consolidate disks; if that fails, stop (remove-all would delete "
+                        f"snapshots that are not vmkeep's: {names})")
+            return "consolidate disks"
+        return "report only (check and remove by hand)"
+
+
+@dataclass(frozen=True, slots=True)
+class HuntPlan:
+    findings: tuple[Finding, ...]
+    vms_checked: int
+    include_foreign: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    finding: Finding
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HuntResult:
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def fixed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status is Status.FIXED)
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status is Status.FAILED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# -- layout (pure data read from layoutEx) ---------------------------------------------------
+
+SNAPSHOT_FILE_TYPES = frozenset({"snapshotData", "snapshotMemory"})
+DISK_FILE_TYPES = frozenset({"diskDescriptor", "diskExtent"})
+_DELTA_DISK = re.compile(r"-\d{6}(-delta|-sesparse)?\.vmdk$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutFile:
+    key: int
+    name: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileLayout:
+    """What of ``layoutEx`` the hunter needs: the files and the keys something references."""
+
+    files: tuple[LayoutFile, ...]
+    referenced_keys: frozenset[int]
+    snapshot_count: int = 0  # entries in layoutEx.snapshot
+
+
+def _file_layout(layout_ex: Any) -> FileLayout | None:
+    if layout_ex is None:
+        return None
+    files = tuple(LayoutFile(int(f.key), str(f.name or ""), str(f.type or ""))
+                  for f in (layout_ex.file or []))
+    refs: set[int] = set()
+
+    def chain_keys(disks: Iterable[Any]) -> None:
+        for d in disks or []:
+            for unit in d.chain or []:
+                refs.update(int(k) for k in (unit.fileKey or []))
+
+    chain_keys(layout_ex.disk)
+    for snap in layout_ex.snapshot or []:
+        refs.add(int(snap.dataKey))
+        if snap.memoryKey is not None and int(snap.memoryKey) >= 0:
+            refs.add(int(snap.memoryKey))
+        chain_keys(snap.disk)
+    return FileLayout(files, frozenset(refs), len(layout_ex.snapshot or []))
+
+
+def orphan_files(layout: FileLayout, *, has_snapshots: bool = False) -> list[LayoutFile]:
+    """Snapshot files no snapshot owns, and delta disks in no disk chain.
+
+    Conservative: only on a VM with no snapshot at all, where every snapshot file is an
+    orphan whatever the file keys say. (vcsim renumbers layoutEx file keys on a storage
+    refresh without updating the snapshots' keys, so key matching alone gives false alarms;
+    deleting nothing, we prefer missing an orphan to crying wolf.)"""
+    if has_snapshots or layout.snapshot_count:
+        return []
+    out = []
+    for f in layout.files:
+        if f.key in layout.referenced_keys:
+            continue
+        if f.type in SNAPSHOT_FILE_TYPES or (
+                f.type in DISK_FILE_TYPES and _DELTA_DISK.search(f.name)):
+            out.append(f)
+    return out
+
+
+def _layouts(session: VSphereSession) -> dict[str, FileLayout | None]:
+    """``layoutEx`` of every VM, by moref, in one PropertyCollector pass."""
+    pc: Any = vmodl.query.PropertyCollector  # pyVmomi data types are untyped
+
+    def run() -> dict[str, FileLayout | None]:
+        content = session.content
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True)
+        try:
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[pc.TraversalSpec(
+                    name="traverseView", path="view", skip=False,
+                    type=vim.view.ContainerView)])],
+                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["layoutEx"],
+                                         all=False)])
+            collector = content.propertyCollector
+            out: dict[str, FileLayout | None] = {}
+            result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
+            while result is not None:
+                for oc in result.objects:
+                    props = {p.name: p.val for p in (oc.propSet or [])}
+                    out[str(oc.obj._moId)] = _file_layout(props.get("layoutEx"))
+                if not result.token:
+                    break
+                result = collector.ContinueRetrievePropertiesEx(result.token)
+            return out
+        finally:
+            view.Destroy()
+
+    return session.call(run)
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def is_ours(snapshot_name: str) -> bool:
+    return snapshot_name.startswith(SNAPSHOT_PREFIX)
+
+
+def _snap_what(s: SnapshotInfo, ours: bool) -> str:
+    when = f", taken {s.created:%Y-%m-%d %H:%M:%S %Z}".rstrip() if s.created else ""
+    if ours:
+        return f"vmkeep snapshot {s.name!r} ({s.moref}{when}) left behind by a crashed run"
+    return f"snapshot {s.name!r} ({s.moref}{when}) is not vmkeep's (included on request)"
+
+
+def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
+                    include_foreign: bool = False) -> list[Finding]:
+    """The findings for one VM, in report order (pure: no vSphere calls)."""
+    out: list[Finding] = []
+    # Children before parents, so each removal leaves a valid tree either way.
+    snaps = list(reversed(vm.snapshots))
+    for s in snaps:
+        if is_ours(s.name):
+            out.append(Finding(FindingKind.LEFTOVER_SNAPSHOT, vm.name, vm.moref,
+                               _snap_what(s, True), Action.REMOVE_SNAPSHOT,
+                               snapshot_moref=s.moref, snapshot_name=s.name))
+    if include_foreign:
+        for s in snaps:
+            if not is_ours(s.name):
+                out.append(Finding(FindingKind.FOREIGN_SNAPSHOT, vm.name, vm.moref,
+                                   _snap_what(s, False), Action.REMOVE_SNAPSHOT,
+                                   snapshot_moref=s.moref, snapshot_name=s.name))
+    if vm.consolidation_needed:
+        foreign = tuple(s.name for s in vm.snapshots if not is_ours(s.name))
+        allowed = include_foreign or not foreign
+        out.append(Finding(FindingKind.CONSOLIDATION_NEEDED, vm.name, vm.moref,
+                           "disks need consolidation", Action.CONSOLIDATE,
+                           remove_all_allowed=allowed,
+                           remove_all_blocked_by=() if allowed else foreign))
+    if layout is not None:
+        for f in orphan_files(layout, has_snapshots=bool(vm.snapshots)):
+            out.append(Finding(FindingKind.ORPHAN_SNAPSHOT_FILE, vm.name, vm.moref,
+                               f"file {f.name} ({f.type}) is in no snapshot or disk chain",
+                               Action.REPORT_ONLY, file_name=f.name))
+    return out
+
+
+_ORDER = {FindingKind.LEFTOVER_SNAPSHOT: 0, FindingKind.FOREIGN_SNAPSHOT: 1,
+          FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.ORPHAN_SNAPSHOT_FILE: 3}
+
+
+def order_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """vmkeep's leftover snapshots first, then by kind; stable within a kind (VM order)."""
+    return tuple(sorted(findings, key=lambda f: _ORDER[f.kind]))
+
+
+def plan_hunt(session: VSphereSession, *, include_foreign: bool = False) -> HuntPlan:
+    """Look at every VM and plan what to fix. Reads only."""
+    vms = list_vms(session)
+    layouts = _layouts(session)
+    findings: list[Finding] = []
+    for vm in vms:
+        findings += findings_for_vm(vm, layouts.get(vm.moref), include_foreign=include_foreign)
+    return HuntPlan(order_findings(findings), vms_checked=len(vms),
+                    include_foreign=include_foreign)
+
+
+def describe(plan: HuntPlan) -> list[str]:
+    """Human lines for a dry run, one per finding, in plan order."""
+    if plan.empty:
+        return [f"Snapshot Hunter: nothing to fix ({plan.vms_checked} VMs checked)"]
+    lines = [f"Snapshot Hunter: {len(plan.findings)} finding(s) on {plan.vms_checked} VMs"
+             + (" (snapshots that are not vmkeep's included)" if plan.include_foreign else "")]
+    for n, f in enumerate(plan.findings, 1):
+        lines.append(f"{n}. VM {f.vm_name!r} ({f.vm_moref}): {f.what} -> {f.planned}")
+    return lines
+
+
+# -- execution --------------------------------------------------------------------------------
+
+def _vm_object(session: VSphereSession, moref: str) -> Any:
+    return vim.VirtualMachine(moref, session.si._stub)  # type: ignore[no-untyped-call]
+
+
+def _fault_text(exc: BaseException) -> str:
+    msg = getattr(exc, "msg", None) or str(exc)
+    return " ".join(f"{type(exc).__name__}: {msg}".split()) if msg else type(exc).__name__
+
+
+def _live_snapshot_names(vm: Any) -> list[str]:
+    names: list[str] = []
+
+    def walk(trees: Sequence[Any] | None) -> None:
+        for t in trees or []:
+            names.append(str(t.name or ""))
+            walk(t.childSnapshotList)
+
+    info = vm.snapshot
+    if info is not None:
+        walk(info.rootSnapshotList)
+    return names
+
+
+def _remove(session: VSphereSession, f: Finding, timeout: float) -> Outcome:
+    assert f.snapshot_moref is not None and f.snapshot_name is not None
+    vm = _vm_object(session, f.vm_moref)
+    ref = SnapshotRef(moref=f.snapshot_moref, name=f.snapshot_name, vm_moref=f.vm_moref)
+    try:
+        session.call(lambda: remove_snapshot(vm, ref, timeout=timeout))
+    except SnapshotError as exc:
+        if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
+            return Outcome(f, Status.FIXED, f"snapshot {f.snapshot_name!r} was already gone")
+        return Outcome(f, Status.FAILED, str(exc))
+    return Outcome(f, Status.FIXED, f"removed snapshot {f.snapshot_name!r}")
+
+
+def _consolidate(session: VSphereSession, f: Finding, include_foreign: bool,
+                 timeout: float) -> Outcome:
+    vm = _vm_object(session, f.vm_moref)
+    try:
+        # Removing a leftover snapshot earlier in the plan may have consolidated already.
+        if not session.call(lambda: bool(vm.runtime.consolidationNeeded)):
+            return Outcome(f, Status.FIXED, "consolidation is no longer needed")
+    except vmodl.MethodFault as exc:
+        return Outcome(f, Status.FAILED, f"reading VM {f.vm_name!r} failed ({_fault_text(exc)})")
+    what = f"consolidating the disks of VM {f.vm_name!r}"
+    try:
+        task = session.call(lambda: vm.ConsolidateVMDisks_Task())
+        wait_for_task(task, timeout, what=what)
+        return Outcome(f, Status.FIXED, "consolidated the disks")
+    except (vmodl.MethodFault, VmkeepError) as exc:
+        why = str(exc) if isinstance(exc, VmkeepError) else f"{what} was refused " \
+            f"({_fault_text(exc)})"
+    if not (f.remove_all_allowed or include_foreign):
+        names = ", ".join(repr(n) for n in f.remove_all_blocked_by)
+        return Outcome(f, Status.FAILED,
+                       f"{why}; not removing all snapshots: {names} are not vmkeep's "
+                       "(run with include_foreign to allow it)")
+    try:
+        live_foreign = [n for n in session.call(lambda: _live_snapshot_names(vm))
+                        if not is_ours(n)]
+    except vmodl.MethodFault as exc:
+        return Outcome(f, Status.FAILED,
+                       f"{why}; reading its snapshots failed ({_fault_text(exc)})")
+    if live_foreign and not include_foreign:
+        names = ", ".join(repr(n) for n in live_foreign)
+        return Outcome(f, Status.FAILED,
+                       f"{why}; not removing all snapshots: {names} are not vmkeep's "
+                       "(taken since the plan; run with include_foreign to allow it)")
+    what2 = f"removing all snapshots of VM {f.vm_name!r}"
+    try:
+        task = session.call(lambda: vm.RemoveAllSnapshots_Task(consolidate=True))
+        wait_for_task(task, timeout, what=what2)
+    except vmodl.MethodFault as exc:
+        return Outcome(f, Status.FAILED, f"{why}; {what2} was refused ({_fault_text(exc)})")
+    except VmkeepError as exc:
+        return Outcome(f, Status.FAILED, f"{why}; {exc}")
+    return Outcome(f, Status.FIXED, f"{why}; removed all snapshots instead")
+
+
+def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
+                 timeout: float = 3600.0) -> HuntResult:
+    """Carry out ``plan`` in order; one finding failing does not stop the others."""
+    outcomes: list[Outcome] = []
+    for f in plan.findings:
+        if f.action is Action.REMOVE_SNAPSHOT:
+            if f.kind is FindingKind.FOREIGN_SNAPSHOT and not plan.include_foreign:
+                outcomes.append(Outcome(f, Status.FAILED, "snapshot is not vmkeep's and "
+                                        "include_foreign was not given; left alone"))
+                continue
+            outcomes.append(_remove(session, f, timeout))
+        elif f.action is Action.CONSOLIDATE:
+            outcomes.append(_consolidate(session, f, plan.include_foreign, timeout))
+        else:
+            outcomes.append(Outcome(f, Status.REPORTED, "reported only; nothing changed"))
+    return HuntResult(tuple(outcomes))

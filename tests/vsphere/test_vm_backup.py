@@ -1,0 +1,250 @@
+"""backup_vm against the simulator: CBT incrementals, point in time, CBT invalid, CBT sanity
+sampling, refused disks and snapshot cleanup on failure."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyVim.task import WaitForTask
+from pyVmomi import vim
+
+from appliance.jobs import vm_backup
+from appliance.jobs.backup import BackupOptions
+from appliance.jobs.restore import restore_disk
+from appliance.jobs.vm_backup import VmBackupResult, backup_vm
+from appliance.repository.repo import Repository
+from appliance.vsphere import inventory
+from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.session import VSphereSession, connect
+from catalog.store import Catalog
+from tests.vsphere.conftest import Vcsim
+
+VM = "DC0_H0_VM0"
+BS = 256 << 10
+DISK1_KB = 8 * 1024  # 8 MiB second disk
+OPTIONS = BackupOptions(block_size=BS)
+
+
+@dataclass
+class Env:
+    session: VSphereSession
+    repo: Repository
+    cat: Catalog
+    vm: Any
+    datastores: dict[str, str]
+    logs: list[tuple[str, str]]
+    tmp: Path
+
+    def log(self, level: str, msg: str) -> None:
+        self.logs.append((level, msg))
+
+    def backup(self, **kw: Any) -> VmBackupResult:
+        args: dict[str, Any] = {"enable_cbt_consent": True, "log": self.log}
+        args.update(kw)
+        return backup_vm(self.session, self.repo, self.cat, VM, OPTIONS, **args)
+
+    def disks(self) -> list[Any]:
+        ds = [d for d in self.vm.config.hardware.device
+              if isinstance(d, vim.vm.device.VirtualDisk)]
+        ctrl = {d.key: d.busNumber for d in self.vm.config.hardware.device
+                if isinstance(d, vim.vm.device.VirtualController)}
+        return sorted(ds, key=lambda d: (ctrl[d.controllerKey], d.unitNumber))
+
+    def live(self, index: int) -> Path:
+        ds, path = split_datastore_path(self.disks()[index].backing.fileName)
+        return Path(self.datastores[ds]) / flat_file_of(path)
+
+    def content(self, index: int) -> bytes:
+        """The VM's current disk content (what a restore of a point taken now must give)."""
+        size = self.disks()[index].capacityInKB * 1024
+        data = self.live(index).read_bytes()
+        return data[:size] + bytes(max(0, size - len(data)))
+
+    def snapshots(self) -> int:
+        def count(nodes: Any) -> int:
+            return sum(1 + count(n.childSnapshotList) for n in nodes or [])
+        return count(self.vm.snapshot.rootSnapshotList) if self.vm.snapshot else 0
+
+    def restored(self, point: str, index: int) -> bytes:
+        out = self.tmp / f"r-{point}-{index}.img"
+        restore_disk(self.repo, self.cat, point, index, out)
+        return out.read_bytes()
+
+
+def write(path: Path, offset: int, data: bytes) -> None:
+    with path.open("r+b" if path.exists() else "wb") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _add_disk(unit: int, kb: int) -> Any:
+    disk = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
+        key=-1, controllerKey=202, unitNumber=unit, capacityInKB=kb,
+        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
+            diskMode="persistent", thinProvisioned=True, fileName=""))
+    return vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+        operation="add", fileOperation="create", device=disk)
+
+
+@pytest.fixture
+def env(vcsim: Vcsim, tmp_path: Path) -> Iterator[Env]:
+    with connect(vcsim.host, vcsim.port, vcsim.user, vcsim.password, fingerprint=None,
+                 insecure=True) as session:
+        info = inventory.find_vm(session, VM)
+        vm = session.content.searchIndex.FindByUuid(None, info.instance_uuid, True, True)
+        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+            deviceChange=[_add_disk(1, DISK1_KB)])))
+        repo = Repository.open_local(tmp_path / "repo", create=True)
+        cat = Catalog.open(None)
+        e = Env(session, repo, cat, vm, {ds.name: ds.info.url for ds in vm.datastore}, [],
+                tmp_path)
+        rnd = random.Random(11)
+        write(e.live(0), 0, rnd.randbytes(600 << 10))  # disk 0: 1 MiB, 600 KiB written
+        for off in range(0, 6 << 20, 1 << 20):  # disk 1: 8 MiB, 6 × 512 KiB written
+            write(e.live(1), off + 4096, rnd.randbytes(512 << 10))
+        try:
+            yield e
+        finally:
+            cat.close()
+
+
+def warnings_of(e: Env) -> list[str]:
+    return [m for lvl, m in e.logs if lvl == "warning"]
+
+
+def test_full_then_incremental_reads_only_changes(env: Env) -> None:
+    e = env
+    r1 = e.backup()
+    assert r1.status == "success" and r1.point_id and e.snapshots() == 0
+    assert [d.read_kind for d in r1.disks] == ["full", "full"]
+    want1 = [e.content(0), e.content(1)]
+    assert r1.backup is not None and r1.backup.bytes_read >= (600 << 10) + (3 << 20)
+    # ~1 % of disk 1 and one small write on disk 0
+    write(e.live(1), 2 * BS + 100, b"x" * 1000)
+    write(e.live(1), 7 * (1 << 20), b"y" * 50_000)  # past the old end of data
+    write(e.live(0), 10, b"hello")
+    r2 = e.backup(sample_blocks=4)
+    assert r2.status == "success", e.logs
+    assert [d.read_kind for d in r2.disks] == ["incremental", "incremental"]
+    # changed blocks (3) plus the 4 sampled blocks per disk
+    assert r2.disks[0].bytes_read <= (1 + 4) * BS
+    assert r2.disks[1].bytes_read <= (2 + 4) * BS
+    assert r2.backup is not None and r2.backup.bytes_read <= 3 * BS
+    assert r1.point_id and r2.point_id
+    for i in (0, 1):
+        assert e.restored(r1.point_id, i) == want1[i]
+        assert e.restored(r2.point_id, i) == e.content(i)
+    row = e.cat.disks(r2.point_id)
+    assert all(d.change_id for d in row)
+    m = e.repo.read_manifest(r2.point_id)
+    assert m.object_kind == "vm" and m.object_uuid == r2.instance_uuid
+    assert m.config["name"] == VM and m.config["memory_mb"] > 0
+    assert [d["unit"] for d in m.config["disks"]] == [0, 1]
+    assert m.config["num_cpu"] >= 1 and len(m.config["disks"]) == 2
+    assert m.config["nics"] and m.config["nics"][0]["mac"] and m.config["nics"][0]["network"]
+
+
+def test_writes_after_the_snapshot_are_not_in_the_point(env: Env) -> None:
+    e = env
+    before = [e.content(0), e.content(1)]
+
+    def guest_writes() -> None:
+        write(e.live(0), 0, b"AFTER" * 100)
+        write(e.live(1), BS, b"AFTER" * 1000)
+
+    r = e.backup(before_read=guest_writes)
+    assert r.point_id and e.snapshots() == 0
+    assert e.restored(r.point_id, 0) == before[0]
+    assert e.restored(r.point_id, 1) == before[1]
+
+
+def test_invalid_change_id_gives_full_read_with_warning(env: Env) -> None:
+    e = env
+    r1 = e.backup()
+    assert r1.point_id
+    e.cat._con.execute(  # tamper: a changeId the server never issued
+        "UPDATE point_disks SET change_id = ? WHERE point_id = ? AND disk_index = 1",
+        ["52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1", r1.point_id])
+    write(e.live(1), 3 * BS, b"z" * 100)
+    r2 = e.backup()
+    assert r2.status == "warning" and r2.point_id
+    assert [d.read_kind for d in r2.disks] == ["incremental", "full"]
+    assert any("CBT changeId invalid" in w and "disk 1" in w for w in warnings_of(e))
+    assert r2.disks[1].warnings
+    assert r2.backup is not None and r2.backup.blocks_new <= 2  # dedup
+    assert e.restored(r2.point_id, 1) == e.content(1)
+
+
+def test_change_hidden_from_cbt_is_caught_by_sampling(env: Env,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    r1 = e.backup()
+    assert r1.point_id
+    from appliance.vsphere.cbt import changed_areas as real
+
+
+    def lying(vm: Any, snap: Any, key: int, cap: int, change_id: str) -> Any:
+        return real(vm, snap, key, cap, change_id) if change_id == "*" else []
+
+    monkeypatch.setattr(vm_backup, "changed_areas", lying)
+    write(e.live(1), 4 * BS + 17, b"hidden change")
+    r2 = e.backup(sample_blocks=10_000)
+    assert r2.status == "warning" and r2.point_id
+    assert [d.read_kind for d in r2.disks] == ["incremental", "full"]
+    assert any("CBT sanity check failed" in w and "disk 1" in w for w in warnings_of(e))
+    assert e.restored(r2.point_id, 1) == e.content(1)
+    assert e.restored(r2.point_id, 0) == e.content(0)
+
+
+def test_unsupported_disk_is_skipped_and_others_backed_up(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    real = inventory.find_vm
+
+    def fake(session: VSphereSession, name: str) -> inventory.VmInfo:
+        info = real(session, name)
+        d0, d1 = info.disks
+        return replace(info, disks=(d0, replace(d1, disk_mode="independent_persistent")))
+
+    monkeypatch.setattr(vm_backup, "find_vm", fake)
+    r = e.backup()
+    assert r.status == "warning" and r.point_id and e.snapshots() == 0
+    assert r.disks[1].read_kind == "skipped"
+    assert "disk 1" in r.disks[1].skipped_reason
+    assert "independent_persistent" in r.disks[1].skipped_reason
+    assert any("skipping disk 1" in w for w in warnings_of(e))
+    assert [d.disk_index for d in e.cat.disks(r.point_id)] == [0]
+    assert e.restored(r.point_id, 0) == e.content(0)
+
+
+def test_delta_base_is_refused() -> None:
+    from appliance.vsphere.cbt import SnapshotDisk
+    from appliance.vsphere.inventory import DiskInfo
+
+    info = DiskInfo(0, 2000, "Hard disk 1", 0, 0, 1 << 20, "[ds] vm/vm-000001.vmdk",
+                    "SeSparse", "ds", None, "persistent", 202, "[ds] vm/vm.vmdk")
+    sd = SnapshotDisk(2000, "[ds] vm/vm-000001.vmdk", 1 << 20, None,
+                      "VirtualDiskSeSparseBackingInfo", 0, 0)
+    why = vm_backup.refusal(info, sd)
+    assert "disk 0" in why and "delta" in why and "VDDK" in why
+    rdm = replace(info, backing_type="RawDiskMappingVer1", parent_file_name=None)
+    assert "raw device mapping" in vm_backup.refusal(rdm, sd)
+
+
+def test_failure_after_snapshot_leaves_no_snapshot(env: Env,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+
+    def boom(*a: Any, **k: Any) -> Any:
+        assert e.snapshots() == 1
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(vm_backup, "run_backup", boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        e.backup()
+    assert e.snapshots() == 0
