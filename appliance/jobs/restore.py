@@ -11,7 +11,7 @@ import errno
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from appliance.repository.backend import ObjectNotFound
 from appliance.repository.repo import Repository
 from catalog.models import BlockLocation, PointRow
 from catalog.store import Catalog
+
+FLUSH_BYTES = 32 << 20  # start writeback of a restore target every this many bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,20 @@ def _fetch(reader: BlockReader, loc: BlockLocation, point_id: str) -> tuple[int,
     return loc.block_index, reader.read(loc, point_id)
 
 
-def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
-                 target: Path, *, threads: int = 2,
-                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
-    started = time.monotonic()
+@dataclass(frozen=True, slots=True)
+class DiskToRestore:
+    """A disk of a point, checked against its manifest, with where each block lives."""
+
+    point_id: str
+    disk_index: int
+    size: int
+    block_size: int
+    plan: tuple[BlockLocation, ...]  # ascending block index; blocks not listed are zero
+
+
+def prepare_disk(repo: Repository, cat: Catalog, point_id: str,
+                 disk_index: int) -> DiskToRestore:
+    """Find disk ``disk_index`` of ``point_id`` and check the catalog against the manifest."""
     point = find_point(repo, cat, point_id)
     disks = {d.disk_index: d for d in cat.disks(point_id)}
     if disk_index not in disks:
@@ -78,6 +90,52 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
             or mdisk.blocks.ids != b"".join(p.block_id for p in plan)):
         raise IntegrityError(f"the catalog's block map of point {point_id} disagrees with its "
                              "manifest; run `vmkeep image rescan`")
+    return DiskToRestore(point_id, disk_index, disk.size, disk.block_size, tuple(plan))
+
+
+def read_blocks(repo: Repository, disk: DiskToRestore, *, threads: int = 2
+                ) -> Iterator[tuple[int, bytes]]:
+    """``(block index, plain bytes)`` of every stored block, ascending, each check verified;
+    read ahead by a window of about 32 MiB on ``threads`` threads."""
+    reader = BlockReader(repo)
+    bs = disk.block_size
+    window = max(4, (32 << 20) // bs)
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="restore") as pool:
+        for start in range(0, len(disk.plan), window):
+            chunk = disk.plan[start : start + window]
+            for index, data in pool.map(lambda loc: _fetch(reader, loc, disk.point_id), chunk):
+                if index * bs >= disk.size or len(data) != min(bs, disk.size - index * bs):
+                    raise IntegrityError(f"block {index} of point {disk.point_id} holds "
+                                         f"{len(data)} bytes, which does not fit the disk")
+                yield index, data
+
+
+def disk_bytes(repo: Repository, disk: DiskToRestore, *, threads: int = 2,
+               zero_chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The whole disk as consecutive byte strings (zeros where no block is stored), for a
+    target that cannot be written sparse, such as an upload."""
+    zeros = bytes(zero_chunk)
+    pos = 0
+
+    def gap(end: int) -> Iterator[bytes]:
+        nonlocal pos
+        while pos < end:
+            n = min(zero_chunk, end - pos)
+            yield zeros if n == zero_chunk else bytes(n)
+            pos += n
+
+    for index, data in read_blocks(repo, disk, threads=threads):
+        yield from gap(index * disk.block_size)
+        yield data
+        pos += len(data)
+    yield from gap(disk.size)
+
+
+def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
+                 target: Path, *, threads: int = 2,
+                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+    started = time.monotonic()
+    disk = prepare_disk(repo, cat, point_id, disk_index)
     if target.exists():
         raise BadInputError(f"restore target {target} already exists; remove it or name a "
                             "new file")
@@ -86,7 +144,6 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
         raise NotFoundError(f"the folder of restore target {target} does not exist; create it "
                             "or name a file in an existing folder")
     tmp = parent / f".{target.name}.vmkeep-partial-{secrets.token_hex(4)}"
-    reader = BlockReader(repo)
     written = 0
     bs = disk.block_size
     try:
@@ -97,30 +154,24 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
         try:
             # Blocks are written in ascending order, extending the file; the size (and a trailing
             # hole) is set at the end. A pre-sized sparse file makes ext4's pwrite ~10x slower.
-            window = max(4, (32 << 20) // bs)
-            with ThreadPoolExecutor(max_workers=max(1, threads),
-                                    thread_name_prefix="restore") as pool:
-                for start in range(0, len(plan), window):
-                    chunk = plan[start : start + window]
-                    for index, data in pool.map(lambda loc: _fetch(reader, loc, point_id),
-                                                chunk):
-                        if index * bs >= disk.size or len(data) != min(bs, disk.size - index * bs):
-                            raise IntegrityError(f"block {index} of point {point_id} holds "
-                                                 f"{len(data)} bytes, which does not fit the disk")
-                        view = memoryview(data)
-                        pos = index * bs
-                        while view:
-                            n = os.pwrite(fd, view, pos)
-                            view = view[n:]
-                            pos += n
-                        written += len(data)
-                    # Start writing this window to disk now (asynchronously), so the final
+            flushed = 0
+            for index, data in read_blocks(repo, disk, threads=threads):
+                view = memoryview(data)
+                pos = index * bs
+                while view:
+                    n = os.pwrite(fd, view, pos)
+                    view = view[n:]
+                    pos += n
+                written += len(data)
+                if pos - flushed >= FLUSH_BYTES:
+                    # Start writing this stretch to disk now (asynchronously), so the final
                     # fsync does not wait for the whole image at once.
-                    first = chunk[0].block_index * bs
-                    os.posix_fadvise(fd, first, chunk[-1].block_index * bs + bs - first,
-                                     os.POSIX_FADV_DONTNEED)
+                    os.posix_fadvise(fd, flushed, pos - flushed, os.POSIX_FADV_DONTNEED)
+                    flushed = pos
                     if progress is not None:
                         progress(written, disk.size)
+            if progress is not None:
+                progress(written, disk.size)
             os.ftruncate(fd, disk.size)
             os.fsync(fd)
         finally:

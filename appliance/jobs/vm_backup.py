@@ -354,7 +354,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                                                  f"disk{index}", allocated)
                 else:
                     endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
-                                                 session.ssl_context)
+                                                 session.ssl_context, session.fingerprint)
                     inner = DatastoreDiskSource(endpoint, info.datacenter, ds_name, flat, cap,
                                                 f"disk{index}", allocated)
                 src = _CountingSource(inner)

@@ -6,6 +6,7 @@ Both are :class:`appliance.source.Source`; ``read`` is safe to call from several
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import ssl
@@ -37,6 +38,19 @@ class DatastoreEndpoint:
     port: int
     cookie: str
     ssl_context: ssl.SSLContext | None = None
+    fingerprint: str | None = None  # pinned SHA-256 of the server certificate (hex)
+
+    def check_peer(self, sock: object) -> None:
+        """Refuse a connection whose certificate is not the pinned one (before the cookie is
+        sent). Does nothing when nothing is pinned."""
+        if self.fingerprint is None:
+            return
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        got = hashlib.sha256(der or b"").hexdigest()
+        if got != self.fingerprint:
+            raise TransportError(f"{self.host}:{self.port} presented a certificate with "
+                                 f"fingerprint {got} on a datastore connection, expected "
+                                 f"{self.fingerprint}: check the server")
 
 
 def _pad(data: bytes, offset: int, length: int, size: int) -> bytes:
@@ -89,6 +103,9 @@ class DatastoreDiskSource:
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
+        if conn.sock is None:  # new, or closed by the server: check the pin before the cookie
+            conn.connect()
+            self.endpoint.check_peer(conn.sock)
         return conn
 
     def _drop_conn(self) -> None:

@@ -3,119 +3,17 @@ sampling, refused disks and snapshot cleanup on failure."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
-from pyVmomi import vim
 
 from appliance.jobs import vm_backup
-from appliance.jobs.backup import BackupOptions
-from appliance.jobs.restore import restore_disk
-from appliance.jobs.vm_backup import VmBackupResult, backup_vm
-from appliance.repository.repo import Repository
 from appliance.vsphere import inventory
-from appliance.vsphere.cbt import flat_file_of, split_datastore_path
-from appliance.vsphere.session import VSphereSession, connect
-from catalog.store import Catalog
-from tests.vsphere.conftest import Vcsim
+from appliance.vsphere.session import VSphereSession
+from tests.vsphere.vmenv import BS, VM, Env, _add_disk, warnings_of, write
 
-VM = "DC0_H0_VM0"
-BS = 256 << 10
-DISK1_KB = 8 * 1024  # 8 MiB second disk
-OPTIONS = BackupOptions(block_size=BS)
-
-
-@dataclass
-class Env:
-    session: VSphereSession
-    repo: Repository
-    cat: Catalog
-    vm: Any
-    datastores: dict[str, str]
-    logs: list[tuple[str, str]]
-    tmp: Path
-
-    def log(self, level: str, msg: str) -> None:
-        self.logs.append((level, msg))
-
-    def backup(self, **kw: Any) -> VmBackupResult:
-        args: dict[str, Any] = {"enable_cbt_consent": True, "log": self.log}
-        args.update(kw)
-        return backup_vm(self.session, self.repo, self.cat, VM, OPTIONS, **args)
-
-    def disks(self) -> list[Any]:
-        ds = [d for d in self.vm.config.hardware.device
-              if isinstance(d, vim.vm.device.VirtualDisk)]
-        ctrl = {d.key: d.busNumber for d in self.vm.config.hardware.device
-                if isinstance(d, vim.vm.device.VirtualController)}
-        return sorted(ds, key=lambda d: (ctrl[d.controllerKey], d.unitNumber))
-
-    def live(self, index: int) -> Path:
-        ds, path = split_datastore_path(self.disks()[index].backing.fileName)
-        return Path(self.datastores[ds]) / flat_file_of(path)
-
-    def content(self, index: int) -> bytes:
-        """The VM's current disk content (what a restore of a point taken now must give)."""
-        size = self.disks()[index].capacityInKB * 1024
-        data = self.live(index).read_bytes()
-        return data[:size] + bytes(max(0, size - len(data)))
-
-    def snapshots(self) -> int:
-        def count(nodes: Any) -> int:
-            return sum(1 + count(n.childSnapshotList) for n in nodes or [])
-        return count(self.vm.snapshot.rootSnapshotList) if self.vm.snapshot else 0
-
-    def restored(self, point: str, index: int) -> bytes:
-        out = self.tmp / f"r-{point}-{index}.img"
-        restore_disk(self.repo, self.cat, point, index, out)
-        return out.read_bytes()
-
-
-def write(path: Path, offset: int, data: bytes) -> None:
-    with path.open("r+b" if path.exists() else "wb") as f:
-        f.seek(offset)
-        f.write(data)
-
-
-def _add_disk(unit: int, kb: int) -> Any:
-    disk = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
-        key=-1, controllerKey=202, unitNumber=unit, capacityInKB=kb,
-        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
-            diskMode="persistent", thinProvisioned=True, fileName=""))
-    return vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
-        operation="add", fileOperation="create", device=disk)
-
-
-@pytest.fixture
-def env(vcsim: Vcsim, tmp_path: Path) -> Iterator[Env]:
-    with connect(vcsim.host, vcsim.port, vcsim.user, vcsim.password, fingerprint=None,
-                 insecure=True) as session:
-        info = inventory.find_vm(session, VM)
-        vm = session.content.searchIndex.FindByUuid(None, info.instance_uuid, True, True)
-        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
-            deviceChange=[_add_disk(1, DISK1_KB)])))
-        repo = Repository.open_local(tmp_path / "repo", create=True)
-        cat = Catalog.open(None)
-        e = Env(session, repo, cat, vm, {ds.name: ds.info.url for ds in vm.datastore}, [],
-                tmp_path)
-        rnd = random.Random(11)
-        write(e.live(0), 0, rnd.randbytes(600 << 10))  # disk 0: 1 MiB, 600 KiB written
-        for off in range(0, 6 << 20, 1 << 20):  # disk 1: 8 MiB, 6 × 512 KiB written
-            write(e.live(1), off + 4096, rnd.randbytes(512 << 10))
-        try:
-            yield e
-        finally:
-            cat.close()
-
-
-def warnings_of(e: Env) -> list[str]:
-    return [m for lvl, m in e.logs if lvl == "warning"]
-
+__all__ = ["BS", "VM", "Env", "_add_disk", "write"]  # also used by the other VM tests
 
 def test_full_then_incremental_reads_only_changes(env: Env) -> None:
     e = env

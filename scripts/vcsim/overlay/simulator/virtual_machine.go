@@ -243,6 +243,12 @@ func (vm *VirtualMachine) apply(spec *types.VirtualMachineConfigSpec) {
 		{spec.ChangeTrackingEnabled, &vm.Config.ChangeTrackingEnabled},
 	}
 
+	// vmkeep: turning CBT off forgets the VM's change IDs, as vSphere deletes
+	// its .ctk files (see vmkeep_cbt.go).
+	if spec.ChangeTrackingEnabled != nil && !*spec.ChangeTrackingEnabled {
+		vmkeepCBTReset(vm.Self)
+	}
+
 	for _, f := range applyb {
 		if f.src != nil {
 			*f.dst = f.src

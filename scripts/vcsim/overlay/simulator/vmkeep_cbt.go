@@ -10,6 +10,9 @@
 // RemoveSnapshot (patched snapshot.go) deletes the copies (with removeChildren,
 // also those of the descendants).
 //
+// Turning CBT off (ReconfigVM with changeTrackingEnabled=false) forgets the
+// VM's change IDs, as vSphere deletes the .ctk files.
+//
 // Change IDs. When a VM with config.changeTrackingEnabled is snapshotted, each
 // disk gets a new change ID "52 xx xx xx xx xx xx xx-xx xx xx xx xx xx xx xx/N"
 // (stable 16-byte id per VM disk, N counting up), stored in the snapshot's
@@ -167,6 +170,27 @@ func vmkeepNewChangeID(key string) string {
 	}
 	vmkeepCBT.seq[key]++
 	return id + "/" + strconv.Itoa(vmkeepCBT.seq[key])
+}
+
+// vmkeepCBTReset forgets every change ID of the VM, as vSphere does when CBT
+// is turned off (its .ctk files are deleted): a later query with one of them
+// fails with InvalidArgument(changeId), and turning CBT on again starts new
+// IDs. A restore that rewrites a disk behind CBT's back relies on this.
+func vmkeepCBTReset(vm types.ManagedObjectReference) {
+	vmkeepCBT.Lock()
+	defer vmkeepCBT.Unlock()
+	for id, st := range vmkeepCBT.states {
+		if st.vm == vm {
+			delete(vmkeepCBT.states, id)
+		}
+	}
+	prefix := vm.Value + "/"
+	for key := range vmkeepCBT.ids {
+		if strings.HasPrefix(key, prefix) {
+			delete(vmkeepCBT.ids, key)
+			delete(vmkeepCBT.seq, key)
+		}
+	}
 }
 
 func vmkeepCBTEnabled(vm *VirtualMachine) bool {

@@ -1,0 +1,372 @@
+"""Restore a VM restore point into vSphere: an entire VM to a new VM, an entire VM over the
+original VM, or one disk into an existing VM. Plan (pure), then execute.
+
+The plan checks everything that can be checked before vSphere is touched: which disks the
+point has, which recorded disks it lacks (a disk the backup skipped), and for the original VM
+what will be overwritten. Execution creates or prepares the target, then uploads each disk's
+bytes, read from the repository and checked block by block, to the target disk's flat file.
+
+- A new VM gets the recorded hardware (CPUs, memory, guest OS, firmware, controllers, disks at
+  their controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
+  networks, with new MAC addresses unless asked to keep them). If any step fails, the new VM
+  is deleted again: no half-restored VM is left behind.
+- Over the original VM (found by its instance UUID): it must have no snapshots (writing a base
+  disk under a snapshot would corrupt the chain), it is powered off, disks the backup had
+  larger than now are grown, then overwritten. Its hardware is left as it is. Because the
+  disk files were written behind Changed Block Tracking's back, CBT is reset: the next backup
+  of that VM reads every allocated area (deduplicated) instead of trusting stale change IDs.
+  This cannot be undone, so it needs ``confirm=True`` (the CLI asks).
+- One disk into an existing VM: a new thin disk of the backed-up size on its first free SCSI
+  slot, then the upload; on failure the added disk is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
+from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
+from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
+from appliance.repository.manifest import Manifest
+from appliance.repository.repo import Repository
+from appliance.vsphere import restore_target as rt
+from appliance.vsphere.inventory import find_vm
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.transport import DatastoreEndpoint
+from appliance.vsphere.upload import upload_file
+from catalog.store import Catalog
+
+ProgressFn = Callable[[int, int], None]
+Mode = Literal["new", "original"]
+
+
+class VmRestoreError(VmkeepError):
+    """A VM could not be restored as asked."""
+
+    code = "vm_restore"
+
+
+@dataclass(frozen=True, slots=True)
+class DiskAction:
+    """What happens to one disk of the point."""
+
+    index: int  # the disk's number in the point
+    size: int
+    action: str  # "create" | "overwrite" | "grow"
+    bus: int
+    unit: int
+    target_file: str = ""  # original VM: the file that is overwritten
+    target_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VmRestorePlan:
+    point_id: str
+    source_vm: str
+    mode: Mode
+    target_name: str
+    disks: tuple[DiskAction, ...]
+    target_moref: str | None = None  # original VM
+    power_off: bool = False  # original VM: it is on and will be powered off
+    warnings: tuple[str, ...] = ()
+
+    def describe(self) -> list[str]:
+        """Human lines: what the restore will do (the confirmation text)."""
+        if self.mode == "new":
+            lines = [f"restore point {self.point_id} of VM {self.source_vm!r} to a new VM "
+                     f"{self.target_name!r} with {len(self.disks)} disk(s):"]
+            lines += [f"  disk {d.index}: create {d.size} bytes at bus {d.bus} unit {d.unit}"
+                      for d in self.disks]
+        else:
+            lines = [f"restore point {self.point_id} over VM {self.target_name!r} "
+                     f"({self.target_moref}): THIS OVERWRITES its disks"]
+            if self.power_off:
+                lines.append("  the VM is powered on and will be powered off first")
+            for d in self.disks:
+                grow = (f", grown from {d.target_size} to {d.size} bytes"
+                        if d.action == "grow" else "")
+                lines.append(f"  disk {d.index}: overwrite {d.target_file}{grow}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class VmRestoreResult:
+    point_id: str
+    vm_name: str
+    vm_moref: str
+    disks: tuple[int, ...]
+    bytes_written: int
+    seconds: float
+    cbt_reset: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiskIntoVmResult:
+    point_id: str
+    disk_index: int
+    vm_name: str
+    target_disk: rt.TargetDisk
+    bytes_written: int
+    seconds: float
+
+
+def _vm_manifest(repo: Repository, cat: Catalog, point_id: str) -> Manifest:
+    find_point(repo, cat, point_id)
+    manifest = repo.read_manifest(point_id)
+    if manifest.object_kind != OBJECT_KIND or not manifest.config.get("disks"):
+        raise BadInputError(f"restore point {point_id} is a backup of "
+                            f"{manifest.object_kind} {manifest.object_name!r}, not of a VM; "
+                            "restore its disks to files instead")
+    return manifest
+
+
+def _recorded(manifest: Manifest) -> tuple[list[tuple[int, dict[str, Any], int]], list[str]]:
+    """(point disk index, recorded disk config, size) for each disk in the point, and a
+    warning for each recorded disk the point lacks."""
+    by_key = {int(d["key"]): d for d in manifest.config.get("disks") or []}
+    out: list[tuple[int, dict[str, Any], int]] = []
+    used: set[int] = set()
+    for rec in manifest.disks:
+        key = int(rec.meta.get("key", -1))
+        cfg = by_key.get(key)
+        if cfg is None:
+            raise BadInputError(f"disk {rec.index} of point {manifest.point_id} is missing "
+                                "from the point's recorded configuration; restore it to a "
+                                "file instead")
+        used.add(key)
+        out.append((rec.index, cfg, rec.size))
+    warnings = [f"recorded disk {d.get('index')} ({d.get('file_name')}) is not in this point "
+                "(the backup skipped it): the restored VM does not get it"
+                for k, d in by_key.items() if k not in used]
+    return out, warnings
+
+
+def plan_new_vm(manifest: Manifest, name: str) -> VmRestorePlan:
+    """Restore to a new VM named ``name`` (pure)."""
+    if not name.strip():
+        raise UsageError("give the new VM a name")
+    disks, warnings = _recorded(manifest)
+    return VmRestorePlan(
+        manifest.point_id, manifest.object_name, "new", name,
+        tuple(DiskAction(i, size, "create", int(cfg["bus"]), int(cfg["unit"]))
+              for i, cfg, size in disks), warnings=tuple(warnings))
+
+
+def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
+    """Restore over ``target``, the VM the point was taken of (pure)."""
+    if target.snapshot_count:
+        raise VmRestoreError(
+            f"VM {target.name!r} has {target.snapshot_count} snapshot(s): overwriting its base "
+            "disks under a snapshot would corrupt them; delete its snapshots first, or "
+            "restore to a new VM")
+    disks, warnings = _recorded(manifest)
+    slots = {(d.bus, d.unit): d for d in target.disks}
+    actions = []
+    for i, cfg, size in disks:
+        bus, unit = int(cfg["bus"]), int(cfg["unit"])
+        have = slots.get((bus, unit))
+        if have is None:
+            raise VmRestoreError(
+                f"VM {target.name!r} has no disk at bus {bus} unit {unit}, where disk {i} of "
+                f"point {manifest.point_id} was; restore to a new VM, or restore that disk "
+                "into the VM")
+        if have.backing_type != "FlatVer2BackingInfo":
+            raise VmRestoreError(
+                f"disk at bus {bus} unit {unit} of VM {target.name!r} has a "
+                f"{have.backing_type} backing, not a flat VMDK this restore can write; "
+                "restore to a new VM")
+        if have.capacity_bytes > size:
+            raise VmRestoreError(
+                f"disk at bus {bus} unit {unit} of VM {target.name!r} is "
+                f"{have.capacity_bytes} bytes, larger than the backed-up {size}: vSphere "
+                "cannot shrink a disk; restore to a new VM")
+        actions.append(DiskAction(i, size, "grow" if have.capacity_bytes < size else
+                                  "overwrite", bus, unit, have.file_name, have.capacity_bytes))
+    return VmRestorePlan(manifest.point_id, manifest.object_name, "original", target.name,
+                         tuple(actions), target_moref=target.moref,
+                         power_off=target.power_state != "poweredOff",
+                         warnings=tuple(warnings))
+
+
+class _Uploader:
+    """Streams disks from the repository to datastore files, counting for progress."""
+
+    def __init__(self, session: VSphereSession, repo: Repository, total: int,
+                 progress: ProgressFn | None) -> None:
+        self.endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
+                                          session.ssl_context, session.fingerprint)
+        self.repo = repo
+        self.total = total
+        self.done = 0
+        self.progress = progress
+
+    def upload(self, disk: DiskToRestore, datacenter: str, target: rt.TargetDisk) -> int:
+        if target.capacity_bytes != disk.size:
+            raise VmRestoreError(f"target disk {target.file_name} is {target.capacity_bytes} "
+                                 f"bytes, the backed-up disk {disk.disk_index} {disk.size}")
+        before = self.done
+
+        def report(sent: int) -> None:
+            self.done = before + sent
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+        return upload_file(self.endpoint, datacenter, target.datastore, target.flat_path,
+                           disk.size, disk_bytes(self.repo, disk), progress=report)
+
+
+def _prepare(repo: Repository, cat: Catalog, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
+    return {d.index: prepare_disk(repo, cat, plan.point_id, d.index) for d in plan.disks}
+
+
+def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, point_id: str,
+                   name: str, *, datacenter: str | None = None, host: str | None = None,
+                   resource_pool: str | None = None, datastore: str | None = None,
+                   folder: str | None = None, keep_macs: bool = False,
+                   power_on: bool = False, log: LogFn,
+                   progress: ProgressFn | None = None) -> VmRestoreResult:
+    """Create a new VM like the one in ``point_id`` and fill its disks. The caller holds a
+    shared repository lock and has synchronised the catalog."""
+    started = time.monotonic()
+    manifest = _vm_manifest(repo, cat, point_id)
+    plan = plan_new_vm(manifest, name)
+    for w in plan.warnings:
+        log("warning", w)
+    disks = _prepare(repo, cat, plan)
+    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
+                                     resource_pool=resource_pool, datastore=datastore,
+                                     folder=folder)
+    by_key = {int(d["key"]): d for d in manifest.config.get("disks") or []}
+    recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
+    sized = [{**cfg, "capacity_bytes": rec.size} for cfg, rec in zip(recorded, manifest.disks,
+                                                                     strict=True)]
+    spec = rt.new_vm_spec(manifest.config, sized, name, placement.datastore,
+                          keep_macs=keep_macs)
+    target = rt.create_vm(session, placement, spec)
+    log("info", f"created VM {name!r} ({target.moref}) on host {placement.host!r}, datastore "
+                f"{placement.datastore!r}")
+    written = 0
+    try:
+        slots = {(d.bus, d.unit): d for d in target.disks}
+        uploader = _Uploader(session, repo, sum(d.size for d in plan.disks), progress)
+        for action in plan.disks:
+            tdisk = slots.get((action.bus, action.unit))
+            if tdisk is None:
+                raise VmRestoreError(f"the new VM {name!r} has no disk at bus {action.bus} "
+                                     f"unit {action.unit} for disk {action.index}")
+            written += uploader.upload(disks[action.index], placement.datacenter, tdisk)
+            log("info", f"disk {action.index}: {action.size} bytes written to "
+                        f"{tdisk.file_name}")
+        if power_on:
+            rt.power_on(session, target.moref)
+            log("info", f"powered on VM {name!r}")
+    except BaseException as exc:
+        log("error", f"restore to new VM {name!r} failed ({exc}); deleting the half-restored "
+                     "VM")
+        try:
+            rt.destroy_vm(session, target.moref)
+        except VmkeepError as cleanup:
+            log("error", f"deleting VM {name!r} ({target.moref}) failed too: {cleanup}; "
+                         "delete it by hand")
+        raise
+    return VmRestoreResult(point_id, name, target.moref, tuple(d.index for d in plan.disks),
+                           written, time.monotonic() - started, warnings=plan.warnings)
+
+
+def plan_restore_original(session: VSphereSession, repo: Repository, cat: Catalog,
+                          point_id: str) -> VmRestorePlan:
+    """The plan for a restore over the original VM (reads only): show ``describe()`` to the
+    person who has to confirm it."""
+    manifest = _vm_manifest(repo, cat, point_id)
+    uuid = manifest.object_uuid or str(manifest.config.get("instance_uuid") or "")
+    moref = rt.find_vm_moref(session, uuid) if uuid else None
+    if moref is None:
+        raise NotFoundError(f"the original VM {manifest.object_name!r} (instance UUID {uuid}) "
+                            f"no longer exists on {session.host}; restore to a new VM")
+    return plan_original_vm(manifest, rt.describe_vm(session, moref))
+
+
+def restore_original_vm(session: VSphereSession, repo: Repository, cat: Catalog,
+                        plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
+                        log: LogFn, progress: ProgressFn | None = None) -> VmRestoreResult:
+    """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
+    CBT. Refuses without ``confirm``; refuses if the VM changed since the plan."""
+    started = time.monotonic()
+    if plan.mode != "original" or plan.target_moref is None:
+        raise UsageError("restore_original_vm needs a plan for the original VM")
+    if not confirm:
+        raise UsageError("restoring over the original VM overwrites its disks and cannot be "
+                         "undone: confirm it (--yes) or restore to a new VM")
+    disks = _prepare(repo, cat, plan)
+    manifest = repo.read_manifest(plan.point_id)
+    now = plan_original_vm(manifest, rt.describe_vm(session, plan.target_moref))
+    if [(d.bus, d.unit, d.action, d.target_file) for d in now.disks] != \
+            [(d.bus, d.unit, d.action, d.target_file) for d in plan.disks]:
+        raise VmRestoreError(f"VM {plan.target_name!r} changed since the restore was planned; "
+                             "plan and confirm it again")
+    for w in plan.warnings:
+        log("warning", w)
+    if rt.power_off(session, plan.target_moref):
+        log("info", f"powered off VM {plan.target_name!r}")
+    for d in plan.disks:
+        if d.action == "grow":
+            key = next(t.key for t in rt.describe_vm(session, plan.target_moref).disks
+                       if (t.bus, t.unit) == (d.bus, d.unit))
+            rt.grow_disk(session, plan.target_moref, key, d.size)
+            log("info", f"disk {d.index}: grown from {d.target_size} to {d.size} bytes")
+    target = rt.describe_vm(session, plan.target_moref)
+    slots = {(t.bus, t.unit): t for t in target.disks}
+    uploader = _Uploader(session, repo, sum(d.size for d in plan.disks), progress)
+    written = 0
+    for d in plan.disks:
+        written += uploader.upload(disks[d.index], target.datacenter, slots[(d.bus, d.unit)])
+        log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
+    reset = rt.reset_cbt(session, plan.target_moref)
+    if reset:
+        log("info", f"reset Changed Block Tracking on VM {plan.target_name!r}: its next backup "
+                    "reads every allocated area (deduplicated)")
+    if power_on:
+        rt.power_on(session, plan.target_moref)
+        log("info", f"powered on VM {plan.target_name!r}")
+    return VmRestoreResult(plan.point_id, plan.target_name, plan.target_moref,
+                           tuple(d.index for d in plan.disks), written,
+                           time.monotonic() - started, cbt_reset=reset,
+                           warnings=plan.warnings)
+
+
+def restore_disk_into_vm(session: VSphereSession, repo: Repository, cat: Catalog,
+                         point_id: str, disk_index: int, vm_name_or_uuid: str, *,
+                         datastore: str | None = None, log: LogFn,
+                         progress: ProgressFn | None = None) -> DiskIntoVmResult:
+    """Add disk ``disk_index`` of ``point_id`` to an existing VM as a new disk."""
+    started = time.monotonic()
+    disk = prepare_disk(repo, cat, point_id, disk_index)
+    info = find_vm(session, vm_name_or_uuid)
+    target = rt.describe_vm(session, info.moref)
+    ds = datastore or (target.disks[0].datastore if target.disks else None)
+    if ds is None:
+        raise UsageError(f"VM {info.name!r} has no disk to take a datastore from: name one "
+                         "with --datastore")
+    added = rt.add_disk(session, info.moref, disk.size, ds)
+    log("info", f"added disk {added.index} ({added.file_name}, {disk.size} bytes) to VM "
+                f"{info.name!r} at bus {added.bus} unit {added.unit}")
+    try:
+        written = _Uploader(session, repo, disk.size, progress).upload(
+            disk, target.datacenter, added)
+    except BaseException as exc:
+        log("error", f"writing disk {disk_index} into VM {info.name!r} failed ({exc}); "
+                     "removing the added disk")
+        with contextlib.suppress(VmkeepError):
+            rt.remove_disk(session, info.moref, added.key)
+        raise
+    log("info", f"disk {disk_index} of point {point_id}: {written} bytes written to "
+                f"{added.file_name}")
+    return DiskIntoVmResult(point_id, disk_index, info.name, added, written,
+                            time.monotonic() - started)
+

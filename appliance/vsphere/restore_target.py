@@ -1,0 +1,451 @@
+"""Restore targets in vSphere: a new VM built from a restore point's recorded configuration,
+the original VM made ready to be overwritten, or a new disk added to an existing VM.
+
+Input is vmkeep's own recorded configuration (the ``config`` of a VM restore point, see
+``appliance.jobs.vm_backup.vm_config``); output is frozen data naming the datastore files a
+restore must fill. Nothing ``vim.*`` leaves this module.
+
+Placement names (datacenter, host, resource pool, datastore, folder) are checked before
+anything is created; an unknown one is an error that lists what exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from appliance.errors import BadInputError, NotFoundError, VSphereError
+from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.snapshot import VsphereTaskError, wait_for_task
+
+# Controllers every VM has from creation on; the others are added from the recorded config.
+BUILTIN_CONTROLLERS = frozenset({"VirtualIDEController", "VirtualPCIController",
+                                 "VirtualPS2Controller", "VirtualSIOController"})
+IDE_KEYS = {0: 200, 1: 201}  # the built-in IDE controllers' keys by bus number
+SCSI_UNITS = tuple(u for u in range(16) if u != 7)  # unit 7 is the SCSI controller itself
+
+
+class RestoreTargetError(VSphereError):
+    """A restore target could not be created or prepared in vSphere."""
+
+    code = "vsphere_restore_target"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a new VM goes, resolved to managed object ids."""
+
+    datacenter: str
+    datacenter_moref: str
+    folder_moref: str
+    pool_moref: str
+    host_moref: str | None
+    host: str
+    datastore: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetDisk:
+    """A virtual disk of the target VM and the flat file that holds its bytes."""
+
+    index: int  # vmkeep's disk number on the target VM: (bus, unit) order
+    key: int
+    bus: int
+    unit: int
+    capacity_bytes: int
+    file_name: str  # "[datastore] folder/disk.vmdk"
+    backing_type: str
+
+    @property
+    def datastore(self) -> str:
+        return split_datastore_path(self.file_name)[0]
+
+    @property
+    def flat_path(self) -> str:
+        return flat_file_of(split_datastore_path(self.file_name)[1])
+
+
+@dataclass(frozen=True, slots=True)
+class TargetVm:
+    name: str
+    moref: str
+    instance_uuid: str
+    datacenter: str
+    power_state: str
+    snapshot_count: int
+    disks: tuple[TargetDisk, ...]
+
+
+def _fault(exc: BaseException) -> str:
+    msg = getattr(exc, "msg", None) or ""
+    return " ".join(f"{type(exc).__name__}: {msg}".split()) if msg else type(exc).__name__
+
+
+def _children(folder: Any, kind: Any) -> list[Any]:
+    """Objects of ``kind`` below ``folder`` (through nested folders)."""
+    out: list[Any] = []
+    for child in folder.childEntity or []:
+        if isinstance(child, kind):
+            out.append(child)
+        elif isinstance(child, vim.Folder):
+            out += _children(child, kind)
+    return out
+
+
+def _pick(kind: str, wanted: str | None, found: Sequence[tuple[str, Any]], where: str) -> Any:
+    names = sorted(n for n, _ in found)
+    if wanted is None:
+        if len(found) == 1:
+            return found[0][1]
+        raise BadInputError(f"{where} has {len(found)} {kind}s ({', '.join(names) or 'none'}): "
+                            f"name one with --{kind.replace(' ', '-')}")
+    for n, obj in found:
+        if n == wanted:
+            return obj
+    raise NotFoundError(f"no {kind} named {wanted!r} in {where}; choose one of: "
+                        f"{', '.join(names) or 'none'}")
+
+
+def resolve_placement(session: VSphereSession, *, datacenter: str | None = None,
+                      host: str | None = None, resource_pool: str | None = None,
+                      datastore: str | None = None, folder: str | None = None) -> Placement:
+    """Turn names into a placement. Each may be left out when there is only one choice;
+    without a host or pool, the first host's resource pool is used; without a folder, the
+    datacenter's VM folder."""
+
+    def run() -> Placement:
+        content = session.content
+        dcs = _children(content.rootFolder, vim.Datacenter)
+        dc = _pick("datacenter", datacenter, [(str(d.name), d) for d in dcs],
+                   f"vCenter {session.host}")
+        where = f"datacenter {dc.name!r}"
+        computes = _children(dc.hostFolder, vim.ComputeResource)
+        hosts = [(str(h.name), h, c) for c in computes for h in c.host or []]
+        host_obj: Any = None
+        if host is not None:
+            match = [(h, c) for n, h, c in hosts if n == host]
+            if not match:
+                raise NotFoundError(f"no host named {host!r} in {where}; choose one of: "
+                                    f"{', '.join(sorted(n for n, _, _ in hosts)) or 'none'}")
+            host_obj, compute = match[0]
+        elif hosts:
+            _, host_obj, compute = sorted(hosts, key=lambda t: t[0])[0]
+        else:
+            raise RestoreTargetError(f"{where} has no host to run a restored VM")
+        if resource_pool is not None:
+            pools: list[tuple[str, Any]] = []
+
+            def walk(pool: Any) -> None:
+                pools.append((str(pool.name), pool))
+                for p in pool.resourcePool or []:
+                    walk(p)
+
+            for c in computes:
+                if c.resourcePool is not None:
+                    walk(c.resourcePool)
+            pool = _pick("resource pool", resource_pool, pools, where)
+        else:
+            pool = compute.resourcePool
+        stores = [(str(d.name), d) for d in (host_obj.datastore or dc.datastore or [])]
+        ds = _pick("datastore", datastore, stores, f"host {host_obj.name!r}")
+        if folder is not None:
+            folders = [(str(f.name), f) for f in _all_folders(dc.vmFolder)]
+            fold = _pick("folder", folder, folders, where)
+        else:
+            fold = dc.vmFolder
+        return Placement(str(dc.name), str(dc._moId), str(fold._moId), str(pool._moId),
+                         str(host_obj._moId), str(host_obj.name), str(ds.name))
+
+    try:
+        return session.call(run)
+    except vmodl.MethodFault as exc:
+        raise RestoreTargetError(f"reading the inventory of {session.host} failed "
+                                 f"({_fault(exc)})") from exc
+
+
+def _all_folders(folder: Any) -> list[Any]:
+    out = [folder]
+    for child in folder.childEntity or []:
+        if isinstance(child, vim.Folder):
+            out += _all_folders(child)
+    return out
+
+
+def _device_class(type_name: str) -> Any:
+    cls = getattr(vim.vm.device, type_name, None)
+    if cls is None:
+        raise BadInputError(f"the restore point names device type {type_name!r}, which this "
+                            "vSphere API does not know")
+    return cls
+
+
+def _disk_backing(datastore: str, disk_mode: str, thin: bool) -> Any:
+    return vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
+        fileName=f"[{datastore}]", diskMode=disk_mode or "persistent", thinProvisioned=thin)
+
+
+def _new_disk(key: int, controller_key: int, unit: int, capacity: int, datastore: str,
+              disk_mode: str = "persistent", thin: bool = True) -> Any:
+    disk = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
+        key=key, controllerKey=controller_key, unitNumber=unit,
+        capacityInKB=(capacity + 1023) // 1024, capacityInBytes=capacity,
+        backing=_disk_backing(datastore, disk_mode, thin))
+    return vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+        operation="add", fileOperation="create", device=disk)
+
+
+def _nic_backing(nic: dict[str, Any]) -> Any:
+    if nic.get("switch_uuid") and nic.get("portgroup_key"):
+        port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
+            switchUuid=nic["switch_uuid"], portgroupKey=nic["portgroup_key"])
+        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(  # type: ignore[no-untyped-call]
+            port=port)
+    return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+        deviceName=nic.get("network") or "VM Network")
+
+
+def new_vm_spec(config: dict[str, Any], disks: Sequence[dict[str, Any]], name: str,
+                datastore: str, *, keep_macs: bool) -> Any:
+    """A ``vim.vm.ConfigSpec`` for a VM like the recorded one. ``disks`` are the recorded
+    disks to create (dicts of the config's ``disks`` list); each keeps its controller bus and
+    unit, so disk numbers match the backup's."""
+    spec: Any = vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        name=name, guestId=config.get("guest_id") or "otherGuest64",
+        numCPUs=int(config.get("num_cpu") or 1),
+        memoryMB=int(config.get("memory_mb") or 1024),
+        files=vim.vm.FileInfo(vmPathName=f"[{datastore}]"))  # type: ignore[no-untyped-call]
+    if config.get("cores_per_socket"):
+        spec.numCoresPerSocket = int(config["cores_per_socket"])
+    if config.get("firmware"):
+        spec.firmware = str(config["firmware"])
+    changes: list[Any] = []
+    new_keys: dict[int, int] = {}
+    next_key = -100
+    for c in config.get("controllers") or []:
+        if c["type"] in BUILTIN_CONTROLLERS:
+            if c["type"] == "VirtualIDEController":
+                new_keys[int(c["key"])] = IDE_KEYS.get(int(c["bus"]), 200)
+            continue
+        if not any(int(d["controller_key"]) == int(c["key"]) for d in disks):
+            continue  # a controller with no disk to restore is not needed
+        cls = _device_class(c["type"])
+        dev = cls(key=next_key, busNumber=int(c["bus"]))
+        if hasattr(dev, "sharedBus"):
+            dev.sharedBus = "noSharing"
+        changes.append(vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+            operation="add", device=dev))
+        new_keys[int(c["key"])] = next_key
+        next_key -= 1
+    for d in disks:
+        ckey = new_keys.get(int(d["controller_key"]))
+        if ckey is None:
+            raise BadInputError(f"disk {d.get('index')} of the restore point hangs on "
+                                f"controller {d['controller_key']}, which the point does not "
+                                "describe; restore the disk to a file instead")
+        changes.append(_new_disk(next_key, ckey, int(d["unit"]), int(d["capacity_bytes"]),
+                                 datastore, str(d.get("disk_mode") or "persistent"),
+                                 bool(d.get("thin", True))))
+        next_key -= 1
+    for nic in config.get("nics") or []:
+        cls = _device_class(nic["type"])
+        dev = cls(key=next_key, backing=_nic_backing(nic))
+        dev.connectable = vim.vm.device.VirtualDevice.ConnectInfo(  # type: ignore[no-untyped-call]
+            startConnected=True, allowGuestControl=True, connected=False)
+        if keep_macs and nic.get("mac"):
+            dev.addressType = "manual"
+            dev.macAddress = str(nic["mac"])
+        else:
+            dev.addressType = "generated"
+        changes.append(vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+            operation="add", device=dev))
+        next_key -= 1
+    spec.deviceChange = changes
+    return spec
+
+
+def _target_disks(devices: Sequence[Any]) -> tuple[TargetDisk, ...]:
+    buses = {int(d.key): int(d.busNumber) for d in devices
+             if isinstance(d, vim.vm.device.VirtualController)}
+    raw = []
+    for d in devices:
+        if isinstance(d, vim.vm.device.VirtualDisk):
+            ckey = int(d.controllerKey or 0)
+            raw.append((buses.get(ckey, -1), int(d.unitNumber or 0), ckey, d))
+    raw.sort(key=lambda t: (t[0], t[1], t[2]))
+    out = []
+    for i, (bus, unit, _ckey, d) in enumerate(raw):
+        backing = d.backing
+        out.append(TargetDisk(
+            index=i, key=int(d.key), bus=bus, unit=unit,
+            capacity_bytes=int(d.capacityInBytes or 0) or int(d.capacityInKB or 0) * 1024,
+            file_name=str(getattr(backing, "fileName", "") or ""),
+            backing_type=type(backing).__name__.rsplit(".", 1)[-1]))
+    return tuple(out)
+
+
+def _vm(session: VSphereSession, moref: str) -> Any:
+    return vim.VirtualMachine(moref, session.si._stub)  # type: ignore[no-untyped-call]
+
+
+def _datacenter_of(obj: Any) -> str:
+    node = obj
+    while node is not None and not isinstance(node, vim.Datacenter):
+        node = getattr(node, "parent", None)
+    return str(node.name) if node is not None else ""
+
+
+def describe_vm(session: VSphereSession, moref: str) -> TargetVm:
+    """The VM's name, power state, snapshot count and disks, read now."""
+
+    def run() -> TargetVm:
+        vm = _vm(session, moref)
+        config = vm.config
+        count = 0
+        stack = list(vm.snapshot.rootSnapshotList) if vm.snapshot else []
+        while stack:
+            node = stack.pop()
+            count += 1
+            stack += list(node.childSnapshotList or [])
+        return TargetVm(str(vm.name), moref, str(config.instanceUuid or ""),
+                        _datacenter_of(vm), str(vm.runtime.powerState), count,
+                        _target_disks(list(config.hardware.device or [])))
+
+    try:
+        return session.call(run)
+    except vmodl.fault.ManagedObjectNotFound as exc:
+        raise NotFoundError(f"VM {moref} no longer exists on {session.host}") from exc
+    except vmodl.MethodFault as exc:
+        raise RestoreTargetError(f"reading VM {moref} failed ({_fault(exc)})") from exc
+
+
+def _task(session: VSphereSession, start: Any, what: str, timeout: float) -> Any:
+    try:
+        task = session.call(start)
+    except vmodl.MethodFault as exc:
+        raise RestoreTargetError(f"{what} was refused ({_fault(exc)})") from exc
+    try:
+        return wait_for_task(task, timeout, what=what)
+    except VsphereTaskError as exc:
+        raise RestoreTargetError(str(exc)) from exc
+
+
+def create_vm(session: VSphereSession, placement: Placement, spec: Any, *,
+              timeout: float = 600.0) -> TargetVm:
+    """Create the VM (its disks are created empty); return what it looks like."""
+    folder = vim.Folder(placement.folder_moref, session.si._stub)  # type: ignore[no-untyped-call]
+    pool = vim.ResourcePool(placement.pool_moref, session.si._stub)  # type: ignore[no-untyped-call]
+    host = (vim.HostSystem(placement.host_moref, session.si._stub)  # type: ignore[no-untyped-call]
+            if placement.host_moref else None)
+    what = f"creating VM {spec.name!r} on datastore {placement.datastore!r}"
+    vm = _task(session, lambda: folder.CreateVM_Task(config=spec, pool=pool, host=host),
+               what, timeout)
+    return describe_vm(session, str(vm._moId))
+
+
+def destroy_vm(session: VSphereSession, moref: str, *, timeout: float = 600.0) -> None:
+    """Delete a VM and its files (used to take back a half-restored new VM)."""
+    vm = _vm(session, moref)
+    _task(session, lambda: vm.Destroy_Task(), f"deleting VM {moref}", timeout)
+
+
+def power_off(session: VSphereSession, moref: str, *, timeout: float = 600.0) -> bool:
+    """Power the VM off (hard). Returns True when it was on."""
+    vm = _vm(session, moref)
+    if session.call(lambda: str(vm.runtime.powerState)) == "poweredOff":
+        return False
+    _task(session, lambda: vm.PowerOffVM_Task(), f"powering off VM {vm.name!r}", timeout)
+    return True
+
+
+def power_on(session: VSphereSession, moref: str, *, timeout: float = 600.0) -> None:
+    vm = _vm(session, moref)
+    _task(session, lambda: vm.PowerOnVM_Task(), f"powering on VM {vm.name!r}", timeout)
+
+
+def _reconfigure(session: VSphereSession, moref: str, spec: Any, what: str,
+                 timeout: float) -> None:
+    vm = _vm(session, moref)
+    _task(session, lambda: vm.ReconfigVM_Task(spec=spec), what, timeout)
+
+
+def grow_disk(session: VSphereSession, moref: str, key: int, capacity: int, *,
+              timeout: float = 600.0) -> None:
+    """Extend disk ``key`` to ``capacity`` bytes (vSphere cannot shrink a disk)."""
+    vm = _vm(session, moref)
+    disk = next(d for d in session.call(lambda: list(vm.config.hardware.device))
+                if int(d.key) == key)
+    disk.capacityInKB = (capacity + 1023) // 1024
+    disk.capacityInBytes = capacity
+    change = vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+        operation="edit", device=disk)
+    _reconfigure(session, moref, vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[change]), f"growing disk {key} of VM {vm.name!r} to {capacity} bytes",
+                 timeout)
+
+
+def free_slot(session: VSphereSession, moref: str) -> tuple[int, int]:
+    """(controller key, unit number) of the first free slot on a SCSI controller."""
+    vm = _vm(session, moref)
+    devices = session.call(lambda: list(vm.config.hardware.device or []))
+    for c in sorted((d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)),
+                    key=lambda d: int(d.busNumber)):
+        used = {int(d.unitNumber) for d in devices
+                if int(getattr(d, "controllerKey", 0) or 0) == int(c.key)
+                and d.unitNumber is not None}
+        for unit in SCSI_UNITS:
+            if unit not in used:
+                return int(c.key), unit
+    raise RestoreTargetError(f"VM {vm.name!r} has no free SCSI slot for another disk; add a "
+                             "SCSI controller or free a slot")
+
+
+def add_disk(session: VSphereSession, moref: str, capacity: int, datastore: str, *,
+             timeout: float = 600.0) -> TargetDisk:
+    """Add a new empty thin disk of ``capacity`` bytes on the first free SCSI slot."""
+    before = {d.key for d in describe_vm(session, moref).disks}
+    ckey, unit = free_slot(session, moref)
+    _reconfigure(session, moref, vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[_new_disk(-1, ckey, unit, capacity, datastore)]),
+        f"adding a {capacity}-byte disk to VM {moref}", timeout)
+    added = [d for d in describe_vm(session, moref).disks if d.key not in before]
+    if len(added) != 1:
+        raise RestoreTargetError(f"VM {moref} does not show the disk just added")
+    return added[0]
+
+
+def reset_cbt(session: VSphereSession, moref: str, *, timeout: float = 600.0) -> bool:
+    """Turn Changed Block Tracking off and on again, so that no earlier changeId stays valid
+    (writing a disk's file directly bypasses CBT). Returns False when CBT was off."""
+    vm = _vm(session, moref)
+    if not session.call(lambda: bool(vm.config.changeTrackingEnabled)):
+        return False
+    for on in (False, True):
+        _reconfigure(session, moref, vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+            changeTrackingEnabled=on), f"{'enabling' if on else 'disabling'} Changed Block "
+                     f"Tracking on VM {moref}", timeout)
+    return True
+
+
+def find_vm_moref(session: VSphereSession, instance_uuid: str) -> str | None:
+    """The moref of the VM with this instance UUID, or None."""
+    vm = session.call(lambda: session.content.searchIndex.FindByUuid(
+        None, instance_uuid, True, True))
+    return str(vm._moId) if vm is not None else None
+
+
+def remove_disk(session: VSphereSession, moref: str, key: int, *,
+                timeout: float = 600.0) -> None:
+    """Detach disk ``key`` and delete its files (takes back a disk a failed restore added)."""
+    vm = _vm(session, moref)
+    disk = next((d for d in session.call(lambda: list(vm.config.hardware.device))
+                 if int(d.key) == key), None)
+    if disk is None:
+        return
+    change = vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+        operation="remove", fileOperation="destroy", device=disk)
+    _reconfigure(session, moref, vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[change]), f"removing disk {key} of VM {moref}", timeout)

@@ -1,0 +1,198 @@
+"""Restores into vSphere against the simulator: an entire VM to a new VM, over the original VM,
+and one disk into an existing VM; failures leave nothing half-restored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyVim.task import WaitForTask
+
+from appliance.errors import UsageError, VmkeepError
+from appliance.jobs import vm_restore
+from appliance.jobs.vm_restore import (
+    plan_new_vm,
+    plan_original_vm,
+    plan_restore_original,
+    restore_disk_into_vm,
+    restore_new_vm,
+    restore_original_vm,
+)
+from appliance.vsphere import inventory
+from appliance.vsphere import restore_target as rt
+from appliance.vsphere.cbt import split_datastore_path
+from appliance.vsphere.session import fetch_fingerprint
+from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
+from appliance.vsphere.upload import UploadError, upload_file
+from tests.vsphere.vmenv import BS, VM, Env, write
+
+NEW = "restored-vm"
+
+
+def flat_bytes(e: Env, disk: rt.TargetDisk) -> bytes:
+    data = (Path(e.datastores[disk.datastore]) / disk.flat_path).read_bytes()
+    return data[:disk.capacity_bytes] + bytes(max(0, disk.capacity_bytes - len(data)))
+
+
+def vm_names(e: Env) -> list[str]:
+    return [v.name for v in inventory.list_vms(e.session)]
+
+
+def backed_up(e: Env) -> tuple[str, list[bytes]]:
+    r = e.backup()
+    assert r.point_id and r.status == "success", e.logs
+    return r.point_id, [e.content(0), e.content(1)]
+
+
+def test_entire_vm_to_a_new_vm_has_the_hardware_and_the_bytes(env: Env) -> None:
+    e = env
+    point, want = backed_up(e)
+    write(e.live(1), 0, b"written after the backup" * 100)  # the new VM must not see this
+    progress: list[int] = []
+    result = restore_new_vm(e.session, e.repo, e.cat, point, NEW, log=e.log,
+                            progress=lambda done, total: progress.append(done))
+    assert result.vm_name == NEW and result.disks == (0, 1)
+    assert result.bytes_written == sum(len(w) for w in want)
+    assert progress and progress[-1] == result.bytes_written
+    original = inventory.find_vm(e.session, VM)
+    new = inventory.find_vm(e.session, NEW)
+    assert new.instance_uuid != original.instance_uuid
+    assert [(d.controller_bus, d.unit_number, d.capacity_bytes) for d in new.disks] == \
+        [(d.controller_bus, d.unit_number, d.capacity_bytes) for d in original.disks]
+    assert new.guest_id == original.guest_id
+    live = e.session.content.searchIndex.FindByUuid(None, new.instance_uuid, True, True)
+    old = e.vm
+    assert live.config.hardware.numCPU == old.config.hardware.numCPU
+    assert live.config.hardware.memoryMB == old.config.hardware.memoryMB
+    nics = [d for d in live.config.hardware.device if hasattr(d, "macAddress")]
+    old_nics = [d for d in old.config.hardware.device if hasattr(d, "macAddress")]
+    assert len(nics) == len(old_nics)
+    target = rt.describe_vm(e.session, new.moref)
+    assert [flat_bytes(e, d) for d in target.disks] == want
+    assert split_datastore_path(target.disks[0].file_name)[1].startswith(NEW + "/")
+
+
+def test_a_failed_new_vm_restore_leaves_no_vm(env: Env,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    point, _ = backed_up(e)
+    calls: list[str] = []
+
+    def failing(*a: Any, **k: Any) -> int:
+        calls.append(a[3])
+        if len(calls) == 2:
+            raise UploadError("injected: the datastore went away")
+        chunks = a[5]
+        return sum(len(c) for c in chunks)
+
+    monkeypatch.setattr(vm_restore, "upload_file", failing)
+    with pytest.raises(UploadError, match="injected"):
+        restore_new_vm(e.session, e.repo, e.cat, point, NEW, log=e.log)
+    assert len(calls) == 2  # the first disk was written, the second failed
+    assert NEW not in vm_names(e)
+    assert any("deleting the half-restored VM" in m for _, m in e.logs)
+
+
+def test_new_vm_placement_names_are_checked_first(env: Env) -> None:
+    e = env
+    point, _ = backed_up(e)
+    with pytest.raises(VmkeepError, match=r"no datastore named 'nope'.*LocalDS_0"):
+        restore_new_vm(e.session, e.repo, e.cat, point, NEW, datastore="nope", log=e.log)
+    assert NEW not in vm_names(e)
+
+
+def test_restore_over_the_original_vm(env: Env) -> None:
+    e = env
+    point, want = backed_up(e)
+    write(e.live(0), 0, b"ransomware" * 1000)
+    write(e.live(1), 3 * BS, b"ransomware" * 1000)
+    assert e.vm.runtime.powerState == "poweredOn"
+    plan = plan_restore_original(e.session, e.repo, e.cat, point)
+    text = "\n".join(plan.describe())
+    assert "OVERWRITES" in text and "powered off" in text
+    assert [d.action for d in plan.disks] == ["overwrite", "overwrite"]
+    with pytest.raises(UsageError, match="confirm"):
+        restore_original_vm(e.session, e.repo, e.cat, plan, confirm=False, log=e.log)
+    assert e.content(0) != want[0]  # nothing was touched without confirmation
+    result = restore_original_vm(e.session, e.repo, e.cat, plan, confirm=True, log=e.log)
+    assert result.cbt_reset
+    assert e.vm.runtime.powerState == "poweredOff"
+    assert [e.content(0), e.content(1)] == want
+    # The disks were written behind CBT's back: the next backup must not trust old changeIds.
+    e.logs.clear()
+    again = e.backup()
+    assert again.point_id and [d.read_kind for d in again.disks] == ["full", "full"]
+    assert any("CBT changeId invalid" in m for lvl, m in e.logs if lvl == "warning")
+    assert e.restored(again.point_id, 0) == want[0]
+
+
+def test_original_vm_with_snapshots_is_refused(env: Env) -> None:
+    e = env
+    point, _ = backed_up(e)
+    WaitForTask(e.vm.CreateSnapshot_Task(  # type: ignore[no-untyped-call]
+        name="admin", description="", memory=False, quiesce=False))
+    with pytest.raises(vm_restore.VmRestoreError, match="1 snapshot"):
+        plan_restore_original(e.session, e.repo, e.cat, point)
+
+
+def test_one_disk_into_an_existing_vm(env: Env) -> None:
+    e = env
+    point, want = backed_up(e)
+    other = "DC0_H0_VM1"
+    before = rt.describe_vm(e.session, inventory.find_vm(e.session, other).moref)
+    result = restore_disk_into_vm(e.session, e.repo, e.cat, point, 1, other, log=e.log)
+    after = rt.describe_vm(e.session, before.moref)
+    assert len(after.disks) == len(before.disks) + 1
+    assert result.target_disk.capacity_bytes == len(want[1])
+    assert flat_bytes(e, result.target_disk) == want[1]
+
+
+def _target(*disks: tuple[int, int, int], snapshots: int = 0) -> rt.TargetVm:
+    return rt.TargetVm("vm", "vm-1", "u", "DC0", "poweredOn", snapshots, tuple(
+        rt.TargetDisk(i, 2000 + i, bus, unit, size, f"[ds] vm/d{i}.vmdk",
+                      "FlatVer2BackingInfo") for i, (bus, unit, size) in enumerate(disks)))
+
+
+def test_plans_are_pure_and_explain_themselves(env: Env) -> None:
+    e = env
+    point, want = backed_up(e)
+    m = e.repo.read_manifest(point)
+    sizes = [len(w) for w in want]
+    new = plan_new_vm(m, "copy")
+    assert [(d.action, d.bus, d.unit, d.size) for d in new.disks] == \
+        [("create", 0, 0, sizes[0]), ("create", 0, 1, sizes[1])]
+    grow = plan_original_vm(m, _target((0, 0, sizes[0]), (0, 1, sizes[1] // 2)))
+    assert [d.action for d in grow.disks] == ["overwrite", "grow"]
+    assert "grown from" in "\n".join(grow.describe())
+    with pytest.raises(vm_restore.VmRestoreError, match="cannot shrink"):
+        plan_original_vm(m, _target((0, 0, sizes[0] * 2), (0, 1, sizes[1])))
+    with pytest.raises(vm_restore.VmRestoreError, match="no disk at bus 0 unit 1"):
+        plan_original_vm(m, _target((0, 0, sizes[0])))
+    with pytest.raises(UsageError):
+        plan_new_vm(m, " ")
+
+
+def test_datastore_connections_check_the_pinned_certificate(env: Env) -> None:
+    """Reads and uploads refuse a server whose certificate is not the pinned one, before the
+    session cookie is sent."""
+    e = env
+    s = e.session
+    before = e.content(0)
+    right = fetch_fingerprint(s.host, s.port)
+    disk = rt.describe_vm(s, e.vm._moId).disks[0]
+    for pin, ok in ((right, True), ("0" * 64, False)):
+        endpoint = DatastoreEndpoint(s.host, s.port, s.cookie, s.ssl_context, pin)
+        src = DatastoreDiskSource(endpoint, "DC0", disk.datastore, disk.flat_path,
+                                  disk.capacity_bytes, "disk0", [])
+        try:
+            if ok:
+                assert src.read(0, 4096) == e.content(0)[:4096]
+            else:
+                with pytest.raises(TransportError, match="expected 0000"):
+                    src.read(0, 4096)
+                with pytest.raises(TransportError, match="expected 0000"):
+                    upload_file(endpoint, "DC0", disk.datastore, disk.flat_path, 1, [b"x"])
+        finally:
+            src.close()
+    assert e.content(0) == before  # the refused upload wrote nothing
