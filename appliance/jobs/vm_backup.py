@@ -243,11 +243,13 @@ def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
 def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_or_uuid: str,
               options: BackupOptions, *, enable_cbt_consent: bool,
               transport: Transport = "https", sample_blocks: int = 4,
-              log: LogFn, before_read: Callable[[], None] | None = None,
+              quiesce: bool = False, log: LogFn,
+              before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
-    object uuid: its instanceUuid). ``before_read`` runs after the snapshot is taken and
-    before any disk is read (a test seam). Errors propagate after the snapshot is removed."""
+    object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot.
+    ``before_read`` runs after the snapshot is taken and before any disk is read (a test
+    seam). Errors propagate after the snapshot is removed."""
     info = find_vm(session, vm_name_or_uuid)
     vm = _vm_object(session, info)
     warnings: list[str] = []
@@ -282,8 +284,9 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
         datastore_urls = {str(ds.name): str(ds.info.url) for ds in vm.datastore or []}
 
     outcomes: dict[int, DiskOutcome] = {}
-    with backup_snapshot(vm) as ref:
-        log("info", f"snapshot {ref.name} of VM {info.name!r} taken")
+    with backup_snapshot(vm, quiesce=quiesce) as ref:
+        log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
+                    + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(vm, ref)
         config = vm_config(vm, ref, info)
         if before_read is not None:
