@@ -24,6 +24,65 @@ EPILOG_IMAGE = """examples:
   vmkeep image prune --repo /backups/r1 --keep-last 7 --keep-days 30 --dry-run
 """
 
+EPILOG_VSPHERE = """examples:
+  vmkeep vsphere fingerprint --host vc01.example.com
+  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
+      --fingerprint AB:CD:…:EF"
+  vmkeep vsphere vms $VC
+  vmkeep vsphere backup $VC --repo /backups/r1 db01
+  vmkeep vsphere hunter $VC --dry-run
+
+The password comes from exactly one of --password-stdin (first line of standard input),
+--password-file FILE (its first line) or the environment variable VMKEEP_VSPHERE_PASSWORD;
+never from the command line. Pin the server's certificate with --fingerprint (what
+`vmkeep vsphere fingerprint` prints), or turn verification off with --insecure.
+"""
+
+# $VC in the examples: the connection options of every command that logs in.
+_VC = """  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
+      --fingerprint AB:CD:…:EF"
+"""
+
+EPILOG_FINGERPRINT = """examples:
+  vmkeep vsphere fingerprint --host vc01.example.com
+  vmkeep vsphere fingerprint --host 192.0.2.10 --port 8443
+
+Prints the SHA-256 fingerprint of the server's TLS certificate (AB:CD:… form). Check it
+against the one vCenter shows, then give it to the other commands with --fingerprint.
+"""
+
+EPILOG_VMS = f"""examples:
+{_VC}  vmkeep vsphere vms $VC
+  vmkeep vsphere vms $VC --json
+  pass show esx01 | vmkeep vsphere vms --host esx01 --user root --password-stdin --insecure
+
+Disks are numbered 0, 1, … in (controller bus, unit) order: the N of `image restore --disk N`.
+"""
+
+EPILOG_BACKUP = f"""examples:
+{_VC}  vmkeep vsphere backup $VC --repo /backups/r1 db01
+  vmkeep vsphere backup $VC --repo /backups/r1 --enable-cbt -v db01
+  vmkeep vsphere backup $VC --repo /backups/r1 4210a3c1-8e5e-41b3-9d7a-0c2f8e6b1a22
+  vmkeep image points --repo /backups/r1 --name db01
+
+Prints the restore point's id on stdout; log lines go to stderr (informational ones with -v).
+Exit codes, the same as `vmkeep job run --wait` will use: 0 success; 1 backed up with
+warnings (a CBT fallback, a skipped disk); 2 the VM failed (no disk could be backed up).
+Errors that stop it before a result (login, lock, repository) exit with their own codes
+(docs/CLI.md).
+"""
+
+EPILOG_HUNTER = f"""examples:
+{_VC}  vmkeep vsphere hunter $VC --dry-run
+  vmkeep vsphere hunter $VC
+  vmkeep vsphere hunter $VC --include-foreign --dry-run
+
+Finds vmkeep snapshots left behind by crashed runs, disks needing consolidation and orphaned
+snapshot files, and fixes what it can (orphaned files are only reported). Without
+--include-foreign, snapshots that are not vmkeep's are never removed. Exit code 0 when
+nothing failed, 1 when a finding could not be fixed.
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -40,6 +99,124 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+class _NoPasswordOption(argparse.Action):
+    """``--password``: refused without echoing its value (a password must not be an argument)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        raise UsageError(f"{parser.prog}: there is no {option_string} option: other users of "
+                         "this machine can read command lines; give the password with "
+                         "--password-stdin, --password-file FILE or VMKEEP_VSPHERE_PASSWORD")
+
+
+def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) -> None:
+    """The options every ``vmkeep vsphere`` command that talks to vSphere takes.
+
+    ``login=False``: only where the server is (``--host``, ``--port``).
+    """
+    conn = p.add_argument_group("vSphere connection")
+    conn.add_argument("--host", required=True, help="vCenter or ESXi host name or address")
+    conn.add_argument("--port", type=_port, default=443, help="HTTPS port (default 443)")
+    if not login:
+        return
+    conn.add_argument("--user", required=True, help="user name, e.g. backup@vsphere.local")
+    secret = conn.add_mutually_exclusive_group()
+    secret.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input")
+    secret.add_argument("--password-file", metavar="FILE",
+                        help="read the password from the first line of FILE (or set "
+                        "VMKEEP_VSPHERE_PASSWORD)")
+    conn.add_argument("--password", nargs="?", action=_NoPasswordOption, help=argparse.SUPPRESS)
+    pin = conn.add_mutually_exclusive_group()
+    pin.add_argument("--fingerprint", metavar="SHA256HEX",
+                     help="the server certificate's SHA-256 fingerprint to pin (colons "
+                     "optional; `vmkeep vsphere fingerprint` shows it)")
+    pin.add_argument("--insecure", action="store_true",
+                     help="do not verify the server's certificate at all")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print informational log lines on stderr")
+
+
+def add_repository_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", required=True, metavar="DIR", help="repository folder")
+    p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for a conflicting lock (default 60)")
+
+
+def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    vsphere = sub.add_parser("vsphere", help="list, back up and clean up vSphere VMs (offline)",
+                             description="Talk to a vCenter or ESXi host directly, without "
+                             "the appliance: show its certificate, list VMs, back a VM up "
+                             "into a repository folder, clean up leftover snapshots.",
+                             epilog=EPILOG_VSPHERE, formatter_class=raw)
+    vsub = vsphere.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = vsub.add_parser("fingerprint", help="show the server's certificate fingerprint",
+                        description="Print the SHA-256 fingerprint of the TLS certificate "
+                        "the server presents.", epilog=EPILOG_FINGERPRINT, formatter_class=raw)
+    add_connection_options(p, login=False)
+
+    p = vsub.add_parser("vms", help="list VMs with their disks, CBT and snapshots",
+                        description="List every VM (templates included) with its power "
+                        "state, Changed Block Tracking, snapshots and disks.",
+                        epilog=EPILOG_VMS, formatter_class=raw)
+    add_connection_options(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    p = vsub.add_parser("backup", help="back up a VM as a new restore point",
+                        description="Snapshot a VM, read its disks (only the changed blocks "
+                        "when CBT allows), store them as a new restore point in a repository "
+                        "folder (created on first use), and remove the snapshot.",
+                        epilog=EPILOG_BACKUP, formatter_class=raw)
+    add_connection_options(p)
+    add_repository_options(p)
+    p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
+    p.add_argument("--compression", default="zstd-fast",
+                   help="none, zstd-fast (default), zstd-3 or zstd-9")
+    p.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    p.add_argument("--enable-cbt", action="store_true",
+                   help="turn Changed Block Tracking on when it is off (a VM reconfigure)")
+    p.add_argument("--transport", choices=("https", "direct"), default="https",
+                   help="read disks over the datastore's HTTPS (default) or, with direct, "
+                   "from the datastore's folder mounted on this machine")
+    p.add_argument("--sample-blocks", type=_non_negative_int, default=4, metavar="N",
+                   help="blocks CBT calls unchanged to re-read and compare, per disk "
+                   "(default 4; 0 turns the check off)")
+    p.add_argument("vm", metavar="VM", help="the VM's name or instance UUID")
+
+    p = vsub.add_parser("hunter", help="find and fix leftover snapshots (Snapshot Hunter)",
+                        description="Find vmkeep snapshots left behind by crashed runs, VMs "
+                        "whose disks need consolidation and orphaned snapshot files; then fix "
+                        "them (unless --dry-run).", epilog=EPILOG_HUNTER, formatter_class=raw)
+    add_connection_options(p)
+    p.add_argument("--dry-run", action="store_true", help="say what would be done; change "
+                   "nothing")
+    p.add_argument("--include-foreign", action="store_true",
+                   help="also remove snapshots that are not vmkeep's (and allow remove-all "
+                   "when a consolidation fails)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
     sub = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -50,10 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     isub = image.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--repo", required=True, metavar="DIR", help="repository folder")
-        p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
-                       help="how long to wait for a conflicting lock (default 60)")
+    common = add_repository_options
 
     p = isub.add_parser("backup", help="back up an image file as a new restore point")
     common(p)
@@ -91,12 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact-below", type=float, default=0.75, metavar="SHARE",
                    help="rewrite packs whose live share is under SHARE (default 0.75)")
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+
+    _add_vsphere(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.group == "vsphere":
+            from appliance import vsphere_cli
+
+            return vsphere_cli.run(args)
         from appliance import image_cli
 
         return image_cli.run(args)

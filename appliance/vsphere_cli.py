@@ -1,0 +1,306 @@
+"""``vmkeep vsphere …``: talk to a vCenter/ESXi host directly, without the appliance.
+
+Show the server's certificate fingerprint, list VMs, back a VM up into a repository folder
+(with the same catalog cache, lock, sync and cleanup as ``vmkeep image``), and run the
+Snapshot Hunter. The parser is in ``appliance.cli`` (``add_connection_options``); a command
+here opens what it needs with ``connected(args)`` (a logged-in session) and
+``repository(args, …)`` (repository + catalog, locked and synchronised).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from appliance.errors import BadInputError, NotFoundError, UsageError, VSphereError
+from appliance.image_cli import cleanup, opened
+from appliance.jobs.backup import BackupOptions, block_size_named
+from appliance.jobs.sync import sync
+from appliance.jobs.vm_backup import VmBackupResult, backup_vm
+from appliance.progress import human_bytes
+from appliance.repository import codec
+from appliance.repository.repo import Repository
+from appliance.vsphere.hunter import Status, describe, execute_hunt, plan_hunt
+from appliance.vsphere.inventory import VmInfo, find_vm, list_vms
+from appliance.vsphere.session import (
+    VSphereSession,
+    connect,
+    fetch_fingerprint,
+    format_fingerprint,
+    normalize_fingerprint,
+)
+from catalog.store import Catalog
+
+PASSWORD_ENV = "VMKEEP_VSPHERE_PASSWORD"
+
+# `vsphere backup` exits with these, as `vmkeep job run --wait` will.
+EXIT_BY_STATUS = {"success": 0, "warning": 1, "failed": 2}
+EXIT_HUNT_FAILED = 1
+
+
+# -- log lines ------------------------------------------------------------------------------
+
+def say(level: str, message: str) -> None:
+    """One stderr line ``vmkeep: LEVEL: message`` (level: info, warning, error)."""
+    print(f"vmkeep: {level}: {' '.join(message.split())}", file=sys.stderr)
+
+
+def log_to_stderr(verbose: bool) -> Callable[[str, str], None]:
+    """A ``(level, message)`` callback: warnings and errors always, info with ``verbose``."""
+    def log(level: str, message: str) -> None:
+        if level != "info" or verbose:
+            say(level, message)
+    return log
+
+
+class _StderrHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(record.levelname.lower(), record.getMessage())
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+@contextmanager
+def logging_to_stderr(verbose: bool) -> Iterator[None]:
+    """Route vmkeep's own ``logging`` (e.g. the --insecure warning) to ``say`` lines."""
+    logger = logging.getLogger("appliance")
+    handler = _StderrHandler(logging.INFO if verbose else logging.WARNING)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(handler.level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+# -- connecting -----------------------------------------------------------------------------
+
+def pinned_fingerprint(args: argparse.Namespace) -> str | None:
+    """``--fingerprint`` as lower-case hex (None with --insecure or when not given)."""
+    if args.insecure or args.fingerprint is None:
+        return None
+    try:
+        return normalize_fingerprint(args.fingerprint)
+    except VSphereError as exc:
+        raise UsageError(f"--fingerprint {exc}") from None
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _password_from_file(name: str) -> str:
+    path = Path(name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"password file {name} does not exist; name an existing file "
+                            "whose first line is the password") from None
+    except OSError as exc:
+        raise UsageError(f"password file {name} is unreadable ({exc.strerror}); name a "
+                         "readable file whose first line is the password") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"password file {name} is not UTF-8 text; write the password as "
+                            "its first line") from None
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        say("warning", f"password file {name} can be read by other users; "
+                       f"`chmod 600 {name}` it")
+    return _first_line(text)
+
+
+def _password_from_stdin() -> str:
+    if sys.stdin is None:
+        raise UsageError("--password-stdin: there is no standard input; pipe the password in "
+                         "or use --password-file")
+    if sys.stdin.isatty():
+        return getpass.getpass("vSphere password: ", stream=sys.stderr)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """The password from exactly one of --password-stdin, --password-file, the environment."""
+    env = os.environ.get(PASSWORD_ENV)
+    sources = [name for name, given in (("--password-stdin", args.password_stdin),
+                                        ("--password-file", args.password_file is not None),
+                                        (PASSWORD_ENV, bool(env)))
+               if given]
+    if not sources:
+        raise UsageError(f"no vSphere password given; pass --password-stdin (first line of "
+                         f"standard input) or --password-file FILE, or set {PASSWORD_ENV}")
+    if len(sources) > 1:
+        raise UsageError(f"the vSphere password is given by both {' and '.join(sources)}; "
+                         f"use exactly one (unset {PASSWORD_ENV} to use an option)")
+    if args.password_stdin:
+        password, where = _password_from_stdin(), "standard input"
+    elif args.password_file is not None:
+        password, where = _password_from_file(args.password_file), args.password_file
+    else:
+        password, where = env or "", PASSWORD_ENV
+    if not password:
+        raise UsageError(f"the vSphere password from {where} is empty; give the password as "
+                         "its first line")
+    return password
+
+
+@contextmanager
+def connected(args: argparse.Namespace) -> Iterator[VSphereSession]:
+    """A logged-in session from the connection options (``cli.add_connection_options``)."""
+    pin = pinned_fingerprint(args)
+    password = read_password(args)
+    with connect(args.host, args.port, args.user, password, fingerprint=pin,
+                 insecure=args.insecure) as session:
+        yield session
+
+
+@contextmanager
+def repository(args: argparse.Namespace, *, operation: str, writes: bool
+               ) -> Iterator[tuple[Repository, Catalog]]:
+    """``--repo`` with its catalog cache, under a shared lock, synchronised.
+
+    ``writes``: the command adds to the repository; it is created when missing, crash
+    leftovers are swept first, and a run that fails is cleaned up after (as `image backup`).
+    """
+    with opened(args.repo, create=writes, lock_wait=args.lock_wait) as (repo, cat):
+        if writes:
+            cleanup(repo, cat)
+        try:
+            with repo.lock(exclusive=False, operation=operation, wait=args.lock_wait):
+                sync(repo, cat)
+                yield repo, cat
+        except BaseException:
+            if writes:
+                cleanup(repo, cat, force=True)
+            raise
+
+
+# -- commands -------------------------------------------------------------------------------
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    print(format_fingerprint(fetch_fingerprint(args.host, args.port)))
+    return 0
+
+
+def vm_listing(vms: list[VmInfo]) -> list[dict[str, object]]:
+    return [{
+        "name": vm.name, "instance_uuid": vm.instance_uuid, "moref": vm.moref,
+        "power_state": vm.power_state, "cbt_enabled": vm.cbt_enabled,
+        "consolidation_needed": vm.consolidation_needed,
+        "snapshots": [s.name for s in vm.snapshots],
+        "disks": [{"index": d.index, "key": d.key, "label": d.label,
+                   "capacity_bytes": d.capacity_bytes, "file_name": d.file_name,
+                   "backing_type": d.backing_type, "bus": d.controller_bus,
+                   "unit": d.unit_number}
+                  for d in vm.disks],
+    } for vm in vms]
+
+
+_POWER = {"poweredOn": "on", "poweredOff": "off", "suspended": "suspended"}
+
+
+def print_vm_table(vms: list[VmInfo]) -> None:
+    head = ("NAME", "POWER", "CBT", "SNAPSHOTS", "CONSOLIDATE")
+    rows = [(vm.name, _POWER.get(vm.power_state, vm.power_state or "?"),
+             "on" if vm.cbt_enabled else "off", str(len(vm.snapshots)),
+             "needed" if vm.consolidation_needed else "no") for vm in vms]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(head)]
+
+    def line(cells: tuple[str, ...], disk: str) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + disk
+
+    print(line(head, "DISKS").rstrip())
+    blank = tuple("" for _ in head)
+    for vm, row in zip(vms, rows, strict=True):
+        disks = [f"{d.index}: {human_bytes(d.capacity_bytes)} {d.file_name}".rstrip()
+                 for d in vm.disks] or ["-"]
+        print(line(row, disks[0]))
+        for disk in disks[1:]:
+            print(line(blank, disk))
+
+
+def cmd_vms(args: argparse.Namespace) -> int:
+    with connected(args) as session:
+        vms = list_vms(session)
+    if args.json:
+        print(json.dumps(vm_listing(vms), indent=2))
+    elif not vms:
+        print(f"no VMs on {args.host}:{args.port}")
+    else:
+        print_vm_table(vms)
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _backup_summary(result: VmBackupResult) -> str:
+    b = result.backup
+    assert b is not None
+    skipped = sum(1 for d in result.disks if d.read_kind == "skipped")
+    disks = f"{_count(len(result.disks) - skipped, 'disk')} backed up" + (
+        f", {skipped} skipped" if skipped else "")
+    return (f"{b.kind} backup of VM {result.vm_name!r}: {disks}; read "
+            f"{human_bytes(b.bytes_read)}, stored {human_bytes(b.bytes_stored)} new "
+            f"({b.blocks_new} blocks, {b.blocks_deduplicated} deduplicated) in "
+            f"{b.seconds:.1f}s; status {result.status}"
+            + (f" ({_count(len(result.warnings), 'warning')})" if result.warnings else ""))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    # Check every input before vSphere or the repository is touched.
+    options = BackupOptions(block_size=block_size_named(args.block_size),
+                            compression=codec.compression_named(args.compression).name,
+                            threads=max(1, args.threads))
+    with connected(args) as session:
+        vm = find_vm(session, args.vm)  # a wrong name fails before a repository is created
+        with repository(args, operation="backup", writes=True) as (repo, cat):
+            result = backup_vm(session, repo, cat, vm.instance_uuid or args.vm, options,
+                               enable_cbt_consent=args.enable_cbt, transport=args.transport,
+                               sample_blocks=args.sample_blocks,
+                               log=log_to_stderr(args.verbose))
+    if result.point_id is not None and result.backup is not None:
+        print(result.point_id)
+        print(_backup_summary(result), file=sys.stderr)
+    return EXIT_BY_STATUS.get(result.status, EXIT_BY_STATUS["failed"])
+
+
+def cmd_hunter(args: argparse.Namespace) -> int:
+    with connected(args) as session:
+        plan = plan_hunt(session, include_foreign=args.include_foreign)
+        for text in describe(plan):
+            print(text)
+        if args.dry_run or plan.empty:
+            return 0
+        result = execute_hunt(session, plan)
+    for n, o in enumerate(result.outcomes, 1):
+        print(f"{n}. {o.status.value}: VM {o.finding.vm_name!r} ({o.finding.vm_moref}): "
+              f"{o.detail}")
+    reported = sum(1 for o in result.outcomes if o.status is Status.REPORTED)
+    print(f"Snapshot Hunter: {len(result.fixed)} fixed, {len(result.failed)} failed, "
+          f"{reported} reported only")
+    return 0 if result.ok else EXIT_HUNT_FAILED
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "fingerprint": cmd_fingerprint, "vms": cmd_vms, "backup": cmd_backup,
+    "hunter": cmd_hunter,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    with logging_to_stderr(getattr(args, "verbose", False)):
+        return COMMANDS[args.command](args)
