@@ -8,12 +8,15 @@ Every error is one line on stderr (``vmkeep: error: …``) and a documented exit
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
 from appliance.errors import EXIT_INTERRUPTED, UsageError, VmkeepError
 
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process ended by SIGPIPE
 
 EPILOG_IMAGE = """examples:
   vmkeep image backup --repo /backups/r1 --name db01 disk.img
@@ -70,6 +73,29 @@ Exit codes, the same as `vmkeep job run --wait` will use: 0 success; 1 backed up
 warnings (a CBT fallback, a skipped disk); 2 the VM failed (no disk could be backed up).
 Errors that stop it before a result (login, lock, repository) exit with their own codes
 (docs/CLI.md).
+"""
+
+EPILOG_RESTORE_VM = f"""examples:
+{_VC}  vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --name db01-restored
+  vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --name db01-test \\
+      --target-host esx02 --datastore ssd01 --power-on
+  vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --dry-run
+  vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --yes
+
+--name: a new VM with the recorded hardware (CPUs, memory, controllers, disks at their bus
+and unit, NICs on the same networks with new MAC addresses unless --keep-macs); if anything
+fails the new VM is deleted again. --original: over the VM the point was taken of (found by
+its instance UUID): it is powered off and its disks are overwritten; it must have no
+snapshots. Without --yes this asks for the VM's name on a terminal. Its Changed Block
+Tracking is reset, so its next backup reads every allocated area (deduplicated).
+"""
+
+EPILOG_RESTORE_DISK = f"""examples:
+{_VC}  vmkeep vsphere restore-disk $VC --repo /backups/r1 POINT --disk 1 --vm fileserver
+  vmkeep image restore --repo /backups/r1 --disk 1 POINT disk1.img   # to a raw file instead
+
+Adds disk N of the point as a new thin disk of the VM (first free SCSI slot, on the datastore
+of its first disk unless --datastore) and writes the backed-up bytes into it.
 """
 
 EPILOG_HUNTER = f"""examples:
@@ -203,7 +229,45 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--sample-blocks", type=_non_negative_int, default=4, metavar="N",
                    help="blocks CBT calls unchanged to re-read and compare, per disk "
                    "(default 4; 0 turns the check off)")
+    p.add_argument("--quiesce", action="store_true",
+                   help="ask VMware Tools for a quiesced (application-consistent) snapshot")
     p.add_argument("vm", metavar="VM", help="the VM's name or instance UUID")
+
+    p = vsub.add_parser("restore-vm", help="restore an entire VM (new VM or over the original)",
+                        description="Restore a VM restore point into vSphere: to a new VM "
+                        "(--name) or over the original VM (--original).",
+                        epilog=EPILOG_RESTORE_VM, formatter_class=raw)
+    add_connection_options(p)
+    add_repository_options(p)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
+    where.add_argument("--original", action="store_true",
+                       help="overwrite the disks of the VM the point was taken of")
+    p.add_argument("--datacenter", help="new VM: datacenter (when there are several)")
+    p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: the host to run on")
+    p.add_argument("--resource-pool", metavar="POOL", help="new VM: resource pool")
+    p.add_argument("--datastore", help="new VM: datastore for its files and disks")
+    p.add_argument("--folder", help="new VM: VM folder (default: the datacenter's)")
+    p.add_argument("--keep-macs", action="store_true",
+                   help="new VM: keep the recorded MAC addresses (default: new ones)")
+    p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done; change "
+                   "nothing")
+    p.add_argument("--yes", action="store_true",
+                   help="--original: do not ask; the disks are overwritten")
+    p.add_argument("point", metavar="POINT")
+
+    p = vsub.add_parser("restore-disk", help="restore one disk into an existing VM",
+                        description="Add disk N of a VM restore point to an existing VM as a "
+                        "new disk.", epilog=EPILOG_RESTORE_DISK, formatter_class=raw)
+    add_connection_options(p)
+    add_repository_options(p)
+    p.add_argument("--disk", type=_non_negative_int, default=0, metavar="N",
+                   help="disk number in the point (default 0)")
+    p.add_argument("--vm", required=True, help="the VM to add the disk to (name or UUID)")
+    p.add_argument("--datastore", help="datastore for the new disk (default: the VM's first "
+                   "disk's)")
+    p.add_argument("point", metavar="POINT")
 
     p = vsub.add_parser("hunter", help="find and fix leftover snapshots (Snapshot Hunter)",
                         description="Find vmkeep snapshots left behind by crashed runs, VMs "
@@ -286,6 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vmkeep: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`vmkeep … | head`): not an error of ours.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     except Exception as exc:

@@ -25,7 +25,15 @@ from appliance.image_cli import cleanup, opened
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.sync import sync
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
-from appliance.progress import human_bytes
+from appliance.jobs.vm_restore import (
+    VmRestorePlan,
+    plan_restore_new,
+    plan_restore_original,
+    restore_disk_into_vm,
+    restore_new_vm,
+    restore_original_vm,
+)
+from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.repo import Repository
 from appliance.vsphere.hunter import Status, describe, execute_hunt, plan_hunt
@@ -44,6 +52,7 @@ PASSWORD_ENV = "VMKEEP_VSPHERE_PASSWORD"
 # `vsphere backup` exits with these, as `vmkeep job run --wait` will.
 EXIT_BY_STATUS = {"success": 0, "warning": 1, "failed": 2}
 EXIT_HUNT_FAILED = 1
+EXIT_NOT_CONFIRMED = 1  # restore-vm --original: the person did not confirm
 
 
 # -- log lines ------------------------------------------------------------------------------
@@ -268,14 +277,88 @@ def cmd_backup(args: argparse.Namespace) -> int:
     with connected(args) as session:
         vm = find_vm(session, args.vm)  # a wrong name fails before a repository is created
         with repository(args, operation="backup", writes=True) as (repo, cat):
-            result = backup_vm(session, repo, cat, vm.instance_uuid or args.vm, options,
-                               enable_cbt_consent=args.enable_cbt, transport=args.transport,
-                               sample_blocks=args.sample_blocks,
-                               log=log_to_stderr(args.verbose))
+            progress = Progress(f"backup {vm.name}")
+            try:
+                result = backup_vm(session, repo, cat, vm.instance_uuid or args.vm, options,
+                                   enable_cbt_consent=args.enable_cbt,
+                                   transport=args.transport,
+                                   sample_blocks=args.sample_blocks, quiesce=args.quiesce,
+                                   log=log_to_stderr(args.verbose), progress=progress)
+            finally:
+                progress.done()
     if result.point_id is not None and result.backup is not None:
         print(result.point_id)
         print(_backup_summary(result), file=sys.stderr)
     return EXIT_BY_STATUS.get(result.status, EXIT_BY_STATUS["failed"])
+
+
+def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
+    """Ask on a terminal for the VM's name; without one, --yes is needed."""
+    if yes:
+        return True
+    if not (sys.stdin is not None and sys.stdin.isatty()):
+        raise UsageError("restoring over the original VM overwrites its disks: pass --yes to "
+                         "confirm (see the plan with --dry-run), or restore to a new VM with "
+                         "--name")
+    for line in plan.describe():
+        print(line, file=sys.stderr)
+    answer = input(f"type the VM's name ({plan.target_name}) to overwrite it: ")
+    return answer.strip() == plan.target_name
+
+
+def cmd_restore_vm(args: argparse.Namespace) -> int:
+    log = log_to_stderr(args.verbose)
+    with connected(args) as session, \
+            repository(args, operation="restore", writes=False) as (repo, cat):
+        if args.original:
+            plan = plan_restore_original(session, repo, cat, args.point)
+        else:
+            plan = plan_restore_new(repo, cat, args.point, args.name)
+        if args.dry_run:
+            for line in plan.describe():
+                print(line)
+            return 0
+        progress = Progress(f"restore {args.point}")
+        try:
+            if args.original:
+                if not _confirm_overwrite(plan, args.yes):
+                    say("error", "not confirmed; nothing was changed")
+                    return EXIT_NOT_CONFIRMED
+                result = restore_original_vm(session, repo, cat, plan, confirm=True,
+                                             power_on=args.power_on, log=log,
+                                             progress=progress)
+            else:
+                result = restore_new_vm(
+                    session, repo, cat, args.point, args.name, datacenter=args.datacenter,
+                    host=args.target_host, resource_pool=args.resource_pool,
+                    datastore=args.datastore, folder=args.folder, keep_macs=args.keep_macs,
+                    power_on=args.power_on, log=log, progress=progress)
+        finally:
+            progress.done()
+    print(result.vm_moref)
+    print(f"restored point {result.point_id} to VM {result.vm_name!r} ({result.vm_moref}): "
+          f"{_count(len(result.disks), 'disk')}, {human_bytes(result.bytes_written)} written "
+          f"in {result.seconds:.1f}s" + ("; CBT reset" if result.cbt_reset else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_restore_disk(args: argparse.Namespace) -> int:
+    with connected(args) as session, \
+            repository(args, operation="restore", writes=False) as (repo, cat):
+        progress = Progress(f"restore {args.point} disk {args.disk}")
+        try:
+            result = restore_disk_into_vm(session, repo, cat, args.point, args.disk, args.vm,
+                                          datastore=args.datastore,
+                                          log=log_to_stderr(args.verbose), progress=progress)
+        finally:
+            progress.done()
+    print(result.target_disk.file_name)
+    print(f"restored disk {result.disk_index} of point {result.point_id} into VM "
+          f"{result.vm_name!r} as disk {result.target_disk.index} "
+          f"({result.target_disk.file_name}): {human_bytes(result.bytes_written)} in "
+          f"{result.seconds:.1f}s", file=sys.stderr)
+    return 0
 
 
 def cmd_hunter(args: argparse.Namespace) -> int:
@@ -297,7 +380,7 @@ def cmd_hunter(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fingerprint": cmd_fingerprint, "vms": cmd_vms, "backup": cmd_backup,
-    "hunter": cmd_hunter,
+    "hunter": cmd_hunter, "restore-vm": cmd_restore_vm, "restore-disk": cmd_restore_disk,
 }
 
 

@@ -244,6 +244,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
               options: BackupOptions, *, enable_cbt_consent: bool,
               transport: Transport = "https", sample_blocks: int = 4,
               quiesce: bool = False, log: LogFn,
+              progress: Callable[[int, int], None] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
@@ -394,7 +395,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
             if inputs:
                 result = run_backup(repo, cat, info.name, inputs, options,
                                     object_kind=OBJECT_KIND, config=config,
-                                    object_uuid=info.instance_uuid)
+                                    object_uuid=info.instance_uuid, progress=progress)
         finally:
             for c in counters.values():
                 c.close()
@@ -406,7 +407,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
     log("info", f"snapshot {ref.name} of VM {info.name!r} removed")
     ordered = tuple(outcomes[i] for i in sorted(outcomes))
     if result is None:
-        msg = f"no disk of VM {info.name!r} could be backed up"
+        msg = (f"no disk of VM {info.name!r} could be backed up: see the reason given for "
+               "each disk above")
         log("error", msg)
         return VmBackupResult(info.name, info.instance_uuid, None, "failed", ordered,
                               (*warnings, msg))

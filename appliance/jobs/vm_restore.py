@@ -221,6 +221,12 @@ class _Uploader:
                            disk.size, disk_bytes(self.repo, disk), progress=report)
 
 
+def plan_restore_new(repo: Repository, cat: Catalog, point_id: str,
+                     name: str) -> VmRestorePlan:
+    """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
+    return plan_new_vm(_vm_manifest(repo, cat, point_id), name)
+
+
 def _prepare(repo: Repository, cat: Catalog, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
     return {d.index: prepare_disk(repo, cat, plan.point_id, d.index) for d in plan.disks}
 
@@ -234,8 +240,8 @@ def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, poin
     """Create a new VM like the one in ``point_id`` and fill its disks. The caller holds a
     shared repository lock and has synchronised the catalog."""
     started = time.monotonic()
-    manifest = _vm_manifest(repo, cat, point_id)
-    plan = plan_new_vm(manifest, name)
+    plan = plan_restore_new(repo, cat, point_id, name)
+    manifest = repo.read_manifest(point_id)
     for w in plan.warnings:
         log("warning", w)
     disks = _prepare(repo, cat, plan)

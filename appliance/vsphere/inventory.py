@@ -260,4 +260,4 @@ def find_vm(session: VSphereSession, name_or_uuid: str) -> VmInfo:
             f"{len(named)} VMs are named {wanted!r} ({uuids}): name one by its instance UUID")
     raise VmNotFoundError(
         f"no VM named {wanted!r} or with that instance UUID on "
-        f"{session.host}:{session.port}: check the name, or run the VM listing")
+        f"{session.host}:{session.port}: check the name (`vmkeep vsphere vms` lists them)")

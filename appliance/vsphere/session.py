@@ -56,7 +56,8 @@ class FingerprintRequiredError(VSphereError):
 
 
 def normalize_fingerprint(fingerprint: str) -> str:
-    """``AB:cd:...`` or ``abcd...`` → lower-case hex without colons; BadInput if not SHA-256."""
+    """``AB:cd:...`` or ``abcd...`` → lower-case hex without colons; VSphereError if it is
+    not a SHA-256 fingerprint."""
     hexed = fingerprint.strip().replace(":", "").lower()
     if len(hexed) != 64 or any(ch not in "0123456789abcdef" for ch in hexed):
         raise VSphereError(

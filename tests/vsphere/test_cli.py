@@ -358,7 +358,8 @@ def test_backup_exit_codes_follow_the_vm_status(
     assert r.out == ""
     lines = r.err.splitlines()
     assert [line for line in lines if line.startswith("vmkeep: error: ")] == [
-        f"vmkeep: error: no disk of VM {VM!r} could be backed up"]
+        f"vmkeep: error: no disk of VM {VM!r} could be backed up: see the reason given for "
+        "each disk above"]
     assert any(line.startswith("vmkeep: warning: skipping disk 0") and "independent" in line
                for line in lines)
     assert "Traceback" not in r.err
@@ -395,9 +396,76 @@ def test_hunter_lists_a_leftover_first_then_removes_it(
     assert r.code == 0 and "'vmkeep-" not in r.out
 
 
+# -- restore ----------------------------------------------------------------------------------
+
+def test_restore_vm_to_a_new_vm_over_the_original_and_a_disk_into_a_vm(
+        vcsim: Vcsim, lab: Lab, cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write(lab.flat(), 0, random.Random(7).randbytes(300 * KiB))
+    want = lab.content()
+    repo = tmp_path / "repo"
+    common = [*conn(vcsim), "--password-stdin", "--repo", str(repo)]
+    r = vmkeep(["vsphere", "backup", *common, "--enable-cbt", VM], cache, monkeypatch,
+               stdin=vcsim.password)
+    assert r.code == 0, r.err
+    point = r.out.strip()
+
+    # To a new VM: a dry run first, then the restore; the new VM's disk holds the bytes.
+    restore = ["vsphere", "restore-vm", *common, point]
+    r = vmkeep([*restore, "--name", "copy", "--dry-run"], cache, monkeypatch,
+               stdin=vcsim.password)
+    assert r.code == 0, r.err
+    assert "to a new VM 'copy'" in r.out and "disk 0: create 1048576 bytes" in r.out
+    assert "copy" not in [v.name for v in inventory.list_vms(lab.session)]
+    r = vmkeep([*restore, "--name", "copy"], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0, r.err
+    assert r.out.strip().startswith("vm-") and "restored point" in r.err
+    assert lab.content("copy") == want
+
+    # Over the original: refused without --yes (no terminal to ask on), then done with it.
+    write(lab.flat(), 0, b"encrypted by ransomware" * 100)
+    r = vmkeep([*restore, "--original"], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 2 and "pass --yes" in one_error_line(r)
+    assert lab.content() != want
+    r = vmkeep([*restore, "--original", "--dry-run"], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0 and "OVERWRITES" in r.out and "powered off" in r.out
+    r = vmkeep([*restore, "--original", "--yes"], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0, r.err
+    assert "CBT reset" in r.err
+    assert lab.content() == want
+    assert lab.vm().runtime.powerState == "poweredOff"
+
+    # One disk into another VM.
+    other = "DC0_H0_VM1"
+    disks_before = len([d for d in lab.vm(other).config.hardware.device
+                        if isinstance(d, vim.vm.device.VirtualDisk)])
+    r = vmkeep(["vsphere", "restore-disk", *common, "--disk", "0", "--vm", other, point],
+               cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0, r.err
+    added = r.out.strip()
+    disks = [d for d in lab.vm(other).config.hardware.device
+             if isinstance(d, vim.vm.device.VirtualDisk)]
+    assert len(disks) == disks_before + 1
+    ds, path = split_datastore_path(added)
+    urls = {d.name: d.info.url for d in lab.vm(other).datastore}
+    data = (Path(urls[ds]) / flat_file_of(path)).read_bytes()
+    assert data[:len(want)] + bytes(len(want) - len(data)) == want
+
+    # An image point is not a VM: a clear error, nothing created.
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"x" * 4096)
+    r = vmkeep(["image", "backup", "--repo", str(repo), "--name", "img", str(image)], cache,
+               monkeypatch)
+    assert r.code == 0, r.err
+    r = vmkeep([*restore[:-1], r.out.strip(), "--name", "nope"], cache, monkeypatch,
+               stdin=vcsim.password)
+    assert r.code == 4 and "not of a VM" in one_error_line(r)
+
+
 # -- help -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["fingerprint"], ["vms"], ["backup"], ["hunter"]])
+@pytest.mark.parametrize("command", [[], ["fingerprint"], ["vms"], ["backup"], ["hunter"],
+                                     ["restore-vm"], ["restore-disk"]])
 def test_help_has_examples(command: list[str], cache: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
     r = vmkeep(["vsphere", *command, "--help"], cache, monkeypatch)
