@@ -340,10 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.group == "vsphere":
             from appliance import vsphere_cli
 
-            return vsphere_cli.run(args)
-        from appliance import image_cli
+            code = vsphere_cli.run(args)
+        else:
+            from appliance import image_cli
 
-        return image_cli.run(args)
+            code = image_cli.run(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below
+        return code
     except VmkeepError as exc:
         print(f"vmkeep: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,15 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.helpers import CliResult, MiB, make_image, run_cli, sha256_of, tree_digest
+from tests.helpers import (
+    REPO_ROOT,
+    CliResult,
+    MiB,
+    make_image,
+    run_cli,
+    sha256_of,
+    tree_digest,
+)
 
 IMAGE_SIZE = 4 * MiB
 
@@ -431,3 +440,16 @@ def test_restore_to_a_full_disk_fails_cleanly(env: Env,
 def test_restore_to_a_full_disk_is_no_space(env: Env, small_fs: Callable[[str], Path]) -> None:
     r, target = _restore_to_full_disk(env, small_fs("6m"))
     assert_refused(r, 7, (str(target),), r"free space|another folder|elsewhere")
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(env: Env) -> None:
+    """`vmkeep image points --json | head -c0`: the pipe closes before vmkeep writes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "image", "points", "--repo", str(env.repo),
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+        env={**os.environ, "VMKEEP_CACHE_DIR": str(env.cache)})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "internal error" not in err and "Traceback" not in err
