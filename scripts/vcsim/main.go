@@ -22,6 +22,8 @@
 //	                         (Length then stops short of the disk's end, so
 //	                         clients must page with startOffset); unset or 0:
 //	                         replies cover the rest of the disk.
+//	VCSIM_CBT_HIDE_EVERY=N   with an earlier changeId, leave out every Nth
+//	                         changed area (1: all): a CBT bug on demand.
 package main
 
 import (

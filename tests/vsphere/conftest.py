@@ -62,8 +62,10 @@ def start_vcsim(binary: Path, *, env: dict[str, str] | None = None,
 
 
 @pytest.fixture
-def vcsim(vcsim_binary: Path) -> Iterator[Vcsim]:
-    proc, sim = start_vcsim(vcsim_binary)
+def vcsim(vcsim_binary: Path, request: pytest.FixtureRequest) -> Iterator[Vcsim]:
+    """A simulator for this test. Its environment can be set with
+    ``@pytest.mark.parametrize("vcsim", [{"VCSIM_…": "…"}], indirect=True)``."""
+    proc, sim = start_vcsim(vcsim_binary, env=getattr(request, "param", None))
     try:
         yield sim
     finally:

@@ -33,6 +33,12 @@
 //     startOffset, the last to the capacity) and adjacent areas are merged.
 //   - snapshot unset: compared against the VM's live disk file.
 //
+// A CBT bug on demand: with VCSIM_CBT_HIDE_EVERY=N (N > 0), a query with an
+// earlier changeId leaves out every Nth changed 64 KiB area of each reply (1:
+// all of them), as vSphere's CBT did in known bugs (e.g. after a disk grew past
+// 128 GB). Queries with "*" are not affected. Clients cannot tell from the
+// reply; vmkeep's CBT sanity sampling is what finds it.
+//
 // Paging: with VCSIM_CBT_MAX_EXTENTS=N (N > 0) in vcsim's environment, a reply
 // holds at most N extents and its Length stops where the (N+1)th extent would
 // start, so Length < capacity - startOffset and clients must continue at
@@ -291,13 +297,15 @@ func vmkeepFindDisk(devices []types.BaseVirtualDevice, key int32) *types.Virtual
 	return nil
 }
 
-func vmkeepCBTMaxExtents() int {
-	n, err := strconv.Atoi(os.Getenv("VCSIM_CBT_MAX_EXTENTS"))
+func vmkeepEnvCount(name string) int {
+	n, err := strconv.Atoi(os.Getenv(name))
 	if err != nil || n < 0 {
 		return 0
 	}
 	return n
 }
+
+func vmkeepCBTMaxExtents() int { return vmkeepEnvCount("VCSIM_CBT_MAX_EXTENTS") }
 
 func (vm *VirtualMachine) QueryChangedDiskAreas(ctx *Context, req *types.QueryChangedDiskAreas) soap.HasFault {
 	body := &methods.QueryChangedDiskAreasBody{}
@@ -379,10 +387,16 @@ func (vm *VirtualMachine) vmkeepQueryChangedDiskAreas(req *types.QueryChangedDis
 	}
 
 	max := vmkeepCBTMaxExtents()
+	hide := vmkeepEnvCount("VCSIM_CBT_HIDE_EVERY")
+	seen := 0
 	info := &types.DiskChangeInfo{StartOffset: req.StartOffset, Length: capacity - req.StartOffset}
 	for i := int(req.StartOffset / vmkeepCBTBlock); i < len(sums); i++ {
 		if !changed(i) {
 			continue
+		}
+		seen++
+		if hide > 0 && base != nil && seen%hide == 0 {
+			continue // a CBT bug: this changed area goes unreported
 		}
 		start := int64(i) * vmkeepCBTBlock
 		if start < req.StartOffset {
