@@ -11,9 +11,8 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from appliance.jobs import vm_backup
-from tests.vsphere.vmenv import BS, VM, Env, _add_disk, warnings_of, write
+from tests.vsphere.vmenv import BS, VM, Env, warnings_of, write
 
-__all__ = ["BS", "VM", "Env", "_add_disk", "write"]  # also used by the other VM tests
 
 def test_full_then_incremental_reads_only_changes(env: Env) -> None:
     e = env
