@@ -33,7 +33,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import VmkeepError
-from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
+from appliance.vsphere.inventory import SnapshotInfo, VmInfo, collect, list_vms
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import (
     SNAPSHOT_PREFIX,
@@ -192,34 +192,9 @@ def orphan_files(layout: FileLayout, *, has_snapshots: bool = False) -> list[Lay
 
 def _layouts(session: VSphereSession) -> dict[str, FileLayout | None]:
     """``layoutEx`` of every VM, by moref, in one PropertyCollector pass."""
-    pc: Any = vmodl.query.PropertyCollector  # pyVmomi data types are untyped
-
-    def run() -> dict[str, FileLayout | None]:
-        content = session.content
-        view = content.viewManager.CreateContainerView(
-            content.rootFolder, [vim.VirtualMachine], True)
-        try:
-            spec = pc.FilterSpec(
-                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[pc.TraversalSpec(
-                    name="traverseView", path="view", skip=False,
-                    type=vim.view.ContainerView)])],
-                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["layoutEx"],
-                                         all=False)])
-            collector = content.propertyCollector
-            out: dict[str, FileLayout | None] = {}
-            result = collector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
-            while result is not None:
-                for oc in result.objects:
-                    props = {p.name: p.val for p in (oc.propSet or [])}
-                    out[str(oc.obj._moId)] = _file_layout(props.get("layoutEx"))
-                if not result.token:
-                    break
-                result = collector.ContinueRetrievePropertiesEx(result.token)
-            return out
-        finally:
-            view.Destroy()
-
-    return session.call(run)
+    return {str(obj._moId): _file_layout(props.get("layoutEx"))
+            for obj, props in collect(session, session.content.rootFolder,
+                                      vim.VirtualMachine, ["layoutEx"])}
 
 
 # -- planning ---------------------------------------------------------------------------------

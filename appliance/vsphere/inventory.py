@@ -104,7 +104,7 @@ class HostInfo:
     power_state: str
 
 
-def _collect(session: VSphereSession, container: Any, obj_type: Any,
+def collect(session: VSphereSession, container: Any, obj_type: Any,
              paths: Sequence[str]) -> list[tuple[Any, dict[str, Any]]]:
     """Objects of ``obj_type`` under ``container`` with the named properties (unset: absent)."""
     pc_types: Any = vmodl.query.PropertyCollector  # pyVmomi data types are untyped
@@ -197,13 +197,13 @@ def _snapshots(snapshot_info: Any) -> tuple[SnapshotInfo, ...]:
 
 def list_datacenters(session: VSphereSession) -> list[DatacenterInfo]:
     return sorted((DatacenterInfo(name=str(p.get("name", "")), moref=str(obj._moId))
-                   for obj, p in _collect(session, session.content.rootFolder,
+                   for obj, p in collect(session, session.content.rootFolder,
                                           vim.Datacenter, ["name"])),
                   key=lambda d: d.name)
 
 
 def list_hosts(session: VSphereSession) -> list[HostInfo]:
-    rows = _collect(session, session.content.rootFolder, vim.HostSystem,
+    rows = collect(session, session.content.rootFolder, vim.HostSystem,
                     ["name", "runtime.connectionState", "runtime.powerState"])
     return sorted((HostInfo(name=str(p.get("name", "")), moref=str(obj._moId),
                             connection_state=str(p.get("runtime.connectionState", "")),
@@ -214,12 +214,12 @@ def list_hosts(session: VSphereSession) -> list[HostInfo]:
 def list_vms(session: VSphereSession) -> list[VmInfo]:
     """Every VM (templates included), sorted by name then instance UUID."""
     hosts = {str(obj._moId): str(p.get("name", ""))
-             for obj, p in _collect(session, session.content.rootFolder, vim.HostSystem,
+             for obj, p in collect(session, session.content.rootFolder, vim.HostSystem,
                                     ["name"])}
     vms: list[VmInfo] = []
-    for dc_obj, dc_props in _collect(session, session.content.rootFolder, vim.Datacenter,
+    for dc_obj, dc_props in collect(session, session.content.rootFolder, vim.Datacenter,
                                      ["name"]):
-        for obj, p in _collect(session, dc_obj, vim.VirtualMachine, VM_PATHS):
+        for obj, p in collect(session, dc_obj, vim.VirtualMachine, VM_PATHS):
             host_ref = p.get("runtime.host")
             vms.append(VmInfo(
                 name=str(p.get("name", "")),
