@@ -221,6 +221,8 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
     p.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    p.add_argument("--read-streams", type=_non_negative_int, default=0, metavar="N",
+                   help="disk reads in flight at once (default: 4 over HTTPS, else --threads)")
     p.add_argument("--enable-cbt", action="store_true",
                    help="turn Changed Block Tracking on when it is off (a VM reconfigure)")
     p.add_argument("--transport", choices=("https", "direct"), default="https",

@@ -273,7 +273,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     # Check every input before vSphere or the repository is touched.
     options = BackupOptions(block_size=block_size_named(args.block_size),
                             compression=codec.compression_named(args.compression).name,
-                            threads=max(1, args.threads))
+                            threads=max(1, args.threads), read_streams=args.read_streams)
     with connected(args) as session:
         vm = find_vm(session, args.vm)  # a wrong name fails before a repository is created
         with repository(args, operation="backup", writes=True) as (repo, cat):

@@ -49,7 +49,10 @@ def block_size_named(text: str) -> int:
 class BackupOptions:
     block_size: int = DEFAULT_BLOCK_SIZE
     compression: str = codec.DEFAULT_COMPRESSION
-    threads: int = 2
+    threads: int = 2  # hashing and compression
+    # Blocks read (and hashed) at once; 0: ``threads``. More than ``threads`` pays off when a
+    # read waits on a network (the HTTPS datastore transport: one connection per stream).
+    read_streams: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +242,8 @@ def _read_block(source: Source, key: bytes, index: int, block_size: int, size: i
 
 def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, cat: Catalog,
                  repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
-                 progress: Callable[[int], None]) -> tuple[list[tuple[int, bytes | None]], int,
-                                                           int]:
+                 readers: ThreadPoolExecutor, progress: Callable[[int], None]
+                 ) -> tuple[list[tuple[int, bytes | None]], int, int]:
     """Read the planned blocks; return (updates, bytes read, deduplicated blocks)."""
     bs = plan.block_size
     zero = bytes(bs)
@@ -252,7 +255,8 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
     deduped = 0
 
     def submit(batch: Sequence[int]) -> list[Future[_Read]]:
-        return [pool.submit(_read_block, source, key, i, bs, plan.size, zero) for i in batch]
+        return [readers.submit(_read_block, source, key, i, bs, plan.size, zero)
+                for i in batch]
 
     ahead = submit(batches[0]) if batches else []
     for n in range(len(batches)):
@@ -282,7 +286,8 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
 
 def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
                   cat: Catalog, repo_id: str, compression: codec.Compression,
-                  pool: ThreadPoolExecutor, progress: ProgressFn | None, total: int
+                  pool: ThreadPoolExecutor, readers: ThreadPoolExecutor,
+                  progress: ProgressFn | None, total: int
                   ) -> tuple[list[DiskRecord], dict[int, Delta], int, int]:
     """Back up each disk in turn; return (manifest disk records, catalog deltas against each
     disk's base point, bytes read, deduplicated blocks)."""
@@ -295,7 +300,7 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
                 progress(before + done, total)
 
         updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo_id,
-                                         compression, pool, report)
+                                         compression, pool, readers, report)
         if dplan.base_point is not None:
             idx, ids = cat.resolved_map(dplan.base_point, d.index)
             base_map = BlockMap(idx, ids)
@@ -332,9 +337,11 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     sink = _PackSink(repo, cat, io)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),
-                                thread_name_prefix="backup") as pool:
+                                thread_name_prefix="backup") as pool, \
+                ThreadPoolExecutor(max_workers=max(1, options.read_streams or options.threads),
+                                   thread_name_prefix="backup-read") as readers:
             records, deltas, bytes_read, deduped = _backup_disks(
-                disks, plan, key, sink, cat, repo.id, compression, pool, progress,
+                disks, plan, key, sink, cat, repo.id, compression, pool, readers, progress,
                 plan.bytes_to_read)
         sink.drain()
     except BaseException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from appliance.errors import VmkeepError
@@ -46,6 +46,7 @@ Transport = Literal["https", "direct"]
 
 OBJECT_KIND = "vm"
 INDEPENDENT_MODES = ("independent_persistent", "independent_nonpersistent")
+HTTPS_READ_STREAMS = 4  # parallel Range requests when BackupOptions.read_streams is 0
 
 
 class VmBackupError(VmkeepError):
@@ -279,6 +280,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
         {d.disk_index: d for d in cat.disks(prev_point)} if prev_point else {})
     key = repo.block_key()
     bs = options.block_size
+    if transport == "https" and not options.read_streams:
+        options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
     datastore_urls: dict[str, str] = {}
     if transport == "direct":
@@ -397,7 +400,12 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                                     object_kind=OBJECT_KIND, config=config,
                                     object_uuid=info.instance_uuid, progress=progress)
         finally:
-            for c in counters.values():
+            for index, c in counters.items():
+                retried = getattr(c.inner, "retried", 0)
+                if retried:
+                    log("info", f"disk {index}: {retried} read(s) failed once and were tried "
+                                "again (the datastore dropped the connection or answered "
+                                "with an error); check the network if this recurs")
                 c.close()
         for d in inputs:
             outcomes[d.index] = DiskOutcome(

@@ -82,6 +82,7 @@ class DatastoreDiskSource:
         self._lock = threading.Lock()
         self._conns: list[http.client.HTTPSConnection] = []
         self._closed = False
+        self.retried = 0  # reads that failed once and were tried again
 
     @property
     def size(self) -> int:
@@ -125,11 +126,18 @@ class DatastoreDiskSource:
             "Accept": "application/octet-stream",
         })
         resp = conn.getresponse()
+        if resp.status == 200:
+            # Range ignored: the whole file follows. Take what was asked for and drop the
+            # connection rather than read (and hold) a whole disk per block.
+            body = resp.read(last + 1)[first:]
+            self._drop_conn()
+            return body
         body = resp.read()
         if resp.status == 206:
+            got = _range_start(resp.getheader("Content-Range"))
+            if got is not None and got != first:
+                raise _Retryable(f"the server sent bytes from {got} where {first} was asked")
             return body
-        if resp.status == 200:  # Range ignored: the whole file.
-            return body[first: last + 1]
         if resp.status == 416:  # Past the end of a short file: zeros.
             return b""
         if resp.status in (401, 403):
@@ -156,6 +164,8 @@ class DatastoreDiskSource:
                 raise
             except (_Retryable, OSError, http.client.HTTPException) as exc:
                 self._drop_conn()
+                with self._lock:
+                    self.retried += 1
                 last_error = " ".join(str(exc).split()) or type(exc).__name__
                 if attempt + 1 < self._retries:
                     time.sleep(self._backoff * (2 ** attempt))
@@ -172,6 +182,14 @@ class DatastoreDiskSource:
 
 class _Retryable(Exception):
     """A response worth retrying (5xx, unexpected status)."""
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """The first byte of ``Content-Range: bytes FIRST-LAST/SIZE`` (None if absent/odd)."""
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first, _, _rest = content_range[6:].partition("-")
+    return int(first) if first.strip().isdigit() else None
 
 
 class DirectPathDiskSource:
