@@ -53,6 +53,12 @@ class DatastoreEndpoint:
                                  f"{self.fingerprint}: check the server")
 
 
+def datastore_url_path(datacenter_name: str, datastore_name: str, path: str) -> str:
+    """``/folder/<path>?dcPath=…&dsName=…``: a datastore file in vSphere's HTTP API."""
+    query = urllib.parse.urlencode({"dcPath": datacenter_name, "dsName": datastore_name})
+    return "/folder/" + urllib.parse.quote(path.lstrip("/")) + "?" + query
+
+
 def _pad(data: bytes, offset: int, length: int, size: int) -> bytes:
     want = max(0, min(length, size - offset))
     if len(data) >= want:
@@ -74,9 +80,7 @@ class DatastoreDiskSource:
         self._timeout = timeout
         self._retries = max(1, retries)
         self._backoff = backoff
-        query = urllib.parse.urlencode({"dcPath": datacenter_name, "dsName": datastore_name})
-        self.url_path = ("/folder/" + urllib.parse.quote(path_of_flat_file.lstrip("/"))
-                         + "?" + query)
+        self.url_path = datastore_url_path(datacenter_name, datastore_name, path_of_flat_file)
         self._what = f"[{datastore_name}] {path_of_flat_file}"
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import urllib.parse
 from collections.abc import Callable, Iterable
 
 from appliance.errors import NoSpaceError, VSphereError
-from appliance.vsphere.transport import DatastoreEndpoint
+from appliance.vsphere.transport import DatastoreEndpoint, datastore_url_path
 
 
 class UploadError(VSphereError):
     """A file could not be written to the datastore."""
 
     code = "vsphere_upload"
-
-
-def datastore_url_path(datacenter_name: str, datastore_name: str, path: str) -> str:
-    """``/folder/<path>?dcPath=…&dsName=…`` for the datastore HTTP API."""
-    query = urllib.parse.urlencode({"dcPath": datacenter_name, "dsName": datastore_name})
-    return "/folder/" + urllib.parse.quote(path.lstrip("/")) + "?" + query
 
 
 def upload_file(endpoint: DatastoreEndpoint, datacenter_name: str, datastore_name: str,
