@@ -137,3 +137,23 @@ def test_failure_after_snapshot_leaves_no_snapshot(env: Env,
     with pytest.raises(RuntimeError, match="injected"):
         e.backup()
     assert e.snapshots() == 0
+
+
+def test_a_disk_grown_since_the_last_point_is_read_in_full(env: Env) -> None:
+    e = env
+    r1 = e.backup()
+    assert r1.point_id
+    disk = e.disks()[1]
+    disk.capacityInKB += 4 * 1024  # the admin grows disk 1 by 4 MiB
+    disk.capacityInBytes = disk.capacityInKB * 1024
+    WaitForTask(e.vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+            operation="edit", device=disk)])))
+    write(e.live(1), disk.capacityInBytes - 10_000, b"new space used")
+    r2 = e.backup()
+    assert r2.point_id
+    assert [d.read_kind for d in r2.disks] == ["incremental", "full"]
+    assert "size changed" in r2.disks[1].reason
+    assert r2.backup is not None and r2.backup.blocks_new <= 2  # the rest deduplicated
+    assert e.restored(r2.point_id, 1) == e.content(1)
+    assert len(e.restored(r1.point_id, 1)) == disk.capacityInBytes - (4 << 20)
