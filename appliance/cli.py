@@ -283,6 +283,40 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                    "when a consolidation fails)")
 
 
+EPILOG_APPLIANCE = """examples:
+  vmkeep appliance start                  # detached; returns once it answers
+  VMKEEP_HOME=/srv/vmkeep vmkeep appliance start
+  vmkeep appliance status --json
+  vmkeep appliance stop
+  vmkeep appliance start --foreground     # under systemd (scripts/vmkeep-appliance.service)
+
+The home folder holds the appliance's state, secrets and log; it is --home, else
+$VMKEEP_HOME, else the per-user data folder. The socket is $VMKEEP_SOCKET, else
+HOME/appliance.sock (mode 0600; only the appliance's own user may connect).
+"""
+
+
+def _add_appliance(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    appl = sub.add_parser("appliance", help="start, stop and check the appliance process",
+                          description="The appliance is the process that owns vmkeep's state "
+                          "and runs its work; the CLI and the TUI talk to it over a Unix "
+                          "socket.", epilog=EPILOG_APPLIANCE, formatter_class=raw)
+    asub = appl.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, text in (("start", "start the appliance (detached unless --foreground)"),
+                       ("stop", "stop the appliance; running sessions end as stopped"),
+                       ("status", "say whether the appliance runs (exit 3 when not)")):
+        p = asub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                            epilog=EPILOG_APPLIANCE, formatter_class=raw)
+        p.add_argument("--home", metavar="DIR", help="home folder (default: $VMKEEP_HOME or "
+                       "the per-user data folder)")
+        if name == "start":
+            p.add_argument("--foreground", action="store_true",
+                           help="run in this process (for systemd), logging to stderr")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print a JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
     sub = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -333,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
 
     _add_vsphere(sub)
+    _add_appliance(sub)
     return parser
 
 
@@ -343,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import vsphere_cli
 
             code = vsphere_cli.run(args)
+        elif args.group == "appliance":
+            from appliance import daemon_cli
+
+            code = daemon_cli.run(args)
         else:
             from appliance import image_cli
 

@@ -91,6 +91,34 @@ class VSphereError(VmkeepError):
     code = "vsphere"
 
 
+class ApplianceError(VmkeepError):
+    """The appliance could not be reached, or did not answer as its API says."""
+
+    exit_code = 13
+    code = "appliance"
+
+
+class ApplianceNotRunningError(ApplianceError):
+    """No appliance answers on the socket."""
+
+    code = "appliance_not_running"
+
+
+class ApiVersionError(ApplianceError):
+    """The appliance and this client speak no common API version."""
+
+    code = "api_version"
+
+
+class RemoteError(VmkeepError):
+    """An error the appliance reported: its code, exit code and message as it sent them."""
+
+    def __init__(self, message: str, *, code: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code
+
+
 # Exit codes used by commands that report rather than fail (verify).
 EXIT_OK = 0
 EXIT_DAMAGE_FOUND = 1

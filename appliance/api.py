@@ -1,0 +1,48 @@
+"""The appliance's local API: its version, paths and wire models, shared by the server and
+every client (the CLI and the TUI). Pydantic lives here, at the edge; the engine inside uses
+frozen dataclasses.
+
+The API is HTTP/JSON on a Unix socket (mode 0600, peer uid checked), versioned by path prefix
+(``/v1``). A client starts with ``GET /v1/handshake`` and refuses to go on when the appliance
+does not speak its version. Errors are JSON ``{"code", "message"}`` with an HTTP status; the
+code names an ``appliance.errors`` class so a client raises the same error the server did.
+See docs/API.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+API_VERSION = 1
+SUPPORTED_API_VERSIONS = (1,)
+PREFIX = f"/v{API_VERSION}"
+APPLIANCE_VERSION = "0.1.0"
+
+
+class Wire(BaseModel):
+    """Base of every wire model: unknown fields are refused, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Handshake(Wire):
+    api_version: int
+    supported_api_versions: list[int]
+    appliance_version: str
+    pid: int
+    home: str
+    started: datetime
+
+
+class ErrorBody(Wire):
+    code: str  # the error class's code, e.g. "not_found"
+    message: str  # what was wrong and what to do
+    exit_code: int  # what the CLI exits with for it
+
+
+class Accepted(Wire):
+    """A request the appliance took on and carries out in the background."""
+
+    message: str

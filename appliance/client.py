@@ -1,0 +1,123 @@
+"""The client of the appliance's API, used by the CLI and the TUI.
+
+It imports only ``appliance.api`` and ``appliance.errors`` (and httpx), so a client process
+loads neither DuckDB, pyVmomi nor paramiko. Every call checks the handshake once; an error the
+appliance reports is raised here as the same ``VmkeepError`` family (``RemoteError`` with the
+server's code and exit code, or the local class of that code).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from appliance import api
+from appliance.errors import (
+    ApiVersionError,
+    ApplianceError,
+    ApplianceNotRunningError,
+    RemoteError,
+    VmkeepError,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApplianceClient:
+    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.socket_path = Path(socket_path)
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=os.fspath(socket_path)),
+                                  base_url="http://appliance", timeout=timeout)
+        self._checked = False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApplianceClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _not_running(self, why: str) -> ApplianceNotRunningError:
+        return ApplianceNotRunningError(
+            f"no appliance answers on {self.socket_path} ({why}); start it with `vmkeep "
+            "appliance start` (and check VMKEEP_HOME / VMKEEP_SOCKET)")
+
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, api.PREFIX + path, **kw)
+        except httpx.ConnectError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, PermissionError) or "Permission denied" in str(exc):
+                raise ApplianceError(
+                    f"permission denied on {self.socket_path}: the appliance belongs to "
+                    "another user; run as that user") from None
+            raise self._not_running(_reason(exc)) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise self._not_running(f"the connection was closed: {_reason(exc)}") from None
+        except httpx.TimeoutException:
+            raise ApplianceError(f"the appliance on {self.socket_path} did not answer in "
+                                 f"time ({method} {path}); see its log") from None
+
+    def _call(self, method: str, path: str, model: type[M], **kw: Any) -> M:
+        if not self._checked and path != "/handshake":
+            self.handshake()
+        resp = self._send(method, path, **kw)
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        try:
+            return model.model_validate(resp.json())
+        except (ValidationError, ValueError) as exc:
+            raise ApplianceError(f"the appliance sent a reply to {method} {path} that does not "
+                                 f"fit API v{api.API_VERSION} ({type(exc).__name__}); is it "
+                                 "another version?") from None
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def handshake(self) -> api.Handshake:
+        """The appliance's versions; raises ApiVersionError when we share none."""
+        resp = self._send("GET", "/handshake")
+        if resp.status_code == 404:
+            raise ApiVersionError(f"the appliance on {self.socket_path} does not speak API "
+                                  f"v{api.API_VERSION}; upgrade vmkeep on both sides")
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        try:
+            hs = api.Handshake.model_validate(resp.json())
+        except (ValidationError, ValueError):
+            raise ApiVersionError(f"the appliance on {self.socket_path} answered the handshake "
+                                  "in a form this vmkeep does not know; upgrade vmkeep on "
+                                  "both sides") from None
+        if api.API_VERSION not in hs.supported_api_versions:
+            raise ApiVersionError(
+                f"the appliance (version {hs.appliance_version}) speaks API versions "
+                f"{hs.supported_api_versions}, this client {api.API_VERSION}; upgrade vmkeep "
+                "on both sides")
+        self._checked = True
+        return hs
+
+    def shutdown(self) -> api.Accepted:
+        return self._call("POST", "/shutdown", api.Accepted)
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _error_of(resp: httpx.Response) -> VmkeepError:
+    try:
+        body = api.ErrorBody.model_validate(resp.json())
+    except (ValidationError, ValueError):
+        return ApplianceError(f"the appliance answered HTTP {resp.status_code} without an "
+                              "error description; see its log")
+    return RemoteError(body.message, code=body.code, exit_code=body.exit_code)

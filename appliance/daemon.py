@@ -1,0 +1,262 @@
+"""The appliance process: one per home, serving the API on a Unix socket.
+
+- The home folder is created with mode 0700 when missing.
+- One appliance per home: it holds ``flock`` on ``HOME/appliance.lock`` for its whole life.
+- The socket is bound by the appliance itself under ``umask 0177``, so it is 0600 from the
+  moment it exists (uvicorn's own ``uds=`` creates it world-accessible and chmods it later);
+  every connection's peer uid is checked (``SO_PEERCRED``) and one from another uid is
+  closed before a byte is read.
+- ``start`` runs ``python -m appliance.daemon`` detached (new session, standard streams to
+  ``HOME/appliance.log``) and returns once the appliance answers its handshake.
+- ``stop`` asks it to stop over the API and waits until it is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.client import ApplianceClient
+from appliance.errors import ApplianceError, ApplianceNotRunningError, VmkeepError
+from appliance.home import Home, resolve
+
+log = logging.getLogger("appliance.daemon")
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 60.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class AlreadyRunningError(ApplianceError):
+    """Another appliance holds this home."""
+
+    code = "appliance_running"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    pid: int
+    already_running: bool
+    socket: Path
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (None if unknown)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return int(uid)
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, mode 0600 from the moment it exists."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(os.fspath(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
+def _make_home(home: Home) -> None:
+    if not home.root.exists():
+        home.root.mkdir(mode=0o700, parents=True)
+        os.chmod(home.root, 0o700)  # mkdir's mode is filtered by the umask
+    if not home.root.is_dir():
+        raise ApplianceError(f"appliance home {home.root} is not a folder; name a folder "
+                             "with --home or VMKEEP_HOME")
+    home.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def _home_lock(home: Home) -> Iterator[None]:
+    fd = os.open(home.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise AlreadyRunningError(f"an appliance already runs for home {home.root}; "
+                                          "stop it with `vmkeep appliance stop`") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _protocol_class() -> type[asyncio.Protocol]:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class PeerCheckedProtocol(H11Protocol):
+        """uvicorn's HTTP/1.1 protocol that closes connections from another uid."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            uid = peer_uid(sock) if sock is not None else None
+            if uid != os.getuid():
+                log.warning("refused a connection from uid %s: only uid %s may use the "
+                            "appliance", uid, os.getuid())
+                transport.abort()
+
+    return PeerCheckedProtocol
+
+
+def serve(home: Home) -> int:
+    """Run the appliance in this process until it is asked to stop (SIGTERM, SIGINT or the
+    API's shutdown). Returns the exit status."""
+    import uvicorn
+
+    from appliance.server import ApplianceState, create_app
+
+    _make_home(home)
+    with _home_lock(home):
+        with contextlib.suppress(FileNotFoundError):
+            home.socket.unlink()  # a dead appliance's socket: we hold the home's lock
+        sock = bind_socket(home.socket)
+        server: Any = None
+
+        def request_stop() -> None:
+            if server is not None:
+                server.should_exit = True
+
+        state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
+                               request_stop=request_stop)
+        config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
+                                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+        server = uvicorn.Server(config)
+        log.info("vmkeep appliance %s serving %s (home %s)", os.getpid(), home.socket,
+                 home.root)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                home.socket.unlink()
+            log.info("vmkeep appliance %s stopped", os.getpid())
+    return 0
+
+
+def _answers(home: Home) -> int | None:
+    """The pid of the appliance answering on the socket, or None."""
+    try:
+        with ApplianceClient(home.socket, timeout=5) as client:
+            return client.handshake().pid
+    except ApplianceNotRunningError:
+        return None
+
+
+def _log_tail(home: Home, lines: int = 5) -> str:
+    try:
+        text = home.log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def start(home: Home, *, timeout: float = START_TIMEOUT) -> Started:
+    """Start the appliance detached; return once it answers (or when one already runs)."""
+    pid = _answers(home)
+    if pid is not None:
+        return Started(pid, True, home.socket)
+    _make_home(home)
+    env = {**os.environ, "VMKEEP_HOME": str(home.root), "VMKEEP_SOCKET": str(home.socket)}
+    with open(home.log, "ab", buffering=0) as logfile:
+        os.chmod(home.log, 0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.daemon", "--home", str(home.root)],
+            stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env,
+            start_new_session=True, close_fds=True, cwd="/")
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        pid = _answers(home)
+        if pid is not None:
+            return Started(pid, pid != proc.pid, home.socket)
+        if proc.poll() is not None:
+            pid = _answers(home)  # lost a race with another start: that one runs
+            if pid is not None:
+                return Started(pid, True, home.socket)
+            raise ApplianceError(f"the appliance exited with status {proc.returncode} while "
+                                 f"starting: {_log_tail(home) or 'no log'} (log: {home.log})")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    raise ApplianceError(f"the appliance did not answer within {timeout:g} s; see {home.log}")
+
+
+def stop(home: Home, *, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Ask the appliance to stop and wait until it is gone. Returns its pid (None: none ran)."""
+    try:
+        with ApplianceClient(home.socket, timeout=10) as client:
+            pid = client.handshake().pid
+            client.shutdown()
+    except ApplianceNotRunningError:
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid) and not home.socket.exists():
+            return pid
+        time.sleep(0.05)
+    raise ApplianceError(f"the appliance (pid {pid}) did not stop within {timeout:g} s; see "
+                         f"{home.log}, or end it with `kill {pid}`")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m appliance.daemon",
+                                     description="Run the vmkeep appliance in the foreground.")
+    parser.add_argument("--home", help="home folder (default: $VMKEEP_HOME or the per-user "
+                        "data folder)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        return serve(resolve(args.home))
+    except VmkeepError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

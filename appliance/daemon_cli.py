@@ -1,0 +1,70 @@
+"""``vmkeep appliance start|stop|status``: run and look after the appliance process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from appliance import daemon
+from appliance.client import ApplianceClient
+from appliance.errors import ApplianceNotRunningError
+from appliance.home import resolve
+
+EXIT_NOT_RUNNING = 3  # `status` when no appliance answers (as LSB init scripts report it)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    home = resolve(args.home)
+    if args.foreground:
+        return daemon.main(["--home", str(home.root)])
+    started = daemon.start(home)
+    if started.already_running:
+        print(f"the appliance already runs for {home.root} (pid {started.pid}); socket "
+              f"{started.socket}", file=sys.stderr)
+    else:
+        print(f"started the appliance (pid {started.pid}); socket {started.socket}, log "
+              f"{home.log}", file=sys.stderr)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    home = resolve(args.home)
+    pid = daemon.stop(home)
+    if pid is None:
+        print(f"no appliance runs for {home.root}", file=sys.stderr)
+    else:
+        print(f"stopped the appliance (pid {pid})", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    home = resolve(args.home)
+    try:
+        with ApplianceClient(home.socket, timeout=10) as client:
+            hs = client.handshake()
+    except ApplianceNotRunningError:
+        if args.json:
+            print(json.dumps({"running": False, "home": str(home.root),
+                              "socket": str(home.socket)}))
+        else:
+            print(f"not running (home {home.root}, socket {home.socket})")
+        return EXIT_NOT_RUNNING
+    up = datetime.now(UTC) - hs.started
+    if args.json:
+        print(json.dumps({"running": True, "pid": hs.pid, "home": hs.home,
+                          "socket": str(home.socket), "version": hs.appliance_version,
+                          "api_version": hs.api_version, "started": hs.started.isoformat()}))
+    else:
+        print(f"running: pid {hs.pid}, version {hs.appliance_version} (API "
+              f"v{hs.api_version}), up {int(up.total_seconds())} s, home {hs.home}, socket "
+              f"{home.socket}")
+    return 0
+
+
+COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status}
+
+
+def run(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args)

@@ -1,0 +1,51 @@
+"""The appliance's home folder and socket: where its state, secrets, log and socket live.
+
+Home: ``--home`` if given, else ``$VMKEEP_HOME``, else the per-user data folder
+(``platformdirs.user_data_dir("vmkeep")``). Socket: ``$VMKEEP_SOCKET``, else
+``HOME/appliance.sock``. The CLI, the TUI, the daemon and the systemd unit all find it so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import UsageError
+
+SOCKET_NAME = "appliance.sock"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    root: Path
+    socket: Path
+
+    @property
+    def log(self) -> Path:
+        return self.root / "appliance.log"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the running appliance for its whole life: one per home."""
+        return self.root / "appliance.lock"
+
+
+def default_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("vmkeep"))
+
+
+def resolve(home: str | os.PathLike[str] | None = None) -> Home:
+    """The home and socket from the argument, the environment or the defaults."""
+    root = Path(home) if home else (Path(os.environ["VMKEEP_HOME"])
+                                     if os.environ.get("VMKEEP_HOME") else default_root())
+    root = root.expanduser().absolute()
+    sock = os.environ.get("VMKEEP_SOCKET")
+    socket = Path(sock).expanduser().absolute() if sock else root / SOCKET_NAME
+    if len(os.fsencode(socket)) > MAX_SOCKET_PATH:
+        raise UsageError(f"socket path {socket} is longer than {MAX_SOCKET_PATH} bytes, the "
+                         "limit of a Unix socket; set VMKEEP_SOCKET to a shorter path")
+    return Home(root, socket)
