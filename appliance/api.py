@@ -46,3 +46,57 @@ class Accepted(Wire):
     """A request the appliance took on and carries out in the background."""
 
     message: str
+
+
+class VCenterAdd(Wire):
+    name: str
+    host: str
+    port: int = 443
+    user: str
+    password: str  # kept in the secret store; never sent back
+    fingerprint: str | None = None  # SHA-256 hex, colons optional
+    insecure: bool = False
+
+
+class VCenterEdit(Wire):
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = None
+    fingerprint: str | None = None  # re-pin a renewed certificate
+    insecure: bool | None = None
+
+
+class VCenter(Wire):
+    name: str
+    host: str
+    port: int
+    user: str
+    fingerprint: str | None  # pinned, lower-case hex; None when insecure
+    insecure: bool
+    added: datetime
+
+
+class VCenterTest(Wire):
+    name: str
+    ok: bool
+    vms: int
+    message: str
+
+
+class RepositoryAdd(Wire):
+    name: str
+    path: str  # absolute; a missing folder is created, an existing repository imported
+
+
+class Repository(Wire):
+    name: str
+    location: str
+    repo_id: str
+    added: datetime
+    points: int
+    stored_bytes: int
+
+
+class Done(Wire):
+    message: str

@@ -317,6 +317,92 @@ def _add_appliance(sub: argparse._SubParsersAction[_Parser]) -> None:
             p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
+EPILOG_VCENTER = """examples:
+  vmkeep vsphere fingerprint --host vc01.example.com      # check it against vCenter's own
+  vmkeep vcenter add vc01 --host vc01.example.com --user backup@vsphere.local \\
+      --password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
+  vmkeep vcenter list --json
+  vmkeep vcenter test vc01
+  vmkeep vcenter edit vc01 --fingerprint 12:34:…:78      # re-pin a renewed certificate
+  vmkeep vcenter remove vc01
+
+Without --fingerprint or --insecure, `add` fails and shows the server's fingerprint. The
+password goes to the appliance's secret store, never to the catalog, logs or answers.
+"""
+
+EPILOG_REPO = """examples:
+  vmkeep repo add main --path /backups/main      # creates the folder, or imports a repository
+  vmkeep repo list --json
+  vmkeep repo rescan main                        # re-index it from its files
+  vmkeep repo remove main                        # forget it; its files stay
+"""
+
+
+def _add_vcenter(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    vc = sub.add_parser("vcenter", help="vCenters the appliance backs up from",
+                        description="Add, change, list, test and remove the vCenter servers "
+                        "(or ESXi hosts) the appliance uses.", epilog=EPILOG_VCENTER,
+                        formatter_class=raw)
+    vsub = vc.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def secret(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+        g.add_argument("--password-file", metavar="FILE",
+                       help="read the password from the first line of FILE (or set "
+                       "VMKEEP_VSPHERE_PASSWORD)")
+        p.add_argument("--password", nargs="?", action=_NoPasswordOption,
+                       help=argparse.SUPPRESS)
+        pin = p.add_mutually_exclusive_group()
+        pin.add_argument("--fingerprint", metavar="SHA256HEX",
+                         help="the certificate's SHA-256 fingerprint to pin (colons optional)")
+        pin.add_argument("--insecure", action="store_true",
+                         help="do not verify the server's certificate at all")
+
+    p = vsub.add_parser("add", help="add a vCenter (logs in once to check)",
+                        epilog=EPILOG_VCENTER, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--host", required=True, help="host name or address")
+    p.add_argument("--port", type=_port, default=443, help="HTTPS port (default 443)")
+    p.add_argument("--user", required=True, help="user name, e.g. backup@vsphere.local")
+    secret(p)
+    p = vsub.add_parser("edit", help="change a vCenter (re-pin, new password, …)",
+                        epilog=EPILOG_VCENTER, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--host", help="new host name or address")
+    p.add_argument("--port", type=_port, help="new HTTPS port")
+    p.add_argument("--user", help="new user name")
+    secret(p)
+    p = vsub.add_parser("list", help="list the vCenters", epilog=EPILOG_VCENTER,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    for name, text in (("test", "log in with the stored settings and count the VMs"),
+                       ("remove", "forget a vCenter and its stored password")):
+        p = vsub.add_parser(name, help=text, epilog=EPILOG_VCENTER, formatter_class=raw)
+        p.add_argument("name", metavar="NAME")
+
+
+def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    rp = sub.add_parser("repo", help="repositories the appliance writes to",
+                        description="Add, list, rescan and remove the appliance's "
+                        "repositories.", epilog=EPILOG_REPO, formatter_class=raw)
+    rsub = rp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = rsub.add_parser("add", help="add a repository (a missing folder is created)",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--path", required=True, metavar="DIR", help="the repository's folder")
+    p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    for name, text in (("rescan", "rebuild the index of a repository from its files"),
+                       ("remove", "forget a repository (its files stay)")):
+        p = rsub.add_parser(name, help=text, epilog=EPILOG_REPO, formatter_class=raw)
+        p.add_argument("name", metavar="NAME")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
     sub = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -368,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_vsphere(sub)
     _add_appliance(sub)
+    _add_vcenter(sub)
+    _add_repo(sub)
     return parser
 
 
@@ -382,6 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import daemon_cli
 
             code = daemon_cli.run(args)
+        elif args.group == "vcenter":
+            from appliance import vcenter_cli
+
+            code = vcenter_cli.run(args)
+        elif args.group == "repo":
+            from appliance import repo_cli
+
+            code = repo_cli.run(args)
         else:
             from appliance import image_cli
 

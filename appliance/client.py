@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -34,6 +35,14 @@ class ApplianceClient:
         self._http = httpx.Client(transport=httpx.HTTPTransport(uds=os.fspath(socket_path)),
                                   base_url="http://appliance", timeout=timeout)
         self._checked = False
+
+    @classmethod
+    def from_environment(cls, home: str | None = None, *, timeout: float = 300.0
+                         ) -> ApplianceClient:
+        """The client of the appliance that ``--home`` / VMKEEP_HOME / VMKEEP_SOCKET name."""
+        from appliance.home import resolve
+
+        return cls(resolve(home).socket, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -68,18 +77,33 @@ class ApplianceClient:
             raise ApplianceError(f"the appliance on {self.socket_path} did not answer in "
                                  f"time ({method} {path}); see its log") from None
 
-    def _call(self, method: str, path: str, model: type[M], **kw: Any) -> M:
-        if not self._checked and path != "/handshake":
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        if not self._checked:
             self.handshake()
         resp = self._send(method, path, **kw)
         if resp.status_code >= 400:
             raise _error_of(resp)
         try:
-            return model.model_validate(resp.json())
-        except (ValidationError, ValueError) as exc:
-            raise ApplianceError(f"the appliance sent a reply to {method} {path} that does not "
-                                 f"fit API v{api.API_VERSION} ({type(exc).__name__}); is it "
-                                 "another version?") from None
+            return resp.json()
+        except ValueError:
+            raise self._misfit(method, path) from None
+
+    def _misfit(self, method: str, path: str) -> ApplianceError:
+        return ApplianceError(f"the appliance sent a reply to {method} {path} that does not "
+                              f"fit API v{api.API_VERSION}; is it another version?")
+
+    def _call(self, method: str, path: str, model: type[M], **kw: Any) -> M:
+        try:
+            return model.model_validate(self._json(method, path, **kw))
+        except ValidationError:
+            raise self._misfit(method, path) from None
+
+    def _call_list(self, method: str, path: str, model: type[M], **kw: Any) -> list[M]:
+        doc = self._json(method, path, **kw)
+        try:
+            return [model.model_validate(item) for item in doc]
+        except (ValidationError, TypeError):
+            raise self._misfit(method, path) from None
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -107,6 +131,42 @@ class ApplianceClient:
 
     def shutdown(self) -> api.Accepted:
         return self._call("POST", "/shutdown", api.Accepted)
+
+    # vCenters
+    def vcenters(self) -> list[api.VCenter]:
+        return self._call_list("GET", "/vcenters", api.VCenter)
+
+    def add_vcenter(self, spec: api.VCenterAdd) -> api.VCenter:
+        return self._call("POST", "/vcenters", api.VCenter, json=spec.model_dump())
+
+    def edit_vcenter(self, name: str, spec: api.VCenterEdit) -> api.VCenter:
+        return self._call("PATCH", f"/vcenters/{_seg(name)}", api.VCenter,
+                          json=spec.model_dump(exclude_none=True))
+
+    def test_vcenter(self, name: str) -> api.VCenterTest:
+        return self._call("POST", f"/vcenters/{_seg(name)}/test", api.VCenterTest)
+
+    def remove_vcenter(self, name: str) -> api.Done:
+        return self._call("DELETE", f"/vcenters/{_seg(name)}", api.Done)
+
+    # repositories
+    def repositories(self) -> list[api.Repository]:
+        return self._call_list("GET", "/repositories", api.Repository)
+
+    def add_repository(self, name: str, path: str) -> api.Repository:
+        return self._call("POST", "/repositories", api.Repository,
+                          json=api.RepositoryAdd(name=name, path=path).model_dump())
+
+    def rescan_repository(self, name: str) -> api.Repository:
+        return self._call("POST", f"/repositories/{_seg(name)}/rescan", api.Repository)
+
+    def remove_repository(self, name: str) -> api.Done:
+        return self._call("DELETE", f"/repositories/{_seg(name)}", api.Done)
+
+
+def _seg(name: str) -> str:
+    """A name as one path segment."""
+    return quote(name, safe="")
 
 
 def _reason(exc: BaseException) -> str:

@@ -133,6 +133,7 @@ def serve(home: Home) -> int:
     API's shutdown). Returns the exit status."""
     import uvicorn
 
+    from appliance.registry import Registry
     from appliance.server import ApplianceState, create_app
 
     _make_home(home)
@@ -146,8 +147,9 @@ def serve(home: Home) -> int:
             if server is not None:
                 server.should_exit = True
 
+        registry = Registry(home)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
-                               request_stop=request_stop)
+                               request_stop=request_stop, registry=registry)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
                                 log_config=None, access_log=False, timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
@@ -159,6 +161,7 @@ def serve(home: Home) -> int:
             sock.close()
             with contextlib.suppress(FileNotFoundError):
                 home.socket.unlink()
+            registry.close()
             log.info("vmkeep appliance %s stopped", os.getpid())
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -22,15 +23,20 @@ from appliance.errors import (
     NotFoundError,
     UsageError,
     VmkeepError,
+    VSphereError,
 )
 from appliance.home import Home
+from appliance.registry import ConflictError, Registry, RepositoryInfo
+from catalog.models import VCenterRow
 
 _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
     (NotFoundError, 404),
     (UsageError, 400),
     (BadInputError, 422),
     (LockedError, 409),
+    (ConflictError, 409),
     (ApplianceError, 503),
+    (VSphereError, 502),
 )
 
 
@@ -49,6 +55,21 @@ class ApplianceState:
     pid: int
     started: datetime
     request_stop: Callable[[], None]
+    registry: Registry
+
+
+def _vcenter(row: VCenterRow) -> api.VCenter:
+    return api.VCenter(name=row.name, host=row.host, port=row.port, user=row.user,
+                       fingerprint=row.fingerprint, insecure=row.insecure, added=row.added)
+
+
+def _repository(info: RepositoryInfo) -> api.Repository:
+    return api.Repository(name=info.name, location=info.location, repo_id=info.repo_id,
+                          added=info.added, points=info.points, stored_bytes=info.stored_bytes)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": api.ErrorBody} for status in (400, 404, 409, 422, 500, 502, 503)}
 
 
 def create_app(state: ApplianceState) -> FastAPI:
@@ -69,6 +90,71 @@ def create_app(state: ApplianceState) -> FastAPI:
             supported_api_versions=list(api.SUPPORTED_API_VERSIONS),
             appliance_version=api.APPLIANCE_VERSION, pid=state.pid,
             home=str(state.home.root), started=state.started)
+
+    reg = state.registry
+    v = api.PREFIX
+
+    @app.get(f"{v}/vcenters", response_model=list[api.VCenter], responses=ERRORS)
+    def list_vcenters() -> list[api.VCenter]:
+        return [_vcenter(r) for r in reg.vcenters()]
+
+    @app.post(f"{v}/vcenters", response_model=api.VCenter, status_code=201,
+              responses=ERRORS)
+    def add_vcenter(body: api.VCenterAdd) -> api.VCenter:
+        """Log in once (checks the pinned fingerprint; without one and without ``insecure``
+        the error shows the server's), then keep the vCenter; the password goes to the
+        secret store."""
+        return _vcenter(reg.add_vcenter(body.name, body.host, body.port, body.user,
+                                        body.password, fingerprint=body.fingerprint,
+                                        insecure=body.insecure))
+
+    @app.get(f"{v}/vcenters/{{name}}", response_model=api.VCenter, responses=ERRORS)
+    def get_vcenter(name: str) -> api.VCenter:
+        return _vcenter(reg.vcenter(name))
+
+    @app.patch(f"{v}/vcenters/{{name}}", response_model=api.VCenter, responses=ERRORS)
+    def edit_vcenter(name: str, body: api.VCenterEdit) -> api.VCenter:
+        return _vcenter(reg.edit_vcenter(name, host=body.host, port=body.port,
+                                         user=body.user, password=body.password,
+                                         fingerprint=body.fingerprint,
+                                         insecure=body.insecure))
+
+    @app.post(f"{v}/vcenters/{{name}}/test", response_model=api.VCenterTest,
+              responses=ERRORS)
+    def test_vcenter(name: str) -> api.VCenterTest:
+        vms = reg.test_vcenter(name)
+        return api.VCenterTest(name=name, ok=True, vms=vms,
+                               message=f"logged in to {name!r}; it shows {vms} VMs")
+
+    @app.delete(f"{v}/vcenters/{{name}}", response_model=api.Done, responses=ERRORS)
+    def remove_vcenter(name: str) -> api.Done:
+        reg.remove_vcenter(name)
+        return api.Done(message=f"removed vCenter {name!r} and its stored password")
+
+    @app.get(f"{v}/repositories", response_model=list[api.Repository], responses=ERRORS)
+    def list_repositories() -> list[api.Repository]:
+        return [_repository(r) for r in reg.repositories()]
+
+    @app.post(f"{v}/repositories", response_model=api.Repository, status_code=201,
+              responses=ERRORS)
+    def add_repository(body: api.RepositoryAdd) -> api.Repository:
+        """Create the folder and a repository in it if missing, or import the repository
+        there (its points are indexed)."""
+        return _repository(reg.add_repository(body.name, body.path))
+
+    @app.get(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
+    def get_repository(name: str) -> api.Repository:
+        return _repository(reg.repository(name))
+
+    @app.post(f"{v}/repositories/{{name}}/rescan", response_model=api.Repository,
+              responses=ERRORS)
+    def rescan_repository(name: str) -> api.Repository:
+        return _repository(reg.rescan_repository(name))
+
+    @app.delete(f"{v}/repositories/{{name}}", response_model=api.Done, responses=ERRORS)
+    def remove_repository(name: str) -> api.Done:
+        reg.remove_repository(name)
+        return api.Done(message=f"forgot repository {name!r}; its files stay where they are")
 
     @app.post(f"{api.PREFIX}/shutdown", response_model=api.Accepted, status_code=202)
     def shutdown() -> api.Accepted:

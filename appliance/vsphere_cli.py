@@ -10,17 +10,13 @@ here opens what it needs with ``connected(args)`` (a logged-in session) and
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
-import os
-import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from appliance.errors import BadInputError, NotFoundError, UsageError, VSphereError
+from appliance.errors import UsageError, VSphereError
 from appliance.image_cli import cleanup, opened
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.sync import sync
@@ -33,6 +29,7 @@ from appliance.jobs.vm_restore import (
     restore_new_vm,
     restore_original_vm,
 )
+from appliance.password import read_password
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.repo import Repository
@@ -46,8 +43,6 @@ from appliance.vsphere.session import (
     normalize_fingerprint,
 )
 from catalog.store import Catalog
-
-PASSWORD_ENV = "VMKEEP_VSPHERE_PASSWORD"
 
 # `vsphere backup` exits with these, as `vmkeep job run --wait` will.
 EXIT_BY_STATUS = {"success": 0, "warning": 1, "failed": 2}
@@ -103,66 +98,6 @@ def pinned_fingerprint(args: argparse.Namespace) -> str | None:
         return normalize_fingerprint(args.fingerprint)
     except VSphereError as exc:
         raise UsageError(f"--fingerprint {exc}") from None
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else ""
-
-
-def _password_from_file(name: str) -> str:
-    path = Path(name)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"password file {name} does not exist; name an existing file "
-                            "whose first line is the password") from None
-    except OSError as exc:
-        raise UsageError(f"password file {name} is unreadable ({exc.strerror}); name a "
-                         "readable file whose first line is the password") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadInputError(f"password file {name} is not UTF-8 text; write the password as "
-                            "its first line") from None
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        say("warning", f"password file {name} can be read by other users; "
-                       f"`chmod 600 {name}` it")
-    return _first_line(text)
-
-
-def _password_from_stdin() -> str:
-    if sys.stdin is None:
-        raise UsageError("--password-stdin: there is no standard input; pipe the password in "
-                         "or use --password-file")
-    if sys.stdin.isatty():
-        return getpass.getpass("vSphere password: ", stream=sys.stderr)
-    return sys.stdin.readline().rstrip("\r\n")
-
-
-def read_password(args: argparse.Namespace) -> str:
-    """The password from exactly one of --password-stdin, --password-file, the environment."""
-    env = os.environ.get(PASSWORD_ENV)
-    sources = [name for name, given in (("--password-stdin", args.password_stdin),
-                                        ("--password-file", args.password_file is not None),
-                                        (PASSWORD_ENV, bool(env)))
-               if given]
-    if not sources:
-        raise UsageError(f"no vSphere password given; pass --password-stdin (first line of "
-                         f"standard input) or --password-file FILE, or set {PASSWORD_ENV}")
-    if len(sources) > 1:
-        raise UsageError(f"the vSphere password is given by both {' and '.join(sources)}; "
-                         f"use exactly one (unset {PASSWORD_ENV} to use an option)")
-    if args.password_stdin:
-        password, where = _password_from_stdin(), "standard input"
-    elif args.password_file is not None:
-        password, where = _password_from_file(args.password_file), args.password_file
-    else:
-        password, where = env or "", PASSWORD_ENV
-    if not password:
-        raise UsageError(f"the vSphere password from {where} is empty; give the password as "
-                         "its first line")
-    return password
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """The catalog schema as ordered migrations. ``SCHEMA_VERSION`` is the newest.
 
 Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
-point_disks, packs, blocks, block_map. Authoritative appliance state (jobs, schedules,
-sessions, vCenters) joins in later migrations and is saved by the configuration backup.
+point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
+configuration backup and never rebuilt from a repository: vcenters and repository_names
+(version 2); jobs, schedules and sessions join later. Secrets are in neither: the appliance
+keeps them in its secret store.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         CREATE TABLE block_map (
             point_id VARCHAR NOT NULL, disk_index INTEGER NOT NULL, block_index BIGINT NOT NULL,
             block_id BLOB
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE vcenters (
+            name VARCHAR PRIMARY KEY, host VARCHAR NOT NULL, port INTEGER NOT NULL,
+            "user" VARCHAR NOT NULL, fingerprint VARCHAR, insecure BOOLEAN NOT NULL,
+            added TIMESTAMP NOT NULL
+        );
+        CREATE TABLE repository_names (
+            name VARCHAR PRIMARY KEY, location VARCHAR NOT NULL, repo_id VARCHAR NOT NULL,
+            added TIMESTAMP NOT NULL
         );
         """,
     ),

@@ -84,3 +84,26 @@ class NewDisk:
     blocks: int  # non-zero blocks in the whole (resolved) map
     delta_indices: list[int]
     delta_ids: list[bytes | None]  # None: the block became zero
+
+
+@dataclass(frozen=True, slots=True)
+class VCenterRow:
+    """A vCenter or ESXi host the appliance knows (its password is in the secret store)."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+    fingerprint: str | None  # pinned SHA-256, lower-case hex; None with insecure
+    insecure: bool
+    added: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryName:
+    """A repository the appliance uses, by the name the admin gave it."""
+
+    name: str
+    location: str
+    repo_id: str
+    added: datetime

@@ -27,6 +27,8 @@ from catalog.models import (
     NewDisk,
     PackUsage,
     PointRow,
+    RepositoryName,
+    VCenterRow,
 )
 
 _POINT_COLS: Final = (
@@ -158,6 +160,45 @@ class Catalog:
             con.execute("DELETE FROM points WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM blocks WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM packs WHERE repo_id = ?", [repo_id])
+
+    # -- authoritative state: vCenters and repository names -------------------------------------
+    def add_vcenter(self, row: VCenterRow) -> None:
+        self._con.execute("INSERT INTO vcenters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [row.name, row.host, row.port, row.user, row.fingerprint,
+                           row.insecure, _naive_utc(row.added)])
+
+    def update_vcenter(self, row: VCenterRow) -> None:
+        self._con.execute('UPDATE vcenters SET host = ?, port = ?, "user" = ?, fingerprint = ?, '
+                          "insecure = ? WHERE name = ?",
+                          [row.host, row.port, row.user, row.fingerprint, row.insecure,
+                           row.name])
+
+    def vcenters(self) -> list[VCenterRow]:
+        rows = self._con.execute('SELECT name, host, port, "user", fingerprint, insecure, added '
+                                 "FROM vcenters ORDER BY name").fetchall()
+        return [VCenterRow(r[0], r[1], int(r[2]), r[3], r[4], bool(r[5]), _utc(r[6]))
+                for r in rows]
+
+    def vcenter(self, name: str) -> VCenterRow | None:
+        return next((v for v in self.vcenters() if v.name == name), None)
+
+    def remove_vcenter(self, name: str) -> None:
+        self._con.execute("DELETE FROM vcenters WHERE name = ?", [name])
+
+    def add_repository_name(self, row: RepositoryName) -> None:
+        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?)",
+                          [row.name, row.location, row.repo_id, _naive_utc(row.added)])
+
+    def repository_names(self) -> list[RepositoryName]:
+        rows = self._con.execute("SELECT name, location, repo_id, added FROM repository_names "
+                                 "ORDER BY name").fetchall()
+        return [RepositoryName(r[0], r[1], r[2], _utc(r[3])) for r in rows]
+
+    def repository_name(self, name: str) -> RepositoryName | None:
+        return next((r for r in self.repository_names() if r.name == name), None)
+
+    def remove_repository_name(self, name: str) -> None:
+        self._con.execute("DELETE FROM repository_names WHERE name = ?", [name])
 
     # -- packs and blocks -----------------------------------------------------------------------
     def pack_ids(self, repo_id: str) -> set[str]:

@@ -39,7 +39,7 @@ from appliance.vsphere.transport import (
     DirectPathDiskSource,
     session_cookie_value,
 )
-from tests.vsphere.conftest import Vcsim, start_vcsim
+from tests.vcsim import Vcsim, start_vcsim
 
 BLOCK = 64 * 1024
 

@@ -30,7 +30,7 @@ from appliance.vsphere.session import (
     format_fingerprint,
 )
 from tests.helpers import REPO_ROOT, CliResult, run_inproc
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 
 VM = "DC0_H0_VM0"
 KiB = 1 << 10

@@ -20,7 +20,7 @@ from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot
 from catalog.store import Catalog
 from tests.helpers import REPO_ROOT
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 from tests.vsphere.vmenv import VM, Env
 
 CHILD = """

@@ -23,7 +23,7 @@ from appliance.vsphere.hunter import (
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import VSphereSession, connect, fetch_fingerprint
 from appliance.vsphere.snapshot import create_snapshot, snapshot_name
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 
 VM = "DC0_H0_VM0"
 

@@ -17,7 +17,7 @@ from appliance.vsphere.inventory import (
     list_vms,
 )
 from appliance.vsphere.session import VSphereSession, connect
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from appliance.vsphere import inventory
 from appliance.vsphere.session import connect
 from catalog.store import Catalog
 from tests.helpers import MiB, make_image
-from tests.vsphere.conftest import Vcsim, start_vcsim
+from tests.vcsim import Vcsim, start_vcsim
 from tests.vsphere.proxy import CountingProxy, FailMode, ProxyStats, counting_proxy
 from tests.vsphere.test_cbt_transport import _stop
 from tests.vsphere.vmenv import BS, VM, Env, _add_disk, write

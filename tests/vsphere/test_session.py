@@ -20,7 +20,7 @@ from appliance.vsphere.session import (
     fetch_fingerprint,
     format_fingerprint,
 )
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 
 
 def _server_fingerprint(sim: Vcsim) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tests.vsphere.conftest import Vcsim
+from tests.vcsim import Vcsim
 
 
 @pytest.mark.parametrize("script", ["smoke.py", "cbt_smoke.py"])

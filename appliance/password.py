@@ -1,0 +1,80 @@
+"""Passwords given to the CLI: from exactly one of ``--password-stdin`` (first line of standard
+input; asked without echo on a terminal), ``--password-file FILE`` (its first line) or an
+environment variable — never from a command-line argument, which other users can read."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import stat
+import sys
+from pathlib import Path
+
+from appliance.errors import BadInputError, NotFoundError, UsageError
+
+PASSWORD_ENV = "VMKEEP_VSPHERE_PASSWORD"
+
+
+def _warn(message: str) -> None:
+    print(f"vmkeep: warning: {message}", file=sys.stderr)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _password_from_file(name: str) -> str:
+    path = Path(name)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"password file {name} does not exist; name an existing file "
+                            "whose first line is the password") from None
+    except OSError as exc:
+        raise UsageError(f"password file {name} is unreadable ({exc.strerror}); name a "
+                         "readable file whose first line is the password") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"password file {name} is not UTF-8 text; write the password as "
+                            "its first line") from None
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        _warn(f"password file {name} can be read by other users; "
+                       f"`chmod 600 {name}` it")
+    return _first_line(text)
+
+
+def _password_from_stdin() -> str:
+    if sys.stdin is None:
+        raise UsageError("--password-stdin: there is no standard input; pipe the password in "
+                         "or use --password-file")
+    if sys.stdin.isatty():
+        return getpass.getpass("vSphere password: ", stream=sys.stderr)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV) -> str:
+    """The password from exactly one of --password-stdin, --password-file, the environment."""
+    env = os.environ.get(env_name)
+    sources = [name for name, given in (("--password-stdin", args.password_stdin),
+                                        ("--password-file", args.password_file is not None),
+                                        (env_name, bool(env)))
+               if given]
+    if not sources:
+        raise UsageError(f"no vSphere password given; pass --password-stdin (first line of "
+                         f"standard input) or --password-file FILE, or set {env_name}")
+    if len(sources) > 1:
+        raise UsageError(f"the vSphere password is given by both {' and '.join(sources)}; "
+                         f"use exactly one (unset {env_name} to use an option)")
+    if args.password_stdin:
+        password, where = _password_from_stdin(), "standard input"
+    elif args.password_file is not None:
+        password, where = _password_from_file(args.password_file), args.password_file
+    else:
+        password, where = env or "", env_name
+    if not password:
+        raise UsageError(f"the vSphere password from {where} is empty; give the password as "
+                         "its first line")
+    return password

@@ -1,0 +1,205 @@
+"""What the appliance knows about: vCenters (with their pinned certificates, passwords in the
+secret store) and repositories by name. The API's routes call this; it owns the catalog
+connection of the appliance (one at a time: a lock serialises every use).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
+from appliance.home import Home
+from appliance.secret_store import SecretStore
+from catalog.models import RepositoryName, VCenterRow
+from catalog.store import Catalog
+
+CATALOG_NAME = "catalog.duckdb"
+
+
+class ConflictError(VmkeepError):
+    """The name is taken."""
+
+    exit_code = 2
+    code = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryInfo:
+    name: str
+    location: str
+    repo_id: str
+    added: datetime
+    points: int
+    stored_bytes: int
+
+
+def _check_name(kind: str, name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 80 or any(c in name for c in "/\\\0") or not name.isprintable():
+        raise UsageError(f"{kind} name {name!r} is not usable: give 1 to 80 printable "
+                         "characters without slashes")
+    return name
+
+
+def _secret(vcenter: str) -> str:
+    return f"vcenter/{vcenter}/password"
+
+
+class Registry:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.secrets = SecretStore(home.root)
+        self._cat = Catalog.open(home.root / CATALOG_NAME)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cat.close()
+
+    @contextmanager
+    def catalog(self) -> Iterator[Catalog]:
+        with self._lock:
+            yield self._cat
+
+    # -- vCenters -----------------------------------------------------------------------------
+
+    def add_vcenter(self, name: str, host: str, port: int, user: str, password: str, *,
+                    fingerprint: str | None, insecure: bool) -> VCenterRow:
+        """Log in once (which checks the pin, or shows the server's fingerprint when none
+        was given), then remember the vCenter and its password."""
+        from appliance.vsphere.session import connect
+
+        name = _check_name("vCenter", name)
+        with self.catalog() as cat:
+            if cat.vcenter(name) is not None:
+                raise ConflictError(f"a vCenter named {name!r} exists already; choose another "
+                                    "name, or `vmkeep vcenter edit` it")
+        with connect(host, port, user, password, fingerprint=fingerprint,
+                     insecure=insecure) as session:
+            pinned = session.fingerprint
+        row = VCenterRow(name, host, port, user, pinned, insecure, datetime.now(UTC))
+        self.secrets.put(_secret(name), password)
+        with self.catalog() as cat:
+            cat.add_vcenter(row)
+        return row
+
+    def vcenters(self) -> list[VCenterRow]:
+        with self.catalog() as cat:
+            return cat.vcenters()
+
+    def vcenter(self, name: str) -> VCenterRow:
+        with self.catalog() as cat:
+            row = cat.vcenter(name)
+        if row is None:
+            raise NotFoundError(f"no vCenter named {name!r}; `vmkeep vcenter list` shows them")
+        return row
+
+    def edit_vcenter(self, name: str, *, host: str | None = None, port: int | None = None,
+                     user: str | None = None, password: str | None = None,
+                     fingerprint: str | None = None, insecure: bool | None = None
+                     ) -> VCenterRow:
+        """Change what is given; log in with the result before keeping it (re-pinning a
+        renewed certificate is ``fingerprint=``)."""
+        from appliance.vsphere.session import connect
+
+        old = self.vcenter(name)
+        new_insecure = old.insecure if insecure is None else insecure
+        pin = fingerprint if fingerprint is not None else (None if new_insecure
+                                                           else old.fingerprint)
+        secret = password if password is not None else self.secrets.get(_secret(name))
+        row = VCenterRow(name, host or old.host, port or old.port, user or old.user, pin,
+                         new_insecure, old.added)
+        with connect(row.host, row.port, row.user, secret, fingerprint=pin,
+                     insecure=new_insecure) as session:
+            row = VCenterRow(row.name, row.host, row.port, row.user, session.fingerprint,
+                             row.insecure, row.added)
+        if password is not None:
+            self.secrets.put(_secret(name), password)
+        with self.catalog() as cat:
+            cat.update_vcenter(row)
+        return row
+
+    def test_vcenter(self, name: str) -> int:
+        """Log in with what is stored; returns the number of VMs it sees."""
+        from appliance.vsphere.inventory import list_vms
+        from appliance.vsphere.session import connect
+
+        row = self.vcenter(name)
+        with connect(row.host, row.port, row.user, self.secrets.get(_secret(name)),
+                     fingerprint=row.fingerprint, insecure=row.insecure) as session:
+            return len(list_vms(session))
+
+    def remove_vcenter(self, name: str) -> None:
+        self.vcenter(name)
+        with self.catalog() as cat:
+            cat.remove_vcenter(name)
+        self.secrets.delete(f"vcenter/{name}/")
+
+    # -- repositories -------------------------------------------------------------------------
+
+    def add_repository(self, name: str, path: str) -> RepositoryInfo:
+        """Use the repository at ``path`` under ``name``: a missing folder is created (with a
+        new repository in it); an existing repository is imported (its points indexed)."""
+        from appliance.jobs.sync import rescan
+        from appliance.repository.repo import Repository
+
+        name = _check_name("repository", name)
+        location = Path(path).expanduser()
+        if not location.is_absolute():
+            raise UsageError(f"repository path {path!r} is relative; give an absolute path "
+                             "(the appliance does not share your working folder)")
+        with self.catalog() as cat:
+            if cat.repository_name(name) is not None:
+                raise ConflictError(f"a repository named {name!r} exists already; choose "
+                                    "another name")
+            taken = [r.name for r in cat.repository_names() if Path(r.location) == location]
+            if taken:
+                raise ConflictError(f"{location} is already repository {taken[0]!r}")
+            repo = Repository.open_local(location, create=True)
+            with repo.lock(exclusive=False, operation="import"):
+                rescan(repo, cat)
+            cat.add_repository_name(RepositoryName(name, str(location), repo.id,
+                                                   datetime.now(UTC)))
+        return self.repository(name)
+
+    def repository(self, name: str) -> RepositoryInfo:
+        return next((r for r in self.repositories() if r.name == name), None) or \
+            self._no_repository(name)
+
+    def _no_repository(self, name: str) -> RepositoryInfo:
+        raise NotFoundError(f"no repository named {name!r}; `vmkeep repo list` shows them")
+
+    def repositories(self) -> list[RepositoryInfo]:
+        with self.catalog() as cat:
+            out = []
+            for r in cat.repository_names():
+                points = cat.points(r.repo_id)
+                out.append(RepositoryInfo(r.name, r.location, r.repo_id, r.added, len(points),
+                                          cat.total_pack_bytes(r.repo_id)))
+            return out
+
+    def rescan_repository(self, name: str) -> RepositoryInfo:
+        from appliance.jobs.sync import rescan
+        from appliance.repository.repo import Repository
+
+        info = self.repository(name)
+        with self.catalog() as cat:
+            repo = Repository.open_local(Path(info.location), create=False)
+            if repo.id != info.repo_id:
+                raise BadInputError(f"{info.location} now holds another repository "
+                                    f"({repo.id}, not {info.repo_id}); remove and add it again")
+            with repo.lock(exclusive=False, operation="rescan"):
+                rescan(repo, cat)
+        return self.repository(name)
+
+    def remove_repository(self, name: str) -> None:
+        """Forget the repository (its files stay where they are)."""
+        info = self.repository(name)
+        with self.catalog() as cat:
+            cat.remove_repository_name(name)
+            cat.clear_index(info.repo_id)
