@@ -12,6 +12,7 @@ See docs/API.md.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -100,3 +101,16 @@ class Repository(Wire):
 
 class Done(Wire):
     message: str
+
+
+class QueryRequest(Wire):
+    sql: str
+    max_rows: int = 1000
+    timeout: float = 10.0  # seconds
+
+
+class QueryAnswer(Wire):
+    columns: list[str]
+    rows: list[list[Any]]  # JSON values; numbers beyond JSON, dates and bytes as text
+    truncated: bool
+    seconds: float

@@ -403,6 +403,37 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
         p.add_argument("name", metavar="NAME")
 
 
+EPILOG_CATALOG = """examples:
+  vmkeep catalog query "SELECT * FROM points_per_vm"
+  vmkeep catalog query "SELECT vm, dedup_ratio FROM stored_bytes_per_vm ORDER BY 2" --json
+  vmkeep catalog query "FROM changed_bytes_per_run WHERE created > now() - INTERVAL 7 DAY" --csv
+  vmkeep catalog query "SHOW TABLES"
+
+Exactly one SELECT (WITH … SELECT, FROM …, SHOW, DESCRIBE, SUMMARIZE) as DuckDB's own parser
+classifies it; anything else (writes, several statements, ATTACH, COPY, PRAGMA, SET, file
+functions, …) is refused with the reason, and the catalog is never changed. Views:
+points_per_vm, changed_bytes_per_run, stored_bytes_per_vm, space_per_repository.
+"""
+
+
+def _add_catalog(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    cp = sub.add_parser("catalog", help="read-only SQL over the appliance's catalog",
+                        description="Query the appliance's DuckDB catalog of restore points, "
+                        "blocks and repositories.", epilog=EPILOG_CATALOG, formatter_class=raw)
+    csub = cp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = csub.add_parser("query", help="run one read-only SELECT", epilog=EPILOG_CATALOG,
+                        formatter_class=raw)
+    p.add_argument("sql", metavar="SQL")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print a JSON list of row objects")
+    fmt.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    p.add_argument("--max-rows", type=int, default=1000, metavar="N",
+                   help="at most N rows (default 1000)")
+    p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                   help="stop the query after this long (default 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
     sub = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -456,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_appliance(sub)
     _add_vcenter(sub)
     _add_repo(sub)
+    _add_catalog(sub)
     return parser
 
 
@@ -478,6 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import repo_cli
 
             code = repo_cli.run(args)
+        elif args.group == "catalog":
+            from appliance import catalog_cli
+
+            code = catalog_cli.run(args)
         else:
             from appliance import image_cli
 

@@ -149,6 +149,13 @@ class ApplianceClient:
     def remove_vcenter(self, name: str) -> api.Done:
         return self._call("DELETE", f"/vcenters/{_seg(name)}", api.Done)
 
+    # catalog
+    def query(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
+              ) -> api.QueryAnswer:
+        return self._call("POST", "/catalog/query", api.QueryAnswer,
+                          json=api.QueryRequest(sql=sql, max_rows=max_rows,
+                                                timeout=timeout).model_dump())
+
     # repositories
     def repositories(self) -> list[api.Repository]:
         return self._call_list("GET", "/repositories", api.Repository)

@@ -16,9 +16,12 @@ from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepErr
 from appliance.home import Home
 from appliance.secret_store import SecretStore
 from catalog.models import RepositoryName, VCenterRow
+from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
 
 CATALOG_NAME = "catalog.duckdb"
+MAX_ROWS = 100_000
+MAX_SECONDS = 300.0
 
 
 class ConflictError(VmkeepError):
@@ -54,7 +57,7 @@ class Registry:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.secrets = SecretStore(home.root)
-        self._cat = Catalog.open(home.root / CATALOG_NAME)
+        self._cat = Catalog.open(home.root / CATALOG_NAME, sealed=True)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -65,6 +68,21 @@ class Registry:
     def catalog(self) -> Iterator[Catalog]:
         with self._lock:
             yield self._cat
+
+    # -- administrators' SQL ------------------------------------------------------------------
+
+    def query(self, sql: str, *, max_rows: int, timeout: float) -> QueryResult:
+        """One read-only SELECT over the catalog (see ``catalog.query``)."""
+        if not 1 <= max_rows <= MAX_ROWS:
+            raise UsageError(f"max_rows must be 1 to {MAX_ROWS}, not {max_rows}")
+        if not 0 < timeout <= MAX_SECONDS:
+            raise UsageError(f"the time limit must be more than 0 and at most {MAX_SECONDS} "
+                             f"seconds, not {timeout:g}")
+        with self.catalog() as cat:
+            try:
+                return cat.select(sql, max_rows=max_rows, timeout=timeout)
+            except QueryRefused as exc:
+                raise BadInputError(f"query refused: {exc}") from None
 
     # -- vCenters -----------------------------------------------------------------------------
 

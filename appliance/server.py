@@ -68,6 +68,26 @@ def _repository(info: RepositoryInfo) -> api.Repository:
                           added=info.added, points=info.points, stored_bytes=info.stored_bytes)
 
 
+def _json_value(x: Any) -> Any:
+    """A catalog value as JSON: numbers and strings as they are, the rest as text (bytes as
+    hex)."""
+    if x is None or isinstance(x, bool | str):
+        return x
+    if isinstance(x, int):
+        return x if abs(x) < 2**53 else str(x)
+    if isinstance(x, float):
+        return x if x == x and abs(x) != float("inf") else str(x)
+    if isinstance(x, bytes | bytearray | memoryview):
+        return bytes(x).hex()
+    if isinstance(x, list | tuple):
+        return [_json_value(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _json_value(v) for k, v in x.items()}
+    if isinstance(x, datetime):
+        return x.isoformat()
+    return str(x)
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": api.ErrorBody} for status in (400, 404, 409, 422, 500, 502, 503)}
 
@@ -155,6 +175,15 @@ def create_app(state: ApplianceState) -> FastAPI:
     def remove_repository(name: str) -> api.Done:
         reg.remove_repository(name)
         return api.Done(message=f"forgot repository {name!r}; its files stay where they are")
+
+    @app.post(f"{v}/catalog/query", response_model=api.QueryAnswer, responses=ERRORS)
+    def catalog_query(body: api.QueryRequest) -> api.QueryAnswer:
+        """One read-only SELECT over the catalog, checked by DuckDB's parser; 422 with the
+        reason when refused."""
+        result = reg.query(body.sql, max_rows=body.max_rows, timeout=body.timeout)
+        return api.QueryAnswer(columns=list(result.columns),
+                               rows=[[_json_value(x) for x in row] for row in result.rows],
+                               truncated=result.truncated, seconds=result.seconds)
 
     @app.post(f"{api.PREFIX}/shutdown", response_model=api.Accepted, status_code=202)
     def shutdown() -> api.Accepted:

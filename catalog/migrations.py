@@ -60,6 +60,36 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         );
         """,
     ),
+    (
+        3,
+        # Documented views for `vmkeep catalog query` (docs/CLI.md lists them).
+        """
+        CREATE VIEW points_per_vm AS
+            SELECT p.object_name AS vm, coalesce(r.name, p.repo_id) AS repository,
+                   count(*) AS points, count(*) FILTER (WHERE p.kind = 'full') AS full_points,
+                   min(p.created) AS oldest, max(p.created) AS newest
+            FROM points p LEFT JOIN repository_names r USING (repo_id)
+            GROUP BY ALL;
+        CREATE VIEW changed_bytes_per_run AS
+            SELECT p.point_id, p.object_name AS vm, p.created, p.kind,
+                   p.bytes_read, p.bytes_stored, p.reason
+            FROM points p;
+        CREATE VIEW stored_bytes_per_vm AS
+            SELECT p.object_name AS vm, coalesce(r.name, p.repo_id) AS repository,
+                   sum(p.bytes_read) AS bytes_read, sum(p.bytes_stored) AS bytes_stored,
+                   CASE WHEN sum(p.bytes_stored) > 0
+                        THEN round(sum(p.bytes_read) / sum(p.bytes_stored), 2) END AS dedup_ratio
+            FROM points p LEFT JOIN repository_names r USING (repo_id)
+            GROUP BY ALL;
+        CREATE VIEW space_per_repository AS
+            SELECT coalesce(r.name, k.repo_id) AS repository, k.location,
+                   (SELECT count(*) FROM packs p WHERE p.repo_id = k.repo_id) AS packs,
+                   (SELECT coalesce(sum(size), 0) FROM packs p
+                    WHERE p.repo_id = k.repo_id) AS pack_bytes,
+                   (SELECT count(*) FROM points p WHERE p.repo_id = k.repo_id) AS points
+            FROM repositories k LEFT JOIN repository_names r USING (repo_id);
+        """,
+    ),
 ]
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -30,6 +30,7 @@ from catalog.models import (
     RepositoryName,
     VCenterRow,
 )
+from catalog.query import QueryResult, run_select
 
 _POINT_COLS: Final = (
     "point_id, repo_id, object_name, object_kind, created, kind, parent_id, compression, "
@@ -71,15 +72,23 @@ class Catalog:
 
     # -- lifecycle ------------------------------------------------------------------------------
     @staticmethod
-    def open(path: Path | None, *, wait: float = 0.0, memory_limit: str = "128MB") -> Catalog:
-        """Open (creating and migrating) the catalog at ``path``; None opens one in memory."""
+    def open(path: Path | None, *, wait: float = 0.0, memory_limit: str = "128MB",
+             sealed: bool = False) -> Catalog:
+        """Open (creating and migrating) the catalog at ``path``; None opens one in memory.
+
+        ``sealed``: external access (files, network, extensions) is disabled and, after the
+        migrations, the configuration locked, for the whole database instance: what an
+        appliance whose catalog answers administrators' SQL needs (see ``catalog.query``)."""
         deadline = time.monotonic() + wait
         while True:
             try:
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
+                config: dict[str, Any] = {"threads": 2, "memory_limit": memory_limit}
+                if sealed:
+                    config["enable_external_access"] = False
                 con = duckdb.connect(str(path) if path is not None else ":memory:",
-                                     config={"threads": 2, "memory_limit": memory_limit})
+                                     config=config)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -92,7 +101,13 @@ class Catalog:
                 time.sleep(0.1)
         cat = Catalog(con, path)
         cat._migrate()
+        if sealed:
+            con.execute("SET lock_configuration = true")
         return cat
+
+    def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0) -> QueryResult:
+        """Run an administrator's read-only SELECT (see ``catalog.query``)."""
+        return run_select(self._con, sql, max_rows=max_rows, timeout=timeout)
 
     def close(self) -> None:
         self._con.close()

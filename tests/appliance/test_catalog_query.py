@@ -1,0 +1,144 @@
+"""`vmkeep catalog query`: read-only SQL over the appliance's catalog. Every class of statement
+that could change the catalog or reach outside it is refused with the reason, and the catalog
+file is byte-for-byte unchanged afterwards."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, make_image
+
+REFUSED = {
+    "insert": "INSERT INTO vcenters VALUES ('x', 'h', 1, 'u', NULL, true, now())",
+    "update": "UPDATE points SET kind = 'full'",
+    "delete": "DELETE FROM points",
+    "drop": "DROP TABLE points",
+    "create": "CREATE TABLE x AS SELECT 1",
+    "with insert": "WITH x AS (SELECT 1 AS a) INSERT INTO schema_version SELECT a FROM x",
+    "several statements": "SELECT 1; DELETE FROM points",
+    "hidden after a comment": "SELECT 1 /* harmless */; DROP TABLE points -- end",
+    "attach": "ATTACH '/tmp/vmkeep-other.duckdb' AS other",
+    "copy": "COPY points TO '/tmp/vmkeep-points.csv'",
+    "export": "EXPORT DATABASE '/tmp/vmkeep-export'",
+    "checkpoint": "CHECKPOINT",
+    "pragma": "PRAGMA database_size",
+    "call": "CALL pragma_version()",
+    "set": "SET threads = 8",
+    "install": "INSTALL httpfs",
+    "load": "LOAD httpfs",
+    "read_csv": "SELECT * FROM read_csv('/etc/passwd')",
+    "read_text": "SELECT * FROM read_text('/etc/hostname')",
+    "glob": "SELECT * FROM glob('/etc/*')",
+    "getenv": "SELECT getenv('HOME')",
+    "set through a function": "SELECT set_config('threads', '8')",
+}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Appliance:
+    home: Path
+    env: dict[str, str]
+
+    def vmkeep(self, *args: str) -> Run:
+        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
+                              env=self.env, capture_output=True, text=True, timeout=180)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def catalog_digest(self) -> str:
+        h = hashlib.sha256()
+        for name in ("catalog.duckdb", "catalog.duckdb.wal"):
+            path = self.home / name
+            h.update(path.read_bytes() if path.exists() else b"-")
+        return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    tmp = tmp_path_factory.mktemp("catalog-query")
+    env = {**os.environ, "VMKEEP_HOME": str(tmp / "home"), "VMKEEP_CACHE_DIR": str(tmp / "c")}
+    env.pop("VMKEEP_SOCKET", None)
+    a = Appliance(tmp / "home", env)
+    image = tmp / "disk.img"
+    make_image(image, 8 << 20, seed=9)
+    for name in ("db01", "db01", "web01"):
+        assert a.vmkeep("image", "backup", "--repo", str(tmp / "repo"), "--name", name,
+                        str(image)).code == 0
+    assert a.vmkeep("appliance", "start").code == 0
+    try:
+        assert a.vmkeep("repo", "add", "main", "--path", str(tmp / "repo")).code == 0
+        yield a
+    finally:
+        a.vmkeep("appliance", "stop")
+
+
+def test_views_answer_as_table_json_and_csv(appliance: Appliance) -> None:
+    a = appliance
+    r = a.vmkeep("catalog", "query", "SELECT vm, repository, points FROM points_per_vm "
+                 "ORDER BY vm", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == [{"vm": "db01", "repository": "main", "points": 2},
+                                 {"vm": "web01", "repository": "main", "points": 1}]
+    r = a.vmkeep("catalog", "query", "SELECT repository, points FROM space_per_repository",
+                 "--csv")
+    assert list(csv.reader(io.StringIO(r.out))) == [["repository", "points"], ["main", "3"]]
+    r = a.vmkeep("catalog", "query", "FROM changed_bytes_per_run ORDER BY created")
+    assert r.code == 0 and r.out.splitlines()[0].split()[:4] == ["point_id", "vm", "created",
+                                                                   "kind"]
+    assert len(r.out.splitlines()) == 4 and "(3 rows" in r.err
+    r = a.vmkeep("catalog", "query", "SELECT vm, dedup_ratio FROM stored_bytes_per_vm "
+                 "WHERE vm = 'db01'", "--json")
+    assert json.loads(r.out)[0]["dedup_ratio"] > 1.5  # the second point stored nothing new
+
+
+def test_every_refused_class_leaves_the_catalog_unchanged(appliance: Appliance) -> None:
+    a = appliance
+    assert a.vmkeep("appliance", "stop").code == 0
+    before = a.catalog_digest()
+    assert a.vmkeep("appliance", "start").code == 0
+    reasons = {}
+    for label, sql in REFUSED.items():
+        r = a.vmkeep("catalog", "query", sql)
+        assert r.code == 4, (label, r.out, r.err)
+        lines = r.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vmkeep: error: query refused: "), \
+            (label, r.err)
+        reasons[label] = lines[0]
+    assert "not INSERT" in reasons["with insert"]
+    assert "2 statements" in reasons["hidden after a comment"]
+    assert "file system operations are disabled" in reasons["read_csv"]
+    assert a.vmkeep("appliance", "stop").code == 0
+    assert a.catalog_digest() == before
+    assert a.vmkeep("appliance", "start").code == 0
+    r = a.vmkeep("catalog", "query", "SELECT count(*) AS n FROM points", "--json")
+    assert json.loads(r.out) == [{"n": 3}]
+
+
+def test_rows_and_time_are_capped(appliance: Appliance) -> None:
+    a = appliance
+    r = a.vmkeep("catalog", "query", "SELECT * FROM range(5000)", "--max-rows", "10",
+                 "--json")
+    assert r.code == 0 and len(json.loads(r.out)) == 10
+    assert "only the first 10 rows" in r.err
+    r = a.vmkeep("catalog", "query", "SELECT count(*) FROM range(1000000000000)",
+                 "--timeout", "1")
+    assert r.code == 4 and "ran longer than 1 s" in r.err, r.err
+    r = a.vmkeep("catalog", "query", "SELECT 1", "--max-rows", "0")
+    assert r.code == 2 and "max_rows must be 1" in r.err
