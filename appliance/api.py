@@ -114,3 +114,116 @@ class QueryAnswer(Wire):
     rows: list[list[Any]]  # JSON values; numbers beyond JSON, dates and bytes as text
     truncated: bool
     seconds: float
+
+
+class JobVm(Wire):
+    name: str
+    instance_uuid: str  # resolved when the job is created: renames keep the VM in the job
+
+
+class JobCreate(Wire):
+    name: str
+    vcenter: str
+    vms: list[str]  # names or instance UUIDs
+    repository: str
+    block_size: str = "1M"
+    compression: str = "zstd-fast"
+    enable_cbt: bool = False  # consent to turn Changed Block Tracking on
+    quiesce: bool = False
+    sample_blocks: int = 4
+    keep_last: int | None = None  # retention: restore points per VM
+    keep_days: float | None = None
+
+
+class JobSpec(Wire):
+    """A job as stored: what (VMs by instance UUID), where, how."""
+
+    name: str
+    vcenter: str
+    vms: list[JobVm]
+    repository: str
+    block_size: str
+    compression: str
+    enable_cbt: bool
+    quiesce: bool
+    sample_blocks: int
+    keep_last: int | None
+    keep_days: float | None
+
+
+class SessionSummary(Wire):
+    id: str
+    job: str
+    kind: str
+    state: str  # running | ended | stopped | interrupted
+    result: str | None  # success | warning | failed (None while running)
+    started: datetime
+    ended: datetime | None
+
+
+class Job(Wire):
+    spec: JobSpec
+    enabled: bool
+    created: datetime
+    last_session: SessionSummary | None
+
+
+class JobRun(Wire):
+    full: bool = False  # active full: read every allocated area, whatever CBT says
+
+
+class Task(Wire):
+    name: str
+    state: str  # waiting | running | ended | stopped
+    result: str | None
+    bytes_done: int
+    bytes_total: int
+    rate: float  # bytes per second so far
+    eta_seconds: float | None
+    stage: str | None
+    point_id: str | None
+
+
+class LogLine(Wire):
+    time: datetime
+    level: str  # info | warning | error
+    message: str
+
+
+class Session(Wire):
+    id: str
+    job: str
+    kind: str
+    state: str
+    result: str | None
+    started: datetime
+    ended: datetime | None
+    tasks: list[Task]
+    log: list[LogLine]
+
+
+class PointDisk(Wire):
+    index: int
+    label: str
+    size: int
+    block_size: int
+    change_id: str | None
+
+
+class Point(Wire):
+    id: str
+    vm: str
+    created: datetime
+    kind: str
+    bytes_read: int
+    bytes_stored: int
+    repository: str
+    parent: str | None
+    reason: str
+    disks: list[PointDisk]
+
+
+class DiskRestore(Wire):
+    point: str
+    disk: int = 0
+    to: str  # absolute path of a new file on the appliance's machine

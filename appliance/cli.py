@@ -434,6 +434,91 @@ def _add_catalog(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="stop the query after this long (default 10)")
 
 
+EPILOG_JOB = """examples:
+  vmkeep job create nightly --vcenter vc01 --vm db01 --vm web01 --repo main --enable-cbt \\
+      --keep-last 14
+  vmkeep job run nightly --wait             # exit 0 success, 1 warning, 2 failed/stopped
+  vmkeep job run nightly --full --wait      # active full: read everything, CBT or not
+  vmkeep job list --json
+  vmkeep job stop nightly
+  vmkeep session list --json
+  vmkeep session show 20261202T010203Z-1a2b3c --json
+  vmkeep points list --vm db01 --json
+  vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+"""
+
+
+def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    jp = sub.add_parser("job", help="backup jobs: what, where, how", epilog=EPILOG_JOB,
+                        description="Create, run, stop and change backup jobs.",
+                        formatter_class=raw)
+    jsub = jp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = jsub.add_parser("create", help="create a backup job", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--vcenter", required=True, help="the vCenter's name (vmkeep vcenter list)")
+    p.add_argument("--vm", required=True, action="append", metavar="VM",
+                   help="a VM by name or instance UUID (repeat for more); resolved to its "
+                   "instance UUID now, so a rename keeps it in the job")
+    p.add_argument("--repo", required=True, help="the repository's name (vmkeep repo list)")
+    p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
+    p.add_argument("--compression", default="zstd-fast",
+                   help="none, zstd-fast (default), zstd-3 or zstd-9")
+    p.add_argument("--enable-cbt", action="store_true",
+                   help="allow turning Changed Block Tracking on where it is off")
+    p.add_argument("--quiesce", action="store_true", help="quiesced snapshots (VMware Tools)")
+    p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
+    p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
+    for name, text in (("list", "list the jobs"), ("show", "show one job")):
+        p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
+        if name == "show":
+            p.add_argument("name", metavar="NAME")
+        p.add_argument("--json", action="store_true", help="print JSON")
+    p = jsub.add_parser("run", help="run a job now", epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--full", action="store_true", help="active full: read every allocated area")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the session to its end; exit 0 success, 1 warning, 2 failed")
+    for name, text in (("stop", "stop a running job (it ends after cleaning up)"),
+                       ("enable", "enable a job"), ("disable", "disable a job"),
+                       ("delete", "delete a job (its restore points stay)")):
+        p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
+        p.add_argument("name", metavar="NAME")
+
+    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    ssub = sp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("id", metavar="ID")
+
+    pp = sub.add_parser("points", help="restore points in the appliance's repositories",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    psub = pp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = psub.add_parser("list", help="restore points, oldest first", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("--vm", help="only this VM's points")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    rsub = rp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID")
+    p.add_argument("--disk", type=int, default=0, metavar="N",
+                   help="disk number: (controller bus, unit) order (default 0)")
+    p.add_argument("--to", required=True, metavar="FILE", help="a new file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
     sub = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
@@ -488,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vcenter(sub)
     _add_repo(sub)
     _add_catalog(sub)
+    _add_jobs(sub)
     return parser
 
 
@@ -514,6 +600,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
+        elif args.group in ("job", "session", "points", "restore"):
+            from appliance import job_cli
+
+            code = job_cli.run(args)
         else:
             from appliance import image_cli
 

@@ -149,6 +149,46 @@ class ApplianceClient:
     def remove_vcenter(self, name: str) -> api.Done:
         return self._call("DELETE", f"/vcenters/{_seg(name)}", api.Done)
 
+    # jobs and sessions
+    def jobs(self) -> list[api.Job]:
+        return self._call_list("GET", "/jobs", api.Job)
+
+    def job(self, name: str) -> api.Job:
+        return self._call("GET", f"/jobs/{_seg(name)}", api.Job)
+
+    def create_job(self, spec: api.JobCreate) -> api.Job:
+        return self._call("POST", "/jobs", api.Job, json=spec.model_dump())
+
+    def delete_job(self, name: str) -> api.Done:
+        return self._call("DELETE", f"/jobs/{_seg(name)}", api.Done)
+
+    def set_job_enabled(self, name: str, enabled: bool) -> api.Job:
+        verb = "enable" if enabled else "disable"
+        return self._call("POST", f"/jobs/{_seg(name)}/{verb}", api.Job)
+
+    def run_job(self, name: str, *, full: bool = False) -> api.SessionSummary:
+        return self._call("POST", f"/jobs/{_seg(name)}/run", api.SessionSummary,
+                          json=api.JobRun(full=full).model_dump())
+
+    def stop_job(self, name: str) -> api.Done:
+        return self._call("POST", f"/jobs/{_seg(name)}/stop", api.Done)
+
+    def sessions(self) -> list[api.SessionSummary]:
+        return self._call_list("GET", "/sessions", api.SessionSummary)
+
+    def session(self, session_id: str, *, wait: float = 0.0) -> api.Session:
+        """The session; with ``wait``, first wait up to that long for it to change."""
+        return self._call("GET", f"/sessions/{_seg(session_id)}", api.Session,
+                          params={"wait": wait} if wait else None)
+
+    def points(self, vm: str | None = None) -> list[api.Point]:
+        return self._call_list("GET", "/points", api.Point,
+                               params={"vm": vm} if vm else None)
+
+    def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
+        return self._call("POST", "/restore/disk", api.Done,
+                          json=api.DiskRestore(point=point, disk=disk, to=to).model_dump())
+
     # catalog
     def query(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
               ) -> api.QueryAnswer:

@@ -135,6 +135,7 @@ def serve(home: Home) -> int:
 
     from appliance.registry import Registry
     from appliance.server import ApplianceState, create_app
+    from appliance.sessions import SessionManager
 
     _make_home(home)
     with _home_lock(home):
@@ -148,8 +149,11 @@ def serve(home: Home) -> int:
                 server.should_exit = True
 
         registry = Registry(home)
+        sessions = SessionManager(registry)
+        for sid in sessions.mark_interrupted():
+            log.warning("session %s was cut short by the last stop; marked interrupted", sid)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
-                               request_stop=request_stop, registry=registry)
+                               request_stop=request_stop, registry=registry, sessions=sessions)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
                                 log_config=None, access_log=False, timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
@@ -158,6 +162,7 @@ def serve(home: Home) -> int:
         try:
             server.run(sockets=[sock])
         finally:
+            sessions.stop_all()
             sock.close()
             with contextlib.suppress(FileNotFoundError):
                 home.socket.unlink()

@@ -24,7 +24,7 @@ from appliance.errors import (
     UsageError,
 )
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
-from appliance.jobs.prune import execute_prune, plan_prune, sweep
+from appliance.jobs.prune import cleanup, execute_prune, plan_prune, sweep
 from appliance.jobs.restore import restore_disk
 from appliance.jobs.retention import RetentionPolicy
 from appliance.jobs.sync import rescan, sync
@@ -37,7 +37,7 @@ from appliance.jobs.verify import (
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.backend import LocalBackend
-from appliance.repository.lock import leftovers_likely, read_locks
+from appliance.repository.lock import read_locks
 from appliance.repository.repo import Repository
 from appliance.source import ImageFileSource, parse_areas
 from catalog.store import Catalog, CatalogBusy, CatalogError
@@ -79,22 +79,6 @@ def opened(repo_path: str, *, create: bool, lock_wait: float
         yield repo, cat
     finally:
         cat.close()
-
-
-def cleanup(repo: Repository, cat: Catalog, *, force: bool = False) -> None:
-    """Sweep crash leftovers when nobody else uses the repository (needs the exclusive lock).
-
-    Without ``force`` only when there are signs of a crash: a dead process's lock or files in
-    tmp/ (a failed run that exited normally calls this with ``force``).
-    """
-    if not force and not leftovers_likely(repo.backend):
-        return
-    lock = repo.try_exclusive("cleanup")
-    if lock is None:
-        return
-    with lock:
-        sync(repo, cat)
-        sweep(repo, cat)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

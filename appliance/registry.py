@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance import api
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.home import Home
 from appliance.secret_store import SecretStore
-from catalog.models import RepositoryName, VCenterRow
+from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
 from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
 
@@ -221,3 +222,102 @@ class Registry:
         with self.catalog() as cat:
             cat.remove_repository_name(name)
             cat.clear_index(info.repo_id)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def add_job(self, spec: api.JobCreate) -> JobRow:
+        """Check the job's names, resolve its VMs to instance UUIDs, keep it (enabled)."""
+        from appliance.jobs.backup import block_size_named
+        from appliance.repository import codec
+        from appliance.vsphere.inventory import find_vm
+        from appliance.vsphere.session import connect
+
+        name = _check_name("job", spec.name)
+        block_size_named(spec.block_size)
+        codec.compression_named(spec.compression)
+        if not spec.vms:
+            raise UsageError("a job needs at least one VM: give --vm NAME")
+        if spec.keep_last is not None and spec.keep_last < 1:
+            raise UsageError(f"--keep-last must be at least 1, not {spec.keep_last}")
+        if spec.keep_days is not None and spec.keep_days <= 0:
+            raise UsageError(f"--keep-days must be more than 0, not {spec.keep_days:g}")
+        with self.catalog() as cat:
+            if cat.job(name) is not None:
+                raise ConflictError(f"a job named {name!r} exists already; choose another "
+                                    "name")
+        self.repository(spec.repository)
+        vc = self.vcenter(spec.vcenter)
+        with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
+                     fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+            vms = [find_vm(session, v) for v in spec.vms]
+        stored = api.JobSpec(
+            name=name, vcenter=spec.vcenter, repository=spec.repository,
+            vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
+            block_size=spec.block_size, compression=spec.compression,
+            enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
+            keep_last=spec.keep_last, keep_days=spec.keep_days)
+        row = JobRow(name, stored.model_dump_json(), True, datetime.now(UTC))
+        with self.catalog() as cat:
+            cat.put_job(row)
+        return row
+
+    def jobs(self) -> list[JobRow]:
+        with self.catalog() as cat:
+            return cat.jobs()
+
+    def job(self, name: str) -> JobRow:
+        with self.catalog() as cat:
+            row = cat.job(name)
+        if row is None:
+            raise NotFoundError(f"no job named {name!r}; `vmkeep job list` shows them")
+        return row
+
+    def set_job_enabled(self, name: str, enabled: bool) -> JobRow:
+        row = self.job(name)
+        new = JobRow(row.name, row.spec_json, enabled, row.created)
+        with self.catalog() as cat:
+            cat.put_job(new)
+        return new
+
+    def remove_job(self, name: str) -> None:
+        self.job(name)
+        with self.catalog() as cat:
+            cat.remove_job(name)
+
+    def vcenter_password(self, name: str) -> str:
+        return self.secrets.get(_secret(name))
+
+    # -- restore points -----------------------------------------------------------------------
+
+    def points(self, vm: str | None = None) -> list[tuple[str, PointRow, list[DiskRow]]]:
+        """(repository name, point, its disks) of every repository, oldest first."""
+        with self.catalog() as cat:
+            names = {r.repo_id: r.name for r in cat.repository_names()}
+            out = [(names[p.repo_id], p, cat.disks(p.point_id))
+                   for p in cat.points(None, vm) if p.repo_id in names]
+        return sorted(out, key=lambda t: (t[1].created, t[1].point_id))
+
+    def restore_disk(self, point_id: str, disk: int, target: str) -> int:
+        """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
+        from appliance.jobs.restore import restore_disk
+        from appliance.jobs.sync import sync
+        from appliance.repository.repo import Repository
+
+        path = Path(target)
+        if not path.is_absolute():
+            raise UsageError(f"restore target {target!r} is relative; give an absolute path")
+        with self.catalog() as cat:
+            row = cat.point(point_id)
+            infos = {r.repo_id: r for r in cat.repository_names()}
+            if row is None or row.repo_id not in infos:
+                raise NotFoundError(f"no restore point {point_id!r} in the appliance's "
+                                    "repositories; `vmkeep points list` shows them")
+            repo = Repository.open_local(Path(infos[row.repo_id].location), create=False)
+            child = cat.cursor()
+        try:
+            with repo.lock(exclusive=False, operation="restore"):
+                with self.catalog():
+                    sync(repo, child)
+                return restore_disk(repo, child, point_id, disk, path).size
+        finally:
+            child.close()

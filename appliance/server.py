@@ -27,6 +27,7 @@ from appliance.errors import (
 )
 from appliance.home import Home
 from appliance.registry import ConflictError, Registry, RepositoryInfo
+from appliance.sessions import SessionManager
 from catalog.models import VCenterRow
 
 _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
@@ -56,6 +57,7 @@ class ApplianceState:
     started: datetime
     request_stop: Callable[[], None]
     registry: Registry
+    sessions: SessionManager
 
 
 def _vcenter(row: VCenterRow) -> api.VCenter:
@@ -184,6 +186,83 @@ def create_app(state: ApplianceState) -> FastAPI:
         return api.QueryAnswer(columns=list(result.columns),
                                rows=[[_json_value(x) for x in row] for row in result.rows],
                                truncated=result.truncated, seconds=result.seconds)
+
+    mgr = state.sessions
+
+    def job_view(name: str) -> api.Job:
+        row = reg.job(name)
+        return api.Job(spec=api.JobSpec.model_validate_json(row.spec_json),
+                       enabled=row.enabled, created=row.created,
+                       last_session=mgr.last_session(name))
+
+    @app.get(f"{v}/jobs", response_model=list[api.Job], responses=ERRORS)
+    def list_jobs() -> list[api.Job]:
+        return [job_view(j.name) for j in reg.jobs()]
+
+    @app.post(f"{v}/jobs", response_model=api.Job, status_code=201, responses=ERRORS)
+    def create_job(body: api.JobCreate) -> api.Job:
+        """Check the names and resolve the VMs to instance UUIDs (a login to the vCenter)."""
+        return job_view(reg.add_job(body).name)
+
+    @app.get(f"{v}/jobs/{{name}}", response_model=api.Job, responses=ERRORS)
+    def get_job(name: str) -> api.Job:
+        return job_view(name)
+
+    @app.delete(f"{v}/jobs/{{name}}", response_model=api.Done, responses=ERRORS)
+    def delete_job(name: str) -> api.Done:
+        reg.remove_job(name)
+        return api.Done(message=f"deleted job {name!r}; its restore points stay")
+
+    @app.post(f"{v}/jobs/{{name}}/enable", response_model=api.Job, responses=ERRORS)
+    def enable_job(name: str) -> api.Job:
+        reg.set_job_enabled(name, True)
+        return job_view(name)
+
+    @app.post(f"{v}/jobs/{{name}}/disable", response_model=api.Job, responses=ERRORS)
+    def disable_job(name: str) -> api.Job:
+        reg.set_job_enabled(name, False)
+        return job_view(name)
+
+    @app.post(f"{v}/jobs/{{name}}/run", response_model=api.SessionSummary, status_code=202,
+              responses=ERRORS)
+    def run_job(name: str, body: api.JobRun) -> api.SessionSummary:
+        """Start a session now; follow it with ``GET /v1/sessions/{id}``."""
+        return mgr.run_job(name, full=body.full)
+
+    @app.post(f"{v}/jobs/{{name}}/stop", response_model=api.Done, responses=ERRORS)
+    def stop_job(name: str) -> api.Done:
+        ids = mgr.stop_job(name)
+        return api.Done(message=f"stopping session(s) {', '.join(ids)} of job {name!r}")
+
+    @app.get(f"{v}/sessions", response_model=list[api.SessionSummary], responses=ERRORS)
+    def list_sessions() -> list[api.SessionSummary]:
+        return mgr.sessions()
+
+    @app.get(f"{v}/sessions/{{session_id}}", response_model=api.Session, responses=ERRORS)
+    def get_session(session_id: str, wait: float = 0.0) -> api.Session:
+        """The session with its tasks and log. ``wait`` (seconds, at most 30): first wait for
+        a change of a running session, for clients that follow it."""
+        if wait > 0:
+            mgr.wait_changed(session_id, min(wait, 30.0))
+        return mgr.session(session_id)
+
+    @app.get(f"{v}/points", response_model=list[api.Point], responses=ERRORS)
+    def list_points(vm: str | None = None) -> list[api.Point]:
+        """Restore points of every repository, oldest first (``vm``: only that VM's)."""
+        return [api.Point(id=p.point_id, vm=p.object_name, created=p.created, kind=p.kind,
+                          bytes_read=p.bytes_read, bytes_stored=p.bytes_stored,
+                          repository=repo, parent=p.parent_id, reason=p.reason,
+                          disks=[api.PointDisk(index=d.disk_index, label=d.label, size=d.size,
+                                               block_size=d.block_size, change_id=d.change_id)
+                                 for d in disks])
+                for repo, p, disks in reg.points(vm)]
+
+    @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
+    def restore_disk(body: api.DiskRestore) -> api.Done:
+        """Write a disk of a point to a new raw image file on the appliance's machine."""
+        size = reg.restore_disk(body.point, body.disk, body.to)
+        return api.Done(message=f"restored disk {body.disk} of {body.point} to {body.to} "
+                                f"({size} bytes)")
 
     @app.post(f"{api.PREFIX}/shutdown", response_model=api.Accepted, status_code=202)
     def shutdown() -> api.Accepted:

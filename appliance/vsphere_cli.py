@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import cleanup, opened
+from appliance.image_cli import opened
 from appliance.jobs.backup import BackupOptions, block_size_named
+from appliance.jobs.prune import cleanup
 from appliance.jobs.sync import sync
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
 from appliance.jobs.vm_restore import (

@@ -3,8 +3,8 @@
 Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
 point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
 configuration backup and never rebuilt from a repository: vcenters and repository_names
-(version 2); jobs, schedules and sessions join later. Secrets are in neither: the appliance
-keeps them in its secret store.
+(version 2); jobs, sessions, session_tasks and session_log (version 4). Secrets are in
+neither: the appliance keeps them in its secret store.
 """
 
 from __future__ import annotations
@@ -88,6 +88,29 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
                     WHERE p.repo_id = k.repo_id) AS pack_bytes,
                    (SELECT count(*) FROM points p WHERE p.repo_id = k.repo_id) AS points
             FROM repositories k LEFT JOIN repository_names r USING (repo_id);
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE jobs (
+            name VARCHAR PRIMARY KEY, spec JSON NOT NULL, enabled BOOLEAN NOT NULL,
+            created TIMESTAMP NOT NULL
+        );
+        CREATE TABLE sessions (
+            id VARCHAR PRIMARY KEY, job VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+            state VARCHAR NOT NULL, result VARCHAR, started TIMESTAMP NOT NULL,
+            ended TIMESTAMP, detail JSON
+        );
+        CREATE TABLE session_tasks (
+            session_id VARCHAR NOT NULL, task VARCHAR NOT NULL, state VARCHAR NOT NULL,
+            result VARCHAR, bytes_done BIGINT NOT NULL, bytes_total BIGINT NOT NULL,
+            stage VARCHAR, point_id VARCHAR, updated TIMESTAMP NOT NULL
+        );
+        CREATE TABLE session_log (
+            session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, "time" TIMESTAMP NOT NULL,
+            level VARCHAR NOT NULL, message VARCHAR NOT NULL
+        );
         """,
     ),
 ]

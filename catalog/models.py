@@ -107,3 +107,45 @@ class RepositoryName:
     location: str
     repo_id: str
     added: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    name: str
+    spec_json: str  # the job's definition; its shape belongs to the appliance
+    enabled: bool
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: str
+    job: str
+    kind: str  # "backup", …
+    state: str  # "running", "ended", "stopped", "interrupted"
+    result: str | None  # "success", "warning", "failed"; None while running
+    started: datetime
+    ended: datetime | None
+    detail_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    session_id: str
+    task: str  # e.g. the VM's name
+    state: str
+    result: str | None
+    bytes_done: int
+    bytes_total: int
+    stage: str | None
+    point_id: str | None
+    updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    session_id: str
+    seq: int
+    time: datetime
+    level: str
+    message: str

@@ -23,11 +23,15 @@ from catalog.migrations import MIGRATIONS, SCHEMA_VERSION
 from catalog.models import (
     BlockLocation,
     DiskRow,
+    JobRow,
+    LogRow,
     NewBlock,
     NewDisk,
     PackUsage,
     PointRow,
     RepositoryName,
+    SessionRow,
+    TaskRow,
     VCenterRow,
 )
 from catalog.query import QueryResult, run_select
@@ -214,6 +218,91 @@ class Catalog:
 
     def remove_repository_name(self, name: str) -> None:
         self._con.execute("DELETE FROM repository_names WHERE name = ?", [name])
+
+    # -- authoritative state: jobs and sessions -------------------------------------------------
+    def cursor(self) -> Catalog:
+        """Another connection to the same database, for another thread (DuckDB connections
+        are not shared between threads)."""
+        return Catalog(self._con.cursor(), self.path)
+
+    def put_job(self, row: JobRow) -> None:
+        with self.transaction():
+            self._con.execute("DELETE FROM jobs WHERE name = ?", [row.name])
+            self._con.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                              [row.name, row.spec_json, row.enabled, _naive_utc(row.created)])
+
+    def jobs(self) -> list[JobRow]:
+        rows = self._con.execute("SELECT name, spec::VARCHAR, enabled, created FROM jobs "
+                                 "ORDER BY name").fetchall()
+        return [JobRow(r[0], r[1], bool(r[2]), _utc(r[3])) for r in rows]
+
+    def job(self, name: str) -> JobRow | None:
+        return next((j for j in self.jobs() if j.name == name), None)
+
+    def remove_job(self, name: str) -> None:
+        self._con.execute("DELETE FROM jobs WHERE name = ?", [name])
+
+    def put_session(self, row: SessionRow) -> None:
+        with self.transaction():
+            self._con.execute("DELETE FROM sessions WHERE id = ?", [row.id])
+            self._con.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              [row.id, row.job, row.kind, row.state, row.result,
+                               _naive_utc(row.started),
+                               _naive_utc(row.ended) if row.ended else None, row.detail_json])
+
+    def sessions(self, job: str | None = None) -> list[SessionRow]:
+        sql = ("SELECT id, job, kind, state, result, started, ended, detail::VARCHAR "
+               "FROM sessions")
+        args: list[Any] = []
+        if job is not None:
+            sql += " WHERE job = ?"
+            args.append(job)
+        rows = self._con.execute(sql + " ORDER BY started, id", args).fetchall()
+        return [SessionRow(r[0], r[1], r[2], r[3], r[4], _utc(r[5]),
+                           _utc(r[6]) if r[6] else None, r[7] or "{}") for r in rows]
+
+    def put_tasks(self, rows: Sequence[TaskRow]) -> None:
+        """Replace the given tasks' rows (one statement per batch, not per task)."""
+        if not rows:
+            return
+        with self.transaction():
+            for sid in {r.session_id for r in rows}:
+                names = [r.task for r in rows if r.session_id == sid]
+                self._con.execute("DELETE FROM session_tasks WHERE session_id = ? AND task IN "
+                                  "(SELECT unnest(?::VARCHAR[]))", [sid, names])
+            self._con.execute(
+                "INSERT INTO session_tasks SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
+                "unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+                "unnest(?::TIMESTAMP[])",
+                [[r.session_id for r in rows], [r.task for r in rows], [r.state for r in rows],
+                 [r.result for r in rows], [r.bytes_done for r in rows],
+                 [r.bytes_total for r in rows], [r.stage for r in rows],
+                 [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows]])
+
+    def tasks(self, session_id: str) -> list[TaskRow]:
+        rows = self._con.execute(
+            "SELECT session_id, task, state, result, bytes_done, bytes_total, stage, point_id, "
+            "updated FROM session_tasks WHERE session_id = ? ORDER BY task",
+            [session_id]).fetchall()
+        return [TaskRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], _utc(r[8]))
+                for r in rows]
+
+    def add_log(self, rows: Sequence[LogRow]) -> None:
+        if not rows:
+            return
+        self._con.execute(
+            "INSERT INTO session_log SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
+            "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+            [[r.session_id for r in rows], [r.seq for r in rows],
+             [_naive_utc(r.time) for r in rows], [r.level for r in rows],
+             [r.message for r in rows]])
+
+    def log(self, session_id: str) -> list[LogRow]:
+        rows = self._con.execute("SELECT session_id, seq, \"time\", level, message FROM "
+                                 "session_log WHERE session_id = ? ORDER BY seq",
+                                 [session_id]).fetchall()
+        return [LogRow(r[0], int(r[1]), _utc(r[2]), r[3], r[4]) for r in rows]
 
     # -- packs and blocks -----------------------------------------------------------------------
     def pack_ids(self, repo_id: str) -> set[str]:

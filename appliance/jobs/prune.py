@@ -14,7 +14,8 @@ from datetime import datetime
 
 from appliance.faults import crash_point
 from appliance.jobs.retention import Decision, PointAge, RetentionPolicy, apply_policy
-from appliance.jobs.sync import index_pack
+from appliance.jobs.sync import index_pack, sync
+from appliance.repository.lock import leftovers_likely
 from appliance.repository.pack import ENTRY, FOOTER, HEADER, PackWriter, open_block, parse_pack
 from appliance.repository.repo import Repository
 from catalog.models import PackUsage
@@ -139,3 +140,19 @@ def sweep(repo: Repository, cat: Catalog) -> tuple[int, int]:
         crash_point("sweep-pack-deleted")
     cat.remove_packs(repo.id, orphans)
     return tmp, len(orphans)
+
+
+def cleanup(repo: Repository, cat: Catalog, *, force: bool = False) -> None:
+    """Sweep crash leftovers when nobody else uses the repository (needs the exclusive lock).
+
+    Without ``force`` only when there are signs of a crash: a dead process's lock or files in
+    tmp/ (a failed run that exited normally calls this with ``force``).
+    """
+    if not force and not leftovers_likely(repo.backend):
+        return
+    lock = repo.try_exclusive("cleanup")
+    if lock is None:
+        return
+    with lock:
+        sync(repo, cat)
+        sweep(repo, cat)

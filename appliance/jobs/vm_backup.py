@@ -244,7 +244,7 @@ def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
 def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_or_uuid: str,
               options: BackupOptions, *, enable_cbt_consent: bool,
               transport: Transport = "https", sample_blocks: int = 4,
-              quiesce: bool = False, log: LogFn,
+              quiesce: bool = False, force_full: bool = False, log: LogFn,
               progress: Callable[[int, int], None] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
@@ -325,7 +325,9 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                 prev = prev_disks.get(index)
                 changed: list[Extent] | None = None
                 reason = ""
-                if not cbt_on:
+                if force_full:
+                    reason = "active full requested: every allocated area is read"
+                elif not cbt_on:
                     reason = "Changed Block Tracking is off"
                 elif prev is None:
                     reason = (f"first backup of {info.name!r}" if prev_point is None

@@ -1,0 +1,160 @@
+"""``vmkeep job …``, ``vmkeep session …``, ``vmkeep points list`` and ``vmkeep restore disk``:
+jobs and what they produce, through the appliance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from appliance import api
+from appliance.client import ApplianceClient
+from appliance.progress import human_bytes
+from appliance.table import render
+
+# `job run --wait`: 0 success, 1 warning, 2 failed, stopped or interrupted.
+EXIT_BY_RESULT = {"success": 0, "warning": 1}
+EXIT_FAILED = 2
+
+
+def exit_code(s: api.SessionSummary | api.Session) -> int:
+    return EXIT_BY_RESULT.get(s.result or "", EXIT_FAILED) if s.state == "ended" else \
+        EXIT_FAILED
+
+
+def _dump(x: object) -> str:
+    return json.dumps(x, indent=2, default=str)
+
+
+def _summary_json(s: api.SessionSummary) -> dict[str, object]:
+    return s.model_dump(mode="json")
+
+
+def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
+    c = args.command
+    if c == "create":
+        job = client.create_job(api.JobCreate(
+            name=args.name, vcenter=args.vcenter, vms=args.vm, repository=args.repo,
+            block_size=args.block_size, compression=args.compression,
+            enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
+            keep_days=args.keep_days))
+        vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
+        print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
+              f"{job.spec.repository!r}")
+        return 0
+    if c == "list":
+        jobs = client.jobs()
+        if args.json:
+            print(_dump([j.model_dump(mode="json") for j in jobs]))
+        elif not jobs:
+            print("no jobs; create one with `vmkeep job create`")
+        else:
+            print(render(("NAME", "VMS", "REPOSITORY", "ENABLED", "LAST RUN", "RESULT"),
+                         [(j.spec.name, len(j.spec.vms), j.spec.repository,
+                           "yes" if j.enabled else "no",
+                           j.last_session.started.strftime("%Y-%m-%d %H:%M")
+                           if j.last_session else "-",
+                           (j.last_session.result or j.last_session.state)
+                           if j.last_session else "-") for j in jobs]))
+        return 0
+    if c == "show":
+        job = client.job(args.name)
+        if args.json:
+            print(_dump(job.model_dump(mode="json")))
+        else:
+            s = job.spec
+            print(f"job {s.name!r} ({'enabled' if job.enabled else 'disabled'})\n"
+                  f"  VMs: {', '.join(v.name for v in s.vms)}\n  vCenter: {s.vcenter}\n"
+                  f"  repository: {s.repository}\n  block size {s.block_size}, compression "
+                  f"{s.compression}, CBT consent {'yes' if s.enable_cbt else 'no'}, quiesce "
+                  f"{'yes' if s.quiesce else 'no'}\n  retention: keep last "
+                  f"{s.keep_last or '-'}, days {s.keep_days or '-'}")
+        return 0
+    if c == "run":
+        started = client.run_job(args.name, full=args.full)
+        print(started.id)
+        if not args.wait:
+            return 0
+        return follow(client, started.id)
+    if c == "stop":
+        print(client.stop_job(args.name).message, file=sys.stderr)
+        return 0
+    if c in ("enable", "disable"):
+        client.set_job_enabled(args.name, c == "enable")
+        print(f"job {args.name!r} {c}d", file=sys.stderr)
+        return 0
+    print(client.delete_job(args.name).message, file=sys.stderr)
+    return 0
+
+
+def follow(client: ApplianceClient, session_id: str) -> int:
+    """Print the session's log as it comes and a progress line on a terminal; return the
+    exit code of its result."""
+    shown = 0
+    tty = sys.stderr.isatty()
+    while True:
+        s = client.session(session_id, wait=2.0)
+        for line in s.log[shown:]:
+            print(f"{line.time:%H:%M:%S} {line.level:7} {line.message}", file=sys.stderr)
+        shown = len(s.log)
+        if s.state != "running":
+            if tty:
+                print("\r\033[K", end="", file=sys.stderr)
+            return exit_code(s)
+        if tty:
+            parts = [f"{t.name} {100 * t.bytes_done / t.bytes_total:.0f}% "
+                     f"{human_bytes(t.rate)}/s" for t in s.tasks
+                     if t.state == "running" and t.bytes_total]
+            print("\r\033[K" + "; ".join(parts), end="", file=sys.stderr, flush=True)
+
+
+def cmd_session(args: argparse.Namespace, client: ApplianceClient) -> int:
+    if args.command == "list":
+        rows = client.sessions()
+        if args.json:
+            print(_dump([_summary_json(s) for s in rows]))
+        else:
+            print(render(("ID", "JOB", "STATE", "RESULT", "STARTED", "ENDED"),
+                         [(s.id, s.job, s.state, s.result or "-",
+                           f"{s.started:%Y-%m-%d %H:%M:%S}",
+                           f"{s.ended:%H:%M:%S}" if s.ended else "-") for s in rows]))
+        return 0
+    if args.command == "follow":
+        return follow(client, args.id)
+    s = client.session(args.id)
+    if args.json:
+        print(_dump(s.model_dump(mode="json")))
+        return 0
+    print(f"session {s.id} of job {s.job!r}: {s.state}, {s.result or 'running'}")
+    for t in s.tasks:
+        print(f"  {t.name}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
+              f"{human_bytes(t.bytes_total)}" + (f", point {t.point_id}" if t.point_id else ""))
+    for line in s.log:
+        print(f"  {line.time:%H:%M:%S} {line.level:7} {line.message}")
+    return 0
+
+
+def cmd_points(args: argparse.Namespace, client: ApplianceClient) -> int:
+    rows = client.points(args.vm)
+    if args.json:
+        print(_dump([p.model_dump(mode="json") for p in rows]))
+    else:
+        print(render(("ID", "VM", "CREATED (UTC)", "KIND", "READ", "STORED", "REPOSITORY"),
+                     [(p.id, p.vm, f"{p.created:%Y-%m-%d %H:%M:%S}", p.kind,
+                       human_bytes(p.bytes_read), human_bytes(p.bytes_stored), p.repository)
+                      for p in rows]))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
+    print(client.restore_disk(args.point, args.disk, os.path.abspath(args.to)).message,
+          file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
+               "restore": cmd_restore}[args.group]
+    with ApplianceClient.from_environment() as client:
+        return handler(args, client)

@@ -1,0 +1,341 @@
+"""Sessions: every run of a job is a session with one task per VM, live progress (bytes, rate,
+ETA, stage), log lines with levels, and a result. Sessions persist in the catalog; a session
+still marked running when the appliance starts was cut short by a crash and is shown as
+interrupted (its leftover snapshot is the Snapshot Hunter's, its partial files the next run's
+cleanup's).
+
+A session runs in its own thread with its own catalog connection. What clients see is kept in
+memory while it runs (so several clients may watch it and a late one gets the history) and
+written to the catalog in batches: the log at once, progress at most once a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from appliance import api
+from appliance.errors import NotFoundError, VmkeepError
+from appliance.registry import ConflictError, Registry
+from catalog.models import LogRow, SessionRow, TaskRow
+
+FLUSH_SECONDS = 1.0
+RESULT_ORDER = {"success": 0, "warning": 1, "failed": 2}
+
+
+class SessionStopped(VmkeepError):
+    """The session was asked to stop."""
+
+    code = "stopped"
+
+
+def worst(results: list[str | None]) -> str:
+    """The session's result from its tasks' (pure): the worst one; no task is a failure."""
+    known = [r for r in results if r is not None]
+    if not known:
+        return "failed"
+    return max(known, key=lambda r: RESULT_ORDER.get(r, 2))
+
+
+@dataclass
+class _Task:
+    name: str
+    state: str = "waiting"
+    result: str | None = None
+    bytes_done: int = 0
+    bytes_total: int = 0
+    stage: str | None = None
+    point_id: str | None = None
+    started: float = 0.0
+
+    def view(self) -> api.Task:
+        elapsed = time.monotonic() - self.started if self.started else 0.0
+        rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
+        eta = ((self.bytes_total - self.bytes_done) / rate
+               if rate > 0 and self.state == "running" else None)
+        return api.Task(name=self.name, state=self.state, result=self.result,
+                        bytes_done=self.bytes_done, bytes_total=self.bytes_total, rate=rate,
+                        eta_seconds=eta, stage=self.stage, point_id=self.point_id)
+
+
+@dataclass
+class _Live:
+    id: str
+    job: str
+    kind: str
+    started: datetime
+    tasks: dict[str, _Task]
+    state: str = "running"
+    result: str | None = None
+    ended: datetime | None = None
+    log: list[api.LogLine] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+    thread: threading.Thread | None = None
+    unsaved_log: int = 0
+    saved_at: float = 0.0
+
+    def summary(self) -> api.SessionSummary:
+        return api.SessionSummary(id=self.id, job=self.job, kind=self.kind, state=self.state,
+                                  result=self.result, started=self.started, ended=self.ended)
+
+    def view(self) -> api.Session:
+        with self.lock:
+            return api.Session(id=self.id, job=self.job, kind=self.kind, state=self.state,
+                               result=self.result, started=self.started, ended=self.ended,
+                               tasks=[t.view() for t in self.tasks.values()],
+                               log=list(self.log))
+
+
+def _summary(row: SessionRow) -> api.SessionSummary:
+    return api.SessionSummary(id=row.id, job=row.job, kind=row.kind, state=row.state,
+                              result=row.result, started=row.started, ended=row.ended)
+
+
+class SessionManager:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+
+    # -- start-up and shut-down ---------------------------------------------------------------
+
+    def mark_interrupted(self) -> list[str]:
+        """Sessions a crash left "running": shown as interrupted, failed."""
+        now = datetime.now(UTC)
+        ids = []
+        with self.registry.catalog() as cat:
+            for row in cat.sessions():
+                if row.state == "running":
+                    cat.put_session(SessionRow(row.id, row.job, row.kind, "interrupted",
+                                               "failed", row.started, now, row.detail_json))
+                    seq = len(cat.log(row.id))
+                    cat.add_log([LogRow(row.id, seq, now, "error",
+                                        "the appliance stopped while this session ran "
+                                        "(crash or kill); the next run cleans up, and the "
+                                        "Snapshot Hunter removes a snapshot left behind")])
+                    ids.append(row.id)
+        return ids
+
+    def stop_all(self, timeout: float = 60.0) -> None:
+        with self._lock:
+            live = [s for s in self._live.values() if s.state == "running"]
+        for s in live:
+            s.stop.set()
+        deadline = time.monotonic() + timeout
+        for s in live:
+            if s.thread is not None:
+                s.thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def sessions(self) -> list[api.SessionSummary]:
+        with self.registry.catalog() as cat:
+            rows = {r.id: _summary(r) for r in cat.sessions()}
+        with self._lock:
+            for s in self._live.values():
+                rows[s.id] = s.summary()
+        return sorted(rows.values(), key=lambda s: (s.started, s.id))
+
+    def session(self, session_id: str) -> api.Session:
+        with self._lock:
+            live = self._live.get(session_id)
+        if live is not None:
+            return live.view()
+        with self.registry.catalog() as cat:
+            row = next((r for r in cat.sessions() if r.id == session_id), None)
+            if row is None:
+                raise NotFoundError(f"no session {session_id!r}; `vmkeep session list` shows "
+                                    "them")
+            tasks = cat.tasks(session_id)
+            log = cat.log(session_id)
+        return api.Session(
+            id=row.id, job=row.job, kind=row.kind, state=row.state, result=row.result,
+            started=row.started, ended=row.ended,
+            tasks=[api.Task(name=t.task, state=t.state, result=t.result,
+                            bytes_done=t.bytes_done, bytes_total=t.bytes_total, rate=0.0,
+                            eta_seconds=None, stage=t.stage, point_id=t.point_id)
+                   for t in tasks],
+            log=[api.LogLine(time=x.time, level=x.level, message=x.message) for x in log])
+
+    def last_session(self, job: str) -> api.SessionSummary | None:
+        mine = [s for s in self.sessions() if s.job == job]
+        return mine[-1] if mine else None
+
+    def wait_changed(self, session_id: str, timeout: float) -> None:
+        """Block until the live session changes (or ``timeout``): for followers."""
+        with self._lock:
+            live = self._live.get(session_id)
+        if live is not None:
+            with live.changed:
+                live.changed.wait(timeout)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run_job(self, name: str, *, full: bool = False) -> api.SessionSummary:
+        row = self.registry.job(name)
+        if not row.enabled:
+            raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
+                                f"{name}`")
+        spec = api.JobSpec.model_validate_json(row.spec_json)
+        with self._lock:
+            if any(s.job == name and s.state == "running" for s in self._live.values()):
+                raise ConflictError(f"job {name!r} is running already; follow it with "
+                                    "`vmkeep session list`")
+            sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+            live = _Live(sid, name, "backup", datetime.now(UTC),
+                         {vm.name: _Task(vm.name) for vm in spec.vms})
+            self._live[sid] = live
+        self._save(live, force=True)
+        live.thread = threading.Thread(target=self._run_backup, args=(live, spec, full),
+                                       name=f"session-{sid}", daemon=True)
+        live.thread.start()
+        return live.summary()
+
+    def stop_job(self, name: str) -> list[str]:
+        with self._lock:
+            live = [s for s in self._live.values() if s.job == name and s.state == "running"]
+        if not live:
+            raise NotFoundError(f"job {name!r} is not running")
+        for s in live:
+            s.stop.set()
+            self._log(s, "warning", "stop requested; the session ends after cleaning up")
+        return [s.id for s in live]
+
+    # -- inside a session ---------------------------------------------------------------------
+
+    def _log(self, live: _Live, level: str, message: str) -> None:
+        with live.lock:
+            live.log.append(api.LogLine(time=datetime.now(UTC), level=level, message=message))
+            live.unsaved_log += 1
+        self._notify(live)
+
+    def _notify(self, live: _Live) -> None:
+        with live.changed:
+            live.changed.notify_all()
+
+    def _save(self, live: _Live, *, force: bool = False) -> None:
+        """Write the session to the catalog: the log at once, progress at most every second."""
+        now = time.monotonic()
+        with live.lock:
+            if not force and not live.unsaved_log and now - live.saved_at < FLUSH_SECONDS:
+                return
+            live.saved_at = now
+            new_log = live.log[len(live.log) - live.unsaved_log:]
+            first = len(live.log) - live.unsaved_log
+            live.unsaved_log = 0
+            row = SessionRow(live.id, live.job, live.kind, live.state, live.result,
+                             live.started, live.ended, "{}")
+            stamp = datetime.now(UTC)
+            tasks = [TaskRow(live.id, t.name, t.state, t.result, t.bytes_done, t.bytes_total,
+                             t.stage, t.point_id, stamp) for t in live.tasks.values()]
+        logs = [LogRow(live.id, first + i, x.time, x.level, x.message)
+                for i, x in enumerate(new_log)]
+        with self.registry.catalog() as cat:
+            cat.put_session(row)
+            cat.put_tasks(tasks)
+            cat.add_log(logs)
+
+    def _run_backup(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
+        try:
+            self._backup_vms(live, spec, full)
+        except BaseException as exc:  # the session must end whatever happens
+            self._log(live, "error", f"the session failed: {exc}")
+            for t in live.tasks.values():
+                if t.state in ("waiting", "running"):
+                    t.state, t.result = "ended", "failed"
+        with live.lock:
+            stopped = live.stop.is_set()
+            live.state = "stopped" if stopped else "ended"
+            live.result = "failed" if stopped else worst(
+                [t.result for t in live.tasks.values()])
+            live.ended = datetime.now(UTC)
+        self._log(live, "info" if live.result == "success" else "warning",
+                  f"session {live.state}: {live.result}")
+        self._save(live, force=True)
+        with self._lock:
+            self._live.pop(live.id, None)
+        self._notify(live)
+
+    def _backup_vms(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
+        from appliance.jobs.backup import BackupOptions, block_size_named
+        from appliance.jobs.prune import cleanup
+        from appliance.jobs.sync import sync
+        from appliance.jobs.vm_backup import backup_vm
+        from appliance.repository.repo import Repository
+        from appliance.vsphere.session import connect
+
+        reg = self.registry
+        vc = reg.vcenter(spec.vcenter)
+        info = reg.repository(spec.repository)
+        options = BackupOptions(block_size=block_size_named(spec.block_size),
+                                compression=spec.compression)
+        self._log(live, "info", f"job {spec.name!r}: {len(spec.vms)} VM(s) from vCenter "
+                                f"{vc.name!r} to repository {info.name!r}"
+                  + (" (active full)" if full else ""))
+        repo = Repository.open_local(Path(info.location), create=False)
+        with reg.catalog() as main:
+            cat = main.cursor()
+        try:
+            with connect(vc.host, vc.port, vc.user, reg.vcenter_password(vc.name),
+                         fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                for vm in spec.vms:
+                    task = live.tasks[vm.name]
+                    if live.stop.is_set():
+                        task.state, task.result = "stopped", "failed"
+                        continue
+                    task.state, task.stage, task.started = "running", "snapshot", time.monotonic()
+                    self._notify(live)
+
+                    def log(level: str, message: str, name: str = vm.name) -> None:
+                        self._log(live, level, f"{name}: {message}")
+
+                    def progress(done: int, total: int, t: _Task = task) -> None:
+                        if live.stop.is_set():
+                            raise SessionStopped("the session was stopped")
+                        t.bytes_done, t.bytes_total, t.stage = done, total, "reading"
+                        self._notify(live)
+                        self._save(live)
+
+                    try:
+                        with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
+                            with reg.catalog():
+                                sync(repo, cat)
+                            result = backup_vm(session, repo, cat, vm.instance_uuid, options,
+                                               enable_cbt_consent=spec.enable_cbt,
+                                               sample_blocks=spec.sample_blocks,
+                                               quiesce=spec.quiesce, force_full=full, log=log,
+                                               progress=progress)
+                        task.result, task.point_id = result.status, result.point_id
+                        if result.backup is not None:
+                            task.bytes_done = task.bytes_total = result.backup.bytes_read
+                    except SessionStopped:
+                        task.result = "failed"
+                        log("warning", "stopped")
+                        with reg.catalog():
+                            cleanup(repo, cat, force=True)
+                    except VmkeepError as exc:
+                        task.result = "failed"
+                        log("error", str(exc))
+                        with reg.catalog():
+                            cleanup(repo, cat, force=True)
+                    task.state = "stopped" if live.stop.is_set() else "ended"
+                    task.stage = None
+                    self._save(live, force=True)
+        finally:
+            cat.close()
+
+
+def session_exit_code(result: str | None, state: str) -> int:
+    """What `vmkeep job run --wait` exits with (pure): 0 success, 1 warning, 2 otherwise."""
+    if state == "ended" and result == "success":
+        return 0
+    if state == "ended" and result == "warning":
+        return 1
+    return 2
+
