@@ -227,3 +227,14 @@ class DiskRestore(Wire):
     point: str
     disk: int = 0
     to: str  # absolute path of a new file on the appliance's machine
+
+
+class HuntRequest(Wire):
+    vcenter: str | None = None  # None: every vCenter
+    dry_run: bool = True
+    include_foreign: bool = False
+
+
+class HuntReport(Wire):
+    vcenter: str
+    lines: list[str]  # findings in order (vmkeep's leftover snapshots first), then outcomes

@@ -508,6 +508,16 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--vm", help="only this VM's points")
     p.add_argument("--json", action="store_true", help="print a JSON list")
 
+    hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
+                        description="Find vmkeep snapshots left by crashed runs (listed first), "
+                        "disks needing consolidation and orphaned snapshot files on the "
+                        "appliance's vCenters, and fix them (unless --dry-run).",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    hp.add_argument("--vcenter", help="only this vCenter (default: all)")
+    hp.add_argument("--dry-run", action="store_true", help="say what would be done")
+    hp.add_argument("--include-foreign", action="store_true",
+                    help="also remove snapshots that are not vmkeep's")
+
     rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
                         formatter_class=raw)
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -600,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
-        elif args.group in ("job", "session", "points", "restore"):
+        elif args.group in ("job", "session", "points", "restore", "hunter"):
             from appliance import job_cli
 
             code = job_cli.run(args)

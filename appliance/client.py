@@ -185,6 +185,12 @@ class ApplianceClient:
         return self._call_list("GET", "/points", api.Point,
                                params={"vm": vm} if vm else None)
 
+    def hunter(self, *, vcenter: str | None = None, dry_run: bool = True,
+               include_foreign: bool = False) -> list[api.HuntReport]:
+        body = api.HuntRequest(vcenter=vcenter, dry_run=dry_run,
+                               include_foreign=include_foreign)
+        return self._call_list("POST", "/hunter", api.HuntReport, json=body.model_dump())
+
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
         return self._call("POST", "/restore/disk", api.Done,
                           json=api.DiskRestore(point=point, disk=disk, to=to).model_dump())

@@ -153,8 +153,17 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_hunter(args: argparse.Namespace, client: ApplianceClient) -> int:
+    for report in client.hunter(vcenter=args.vcenter, dry_run=args.dry_run,
+                                include_foreign=args.include_foreign):
+        print(f"vCenter {report.vcenter}:")
+        for line in report.lines:
+            print(f"  {line}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
-               "restore": cmd_restore}[args.group]
+               "restore": cmd_restore, "hunter": cmd_hunter}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

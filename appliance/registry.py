@@ -321,3 +321,25 @@ class Registry:
                 return restore_disk(repo, child, point_id, disk, path).size
         finally:
             child.close()
+
+    # -- Snapshot Hunter ----------------------------------------------------------------------
+
+    def hunt(self, *, vcenter: str | None, dry_run: bool, include_foreign: bool
+             ) -> list[tuple[str, list[str]]]:
+        """Run the Snapshot Hunter on one vCenter or all; (vCenter, lines) for each."""
+        from appliance.vsphere.hunter import describe, execute_hunt, plan_hunt
+        from appliance.vsphere.session import connect
+
+        rows = [self.vcenter(vcenter)] if vcenter else self.vcenters()
+        out = []
+        for vc in rows:
+            with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
+                         fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                plan = plan_hunt(session, include_foreign=include_foreign)
+                lines = describe(plan)
+                if not dry_run and not plan.empty:
+                    result = execute_hunt(session, plan)
+                    lines += [f"{o.status.value}: VM {o.finding.vm_name!r}: {o.detail}"
+                              for o in result.outcomes]
+            out.append((vc.name, lines))
+        return out

@@ -257,6 +257,14 @@ def create_app(state: ApplianceState) -> FastAPI:
                                  for d in disks])
                 for repo, p, disks in reg.points(vm)]
 
+    @app.post(f"{v}/hunter", response_model=list[api.HuntReport], responses=ERRORS)
+    def hunter(body: api.HuntRequest) -> list[api.HuntReport]:
+        """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first; with
+        ``dry_run`` (the default) nothing is changed."""
+        return [api.HuntReport(vcenter=name, lines=lines)
+                for name, lines in reg.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
+                                            include_foreign=body.include_foreign)]
+
     @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
     def restore_disk(body: api.DiskRestore) -> api.Done:
         """Write a disk of a point to a new raw image file on the appliance's machine."""

@@ -281,6 +281,10 @@ class SessionManager:
         repo = Repository.open_local(Path(info.location), create=False)
         with reg.catalog() as main:
             cat = main.cursor()
+            # What a crashed run left (a dead process's lock, files in tmp/, packs no point
+            # uses) goes before anything new is written.
+            sync(repo, cat)
+            cleanup(repo, cat)
         try:
             with connect(vc.host, vc.port, vc.user, reg.vcenter_password(vc.name),
                          fingerprint=vc.fingerprint, insecure=vc.insecure) as session:

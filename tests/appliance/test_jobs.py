@@ -148,3 +148,43 @@ def test_a_failing_vm_fails_the_session_with_exit_2(lab: Lab) -> None:
     s = json.loads(lab.vmkeep("session", "show", r.out.strip(), "--json").out)
     assert s["result"] == "failed"
     assert any(line["level"] == "error" for line in s["log"])
+
+
+def test_a_killed_appliance_leaves_an_interrupted_session_the_next_run_repairs(
+        lab: Lab) -> None:
+    """SIGKILL of the appliance after a pack is written and before the point's manifest
+    (vmkeep's crash point): the session shows as interrupted after a restart, the Snapshot
+    Hunter removes the snapshot it left, and the next run sweeps the orphan pack and
+    succeeds."""
+    assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt").code == 0
+    assert lab.vmkeep("appliance", "stop").code == 0
+    crashing = Lab(lab.home, {**lab.env, "VMKEEP_CRASH_AT": "backup-pack-written"}, lab.sim,
+                   lab.tmp)
+    assert crashing.vmkeep("appliance", "start").code == 0
+    r = lab.vmkeep("job", "run", "nightly", "--wait")
+    assert r.code == 13 and "no appliance answers" in r.err, (r.code, r.err)
+    sid = r.out.strip()
+    orphans = set((lab.tmp / "repo" / "packs").rglob("*.pack"))
+    assert orphans  # written, never referenced
+
+    assert lab.vmkeep("appliance", "start").code == 0
+    s = json.loads(lab.vmkeep("session", "show", sid, "--json").out)
+    assert (s["state"], s["result"]) == ("interrupted", "failed")
+    assert "appliance stopped while this session ran" in s["log"][-1]["message"]
+
+    dry = lab.vmkeep("hunter", "--dry-run")
+    assert dry.code == 0 and "'vmkeep-" in dry.out.splitlines()[2], dry.out
+    assert lab.vmkeep("hunter").code == 0
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as session:
+        assert find_vm(session, VM).snapshots == ()
+
+    r = lab.vmkeep("job", "run", "nightly", "--wait")
+    assert r.code == 0, r.err
+    assert not orphans & set((lab.tmp / "repo" / "packs").rglob("*.pack"))
+    points = json.loads(lab.vmkeep("points", "list", "--json").out)
+    assert [p["kind"] for p in points] == ["full"]
+    target = lab.tmp / "after-crash.img"
+    assert lab.vmkeep("restore", "disk", points[0]["id"], "--to", str(target)).code == 0
+    assert target.read_bytes() == lab.content()
