@@ -121,6 +121,22 @@ class JobVm(Wire):
     instance_uuid: str  # resolved when the job is created: renames keep the VM in the job
 
 
+class ScheduleSpec(Wire):
+    """When a job runs (see appliance.jobs.schedule). ``kind``: none | daily | monthly |
+    periodic | after."""
+
+    kind: str = "none"
+    at: str | None = None  # "HH:MM" (daily, monthly)
+    days: str | None = None  # daily: "weekdays", "every" or "mon,wed,fri"
+    day_of_month: int | None = None  # monthly: 1 … 31, -1 = last day
+    nth: int | None = None  # monthly: 1 … 4, -1 = last
+    weekday: str | None = None  # monthly with nth: "mon" … "sun"
+    every: str | None = None  # periodic: "90s", "30m", "2h"
+    after: str | None = None  # chained: the job this one runs after
+    tz: str = "UTC"
+    window: list[str] = []  # permitted hours, "HH:MM-HH:MM" each; none: always
+
+
 class JobCreate(Wire):
     name: str
     vcenter: str
@@ -133,6 +149,9 @@ class JobCreate(Wire):
     sample_blocks: int = 4
     keep_last: int | None = None  # retention: restore points per VM
     keep_days: float | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+    retries: int = 3  # failed VMs only
+    retry_wait_seconds: float = 600.0
 
 
 class JobSpec(Wire):
@@ -149,6 +168,9 @@ class JobSpec(Wire):
     sample_blocks: int
     keep_last: int | None
     keep_days: float | None
+    schedule: ScheduleSpec = ScheduleSpec()
+    retries: int = 3
+    retry_wait_seconds: float = 600.0
 
 
 class SessionSummary(Wire):

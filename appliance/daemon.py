@@ -134,6 +134,7 @@ def serve(home: Home) -> int:
     import uvicorn
 
     from appliance.registry import Registry
+    from appliance.scheduler import Scheduler
     from appliance.server import ApplianceState, create_app
     from appliance.sessions import SessionManager
 
@@ -152,6 +153,7 @@ def serve(home: Home) -> int:
         sessions = SessionManager(registry)
         for sid in sessions.mark_interrupted():
             log.warning("session %s was cut short by the last stop; marked interrupted", sid)
+        scheduler = Scheduler(registry, sessions)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
                                request_stop=request_stop, registry=registry, sessions=sessions)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
@@ -159,9 +161,11 @@ def serve(home: Home) -> int:
         server = uvicorn.Server(config)
         log.info("vmkeep appliance %s serving %s (home %s)", os.getpid(), home.socket,
                  home.root)
+        scheduler.start()
         try:
             server.run(sockets=[sock])
         finally:
+            scheduler.stop()
             sessions.stop_all()
             sock.close()
             with contextlib.suppress(FileNotFoundError):

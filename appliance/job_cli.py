@@ -10,6 +10,7 @@ import sys
 
 from appliance import api
 from appliance.client import ApplianceClient
+from appliance.jobs.schedule import parse_period
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -38,7 +39,8 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             name=args.name, vcenter=args.vcenter, vms=args.vm, repository=args.repo,
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
-            keep_days=args.keep_days))
+            keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
+            retry_wait_seconds=parse_period(args.retry_wait).total_seconds()))
         vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
         print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")
@@ -86,6 +88,27 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
         return 0
     print(client.delete_job(args.name).message, file=sys.stderr)
     return 0
+
+
+NTH = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
+
+
+def schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
+    """The schedule options of `job create` as the wire form (checked by the appliance)."""
+    if args.daily:
+        kind, at = "daily", args.daily
+    elif args.monthly:
+        kind, at = "monthly", args.monthly
+    elif args.every:
+        kind, at = "periodic", None
+    elif args.after:
+        kind, at = "after", None
+    else:
+        kind, at = "none", None
+    return api.ScheduleSpec(kind=kind, at=at, days=args.days, day_of_month=args.day,
+                            nth=NTH[args.nth] if args.nth else None, weekday=args.weekday,
+                            every=args.every, after=args.after, tz=args.tz,
+                            window=list(args.window))
 
 
 def follow(client: ApplianceClient, session_id: str) -> int:

@@ -15,6 +15,13 @@ from pathlib import Path
 from appliance import api
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.home import Home
+from appliance.jobs.schedule import (
+    Schedule,
+    parse_days,
+    parse_period,
+    parse_time,
+    parse_window,
+)
 from appliance.secret_store import SecretStore
 from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
 from catalog.query import QueryRefused, QueryResult
@@ -48,6 +55,21 @@ def _check_name(kind: str, name: str) -> str:
         raise UsageError(f"{kind} name {name!r} is not usable: give 1 to 80 printable "
                          "characters without slashes")
     return name
+
+
+def schedule_of(spec: api.ScheduleSpec) -> Schedule:
+    """The wire form of a schedule as the pure ``Schedule`` (UsageError when it is wrong)."""
+    weekday = None
+    if spec.weekday is not None:
+        day = parse_days(spec.weekday)
+        if len(day) != 1:
+            raise UsageError(f"{spec.weekday!r} is not one weekday (mon … sun)")
+        weekday = day[0]
+    return Schedule(
+        kind=spec.kind, at=parse_time(spec.at) if spec.at else None,
+        days=parse_days(spec.days or ""), day_of_month=spec.day_of_month, nth=spec.nth,
+        weekday=weekday, every=parse_period(spec.every) if spec.every else None,
+        after=spec.after, tz=spec.tz, window=tuple(parse_window(w) for w in spec.window))
 
 
 def _secret(vcenter: str) -> str:
@@ -241,6 +263,11 @@ class Registry:
             raise UsageError(f"--keep-last must be at least 1, not {spec.keep_last}")
         if spec.keep_days is not None and spec.keep_days <= 0:
             raise UsageError(f"--keep-days must be more than 0, not {spec.keep_days:g}")
+        schedule_of(spec.schedule)  # a bad schedule fails before anything is stored
+        if spec.schedule.kind == "after" and spec.schedule.after == name:
+            raise UsageError(f"job {name!r} cannot run after itself")
+        if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
+            raise UsageError("retries must be 0 … 100 and the wait between them not negative")
         with self.catalog() as cat:
             if cat.job(name) is not None:
                 raise ConflictError(f"a job named {name!r} exists already; choose another "
@@ -255,7 +282,8 @@ class Registry:
             vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
             block_size=spec.block_size, compression=spec.compression,
             enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
-            keep_last=spec.keep_last, keep_days=spec.keep_days)
+            keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
+            retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds)
         row = JobRow(name, stored.model_dump_json(), True, datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)

@@ -14,14 +14,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from appliance import api
 from appliance.errors import NotFoundError, VmkeepError
-from appliance.registry import ConflictError, Registry
+from appliance.jobs.schedule import Schedule, in_window
+from appliance.registry import ConflictError, Registry, schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
+from catalog.store import Catalog
 
 FLUSH_SECONDS = 1.0
 RESULT_ORDER = {"success": 0, "warning": 1, "failed": 2}
@@ -77,6 +81,7 @@ class _Live:
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(default_factory=threading.Condition)
     thread: threading.Thread | None = None
+    scheduled: bool = False  # started by the scheduler: the backup window applies
     unsaved_log: int = 0
     saved_at: float = 0.0
 
@@ -102,6 +107,8 @@ class SessionManager:
         self.registry = registry
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
+        # Called with (job, result) when a session ends: the scheduler starts chained jobs.
+        self.on_end: list[Callable[[str, str], None]] = []
 
     # -- start-up and shut-down ---------------------------------------------------------------
 
@@ -177,7 +184,8 @@ class SessionManager:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run_job(self, name: str, *, full: bool = False) -> api.SessionSummary:
+    def run_job(self, name: str, *, full: bool = False, scheduled: bool = False
+                ) -> api.SessionSummary:
         row = self.registry.job(name)
         if not row.enabled:
             raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
@@ -189,7 +197,7 @@ class SessionManager:
                                     "`vmkeep session list`")
             sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
             live = _Live(sid, name, "backup", datetime.now(UTC),
-                         {vm.name: _Task(vm.name) for vm in spec.vms})
+                         {vm.name: _Task(vm.name) for vm in spec.vms}, scheduled=scheduled)
             self._live[sid] = live
         self._save(live, force=True)
         live.thread = threading.Thread(target=self._run_backup, args=(live, spec, full),
@@ -261,12 +269,16 @@ class SessionManager:
         with self._lock:
             self._live.pop(live.id, None)
         self._notify(live)
+        for hook in self.on_end:
+            try:
+                hook(live.job, live.result or "failed")
+            except VmkeepError as exc:
+                self._log(live, "error", f"after the session: {exc}")
 
     def _backup_vms(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
         from appliance.jobs.backup import BackupOptions, block_size_named
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
-        from appliance.jobs.vm_backup import backup_vm
         from appliance.repository.repo import Repository
         from appliance.vsphere.session import connect
 
@@ -285,61 +297,89 @@ class SessionManager:
             # uses) goes before anything new is written.
             sync(repo, cat)
             cleanup(repo, cat)
+        schedule = schedule_of(spec.schedule)
         try:
-            with connect(vc.host, vc.port, vc.user, reg.vcenter_password(vc.name),
-                         fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
-                for vm in spec.vms:
-                    task = live.tasks[vm.name]
-                    if live.stop.is_set():
-                        task.state, task.result = "stopped", "failed"
-                        continue
-                    task.state, task.stage, task.started = "running", "snapshot", time.monotonic()
-                    self._notify(live)
-
-                    def log(level: str, message: str, name: str = vm.name) -> None:
-                        self._log(live, level, f"{name}: {message}")
-
-                    def progress(done: int, total: int, t: _Task = task) -> None:
-                        if live.stop.is_set():
-                            raise SessionStopped("the session was stopped")
-                        t.bytes_done, t.bytes_total, t.stage = done, total, "reading"
-                        self._notify(live)
-                        self._save(live)
-
-                    try:
-                        with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
-                            with reg.catalog():
-                                sync(repo, cat)
-                            result = backup_vm(session, repo, cat, vm.instance_uuid, options,
-                                               enable_cbt_consent=spec.enable_cbt,
-                                               sample_blocks=spec.sample_blocks,
-                                               quiesce=spec.quiesce, force_full=full, log=log,
-                                               progress=progress)
-                        task.result, task.point_id = result.status, result.point_id
-                        if result.backup is not None:
-                            task.bytes_done = task.bytes_total = result.backup.bytes_read
-                    except SessionStopped:
-                        task.result = "failed"
-                        log("warning", "stopped")
-                        with reg.catalog():
-                            cleanup(repo, cat, force=True)
-                    except VmkeepError as exc:
-                        task.result = "failed"
-                        log("error", str(exc))
-                        with reg.catalog():
-                            cleanup(repo, cat, force=True)
-                    task.state = "stopped" if live.stop.is_set() else "ended"
-                    task.stage = None
-                    self._save(live, force=True)
+            pending = list(spec.vms)
+            attempt = 0
+            while True:
+                try:
+                    with connect(vc.host, vc.port, vc.user, reg.vcenter_password(vc.name),
+                                 fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                        for vm in pending:
+                            self._backup_one(live, spec, vm, session, repo, cat, options,
+                                             full, schedule)
+                except VmkeepError as exc:  # vCenter unreachable, login refused, …
+                    self._log(live, "error", str(exc))
+                    for vm in pending:
+                        task = live.tasks[vm.name]
+                        if task.state != "ended":
+                            task.state, task.result = "ended", "failed"
+                failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
+                if not failed or live.stop.is_set() or attempt >= spec.retries:
+                    break
+                attempt += 1
+                names = ", ".join(vm.name for vm in failed)
+                self._log(live, "warning", f"retry {attempt} of {spec.retries} in "
+                                           f"{spec.retry_wait_seconds:g} s, failed VMs only: "
+                                           f"{names}")
+                self._save(live, force=True)
+                if live.stop.wait(spec.retry_wait_seconds):
+                    break
+                pending = failed
         finally:
             cat.close()
 
+    def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
+                    repo: Any, cat: Catalog, options: Any, full: bool,
+                    schedule: Schedule) -> None:
+        from appliance.jobs.prune import cleanup
+        from appliance.jobs.sync import sync
+        from appliance.jobs.vm_backup import backup_vm
 
-def session_exit_code(result: str | None, state: str) -> int:
-    """What `vmkeep job run --wait` exits with (pure): 0 success, 1 warning, 2 otherwise."""
-    if state == "ended" and result == "success":
-        return 0
-    if state == "ended" and result == "warning":
-        return 1
-    return 2
+        reg = self.registry
+        task = live.tasks[vm.name]
+        if live.stop.is_set():
+            task.state, task.result = "stopped", "failed"
+            return
+        task.state, task.stage, task.started = "running", "snapshot", time.monotonic()
+        task.result, task.bytes_done, task.bytes_total = None, 0, 0
+        self._notify(live)
 
+        def log(level: str, message: str) -> None:
+            self._log(live, level, f"{vm.name}: {message}")
+
+        def progress(done: int, total: int) -> None:
+            if live.scheduled and not in_window(schedule, datetime.now(UTC)):
+                self._log(live, "warning", "the backup window closed: stopping; the next "
+                                           "run goes on from what is stored")
+                live.stop.set()
+            if live.stop.is_set():
+                raise SessionStopped("the session was stopped")
+            task.bytes_done, task.bytes_total, task.stage = done, total, "reading"
+            self._notify(live)
+            self._save(live)
+
+        try:
+            with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
+                with reg.catalog():
+                    sync(repo, cat)
+                result = backup_vm(session, repo, cat, vm.instance_uuid, options,
+                                   enable_cbt_consent=spec.enable_cbt,
+                                   sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
+                                   force_full=full, log=log, progress=progress)
+            task.result, task.point_id = result.status, result.point_id
+            if result.backup is not None:
+                task.bytes_done = task.bytes_total = result.backup.bytes_read
+        except SessionStopped:
+            task.result = "failed"
+            log("warning", "stopped")
+            with reg.catalog():
+                cleanup(repo, cat, force=True)
+        except VmkeepError as exc:
+            task.result = "failed"
+            log("error", str(exc))
+            with reg.catalog():
+                cleanup(repo, cat, force=True)
+        task.state = "stopped" if live.stop.is_set() else "ended"
+        task.stage = None
+        self._save(live, force=True)

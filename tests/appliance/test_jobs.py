@@ -6,83 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
-from tests.helpers import REPO_ROOT
-from tests.vcsim import Vcsim, start_vcsim
-
-VM = "DC0_H0_VM0"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Lab:
-    home: Path
-    env: dict[str, str]
-    sim: Vcsim
-    tmp: Path
-
-    def vmkeep(self, *args: str, stdin: str = "") -> Run:
-        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
-                              env=self.env, input=stdin, capture_output=True, text=True,
-                              timeout=300)
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    def flat(self) -> Path:
-        with connect(self.sim.host, self.sim.port, self.sim.user, self.sim.password,
-                     fingerprint=None, insecure=True) as s:
-            vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True,
-                                                  True)
-            disk = next(d for d in vm.config.hardware.device if hasattr(d, "capacityInKB"))
-            ds, path = split_datastore_path(disk.backing.fileName)
-            return Path({d.name: d.info.url for d in vm.datastore}[ds]) / flat_file_of(path)
-
-    def write(self, offset: int, data: bytes) -> None:
-        with self.flat().open("r+b") as f:
-            f.seek(offset)
-            f.write(data)
-
-    def content(self) -> bytes:
-        data = self.flat().read_bytes()[:1 << 20]
-        return data + bytes((1 << 20) - len(data))
-
-
-@pytest.fixture
-def lab(vcsim_binary: Path, tmp_path: Path) -> Iterator[Lab]:
-    proc, sim = start_vcsim(vcsim_binary)
-    env = {**os.environ, "VMKEEP_HOME": str(tmp_path / "home"),
-           "VMKEEP_CACHE_DIR": str(tmp_path / "cache")}
-    env.pop("VMKEEP_SOCKET", None)
-    lab = Lab(tmp_path / "home", env, sim, tmp_path)
-    try:
-        assert lab.vmkeep("appliance", "start").code == 0
-        r = lab.vmkeep("vcenter", "add", "vc", "--host", sim.host, "--port", str(sim.port),
-                       "--user", sim.user, "--password-stdin", "--insecure",
-                       stdin=sim.password)
-        assert r.code == 0, r.err
-        assert lab.vmkeep("repo", "add", "main", "--path", str(tmp_path / "repo")).code == 0
-        lab.write(0, random.Random(4).randbytes(700 << 10))
-        yield lab
-    finally:
-        lab.vmkeep("appliance", "stop")
-        proc.terminate()
-        proc.wait(timeout=30)
+from tests.appliance.lab import VM, Lab
 
 
 def test_job_run_sessions_points_and_a_disk_restore(lab: Lab) -> None:

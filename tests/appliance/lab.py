@@ -1,0 +1,57 @@
+"""The appliance test lab: a running appliance with vcsim added as vCenter "vc" and a
+repository "main", and DC0_H0_VM0's disk holding data. The ``lab`` fixture is in
+conftest.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.inventory import find_vm
+from appliance.vsphere.session import connect
+from tests.helpers import REPO_ROOT
+from tests.vcsim import Vcsim
+
+VM = "DC0_H0_VM0"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Lab:
+    home: Path
+    env: dict[str, str]
+    sim: Vcsim
+    tmp: Path
+
+    def vmkeep(self, *args: str, stdin: str = "") -> Run:
+        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
+                              env=self.env, input=stdin, capture_output=True, text=True,
+                              timeout=300)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def flat(self) -> Path:
+        with connect(self.sim.host, self.sim.port, self.sim.user, self.sim.password,
+                     fingerprint=None, insecure=True) as s:
+            vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True,
+                                                  True)
+            disk = next(d for d in vm.config.hardware.device if hasattr(d, "capacityInKB"))
+            ds, path = split_datastore_path(disk.backing.fileName)
+            return Path({d.name: d.info.url for d in vm.datastore}[ds]) / flat_file_of(path)
+
+    def write(self, offset: int, data: bytes) -> None:
+        with self.flat().open("r+b") as f:
+            f.seek(offset)
+            f.write(data)
+
+    def content(self) -> bytes:
+        data = self.flat().read_bytes()[:1 << 20]
+        return data + bytes((1 << 20) - len(data))
