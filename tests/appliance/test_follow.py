@@ -1,0 +1,73 @@
+"""Several clients follow one running session: each sees the progress rise and the end; a
+client that joins after the end gets the whole history."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from typing import Any
+
+from pyVim.task import WaitForTask
+from pyVmomi import vim
+
+from appliance.client import ApplianceClient
+from appliance.vsphere.inventory import find_vm
+from appliance.vsphere.session import connect
+from tests.appliance.lab import VM, Lab
+
+SIZE = 160 << 20
+
+
+def grow_and_fill(lab: Lab) -> None:
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as s:
+        vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True, True)
+        disk: Any = next(d for d in vm.config.hardware.device
+                         if isinstance(d, vim.vm.device.VirtualDisk))
+        disk.capacityInKB, disk.capacityInBytes = SIZE // 1024, SIZE
+        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+            deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                operation="edit", device=disk)])))
+    rnd = random.Random(8)
+    with lab.flat().open("r+b") as f:
+        for off in range(0, SIZE, 4 << 20):
+            f.seek(off)
+            f.write(rnd.randbytes(4 << 20))
+
+
+def follow(socket: str, sid: str, seen: list[int], end: list[str]) -> None:
+    with ApplianceClient(socket) as client:
+        while True:
+            s = client.session(sid, wait=5.0)
+            if s.tasks and s.tasks[0].bytes_done and (not seen or
+                                                      s.tasks[0].bytes_done != seen[-1]):
+                seen.append(s.tasks[0].bytes_done)
+            if s.state != "running":
+                end.append(f"{s.state}/{s.result}")
+                return
+
+
+def test_two_followers_see_progress_rise_and_a_late_one_the_history(lab: Lab) -> None:
+    grow_and_fill(lab)
+    assert lab.vmkeep("job", "create", "big", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--block-size", "256K").code == 0
+    socket = str(lab.home / "appliance.sock")
+    sid = lab.vmkeep("job", "run", "big").out.strip()
+    seen: list[list[int]] = [[], []]
+    ends: list[list[str]] = [[], []]
+    threads = [threading.Thread(target=follow, args=(socket, sid, seen[i], ends[i]))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for values, end in zip(seen, ends, strict=True):
+        assert end == ["ended/success"]
+        assert len(values) >= 3, values
+        assert values == sorted(values), values  # rising
+    late = json.loads(lab.vmkeep("session", "show", sid, "--json").out)
+    assert late["state"] == "ended" and late["tasks"][0]["bytes_done"] > 0
+    messages = [x["message"] for x in late["log"]]
+    assert any("snapshot" in m and "taken" in m for m in messages)
+    assert messages[-1] == "session ended: success"
