@@ -152,6 +152,7 @@ class JobCreate(Wire):
     schedule: ScheduleSpec = ScheduleSpec()
     retries: int = 3  # failed VMs only
     retry_wait_seconds: float = 600.0
+    notify_to: list[str] = []  # e-mail addresses besides the global ones
 
 
 class JobSpec(Wire):
@@ -171,6 +172,7 @@ class JobSpec(Wire):
     schedule: ScheduleSpec = ScheduleSpec()
     retries: int = 3
     retry_wait_seconds: float = 600.0
+    notify_to: list[str] = []
 
 
 class SessionSummary(Wire):
@@ -260,3 +262,15 @@ class HuntRequest(Wire):
 class HuntReport(Wire):
     vcenter: str
     lines: list[str]  # findings in order (vmkeep's leftover snapshots first), then outcomes
+
+
+class Notifications(Wire):
+    """Where the appliance reports sessions that end (global; a job may add recipients)."""
+
+    on: list[str] = ["failed", "warning"]  # results that are reported: failed, warning, success
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    mail_from: str = "vmkeep@localhost"
+    mail_to: list[str] = []
+    webhook_url: str | None = None  # gets an HTTP POST of JSON

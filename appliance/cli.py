@@ -487,6 +487,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     when.add_argument("--window", action="append", default=[], metavar="HH:MM-HH:MM",
                       help="backup window: when scheduled runs may run (repeatable); a run "
                       "still going when it closes stops cleanly")
+    p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
+                   help="also e-mail this address about this job (repeatable)")
     p.add_argument("--retries", type=int, default=3, metavar="N",
                    help="retry failed VMs N times (default 3)")
     p.add_argument("--retry-wait", default="10m", metavar="PERIOD",
@@ -528,6 +530,26 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("--vm", help="only this VM's points")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    np_ = sub.add_parser("notify", help="e-mail and webhook notifications",
+                         description="Where the appliance reports sessions that end.",
+                         epilog=EPILOG_JOB, formatter_class=raw)
+    nsub = np_.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = nsub.add_parser("set", help="set the notification settings (all at once)",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("--on", default="failed,warning",
+                   help="results to report: failed, warning, success (default failed,warning)")
+    p.add_argument("--smtp-host", help="SMTP server for e-mail")
+    p.add_argument("--smtp-port", type=_port, default=25, help="SMTP port (default 25)")
+    p.add_argument("--starttls", action="store_true", help="use STARTTLS")
+    p.add_argument("--from", dest="mail_from", default="vmkeep@localhost",
+                   help="sender address")
+    p.add_argument("--to", action="append", default=[], metavar="ADDRESS",
+                   help="recipient (repeatable)")
+    p.add_argument("--webhook", metavar="URL", help="POST a JSON report here")
+    p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
                         description="Find vmkeep snapshots left by crashed runs (listed first), "
@@ -631,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
-        elif args.group in ("job", "session", "points", "restore", "hunter"):
+        elif args.group in ("job", "session", "points", "restore", "hunter", "notify"):
             from appliance import job_cli
 
             code = job_cli.run(args)

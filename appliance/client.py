@@ -185,6 +185,13 @@ class ApplianceClient:
         return self._call_list("GET", "/points", api.Point,
                                params={"vm": vm} if vm else None)
 
+    def notifications(self) -> api.Notifications:
+        return self._call("GET", "/settings/notifications", api.Notifications)
+
+    def set_notifications(self, value: api.Notifications) -> api.Notifications:
+        return self._call("PUT", "/settings/notifications", api.Notifications,
+                          json=value.model_dump())
+
     def hunter(self, *, vcenter: str | None = None, dry_run: bool = True,
                include_foreign: bool = False) -> list[api.HuntReport]:
         body = api.HuntRequest(vcenter=vcenter, dry_run=dry_run,

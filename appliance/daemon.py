@@ -133,6 +133,7 @@ def serve(home: Home) -> int:
     API's shutdown). Returns the exit status."""
     import uvicorn
 
+    from appliance.notifier import Notifier
     from appliance.registry import Registry
     from appliance.scheduler import Scheduler
     from appliance.server import ApplianceState, create_app
@@ -154,6 +155,7 @@ def serve(home: Home) -> int:
         for sid in sessions.mark_interrupted():
             log.warning("session %s was cut short by the last stop; marked interrupted", sid)
         scheduler = Scheduler(registry, sessions)
+        Notifier(registry, sessions)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
                                request_stop=request_stop, registry=registry, sessions=sessions)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",

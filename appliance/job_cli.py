@@ -40,7 +40,8 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
             keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
-            retry_wait_seconds=parse_period(args.retry_wait).total_seconds()))
+            retry_wait_seconds=parse_period(args.retry_wait).total_seconds(),
+            notify_to=list(args.notify)))
         vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
         print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")
@@ -185,8 +186,23 @@ def cmd_hunter(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
+    if args.command == "set":
+        value = client.set_notifications(api.Notifications(
+            on=[x.strip() for x in args.on.split(",") if x.strip()],
+            smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_starttls=args.starttls,
+            mail_from=args.mail_from, mail_to=list(args.to), webhook_url=args.webhook))
+    else:
+        value = client.notifications()
+    print(_dump(value.model_dump(mode="json")) if getattr(args, "json", False) else
+          f"on {', '.join(value.on) or 'nothing'}: e-mail "
+          f"{', '.join(value.mail_to) or '-'} via {value.smtp_host or '-'}:{value.smtp_port}; "
+          f"webhook {value.webhook_url or '-'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
-               "restore": cmd_restore, "hunter": cmd_hunter}[args.group]
+               "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

@@ -283,7 +283,8 @@ class Registry:
             block_size=spec.block_size, compression=spec.compression,
             enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
-            retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds)
+            retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
+            notify_to=spec.notify_to)
         row = JobRow(name, stored.model_dump_json(), True, datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)
@@ -371,3 +372,21 @@ class Registry:
                               for o in result.outcomes]
             out.append((vc.name, lines))
         return out
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def notifications(self) -> api.Notifications:
+        with self.catalog() as cat:
+            text = cat.setting("notifications")
+        return api.Notifications.model_validate_json(text) if text else api.Notifications()
+
+    def set_notifications(self, value: api.Notifications) -> api.Notifications:
+        bad = [r for r in value.on if r not in ("failed", "warning", "success")]
+        if bad:
+            raise UsageError(f"cannot notify on {', '.join(bad)}: choose from failed, warning, "
+                             "success")
+        if value.webhook_url and not value.webhook_url.startswith(("http://", "https://")):
+            raise UsageError(f"webhook {value.webhook_url!r} is not an http(s) URL")
+        with self.catalog() as cat:
+            cat.put_setting("notifications", value.model_dump_json())
+        return value

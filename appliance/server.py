@@ -257,6 +257,17 @@ def create_app(state: ApplianceState) -> FastAPI:
                                  for d in disks])
                 for repo, p, disks in reg.points(vm)]
 
+    @app.get(f"{v}/settings/notifications", response_model=api.Notifications,
+             responses=ERRORS)
+    def get_notifications() -> api.Notifications:
+        return reg.notifications()
+
+    @app.put(f"{v}/settings/notifications", response_model=api.Notifications,
+             responses=ERRORS)
+    def put_notifications(body: api.Notifications) -> api.Notifications:
+        """E-mail (SMTP) and webhook for sessions that end with the results in ``on``."""
+        return reg.set_notifications(body)
+
     @app.post(f"{v}/hunter", response_model=list[api.HuntReport], responses=ERRORS)
     def hunter(body: api.HuntRequest) -> list[api.HuntReport]:
         """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first; with

@@ -3,8 +3,8 @@
 Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
 point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
 configuration backup and never rebuilt from a repository: vcenters and repository_names
-(version 2); jobs, sessions, session_tasks and session_log (version 4). Secrets are in
-neither: the appliance keeps them in its secret store.
+(version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5).
+Secrets are in neither: the appliance keeps them in its secret store.
 """
 
 from __future__ import annotations
@@ -111,6 +111,12 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
             session_id VARCHAR NOT NULL, seq INTEGER NOT NULL, "time" TIMESTAMP NOT NULL,
             level VARCHAR NOT NULL, message VARCHAR NOT NULL
         );
+        """,
+    ),
+    (
+        5,
+        """
+        CREATE TABLE settings (name VARCHAR PRIMARY KEY, value JSON NOT NULL);
         """,
     ),
 ]

@@ -304,6 +304,17 @@ class Catalog:
                                  [session_id]).fetchall()
         return [LogRow(r[0], int(r[1]), _utc(r[2]), r[3], r[4]) for r in rows]
 
+    def setting(self, name: str) -> str | None:
+        """A stored setting's JSON text, or None."""
+        row = self._con.execute("SELECT value::VARCHAR FROM settings WHERE name = ?",
+                                [name]).fetchone()
+        return str(row[0]) if row else None
+
+    def put_setting(self, name: str, value_json: str) -> None:
+        with self.transaction():
+            self._con.execute("DELETE FROM settings WHERE name = ?", [name])
+            self._con.execute("INSERT INTO settings VALUES (?, ?)", [name, value_json])
+
     # -- packs and blocks -----------------------------------------------------------------------
     def pack_ids(self, repo_id: str) -> set[str]:
         rows = self._con.execute("SELECT pack_id FROM packs WHERE repo_id = ?",
