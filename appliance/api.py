@@ -12,9 +12,9 @@ See docs/API.md.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 API_VERSION = 1
 SUPPORTED_API_VERSIONS = (1,)
@@ -26,6 +26,15 @@ class Wire(BaseModel):
     """Base of every wire model: unknown fields are refused, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Request(Wire):
+    """Base of what clients send: no type coercion (``0`` is not ``false``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=80)]
 
 
 class Handshake(Wire):
@@ -49,8 +58,8 @@ class Accepted(Wire):
     message: str
 
 
-class VCenterAdd(Wire):
-    name: str
+class VCenterAdd(Request):
+    name: Name
     host: str
     port: int = 443
     user: str
@@ -59,7 +68,7 @@ class VCenterAdd(Wire):
     insecure: bool = False
 
 
-class VCenterEdit(Wire):
+class VCenterEdit(Request):
     host: str | None = None
     port: int | None = None
     user: str | None = None
@@ -85,8 +94,8 @@ class VCenterTest(Wire):
     message: str
 
 
-class RepositoryAdd(Wire):
-    name: str
+class RepositoryAdd(Request):
+    name: Name
     path: str  # absolute; a missing folder is created, an existing repository imported
 
 
@@ -103,8 +112,8 @@ class Done(Wire):
     message: str
 
 
-class QueryRequest(Wire):
-    sql: str
+class QueryRequest(Request):
+    sql: Annotated[str, Field(min_length=1)]
     max_rows: int = 1000
     timeout: float = 10.0  # seconds
 
@@ -121,7 +130,7 @@ class JobVm(Wire):
     instance_uuid: str  # resolved when the job is created: renames keep the VM in the job
 
 
-class ScheduleSpec(Wire):
+class ScheduleSpec(Request):
     """When a job runs (see appliance.jobs.schedule). ``kind``: none | daily | monthly |
     periodic | after."""
 
@@ -137,8 +146,8 @@ class ScheduleSpec(Wire):
     window: list[str] = []  # permitted hours, "HH:MM-HH:MM" each; none: always
 
 
-class JobCreate(Wire):
-    name: str
+class JobCreate(Request):
+    name: Name
     vcenter: str
     vms: list[str]  # names or instance UUIDs
     repository: str
@@ -192,7 +201,7 @@ class Job(Wire):
     last_session: SessionSummary | None
 
 
-class JobRun(Wire):
+class JobRun(Request):
     full: bool = False  # active full: read every allocated area, whatever CBT says
 
 
@@ -247,13 +256,13 @@ class Point(Wire):
     disks: list[PointDisk]
 
 
-class DiskRestore(Wire):
+class DiskRestore(Request):
     point: str
     disk: int = 0
     to: str  # absolute path of a new file on the appliance's machine
 
 
-class HuntRequest(Wire):
+class HuntRequest(Request):
     vcenter: str | None = None  # None: every vCenter
     dry_run: bool = True
     include_foreign: bool = False
@@ -264,7 +273,7 @@ class HuntReport(Wire):
     lines: list[str]  # findings in order (vmkeep's leftover snapshots first), then outcomes
 
 
-class Notifications(Wire):
+class Notifications(Request):
     """Where the appliance reports sessions that end (global; a job may add recipients)."""
 
     on: list[str] = ["failed", "warning"]  # results that are reported: failed, warning, success

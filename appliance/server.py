@@ -13,7 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from appliance import api
 from appliance.errors import (
@@ -37,7 +41,7 @@ _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
     (LockedError, 409),
     (ConflictError, 409),
     (ApplianceError, 503),
-    (VSphereError, 502),
+    (VSphereError, 424),  # the vCenter refused or could not be reached: not our fault
 )
 
 
@@ -91,17 +95,50 @@ def _json_value(x: Any) -> Any:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": api.ErrorBody} for status in (400, 404, 409, 422, 500, 502, 503)}
+    status: {"model": api.ErrorBody} for status in (400, 404, 409, 422, 424, 500, 503)}
 
 
 def create_app(state: ApplianceState) -> FastAPI:
     app = FastAPI(title="vmkeep appliance", version=api.APPLIANCE_VERSION,
                   description="The local API of the vmkeep appliance (see docs/API.md).")
 
+    @app.middleware("http")
+    async def allow_header(request: Request, call_next: Any) -> Any:
+        """A 405 names every method of the path (Starlette names only the first route's)."""
+        response = await call_next(request)
+        if response.status_code == 405:
+            scope = {"type": "http", "path": request.url.path, "method": request.method}
+            methods = sorted({m for route in app.routes
+                              if isinstance(route, APIRoute)
+                              and route.matches(scope)[0] is not Match.NONE
+                              for m in route.methods or ()})
+            response.headers["Allow"] = ", ".join(methods)
+        return response
+
     @app.exception_handler(VmkeepError)
     async def vmkeep_error(_request: Request, exc: VmkeepError) -> JSONResponse:
         body = api.ErrorBody(code=exc.code, message=str(exc), exit_code=exc.exit_code)
         return JSONResponse(body.model_dump(), status_code=http_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A request that does not fit the API: the same error form as every other."""
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        body = api.ErrorBody(code=BadInputError.code, exit_code=BadInputError.exit_code,
+                             message="the request does not fit the API: "
+                                     + "; ".join(problems) + "; see docs/API.md")
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = NotFoundError if exc.status_code == 404 else UsageError
+        body = api.ErrorBody(code=code.code, exit_code=code.exit_code,
+                             message=f"{exc.detail}: see docs/API.md for the API's paths")
+        return JSONResponse(body.model_dump(), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.get(f"{api.PREFIX}/handshake", response_model=api.Handshake,
              responses={503: {"model": api.ErrorBody}})
