@@ -283,3 +283,24 @@ class Notifications(Request):
     mail_from: str = "vmkeep@localhost"
     mail_to: list[str] = []
     webhook_url: str | None = None  # gets an HTTP POST of JSON
+
+
+class ConfigBackup(Request):
+    repository: Name
+    password: Annotated[str, Field(min_length=8)]
+
+
+class ConfigBackupDone(Wire):
+    path: str
+
+
+class ConfigRestore(Request):
+    path: Annotated[str, Field(min_length=1)]  # a backup file, or a repository folder
+    password: str
+
+
+class ConfigRestored(Wire):
+    vcenters: int
+    repositories: int
+    jobs: int
+    secrets: int

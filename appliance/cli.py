@@ -551,6 +551,29 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    cfg = sub.add_parser("config", help="back up and restore the appliance's configuration",
+                         description="Seal vCenters, repositories, jobs, settings and secrets "
+                         "with a password into a repository, and bring them back on a fresh "
+                         "appliance.", epilog=EPILOG_JOB, formatter_class=raw)
+    csub = cfg.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def cfg_secret(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--password-stdin", action="store_true",
+                       help="read the backup password from standard input")
+        g.add_argument("--password-file", metavar="FILE",
+                       help="read it from FILE (or set VMKEEP_CONFIG_PASSWORD)")
+
+    p = csub.add_parser("backup", help="write a configuration backup into a repository",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("--repo", required=True, help="the repository's name")
+    cfg_secret(p)
+    p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("--from", dest="source", required=True, metavar="PATH",
+                   help="a repository folder (its newest backup) or a backup file")
+    cfg_secret(p)
+
     hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
                         description="Find vmkeep snapshots left by crashed runs (listed first), "
                         "disks needing consolidation and orphaned snapshot files on the "
@@ -653,7 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
-        elif args.group in ("job", "session", "points", "restore", "hunter", "notify"):
+        elif args.group in ("job", "session", "points", "restore", "hunter", "notify",
+                            "config"):
             from appliance import job_cli
 
             code = job_cli.run(args)

@@ -185,6 +185,15 @@ class ApplianceClient:
         return self._call_list("GET", "/points", api.Point,
                                params={"vm": vm} if vm else None)
 
+    def config_backup(self, repository: str, password: str) -> api.ConfigBackupDone:
+        return self._call("POST", "/config/backup", api.ConfigBackupDone,
+                          json=api.ConfigBackup(repository=repository,
+                                                password=password).model_dump())
+
+    def config_restore(self, path: str, password: str) -> api.ConfigRestored:
+        return self._call("POST", "/config/restore", api.ConfigRestored,
+                          json=api.ConfigRestore(path=path, password=password).model_dump())
+
     def notifications(self) -> api.Notifications:
         return self._call("GET", "/settings/notifications", api.Notifications)
 

@@ -11,6 +11,7 @@ import sys
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.jobs.schedule import parse_period
+from appliance.password import read_password
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -201,8 +202,20 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
+    password = read_password(args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password")
+    if args.command == "backup":
+        print(client.config_backup(args.repo, password).path)
+        return 0
+    done = client.config_restore(os.path.abspath(args.source), password)
+    print(f"restored {done.vcenters} vCenter(s), {done.repositories} repositories, "
+          f"{done.jobs} job(s) and {done.secrets} secret(s)", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
-               "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify}[args.group]
+               "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify,
+               "config": cmd_config}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

@@ -46,16 +46,17 @@ def _password_from_file(name: str) -> str:
     return _first_line(text)
 
 
-def _password_from_stdin() -> str:
+def _password_from_stdin(what: str) -> str:
     if sys.stdin is None:
         raise UsageError("--password-stdin: there is no standard input; pipe the password in "
                          "or use --password-file")
     if sys.stdin.isatty():
-        return getpass.getpass("vSphere password: ", stream=sys.stderr)
+        return getpass.getpass(f"{what}: ", stream=sys.stderr)
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV) -> str:
+def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV,
+                  what: str = "vSphere password") -> str:
     """The password from exactly one of --password-stdin, --password-file, the environment."""
     env = os.environ.get(env_name)
     sources = [name for name, given in (("--password-stdin", args.password_stdin),
@@ -63,18 +64,18 @@ def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV) -> str
                                         (env_name, bool(env)))
                if given]
     if not sources:
-        raise UsageError(f"no vSphere password given; pass --password-stdin (first line of "
+        raise UsageError(f"no {what} given; pass --password-stdin (first line of "
                          f"standard input) or --password-file FILE, or set {env_name}")
     if len(sources) > 1:
-        raise UsageError(f"the vSphere password is given by both {' and '.join(sources)}; "
+        raise UsageError(f"the {what} is given by both {' and '.join(sources)}; "
                          f"use exactly one (unset {env_name} to use an option)")
     if args.password_stdin:
-        password, where = _password_from_stdin(), "standard input"
+        password, where = _password_from_stdin(what), "standard input"
     elif args.password_file is not None:
         password, where = _password_from_file(args.password_file), args.password_file
     else:
         password, where = env or "", env_name
     if not password:
-        raise UsageError(f"the vSphere password from {where} is empty; give the password as "
+        raise UsageError(f"the {what} from {where} is empty; give the password as "
                          "its first line")
     return password

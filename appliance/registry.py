@@ -5,6 +5,7 @@ connection of the appliance (one at a time: a lock serialises every use).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -390,3 +391,64 @@ class Registry:
         with self.catalog() as cat:
             cat.put_setting("notifications", value.model_dump_json())
         return value
+
+    # -- configuration backup -----------------------------------------------------------------
+
+    def config_backup(self, repository: str, password: str) -> Path:
+        """Seal the appliance's state and secrets with ``password`` into the repository."""
+        from appliance import config_backup as cb
+
+        info = self.repository(repository)
+        with self.catalog() as cat:
+            settings = {n: t for n in ("notifications",) if (t := cat.setting(n)) is not None}
+            doc = cb.state_document(cat.vcenters(), cat.repository_names(), cat.jobs(),
+                                    settings, self.secrets.all())
+        return cb.write(Path(info.location), cb.seal(doc, password))
+
+    def config_restore(self, path: str, password: str) -> dict[str, int]:
+        """Bring a configuration backup back into this (fresh) appliance: vCenters with their
+        passwords, repositories (re-indexed from their files), jobs and settings. Names that
+        exist here already are refused before anything changes."""
+        from appliance import config_backup as cb
+
+        source = cb.newest(Path(path))
+        doc = cb.unseal(source.read_bytes(), password, str(source))
+        with self.catalog() as cat:
+            clash = ([v["name"] for v in doc["vcenters"] if cat.vcenter(v["name"])]
+                     + [r["name"] for r in doc["repositories"]
+                        if cat.repository_name(r["name"])]
+                     + [j["name"] for j in doc["jobs"] if cat.job(j["name"])])
+        if clash:
+            raise ConflictError(f"this appliance has {', '.join(sorted(clash))} already; "
+                                "restore the configuration into a fresh appliance")
+        from appliance.errors import RepositoryFormatError
+        from appliance.repository.repo import Repository
+
+        missing = []
+        for r in doc["repositories"]:
+            try:
+                found = Repository.open_local(Path(r["location"]), create=False).id
+            except (NotFoundError, RepositoryFormatError):
+                found = None
+            if found != r["repo_id"]:
+                missing.append(f"{r['name']} ({r['location']})")
+        if missing:
+            raise NotFoundError(f"repositories of the backup are not where it says: "
+                                f"{', '.join(missing)}; make them reachable at those paths "
+                                "first (nothing was restored)")
+        for name, value in doc["secrets"].items():
+            self.secrets.put(name, value)
+        with self.catalog() as cat:
+            for v in doc["vcenters"]:
+                cat.add_vcenter(VCenterRow(v["name"], v["host"], int(v["port"]), v["user"],
+                                           v["fingerprint"], bool(v["insecure"]),
+                                           datetime.fromisoformat(v["added"])))
+            for name, text in doc["settings"].items():
+                cat.put_setting(name, text)
+            for j in doc["jobs"]:
+                cat.put_job(JobRow(j["name"], json.dumps(j["spec"]), bool(j["enabled"]),
+                                   datetime.fromisoformat(j["created"])))
+        for r in doc["repositories"]:
+            self.add_repository(r["name"], r["location"])
+        return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
+                "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}

@@ -98,6 +98,12 @@ class SecretStore:
                                      f"{self.root / KEY_NAME}; was the key replaced? Add the "
                                      "secret again") from None
 
+    def all(self) -> dict[str, str]:
+        """Every secret, opened (for the configuration backup, which seals them again)."""
+        with self._lock:
+            names = list(self._load())
+        return {name: self.get(name) for name in names}
+
     def delete(self, prefix: str) -> None:
         """Forget every secret whose name starts with ``prefix``."""
         with self._lock:

@@ -294,6 +294,18 @@ def create_app(state: ApplianceState) -> FastAPI:
                                  for d in disks])
                 for repo, p, disks in reg.points(vm)]
 
+    @app.post(f"{v}/config/backup", response_model=api.ConfigBackupDone, responses=ERRORS)
+    def config_backup(body: api.ConfigBackup) -> api.ConfigBackupDone:
+        """Seal vCenters, repositories, jobs, settings and secrets with the password into
+        the repository (``appliance-config/``)."""
+        return api.ConfigBackupDone(path=str(reg.config_backup(body.repository,
+                                                                body.password)))
+
+    @app.post(f"{v}/config/restore", response_model=api.ConfigRestored, responses=ERRORS)
+    def config_restore(body: api.ConfigRestore) -> api.ConfigRestored:
+        """Bring a configuration backup back into this fresh appliance."""
+        return api.ConfigRestored(**reg.config_restore(body.path, body.password))
+
     @app.get(f"{v}/settings/notifications", response_model=api.Notifications,
              responses=ERRORS)
     def get_notifications() -> api.Notifications:
