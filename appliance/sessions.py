@@ -326,8 +326,31 @@ class SessionManager:
                 if live.stop.wait(spec.retry_wait_seconds):
                     break
                 pending = failed
+            if (spec.keep_last or spec.keep_days) and not live.stop.is_set():
+                self._retention(live, spec, repo, cat)
         finally:
             cat.close()
+
+    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog) -> None:
+        """Apply the job's retention to its VMs' points (exclusive lock; plan, then
+        execute). A busy repository postpones it to the next run."""
+        from appliance.jobs.prune import execute_prune, plan_prune
+        from appliance.jobs.retention import RetentionPolicy
+        from appliance.jobs.sync import sync
+
+        policy = RetentionPolicy(keep_last=spec.keep_last, keep_days=spec.keep_days)
+        lock = repo.try_exclusive("retention")
+        if lock is None:
+            self._log(live, "info", "retention postponed: the repository is in use")
+            return
+        with lock, self.registry.catalog():
+            sync(repo, cat)
+            plan = plan_prune(repo, cat, policy, datetime.now(UTC),
+                              names={vm.name for vm in spec.vms})
+            if plan.remove_points:
+                result = execute_prune(repo, cat, plan)
+                self._log(live, "info", f"retention removed {result.points_removed} "
+                                        f"restore point(s): {', '.join(plan.remove_points)}")
 
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
                     repo: Any, cat: Catalog, options: Any, full: bool,

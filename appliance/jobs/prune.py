@@ -8,7 +8,7 @@ A crash at any step leaves every kept point restorable; the next prune finishes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,10 +57,17 @@ def choose_packs(usage: Sequence[PackUsage], compact_below: float
 
 
 def plan_prune(repo: Repository, cat: Catalog, policy: RetentionPolicy, now: datetime, *,
-               compact_below: float = DEFAULT_COMPACT_BELOW) -> PrunePlan:
+               compact_below: float = DEFAULT_COMPACT_BELOW,
+               names: Collection[str] | None = None) -> PrunePlan:
+    """``names``: apply the policy to these objects' points only (a job's VMs); the others'
+    points are kept."""
     points = cat.points(repo.id)
-    decisions = apply_policy([PointAge(p.point_id, p.object_name, p.created) for p in points],
+    mine = [p for p in points if names is None or p.object_name in names]
+    decisions = apply_policy([PointAge(p.point_id, p.object_name, p.created) for p in mine],
                              policy, now)
+    decisions += [Decision(p.point_id, p.object_name, p.created, True, ("not in scope",))
+                  for p in points if names is not None and p.object_name not in names]
+    decisions.sort(key=lambda d: (d.created, d.point_id))
     keep = [d.point_id for d in decisions if d.keep]
     delete, compact = choose_packs(cat.pack_usage(repo.id, keep), compact_below)
     return PrunePlan(tuple(decisions), tuple(delete), tuple(compact))

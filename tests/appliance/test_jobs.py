@@ -115,3 +115,29 @@ def test_a_killed_appliance_leaves_an_interrupted_session_the_next_run_repairs(
     target = lab.tmp / "after-crash.img"
     assert lab.vmkeep("restore", "disk", points[0]["id"], "--to", str(target)).code == 0
     assert target.read_bytes() == lab.content()
+
+
+def test_the_jobs_retention_keeps_its_last_points_and_no_one_elses(lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "kept", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--keep-last", "2").code == 0
+    other = lab.tmp / "other.img"
+    other.write_bytes(b"another object" * 10_000)
+    for _ in range(2):
+        assert lab.vmkeep("image", "backup", "--repo", str(lab.tmp / "repo"), "--name",
+                          "not-this-job", str(other)).code == 0
+    assert lab.vmkeep("repo", "rescan", "main").code == 0
+    sids = []
+    for n in range(3):
+        lab.write(n * 4096, f"run {n}".encode())
+        r = lab.vmkeep("job", "run", "kept", "--wait")
+        assert r.code == 0, r.err
+        sids.append(r.out.strip())
+    mine = json.loads(lab.vmkeep("points", "list", "--vm", VM, "--json").out)
+    assert len(mine) == 2
+    assert len(json.loads(lab.vmkeep("points", "list", "--vm", "not-this-job",
+                                     "--json").out)) == 2
+    log = json.loads(lab.vmkeep("session", "show", sids[-1], "--json").out)["log"]
+    assert any("retention removed 1 restore point" in x["message"] for x in log)
+    target = lab.tmp / "kept.img"
+    assert lab.vmkeep("restore", "disk", mine[-1]["id"], "--to", str(target)).code == 0
+    assert target.read_bytes() == lab.content()
