@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from appliance.errors import BadInputError, NotFoundError, UsageError
+from appliance.secret_store import write_private
 from catalog.models import JobRow, RepositoryName, VCenterRow
 
 FOLDER = "appliance-config"
@@ -92,14 +93,7 @@ def write(location: Path, data: bytes) -> Path:
     folder = location / FOLDER
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX)
-    tmp = folder / f".{path.name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    write_private(path, data)
     return path
 
 

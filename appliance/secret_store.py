@@ -29,7 +29,8 @@ STORE_NAME = "secrets.enc"
 _NONCE = 12
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) aside, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -57,7 +58,7 @@ class SecretStore:
                 key = key_path.read_bytes()
             except FileNotFoundError:
                 key = AESGCM.generate_key(bit_length=256)
-                _write_private(key_path, key)
+                write_private(key_path, key)
             if len(key) != 32:
                 raise IntegrityError(f"{key_path} is not a 32-byte key; restore it from the "
                                      "configuration backup (without it the stored passwords "
@@ -83,7 +84,7 @@ class SecretStore:
             nonce = os.urandom(_NONCE)
             sealed = nonce + self._cipher().encrypt(nonce, value.encode(), name.encode())
             doc[name] = base64.b64encode(sealed).decode()
-            _write_private(self.path, json.dumps(doc, sort_keys=True).encode())
+            write_private(self.path, json.dumps(doc, sort_keys=True).encode())
 
     def get(self, name: str) -> str:
         with self._lock:
@@ -110,4 +111,4 @@ class SecretStore:
             doc = self._load()
             kept = {k: v for k, v in doc.items() if not k.startswith(prefix)}
             if kept != doc:
-                _write_private(self.path, json.dumps(kept, sort_keys=True).encode())
+                write_private(self.path, json.dumps(kept, sort_keys=True).encode())

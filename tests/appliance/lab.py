@@ -12,17 +12,18 @@ from pathlib import Path
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, CliResult
 from tests.vcsim import Vcsim
 
 VM = "DC0_H0_VM0"
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
+def run_vmkeep(env: dict[str, str], *args: str, stdin: str = "",
+               cwd: Path = REPO_ROOT) -> CliResult:
+    """The real CLI in a subprocess, as an admin runs it, with ``env``."""
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=cwd, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=300)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 @dataclass
@@ -32,11 +33,8 @@ class Lab:
     sim: Vcsim
     tmp: Path
 
-    def vmkeep(self, *args: str, stdin: str = "") -> Run:
-        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
-                              env=self.env, input=stdin, capture_output=True, text=True,
-                              timeout=300)
-        return Run(proc.returncode, proc.stdout, proc.stderr)
+    def vmkeep(self, *args: str, stdin: str = "") -> CliResult:
+        return run_vmkeep(self.env, *args, stdin=stdin)
 
     def flat(self) -> Path:
         with connect(self.sim.host, self.sim.port, self.sim.user, self.sim.password,

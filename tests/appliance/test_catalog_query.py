@@ -9,15 +9,14 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, make_image
+from tests.appliance.lab import run_vmkeep
+from tests.helpers import CliResult, make_image
 
 REFUSED = {
     "insert": "INSERT INTO vcenters VALUES ('x', 'h', 1, 'u', NULL, true, now())",
@@ -46,21 +45,12 @@ REFUSED = {
 
 
 @dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Appliance:
     home: Path
     env: dict[str, str]
 
-    def vmkeep(self, *args: str) -> Run:
-        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
-                              env=self.env, capture_output=True, text=True, timeout=180)
-        return Run(proc.returncode, proc.stdout, proc.stderr)
+    def vmkeep(self, *args: str) -> CliResult:
+        return run_vmkeep(self.env, *args)
 
     def catalog_digest(self) -> str:
         h = hashlib.sha256()

@@ -21,7 +21,8 @@ import pytest
 from appliance.client import ApplianceClient
 from appliance.daemon import process_alive
 from appliance.errors import ApplianceNotRunningError
-from tests.helpers import REPO_ROOT
+from tests.appliance.lab import run_vmkeep
+from tests.helpers import REPO_ROOT, CliResult
 
 VMKEEP = [sys.executable, "-m", "appliance.cli"]
 NOBODY = 65534
@@ -48,13 +49,6 @@ print("reply:", repr(data[:40]))
 
 
 @dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Appliance:
     home: Path
     env: dict[str, str]
@@ -63,10 +57,8 @@ class Appliance:
     def socket(self) -> Path:
         return Path(self.env.get("VMKEEP_SOCKET") or self.home / "appliance.sock")
 
-    def cli(self, *args: str) -> Run:
-        proc = subprocess.run([*VMKEEP, "appliance", *args], cwd=REPO_ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=120)
-        return Run(proc.returncode, proc.stdout, proc.stderr)
+    def cli(self, *args: str) -> CliResult:
+        return run_vmkeep(self.env, "appliance", *args)
 
     def pid(self) -> int:
         with ApplianceClient(self.socket) as client:

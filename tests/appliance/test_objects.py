@@ -6,38 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, make_image
+from tests.appliance.lab import run_vmkeep
+from tests.helpers import REPO_ROOT, CliResult, make_image
 from tests.vcsim import Vcsim, start_vcsim
 
 SECRET = "vmkeep-unique-secret-7f3a9c"  # vcsim's password for these tests
 
 
 @dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Setup:
     home: Path
     env: dict[str, str]
-    runs: list[Run]
+    runs: list[CliResult]
 
-    def vmkeep(self, *args: str, stdin: str = "", cwd: Path = REPO_ROOT) -> Run:
-        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=cwd,
-                              env=self.env, input=stdin, capture_output=True, text=True,
-                              timeout=180)
-        r = Run(proc.returncode, proc.stdout, proc.stderr)
+    def vmkeep(self, *args: str, stdin: str = "", cwd: Path = REPO_ROOT) -> CliResult:
+        r = run_vmkeep(self.env, *args, stdin=stdin, cwd=cwd)
         self.runs.append(r)
         return r
 
@@ -67,7 +56,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         s.vmkeep("appliance", "stop")
 
 
-def one_error(r: Run, code: int) -> str:
+def one_error(r: CliResult, code: int) -> str:
     assert r.code == code, (r.code, r.out, r.err)
     lines = r.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("vmkeep: error: "), r.err
@@ -163,7 +152,5 @@ def test_repositories_are_created_imported_rescanned_and_kept(setup: Setup,
 def test_commands_without_an_appliance_say_how_to_start_it(tmp_path: Path) -> None:
     env = {**os.environ, "VMKEEP_HOME": str(tmp_path / "nohome")}
     env.pop("VMKEEP_SOCKET", None)
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "repo", "list"],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
-    line = one_error(Run(proc.returncode, proc.stdout, proc.stderr), 13)
+    line = one_error(run_vmkeep(env, "repo", "list"), 13)
     assert "vmkeep appliance start" in line
