@@ -304,3 +304,57 @@ class ConfigRestored(Wire):
     repositories: int
     jobs: int
     secrets: int
+
+
+class InventoryDisk(Wire):
+    index: int
+    capacity_bytes: int
+    file_name: str
+    backing_type: str
+
+
+class InventoryVm(Wire):
+    vcenter: str
+    datacenter: str
+    host: str
+    name: str
+    instance_uuid: str
+    power_state: str
+    cbt_enabled: bool
+    snapshots: list[str]
+    consolidation_needed: bool
+    disks: list[InventoryDisk]
+    jobs: list[str]  # jobs that protect it
+    last_point: str | None  # its newest restore point
+
+
+class VerifyRequest(Request):
+    repository: Name
+    point: str | None = None
+
+
+class VerifyAnswer(Wire):
+    ok: bool
+    damage: list[str]  # "<file>: <problem>; affects <points>"
+    summary: str
+
+
+class PruneRequest(Request):
+    repository: Name
+    keep_last: int | None = None
+    keep_days: float | None = None
+    dry_run: bool = False
+
+
+class PruneAnswer(Wire):
+    lines: list[str]  # each point's fate with the reason, then what was freed
+    removed: list[str]
+
+
+class VmRestore(Request):
+    point: str
+    name: str | None = None  # a new VM with this name; None: over the original
+    confirm: bool = False  # over the original: required
+    datastore: str | None = None
+    host: str | None = None
+    power_on: bool = False

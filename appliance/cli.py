@@ -531,6 +531,21 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--vm", help="only this VM's points")
     p.add_argument("--json", action="store_true", help="print a JSON list")
 
+    ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    ip.add_argument("--vcenter", help="only this vCenter")
+    ip.add_argument("--json", action="store_true", help="print a JSON list")
+    vp = sub.add_parser("verify", help="health check of a repository or a point",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    vp.add_argument("--repo", required=True, help="the repository's name")
+    vp.add_argument("point", metavar="POINT_ID", nargs="?")
+    pp2 = sub.add_parser("prune", help="retention over a whole repository",
+                         epilog=EPILOG_JOB, formatter_class=raw)
+    pp2.add_argument("--repo", required=True, help="the repository's name")
+    pp2.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest per VM")
+    pp2.add_argument("--keep-days", type=float, metavar="D", help="keep points younger than D")
+    pp2.add_argument("--dry-run", action="store_true", help="say what would go")
+
     np_ = sub.add_parser("notify", help="e-mail and webhook notifications",
                          description="Where the appliance reports sessions that end.",
                          epilog=EPILOG_JOB, formatter_class=raw)
@@ -587,6 +602,17 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
                         formatter_class=raw)
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = rsub.add_parser("vm", help="an entire VM: to a new VM or over the original",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
+    where.add_argument("--original", action="store_true",
+                       help="overwrite the VM the point was taken of (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="--original: the disks are overwritten")
+    p.add_argument("--datastore", help="new VM: its datastore")
+    p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
+    p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
@@ -677,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             code = catalog_cli.run(args)
         elif args.group in ("job", "session", "points", "restore", "hunter", "notify",
-                            "config"):
+                            "config", "inventory", "verify", "prune"):
             from appliance import job_cli
 
             code = job_cli.run(args)

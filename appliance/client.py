@@ -207,6 +207,21 @@ class ApplianceClient:
                                include_foreign=include_foreign)
         return self._call_list("POST", "/hunter", api.HuntReport, json=body.model_dump())
 
+    def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
+        return self._call_list("GET", "/inventory", api.InventoryVm,
+                               params={"vcenter": vcenter} if vcenter else None)
+
+    def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
+        return self._call("POST", "/verify", api.VerifyAnswer,
+                          json=api.VerifyRequest(repository=repository,
+                                                 point=point).model_dump())
+
+    def prune(self, request: api.PruneRequest) -> api.PruneAnswer:
+        return self._call("POST", "/prune", api.PruneAnswer, json=request.model_dump())
+
+    def restore_vm(self, request: api.VmRestore) -> api.Done:
+        return self._call("POST", "/restore/vm", api.Done, json=request.model_dump())
+
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
         return self._call("POST", "/restore/disk", api.Done,
                           json=api.DiskRestore(point=point, disk=disk, to=to).model_dump())

@@ -173,8 +173,41 @@ def cmd_points(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.restore_disk(args.point, args.disk, os.path.abspath(args.to)).message,
-          file=sys.stderr)
+    if args.command == "vm":
+        done = client.restore_vm(api.VmRestore(
+            point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
+            host=args.target_host, power_on=args.power_on))
+    else:
+        done = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
+    print(done.message, file=sys.stderr)
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
+    vms = client.inventory(args.vcenter)
+    if args.json:
+        print(_dump([v.model_dump(mode="json") for v in vms]))
+        return 0
+    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT"),
+                 [(v.vcenter, v.name, v.power_state.removeprefix("powered").lower(),
+                   "on" if v.cbt_enabled else "off", len(v.snapshots),
+                   ",".join(v.jobs) or "-", v.last_point or "-") for v in vms]))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, client: ApplianceClient) -> int:
+    answer = client.verify(args.repo, args.point)
+    for line in answer.damage:
+        print(f"DAMAGED {line}")
+    print(("ok: " if answer.ok else "damage found: ") + answer.summary)
+    return 0 if answer.ok else 1
+
+
+def cmd_prune(args: argparse.Namespace, client: ApplianceClient) -> int:
+    answer = client.prune(api.PruneRequest(repository=args.repo, keep_last=args.keep_last,
+                                           keep_days=args.keep_days, dry_run=args.dry_run))
+    for line in answer.lines:
+        print(line)
     return 0
 
 
@@ -216,6 +249,7 @@ def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
 def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
                "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify,
-               "config": cmd_config}[args.group]
+               "config": cmd_config, "inventory": cmd_inventory, "verify": cmd_verify,
+               "prune": cmd_prune}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

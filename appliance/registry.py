@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from appliance import api
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
@@ -452,3 +453,135 @@ class Registry:
             self.add_repository(r["name"], r["location"])
         return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
                 "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
+
+    # -- inventory, verify, prune, VM restore -------------------------------------------------
+
+    def _session(self, name: str) -> Any:
+        from appliance.vsphere.session import connect
+
+        vc = self.vcenter(name)
+        return connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
+                       fingerprint=vc.fingerprint, insecure=vc.insecure)
+
+    def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
+        from appliance.vsphere.inventory import list_vms
+
+        jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in self.jobs()]
+        with self.catalog() as cat:
+            newest = {p.object_name: p.point_id for p in cat.points()}  # oldest first
+        out = []
+        for vc in [self.vcenter(vcenter)] if vcenter else self.vcenters():
+            with self._session(vc.name) as session:
+                for vm in list_vms(session):
+                    out.append(api.InventoryVm(
+                        vcenter=vc.name, datacenter=vm.datacenter, host=vm.host,
+                        name=vm.name, instance_uuid=vm.instance_uuid,
+                        power_state=vm.power_state, cbt_enabled=vm.cbt_enabled,
+                        snapshots=[s.name for s in vm.snapshots],
+                        consolidation_needed=vm.consolidation_needed,
+                        disks=[api.InventoryDisk(index=d.index, capacity_bytes=d.capacity_bytes,
+                                                 file_name=d.file_name,
+                                                 backing_type=d.backing_type)
+                               for d in vm.disks],
+                        jobs=[j.name for j in jobs if j.vcenter == vc.name and any(
+                            v.instance_uuid == vm.instance_uuid for v in j.vms)],
+                        last_point=newest.get(vm.name)))
+        return out
+
+    def _repo(self, name: str) -> Any:
+        from appliance.repository.repo import Repository
+
+        return Repository.open_local(Path(self.repository(name).location), create=False)
+
+    def verify(self, repository: str, point: str | None) -> api.VerifyAnswer:
+        from appliance.jobs.sync import sync
+        from appliance.jobs.verify import verify_point, verify_repository
+        from appliance.progress import human_bytes
+
+        repo = self._repo(repository)
+        with self.catalog() as cat:
+            child = cat.cursor()
+        try:
+            with repo.lock(exclusive=False, operation="verify"):
+                with self.catalog():
+                    sync(repo, child)
+                report = (verify_point(repo, child, point) if point
+                          else verify_repository(repo, child))
+        finally:
+            child.close()
+        summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
+                   f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
+        return api.VerifyAnswer(
+            ok=report.ok, summary=summary,
+            damage=[f"{d.file}: {d.problem}; affects "
+                    f"{', '.join(d.points) if d.points else 'no restore point'}"
+                    for d in report.damage])
+
+    def prune(self, req: api.PruneRequest) -> api.PruneAnswer:
+        from appliance.jobs.prune import execute_prune, plan_prune
+        from appliance.jobs.retention import RetentionPolicy
+        from appliance.jobs.sync import sync
+
+        policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
+        repo = self._repo(req.repository)
+        with repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
+            sync(repo, cat)
+            plan = plan_prune(repo, cat, policy, datetime.now(UTC))
+            lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
+                     f"{'; '.join(d.reasons) or 'no rule keeps it'}" for d in plan.decisions]
+            if req.dry_run or not plan.remove_points:
+                return api.PruneAnswer(lines=[*lines, "nothing was changed"
+                                              if req.dry_run else "nothing to remove"],
+                                       removed=[])
+            result = execute_prune(repo, cat, plan)
+        return api.PruneAnswer(lines=[*lines, f"removed {result.points_removed} points"],
+                               removed=list(plan.remove_points))
+
+    def restore_vm(self, req: api.VmRestore) -> str:
+        """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
+        from appliance.jobs import vm_restore
+        from appliance.jobs.sync import sync
+
+        with self.catalog() as cat:
+            row = cat.point(req.point)
+            names = {r.repo_id: r for r in cat.repository_names()}
+        if row is None or row.repo_id not in names:
+            raise NotFoundError(f"no restore point {req.point!r} in the appliance's "
+                                "repositories; `vmkeep points list` shows them")
+        jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in self.jobs()]
+        vcenter = next((j.vcenter for j in jobs if any(v.name == row.object_name
+                                                         for v in j.vms)), None)
+        if vcenter is None:
+            vcs = self.vcenters()
+            if len(vcs) != 1:
+                raise UsageError(f"no job names VM {row.object_name!r}, so which vCenter to "
+                                 "restore to is unknown; keep exactly one vCenter, or restore "
+                                 "with `vmkeep vsphere restore-vm`")
+            vcenter = vcs[0].name
+        repo = self._repo(names[row.repo_id].name)
+        with self.catalog() as cat:
+            child = cat.cursor()
+        log: list[str] = []
+        try:
+            with self._session(vcenter) as session, \
+                    repo.lock(exclusive=False, operation="restore"):
+                with self.catalog():
+                    sync(repo, child)
+                if req.name:
+                    r = vm_restore.restore_new_vm(
+                        session, repo, child, req.point, req.name, datastore=req.datastore,
+                        host=req.host, power_on=req.power_on,
+                        log=lambda lvl, m: log.append(m))
+                else:
+                    plan = vm_restore.plan_restore_original(session, repo, child, req.point)
+                    if not req.confirm:
+                        raise UsageError("restoring over the original VM overwrites its disks: "
+                                         + " / ".join(plan.describe())
+                                         + " — confirm it (--yes)")
+                    r = vm_restore.restore_original_vm(session, repo, child, plan,
+                                                       confirm=True, power_on=req.power_on,
+                                                       log=lambda lvl, m: log.append(m))
+        finally:
+            child.close()
+        return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
+                f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")

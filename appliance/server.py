@@ -325,6 +325,27 @@ def create_app(state: ApplianceState) -> FastAPI:
                 for name, lines in reg.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
                                             include_foreign=body.include_foreign)]
 
+    @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
+    def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
+        """Every VM of one vCenter or all, with its state, the jobs that protect it and its
+        newest restore point."""
+        return reg.inventory(vcenter)
+
+    @app.post(f"{v}/verify", response_model=api.VerifyAnswer, responses=ERRORS)
+    def verify(body: api.VerifyRequest) -> api.VerifyAnswer:
+        """Health check of a repository, or of one point."""
+        return reg.verify(body.repository, body.point)
+
+    @app.post(f"{v}/prune", response_model=api.PruneAnswer, responses=ERRORS)
+    def prune(body: api.PruneRequest) -> api.PruneAnswer:
+        """Retention over a whole repository (plan; with ``dry_run`` nothing changes)."""
+        return reg.prune(body)
+
+    @app.post(f"{v}/restore/vm", response_model=api.Done, responses=ERRORS)
+    def restore_vm(body: api.VmRestore) -> api.Done:
+        """An entire VM: to a new VM (``name``) or over the original (``confirm``)."""
+        return api.Done(message=reg.restore_vm(body))
+
     @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
     def restore_disk(body: api.DiskRestore) -> api.Done:
         """Write a disk of a point to a new raw image file on the appliance's machine."""

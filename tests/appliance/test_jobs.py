@@ -141,3 +141,36 @@ def test_the_jobs_retention_keeps_its_last_points_and_no_one_elses(lab: Lab) -> 
     target = lab.tmp / "kept.img"
     assert lab.vmkeep("restore", "disk", mine[-1]["id"], "--to", str(target)).code == 0
     assert target.read_bytes() == lab.content()
+
+
+def test_inventory_verify_prune_and_an_entire_vm_restore(lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt").code == 0
+    for n in range(2):
+        lab.write(n * 8192, b"run %d" % n)
+        assert lab.vmkeep("job", "run", "nightly", "--wait").code == 0
+    want = lab.content()
+    inv = {v["name"]: v for v in json.loads(lab.vmkeep("inventory", "--json").out)}
+    assert inv[VM]["jobs"] == ["nightly"] and inv[VM]["cbt_enabled"]
+    assert inv[VM]["last_point"] and inv["DC0_H0_VM1"]["jobs"] == []
+
+    r = lab.vmkeep("verify", "--repo", "main")
+    assert r.code == 0 and r.out.startswith("ok: checked 2 points"), r.out
+    r = lab.vmkeep("prune", "--repo", "main", "--keep-last", "1", "--dry-run")
+    assert r.code == 0 and "remove " in r.out and r.out.strip().endswith("nothing was changed")
+    assert len(json.loads(lab.vmkeep("points", "list", "--json").out)) == 2
+    assert lab.vmkeep("prune", "--repo", "main", "--keep-last", "1").code == 0
+    points = json.loads(lab.vmkeep("points", "list", "--json").out)
+    assert len(points) == 1
+
+    r = lab.vmkeep("restore", "vm", points[0]["id"], "--name", "copy")
+    assert r.code == 0 and "to VM 'copy'" in r.err, r.err
+    inv = {v["name"]: v for v in json.loads(lab.vmkeep("inventory", "--json").out)}
+    assert [d["capacity_bytes"] for d in inv["copy"]["disks"]] == \
+        [d["capacity_bytes"] for d in inv[VM]["disks"]]
+    r = lab.vmkeep("restore", "vm", points[0]["id"], "--original")
+    assert r.code == 2 and "--yes" in r.err
+    lab.write(0, b"damage" * 100)
+    r = lab.vmkeep("restore", "vm", points[0]["id"], "--original", "--yes")
+    assert r.code == 0, r.err
+    assert lab.content() == want  # the newest point, the one prune kept
