@@ -164,6 +164,24 @@ class JobCreate(Request):
     notify_to: list[str] = []  # e-mail addresses besides the global ones
 
 
+class JobEdit(Request):
+    """What ``PATCH /v1/jobs/{name}`` may change; fields left out stay."""
+
+    vms: list[str] | None = None
+    repository: Name | None = None
+    block_size: str | None = None
+    compression: str | None = None
+    enable_cbt: bool | None = None
+    quiesce: bool | None = None
+    sample_blocks: int | None = None
+    keep_last: int | None = None
+    keep_days: float | None = None
+    schedule: ScheduleSpec | None = None
+    retries: int | None = None
+    retry_wait_seconds: float | None = None
+    notify_to: list[str] | None = None
+
+
 class JobSpec(Wire):
     """A job as stored: what (VMs by instance UUID), where, how."""
 

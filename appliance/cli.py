@@ -448,6 +448,26 @@ EPILOG_JOB = """examples:
 """
 
 
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    when = p.add_argument_group("schedule (one of --daily, --monthly, --every, --after)")
+    kind = when.add_mutually_exclusive_group()
+    kind.add_argument("--daily", metavar="HH:MM", help="every day at this time (see --days)")
+    kind.add_argument("--monthly", metavar="HH:MM",
+                      help="monthly at this time, with --day N or --nth … --weekday …")
+    kind.add_argument("--every", metavar="PERIOD", help="periodically: 90s, 30m, 2h")
+    kind.add_argument("--after", metavar="JOB", help="when that job's session ends (chained)")
+    when.add_argument("--days", metavar="DAYS", help="with --daily: weekdays, or mon,wed,fri")
+    when.add_argument("--day", type=int, metavar="N", help="with --monthly: day of month, "
+                      "-1 = the last")
+    when.add_argument("--nth", choices=("first", "second", "third", "fourth", "last"),
+                      help="with --monthly and --weekday: which one in the month")
+    when.add_argument("--weekday", metavar="DAY", help="with --nth: mon … sun")
+    when.add_argument("--tz", default="UTC", help="IANA time zone of the times (default UTC)")
+    when.add_argument("--window", action="append", default=[], metavar="HH:MM-HH:MM",
+                      help="backup window: when scheduled runs may run (repeatable); a run "
+                      "still going when it closes stops cleanly")
+
+
 def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     jp = sub.add_parser("job", help="backup jobs: what, where, how", epilog=EPILOG_JOB,
@@ -470,29 +490,25 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--quiesce", action="store_true", help="quiesced snapshots (VMware Tools)")
     p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
-    when = p.add_argument_group("schedule (one of --daily, --monthly, --every, --after)")
-    kind = when.add_mutually_exclusive_group()
-    kind.add_argument("--daily", metavar="HH:MM", help="every day at this time (see --days)")
-    kind.add_argument("--monthly", metavar="HH:MM",
-                      help="monthly at this time, with --day N or --nth … --weekday …")
-    kind.add_argument("--every", metavar="PERIOD", help="periodically: 90s, 30m, 2h")
-    kind.add_argument("--after", metavar="JOB", help="when that job's session ends (chained)")
-    when.add_argument("--days", metavar="DAYS", help="with --daily: weekdays, or mon,wed,fri")
-    when.add_argument("--day", type=int, metavar="N", help="with --monthly: day of month, "
-                      "-1 = the last")
-    when.add_argument("--nth", choices=("first", "second", "third", "fourth", "last"),
-                      help="with --monthly and --weekday: which one in the month")
-    when.add_argument("--weekday", metavar="DAY", help="with --nth: mon … sun")
-    when.add_argument("--tz", default="UTC", help="IANA time zone of the times (default UTC)")
-    when.add_argument("--window", action="append", default=[], metavar="HH:MM-HH:MM",
-                      help="backup window: when scheduled runs may run (repeatable); a run "
-                      "still going when it closes stops cleanly")
+    _add_schedule_options(p)
     p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
                    help="also e-mail this address about this job (repeatable)")
     p.add_argument("--retries", type=int, default=3, metavar="N",
                    help="retry failed VMs N times (default 3)")
     p.add_argument("--retry-wait", default="10m", metavar="PERIOD",
                    help="between retries: 90s, 10m, 1h (default 10m)")
+    p = jsub.add_parser("edit", help="change a job (what is given; the rest stays)",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--vm", action="append", metavar="VM",
+                   help="the job's VMs from now on (repeat for more)")
+    p.add_argument("--repo", help="another repository (its next run is a full read there)")
+    p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
+    p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
+    p.add_argument("--retries", type=int, metavar="N", help="retry failed VMs N times")
+    p.add_argument("--retry-wait", metavar="PERIOD", help="between retries: 90s, 10m, 1h")
+    p.add_argument("--no-schedule", action="store_true", help="run only when asked")
+    _add_schedule_options(p)
     for name, text in (("list", "list the jobs"), ("show", "show one job")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
         if name == "show":

@@ -159,6 +159,10 @@ class ApplianceClient:
     def create_job(self, spec: api.JobCreate) -> api.Job:
         return self._call("POST", "/jobs", api.Job, json=spec.model_dump())
 
+    def edit_job(self, name: str, changes: api.JobEdit) -> api.Job:
+        return self._call("PATCH", f"/jobs/{_seg(name)}", api.Job,
+                          json=changes.model_dump(exclude_unset=True))
+
     def delete_job(self, name: str) -> api.Done:
         return self._call("DELETE", f"/jobs/{_seg(name)}", api.Done)
 

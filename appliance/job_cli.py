@@ -10,6 +10,7 @@ import sys
 
 from appliance import api
 from appliance.client import ApplianceClient
+from appliance.errors import UsageError
 from appliance.jobs.schedule import parse_period
 from appliance.password import read_password
 from appliance.progress import human_bytes
@@ -46,6 +47,22 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
         vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
         print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")
+        return 0
+    if c == "edit":
+        changes: dict[str, object] = {}
+        for key, value in (("vms", args.vm), ("repository", args.repo),
+                           ("keep_last", args.keep_last), ("keep_days", args.keep_days),
+                           ("retries", args.retries)):
+            if value is not None:
+                changes[key] = value
+        if args.retry_wait is not None:
+            changes["retry_wait_seconds"] = parse_period(args.retry_wait).total_seconds()
+        if args.no_schedule or args.daily or args.monthly or args.every or args.after:
+            changes["schedule"] = schedule_spec(args)
+        if not changes:
+            raise UsageError("nothing to change: give an option such as --vm or --daily")
+        job = client.edit_job(args.name, api.JobEdit.model_validate(changes))
+        print(f"job {job.spec.name!r} changed", file=sys.stderr)
         return 0
     if c == "list":
         jobs = client.jobs()

@@ -249,8 +249,9 @@ class Registry:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def add_job(self, spec: api.JobCreate) -> JobRow:
-        """Check the job's names, resolve its VMs to instance UUIDs, keep it (enabled)."""
+    def add_job(self, spec: api.JobCreate, *, replacing: JobRow | None = None) -> JobRow:
+        """Check the job's names, resolve its VMs to instance UUIDs, keep it (enabled; or, when
+        ``replacing`` an existing job, with that one's state and creation time)."""
         from appliance.jobs.backup import block_size_named
         from appliance.repository import codec
         from appliance.vsphere.inventory import find_vm
@@ -271,7 +272,7 @@ class Registry:
         if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
             raise UsageError("retries must be 0 … 100 and the wait between them not negative")
         with self.catalog() as cat:
-            if cat.job(name) is not None:
+            if replacing is None and cat.job(name) is not None:
                 raise ConflictError(f"a job named {name!r} exists already; choose another "
                                     "name")
         self.repository(spec.repository)
@@ -287,10 +288,21 @@ class Registry:
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
             notify_to=spec.notify_to)
-        row = JobRow(name, stored.model_dump_json(), True, datetime.now(UTC))
+        row = JobRow(name, stored.model_dump_json(),
+                     replacing.enabled if replacing else True,
+                     replacing.created if replacing else datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)
         return row
+
+    def edit_job(self, name: str, changes: api.JobEdit) -> JobRow:
+        """Change what is given; the rest stays. VMs given again are resolved again."""
+        row = self.job(name)
+        old = api.JobSpec.model_validate_json(row.spec_json)
+        merged = old.model_dump(exclude={"vms"})
+        merged["vms"] = [v.instance_uuid for v in old.vms]
+        merged.update(changes.model_dump(exclude_unset=True))
+        return self.add_job(api.JobCreate.model_validate(merged), replacing=row)
 
     def jobs(self) -> list[JobRow]:
         with self.catalog() as cat:

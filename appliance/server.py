@@ -245,6 +245,11 @@ def create_app(state: ApplianceState) -> FastAPI:
     def get_job(name: str) -> api.Job:
         return job_view(name)
 
+    @app.patch(f"{v}/jobs/{{name}}", response_model=api.Job, responses=ERRORS)
+    def edit_job(name: str, body: api.JobEdit) -> api.Job:
+        """Change what the body gives; VMs given are resolved again."""
+        return job_view(reg.edit_job(name, body).name)
+
     @app.delete(f"{v}/jobs/{{name}}", response_model=api.Done, responses=ERRORS)
     def delete_job(name: str) -> api.Done:
         reg.remove_job(name)

@@ -174,3 +174,21 @@ def test_inventory_verify_prune_and_an_entire_vm_restore(lab: Lab) -> None:
     r = lab.vmkeep("restore", "vm", points[0]["id"], "--original", "--yes")
     assert r.code == 0, r.err
     assert lab.content() == want  # the newest point, the one prune kept
+
+
+def test_job_edit_changes_what_is_given_and_keeps_the_rest(lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--keep-last", "7").code == 0
+    assert lab.vmkeep("job", "disable", "nightly").code == 0
+    r = lab.vmkeep("job", "edit", "nightly", "--daily", "23:30", "--days", "weekdays",
+                   "--vm", "DC0_H0_VM1", "--vm", VM)
+    assert r.code == 0, r.err
+    job = json.loads(lab.vmkeep("job", "show", "nightly", "--json").out)
+    spec = job["spec"]
+    assert [v["name"] for v in spec["vms"]] == ["DC0_H0_VM1", VM]
+    assert spec["schedule"]["kind"] == "daily" and spec["schedule"]["at"] == "23:30"
+    assert spec["keep_last"] == 7 and spec["enable_cbt"] is True  # kept
+    assert job["enabled"] is False  # kept
+    assert lab.vmkeep("job", "edit", "nightly", "--vm", "no-such-vm").code == 3
+    r = lab.vmkeep("job", "edit", "nightly")
+    assert r.code == 2 and "nothing to change" in r.err
