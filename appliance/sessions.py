@@ -11,6 +11,7 @@ written to the catalog in batches: the log at once, progress at most once a seco
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -35,6 +36,24 @@ class SessionStopped(VmkeepError):
     """The session was asked to stop."""
 
     code = "stopped"
+
+
+def space_verdict(free: int, total: int, need: int) -> tuple[str, str] | None:
+    """Whether a repository with ``free`` of ``total`` bytes has room for a run expected to
+    store ``need`` bytes (pure): ("error", why) stops the session, ("warning", why) goes on,
+    None is fine. ``need`` is what the VMs' last full points stored (0 for new VMs)."""
+    gib = 1 << 30
+    if need and free < need:
+        return ("error", f"the repository has {free / gib:.1f} GiB free, and the last full "
+                         f"backups of these VMs stored {need / gib:.1f} GiB: free space (prune "
+                         "old points) or choose another repository")
+    if total and free < total // 20:
+        return ("warning", f"the repository is {100 - 100 * free // total}% full "
+                           f"({free / gib:.1f} GiB free)")
+    if need and free < 2 * need:
+        return ("warning", f"the repository has {free / gib:.1f} GiB free, less than twice what "
+                           f"the last full backups of these VMs stored ({need / gib:.1f} GiB)")
+    return None
 
 
 def worst(results: list[str | None]) -> str:
@@ -297,6 +316,15 @@ class SessionManager:
             # uses) goes before anything new is written.
             sync(repo, cat)
             cleanup(repo, cat)
+            need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
+                             if p.kind == "full"), 0) for vm in spec.vms)
+        fs = os.statvfs(info.location)
+        verdict = space_verdict(fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize, need)
+        if verdict is not None:
+            self._log(live, verdict[0], verdict[1])
+            if verdict[0] == "error":
+                cat.close()
+                raise VmkeepError(verdict[1])
         schedule = schedule_of(spec.schedule)
         try:
             pending = list(spec.vms)

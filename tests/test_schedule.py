@@ -125,3 +125,19 @@ def test_parsers() -> None:
     assert parse_days("weekdays") == (0, 1, 2, 3, 4)
     assert parse_days("fri,mon") == (0, 4)
     assert parse_window("22:00-06:00") == (time(22, 0), time(6, 0))
+
+
+@pytest.mark.parametrize(("free", "total", "need", "level"), [
+    (100 << 30, 200 << 30, 10 << 30, None),
+    (5 << 30, 200 << 30, 10 << 30, "error"),      # less than the last fulls stored
+    (15 << 30, 1000 << 30, 10 << 30, "warning"),  # less than twice
+    (4 << 30, 100 << 30, 0, "warning"),           # 96 % full
+    (50 << 30, 100 << 30, 0, None),               # new VMs, plenty of room
+])
+def test_free_space_before_a_job(free: int, total: int, need: int, level: str | None) -> None:
+    from appliance.sessions import space_verdict
+
+    got = space_verdict(free, total, need)
+    assert (got[0] if got else None) == level
+    if got:
+        assert "GiB" in got[1]
