@@ -162,6 +162,8 @@ class JobCreate(Request):
     retries: int = 3  # failed VMs only
     retry_wait_seconds: float = 600.0
     notify_to: list[str] = []  # e-mail addresses besides the global ones
+    exclude_disks: list[str] = []  # "N" (every VM's disk N) or "VM:N"
+    active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
 
 
 class JobEdit(Request):
@@ -180,6 +182,8 @@ class JobEdit(Request):
     retries: int | None = None
     retry_wait_seconds: float | None = None
     notify_to: list[str] | None = None
+    exclude_disks: list[str] | None = None
+    active_full: str | None = None
 
 
 class JobSpec(Wire):
@@ -200,6 +204,8 @@ class JobSpec(Wire):
     retries: int = 3
     retry_wait_seconds: float = 600.0
     notify_to: list[str] = []
+    exclude_disks: list[str] = []
+    active_full: str | None = None
 
 
 class SessionSummary(Wire):

@@ -491,6 +491,10 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
     _add_schedule_options(p)
+    p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
+                   help="leave out disk N of every VM, or of one VM (repeatable)")
+    p.add_argument("--active-full", metavar="DAY",
+                   help="read everything on this day: a weekday (sat) or a day of the month")
     p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
                    help="also e-mail this address about this job (repeatable)")
     p.add_argument("--retries", type=int, default=3, metavar="N",

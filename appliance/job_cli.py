@@ -43,7 +43,8 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
             keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
             retry_wait_seconds=parse_period(args.retry_wait).total_seconds(),
-            notify_to=list(args.notify)))
+            notify_to=list(args.notify), exclude_disks=list(args.exclude_disk),
+            active_full=args.active_full))
         vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
         print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")

@@ -19,6 +19,8 @@ from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepErr
 from appliance.home import Home
 from appliance.jobs.schedule import (
     Schedule,
+    active_full_due,
+    excluded_disks,
     parse_days,
     parse_period,
     parse_time,
@@ -267,6 +269,8 @@ class Registry:
         if spec.keep_days is not None and spec.keep_days <= 0:
             raise UsageError(f"--keep-days must be more than 0, not {spec.keep_days:g}")
         schedule_of(spec.schedule)  # a bad schedule fails before anything is stored
+        excluded_disks(spec.exclude_disks, "")
+        active_full_due(spec.active_full, spec.schedule.tz, datetime.now(UTC), None)
         if spec.schedule.kind == "after" and spec.schedule.after == name:
             raise UsageError(f"job {name!r} cannot run after itself")
         if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
@@ -287,7 +291,8 @@ class Registry:
             enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
-            notify_to=spec.notify_to)
+            notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
+            active_full=spec.active_full)
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))

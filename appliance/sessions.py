@@ -23,7 +23,7 @@ from typing import Any
 
 from appliance import api
 from appliance.errors import NotFoundError, VmkeepError
-from appliance.jobs.schedule import Schedule, in_window
+from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
 from appliance.registry import ConflictError, Registry, schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
 from catalog.store import Catalog
@@ -414,10 +414,20 @@ class SessionManager:
             with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
                 with reg.catalog():
                     sync(repo, cat)
+                    fulls = [p.created for p in cat.points(repo.id, vm.name)
+                             if p.kind == "full"]
+                vm_full = full or active_full_due(spec.active_full, spec.schedule.tz,
+                                                  datetime.now(UTC),
+                                                  fulls[-1] if fulls else None)
+                if vm_full and not full:
+                    log("info", f"active full: today is the job's active-full day "
+                                f"({spec.active_full})")
                 result = backup_vm(session, repo, cat, vm.instance_uuid, options,
                                    enable_cbt_consent=spec.enable_cbt,
                                    sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
-                                   force_full=full, log=log, progress=progress)
+                                   force_full=vm_full,
+                                   exclude=excluded_disks(spec.exclude_disks, vm.name),
+                                   log=log, progress=progress)
             task.result, task.point_id = result.status, result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read

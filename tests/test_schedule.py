@@ -141,3 +141,30 @@ def test_free_space_before_a_job(free: int, total: int, need: int, level: str | 
     assert (got[0] if got else None) == level
     if got:
         assert "GiB" in got[1]
+
+
+def test_excluded_disks() -> None:
+    from appliance.jobs.schedule import excluded_disks
+
+    assert excluded_disks(["1", "db01:2"], "db01") == {1, 2}
+    assert excluded_disks(["1", "db01:2"], "web01") == {1}
+    with pytest.raises(UsageError):
+        excluded_disks(["db01:x"], "db01")
+
+
+@pytest.mark.parametrize(("rule", "now", "last_full", "due"), [
+    ("sat", "2026-12-05T10:00", None, True),                 # a Saturday, never a full
+    ("sat", "2026-12-05T10:00", "2026-12-05T01:00", False),  # already a full today
+    ("sat", "2026-12-05T10:00", "2026-11-28T01:00", True),   # last Saturday's
+    ("sat", "2026-12-04T10:00", None, False),                # a Friday
+    ("1", "2026-12-01T03:00", "2026-11-01T03:00", True),
+    ("31", "2027-02-28T03:00", "2027-01-31T03:00", True),    # February's last day
+    ("31", "2027-02-27T03:00", None, False),
+    (None, "2026-12-05T10:00", None, False),
+])
+def test_active_full_day(rule: str | None, now: str, last_full: str | None,
+                         due: bool) -> None:
+    from appliance.jobs.schedule import active_full_due
+
+    assert active_full_due(rule, "UTC", utc(now), utc(last_full) if last_full else None) \
+        is due

@@ -187,3 +187,39 @@ def parse_window(text: str) -> tuple[time, time]:
     if not sep:
         raise UsageError(f"{text!r} is not a window; give HH:MM-HH:MM (e.g. 22:00-06:00)")
     return parse_time(start), parse_time(end)
+
+
+def excluded_disks(rules: list[str], vm: str) -> frozenset[int]:
+    """The disk numbers of ``vm`` that rules like ``"1"`` (every VM) or ``"db01:2"`` exclude."""
+    out = set()
+    for rule in rules:
+        name, sep, number = rule.rpartition(":")
+        if not number.strip().isdigit():
+            raise UsageError(f"excluded disk {rule!r} is not N or VM:N (disk numbers: "
+                             "controller bus, unit order)")
+        if not sep or name == vm:
+            out.add(int(number))
+    return frozenset(out)
+
+
+def active_full_due(rule: str | None, tz: str, now: datetime,
+                    last_full: datetime | None) -> bool:
+    """Whether a run at ``now`` should be an active full: ``rule`` names a weekday (``sat``)
+    or a day of the month (``1`` … ``31``; months without it use their last day), and the
+    VM's last full point is from before that day began (in ``tz``)."""
+    if not rule:
+        return False
+    local = now.astimezone(zone(tz))
+    if rule.strip().isdigit():
+        day = int(rule)
+        if not 1 <= day <= 31:
+            raise UsageError(f"active full day {rule!r} is not 1 … 31 or a weekday")
+        last_day = (local.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(
+            days=1)
+        due_today = local.day == min(day, last_day.day)
+    else:
+        due_today = local.weekday() in parse_days(rule) and len(parse_days(rule)) == 1
+    if not due_today:
+        return False
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return last_full is None or last_full < start

@@ -244,12 +244,15 @@ def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
 def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_or_uuid: str,
               options: BackupOptions, *, enable_cbt_consent: bool,
               transport: Transport = "https", sample_blocks: int = 4,
-              quiesce: bool = False, force_full: bool = False, log: LogFn,
+              quiesce: bool = False, force_full: bool = False,
+              exclude: frozenset[int] = frozenset(), log: LogFn,
               progress: Callable[[int, int], None] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
-    object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot.
+    object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot;
+    ``force_full`` reads every allocated area whatever CBT says (an active full); disks whose
+    numbers are in ``exclude`` are left out (not a warning: the job said so).
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
     seam). Errors propagate after the snapshot is removed."""
     info = find_vm(session, vm_name_or_uuid)
@@ -305,6 +308,12 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
             for index, sd in enumerate(sdisks):
                 dinfo = by_key.get(sd.key)
                 label = f"disk {index} ({sd.file_name})"
+                if index in exclude:
+                    why = f"disk {index} ({sd.file_name}) is excluded by the job"
+                    log("info", f"skipping {why}")
+                    outcomes[index] = DiskOutcome(index, sd.key, label, "skipped",
+                                                  skipped_reason=why)
+                    continue
                 why = refusal(dinfo, sd)
                 if why:
                     warn(f"skipping {why}")

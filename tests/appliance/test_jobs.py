@@ -192,3 +192,15 @@ def test_job_edit_changes_what_is_given_and_keeps_the_rest(lab: Lab) -> None:
     assert lab.vmkeep("job", "edit", "nightly", "--vm", "no-such-vm").code == 3
     r = lab.vmkeep("job", "edit", "nightly")
     assert r.code == 2 and "nothing to change" in r.err
+
+
+def test_an_excluded_disk_is_left_out_without_a_warning(lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "nodisk", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--exclude-disk", f"{VM}:0",
+                      "--retries", "0").code == 0
+    r = lab.vmkeep("job", "run", "nodisk", "--wait")
+    # The VM's only disk is excluded: nothing to back up, so the VM fails, saying why.
+    assert r.code == 2
+    assert "is excluded by the job" in r.err
+    assert "warning" not in [line.split()[1] for line in r.err.splitlines()
+                             if "excluded" in line]
