@@ -164,6 +164,7 @@ class JobCreate(Request):
     notify_to: list[str] = []  # e-mail addresses besides the global ones
     exclude_disks: list[str] = []  # "N" (every VM's disk N) or "VM:N"
     active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
+    rpo_hours: float | None = None  # alert when a VM has no good point for longer
 
 
 class JobEdit(Request):
@@ -184,6 +185,7 @@ class JobEdit(Request):
     notify_to: list[str] | None = None
     exclude_disks: list[str] | None = None
     active_full: str | None = None
+    rpo_hours: float | None = None
 
 
 class JobSpec(Wire):
@@ -206,6 +208,7 @@ class JobSpec(Wire):
     notify_to: list[str] = []
     exclude_disks: list[str] = []
     active_full: str | None = None
+    rpo_hours: float | None = None
 
 
 class SessionSummary(Wire):
@@ -307,6 +310,7 @@ class Notifications(Request):
     mail_from: str = "vmkeep@localhost"
     mail_to: list[str] = []
     webhook_url: str | None = None  # gets an HTTP POST of JSON
+    alert_every_seconds: float = 300.0  # how often alerts (RPO) are looked for
 
 
 class ConfigBackup(Request):

@@ -493,6 +493,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     _add_schedule_options(p)
     p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
                    help="leave out disk N of every VM, or of one VM (repeatable)")
+    p.add_argument("--rpo", type=float, metavar="HOURS",
+                   help="alert when a VM has had no good point for longer than this")
     p.add_argument("--active-full", metavar="DAY",
                    help="read everything on this day: a weekday (sat) or a day of the month")
     p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
@@ -582,6 +584,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--to", action="append", default=[], metavar="ADDRESS",
                    help="recipient (repeatable)")
     p.add_argument("--webhook", metavar="URL", help="POST a JSON report here")
+    p.add_argument("--alert-every", default="5m", metavar="PERIOD",
+                   help="how often to look for alerts such as a missed RPO (default 5m)")
     p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -155,7 +155,7 @@ def serve(home: Home) -> int:
         for sid in sessions.mark_interrupted():
             log.warning("session %s was cut short by the last stop; marked interrupted", sid)
         scheduler = Scheduler(registry, sessions)
-        Notifier(registry, sessions)
+        notifier = Notifier(registry, sessions)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
                                request_stop=request_stop, registry=registry, sessions=sessions)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
@@ -164,9 +164,11 @@ def serve(home: Home) -> int:
         log.info("vmkeep appliance %s serving %s (home %s)", os.getpid(), home.socket,
                  home.root)
         scheduler.start()
+        notifier.start()
         try:
             server.run(sockets=[sock])
         finally:
+            notifier.stop()
             scheduler.stop()
             sessions.stop_all()
             sock.close()

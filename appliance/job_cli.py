@@ -44,7 +44,7 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
             retry_wait_seconds=parse_period(args.retry_wait).total_seconds(),
             notify_to=list(args.notify), exclude_disks=list(args.exclude_disk),
-            active_full=args.active_full))
+            active_full=args.active_full, rpo_hours=args.rpo))
         vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
         print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")
@@ -243,7 +243,8 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
         value = client.set_notifications(api.Notifications(
             on=[x.strip() for x in args.on.split(",") if x.strip()],
             smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_starttls=args.starttls,
-            mail_from=args.mail_from, mail_to=list(args.to), webhook_url=args.webhook))
+            mail_from=args.mail_from, mail_to=list(args.to), webhook_url=args.webhook,
+            alert_every_seconds=parse_period(args.alert_every).total_seconds()))
     else:
         value = client.notifications()
     print(_dump(value.model_dump(mode="json")) if getattr(args, "json", False) else

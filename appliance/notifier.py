@@ -13,11 +13,14 @@ import json
 import logging
 import smtplib
 import threading
+import time
 import urllib.request
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from appliance import api
+from appliance.alerts import Alert, rpo_breaches
 from appliance.registry import Registry
 from appliance.sessions import SessionManager
 
@@ -51,6 +54,47 @@ class Notifier:
         self.registry = registry
         self.sessions = sessions
         sessions.on_end.append(self.session_ended)
+        self._sent: set[str] = set()  # alerts sent and not cleared since
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(1.0):
+            try:
+                # Read each second, so a changed setting counts at once.
+                if time.monotonic() - last < self.registry.notifications().alert_every_seconds:
+                    continue
+                last = time.monotonic()
+                self.check_alerts(datetime.now(UTC))
+            except Exception:  # one bad look must not end the alerts
+                log.exception("looking for alerts failed")
+
+    def check_alerts(self, now: datetime) -> list[Alert]:
+        """Send the alerts that are new since the last look; return them."""
+        rows = self.registry.jobs()
+        jobs = [api.JobSpec.model_validate_json(r.spec_json) for r in rows if r.enabled]
+        newest = {p.object_name: p.created for _repo, p, _disks in self.registry.points()}
+        alerts = rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
+        new = [a for a in alerts if a.key not in self._sent]
+        self._sent = {a.key for a in alerts}
+        if new:
+            settings = self.registry.notifications()
+            body = {"alert": "rpo", "messages": [a.message for a in new]}
+            threading.Thread(target=self.send, args=(settings, body, []), name="alert",
+                             daemon=True).start()
+        return new
 
     def session_ended(self, job: str, result: str) -> None:
         settings = self.registry.notifications()
@@ -70,20 +114,25 @@ class Notifier:
     def send(self, settings: api.Notifications, r: dict[str, Any],
              extra_to: list[str]) -> None:
         to = [*settings.mail_to, *(a for a in extra_to if a not in settings.mail_to)]
+        what = r.get("job") or "alert"
         if settings.smtp_host and to:
             try:
                 msg = EmailMessage()
-                msg["Subject"] = f"[vmkeep] {r['job']}: {r['result']}"
+                if "alert" in r:
+                    msg["Subject"] = f"[vmkeep] alert: {r['messages'][0]}"
+                    msg.set_content("\n".join(f"- {m}" for m in r["messages"]) + "\n")
+                else:
+                    msg["Subject"] = f"[vmkeep] {r['job']}: {r['result']}"
+                    msg.set_content(mail_text(r))
                 msg["From"] = settings.mail_from
                 msg["To"] = ", ".join(to)
-                msg.set_content(mail_text(r))
                 with smtplib.SMTP(settings.smtp_host, settings.smtp_port,
                                   timeout=TIMEOUT) as smtp:
                     if settings.smtp_starttls:
                         smtp.starttls()
                     smtp.send_message(msg)
             except (OSError, smtplib.SMTPException) as exc:
-                log.warning("e-mail about job %s to %s failed: %s", r["job"], to, exc)
+                log.warning("e-mail about %s to %s failed: %s", what, to, exc)
         if settings.webhook_url:
             try:
                 req = urllib.request.Request(
@@ -92,4 +141,4 @@ class Notifier:
                 with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                     resp.read()
             except OSError as exc:
-                log.warning("webhook about job %s failed: %s", r["job"], exc)
+                log.warning("webhook about %s failed: %s", what, exc)

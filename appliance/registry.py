@@ -273,6 +273,8 @@ class Registry:
         active_full_due(spec.active_full, spec.schedule.tz, datetime.now(UTC), None)
         if spec.schedule.kind == "after" and spec.schedule.after == name:
             raise UsageError(f"job {name!r} cannot run after itself")
+        if spec.rpo_hours is not None and spec.rpo_hours <= 0:
+            raise UsageError(f"--rpo must be more than 0 hours, not {spec.rpo_hours:g}")
         if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
             raise UsageError("retries must be 0 … 100 and the wait between them not negative")
         with self.catalog() as cat:
@@ -292,7 +294,7 @@ class Registry:
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
-            active_full=spec.active_full)
+            active_full=spec.active_full, rpo_hours=spec.rpo_hours)
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))

@@ -168,3 +168,21 @@ def test_active_full_day(rule: str | None, now: str, last_full: str | None,
 
     assert active_full_due(rule, "UTC", utc(now), utc(last_full) if last_full else None) \
         is due
+
+
+def test_rpo_breaches() -> None:
+    from appliance import api
+    from appliance.alerts import rpo_breaches
+
+    job = api.JobSpec(name="j", vcenter="vc", vms=[api.JobVm(name="a", instance_uuid="1"),
+                                                   api.JobVm(name="b", instance_uuid="2")],
+                      repository="r", block_size="1M", compression="zstd-fast",
+                      enable_cbt=True, quiesce=False, sample_blocks=4, keep_last=None,
+                      keep_days=None, rpo_hours=24)
+    now = utc("2026-12-02T12:00")
+    got = rpo_breaches([job], {"a": utc("2026-12-02T01:00"), "b": utc("2026-11-30T12:00")},
+                       {"j": utc("2026-11-01T00:00")}, now)
+    assert [a.key for a in got] == ["rpo/j/b"]
+    assert "older than the job's RPO of 24 h" in got[0].message
+    fresh = rpo_breaches([job], {}, {"j": utc("2026-12-02T11:00")}, now)
+    assert fresh == []  # a new job gets its first RPO period

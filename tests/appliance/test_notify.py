@@ -103,3 +103,22 @@ def test_a_failing_job_sends_one_mail_and_one_webhook(
     post = posts[0]
     assert (post["job"], post["result"]) == ("bad", "failed")
     assert post["vms"][0]["vm"] == VM and "could be backed up" in post["vms"][0]["reason"]
+
+
+def test_a_missed_rpo_sends_one_alert(lab: Lab, smtp: tuple[_Inbox, int],
+                                      webhook: tuple[list[dict[str, Any]], int]) -> None:
+    """A job whose VM has had no point for longer than its RPO (4 s here) is alerted once by
+    e-mail and webhook, looked for every second, and not sent again while it lasts."""
+    inbox, smtp_port = smtp
+    posts, hook_port = webhook
+    assert lab.vmkeep("notify", "set", "--smtp-host", "127.0.0.1", "--smtp-port",
+                      str(smtp_port), "--to", "admin@example.test", "--webhook",
+                      f"http://127.0.0.1:{hook_port}/", "--alert-every", "1s").code == 0
+    assert lab.vmkeep("job", "create", "rpo", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--rpo", str(4 / 3600)).code == 0
+    wait_for("the RPO alert", lambda: inbox.messages and posts)
+    msg = email.message_from_bytes(inbox.messages[0])
+    assert str(msg["Subject"]).startswith(f"[vmkeep] alert: VM {VM} (job rpo)")
+    assert posts[0]["alert"] == "rpo" and "no restore point yet" in posts[0]["messages"][0]
+    time.sleep(2.5)  # looked for twice more: not sent again
+    assert len(inbox.messages) == 1 and len(posts) == 1
