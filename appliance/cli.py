@@ -155,6 +155,27 @@ class _NoPasswordOption(argparse.Action):
                          "--password-stdin, --password-file FILE or VMKEEP_VSPHERE_PASSWORD")
 
 
+def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                         env: str = "VMKEEP_VSPHERE_PASSWORD") -> None:
+    """``--password-stdin`` / ``--password-file`` (or ``env``); a plain ``--password`` is
+    refused without echoing its value (``appliance.password.read_password`` reads them)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    g.add_argument("--password-file", metavar="FILE",
+                   help=f"read the password from the first line of FILE (or set {env})")
+    p.add_argument("--password", nargs="?", action=_NoPasswordOption, help=argparse.SUPPRESS)
+
+
+def add_pin_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--fingerprint", metavar="SHA256HEX",
+                     help="the server certificate's SHA-256 fingerprint to pin (colons "
+                     "optional; `vmkeep vsphere fingerprint` shows it)")
+    pin.add_argument("--insecure", action="store_true",
+                     help="do not verify the server's certificate at all")
+
+
 def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) -> None:
     """The options every ``vmkeep vsphere`` command that talks to vSphere takes.
 
@@ -166,19 +187,8 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
     if not login:
         return
     conn.add_argument("--user", required=True, help="user name, e.g. backup@vsphere.local")
-    secret = conn.add_mutually_exclusive_group()
-    secret.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of standard input")
-    secret.add_argument("--password-file", metavar="FILE",
-                        help="read the password from the first line of FILE (or set "
-                        "VMKEEP_VSPHERE_PASSWORD)")
-    conn.add_argument("--password", nargs="?", action=_NoPasswordOption, help=argparse.SUPPRESS)
-    pin = conn.add_mutually_exclusive_group()
-    pin.add_argument("--fingerprint", metavar="SHA256HEX",
-                     help="the server certificate's SHA-256 fingerprint to pin (colons "
-                     "optional; `vmkeep vsphere fingerprint` shows it)")
-    pin.add_argument("--insecure", action="store_true",
-                     help="do not verify the server's certificate at all")
+    add_password_options(conn)
+    add_pin_options(conn)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also print informational log lines on stderr")
 
@@ -347,19 +357,8 @@ def _add_vcenter(sub: argparse._SubParsersAction[_Parser]) -> None:
     vsub = vc.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def secret(p: argparse.ArgumentParser) -> None:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--password-stdin", action="store_true",
-                       help="read the password from the first line of standard input")
-        g.add_argument("--password-file", metavar="FILE",
-                       help="read the password from the first line of FILE (or set "
-                       "VMKEEP_VSPHERE_PASSWORD)")
-        p.add_argument("--password", nargs="?", action=_NoPasswordOption,
-                       help=argparse.SUPPRESS)
-        pin = p.add_mutually_exclusive_group()
-        pin.add_argument("--fingerprint", metavar="SHA256HEX",
-                         help="the certificate's SHA-256 fingerprint to pin (colons optional)")
-        pin.add_argument("--insecure", action="store_true",
-                         help="do not verify the server's certificate at all")
+        add_password_options(p)
+        add_pin_options(p)
 
     p = vsub.add_parser("add", help="add a vCenter (logs in once to check)",
                         epilog=EPILOG_VCENTER, formatter_class=raw)
@@ -597,11 +596,7 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     csub = cfg.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def cfg_secret(p: argparse.ArgumentParser) -> None:
-        g = p.add_mutually_exclusive_group()
-        g.add_argument("--password-stdin", action="store_true",
-                       help="read the backup password from standard input")
-        g.add_argument("--password-file", metavar="FILE",
-                       help="read it from FILE (or set VMKEEP_CONFIG_PASSWORD)")
+        add_password_options(p, env="VMKEEP_CONFIG_PASSWORD")
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
                         epilog=EPILOG_JOB, formatter_class=raw)

@@ -23,6 +23,7 @@ from appliance import api
 from appliance.alerts import Alert, rpo_breaches
 from appliance.registry import Registry
 from appliance.sessions import SessionManager
+from appliance.ticker import Ticker
 
 log = logging.getLogger("appliance.notifier")
 TIMEOUT = 30.0
@@ -55,31 +56,24 @@ class Notifier:
         self.sessions = sessions
         sessions.on_end.append(self.session_ended)
         self._sent: set[str] = set()  # alerts sent and not cleared since
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._last_look = time.monotonic()
+        # Looks each second whether alert_every_seconds has passed, so a changed setting
+        # counts at once.
+        self._ticker = Ticker("alerts", 1.0, self._maybe_look)
 
     # -- alerts -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._ticker.stop()
 
-    def _loop(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(1.0):
-            try:
-                # Read each second, so a changed setting counts at once.
-                if time.monotonic() - last < self.registry.notifications().alert_every_seconds:
-                    continue
-                last = time.monotonic()
-                self.check_alerts(datetime.now(UTC))
-            except Exception:  # one bad look must not end the alerts
-                log.exception("looking for alerts failed")
+    def _maybe_look(self) -> None:
+        if time.monotonic() - self._last_look < self.registry.notifications().alert_every_seconds:
+            return
+        self._last_look = time.monotonic()
+        self.check_alerts(datetime.now(UTC))
 
     def check_alerts(self, now: datetime) -> list[Alert]:
         """Send the alerts that are new since the last look; return them."""

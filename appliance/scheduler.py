@@ -10,7 +10,6 @@ computed from the time the appliance comes back.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from appliance.errors import VmkeepError
 from appliance.jobs.schedule import in_window, next_run
 from appliance.registry import Registry, schedule_of
 from appliance.sessions import SessionManager
+from appliance.ticker import Ticker
 
 log = logging.getLogger("appliance.scheduler")
 
@@ -37,25 +37,14 @@ class Scheduler:
         self.clock = clock
         self.tick = tick
         self._due: dict[str, tuple[str, datetime | None]] = {}  # job -> (spec, next run)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("scheduler", tick, self.run_due)
         sessions.on_end.append(self.parent_ended)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick):
-            try:
-                self.run_due()
-            except Exception:  # the scheduler must outlive one bad tick
-                log.exception("scheduler tick failed")
+        self._ticker.stop()
 
     def run_due(self) -> list[str]:
         """Start every job that is due now; return their names."""
