@@ -84,8 +84,12 @@ def bind_socket(path: Path) -> socket.socket:
 
 def _make_home(home: Home) -> None:
     if not home.root.exists():
-        home.root.mkdir(mode=0o700, parents=True)
-        os.chmod(home.root, 0o700)  # mkdir's mode is filtered by the umask
+        try:
+            home.root.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            pass  # a second `appliance start` made it at the same moment; the lock decides
+        else:
+            os.chmod(home.root, 0o700)  # mkdir's mode is filtered by the umask
     if not home.root.is_dir():
         raise ApplianceError(f"appliance home {home.root} is not a folder; name a folder "
                              "with --home or VMKEEP_HOME")
