@@ -106,6 +106,10 @@ class Repository(Wire):
     added: datetime
     points: int
     stored_bytes: int
+    bytes_read: int = 0  # what its points read from their disks
+    dedup_ratio: float | None = None  # bytes_read / stored_bytes
+    free_bytes: int | None = None  # of its file system; None: not reachable now
+    total_bytes: int | None = None
 
 
 class Done(Wire):
@@ -149,7 +153,8 @@ class ScheduleSpec(Request):
 class JobCreate(Request):
     name: Name
     vcenter: str
-    vms: list[str]  # names or instance UUIDs
+    vms: list[str] = []  # names or instance UUIDs
+    containers: list[str] = []  # inventory paths (folder, host, cluster, pool): each run
     repository: str
     block_size: str = "1M"
     compression: str = "zstd-fast"
@@ -165,12 +170,14 @@ class JobCreate(Request):
     exclude_disks: list[str] = []  # "N" (every VM's disk N) or "VM:N"
     active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
     rpo_hours: float | None = None  # alert when a VM has no good point for longer
+    parallel_vms: int = 2  # VMs backed up at once
 
 
 class JobEdit(Request):
     """What ``PATCH /v1/jobs/{name}`` may change; fields left out stay."""
 
     vms: list[str] | None = None
+    containers: list[str] | None = None
     repository: Name | None = None
     block_size: str | None = None
     compression: str | None = None
@@ -186,14 +193,17 @@ class JobEdit(Request):
     exclude_disks: list[str] | None = None
     active_full: str | None = None
     rpo_hours: float | None = None
+    parallel_vms: int | None = None
 
 
 class JobSpec(Wire):
-    """A job as stored: what (VMs by instance UUID), where, how."""
+    """A job as stored: what (VMs by instance UUID, and inventory containers whose VMs are
+    looked up at each run), where, how."""
 
     name: str
     vcenter: str
     vms: list[JobVm]
+    containers: list[str] = []
     repository: str
     block_size: str
     compression: str
@@ -209,6 +219,7 @@ class JobSpec(Wire):
     exclude_disks: list[str] = []
     active_full: str | None = None
     rpo_hours: float | None = None
+    parallel_vms: int = 2
 
 
 class SessionSummary(Wire):
@@ -233,14 +244,19 @@ class JobRun(Request):
 
 
 class Task(Wire):
-    name: str
+    """One VM's work in a session, or one of its disks' (``disk`` set)."""
+
+    name: str  # the VM's name, or "VM · disk N"
+    vm: str | None = None
+    disk: int | None = None  # None: the VM's task
     state: str  # waiting | running | ended | stopped
     result: str | None
     bytes_done: int
     bytes_total: int
     rate: float  # bytes per second so far
     eta_seconds: float | None
-    stage: str | None
+    stage: str | None  # snapshot | reading (VM); the bottleneck: source read |
+    #                    hashing/compression | repository write (disk)
     point_id: str | None
 
 
@@ -260,6 +276,17 @@ class Session(Wire):
     ended: datetime | None
     tasks: list[Task]
     log: list[LogLine]
+
+
+class SessionEvent(Wire):
+    """One event of ``GET /v1/sessions/{id}/events`` (Server-Sent Events; the SSE event name
+    is ``event``): ``log`` (one line; a client gets the lines so far first), ``tasks`` (every
+    task, whenever one changed), ``end`` (the session's summary, after its last line)."""
+
+    event: str  # log | tasks | end
+    line: LogLine | None = None
+    tasks: list[Task] | None = None
+    summary: SessionSummary | None = None
 
 
 class PointDisk(Wire):
@@ -310,12 +337,40 @@ class Notifications(Request):
     mail_from: str = "vmkeep@localhost"
     mail_to: list[str] = []
     webhook_url: str | None = None  # gets an HTTP POST of JSON
-    alert_every_seconds: float = 300.0  # how often alerts (RPO) are looked for
+    alert_every_seconds: float = 300.0  # how often alerts are looked for
+    free_space_alert_percent: float = 10.0  # alert when a repository has less free
+
+
+class Alert(Wire):
+    """A condition that needs an administrator: kind rpo | orphans | space."""
+
+    kind: str
+    key: str  # what it is about; the same alert keeps its key while it lasts
+    message: str
+    since: datetime
 
 
 class ConfigBackup(Request):
     repository: Name
     password: Annotated[str, Field(min_length=8)]
+
+
+class ConfigSchedule(Request):
+    """``PUT /v1/settings/config-backup``: back the configuration up into ``repository`` on
+    ``schedule`` (kind none: never). The password is kept in the secret store; leave it out
+    to keep the one stored."""
+
+    repository: Name | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+    password: Annotated[str, Field(min_length=8)] | None = None
+
+
+class ConfigScheduleView(Wire):
+    repository: str | None
+    schedule: ScheduleSpec
+    last_backup: datetime | None  # the newest scheduled one, when it ran
+    last_result: str | None  # success | failed
+    last_message: str | None  # its file, or why it failed
 
 
 class ConfigBackupDone(Wire):
@@ -354,6 +409,16 @@ class InventoryVm(Wire):
     disks: list[InventoryDisk]
     jobs: list[str]  # jobs that protect it
     last_point: str | None  # its newest restore point
+
+
+class InventoryContainer(Wire):
+    """What a job may name with ``containers``: its VMs are looked up at each run."""
+
+    vcenter: str
+    kind: str  # Datacenter | Folder | ClusterComputeResource | ComputeResource |
+    #            HostSystem | ResourcePool
+    path: str  # the inventory path, e.g. /DC0/host/DC0_C0
+    vms: list[str]  # the VMs directly in it
 
 
 class VerifyRequest(Request):

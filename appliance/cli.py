@@ -477,9 +477,15 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--vcenter", required=True, help="the vCenter's name (vmkeep vcenter list)")
-    p.add_argument("--vm", required=True, action="append", metavar="VM",
+    p.add_argument("--vm", action="append", default=[], metavar="VM",
                    help="a VM by name or instance UUID (repeat for more); resolved to its "
                    "instance UUID now, so a rename keeps it in the job")
+    p.add_argument("--container", action="append", default=[], metavar="PATH",
+                   help="every VM in this folder, cluster, host or resource pool, looked up "
+                   "at each run, by inventory path such as /DC0/host/DC0_C0 (repeatable; "
+                   "`vmkeep inventory --containers` lists them)")
+    p.add_argument("--parallel-vms", type=int, default=2, metavar="N",
+                   help="back up N VMs at once (default 2)")
     p.add_argument("--repo", required=True, help="the repository's name (vmkeep repo list)")
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
@@ -507,6 +513,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--vm", action="append", metavar="VM",
                    help="the job's VMs from now on (repeat for more)")
+    p.add_argument("--container", action="append", metavar="PATH",
+                   help="the job's inventory containers from now on (repeat for more)")
+    p.add_argument("--parallel-vms", type=int, metavar="N", help="back up N VMs at once")
     p.add_argument("--repo", help="another repository (its next run is a full read there)")
     p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
@@ -555,6 +564,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
                         epilog=EPILOG_JOB, formatter_class=raw)
     ip.add_argument("--vcenter", help="only this vCenter")
+    ip.add_argument("--containers", action="store_true",
+                    help="list datacenters, folders, clusters, hosts and resource pools (what "
+                    "`job create --container` takes) instead of VMs")
     ip.add_argument("--json", action="store_true", help="print a JSON list")
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_JOB, formatter_class=raw)
@@ -566,6 +578,12 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     pp2.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest per VM")
     pp2.add_argument("--keep-days", type=float, metavar="D", help="keep points younger than D")
     pp2.add_argument("--dry-run", action="store_true", help="say what would go")
+
+    ap = sub.add_parser("alerts", help="what needs an administrator now",
+                        description="VMs past their job's RPO, snapshots the Snapshot Hunter "
+                        "would clean up, repositories short of space: as of the last look.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    ap.add_argument("--json", action="store_true", help="print a JSON list")
 
     np_ = sub.add_parser("notify", help="e-mail and webhook notifications",
                          description="Where the appliance reports sessions that end.",
@@ -585,6 +603,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--webhook", metavar="URL", help="POST a JSON report here")
     p.add_argument("--alert-every", default="5m", metavar="PERIOD",
                    help="how often to look for alerts such as a missed RPO (default 5m)")
+    p.add_argument("--free-space-alert", type=float, default=10.0, metavar="PERCENT",
+                   help="alert when a repository has less free space than this (default 10)")
     p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -606,6 +626,16 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("--from", dest="source", required=True, metavar="PATH",
                    help="a repository folder (its newest backup) or a backup file")
+    cfg_secret(p)
+    p = csub.add_parser("schedule", help="back the configuration up on a schedule",
+                        description="Back the configuration up into a repository on a "
+                        "schedule (the password is kept in the secret store; give it the "
+                        "first time). Without a schedule option: show the schedule.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("--repo", help="the repository's name")
+    p.add_argument("--off", action="store_true", help="stop the scheduled backups")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_schedule_options(p)
     cfg_secret(p)
 
     hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
@@ -721,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
-        elif args.group in ("job", "session", "points", "restore", "hunter", "notify",
+        elif args.group in ("job", "session", "points", "restore", "hunter", "notify", "alerts",
                             "config", "inventory", "verify", "prune"):
             from appliance import job_cli
 

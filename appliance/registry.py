@@ -6,6 +6,8 @@ connection of the appliance (one at a time: a lock serialises every use).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +33,12 @@ from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
 from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
 
+log = logging.getLogger("appliance.registry")
 CATALOG_NAME = "catalog.duckdb"
 MAX_ROWS = 100_000
 MAX_SECONDS = 300.0
+MAX_PARALLEL_VMS = 16
+CONFIG_PASSWORD = "config-backup/password"  # the secret that seals scheduled config backups
 
 
 class ConflictError(VmkeepError):
@@ -51,6 +56,15 @@ class RepositoryInfo:
     added: datetime
     points: int
     stored_bytes: int
+    bytes_read: int = 0  # what its points read: over stored_bytes, the dedup ratio
+
+    def space(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the file system it is on; None when it cannot be seen."""
+        try:
+            fs = os.statvfs(self.location)
+        except OSError:
+            return None
+        return fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -225,7 +239,8 @@ class Registry:
             for r in cat.repository_names():
                 points = cat.points(r.repo_id)
                 out.append(RepositoryInfo(r.name, r.location, r.repo_id, r.added, len(points),
-                                          cat.total_pack_bytes(r.repo_id)))
+                                          cat.total_pack_bytes(r.repo_id),
+                                          sum(p.bytes_read for p in points)))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
@@ -256,14 +271,18 @@ class Registry:
         ``replacing`` an existing job, with that one's state and creation time)."""
         from appliance.jobs.backup import block_size_named
         from appliance.repository import codec
-        from appliance.vsphere.inventory import find_vm
+        from appliance.vsphere.inventory import find_vm, vms_in_container
         from appliance.vsphere.session import connect
 
         name = _check_name("job", spec.name)
         block_size_named(spec.block_size)
         codec.compression_named(spec.compression)
-        if not spec.vms:
-            raise UsageError("a job needs at least one VM: give --vm NAME")
+        if not spec.vms and not spec.containers:
+            raise UsageError("a job needs at least one VM or container: give --vm NAME or "
+                             "--container INVENTORY_PATH")
+        if not 1 <= spec.parallel_vms <= MAX_PARALLEL_VMS:
+            raise UsageError(f"--parallel-vms must be 1 … {MAX_PARALLEL_VMS}, not "
+                             f"{spec.parallel_vms}")
         if spec.keep_last is not None and spec.keep_last < 1:
             raise UsageError(f"--keep-last must be at least 1, not {spec.keep_last}")
         if spec.keep_days is not None and spec.keep_days <= 0:
@@ -286,9 +305,13 @@ class Registry:
         with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
                      fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
             vms = [find_vm(session, v) for v in spec.vms]
+            containers = ["/" + c.strip().strip("/") for c in spec.containers]
+            for path in containers:
+                vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
         stored = api.JobSpec(
             name=name, vcenter=spec.vcenter, repository=spec.repository,
             vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
+            containers=list(dict.fromkeys(containers)), parallel_vms=spec.parallel_vms,
             block_size=spec.block_size, compression=spec.compression,
             enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
@@ -394,6 +417,21 @@ class Registry:
             out.append((vc.name, lines))
         return out
 
+    def hunt_findings(self) -> dict[str, list[tuple[str, str]]]:
+        """The Snapshot Hunter's findings (VM name, what) on each vCenter, planned only; a
+        vCenter that cannot be reached is a finding of its own."""
+        from appliance.vsphere.hunter import plan_hunt
+
+        out: dict[str, list[tuple[str, str]]] = {}
+        for vc in self.vcenters():
+            try:
+                with self._session(vc.name) as session:
+                    out[vc.name] = [(f.vm_name, f.what) for f in plan_hunt(session).findings]
+            except VmkeepError as exc:
+                log.warning("the Snapshot Hunter could not look at vCenter %s: %s", vc.name,
+                            exc)
+        return out
+
     # -- settings -----------------------------------------------------------------------------
 
     def notifications(self) -> api.Notifications:
@@ -414,13 +452,63 @@ class Registry:
 
     # -- configuration backup -----------------------------------------------------------------
 
+    def config_schedule(self) -> api.ConfigScheduleView:
+        with self.catalog() as cat:
+            text = cat.setting("config_backup")
+        if not text:
+            return api.ConfigScheduleView(repository=None, schedule=api.ScheduleSpec(),
+                                          last_backup=None, last_result=None,
+                                          last_message=None)
+        return api.ConfigScheduleView.model_validate_json(text)
+
+    def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
+        """Back the configuration up on a schedule (kind none turns it off)."""
+        schedule_of(value.schedule)
+        if value.schedule.kind == "after":
+            raise UsageError("a configuration backup runs on a time schedule, not after a job")
+        if value.schedule.kind != "none":
+            if value.repository is None:
+                raise UsageError("name the repository the configuration goes to: --repo NAME")
+            self.repository(value.repository)
+            if value.password is None and CONFIG_PASSWORD not in self.secrets.all():
+                raise UsageError("give the password that seals the configuration backups "
+                                 "(--password-stdin, --password-file or "
+                                 "VMKEEP_CONFIG_PASSWORD)")
+        if value.password is not None:
+            self.secrets.put(CONFIG_PASSWORD, value.password)
+        old = self.config_schedule()
+        view = api.ConfigScheduleView(
+            repository=value.repository, schedule=value.schedule,
+            last_backup=old.last_backup, last_result=old.last_result,
+            last_message=old.last_message)
+        with self.catalog() as cat:
+            cat.put_setting("config_backup", view.model_dump_json())
+        return view
+
+    def scheduled_config_backup(self, now: datetime) -> api.ConfigScheduleView:
+        """Run the scheduled configuration backup now and keep how it went."""
+        view = self.config_schedule()
+        if view.repository is None:
+            raise UsageError("no configuration backup is scheduled")
+        try:
+            path = self.config_backup(view.repository, self.secrets.get(CONFIG_PASSWORD))
+            result, message = "success", str(path)
+        except VmkeepError as exc:
+            result, message = "failed", str(exc)
+        done = view.model_copy(update={"last_backup": now, "last_result": result,
+                                       "last_message": message})
+        with self.catalog() as cat:
+            cat.put_setting("config_backup", done.model_dump_json())
+        return done
+
     def config_backup(self, repository: str, password: str) -> Path:
         """Seal the appliance's state and secrets with ``password`` into the repository."""
         from appliance import config_backup as cb
 
         info = self.repository(repository)
         with self.catalog() as cat:
-            settings = {n: t for n in ("notifications",) if (t := cat.setting(n)) is not None}
+            settings = {n: t for n in ("notifications", "config_backup")
+                        if (t := cat.setting(n)) is not None}
             doc = cb.state_document(cat.vcenters(), cat.repository_names(), cat.jobs(),
                                     settings, self.secrets.all())
         return cb.write(Path(info.location), cb.seal(doc, password))
@@ -483,7 +571,7 @@ class Registry:
                        fingerprint=vc.fingerprint, insecure=vc.insecure)
 
     def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
-        from appliance.vsphere.inventory import list_vms
+        from appliance.vsphere.inventory import list_vms, vms_in_container
 
         jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in self.jobs()]
         with self.catalog() as cat:
@@ -491,6 +579,12 @@ class Registry:
         out = []
         for vc in [self.vcenter(vcenter)] if vcenter else self.vcenters():
             with self._session(vc.name) as session:
+                held: dict[str, set[str]] = {}  # container path → instance UUIDs now in it
+                for path in {c for j in jobs if j.vcenter == vc.name for c in j.containers}:
+                    try:
+                        held[path] = {v.instance_uuid for v in vms_in_container(session, path)}
+                    except NotFoundError:
+                        held[path] = set()
                 for vm in list_vms(session):
                     out.append(api.InventoryVm(
                         vcenter=vc.name, datacenter=vm.datacenter, host=vm.host,
@@ -502,9 +596,22 @@ class Registry:
                                                  file_name=d.file_name,
                                                  backing_type=d.backing_type)
                                for d in vm.disks],
-                        jobs=[j.name for j in jobs if j.vcenter == vc.name and any(
-                            v.instance_uuid == vm.instance_uuid for v in j.vms)],
+                        jobs=[j.name for j in jobs if j.vcenter == vc.name and (
+                            any(v.instance_uuid == vm.instance_uuid for v in j.vms)
+                            or any(vm.instance_uuid in held[c] for c in j.containers))],
                         last_point=newest.get(vm.name)))
+        return out
+
+    def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
+        """Every datacenter, folder, cluster, host and resource pool of one vCenter or all."""
+        from appliance.vsphere.inventory import list_containers
+
+        out = []
+        for vc in [self.vcenter(vcenter)] if vcenter else self.vcenters():
+            with self._session(vc.name) as session:
+                out += [api.InventoryContainer(vcenter=vc.name, kind=c.kind, path=c.path,
+                                               vms=list(c.vms))
+                        for c in list_containers(session)]
         return out
 
     def _repo(self, name: str) -> Any:

@@ -3,7 +3,8 @@
 Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
 point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
 configuration backup and never rebuilt from a repository: vcenters and repository_names
-(version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5).
+(version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5);
+session tasks per disk (version 6).
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -117,6 +118,13 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         5,
         """
         CREATE TABLE settings (name VARCHAR PRIMARY KEY, value JSON NOT NULL);
+        """,
+    ),
+    (
+        6,
+        """
+        ALTER TABLE session_tasks ADD COLUMN vm VARCHAR;
+        ALTER TABLE session_tasks ADD COLUMN disk INTEGER;
         """,
     ),
 ]

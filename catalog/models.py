@@ -140,6 +140,8 @@ class TaskRow:
     stage: str | None
     point_id: str | None
     updated: datetime
+    vm: str | None = None  # the VM a disk's task belongs to
+    disk: int | None = None  # None: a VM's task
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,19 +274,20 @@ class Catalog:
                 "INSERT INTO session_tasks SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-                "unnest(?::TIMESTAMP[])",
+                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[])",
                 [[r.session_id for r in rows], [r.task for r in rows], [r.state for r in rows],
                  [r.result for r in rows], [r.bytes_done for r in rows],
                  [r.bytes_total for r in rows], [r.stage for r in rows],
-                 [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows]])
+                 [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows],
+                 [r.vm for r in rows], [r.disk for r in rows]])
 
     def tasks(self, session_id: str) -> list[TaskRow]:
         rows = self._con.execute(
             "SELECT session_id, task, state, result, bytes_done, bytes_total, stage, point_id, "
-            "updated FROM session_tasks WHERE session_id = ? ORDER BY task",
-            [session_id]).fetchall()
-        return [TaskRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], _utc(r[8]))
-                for r in rows]
+            "updated, vm, disk FROM session_tasks WHERE session_id = ? "
+            "ORDER BY coalesce(vm, task), disk NULLS FIRST, task", [session_id]).fetchall()
+        return [TaskRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], _utc(r[8]),
+                        r[9], r[10]) for r in rows]
 
     def add_log(self, rows: Sequence[LogRow]) -> None:
         if not rows:
