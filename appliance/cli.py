@@ -193,10 +193,25 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
                    help="also print informational log lines on stderr")
 
 
-def add_repository_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repo", required=True, metavar="DIR", help="repository folder")
+def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = True) -> None:
+    """``--repo`` (a folder or sftp://USER@HOST[:PORT]/PATH) with its SSH login options.
+    ``ssh_password``: the SSH password may come by --password-stdin / --password-file (not
+    where those already give another password: then --ssh-password-file)."""
+    p.add_argument("--repo", required=True, metavar="DIR|URL",
+                   help="repository folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="how long to wait for a conflicting lock (default 60)")
+    ssh = p.add_argument_group("SSH repositories (sftp://…)")
+    ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
+    ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
+                     help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
+                     "key is shown and, on a terminal, asked about")
+    if ssh_password:
+        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+    else:
+        ssh.add_argument("--ssh-password-file", metavar="FILE",
+                         help="the SSH password (or the key's passphrase) from the first line "
+                         "of FILE (or set VMKEEP_SSH_PASSWORD)")
 
 
 def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -226,7 +241,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "folder (created on first use), and remove the snapshot.",
                         epilog=EPILOG_BACKUP, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
@@ -250,7 +265,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "(--name) or over the original VM (--original).",
                         epilog=EPILOG_RESTORE_VM, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
@@ -273,7 +288,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         description="Add disk N of a VM restore point to an existing VM as a "
                         "new disk.", epilog=EPILOG_RESTORE_DISK, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     p.add_argument("--disk", type=_non_negative_int, default=0, metavar="N",
                    help="disk number in the point (default 0)")
     p.add_argument("--vm", required=True, help="the VM to add the disk to (name or UUID)")

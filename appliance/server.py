@@ -25,6 +25,7 @@ from appliance.errors import (
     BadInputError,
     LockedError,
     NotFoundError,
+    SshError,
     UsageError,
     VmkeepError,
     VSphereError,
@@ -42,6 +43,7 @@ _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
     (ConflictError, 409),
     (ApplianceError, 503),
     (VSphereError, 424),  # the vCenter refused or could not be reached: not our fault
+    (SshError, 424),  # so did an SSH host
 )
 
 

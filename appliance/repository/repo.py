@@ -48,6 +48,10 @@ class Repository:
     def location(self) -> str:
         return self.backend.location
 
+    def close(self) -> None:
+        """Let go of the backend's connections (an SSH repository's)."""
+        self.backend.close()
+
     # -- creation and opening ---------------------------------------------------------------
     @staticmethod
     def init(backend: Backend, *, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
@@ -97,6 +101,17 @@ class Repository:
                                 "(a backup creates a new repository there)")
         if not path.is_dir():
             raise RepositoryFormatError(f"{path} is not a folder; name a repository folder")
+        return Repository.open(backend)
+
+    @staticmethod
+    def open_backend(backend: Backend, *, create: bool) -> Repository:
+        """Open the repository ``backend`` holds; with ``create``, make a new one when it holds
+        nothing at all (its folder exists: the backend made it)."""
+        try:
+            backend.stat(CONFIG)
+        except ObjectNotFound:
+            if create and not backend.list(""):
+                return Repository.init(backend)
         return Repository.open(backend)
 
     # -- keys -------------------------------------------------------------------------------
