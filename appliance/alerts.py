@@ -69,6 +69,12 @@ def orphan_alerts(vcenter: str, findings: Sequence[tuple[str, str]],
             for vm, what in findings if vm not in busy_vms]
 
 
+def unreachable_alerts(failures: Sequence[tuple[str, str]]) -> list[Alert]:
+    """Repositories (name, why) that could not be opened when looked at (pure)."""
+    return [Alert(f"repository/{name}", f"repository {name} cannot be reached: {why}")
+            for name, why in failures]
+
+
 def config_backup_alerts(view: api.ConfigScheduleView) -> list[Alert]:
     """The scheduled configuration backup failed last time (pure)."""
     if view.repository is None or view.last_result != "failed":

@@ -96,7 +96,18 @@ class VCenterTest(Wire):
 
 class RepositoryAdd(Request):
     name: Name
-    path: str  # absolute; a missing folder is created, an existing repository imported
+    path: str  # absolute, or sftp://USER@HOST[:PORT]/PATH; a missing folder is created
+    ssh_key: str | None = None  # SSH: a private key's text (OpenSSH or PEM)
+    ssh_password: str | None = None  # SSH: the password, or the key's passphrase
+    host_key_fingerprint: str | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
+
+
+class RepositoryEdit(Request):
+    """``PATCH /v1/repositories/{name}``: an SSH repository's login or pinned host key."""
+
+    ssh_key: str | None = None
+    ssh_password: str | None = None
+    host_key_fingerprint: str | None = None
 
 
 class Repository(Wire):
@@ -110,6 +121,8 @@ class Repository(Wire):
     dedup_ratio: float | None = None  # bytes_read / stored_bytes
     free_bytes: int | None = None  # of its file system; None: not reachable now
     total_bytes: int | None = None
+    kind: str = "local"  # local | sftp
+    host_key_fingerprint: str | None = None  # sftp: the pinned host key
 
 
 class Done(Wire):
@@ -342,7 +355,8 @@ class Notifications(Request):
 
 
 class Alert(Wire):
-    """A condition that needs an administrator: kind rpo | orphans | space."""
+    """A condition that needs an administrator: kind rpo | orphans | space | repository |
+    config."""
 
     kind: str
     key: str  # what it is about; the same alert keeps its key while it lasts

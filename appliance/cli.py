@@ -193,6 +193,22 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
                    help="also print informational log lines on stderr")
 
 
+def _add_ssh_login(p: argparse.ArgumentParser, *, password_options: bool = True) -> None:
+    """--ssh-key, --host-key-fingerprint and the SSH password: --password-stdin /
+    --password-file, or --ssh-password-file where those already give another password."""
+    ssh = p.add_argument_group("SSH repositories (sftp://…)")
+    ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
+    ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
+                     help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
+                     "key is shown and, on a terminal, asked about")
+    if password_options:
+        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+    else:
+        ssh.add_argument("--ssh-password-file", metavar="FILE",
+                         help="the SSH password (or the key's passphrase) from the first line "
+                         "of FILE (or set VMKEEP_SSH_PASSWORD)")
+
+
 def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = True) -> None:
     """``--repo`` (a folder or sftp://USER@HOST[:PORT]/PATH) with its SSH login options.
     ``ssh_password``: the SSH password may come by --password-stdin / --password-file (not
@@ -201,17 +217,7 @@ def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = T
                    help="repository folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="how long to wait for a conflicting lock (default 60)")
-    ssh = p.add_argument_group("SSH repositories (sftp://…)")
-    ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
-    ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
-                     help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
-                     "key is shown and, on a terminal, asked about")
-    if ssh_password:
-        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
-    else:
-        ssh.add_argument("--ssh-password-file", metavar="FILE",
-                         help="the SSH password (or the key's passphrase) from the first line "
-                         "of FILE (or set VMKEEP_SSH_PASSWORD)")
+    _add_ssh_login(p, password_options=ssh_password)
 
 
 def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -357,6 +363,9 @@ password goes to the appliance's secret store, never to the catalog, logs or ans
 
 EPILOG_REPO = """examples:
   vmkeep repo add main --path /backups/main      # creates the folder, or imports a repository
+  vmkeep repo add offsite --path sftp://vmkeep@backup01/srv/vmkeep --ssh-key ~/.ssh/id_ed25519 \\
+      --host-key-fingerprint SHA256:...          # as `ssh-keygen -l -E sha256` prints it
+  vmkeep repo edit offsite --host-key-fingerprint SHA256:...   # trust a host's new key
   vmkeep repo list --json
   vmkeep repo rescan main                        # re-index it from its files
   vmkeep repo remove main                        # forget it; its files stay
@@ -407,7 +416,13 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = rsub.add_parser("add", help="add a repository (a missing folder is created)",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--path", required=True, metavar="DIR", help="the repository's folder")
+    p.add_argument("--path", required=True, metavar="DIR|URL",
+                   help="the repository's folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
+    _add_ssh_login(p)
+    p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    _add_ssh_login(p)
     p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")

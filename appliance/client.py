@@ -287,9 +287,17 @@ class ApplianceClient:
     def repositories(self) -> list[api.Repository]:
         return self._call_list("GET", "/repositories", api.Repository)
 
-    def add_repository(self, name: str, path: str) -> api.Repository:
-        return self._call("POST", "/repositories", api.Repository,
-                          json=api.RepositoryAdd(name=name, path=path).model_dump())
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None) -> api.Repository:
+        body = api.RepositoryAdd(name=name, path=path, ssh_key=ssh_key,
+                                 ssh_password=ssh_password,
+                                 host_key_fingerprint=host_key_fingerprint)
+        return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
+
+    def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
+        return self._call("PATCH", f"/repositories/{_seg(name)}", api.Repository,
+                          json=changes.model_dump(exclude_none=True))
 
     def rescan_repository(self, name: str) -> api.Repository:
         return self._call("POST", f"/repositories/{_seg(name)}/rescan", api.Repository)

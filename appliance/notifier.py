@@ -26,7 +26,9 @@ from appliance.alerts import (
     orphan_alerts,
     rpo_breaches,
     space_alerts,
+    unreachable_alerts,
 )
+from appliance.errors import VmkeepError
 from appliance.registry import Registry
 from appliance.sessions import SessionManager
 from appliance.ticker import Ticker
@@ -93,6 +95,14 @@ class Notifier:
         busy = self.sessions.busy_vms()
         for vcenter, findings in reg.hunt_findings().items():
             alerts += orphan_alerts(vcenter, findings, busy)
+        failures = []
+        for info in reg.repositories():
+            if info.remote:  # looking at it notes its free space
+                try:
+                    reg.open_repository(info).close()
+                except VmkeepError as exc:
+                    failures.append((info.name, str(exc)))
+        alerts += unreachable_alerts(failures)
         spaces = [(r.name, *space) for r in reg.repositories()
                   if (space := r.space()) is not None]
         alerts += space_alerts(spaces, settings.free_space_alert_percent)

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,9 +57,18 @@ class RepositoryInfo:
     points: int
     stored_bytes: int
     bytes_read: int = 0  # what its points read: over stored_bytes, the dedup ratio
+    host_key_fingerprint: str | None = None  # SSH repositories: the pinned host key
+    remote_space: tuple[int, int] | None = None  # SSH: (free, total) when last looked
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith("sftp://")
 
     def space(self) -> tuple[int, int] | None:
-        """(free, total) bytes of the file system it is on; None when it cannot be seen."""
+        """(free, total) bytes of the file system it is on; None when it cannot be seen (an
+        SSH repository's as of the last time a session or the alerts looked)."""
+        if self.remote:
+            return self.remote_space
         try:
             fs = os.statvfs(self.location)
         except OSError:
@@ -98,6 +107,7 @@ class Registry:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.secrets = SecretStore(home.root)
+        self._remote_space: dict[str, tuple[int, int] | None] = {}
         self._cat = Catalog.open(home.root / CATALOG_NAME, sealed=True)
         self._lock = threading.Lock()
 
@@ -201,30 +211,107 @@ class Registry:
 
     # -- repositories -------------------------------------------------------------------------
 
-    def add_repository(self, name: str, path: str) -> RepositoryInfo:
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None) -> RepositoryInfo:
         """Use the repository at ``path`` under ``name``: a missing folder is created (with a
-        new repository in it); an existing repository is imported (its points indexed)."""
+        new repository in it); an existing repository is imported (its points indexed).
+        ``path`` is a folder or ``sftp://USER@HOST[:PORT]/PATH``; an SSH repository logs in
+        with ``ssh_key`` (a private key's text; ``ssh_password`` its passphrase) or
+        ``ssh_password``, and its host key must have ``host_key_fingerprint`` (without one,
+        the error shows the host's). Keys and passwords go to the secret store."""
         from appliance.jobs.sync import rescan
-        from appliance.repository.repo import Repository
+        from appliance.repository.address import Address
+        from appliance.repository.sftp import is_sftp
+        from appliance.ssh import SshAuth
 
         name = _check_name("repository", name)
-        location = Path(path).expanduser()
-        if not location.is_absolute():
-            raise UsageError(f"repository path {path!r} is relative; give an absolute path "
-                             "(the appliance does not share your working folder)")
+        if is_sftp(path):
+            address = Address(path, SshAuth(key_data=ssh_key, password=ssh_password),
+                              host_key_fingerprint)
+            location = str(address.location).rstrip("/")
+        else:
+            folder = Path(path).expanduser()
+            if not folder.is_absolute():
+                raise UsageError(f"repository path {path!r} is relative; give an absolute "
+                                 "path (the appliance does not share your working folder)")
+            if ssh_key or ssh_password or host_key_fingerprint:
+                raise UsageError(f"{path} is a local folder: SSH keys, passwords and host "
+                                 "key fingerprints are for sftp:// repositories")
+            address, location = Address(str(folder)), str(folder)
         with self.catalog() as cat:
             if cat.repository_name(name) is not None:
                 raise ConflictError(f"a repository named {name!r} exists already; choose "
                                     "another name")
-            taken = [r.name for r in cat.repository_names() if Path(r.location) == location]
+            taken = [r.name for r in cat.repository_names() if r.location == location]
             if taken:
                 raise ConflictError(f"{location} is already repository {taken[0]!r}")
-            repo = Repository.open_local(location, create=True)
-            with repo.lock(exclusive=False, operation="import"):
-                rescan(repo, cat)
-            cat.add_repository_name(RepositoryName(name, str(location), repo.id,
-                                                   datetime.now(UTC)))
+            with address.open(create=True) as repo:
+                with repo.lock(exclusive=False, operation="import"):
+                    rescan(repo, cat)
+                space = getattr(repo.backend, "space", None)
+                if space is not None:
+                    self._remote_space[name] = space()
+                for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password)):
+                    if value:
+                        self.secrets.put(f"repository/{name}/{kind}", value)
+                cat.add_repository_name(RepositoryName(name, location, repo.id,
+                                                       datetime.now(UTC), address.fingerprint))
         return self.repository(name)
+
+    def edit_repository(self, name: str, *, host_key_fingerprint: str | None = None,
+                        ssh_key: str | None = None,
+                        ssh_password: str | None = None) -> RepositoryInfo:
+        """An SSH repository's login or pinned host key from now on (re-trust a host's new
+        key): checked by logging in with the result before it is kept."""
+        from appliance.repository.address import Address
+        from appliance.ssh import SshAuth
+
+        info = self.repository(name)
+        if not info.remote:
+            raise UsageError(f"repository {name!r} is a local folder: nothing to edit")
+        old = self.address(info)
+        assert old.auth is not None
+        auth = SshAuth(key_data=ssh_key if ssh_key else
+                       (old.auth.key_data if ssh_password is None else None),
+                       password=ssh_password if ssh_password is not None else old.auth.password)
+        address = Address(info.location, auth, host_key_fingerprint or old.fingerprint)
+        with address.open(create=False) as repo:
+            if repo.id != info.repo_id:
+                raise BadInputError(f"{info.location} now holds another repository "
+                                    f"({repo.id}, not {info.repo_id}); remove and add it again")
+        if ssh_key or ssh_password is not None:
+            self.secrets.delete(f"repository/{name}/")
+            for kind, value in (("ssh-key", auth.key_data), ("ssh-password", auth.password)):
+                if value:
+                    self.secrets.put(f"repository/{name}/{kind}", value)
+        if address.fingerprint:
+            with self.catalog() as cat:
+                cat.set_host_key(name, address.fingerprint)
+        return self.repository(name)
+
+    def address(self, info: RepositoryInfo, secrets: dict[str, str] | None = None) -> Any:
+        """Where the repository is and how to log in (``appliance.repository.address``),
+        with the secrets of the store (or of ``secrets``)."""
+        from appliance.repository.address import Address
+        from appliance.ssh import SshAuth
+
+        if not info.remote:
+            return Address(info.location)
+        stored = secrets if secrets is not None else self.secrets.all()
+        auth = SshAuth(key_data=stored.get(f"repository/{info.name}/ssh-key"),
+                       password=stored.get(f"repository/{info.name}/ssh-password"))
+        return Address(info.location, auth, info.host_key_fingerprint)
+
+    def open_repository(self, info: RepositoryInfo, *,
+                        on_reconnect: Callable[[str], None] | None = None) -> Any:
+        """The repository, opened (close it, or use it in ``with``). An SSH repository's
+        free space is noted for ``RepositoryInfo.space``."""
+        repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
+        space = getattr(repo.backend, "space", None)
+        if space is not None:
+            self._remote_space[info.name] = space()
+        return repo
 
     def repository(self, name: str) -> RepositoryInfo:
         return next((r for r in self.repositories() if r.name == name), None) or \
@@ -240,16 +327,15 @@ class Registry:
                 points = cat.points(r.repo_id)
                 out.append(RepositoryInfo(r.name, r.location, r.repo_id, r.added, len(points),
                                           cat.total_pack_bytes(r.repo_id),
-                                          sum(p.bytes_read for p in points)))
+                                          sum(p.bytes_read for p in points),
+                                          r.host_key_fingerprint,
+                                          self._remote_space.get(r.name)))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
         from appliance.jobs.sync import rescan
-        from appliance.repository.repo import Repository
-
         info = self.repository(name)
-        with self.catalog() as cat:
-            repo = Repository.open_local(Path(info.location), create=False)
+        with self.catalog() as cat, self.open_repository(info) as repo:
             if repo.id != info.repo_id:
                 raise BadInputError(f"{info.location} now holds another repository "
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
@@ -263,6 +349,7 @@ class Registry:
         with self.catalog() as cat:
             cat.remove_repository_name(name)
             cat.clear_index(info.repo_id)
+        self.secrets.delete(f"repository/{name}/")
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -374,7 +461,6 @@ class Registry:
         """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
         from appliance.jobs.restore import restore_disk
         from appliance.jobs.sync import sync
-        from appliance.repository.repo import Repository
 
         path = Path(target)
         if not path.is_absolute():
@@ -385,10 +471,10 @@ class Registry:
             if row is None or row.repo_id not in infos:
                 raise NotFoundError(f"no restore point {point_id!r} in the appliance's "
                                     "repositories; `vmkeep points list` shows them")
-            repo = Repository.open_local(Path(infos[row.repo_id].location), create=False)
+            name = infos[row.repo_id].name
             child = cat.cursor()
         try:
-            with repo.lock(exclusive=False, operation="restore"):
+            with self._repo(name) as repo, repo.lock(exclusive=False, operation="restore"):
                 with self.catalog():
                     sync(repo, child)
                 return restore_disk(repo, child, point_id, disk, path).size
@@ -501,8 +587,9 @@ class Registry:
             cat.put_setting("config_backup", done.model_dump_json())
         return done
 
-    def config_backup(self, repository: str, password: str) -> Path:
-        """Seal the appliance's state and secrets with ``password`` into the repository."""
+    def config_backup(self, repository: str, password: str) -> str:
+        """Seal the appliance's state and secrets with ``password`` into the repository;
+        where it went."""
         from appliance import config_backup as cb
 
         info = self.repository(repository)
@@ -511,7 +598,13 @@ class Registry:
                         if (t := cat.setting(n)) is not None}
             doc = cb.state_document(cat.vcenters(), cat.repository_names(), cat.jobs(),
                                     settings, self.secrets.all())
-        return cb.write(Path(info.location), cb.seal(doc, password))
+        sealed = cb.seal(doc, password)
+        if not info.remote:
+            return str(cb.write(Path(info.location), sealed))
+        name = cb.backup_name()
+        with self.open_repository(info) as repo:
+            repo.backend.put(name, sealed)
+        return f"{info.location}/{name}"
 
     def config_restore(self, path: str, password: str) -> dict[str, int]:
         """Bring a configuration backup back into this (fresh) appliance: vCenters with their
@@ -529,17 +622,20 @@ class Registry:
         if clash:
             raise ConflictError(f"this appliance has {', '.join(sorted(clash))} already; "
                                 "restore the configuration into a fresh appliance")
-        from appliance.errors import RepositoryFormatError
-        from appliance.repository.repo import Repository
+        from appliance.errors import RepositoryFormatError, SshError, StorageIOError
 
         missing = []
-        for r in doc["repositories"]:
+        infos = [RepositoryInfo(r["name"], r["location"], r["repo_id"],
+                                datetime.fromisoformat(r["added"]), 0, 0, 0,
+                                r.get("host_key_fingerprint")) for r in doc["repositories"]]
+        for info in infos:
             try:
-                found = Repository.open_local(Path(r["location"]), create=False).id
-            except (NotFoundError, RepositoryFormatError):
+                with self.address(info, doc["secrets"]).open(create=False) as repo:
+                    found = repo.id
+            except (NotFoundError, RepositoryFormatError, SshError, StorageIOError):
                 found = None
-            if found != r["repo_id"]:
-                missing.append(f"{r['name']} ({r['location']})")
+            if found != info.repo_id:
+                missing.append(f"{info.name} ({info.location})")
         if missing:
             raise NotFoundError(f"repositories of the backup are not where it says: "
                                 f"{', '.join(missing)}; make them reachable at those paths "
@@ -556,8 +652,12 @@ class Registry:
             for j in doc["jobs"]:
                 cat.put_job(JobRow(j["name"], json.dumps(j["spec"]), bool(j["enabled"]),
                                    datetime.fromisoformat(j["created"])))
-        for r in doc["repositories"]:
-            self.add_repository(r["name"], r["location"])
+        for info in infos:
+            auth = self.address(info, doc["secrets"]).auth
+            self.add_repository(info.name, info.location,
+                                ssh_key=auth.key_data if auth else None,
+                                ssh_password=auth.password if auth else None,
+                                host_key_fingerprint=info.host_key_fingerprint)
         return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
                 "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
 
@@ -615,20 +715,17 @@ class Registry:
         return out
 
     def _repo(self, name: str) -> Any:
-        from appliance.repository.repo import Repository
-
-        return Repository.open_local(Path(self.repository(name).location), create=False)
+        return self.open_repository(self.repository(name))
 
     def verify(self, repository: str, point: str | None) -> api.VerifyAnswer:
         from appliance.jobs.sync import sync
         from appliance.jobs.verify import verify_point, verify_repository
         from appliance.progress import human_bytes
 
-        repo = self._repo(repository)
         with self.catalog() as cat:
             child = cat.cursor()
         try:
-            with repo.lock(exclusive=False, operation="verify"):
+            with self._repo(repository) as repo, repo.lock(exclusive=False, operation="verify"):
                 with self.catalog():
                     sync(repo, child)
                 report = (verify_point(repo, child, point) if point
@@ -649,8 +746,8 @@ class Registry:
         from appliance.jobs.sync import sync
 
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
-        repo = self._repo(req.repository)
-        with repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
+        with self._repo(req.repository) as repo, \
+                repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
             sync(repo, cat)
             plan = plan_prune(repo, cat, policy, datetime.now(UTC))
             lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
@@ -684,12 +781,12 @@ class Registry:
                                  "restore to is unknown; keep exactly one vCenter, or restore "
                                  "with `vmkeep vsphere restore-vm`")
             vcenter = vcs[0].name
-        repo = self._repo(names[row.repo_id].name)
         with self.catalog() as cat:
             child = cat.cursor()
         log: list[str] = []
         try:
-            with self._session(vcenter) as session, \
+            with self._repo(names[row.repo_id].name) as repo, \
+                    self._session(vcenter) as session, \
                     repo.lock(exclusive=False, operation="restore"):
                 with self.catalog():
                     sync(repo, child)

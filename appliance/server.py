@@ -80,7 +80,9 @@ def _repository(info: RepositoryInfo) -> api.Repository:
                           dedup_ratio=(round(info.bytes_read / info.stored_bytes, 2)
                                        if info.stored_bytes else None),
                           free_bytes=space[0] if space else None,
-                          total_bytes=space[1] if space else None)
+                          total_bytes=space[1] if space else None,
+                          kind="sftp" if info.remote else "local",
+                          host_key_fingerprint=info.host_key_fingerprint)
 
 
 def _sse(event: api.SessionEvent) -> str:
@@ -234,7 +236,16 @@ def create_app(state: ApplianceState) -> FastAPI:
     def add_repository(body: api.RepositoryAdd) -> api.Repository:
         """Create the folder and a repository in it if missing, or import the repository
         there (its points are indexed)."""
-        return _repository(reg.add_repository(body.name, body.path))
+        return _repository(reg.add_repository(
+            body.name, body.path, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
+            host_key_fingerprint=body.host_key_fingerprint))
+
+    @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
+    def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:
+        """An SSH repository's login or pinned host key, checked by logging in first."""
+        return _repository(reg.edit_repository(
+            name, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
+            host_key_fingerprint=body.host_key_fingerprint))
 
     @app.get(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def get_repository(name: str) -> api.Repository:

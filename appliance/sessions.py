@@ -21,7 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from appliance import api
@@ -314,14 +313,13 @@ class SessionManager:
         from appliance.jobs.backup import BackupOptions, block_size_named
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
-        from appliance.repository.repo import Repository
 
         reg = self.registry
         vc = reg.vcenter(spec.vcenter)
         info = reg.repository(spec.repository)
         options = BackupOptions(block_size=block_size_named(spec.block_size),
                                 compression=spec.compression)
-        repo = Repository.open_local(Path(info.location), create=False)
+        repo = reg.open_repository(info, on_reconnect=lambda m: self._log(live, "warning", m))
         with reg.catalog() as main:
             cat = main.cursor()
             # What a crashed run left (a dead process's lock, files in tmp/, packs no point
@@ -337,7 +335,7 @@ class SessionManager:
             with reg.catalog():
                 need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
                                  if p.kind == "full"), 0) for vm in vms)
-            space = info.space()
+            space = reg.repository(info.name).space()
             verdict = space_verdict(*space, need) if space else None
             if verdict is not None:
                 self._log(live, verdict[0], verdict[1])
@@ -364,6 +362,7 @@ class SessionManager:
                 self._retention(live, spec, repo, cat)
         finally:
             cat.close()
+            repo.close()
 
     def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
         """The job's VMs for this run: those it names, then those its containers hold now

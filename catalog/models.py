@@ -104,9 +104,10 @@ class RepositoryName:
     """A repository the appliance uses, by the name the admin gave it."""
 
     name: str
-    location: str
+    location: str  # a folder, or sftp://USER@HOST[:PORT]/PATH
     repo_id: str
     added: datetime
+    host_key_fingerprint: str | None = None  # SSH: the pinned host key
 
 
 @dataclass(frozen=True, slots=True)

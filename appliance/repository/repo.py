@@ -52,6 +52,12 @@ class Repository:
         """Let go of the backend's connections (an SSH repository's)."""
         self.backend.close()
 
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- creation and opening ---------------------------------------------------------------
     @staticmethod
     def init(backend: Backend, *, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
