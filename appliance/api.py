@@ -100,6 +100,7 @@ class RepositoryAdd(Request):
     ssh_key: str | None = None  # SSH: a private key's text (OpenSSH or PEM)
     ssh_password: str | None = None  # SSH: the password, or the key's passphrase
     host_key_fingerprint: str | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
+    encryption_password: str | None = None  # opens an encrypted one; makes a new one so
 
 
 class RepositoryEdit(Request):
@@ -123,6 +124,7 @@ class Repository(Wire):
     total_bytes: int | None = None
     kind: str = "local"  # local | sftp
     host_key_fingerprint: str | None = None  # sftp: the pinned host key
+    encrypted: bool = False
 
 
 class Done(Wire):

@@ -218,6 +218,10 @@ def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = T
     p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="how long to wait for a conflicting lock (default 60)")
     _add_ssh_login(p, password_options=ssh_password)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="the repository's encryption password, first line of FILE (or set "
+                   "VMKEEP_ENCRYPTION_PASSWORD): opens an encrypted repository, and makes a "
+                   "new repository encrypted")
 
 
 def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -419,6 +423,10 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--path", required=True, metavar="DIR|URL",
                    help="the repository's folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     _add_ssh_login(p)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="opens an encrypted repository; a new one is made encrypted with it "
+                   "(first line of FILE, or VMKEEP_ENCRYPTION_PASSWORD). A lost password "
+                   "cannot be recovered")
     p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")

@@ -289,10 +289,12 @@ class ApplianceClient:
 
     def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
                        ssh_password: str | None = None,
-                       host_key_fingerprint: str | None = None) -> api.Repository:
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None) -> api.Repository:
         body = api.RepositoryAdd(name=name, path=path, ssh_key=ssh_key,
                                  ssh_password=ssh_password,
-                                 host_key_fingerprint=host_key_fingerprint)
+                                 host_key_fingerprint=host_key_fingerprint,
+                                 encryption_password=encryption_password)
         return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
 
     def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:

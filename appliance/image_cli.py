@@ -34,7 +34,7 @@ from appliance.jobs.verify import (
     verify_point,
     verify_repository,
 )
-from appliance.password import optional_password
+from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.address import Address
@@ -76,14 +76,23 @@ def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
 def address_of(args: argparse.Namespace) -> Address:
     """The repository the command names: ``--repo`` and, for sftp://, its SSH options."""
     location = args.repo
+    encryption = encryption_password(args)
     if not is_sftp(location):
         if getattr(args, "ssh_key", None) or getattr(args, "host_key_fingerprint", None):
             raise UsageError(f"{location} is a local folder: --ssh-key and "
                              "--host-key-fingerprint are for sftp:// repositories")
-        return Address(location)
+        return Address(location, password=encryption)
     secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
     return Address(location, SshAuth(key_file=args.ssh_key, password=secret),
-                   args.host_key_fingerprint)
+                   args.host_key_fingerprint, password=encryption)
+
+
+def encryption_password(args: argparse.Namespace) -> str | None:
+    """``--encryption-password-file`` or ``VMKEEP_ENCRYPTION_PASSWORD``; None without."""
+    name = getattr(args, "encryption_password_file", None)
+    if name:
+        return password_from_file(name)
+    return os.environ.get("VMKEEP_ENCRYPTION_PASSWORD") or None
 
 
 def open_address(address: Address, *, create: bool) -> Repository:

@@ -94,3 +94,8 @@ def optional_password(args: argparse.Namespace, env_name: str, what: str) -> str
     if not hasattr(args, "password_stdin"):
         return os.environ.get(env_name) or None
     return read_password(args, env_name, what)
+
+
+def password_from_file(name: str) -> str:
+    """The first line of ``name`` (warning when others can read it)."""
+    return _password_from_file(name)

@@ -59,6 +59,7 @@ class RepositoryInfo:
     bytes_read: int = 0  # what its points read: over stored_bytes, the dedup ratio
     host_key_fingerprint: str | None = None  # SSH repositories: the pinned host key
     remote_space: tuple[int, int] | None = None  # SSH: (free, total) when last looked
+    encrypted: bool = False  # its password is in the secret store
 
     @property
     def remote(self) -> bool:
@@ -213,13 +214,15 @@ class Registry:
 
     def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
                        ssh_password: str | None = None,
-                       host_key_fingerprint: str | None = None) -> RepositoryInfo:
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None) -> RepositoryInfo:
         """Use the repository at ``path`` under ``name``: a missing folder is created (with a
         new repository in it); an existing repository is imported (its points indexed).
         ``path`` is a folder or ``sftp://USER@HOST[:PORT]/PATH``; an SSH repository logs in
         with ``ssh_key`` (a private key's text; ``ssh_password`` its passphrase) or
         ``ssh_password``, and its host key must have ``host_key_fingerprint`` (without one,
-        the error shows the host's). Keys and passwords go to the secret store."""
+        the error shows the host's). ``encryption_password`` opens an encrypted repository
+        and makes a new one encrypted. Keys and passwords go to the secret store."""
         from appliance.jobs.sync import rescan
         from appliance.repository.address import Address
         from appliance.repository.sftp import is_sftp
@@ -228,7 +231,7 @@ class Registry:
         name = _check_name("repository", name)
         if is_sftp(path):
             address = Address(path, SshAuth(key_data=ssh_key, password=ssh_password),
-                              host_key_fingerprint)
+                              host_key_fingerprint, password=encryption_password)
             location = str(address.location).rstrip("/")
         else:
             folder = Path(path).expanduser()
@@ -238,7 +241,8 @@ class Registry:
             if ssh_key or ssh_password or host_key_fingerprint:
                 raise UsageError(f"{path} is a local folder: SSH keys, passwords and host "
                                  "key fingerprints are for sftp:// repositories")
-            address, location = Address(str(folder)), str(folder)
+            address = Address(str(folder), password=encryption_password)
+            location = str(folder)
         with self.catalog() as cat:
             if cat.repository_name(name) is not None:
                 raise ConflictError(f"a repository named {name!r} exists already; choose "
@@ -252,7 +256,8 @@ class Registry:
                 space = getattr(repo.backend, "space", None)
                 if space is not None:
                     self._remote_space[name] = space()
-                for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password)):
+                for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
+                                    ("encryption-password", encryption_password)):
                     if value:
                         self.secrets.put(f"repository/{name}/{kind}", value)
                 cat.add_repository_name(RepositoryName(name, location, repo.id,
@@ -275,14 +280,15 @@ class Registry:
         auth = SshAuth(key_data=ssh_key if ssh_key else
                        (old.auth.key_data if ssh_password is None else None),
                        password=ssh_password if ssh_password is not None else old.auth.password)
-        address = Address(info.location, auth, host_key_fingerprint or old.fingerprint)
+        address = Address(info.location, auth, host_key_fingerprint or old.fingerprint,
+                          password=old.password)
         with address.open(create=False) as repo:
             if repo.id != info.repo_id:
                 raise BadInputError(f"{info.location} now holds another repository "
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
         if ssh_key or ssh_password is not None:
-            self.secrets.delete(f"repository/{name}/")
             for kind, value in (("ssh-key", auth.key_data), ("ssh-password", auth.password)):
+                self.secrets.delete(f"repository/{name}/{kind}")
                 if value:
                     self.secrets.put(f"repository/{name}/{kind}", value)
         if address.fingerprint:
@@ -296,12 +302,13 @@ class Registry:
         from appliance.repository.address import Address
         from appliance.ssh import SshAuth
 
-        if not info.remote:
-            return Address(info.location)
         stored = secrets if secrets is not None else self.secrets.all()
+        encryption = stored.get(f"repository/{info.name}/encryption-password")
+        if not info.remote:
+            return Address(info.location, password=encryption)
         auth = SshAuth(key_data=stored.get(f"repository/{info.name}/ssh-key"),
                        password=stored.get(f"repository/{info.name}/ssh-password"))
-        return Address(info.location, auth, info.host_key_fingerprint)
+        return Address(info.location, auth, info.host_key_fingerprint, password=encryption)
 
     def open_repository(self, info: RepositoryInfo, *,
                         on_reconnect: Callable[[str], None] | None = None) -> Any:
@@ -321,6 +328,7 @@ class Registry:
         raise NotFoundError(f"no repository named {name!r}; `vmkeep repo list` shows them")
 
     def repositories(self) -> list[RepositoryInfo]:
+        sealed = self.secrets.names()
         with self.catalog() as cat:
             out = []
             for r in cat.repository_names():
@@ -329,7 +337,8 @@ class Registry:
                                           cat.total_pack_bytes(r.repo_id),
                                           sum(p.bytes_read for p in points),
                                           r.host_key_fingerprint,
-                                          self._remote_space.get(r.name)))
+                                          self._remote_space.get(r.name),
+                                          f"repository/{r.name}/encryption-password" in sealed))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
@@ -653,11 +662,13 @@ class Registry:
                 cat.put_job(JobRow(j["name"], json.dumps(j["spec"]), bool(j["enabled"]),
                                    datetime.fromisoformat(j["created"])))
         for info in infos:
-            auth = self.address(info, doc["secrets"]).auth
+            address = self.address(info, doc["secrets"])
+            auth = address.auth
             self.add_repository(info.name, info.location,
                                 ssh_key=auth.key_data if auth else None,
                                 ssh_password=auth.password if auth else None,
-                                host_key_fingerprint=info.host_key_fingerprint)
+                                host_key_fingerprint=info.host_key_fingerprint,
+                                encryption_password=address.password)
         return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
                 "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
 

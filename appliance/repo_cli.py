@@ -13,14 +13,14 @@ from pathlib import Path
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import RemoteError, UsageError
-from appliance.password import optional_password
+from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
 from appliance.table import render
 
 
 def _show(r: api.Repository) -> str:
     return (f"repository {r.name!r} at {r.location}: {r.points} restore point(s), "
-            f"{human_bytes(r.stored_bytes)} stored")
+            f"{human_bytes(r.stored_bytes)} stored" + (", encrypted" if r.encrypted else ""))
 
 
 def _key_text(args: argparse.Namespace) -> str | None:
@@ -56,8 +56,12 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
     path = args.path if args.path.startswith("sftp://") else os.path.abspath(args.path)
     key = _key_text(args)
     secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
+    encryption = (password_from_file(args.encryption_password_file)
+                  if args.encryption_password_file
+                  else os.environ.get("VMKEEP_ENCRYPTION_PASSWORD") or None)
     repo = trusting(args.host_key_fingerprint, lambda fp: client.add_repository(
-        args.name, path, ssh_key=key, ssh_password=secret, host_key_fingerprint=fp))
+        args.name, path, ssh_key=key, ssh_password=secret, host_key_fingerprint=fp,
+        encryption_password=encryption))
     print(_show(repo))
     return 0
 

@@ -82,7 +82,8 @@ def _repository(info: RepositoryInfo) -> api.Repository:
                           free_bytes=space[0] if space else None,
                           total_bytes=space[1] if space else None,
                           kind="sftp" if info.remote else "local",
-                          host_key_fingerprint=info.host_key_fingerprint)
+                          host_key_fingerprint=info.host_key_fingerprint,
+                          encrypted=info.encrypted)
 
 
 def _sse(event: api.SessionEvent) -> str:
@@ -238,7 +239,8 @@ def create_app(state: ApplianceState) -> FastAPI:
         there (its points are indexed)."""
         return _repository(reg.add_repository(
             body.name, body.path, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
-            host_key_fingerprint=body.host_key_fingerprint))
+            host_key_fingerprint=body.host_key_fingerprint,
+            encryption_password=body.encryption_password))
 
     @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:

@@ -212,8 +212,8 @@ class _PackSink:
         self.blocks_new = 0
 
     def add(self, block_id: bytes, codec_id: int, stored: bytes, plain_len: int,
-            check: bytes) -> None:
-        self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check)
+            check: bytes, key_id: int = 0) -> None:
+        self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check, key_id)
         self.pending.add(block_id)
         self.bytes_stored += len(stored)
         self.blocks_new += 1
@@ -313,13 +313,14 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
             elif r.data is not None:
                 taken.add(r.block_id)
                 to_store.append((r, r.data))
-        packed = [pool.submit(codec.compress, data, compression) for _r, data in to_store]
+        packed = [pool.submit(sink.repo.encode_block, data, compression, r.block_id, r.check)
+                  for r, data in to_store]
         compress_wait = write_wait = 0.0
         for (r, data), fut in zip(to_store, packed, strict=True):
             t0 = time.perf_counter()
-            codec_id, stored = fut.result()
+            codec_id, stored, check, key_id = fut.result()
             t1 = time.perf_counter()
-            sink.add(r.block_id, codec_id, stored, len(data), r.check)
+            sink.add(r.block_id, codec_id, stored, len(data), check, key_id)
             compress_wait += t1 - t0
             write_wait += time.perf_counter() - t1
         for r in current:
@@ -391,7 +392,9 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
               for d in disks]
     plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
     key = repo.block_key()
-    io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-writer")
+    # A network backend may write packs side by side (each writer on its own connection).
+    io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
+                            thread_name_prefix="pack-writer")
     sink = _PackSink(repo, cat, io)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),

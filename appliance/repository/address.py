@@ -21,6 +21,7 @@ class Address:
     auth: SshAuth | None = None  # SSH only
     fingerprint: str | None = None  # SSH only: the pinned host key, SHA256:…
     reconnect: Reconnect = field(default_factory=Reconnect)
+    password: str | None = field(default=None, repr=False)  # encryption (§8): opens / makes
 
     def __post_init__(self) -> None:
         if self.remote:
@@ -39,17 +40,19 @@ class Address:
         return is_sftp(self.location)
 
     def with_fingerprint(self, fingerprint: str) -> Address:
-        return Address(self.location, self.auth, fingerprint, self.reconnect)
+        return Address(self.location, self.auth, fingerprint, self.reconnect, self.password)
 
     def open(self, *, create: bool,
              on_reconnect: Callable[[str], None] | None = None) -> Repository:
         """The repository there; with ``create``, a missing or empty folder becomes a new
-        one. SSH: the host key must be the pinned one (``appliance.ssh``)."""
+        one, encrypted when a ``password`` is given. SSH: the host key must be the pinned one
+        (``appliance.ssh``)."""
         if not self.remote:
-            return Repository.open_local(Path(self.location), create=create)
+            return Repository.open_local(Path(self.location), create=create,
+                                         password=self.password)
         backend = self.backend(create=create, on_reconnect=on_reconnect)
         try:
-            return Repository.open_backend(backend, create=create)
+            return Repository.open_backend(backend, create=create, password=self.password)
         except BaseException:
             backend.close()
             raise

@@ -45,6 +45,11 @@ from appliance.ssh import SshAuth, SshError, SshTarget, connect
 
 SCHEME: Final = "sftp://"
 WRITE_CHUNK: Final = 1 << 20
+# Fewer, larger SFTP requests and packets: Paramiko's cost is per packet, in Python.
+WINDOW: Final = 64 << 20
+MAX_PACKET: Final = 256 << 10
+MAX_REQUEST: Final = 255 << 10  # OpenSSH's sftp-server takes requests up to 256 KiB
+CONNECTIONS: Final = 2  # threads share these in turn
 OPEN_FILES: Final = 8  # per thread, for get_range
 PIPELINE_ABOVE: Final = 64 << 10  # get_range: longer ranges are read with parallel requests
 T = TypeVar("T")
@@ -92,6 +97,14 @@ class Reconnect:
     give_up: float = 30 * 60.0
 
 
+class _Slot:
+    """One SSH connection of the backend's, and how often it was (re)made."""
+
+    def __init__(self) -> None:
+        self.client: paramiko.SSHClient | None = None
+        self.generation = 0
+
+
 class _Dropped(Exception):
     """The connection broke under a call (internal: the call is retried)."""
 
@@ -105,7 +118,8 @@ class SftpBackend:
 
     def __init__(self, where: SftpLocation, auth: SshAuth, fingerprint: str | None, *,
                  create: bool = False, reconnect: Reconnect = Reconnect(),
-                 on_reconnect: Callable[[str], None] | None = None) -> None:
+                 on_reconnect: Callable[[str], None] | None = None,
+                 connections: int = CONNECTIONS) -> None:
         self.where = where
         self.auth = auth
         self.fingerprint = fingerprint
@@ -113,29 +127,35 @@ class SftpBackend:
         self.on_reconnect = on_reconnect
         self.reconnects = 0
         self._lock = threading.Lock()
-        self._client: paramiko.SSHClient | None = None
-        self._generation = 0
+        self._slots = [_Slot() for _ in range(max(1, connections))]
+        self._next_slot = 0
+        self._closed = False
+        self.parallel_writes = len(self._slots)  # packs the backup may write at once
         self._local = threading.local()
         self._dirs: set[str] = set()
-        self._connect()
+        self._connect(self._slots[0])
         self._prepare_root(create)
 
-    # -- the connection -----------------------------------------------------------------------
+    # -- the connections ----------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def _connect(self, slot: _Slot) -> None:
         client = connect(self.where.target, self.auth, self.fingerprint)
         with self._lock:
-            old, self._client = self._client, client
-            self._generation += 1
-            self._dirs.clear()
+            old, slot.client = slot.client, client
+            slot.generation += 1
         if old is not None:
             old.close()
 
     def close(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            self._closed = True
+            clients = [slot.client for slot in self._slots]
+            for slot in self._slots:
+                slot.client = None
+                slot.generation += 1
+        for client in clients:
+            if client is not None:
+                client.close()
 
     def __enter__(self) -> SftpBackend:
         return self
@@ -143,18 +163,39 @@ class SftpBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _sftp(self) -> paramiko.SFTPClient:
-        """This thread's SFTP channel on the current connection."""
+    def _slot(self) -> _Slot:
+        """This thread's connection: threads are spread over the connections in turn, so
+        parallel writers (and Paramiko's per-connection encryption) run side by side."""
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None:
+            with self._lock:
+                slot = self._slots[self._next_slot % len(self._slots)]
+                self._next_slot += 1
+            self._local.slot = slot
+        return slot
+
+    def _sftp(self, slot: _Slot) -> paramiko.SFTPClient:
+        """This thread's SFTP channel on its connection (made when missing)."""
         local = self._local
-        if getattr(local, "generation", None) != self._generation:
-            client = self._client
-            if client is None:
+        if getattr(local, "generation", None) != slot.generation or \
+                getattr(local, "sftp", None) is None:
+            if self._closed:
                 raise StorageIOError(f"{self.where}: the connection is closed")
+            if slot.client is None:
+                try:
+                    self._connect(slot)
+                except SshError as exc:
+                    raise _Dropped(str(exc)) from exc
+            client = slot.client
             try:
-                local.sftp = client.open_sftp()
+                transport = client.get_transport() if client is not None else None
+                if transport is None:
+                    raise _Dropped("the connection is closed")
+                local.sftp = paramiko.SFTPClient.from_transport(
+                    transport, window_size=WINDOW, max_packet_size=MAX_PACKET)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise _Dropped(str(exc)) from exc
-            local.generation = self._generation
+            local.generation = slot.generation
             local.files = OrderedDict()
         sftp: paramiko.SFTPClient = local.sftp
         return sftp
@@ -164,15 +205,16 @@ class SftpBackend:
         back-off) and ``fn`` repeated."""
         deadline = time.monotonic() + self.reconnect.give_up
         attempt = 0
+        slot = self._slot()
         while True:
-            generation = self._generation
+            generation = slot.generation
             try:
-                return fn(self._sftp())
+                return fn(self._sftp(slot))
             except (_Dropped, paramiko.SSHException, EOFError, ConnectionError,
                     TimeoutError) as exc:
                 why = str(exc) or type(exc).__name__
             except OSError as exc:
-                if exc.errno is not None or self._alive():
+                if exc.errno is not None or self._alive(slot):
                     raise  # an answer of the server (a missing file, a full disk): final
                 why = str(exc) or type(exc).__name__
             attempt += 1
@@ -186,12 +228,12 @@ class SftpBackend:
                     self.on_reconnect(f"the connection to {self.where.target} dropped during "
                                       f"{what} ({why}); reconnecting (attempt {attempt})")
                 with self._lock:
-                    current = self._generation
+                    current = slot.generation
                 if current != generation:
-                    break  # another thread reconnected already
+                    break  # another thread reconnected it already
                 time.sleep(min(self.reconnect.every, max(0.0, deadline - time.monotonic())))
                 try:
-                    self._connect()
+                    self._connect(slot)
                 except SshError as exc:
                     if exc.code in ("host_key_changed", "host_key_unknown", "ssh_auth"):
                         raise
@@ -201,8 +243,8 @@ class SftpBackend:
                 self.reconnects += 1
                 break
 
-    def _alive(self) -> bool:
-        client = self._client
+    def _alive(self, slot: _Slot | None = None) -> bool:
+        client = (slot or self._slot()).client
         transport = client.get_transport() if client is not None else None
         return transport is not None and transport.is_active()
 
@@ -275,6 +317,7 @@ class SftpBackend:
                 self._makedirs(sftp, posixpath.dirname(target))
                 with sftp.open(tmp, "wb") as f:
                     f.set_pipelined(True)
+                    f.MAX_REQUEST_SIZE = MAX_REQUEST
                     view = memoryview(data)
                     for start in range(0, len(view), WRITE_CHUNK):
                         f.write(view[start : start + WRITE_CHUNK])
