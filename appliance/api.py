@@ -101,6 +101,8 @@ class RepositoryAdd(Request):
     ssh_password: str | None = None  # SSH: the password, or the key's passphrase
     host_key_fingerprint: str | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
     encryption_password: str | None = None  # opens an encrypted one; makes a new one so
+    reconnect_every_seconds: float | None = None  # SSH: between reconnects (default 15)
+    reconnect_for_seconds: float | None = None  # SSH: give up after (default 1800)
 
 
 class RepositoryEdit(Request):
@@ -125,6 +127,8 @@ class Repository(Wire):
     kind: str = "local"  # local | sftp
     host_key_fingerprint: str | None = None  # sftp: the pinned host key
     encrypted: bool = False
+    reconnect_every_seconds: float | None = None  # SSH: None is the default, 15
+    reconnect_for_seconds: float | None = None  # SSH: None is the default, 1800
 
 
 class Done(Wire):

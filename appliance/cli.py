@@ -427,6 +427,10 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="opens an encrypted repository; a new one is made encrypted with it "
                    "(first line of FILE, or VMKEEP_ENCRYPTION_PASSWORD). A lost password "
                    "cannot be recovered")
+    p.add_argument("--reconnect-every", metavar="PERIOD",
+                   help="SSH: when the connection drops, try again this often (default 15s)")
+    p.add_argument("--reconnect-for", metavar="PERIOD",
+                   help="SSH: and give up after this long (default 30m)")
     p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")

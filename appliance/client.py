@@ -290,11 +290,15 @@ class ApplianceClient:
     def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
                        ssh_password: str | None = None,
                        host_key_fingerprint: str | None = None,
-                       encryption_password: str | None = None) -> api.Repository:
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> api.Repository:
         body = api.RepositoryAdd(name=name, path=path, ssh_key=ssh_key,
                                  ssh_password=ssh_password,
                                  host_key_fingerprint=host_key_fingerprint,
-                                 encryption_password=encryption_password)
+                                 encryption_password=encryption_password,
+                                 reconnect_every_seconds=reconnect_every,
+                                 reconnect_for_seconds=reconnect_for)
         return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
 
     def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:

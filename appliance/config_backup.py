@@ -82,7 +82,9 @@ def state_document(vcenters: list[VCenterRow], repositories: list[RepositoryName
                       "added": v.added.isoformat()} for v in vcenters],
         "repositories": [{"name": r.name, "location": r.location, "repo_id": r.repo_id,
                           "added": r.added.isoformat(),
-                          "host_key_fingerprint": r.host_key_fingerprint}
+                          "host_key_fingerprint": r.host_key_fingerprint,
+                          "reconnect_every": r.reconnect_every,
+                          "reconnect_for": r.reconnect_for}
                          for r in repositories],
         "jobs": [{"name": j.name, "spec": json.loads(j.spec_json), "enabled": j.enabled,
                   "created": j.created.isoformat()} for j in jobs],

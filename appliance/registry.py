@@ -60,6 +60,8 @@ class RepositoryInfo:
     host_key_fingerprint: str | None = None  # SSH repositories: the pinned host key
     remote_space: tuple[int, int] | None = None  # SSH: (free, total) when last looked
     encrypted: bool = False  # its password is in the secret store
+    reconnect_every: float | None = None  # SSH: between reconnects (None: the default)
+    reconnect_for: float | None = None  # SSH: how long to keep trying
 
     @property
     def remote(self) -> bool:
@@ -215,7 +217,9 @@ class Registry:
     def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
                        ssh_password: str | None = None,
                        host_key_fingerprint: str | None = None,
-                       encryption_password: str | None = None) -> RepositoryInfo:
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> RepositoryInfo:
         """Use the repository at ``path`` under ``name``: a missing folder is created (with a
         new repository in it); an existing repository is imported (its points indexed).
         ``path`` is a folder or ``sftp://USER@HOST[:PORT]/PATH``; an SSH repository logs in
@@ -229,6 +233,10 @@ class Registry:
         from appliance.ssh import SshAuth
 
         name = _check_name("repository", name)
+        for what, seconds in (("--reconnect-every", reconnect_every),
+                              ("--reconnect-for", reconnect_for)):
+            if seconds is not None and not 0 < seconds <= 7 * 86400:
+                raise UsageError(f"{what} must be more than 0 and at most 7 days")
         if is_sftp(path):
             address = Address(path, SshAuth(key_data=ssh_key, password=ssh_password),
                               host_key_fingerprint, password=encryption_password)
@@ -260,8 +268,9 @@ class Registry:
                                     ("encryption-password", encryption_password)):
                     if value:
                         self.secrets.put(f"repository/{name}/{kind}", value)
-                cat.add_repository_name(RepositoryName(name, location, repo.id,
-                                                       datetime.now(UTC), address.fingerprint))
+                cat.add_repository_name(RepositoryName(
+                    name, location, repo.id, datetime.now(UTC), address.fingerprint,
+                    reconnect_every, reconnect_for))
         return self.repository(name)
 
     def edit_repository(self, name: str, *, host_key_fingerprint: str | None = None,
@@ -300,6 +309,7 @@ class Registry:
         """Where the repository is and how to log in (``appliance.repository.address``),
         with the secrets of the store (or of ``secrets``)."""
         from appliance.repository.address import Address
+        from appliance.repository.sftp import Reconnect
         from appliance.ssh import SshAuth
 
         stored = secrets if secrets is not None else self.secrets.all()
@@ -308,7 +318,11 @@ class Registry:
             return Address(info.location, password=encryption)
         auth = SshAuth(key_data=stored.get(f"repository/{info.name}/ssh-key"),
                        password=stored.get(f"repository/{info.name}/ssh-password"))
-        return Address(info.location, auth, info.host_key_fingerprint, password=encryption)
+        default = Reconnect()
+        reconnect = Reconnect(info.reconnect_every or default.every,
+                              info.reconnect_for or default.give_up)
+        return Address(info.location, auth, info.host_key_fingerprint, reconnect,
+                       password=encryption)
 
     def open_repository(self, info: RepositoryInfo, *,
                         on_reconnect: Callable[[str], None] | None = None) -> Any:
@@ -338,7 +352,8 @@ class Registry:
                                           sum(p.bytes_read for p in points),
                                           r.host_key_fingerprint,
                                           self._remote_space.get(r.name),
-                                          f"repository/{r.name}/encryption-password" in sealed))
+                                          f"repository/{r.name}/encryption-password" in sealed,
+                                          r.reconnect_every, r.reconnect_for))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
@@ -636,7 +651,10 @@ class Registry:
         missing = []
         infos = [RepositoryInfo(r["name"], r["location"], r["repo_id"],
                                 datetime.fromisoformat(r["added"]), 0, 0, 0,
-                                r.get("host_key_fingerprint")) for r in doc["repositories"]]
+                                r.get("host_key_fingerprint"),
+                                reconnect_every=r.get("reconnect_every"),
+                                reconnect_for=r.get("reconnect_for"))
+                 for r in doc["repositories"]]
         for info in infos:
             try:
                 with self.address(info, doc["secrets"]).open(create=False) as repo:
@@ -668,7 +686,9 @@ class Registry:
                                 ssh_key=auth.key_data if auth else None,
                                 ssh_password=auth.password if auth else None,
                                 host_key_fingerprint=info.host_key_fingerprint,
-                                encryption_password=address.password)
+                                encryption_password=address.password,
+                                reconnect_every=info.reconnect_every,
+                                reconnect_for=info.reconnect_for)
         return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
                 "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import RemoteError, UsageError
+from appliance.jobs.schedule import parse_period
 from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
 from appliance.table import render
@@ -61,9 +62,15 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
                   else os.environ.get("VMKEEP_ENCRYPTION_PASSWORD") or None)
     repo = trusting(args.host_key_fingerprint, lambda fp: client.add_repository(
         args.name, path, ssh_key=key, ssh_password=secret, host_key_fingerprint=fp,
-        encryption_password=encryption))
+        encryption_password=encryption,
+        reconnect_every=_seconds(args.reconnect_every),
+        reconnect_for=_seconds(args.reconnect_for)))
     print(_show(repo))
     return 0
+
+
+def _seconds(period: str | None) -> float | None:
+    return parse_period(period).total_seconds() if period else None
 
 
 def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:

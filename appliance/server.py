@@ -83,7 +83,9 @@ def _repository(info: RepositoryInfo) -> api.Repository:
                           total_bytes=space[1] if space else None,
                           kind="sftp" if info.remote else "local",
                           host_key_fingerprint=info.host_key_fingerprint,
-                          encrypted=info.encrypted)
+                          encrypted=info.encrypted,
+                          reconnect_every_seconds=info.reconnect_every,
+                          reconnect_for_seconds=info.reconnect_for)
 
 
 def _sse(event: api.SessionEvent) -> str:
@@ -240,7 +242,9 @@ def create_app(state: ApplianceState) -> FastAPI:
         return _repository(reg.add_repository(
             body.name, body.path, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
             host_key_fingerprint=body.host_key_fingerprint,
-            encryption_password=body.encryption_password))
+            encryption_password=body.encryption_password,
+            reconnect_every=body.reconnect_every_seconds,
+            reconnect_for=body.reconnect_for_seconds))
 
     @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:

@@ -4,7 +4,8 @@ Index tables (rebuilt by ``rescan`` from a repository alone): repositories, poin
 point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
 configuration backup and never rebuilt from a repository: vcenters and repository_names
 (version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5);
-session tasks per disk (version 6); SSH repositories' pinned host keys (version 7).
+session tasks per disk (version 6); SSH repositories' pinned host keys (version 7) and
+reconnect periods (version 8).
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -131,6 +132,13 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         7,
         """
         ALTER TABLE repository_names ADD COLUMN host_key_fingerprint VARCHAR;
+        """,
+    ),
+    (
+        8,
+        """
+        ALTER TABLE repository_names ADD COLUMN reconnect_every DOUBLE;
+        ALTER TABLE repository_names ADD COLUMN reconnect_for DOUBLE;
         """,
     ),
 ]

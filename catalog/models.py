@@ -108,6 +108,8 @@ class RepositoryName:
     repo_id: str
     added: datetime
     host_key_fingerprint: str | None = None  # SSH: the pinned host key
+    reconnect_every: float | None = None  # SSH: seconds between reconnects (None: 15)
+    reconnect_for: float | None = None  # SSH: give up after (None: 30 minutes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,14 +205,15 @@ class Catalog:
         self._con.execute("DELETE FROM vcenters WHERE name = ?", [name])
 
     def add_repository_name(self, row: RepositoryName) -> None:
-        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?, ?)",
+        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?, ?, ?, ?)",
                           [row.name, row.location, row.repo_id, _naive_utc(row.added),
-                           row.host_key_fingerprint])
+                           row.host_key_fingerprint, row.reconnect_every, row.reconnect_for])
 
     def repository_names(self) -> list[RepositoryName]:
-        rows = self._con.execute("SELECT name, location, repo_id, added, host_key_fingerprint "
-                                 "FROM repository_names ORDER BY name").fetchall()
-        return [RepositoryName(r[0], r[1], r[2], _utc(r[3]), r[4]) for r in rows]
+        rows = self._con.execute("SELECT name, location, repo_id, added, host_key_fingerprint, "
+                                 "reconnect_every, reconnect_for FROM repository_names "
+                                 "ORDER BY name").fetchall()
+        return [RepositoryName(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def repository_name(self, name: str) -> RepositoryName | None:
         return next((r for r in self.repository_names() if r.name == name), None)

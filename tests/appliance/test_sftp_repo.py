@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 from tests.appliance.lab import VM, Lab
+from tests.appliance.test_follow import grow_and_fill
+from tests.proxy import CuttingProxy
 from tests.sshd import Sshd
 
 
@@ -59,3 +61,31 @@ def test_a_job_into_an_sftp_repository(lab: Lab, sshd: Sshd) -> None:
     for path in lab.home.rglob("*"):
         if path.is_file() and path.name not in ("secrets.enc",):
             assert secret not in path.read_bytes(), path
+
+
+def test_a_session_reconnects_and_completes_one_point(lab: Lab, sshd: Sshd) -> None:
+    """The connection to the SSH repository is cut twice during the job's backup (a proxy in
+    between): the session logs the reconnects and ends successful with one point."""
+    grow_and_fill(lab)
+    proxy = CuttingProxy(sshd.port)
+    try:
+        url = f"sftp://{sshd.user}@127.0.0.1:{proxy.port}{sshd.base}/flaky-{lab.tmp.name}"
+        r = lab.vmkeep("repo", "add", "flaky", "--path", url, "--ssh-key", str(sshd.key_file),
+                       "--host-key-fingerprint", sshd.fingerprint, "--reconnect-every",
+                       "1s", "--reconnect-for", "2m")
+        assert r.code == 0, r.err
+        assert lab.vmkeep("job", "create", "flaky", "--vcenter", "vc", "--vm", VM, "--repo",
+                          "flaky", "--enable-cbt").code == 0
+        start = proxy.upstream_bytes
+        proxy.marks = [start + (20 << 20), start + (70 << 20)]
+        r = lab.vmkeep("job", "run", "flaky", "--wait")
+        assert r.code == 0, r.err
+        assert proxy.cuts == 2
+        shown = json.loads(lab.vmkeep("session", "show", r.out.strip(), "--json").out)
+        reconnects = [x for x in shown["log"] if "reconnecting" in x["message"]]
+        assert reconnects and all(x["level"] == "warning" for x in reconnects)
+        points = json.loads(lab.vmkeep("points", "list", "--json").out)
+        assert [(p["repository"], p["kind"]) for p in points] == [("flaky", "full")]
+        assert lab.vmkeep("verify", "--repo", "flaky").code == 0
+    finally:
+        proxy.close()
