@@ -129,6 +129,22 @@ class Repository(Wire):
     encrypted: bool = False
     reconnect_every_seconds: float | None = None  # SSH: None is the default, 15
     reconnect_for_seconds: float | None = None  # SSH: None is the default, 1800
+    immutable_days: int | None = None  # hardened: files locked this long after their epoch
+    epoch_days: int | None = None
+    immutable_until: datetime | None = None  # hardened: the latest lock in the ledger
+
+
+class RepositoryHarden(Request):
+    """``POST /v1/repositories/{name}/harden``: ``days`` None turns hardening off (locks
+    already set stay until they expire)."""
+
+    days: int | None = None
+    epoch_days: int | None = None
+
+
+class AuditAnswer(Wire):
+    ok: bool
+    lines: list[str]  # one per disagreement between the ledger and the host
 
 
 class Done(Wire):

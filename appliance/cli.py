@@ -435,6 +435,23 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     _add_ssh_login(p)
+    p = rsub.add_parser("harden", help="make an SSH repository's files immutable",
+                        description="After each session the files a new point needs become "
+                        "immutable on the repository host (chattr +i) for --days after the end "
+                        "of their epoch, through the root-owned helper "
+                        "(scripts/install-immutable-helper.sh on the host).",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--days", type=int, metavar="N", help="7 … 9999")
+    g.add_argument("--off", action="store_true",
+                   help="no new locks (those set stay until they expire)")
+    p.add_argument("--epoch-days", type=int, metavar="N",
+                   help="epoch length (default: 30, or --days if shorter)")
+    p = rsub.add_parser("audit", help="compare a hardened repository's ledger with the host",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")

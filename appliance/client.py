@@ -301,6 +301,15 @@ class ApplianceClient:
                                  reconnect_for_seconds=reconnect_for)
         return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
 
+    def harden_repository(self, name: str, days: int | None,
+                          epoch_days: int | None = None) -> api.Repository:
+        return self._call("POST", f"/repositories/{_seg(name)}/harden", api.Repository,
+                          json=api.RepositoryHarden(days=days,
+                                                    epoch_days=epoch_days).model_dump())
+
+    def audit_repository(self, name: str) -> api.AuditAnswer:
+        return self._call("GET", f"/repositories/{_seg(name)}/audit", api.AuditAnswer)
+
     def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
         return self._call("PATCH", f"/repositories/{_seg(name)}", api.Repository,
                           json=changes.model_dump(exclude_none=True))

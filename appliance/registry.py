@@ -62,6 +62,9 @@ class RepositoryInfo:
     encrypted: bool = False  # its password is in the secret store
     reconnect_every: float | None = None  # SSH: between reconnects (None: the default)
     reconnect_for: float | None = None  # SSH: how long to keep trying
+    immutable_days: int | None = None  # hardened: see appliance.repository.hardening
+    epoch_days: int | None = None
+    immutable_until: datetime | None = None  # hardened: the latest lock in the ledger
 
     @property
     def remote(self) -> bool:
@@ -353,7 +356,9 @@ class Registry:
                                           r.host_key_fingerprint,
                                           self._remote_space.get(r.name),
                                           f"repository/{r.name}/encryption-password" in sealed,
-                                          r.reconnect_every, r.reconnect_for))
+                                          r.reconnect_every, r.reconnect_for,
+                                          r.immutable_days, r.epoch_days,
+                                          max(cat.ledger(r.repo_id).values(), default=None)))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
@@ -365,6 +370,8 @@ class Registry:
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
             with repo.lock(exclusive=False, operation="rescan"):
                 rescan(repo, cat)
+                if info.immutable_days is not None:
+                    self.restore_ledger(repo, cat)
         return self.repository(name)
 
     def remove_repository(self, name: str) -> None:
@@ -771,16 +778,151 @@ class Registry:
                     f"{', '.join(d.points) if d.points else 'no restore point'}"
                     for d in report.damage])
 
+    # -- hardened repositories ----------------------------------------------------------------
+
+    def harden_repository(self, name: str, days: int | None, epoch_days: int | None
+                          ) -> RepositoryInfo:
+        """Make an SSH repository hardened (``days`` None: no longer): its files become
+        immutable on the host through the root-owned helper, which must answer first. What
+        is there now is locked at once."""
+        from appliance.repository.hardening import Hardening
+
+        info = self.repository(name)
+        if days is None:
+            with self.catalog() as cat:
+                cat.set_hardening(name, None, None)
+            return self.repository(name)
+        hardening = Hardening(days, epoch_days or min(30, days))
+        if not info.remote:
+            raise UsageError(f"repository {name!r} is a local folder: a hardened repository is "
+                             "on another host, reached over SSH (sftp://…), where the "
+                             "appliance's account cannot lift immutability")
+        with self.open_repository(info) as repo:
+            self._helper(repo).check()
+            with self.catalog() as cat:
+                cat.set_hardening(name, hardening.days, hardening.epoch_days)
+            hardened = self.repository(name)
+            with self.catalog() as cat:
+                self.lock_files(hardened, repo, cat, cat.point_ids(repo.id))
+        return self.repository(name)
+
+    def hardening(self, info: RepositoryInfo) -> Any:
+        from appliance.repository.hardening import Hardening
+
+        if info.immutable_days is None:
+            return None
+        return Hardening(info.immutable_days, info.epoch_days or min(30, info.immutable_days))
+
+    def _helper(self, repo: Any) -> Any:
+        from appliance.repository.hardening import Helper
+
+        return Helper(repo.backend, repo.backend.where.path)
+
+    def lock_until(self, info: RepositoryInfo, repo: Any, now: datetime) -> datetime:
+        from appliance.repository.hardening import lock_until
+
+        return lock_until(self.hardening(info), datetime.fromisoformat(repo.config.created),
+                          now)
+
+    def lock_files(self, info: RepositoryInfo, repo: Any, cat: Catalog,
+                   point_ids: Any) -> int:
+        """Make what ``point_ids`` need immutable until their epoch's end plus the days
+        (manifests, the packs of their blocks, the config and keys), with a record of it in
+        the repository (``immutable/``) and the catalog's ledger. Returns the files locked."""
+        from appliance.repository import objfile
+        from appliance.repository.hardening import RECORDS
+        from appliance.repository.manifest import manifest_name
+        from appliance.repository.pack import pack_name
+
+        until = self.lock_until(info, repo, datetime.now(UTC))
+        points = sorted(point_ids)
+        names = {manifest_name(p) for p in points}
+        for p in points:
+            names |= {pack_name(u.pack_id) for u in cat.pack_usage(repo.id, [p])
+                      if u.live_entries}
+        names |= {"config", *repo.backend.list("keys")}
+        record = f"{RECORDS}/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
+        doc = {"until": until.isoformat(), "files": sorted(names)}
+        repo.backend.put(record, objfile.encode_json(objfile.MAGIC_LOCK, doc))
+        names.add(record)
+        ordered = sorted(names)
+        self._helper(repo).lock(ordered, until)
+        cat.record_locks(repo.id, ordered, until)
+        return len(ordered)
+
+    def restore_ledger(self, repo: Any, cat: Catalog) -> None:
+        """The lock ledger from the repository's own records (after a rescan)."""
+        from appliance.repository import objfile
+        from appliance.repository.hardening import RECORDS
+
+        for name in repo.backend.list(RECORDS):
+            doc = objfile.decode_json(objfile.MAGIC_LOCK, repo.backend.get(name), name)
+            until = datetime.fromisoformat(str(doc["until"]))
+            cat.record_locks(repo.id, [*map(str, doc["files"]), name], until)
+
+    def guard_prune(self, info: RepositoryInfo, repo: Any, cat: Catalog, plan: Any) -> Any:
+        """In a hardened repository: first let the helper lift expired locks (by the host's
+        clock), then refuse to remove a point whose manifest is still immutable (with the
+        date), and leave still-locked packs for later. Other repositories: ``plan``."""
+        from dataclasses import replace
+
+        from appliance.repository.hardening import refuse_immutable
+        from appliance.repository.manifest import manifest_name
+        from appliance.repository.pack import pack_name
+
+        if self.hardening(info) is None:
+            return plan
+        helper = self._helper(repo)
+        cat.forget_locks(repo.id, helper.expire())
+        held = {name: until for until, _flag, name in helper.status()}  # the host's word
+        refuse_immutable([manifest_name(p) for p in plan.remove_points], held,
+                         "remove these restore points")
+        return replace(
+            plan,
+            delete_packs=tuple(u for u in plan.delete_packs if pack_name(u.pack_id) not in held),
+            compact_packs=tuple(u for u in plan.compact_packs
+                                if pack_name(u.pack_id) not in held))
+
+    def audit(self, name: str) -> list[str]:
+        """A hardened repository's ledger against the host: one line per disagreement."""
+        info = self.repository(name)
+        if self.hardening(info) is None:
+            raise UsageError(f"repository {name!r} is not hardened (`vmkeep repo harden`)")
+        with self.open_repository(info) as repo, self.catalog() as cat:
+            ledger = cat.ledger(repo.id)
+            status = {n: (until, flag) for until, flag, n in self._helper(repo).status()}
+        now = datetime.now(UTC)
+        out = []
+        for n, until in sorted(ledger.items()):
+            if until <= now:
+                continue
+            got = status.get(n)
+            if got is None:
+                out.append(f"{n}: the ledger says immutable until {until:%Y-%m-%d}, the host "
+                           "keeps no lock")
+            elif got[1] != "i":
+                out.append(f"{n}: should be immutable until {until:%Y-%m-%d} but is "
+                           f"{'missing' if got[1] == 'missing' else 'not immutable'} on the "
+                           "host")
+        for n, (until, flag) in sorted(status.items()):
+            if flag == "i" and n not in ledger:
+                out.append(f"{n}: immutable on the host until {until:%Y-%m-%d}, not in the "
+                           "ledger (a rescan restores the ledger)")
+        return out
+
     def prune(self, req: api.PruneRequest) -> api.PruneAnswer:
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
         from appliance.jobs.sync import sync
 
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
+        info = self.repository(req.repository)
         with self._repo(req.repository) as repo, \
                 repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
             sync(repo, cat)
             plan = plan_prune(repo, cat, policy, datetime.now(UTC))
+            if not req.dry_run:
+                plan = self.guard_prune(info, repo, cat, plan)
             lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
                      f"{'; '.join(d.reasons) or 'no rule keeps it'}" for d in plan.decisions]
             if req.dry_run or not plan.remove_points:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -345,7 +345,8 @@ class SessionManager:
             pending = vms
             attempt = 0
             while True:
-                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule)
+                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule,
+                                  info)
                 failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
                 if not failed or live.stop.is_set() or attempt >= spec.retries:
                     break
@@ -359,7 +360,7 @@ class SessionManager:
                     break
                 pending = failed
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set():
-                self._retention(live, spec, repo, cat)
+                self._retention(live, spec, repo, cat, {vm.name for vm in vms}, info)
         finally:
             cat.close()
             repo.close()
@@ -397,7 +398,7 @@ class SessionManager:
 
     def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
                      repo: Any, cat: Catalog, options: Any, full: bool,
-                     schedule: Schedule) -> None:
+                     schedule: Schedule, info: Any) -> None:
         """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
         from appliance.vsphere.session import connect
 
@@ -408,7 +409,7 @@ class SessionManager:
                              self.registry.vcenter_password(vc.name),
                              fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
                     self._backup_one(live, spec, vm, session, repo, cursor, options, full,
-                                     schedule)
+                                     schedule, info)
             except VmkeepError as exc:  # vCenter unreachable, login refused, …
                 self._log(live, "error", f"{vm.name}: {exc}")
                 task = live.tasks[vm.name]
@@ -423,12 +424,15 @@ class SessionManager:
             for f in [pool.submit(one, vm) for vm in vms]:
                 f.result()
 
-    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog) -> None:
-        """Apply the job's retention to its VMs' points (exclusive lock; plan, then
-        execute). A busy repository postpones it to the next run."""
+    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog,
+                   names: set[str], info: Any) -> None:
+        """Apply the job's retention to the points of this run's VMs (exclusive lock; plan,
+        then execute). A busy repository, or points still immutable in a hardened one,
+        postpone it to the next run."""
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
         from appliance.jobs.sync import sync
+        from appliance.repository.hardening import ImmutableError
 
         policy = RetentionPolicy(keep_last=spec.keep_last, keep_days=spec.keep_days)
         lock = repo.try_exclusive("retention")
@@ -437,16 +441,20 @@ class SessionManager:
             return
         with lock, self.registry.catalog():
             sync(repo, cat)
-            plan = plan_prune(repo, cat, policy, datetime.now(UTC),
-                              names={vm.name for vm in spec.vms})
+            plan = plan_prune(repo, cat, policy, datetime.now(UTC), names=names)
             if plan.remove_points:
+                try:
+                    plan = self.registry.guard_prune(info, repo, cat, plan)
+                except (ImmutableError, VmkeepError) as exc:
+                    self._log(live, "info", f"retention postponed: {exc}")
+                    return
                 result = execute_prune(repo, cat, plan)
                 self._log(live, "info", f"retention removed {result.points_removed} "
                                         f"restore point(s): {', '.join(plan.remove_points)}")
 
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
                     repo: Any, cat: Catalog, options: Any, full: bool,
-                    schedule: Schedule) -> None:
+                    schedule: Schedule, info: Any) -> None:
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
         from appliance.jobs.vm_backup import backup_vm
@@ -497,12 +505,30 @@ class SessionManager:
                 if vm_full and not full:
                     log("info", f"active full: today is the job's active-full day "
                                 f"({spec.active_full})")
+                dedup, new_epoch = self._epoch(info, repo, cat, vm.name)
+                if new_epoch and not vm_full:
+                    vm_full = True
+                    log("info", "a new immutability epoch began: this backup reads and stores "
+                                "everything, deduplicating only within the epoch, so older "
+                                "packs can expire")
                 result = backup_vm(session, repo, cat, vm.instance_uuid, options,
                                    enable_cbt_consent=spec.enable_cbt,
                                    sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
                                    force_full=vm_full,
                                    exclude=excluded_disks(spec.exclude_disks, vm.name),
-                                   log=log, progress=progress, disk_progress=disk_progress)
+                                   log=log, progress=progress, disk_progress=disk_progress,
+                                   dedup=dedup)
+                if dedup is not None and result.point_id is not None:
+                    try:
+                        with reg.catalog():
+                            n = reg.lock_files(info, repo, cat, [result.point_id])
+                        until = reg.lock_until(info, repo, datetime.now(UTC))
+                        log("info", f"{n} file(s) of point {result.point_id} made immutable "
+                                    f"until {until:%Y-%m-%d}")
+                    except VmkeepError as exc:
+                        log("warning", f"point {result.point_id} could not be made immutable: "
+                                       f"{exc}")
+                        result = replace(result, status="warning")
             task.result, task.point_id = result.status, result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read
@@ -525,6 +551,27 @@ class SessionManager:
                     t.state, t.stage = task.state, None
                     t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
+
+    def _epoch(self, info: Any, repo: Any, cat: Catalog, vm_name: str
+               ) -> tuple[Callable[[set[bytes], frozenset[str]], set[bytes]] | None, bool]:
+        """In a hardened repository: the deduplication filter of the current epoch, and
+        whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
+        from appliance.repository.hardening import epoch_of
+
+        hardening = self.registry.hardening(info)
+        if hardening is None:
+            return None, False
+        now = datetime.now(UTC)
+        until = self.registry.lock_until(info, repo, now)
+        start, _end = epoch_of(datetime.fromisoformat(repo.config.created), now,
+                               hardening.epoch_days)
+        with self.registry.catalog():
+            newest = cat.latest_point(repo.id, vm_name)
+
+        def dedup(known: set[bytes], written: frozenset[str]) -> set[bytes]:
+            return cat.blocks_locked_until(repo.id, sorted(known), until, sorted(written))
+
+        return dedup, newest is not None and newest.created < start
 
     def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None) -> None:
         """Each disk's result once its VM is done: read (success, or warning with a CBT

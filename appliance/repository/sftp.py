@@ -27,6 +27,7 @@ import contextlib
 import errno
 import posixpath
 import secrets
+import shlex
 import stat as stat_mod
 import threading
 import time
@@ -342,6 +343,28 @@ class SftpBackend:
                 raise self._error(exc, name) from None
 
         self._call(f"writing {name}", run)
+
+    def run(self, argv: list[str], stdin: bytes = b"", *, timeout: float = 300.0
+            ) -> tuple[int, str, str]:
+        """Run a command on the host over this backend's SSH login (exit status, stdout,
+        stderr); the arguments are quoted for the remote shell."""
+        slot = self._slot()
+        self._sftp(slot)  # connected
+        client = slot.client
+        if client is None:
+            raise StorageIOError(f"{self.where}: the connection is closed")
+        command = " ".join(shlex.quote(a) for a in argv)
+        try:
+            chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
+            chan_in.write(stdin)
+            chan_in.channel.shutdown_write()
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            status = chan_out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise StorageIOError(f"running {argv[0]} on {self.where.target} failed: "
+                                 f"{exc}") from None
+        return status, out, err
 
     def _free(self, sftp: paramiko.SFTPClient, path: str) -> int | None:
         """Free bytes of the file system at ``path`` (OpenSSH's statvfs@openssh.com)."""
