@@ -85,8 +85,9 @@ def test_a_hardened_repository_holds_until_the_hosts_clock_says(lab: Lab, sshd: 
     # Prune refuses, naming the date.
     r = lab.vmkeep("prune", "--repo", "hard", "--keep-last", "1")
     assert r.code == 6 and "immutable until" in r.err, r
-    until = datetime.strptime(re.search(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)", r.err)[1],
-                              "%Y-%m-%d %H:%M")
+    found = re.search(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)", r.err)
+    assert found is not None, r.err
+    until = datetime.strptime(found[1], "%Y-%m-%d %H:%M")
     assert 7 <= (until - datetime.now()).days <= 15
     assert len(json.loads(lab.vmkeep("points", "list", "--json").out)) == 2
 
