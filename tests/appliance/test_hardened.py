@@ -10,7 +10,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,8 +87,8 @@ def test_a_hardened_repository_holds_until_the_hosts_clock_says(lab: Lab, sshd: 
     assert r.code == 6 and "immutable until" in r.err, r
     found = re.search(r"until (\d{4}-\d\d-\d\d \d\d:\d\d)", r.err)
     assert found is not None, r.err
-    until = datetime.strptime(found[1], "%Y-%m-%d %H:%M")
-    assert 7 <= (until - datetime.now()).days <= 15
+    until = datetime.strptime(found[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)  # says UTC
+    assert 7 <= (until - datetime.now(UTC)).days <= 15
     assert len(json.loads(lab.vmkeep("points", "list", "--json").out)) == 2
 
     # The host's clock passes the date: maintenance lifts the locks, prune goes through.
