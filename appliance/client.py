@@ -261,6 +261,9 @@ class ApplianceClient:
         return self._call_list("GET", "/inventory/containers", api.InventoryContainer,
                                params={"vcenter": vcenter} if vcenter else None)
 
+    def move(self, request: api.MoveRequest) -> api.MoveAnswer:
+        return self._call("POST", "/move", api.MoveAnswer, json=request.model_dump())
+
     def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
         return self._call("POST", "/verify", api.VerifyAnswer,
                           json=api.VerifyRequest(repository=repository,

@@ -395,9 +395,12 @@ class Registry:
         name = _check_name("job", spec.name)
         block_size_named(spec.block_size)
         codec.compression_named(spec.compression)
-        if not spec.vms and not spec.containers:
+        if spec.copy_of and (spec.vms or spec.containers):
+            raise UsageError("a backup copy job copies other jobs' points: give --copy-of JOB "
+                             "without --vm or --container")
+        if not spec.vms and not spec.containers and not spec.copy_of:
             raise UsageError("a job needs at least one VM or container: give --vm NAME or "
-                             "--container INVENTORY_PATH")
+                             "--container INVENTORY_PATH (or --copy-of JOB for a copy job)")
         if not 1 <= spec.parallel_vms <= MAX_PARALLEL_VMS:
             raise UsageError(f"--parallel-vms must be 1 … {MAX_PARALLEL_VMS}, not "
                              f"{spec.parallel_vms}")
@@ -419,13 +422,28 @@ class Registry:
                 raise ConflictError(f"a job named {name!r} exists already; choose another "
                                     "name")
         self.repository(spec.repository)
-        vc = self.vcenter(spec.vcenter)
-        with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
-                     fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
-            vms = [find_vm(session, v) for v in spec.vms]
-            containers = ["/" + c.strip().strip("/") for c in spec.containers]
-            for path in containers:
-                vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
+        containers = ["/" + c.strip().strip("/") for c in spec.containers]
+        if spec.copy_of:
+            vms = []
+            for source in spec.copy_of:
+                if source == name:
+                    raise UsageError(f"job {name!r} cannot copy itself")
+                src = api.JobSpec.model_validate_json(self.job(source).spec_json)
+                if src.copy_of:
+                    raise UsageError(f"job {source!r} is a copy job itself; copy the backup "
+                                     "job it copies")
+                if src.repository == spec.repository:
+                    raise UsageError(f"job {source!r} writes to repository "
+                                     f"{spec.repository!r} already; copy to another one")
+        else:
+            if not spec.vcenter:
+                raise UsageError("a backup job needs the vCenter its VMs are on: --vcenter NAME")
+            vc = self.vcenter(spec.vcenter)
+            with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
+                         fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                vms = [find_vm(session, v) for v in spec.vms]
+                for path in containers:
+                    vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
         stored = api.JobSpec(
             name=name, vcenter=spec.vcenter, repository=spec.repository,
             vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
@@ -435,13 +453,21 @@ class Registry:
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
-            active_full=spec.active_full, rpo_hours=spec.rpo_hours)
+            active_full=spec.active_full, rpo_hours=spec.rpo_hours,
+            copy_of=list(dict.fromkeys(spec.copy_of)))
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)
         return row
+
+    def job_vm_names(self, name: str) -> set[str]:
+        """The VMs a backup job names, and those its sessions backed up (its containers')."""
+        spec = api.JobSpec.model_validate_json(self.job(name).spec_json)
+        with self.catalog() as cat:
+            seen = cat.job_task_vms(name)
+        return {v.name for v in spec.vms} | seen
 
     def edit_job(self, name: str, changes: api.JobEdit) -> JobRow:
         """Change what is given; the rest stays. VMs given again are resolved again."""
@@ -932,6 +958,78 @@ class Registry:
             result = execute_prune(repo, cat, plan)
         return api.PruneAnswer(lines=[*lines, f"removed {result.points_removed} points"],
                                removed=list(plan.remove_points))
+
+    def move(self, req: api.MoveRequest) -> api.MoveAnswer:
+        """Every point of a job (or of one VM) to another repository: copied and verified,
+        the job switched over (its next run goes on incrementally there), then removed at the
+        source, unless immutable there (then kept, and said so)."""
+        from appliance.jobs.copy import copy_points
+        from appliance.jobs.prune import execute_prune, plan_removal
+        from appliance.jobs.sync import sync
+        from appliance.repository.hardening import ImmutableError
+
+        dst_info = self.repository(req.to)
+        job_row: JobRow | None = None
+        if req.job is not None and req.vm is None:
+            job_row = self.job(req.job)
+            spec = api.JobSpec.model_validate_json(job_row.spec_json)
+            if spec.copy_of:
+                raise UsageError(f"job {req.job!r} is a copy job; move the points of a backup "
+                                 "job")
+            src_info = self.repository(spec.repository)
+            names = self.job_vm_names(req.job)
+        elif req.vm is not None and req.job is None:
+            names = {req.vm}
+            if req.source is not None:
+                src_info = self.repository(req.source)
+            else:
+                holders = sorted({repo for repo, p, _d in self.points(req.vm)} - {req.to})
+                if len(holders) != 1:
+                    raise UsageError(f"VM {req.vm!r} has points in {len(holders)} other "
+                                     "repositories" + (f" ({', '.join(holders)})" if holders
+                                                       else "") + ": name one with --from")
+                src_info = self.repository(holders[0])
+        else:
+            raise UsageError("move the points of a job (--job NAME) or of one VM (--vm NAME)")
+        if src_info.name == dst_info.name:
+            raise UsageError(f"the points are in repository {dst_info.name!r} already")
+        lines: list[str] = []
+        with self.open_repository(src_info) as src, self.open_repository(dst_info) as dst:
+            with self.catalog() as main:
+                scat, dcat = main.cursor(), main.cursor()
+                sync(src, scat)
+                sync(dst, dcat)
+            try:
+                ids = [p.point_id for p in scat.points(src.id) if p.object_name in names]
+                if not ids:
+                    raise NotFoundError(f"no points of {', '.join(sorted(names))} in "
+                                        f"repository {src_info.name!r}")
+                with src.lock(exclusive=True, operation="move"), \
+                        dst.lock(exclusive=False, operation="move"):
+                    result = copy_points(src, scat, dst, dcat, ids, log=lines.append)
+                    if result.copied and self.hardening(dst_info) is not None:
+                        self.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+                    if job_row is not None:
+                        moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
+                        with self.catalog() as cat:
+                            cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
+                                update={"repository": dst_info.name}).model_dump_json(),
+                                job_row.enabled, job_row.created))
+                        lines.append(f"job {job_row.name!r} now writes to repository "
+                                     f"{dst_info.name!r}")
+                    done = [i for i in ids if i in result.copied or i in result.present]
+                    try:
+                        plan = self.guard_prune(src_info, src, scat,
+                                                plan_removal(src, scat, done))
+                        execute_prune(src, scat, plan)
+                        lines.append(f"removed {len(done)} point(s) from repository "
+                                     f"{src_info.name!r}")
+                    except ImmutableError as exc:
+                        lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
+            finally:
+                scat.close()
+                dcat.close()
+        return api.MoveAnswer(moved=len(ids), lines=lines)
 
     def restore_vm(self, req: api.VmRestore) -> str:
         """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""

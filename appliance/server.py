@@ -441,6 +441,12 @@ def create_app(state: ApplianceState) -> FastAPI:
         by inventory path, with the VMs directly in each: what a job's ``containers`` name."""
         return reg.containers(vcenter)
 
+    @app.post(f"{v}/move", response_model=api.MoveAnswer, responses=ERRORS)
+    def move(body: api.MoveRequest) -> api.MoveAnswer:
+        """Move every point of a job (or one VM) to another repository: copy, verify, switch
+        the job, then remove at the source (unless immutable there)."""
+        return reg.move(body)
+
     @app.post(f"{v}/verify", response_model=api.VerifyAnswer, responses=ERRORS)
     def verify(body: api.VerifyRequest) -> api.VerifyAnswer:
         """Health check of a repository, or of one point."""

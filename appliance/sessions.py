@@ -228,12 +228,14 @@ class SessionManager:
                 raise ConflictError(f"job {name!r} is running already; follow it with "
                                     "`vmkeep session list`")
             sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-            live = _Live(sid, name, "backup", datetime.now(UTC),
+            live = _Live(sid, name, spec.kind, datetime.now(UTC),
                          {vm.name: _Task(vm.name, vm.name) for vm in spec.vms},
                          scheduled=scheduled)
             self._live[sid] = live
         self._save(live, force=True)
-        live.thread = threading.Thread(target=self._run_backup, args=(live, spec, full),
+        work = ((lambda: self._copy_jobs(live, spec)) if spec.copy_of
+                else (lambda: self._backup_vms(live, spec, full)))
+        live.thread = threading.Thread(target=self._run, args=(live, work),
                                        name=f"session-{sid}", daemon=True)
         live.thread.start()
         return live.summary()
@@ -283,9 +285,9 @@ class SessionManager:
             cat.put_tasks(tasks)
             cat.add_log(logs)
 
-    def _run_backup(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
+    def _run(self, live: _Live, work: Callable[[], None]) -> None:
         try:
-            self._backup_vms(live, spec, full)
+            work()
         except BaseException as exc:  # the session must end whatever happens
             self._log(live, "error", f"the session failed: {exc}")
             for t in live.tasks.values():
@@ -364,6 +366,77 @@ class SessionManager:
         finally:
             cat.close()
             repo.close()
+
+    def _copy_jobs(self, live: _Live, spec: api.JobSpec) -> None:
+        """A backup copy job: the points of its source jobs' VMs that the target lacks are
+        copied (and verified) there, one task per VM; then the copy job's own retention."""
+        from appliance.jobs.copy import copy_points
+        from appliance.jobs.sync import sync
+
+        reg = self.registry
+        dst_info = reg.repository(spec.repository)
+        self._log(live, "info", f"copy job {spec.name!r}: the points of "
+                                f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
+        names: set[str] = set()
+        with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
+                live, "warning", m)) as dst:
+            with reg.catalog() as main:
+                dcat = main.cursor()
+                sync(dst, dcat)
+            try:
+                for source in spec.copy_of:
+                    src_spec = api.JobSpec.model_validate_json(reg.job(source).spec_json)
+                    src_info = reg.repository(src_spec.repository)
+                    if src_info.name == dst_info.name:
+                        self._log(live, "warning", f"job {source!r} writes to "
+                                                   f"{dst_info.name!r} itself now: nothing to "
+                                                   "copy")
+                        continue
+                    with reg.open_repository(src_info) as src:
+                        with reg.catalog() as main:
+                            scat = main.cursor()
+                            sync(src, scat)
+                        try:
+                            vms = reg.job_vm_names(source)
+                            by_vm: dict[str, list[str]] = {}
+                            for p in scat.points(src.id):
+                                if p.object_name in vms:
+                                    by_vm.setdefault(p.object_name, []).append(p.point_id)
+                            for vm, ids in sorted(by_vm.items()):
+                                if live.stop.is_set():
+                                    break
+                                names.add(vm)
+                                self._copy_vm(live, vm, src, scat, dst, dcat, ids, dst_info,
+                                              copy_points)
+                        finally:
+                            scat.close()
+                if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
+                    self._retention(live, spec, dst, dcat, names, dst_info)
+            finally:
+                dcat.close()
+
+    def _copy_vm(self, live: _Live, vm: str, src: Any, scat: Catalog, dst: Any, dcat: Catalog,
+                 ids: list[str], dst_info: Any, copy_points: Any) -> None:
+        with live.lock:
+            task = live.tasks.setdefault(vm, _Task(vm, vm))
+        task.state, task.stage, task.started = "running", "copying", time.monotonic()
+        self._notify(live)
+        try:
+            with src.lock(exclusive=False, operation=f"copy {vm}"), \
+                    dst.lock(exclusive=False, operation=f"copy {vm}"):
+                result = copy_points(src, scat, dst, dcat, ids,
+                                     log=lambda m: self._log(live, "info", f"{vm}: {m}"))
+                if result.copied and self.registry.hardening(dst_info) is not None:
+                    self.registry.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+            task.result = "success"
+            task.bytes_done = task.bytes_total = result.bytes_stored
+            if not result.copied:
+                self._log(live, "info", f"{vm}: every point is in the target already")
+        except VmkeepError as exc:
+            task.result = "failed"
+            self._log(live, "error", f"{vm}: {exc}")
+        task.state, task.stage = "ended", None
+        self._save(live, force=True)
 
     def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
         """The job's VMs for this run: those it names, then those its containers hold now

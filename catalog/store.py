@@ -336,6 +336,13 @@ class Catalog:
                  [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows],
                  [r.vm for r in rows], [r.disk for r in rows]])
 
+    def job_task_vms(self, job: str) -> set[str]:
+        """Every VM the sessions of ``job`` had a task for."""
+        rows = self._con.execute(
+            "SELECT DISTINCT t.vm FROM session_tasks t JOIN sessions s ON s.id = t.session_id "
+            "WHERE s.job = ? AND t.vm IS NOT NULL", [job]).fetchall()
+        return {r[0] for r in rows}
+
     def tasks(self, session_id: str) -> list[TaskRow]:
         rows = self._con.execute(
             "SELECT session_id, task, state, result, bytes_done, bytes_total, stage, point_id, "

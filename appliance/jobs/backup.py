@@ -197,7 +197,7 @@ def new_point_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
 
 
-class _PackSink:
+class PackSink:
     """Appends new blocks to the open pack. A full pack is written and made durable by a
     background thread (so hashing and compression go on meanwhile), then indexed in the
     catalog. Blocks of packs not yet indexed stay in ``pending`` for deduplication."""
@@ -285,7 +285,7 @@ def _read_block(source: Source, key: bytes, index: int, block_size: int, size: i
     return _Read(index, data, block_id, check, t1 - t0, time.perf_counter() - t1)
 
 
-def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, cat: Catalog,
+def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: PackSink, cat: Catalog,
                  repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
                  readers: ThreadPoolExecutor, progress: Callable[[int, str], None]
                  ) -> tuple[list[tuple[int, bytes | None]], int, int]:
@@ -341,7 +341,7 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
     return updates, bytes_read, deduped
 
 
-def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
+def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: PackSink,
                   cat: Catalog, repo_id: str, compression: codec.Compression,
                   pool: ThreadPoolExecutor, readers: ThreadPoolExecutor,
                   progress: ProgressFn | None, total: int,
@@ -405,7 +405,7 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     # A network backend may write packs side by side (each writer on its own connection).
     io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
                             thread_name_prefix="pack-writer")
-    sink = _PackSink(repo, cat, io, dedup)
+    sink = PackSink(repo, cat, io, dedup)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),
                                 thread_name_prefix="backup") as pool, \
