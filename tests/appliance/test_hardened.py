@@ -96,5 +96,6 @@ def test_a_hardened_repository_holds_until_the_hosts_clock_says(lab: Lab, sshd: 
     r = lab.vmkeep("prune", "--repo", "hard", "--keep-last", "1")
     assert r.code == 0, r.err
     assert len(json.loads(lab.vmkeep("points", "list", "--json").out)) == 1
-    assert "i" not in subprocess.run(["lsattr", str(pack)], capture_output=True,
-                                     text=True).stdout.split()[0]
+    for left in host.rglob("*.pack"):  # every lock expired: none is immutable any more
+        assert "i" not in subprocess.run(["lsattr", str(left)], capture_output=True,
+                                         text=True).stdout.split()[0], left
