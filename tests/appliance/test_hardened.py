@@ -81,6 +81,13 @@ def test_a_hardened_repository_holds_until_the_hosts_clock_says(lab: Lab, sshd: 
     assert sshd.run_as_user("chattr", "-i", str(pack)).returncode != 0
     assert pack.exists()
     assert lab.vmkeep("repo", "audit", "hard").code == 0
+    # A rescan rebuilds the index; the ledger comes back from the repository's own records.
+    assert lab.vmkeep("repo", "rescan", "hard").code == 0
+    r = lab.vmkeep("repo", "audit", "hard")
+    assert r.code == 0 and r.out.startswith("ok"), (r.out, r.err)
+    listed = json.loads(lab.vmkeep("repo", "list", "--json").out)
+    hard = next(x for x in listed if x["name"] == "hard")
+    assert hard["immutable_days"] == 7 and hard["immutable_until"]
 
     # Prune refuses, naming the date.
     r = lab.vmkeep("prune", "--repo", "hard", "--keep-last", "1")
