@@ -185,6 +185,29 @@ class ScheduleSpec(Request):
     window: list[str] = []  # permitted hours, "HH:MM-HH:MM" each; none: always
 
 
+class GuestSpec(Wire):
+    """Guest processing over SSH, as a job keeps it (its key or password: in the secret
+    store). Scripts are kept as their text."""
+
+    host: str  # HOST[:PORT]
+    user: str
+    host_key_fingerprint: str  # SHA256:… as ssh-keygen -l prints it
+    pre_freeze: str | None = None
+    post_thaw: str | None = None
+    script_timeout_seconds: float = 600.0
+    on_script_failure: str = "fail"  # fail | warn: a failing pre-freeze script fails the VM
+    unreachable: str = "fail"  # fail | warn: what a VM does when the guest cannot be reached
+
+
+class GuestCreate(GuestSpec):
+    """``guest`` of a job to create: the same, with the login's secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    key: str | None = None  # a private key's text
+    password: str | None = None  # or a password (with key: the key's passphrase)
+
+
 class JobCreate(Request):
     name: Name
     vcenter: str
@@ -207,6 +230,8 @@ class JobCreate(Request):
     rpo_hours: float | None = None  # alert when a VM has no good point for longer
     parallel_vms: int = 2  # VMs backed up at once
     copy_of: list[str] = []  # a backup copy job: copies these jobs' points to repository
+    guest: GuestCreate | None = None  # scripts around the snapshot, over SSH
+    quiesce_fallback: str = "warn"  # quiesce without VMware Tools running: fail | warn
 
 
 class JobEdit(Request):
@@ -257,6 +282,8 @@ class JobSpec(Wire):
     rpo_hours: float | None = None
     parallel_vms: int = 2
     copy_of: list[str] = []  # a backup copy job: the jobs whose points it copies
+    guest: GuestSpec | None = None
+    quiesce_fallback: str = "warn"
 
     @property
     def kind(self) -> str:
@@ -349,6 +376,7 @@ class Point(Wire):
     parent: str | None
     reason: str
     disks: list[PointDisk]
+    guest_processing: dict[str, Any] | None = None  # quiesced, scripts with their output
 
 
 class DiskRestore(Request):

@@ -555,9 +555,30 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--enable-cbt", action="store_true",
                    help="allow turning Changed Block Tracking on where it is off")
     p.add_argument("--quiesce", action="store_true", help="quiesced snapshots (VMware Tools)")
+    p.add_argument("--quiesce-fallback", choices=("fail", "warn"), default="warn",
+                   help="when VMware Tools are not running: fail the VM, or warn and take a "
+                   "crash-consistent snapshot (default)")
     p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
     _add_schedule_options(p)
+    g = p.add_argument_group("guest processing over SSH (Linux guests)")
+    g.add_argument("--guest-host", metavar="HOST[:PORT]", help="the guest's SSH address")
+    g.add_argument("--guest-user", metavar="USER", help="the guest account")
+    g.add_argument("--guest-key", metavar="FILE", help="private key of the guest account")
+    g.add_argument("--guest-password-file", metavar="FILE",
+                   help="its password (or the key's passphrase), first line of FILE")
+    g.add_argument("--guest-host-key-fingerprint", metavar="SHA256:…",
+                   help="the guest's host key as `ssh-keygen -l -E sha256` prints it")
+    g.add_argument("--pre-freeze", metavar="LOCAL_SCRIPT",
+                   help="run this script in the guest before the snapshot")
+    g.add_argument("--post-thaw", metavar="LOCAL_SCRIPT",
+                   help="run this script in the guest right after the snapshot")
+    g.add_argument("--script-timeout", default="10m", metavar="PERIOD",
+                   help="kill a script (and its children) after this long (default 10m)")
+    g.add_argument("--on-script-failure", choices=("fail", "warn"), default="fail",
+                   help="a failing pre-freeze script fails the VM (default) or warns")
+    g.add_argument("--guest-unreachable", choices=("fail", "warn"), default="fail",
+                   help="a guest that cannot be reached fails the VM (default) or warns")
     p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
                    help="leave out disk N of every VM, or of one VM (repeatable)")
     p.add_argument("--rpo", type=float, metavar="HOURS",

@@ -7,12 +7,13 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import ApplianceError, UsageError
 from appliance.jobs.schedule import parse_period
-from appliance.password import read_password
+from appliance.password import password_from_file, read_password
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -39,7 +40,7 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
     if c == "create":
         job = client.create_job(api.JobCreate(
             name=args.name, vcenter=args.vcenter or "", vms=args.vm, containers=args.container,
-            copy_of=args.copy_of,
+            copy_of=args.copy_of, guest=guest_of(args), quiesce_fallback=args.quiesce_fallback,
             parallel_vms=args.parallel_vms, repository=args.repo,
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
@@ -272,6 +273,39 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
           f"{', '.join(value.mail_to) or '-'} via {value.smtp_host or '-'}:{value.smtp_port}; "
           f"webhook {value.webhook_url or '-'}")
     return 0
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc}") from None
+
+
+def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:
+    """The job's guest processing from the --guest-… options (None without --guest-host)."""
+    if not args.guest_host:
+        for flag in ("guest_user", "guest_key", "guest_password_file", "pre_freeze",
+                     "post_thaw", "guest_host_key_fingerprint"):
+            if getattr(args, flag):
+                raise UsageError(f"--{flag.replace('_', '-')} needs --guest-host HOST[:PORT]")
+        return None
+    if not args.guest_user or not args.guest_host_key_fingerprint:
+        raise UsageError("guest processing needs --guest-user and "
+                         "--guest-host-key-fingerprint (as `ssh-keygen -l -E sha256` prints "
+                         "the guest's host key)")
+    return api.GuestCreate(
+        host=args.guest_host, user=args.guest_user,
+        host_key_fingerprint=args.guest_host_key_fingerprint,
+        key=_read(args.guest_key, "guest key file") if args.guest_key else None,
+        password=(password_from_file(args.guest_password_file)
+                  if args.guest_password_file else None),
+        pre_freeze=_read(args.pre_freeze, "pre-freeze script") if args.pre_freeze else None,
+        post_thaw=_read(args.post_thaw, "post-thaw script") if args.post_thaw else None,
+        script_timeout_seconds=parse_period(args.script_timeout).total_seconds(),
+        on_script_failure=args.on_script_failure, unreachable=args.guest_unreachable)
 
 
 def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:

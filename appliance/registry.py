@@ -82,6 +82,20 @@ class RepositoryInfo:
         return fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
 
 
+def _guest_target(guest: api.GuestSpec) -> Any:
+    """The guest's SSH address from ``HOST[:PORT]``."""
+    from appliance.ssh import SshTarget
+
+    host, sep, port = guest.host.rpartition(":")
+    if not sep or "]" in port:
+        host, port = guest.host, "22"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or not guest.user:
+        raise UsageError(f"guest {guest.host!r}: give --guest-host HOST[:PORT] and "
+                         "--guest-user USER")
+    return SshTarget(host, int(port), guest.user)
+
+
 def _check_name(kind: str, name: str) -> str:
     name = name.strip()
     if not name or len(name) > 80 or any(c in name for c in "/\\\0") or not name.isprintable():
@@ -417,6 +431,10 @@ class Registry:
             raise UsageError(f"--rpo must be more than 0 hours, not {spec.rpo_hours:g}")
         if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
             raise UsageError("retries must be 0 … 100 and the wait between them not negative")
+        if spec.quiesce_fallback not in ("fail", "warn"):
+            raise UsageError(f"--quiesce-fallback must be fail or warn, not "
+                             f"{spec.quiesce_fallback!r}")
+        guest = self._check_guest(name, spec.guest, replacing)
         with self.catalog() as cat:
             if replacing is None and cat.job(name) is not None:
                 raise ConflictError(f"a job named {name!r} exists already; choose another "
@@ -454,13 +472,55 @@ class Registry:
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
             active_full=spec.active_full, rpo_hours=spec.rpo_hours,
-            copy_of=list(dict.fromkeys(spec.copy_of)))
+            copy_of=list(dict.fromkeys(spec.copy_of)), guest=guest,
+            quiesce_fallback=spec.quiesce_fallback)
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)
+        if spec.guest is not None and (spec.guest.key or spec.guest.password is not None):
+            self.secrets.delete(f"job/{name}/")
+            for kind, value in (("guest-key", spec.guest.key),
+                                ("guest-password", spec.guest.password)):
+                if value:
+                    self.secrets.put(f"job/{name}/{kind}", value)
         return row
+
+    def _check_guest(self, job: str, guest: api.GuestCreate | None,
+                     replacing: JobRow | None) -> api.GuestSpec | None:
+        """The guest processing a job keeps (its secret apart), checked."""
+        from appliance.ssh import normalize_fingerprint
+
+        if guest is None:
+            return None
+        _guest_target(guest)
+        for what, value in (("--on-script-failure", guest.on_script_failure),
+                            ("--guest-unreachable", guest.unreachable)):
+            if value not in ("fail", "warn"):
+                raise UsageError(f"{what} must be fail or warn, not {value!r}")
+        if not 1 <= guest.script_timeout_seconds <= 86400:
+            raise UsageError("a script's time limit must be 1 s to 1 day")
+        if not guest.key and guest.password is None and not (
+                replacing is not None and any(n.startswith(f"job/{job}/guest-")
+                                              for n in self.secrets.names())):
+            raise UsageError("the guest login needs --guest-key FILE or --guest-password-file "
+                             "FILE")
+        return api.GuestSpec(
+            host=guest.host, user=guest.user,
+            host_key_fingerprint=normalize_fingerprint(guest.host_key_fingerprint),
+            pre_freeze=guest.pre_freeze, post_thaw=guest.post_thaw,
+            script_timeout_seconds=guest.script_timeout_seconds,
+            on_script_failure=guest.on_script_failure, unreachable=guest.unreachable)
+
+    def guest_login(self, job: str, guest: api.GuestSpec) -> tuple[Any, Any, str]:
+        """(SshTarget, SshAuth, pinned fingerprint) of a job's guest."""
+        from appliance.ssh import SshAuth
+
+        stored = self.secrets.all()
+        auth = SshAuth(key_data=stored.get(f"job/{job}/guest-key"),
+                       password=stored.get(f"job/{job}/guest-password"))
+        return _guest_target(guest), auth, guest.host_key_fingerprint
 
     def job_vm_names(self, name: str) -> set[str]:
         """The VMs a backup job names, and those its sessions backed up (its containers')."""
@@ -500,6 +560,7 @@ class Registry:
         self.job(name)
         with self.catalog() as cat:
             cat.remove_job(name)
+        self.secrets.delete(f"job/{name}/")
 
     def vcenter_password(self, name: str) -> str:
         return self.secrets.get(_secret(name))
@@ -513,6 +574,10 @@ class Registry:
             out = [(names[p.repo_id], p, cat.disks(p.point_id))
                    for p in cat.points(None, vm) if p.repo_id in names]
         return sorted(out, key=lambda t: (t[1].created, t[1].point_id))
+
+    def guest_processing(self) -> dict[str, dict[str, Any]]:
+        with self.catalog() as cat:
+            return cat.guest_processing()
 
     def restore_disk(self, point_id: str, disk: int, target: str) -> int:
         """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""

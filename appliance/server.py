@@ -370,13 +370,15 @@ def create_app(state: ApplianceState) -> FastAPI:
 
     @app.get(f"{v}/points", response_model=list[api.Point], responses=ERRORS)
     def list_points(vm: str | None = None) -> list[api.Point]:
-        """Restore points of every repository, oldest first (``vm``: only that VM's)."""
+        """Restore points of every repository, oldest first (``vm``: only that VM's), with
+        the guest processing of their backups."""
+        guest = reg.guest_processing()
         return [api.Point(id=p.point_id, vm=p.object_name, created=p.created, kind=p.kind,
                           bytes_read=p.bytes_read, bytes_stored=p.bytes_stored,
                           repository=repo, parent=p.parent_id, reason=p.reason,
                           disks=[api.PointDisk(index=d.disk_index, label=d.label, size=d.size,
                                                block_size=d.block_size, change_id=d.change_id)
-                                 for d in disks])
+                                 for d in disks], guest_processing=guest.get(p.point_id))
                 for repo, p, disks in reg.points(vm)]
 
     @app.post(f"{v}/config/backup", response_model=api.ConfigBackupDone, responses=ERRORS)

@@ -528,12 +528,14 @@ class SessionManager:
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
                     repo: Any, cat: Catalog, options: Any, full: bool,
                     schedule: Schedule, info: Any) -> None:
+        from appliance.jobs.guest_processing import GuestProcessing
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
         from appliance.jobs.vm_backup import backup_vm
 
         reg = self.registry
         task = live.tasks[vm.name]
+        guest_spec = spec.guest
         if live.stop.is_set():
             task.state, task.result = "stopped", "failed"
             return
@@ -566,6 +568,12 @@ class SessionManager:
             self._notify(live)
             self._save(live)
 
+        def guest_login() -> tuple[Any, Any, str]:
+            assert guest_spec is not None
+            return reg.guest_login(spec.name, guest_spec)
+
+        gp = GuestProcessing(guest_spec, guest_login, log,
+                             verbatim=lambda level, line: self._log(live, level, line))
         try:
             with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
                 with reg.catalog():
@@ -584,13 +592,20 @@ class SessionManager:
                     log("info", "a new immutability epoch began: this backup reads and stores "
                                 "everything, deduplicating only within the epoch, so older "
                                 "packs can expire")
-                result = backup_vm(session, repo, cat, vm.instance_uuid, options,
-                                   enable_cbt_consent=spec.enable_cbt,
-                                   sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
-                                   force_full=vm_full,
-                                   exclude=excluded_disks(spec.exclude_disks, vm.name),
-                                   log=log, progress=progress, disk_progress=disk_progress,
-                                   dedup=dedup)
+                gp.before_snapshot()
+                try:
+                    result = backup_vm(
+                        session, repo, cat, vm.instance_uuid, options,
+                        enable_cbt_consent=spec.enable_cbt, sample_blocks=spec.sample_blocks,
+                        quiesce=spec.quiesce, quiesce_fallback=spec.quiesce_fallback,
+                        force_full=vm_full, exclude=excluded_disks(spec.exclude_disks, vm.name),
+                        log=log, progress=progress, disk_progress=disk_progress, dedup=dedup,
+                        extra_config=gp.record if guest_spec is not None else None,
+                        before_read=gp.after_snapshot)
+                finally:
+                    gp.after_snapshot()  # when the snapshot failed: thaw all the same
+                if gp.warnings and result.status == "success":
+                    result = replace(result, status="warning")
                 if dedup is not None and result.point_id is not None:
                     try:
                         with reg.catalog():
@@ -616,6 +631,8 @@ class SessionManager:
             log("error", str(exc))
             with reg.catalog():
                 cleanup(repo, cat, force=True)
+        finally:
+            gp.close()
         task.state = "stopped" if live.stop.is_set() else "ended"
         task.stage = None
         with live.lock:

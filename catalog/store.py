@@ -483,6 +483,14 @@ class Catalog:
         sql += " ORDER BY created, point_id"
         return [_point(r) for r in self._con.execute(sql, args).fetchall()]
 
+    def guest_processing(self) -> dict[str, dict[str, Any]]:
+        """Per point: the guest processing its backup recorded (quiesced, scripts)."""
+        rows = self._con.execute(
+            "SELECT point_id, CAST(json_extract(config, '$.guest_processing') AS VARCHAR) "
+            "FROM points WHERE json_extract(config, '$.guest_processing') IS NOT NULL"
+        ).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows if r[1] and r[1] != "null"}
+
     def point(self, point_id: str) -> PointRow | None:
         row = self._con.execute(
             f"SELECT {_POINT_COLS} FROM points WHERE complete AND point_id = ?", [point_id]

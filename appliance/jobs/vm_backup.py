@@ -257,6 +257,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
               progress: Callable[[int, int], None] | None = None,
               disk_progress: DiskProgressFn | None = None,
               dedup: DedupFilter | None = None,
+              quiesce_fallback: str = "fail",
+              extra_config: dict[str, Any] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
@@ -272,6 +274,18 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
     def warn(msg: str) -> None:
         warnings.append(msg)
         log("warning", msg)
+
+    if quiesce and info.tools_running_status != "guestToolsRunning":
+        why = (f"VMware Tools are not running in VM {info.name!r} "
+               f"({info.tools_running_status or 'no status'}), so the snapshot cannot be "
+               "quiesced")
+        if quiesce_fallback != "warn":
+            raise VmBackupError(f"{why}; start the tools in the guest, or let the job fall "
+                                "back to a crash-consistent snapshot (--quiesce-fallback warn)")
+        warn(f"{why}: taking a crash-consistent snapshot instead (the job allows it)")
+        quiesce = False
+    if extra_config is not None:
+        extra_config["quiesced"] = quiesce
 
     if info.cbt_enabled:
         cbt_on = True
@@ -306,6 +320,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(vm, ref)
         config = vm_config(vm, ref, info)
+        if extra_config is not None:
+            config["guest_processing"] = extra_config  # filled in further by before_read
         hold_point("vm-snapshot-taken", info.name)
         if before_read is not None:
             before_read()

@@ -100,6 +100,17 @@ def test_vcenters_are_pinned_kept_and_their_password_sealed(setup: Setup,
     assert s.vmkeep("vcenter", "test", "vc01").code == 0
     assert "no vCenter named 'nope'" in one_error(s.vmkeep("vcenter", "test", "nope"), 3)
 
+    # The same secret as a guest's password (a job's guest processing).
+    secret_file = s.home.parent / "guest-password"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    assert s.vmkeep("repo", "add", "r", "--path", str(s.home.parent / "repo")).code == 0
+    r = s.vmkeep("job", "create", "g", "--vcenter", "vc01", "--vm", "DC0_H0_VM0", "--repo", "r",
+                 "--guest-host", "127.0.0.1:22", "--guest-user", "app", "--guest-password-file",
+                 str(secret_file), "--guest-host-key-fingerprint", "SHA256:" + "A" * 43)
+    assert r.code == 0, r.err
+    assert SECRET not in s.vmkeep("job", "show", "g", "--json").out
+
     # The secret is nowhere under the home (catalog, its WAL, log: not even in the store,
     # which keeps it sealed) and in no output.
     s.vmkeep("appliance", "stop")
@@ -112,6 +123,7 @@ def test_vcenters_are_pinned_kept_and_their_password_sealed(setup: Setup,
         assert SECRET not in r.out + r.err
 
     assert s.vmkeep("appliance", "start").code == 0
+    assert s.vmkeep("job", "delete", "g").code == 0
     assert s.vmkeep("vcenter", "remove", "vc01").code == 0
     assert json.loads(s.vmkeep("vcenter", "list", "--json").out) == []
 
