@@ -199,6 +199,17 @@ class GuestSpec(Wire):
     unreachable: str = "fail"  # fail | warn: what a VM does when the guest cannot be reached
 
 
+class LogBackupSpec(Wire):
+    """A log backup job's source: files a database writes into a guest folder (PostgreSQL's
+    archive_command target, or what ``command`` leaves there), collected every run."""
+
+    vm: str  # whose logs: the points are of the object "<vm>:logs"
+    folder: str  # absolute, in the guest
+    pattern: str = "*"  # fnmatch pattern of the file names
+    command: str | None = None  # run in the guest first (e.g. sqlcmd … BACKUP LOG …)
+    settle_seconds: float = 10.0  # files changed more recently wait for the next run
+
+
 class GuestCreate(GuestSpec):
     """``guest`` of a job to create: the same, with the login's secret."""
 
@@ -232,6 +243,7 @@ class JobCreate(Request):
     copy_of: list[str] = []  # a backup copy job: copies these jobs' points to repository
     guest: GuestCreate | None = None  # scripts around the snapshot, over SSH
     quiesce_fallback: str = "warn"  # quiesce without VMware Tools running: fail | warn
+    logs: LogBackupSpec | None = None  # a log backup job (needs guest)
 
 
 class JobEdit(Request):
@@ -284,10 +296,11 @@ class JobSpec(Wire):
     copy_of: list[str] = []  # a backup copy job: the jobs whose points it copies
     guest: GuestSpec | None = None
     quiesce_fallback: str = "warn"
+    logs: LogBackupSpec | None = None
 
     @property
     def kind(self) -> str:
-        return "copy" if self.copy_of else "backup"
+        return "copy" if self.copy_of else "logs" if self.logs else "backup"
 
 
 class SessionSummary(Wire):

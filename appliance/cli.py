@@ -579,6 +579,18 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="a failing pre-freeze script fails the VM (default) or warns")
     g.add_argument("--guest-unreachable", choices=("fail", "warn"), default="fail",
                    help="a guest that cannot be reached fails the VM (default) or warns")
+    lg = p.add_argument_group("log backup jobs (database logs from a guest folder)")
+    lg.add_argument("--logs-of", metavar="VM",
+                    help="make this a log backup job for VM's database logs (with --guest-…)")
+    lg.add_argument("--log-folder", metavar="DIR",
+                    help="the guest folder the logs are written to (PostgreSQL: the "
+                    "archive_command's target)")
+    lg.add_argument("--log-pattern", default="*", metavar="GLOB",
+                    help="which file names to collect (default: all)")
+    lg.add_argument("--log-command", metavar="CMD",
+                    help="run this in the guest first (e.g. sqlcmd … BACKUP LOG …)")
+    lg.add_argument("--log-settle", default="10s", metavar="PERIOD",
+                    help="leave files changed more recently than this (default 10s)")
     p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
                    help="leave out disk N of every VM, or of one VM (repeatable)")
     p.add_argument("--rpo", type=float, metavar="HOURS",

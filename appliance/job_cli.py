@@ -41,6 +41,7 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
         job = client.create_job(api.JobCreate(
             name=args.name, vcenter=args.vcenter or "", vms=args.vm, containers=args.container,
             copy_of=args.copy_of, guest=guest_of(args), quiesce_fallback=args.quiesce_fallback,
+            logs=logs_of(args),
             parallel_vms=args.parallel_vms, repository=args.repo,
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
@@ -125,6 +126,14 @@ NTH = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
 
 
 def schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
+    """The schedule the options give; a log backup job without one runs every 15 minutes."""
+    spec = _schedule_spec(args)
+    if spec.kind == "none" and getattr(args, "logs_of", None):
+        return spec.model_copy(update={"kind": "periodic", "every": "15m"})
+    return spec
+
+
+def _schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
     """The schedule options of `job create` as the wire form (checked by the appliance)."""
     if args.daily:
         kind, at = "daily", args.daily
@@ -282,6 +291,18 @@ def _read(path: str, what: str) -> str:
         raise UsageError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {what} {path}: {exc}") from None
+
+
+def logs_of(args: argparse.Namespace) -> api.LogBackupSpec | None:
+    if not args.logs_of:
+        if args.log_folder or args.log_command:
+            raise UsageError("--log-folder and --log-command need --logs-of VM")
+        return None
+    if not args.log_folder:
+        raise UsageError("a log backup job needs --log-folder DIR (in the guest)")
+    return api.LogBackupSpec(vm=args.logs_of, folder=args.log_folder,
+                             pattern=args.log_pattern, command=args.log_command,
+                             settle_seconds=parse_period(args.log_settle).total_seconds())
 
 
 def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:

@@ -412,7 +412,16 @@ class Registry:
         if spec.copy_of and (spec.vms or spec.containers):
             raise UsageError("a backup copy job copies other jobs' points: give --copy-of JOB "
                              "without --vm or --container")
-        if not spec.vms and not spec.containers and not spec.copy_of:
+        if spec.logs is not None:
+            if spec.guest is None:
+                raise UsageError("a log backup job collects from a guest: give --guest-host, "
+                                 "--guest-user and its login")
+            if spec.vms or spec.containers or spec.copy_of:
+                raise UsageError("a log backup job names its VM with --logs-of VM only")
+            if not spec.logs.folder.startswith("/"):
+                raise UsageError(f"--log-folder {spec.logs.folder!r} must be an absolute "
+                                 "path in the guest")
+        elif not spec.vms and not spec.containers and not spec.copy_of:
             raise UsageError("a job needs at least one VM or container: give --vm NAME or "
                              "--container INVENTORY_PATH (or --copy-of JOB for a copy job)")
         if not 1 <= spec.parallel_vms <= MAX_PARALLEL_VMS:
@@ -441,9 +450,9 @@ class Registry:
                                     "name")
         self.repository(spec.repository)
         containers = ["/" + c.strip().strip("/") for c in spec.containers]
-        if spec.copy_of:
+        if spec.copy_of or spec.logs is not None:
             vms = []
-            for source in spec.copy_of:
+            for source in spec.copy_of or []:
                 if source == name:
                     raise UsageError(f"job {name!r} cannot copy itself")
                 src = api.JobSpec.model_validate_json(self.job(source).spec_json)
@@ -473,7 +482,7 @@ class Registry:
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
             active_full=spec.active_full, rpo_hours=spec.rpo_hours,
             copy_of=list(dict.fromkeys(spec.copy_of)), guest=guest,
-            quiesce_fallback=spec.quiesce_fallback)
+            quiesce_fallback=spec.quiesce_fallback, logs=spec.logs)
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))

@@ -234,6 +234,7 @@ class SessionManager:
             self._live[sid] = live
         self._save(live, force=True)
         work = ((lambda: self._copy_jobs(live, spec)) if spec.copy_of
+                else (lambda: self._collect_logs(live, spec)) if spec.logs
                 else (lambda: self._backup_vms(live, spec, full)))
         live.thread = threading.Thread(target=self._run, args=(live, work),
                                        name=f"session-{sid}", daemon=True)
@@ -414,6 +415,55 @@ class SessionManager:
                     self._retention(live, spec, dst, dcat, names, dst_info)
             finally:
                 dcat.close()
+
+    def _collect_logs(self, live: _Live, spec: api.JobSpec) -> None:
+        """A log backup job: one collection from the guest (appliance.jobs.log_backup)."""
+        import shlex
+
+        from appliance.guest.scripts import Guest
+        from appliance.jobs.log_backup import collect_logs
+        from appliance.jobs.sync import sync
+
+        reg = self.registry
+        assert spec.logs is not None and spec.guest is not None
+        logs = spec.logs
+        name = f"{logs.vm} logs"
+        with live.lock:
+            task = live.tasks.setdefault(name, _Task(name, logs.vm))
+        task.state, task.stage, task.started = "running", "collecting", time.monotonic()
+        self._notify(live)
+
+        def log(level: str, message: str) -> None:
+            self._log(live, level, f"{logs.vm}: {message}")
+
+        info = reg.repository(spec.repository)
+        try:
+            with Guest(*reg.guest_login(spec.name, spec.guest)) as guest, \
+                    reg.open_repository(info) as repo:
+                if logs.command:
+                    status, out, err = guest.exec(logs.command, timeout=3600)
+                    for line in (out + err).splitlines():
+                        self._log(live, "info", line)
+                    if status != 0:
+                        raise VmkeepError(f"the log backup command exited {status}; nothing "
+                                          "was collected")
+                with reg.catalog() as main:
+                    cat = main.cursor()
+                    sync(repo, cat)
+                try:
+                    with repo.lock(exclusive=False, operation=f"logs {logs.vm}"):
+                        got = collect_logs(guest, logs.folder, logs.pattern, repo, cat, logs.vm,
+                                           settle_seconds=logs.settle_seconds, log=log)
+                finally:
+                    cat.close()
+            if not got.stored:
+                log("info", f"no new log files in {shlex.quote(logs.folder)}")
+            task.result, task.point_id = "success", got.point_id
+        except VmkeepError as exc:
+            task.result = "failed"
+            log("error", f"{exc}; nothing was removed from the guest that is not stored")
+        task.state, task.stage = "ended", None
+        self._save(live, force=True)
 
     def _copy_vm(self, live: _Live, vm: str, src: Any, scat: Catalog, dst: Any, dcat: Catalog,
                  ids: list[str], dst_info: Any, copy_points: Any) -> None:

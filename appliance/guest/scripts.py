@@ -125,3 +125,50 @@ class Guest:
         finally:
             with contextlib.suppress(GuestScriptError):
                 self.exec(f"rm -rf {shlex.quote(folder)}")
+
+
+@dataclass(frozen=True, slots=True)
+class GuestFile:
+    name: str
+    size: int
+    mtime: float
+
+
+def list_files(guest: Guest, folder: str, pattern: str) -> list[GuestFile]:
+    """Regular files in ``folder`` whose names match ``pattern`` (fnmatch), sorted by name."""
+    import fnmatch
+    import stat as stat_mod
+
+    try:
+        with guest.client.open_sftp() as sftp:
+            entries = sftp.listdir_attr(folder)
+    except FileNotFoundError:
+        raise GuestScriptError(f"the guest {guest.target} has no folder {folder}") from None
+    except (OSError, paramiko.SSHException) as exc:
+        raise GuestScriptError(f"cannot list {folder} in the guest {guest.target}: "
+                               f"{exc}") from None
+    return sorted((GuestFile(e.filename, e.st_size or 0, float(e.st_mtime or 0))
+                   for e in entries if stat_mod.S_ISREG(e.st_mode or 0)
+                   and fnmatch.fnmatchcase(e.filename, pattern)), key=lambda f: f.name)
+
+
+def fetch_file(guest: Guest, folder: str, name: str) -> bytes:
+    try:
+        with guest.client.open_sftp() as sftp, sftp.open(f"{folder}/{name}", "rb") as f:
+            size = f.stat().st_size or 0
+            f.prefetch(size)
+            data: bytes = f.read(size)
+            return data
+    except (OSError, paramiko.SSHException) as exc:
+        raise GuestScriptError(f"cannot read {folder}/{name} in the guest {guest.target}: "
+                               f"{exc}") from None
+
+
+def delete_files(guest: Guest, folder: str, names: list[str]) -> None:
+    try:
+        with guest.client.open_sftp() as sftp:
+            for name in names:
+                sftp.remove(f"{folder}/{name}")
+    except (OSError, paramiko.SSHException) as exc:
+        raise GuestScriptError(f"cannot remove collected files from {folder} in the guest "
+                               f"{guest.target}: {exc}") from None
