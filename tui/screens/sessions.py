@@ -1,0 +1,163 @@
+"""Sessions: the history (every run, newest first) and one session's live view."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Label, RichLog, Static
+
+from appliance import api
+from tui import format as fmt
+from tui.base import VmkeepScreen, fetch
+
+
+class SessionsLoaded(Message):
+    def __init__(self, sessions: list[api.SessionSummary]) -> None:
+        super().__init__()
+        self.sessions = sessions
+
+
+class SessionsScreen(VmkeepScreen):
+    """Every session, newest first; enter opens one."""
+
+    MODE = "sessions"
+    CSS_PATH = "sessions.tcss"
+    REFRESH_EVERY = 3.0
+    BINDINGS = [Binding("enter", "open", "Open session")]  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[api.SessionSummary] = []
+
+    def body(self) -> ComposeResult:
+        yield Label("Sessions (newest first)", classes="panel-title")
+        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataTable).add_columns("Started", "Job", "Kind", "Result", "Ended")
+
+    def load_data(self) -> None:
+        sessions = fetch(self, "sessions", self.client.sessions)
+        if sessions is not None:
+            self.post_message(SessionsLoaded(sessions[::-1]))
+
+    def on_sessions_loaded(self, message: SessionsLoaded) -> None:
+        self.sessions = message.sessions
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for s in message.sessions:
+            table.add_row(fmt.when(s.started), s.job, s.kind, fmt.result(s.state, s.result),
+                          fmt.when(s.ended) if s.ended else "—", key=s.id)
+        if message.sessions:
+            table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+
+    def action_open(self) -> None:
+        if self.sessions:
+            self.vmkeep.action_open_session(
+                self.sessions[self.query_one(DataTable).cursor_row].id)
+
+
+class SessionUpdated(Message):
+    def __init__(self, session: api.Session) -> None:
+        super().__init__()
+        self.session = session
+
+
+def log_line(line: api.LogLine) -> str:
+    """A log line; warnings and errors stand out by sign and colour."""
+    text = f"{line.time.strftime('%H:%M:%S')} {line.message}"
+    text = text.replace("[", r"\[")
+    if line.level == "error":
+        return f"[bold red]✗ {text}[/]"
+    if line.level == "warning":
+        return f"[bold yellow]⚠ {text}[/]"
+    return f"  {text}"
+
+
+class SessionScreen(VmkeepScreen):
+    """One session: per-VM progress updating live and the log tail following it. A running
+    session is followed by long polls (``wait``); a finished one is read once."""
+
+    CSS_PATH = "sessions.tcss"
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape", "back", "Back"),
+        Binding("s", "stop", "Stop job"),
+    ]
+    WAIT = 5.0
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.session: api.Session | None = None
+        self.logged = 0
+        self.seen_percentages: list[int] = []  # what the progress showed, in order
+
+    def body(self) -> ComposeResult:
+        yield Static(f"Session {self.session_id}: loading…", id="session-head")
+        yield DataTable(id="tasks", cursor_type="row")
+        yield Label("Log", classes="panel-title")
+        yield RichLog(id="log", markup=True, wrap=True, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#tasks", DataTable).add_columns(
+            "VM", "Progress", "Done", "Rate", "ETA", "Stage", "Result")
+
+    def on_screen_resume(self) -> None:
+        self.show_connection()
+        self.reload()
+
+    def load_data(self) -> None:
+        """Follow the session until it ends (or the screen goes)."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        wait = 0.0
+        while not worker.is_cancelled:
+            s = fetch(self, "session",
+                      lambda w=wait: self.client.session(self.session_id, wait=w))  # type: ignore[misc]
+            if s is None or worker.is_cancelled:
+                return
+            self.post_message(SessionUpdated(s))
+            if s.state != "running":
+                return
+            wait = self.WAIT
+
+    def on_session_updated(self, message: SessionUpdated) -> None:
+        s = self.session = message.session
+        ended = f" → {fmt.when(s.ended)}" if s.ended else ""
+        total = sum(t.bytes_total for t in s.tasks)
+        done = sum(t.bytes_done for t in s.tasks)
+        pct = fmt.percent(done, total)
+        if s.state == "running" and (not self.seen_percentages
+                                     or self.seen_percentages[-1] != pct):
+            self.seen_percentages.append(pct)
+        self.query_one("#session-head", Static).update(
+            f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
+            f"{fmt.when(s.started)}{ended}\nsession {s.id}")
+        table = self.query_one("#tasks", DataTable)
+        table.clear()
+        for t in s.tasks:
+            table.add_row(t.name, f"{fmt.bar(t.bytes_done, t.bytes_total, 10)} "
+                          f"{fmt.percent(t.bytes_done, t.bytes_total):3d}%",
+                          f"{fmt.size(t.bytes_done)}/{fmt.size(t.bytes_total)}",
+                          fmt.rate(t.rate), fmt.duration(t.eta_seconds), t.stage or "—",
+                          fmt.result(t.state, t.result), key=t.name)
+        log = self.query_one(RichLog)
+        if len(s.log) < self.logged:
+            log.clear()
+            self.logged = 0
+        for line in s.log[self.logged:]:
+            log.write(log_line(line))
+        self.logged = len(s.log)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_stop(self) -> None:
+        if self.session is not None and self.session.state == "running":
+            job = self.session.job
+            self.act("stop", lambda: self.client.stop_job(job), then=lambda: None)
