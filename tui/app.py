@@ -69,6 +69,7 @@ class VmkeepApp(App[int]):
         self.lost_reason = message.reason
         if self.connected:
             self.connected = False
+            self.notify(message.reason, title="⚠ connection lost", severity="warning")
             self._each_screen(lambda s: s.show_connection())
             self.reconnect()
 

@@ -100,7 +100,8 @@ class VmkeepScreen(Screen[None]):
         if self.vmkeep.connected:
             banner.display = False
         else:
-            banner.update(f"⚠ appliance not answering — reconnecting… ({self.vmkeep.lost_reason})")
+            banner.update("⚠ appliance not answering — reconnecting… "
+                          "(start it: vmkeep appliance start)")
             banner.display = True
 
     def reload(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.text import Text
+
 from appliance import api
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -87,3 +89,8 @@ def schedule(s: api.ScheduleSpec) -> str:
     if s.kind == "after":
         return f"after {s.after}{window}"
     return "manual"
+
+
+def plain(*values: str) -> tuple[Text, ...]:
+    """Cells shown as they are: a name or value with brackets is not markup."""
+    return tuple(Text(v) for v in values)

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import VmkeepError
@@ -25,7 +27,7 @@ RECORDED = Path(__file__).with_name("recorded.json")
 def _dump(value: Any) -> Any:
     if isinstance(value, list):
         return [_dump(v) for v in value]
-    if isinstance(value, api.BaseModel):
+    if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     return value
 

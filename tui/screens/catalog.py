@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 
 from appliance import api
 from appliance.errors import ApplianceNotRunningError, VmkeepError
+from tui import format as fmt
 from tui.base import VmkeepScreen
 from tui.messages import ConnectionLost
 
@@ -44,6 +45,7 @@ class CatalogScreen(VmkeepScreen):
         Binding("ctrl+l", "focus_list", "Ready-made & history", priority=True),
         Binding("ctrl+e", "focus_editor", "Editor", priority=True),
         Binding("ctrl+t", "focus_results", "Results", priority=True),
+        Binding("escape", "focus_list", "Leave editor", show=False),
     ]
 
     def __init__(self) -> None:
@@ -54,13 +56,13 @@ class CatalogScreen(VmkeepScreen):
         with Horizontal(id="top"):
             yield TextArea(READY[0][1], id="sql", language=None, soft_wrap=True)
             yield OptionList(id="queries")
-        yield Static("", id="query-status")
+        yield Static("", id="query-status", markup=False)
         yield DataTable(id="results", zebra_stripes=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.fill_list()
-        self.query_one("#sql", TextArea).focus()
+        self.query_one("#queries", OptionList).focus()
 
     def on_screen_resume(self) -> None:
         self.show_connection()
@@ -68,12 +70,12 @@ class CatalogScreen(VmkeepScreen):
     def fill_list(self) -> None:
         ol = self.query_one("#queries", OptionList)
         ol.clear_options()
-        ol.add_options([Option(f"▸ {label}", id=f"ready-{i}") for i, (label, _) in
-                        enumerate(READY)])
-        if self.history:
-            ol.add_option(None)
+        if self.history:  # newest first, then the ready-made queries
             ol.add_options([Option(f"↺ {sql[:40]}", id=f"hist-{i}")
                             for i, sql in reversed(list(enumerate(self.history)))])
+            ol.add_option(None)
+        ol.add_options([Option(f"▸ {label}", id=f"ready-{i}") for i, (label, _) in
+                        enumerate(READY)])
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         oid = event.option.id or ""
@@ -125,6 +127,7 @@ class CatalogScreen(VmkeepScreen):
         a = message.answer
         table.clear(columns=True)
         table.add_columns(*a.columns)
-        table.add_rows([["NULL" if v is None else str(v) for v in row] for row in a.rows])
+        table.add_rows([fmt.plain(*("NULL" if v is None else str(v) for v in row))
+                        for row in a.rows])
         more = " (truncated)" if a.truncated else ""
         status.update(f"✓ {len(a.rows)} row(s){more} in {a.seconds:.3f} s")

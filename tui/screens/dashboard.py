@@ -127,7 +127,7 @@ class DashboardScreen(VmkeepScreen):
     REFRESH_EVERY = 2.0
     HUNT_EVERY = 300.0
     BINDINGS = [  # noqa: RUF012
-        Binding("enter", "open_session", "Open session"),
+        Binding("o", "open_session", "Open session"),
         Binding("f5", "refresh", "Refresh"),
     ]
 
@@ -141,11 +141,11 @@ class DashboardScreen(VmkeepScreen):
             yield Label("Jobs", classes="panel-title")
             yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
             yield Label("Running", classes="panel-title")
-            yield Static("  loading…", id="running")
+            yield Static("  loading…", id="running", markup=False)
             yield Label("Repositories", classes="panel-title")
             yield DataTable(id="repos", cursor_type="row")
             yield Label("Alerts", classes="panel-title")
-            yield Static("  loading…", id="alerts")
+            yield Static("  loading…", id="alerts", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -212,10 +212,10 @@ class DashboardScreen(VmkeepScreen):
             last = job.last_session
             status = ("▶ running" if job.spec.name in running_jobs
                       else "enabled" if job.enabled else "disabled")
-            table.add_row(job.spec.name, status,
+            table.add_row(*fmt.plain(job.spec.name, status,
                           fmt.result(last.state, last.result) if last else "—",
                           fmt.when(last.started) if last else "never",
-                          fmt.schedule(job.spec.schedule) if job.enabled else "—",
+                          fmt.schedule(job.spec.schedule) if job.enabled else "—"),
                           key=job.spec.name)
         if o.jobs:
             table.move_cursor(row=min(cursor, len(o.jobs) - 1))
@@ -225,8 +225,10 @@ class DashboardScreen(VmkeepScreen):
         for r in o.repositories:
             sp = o.space.get(r.name)
             dedup = o.dedup.get(r.name)
-            repos.add_row(r.name, fmt.size(r.stored_bytes), fmt.size(sp.free) if sp else "—",
-                          f"{dedup:.2f}×" if dedup else "—", str(r.points), key=r.name)
+            repos.add_row(*fmt.plain(r.name, fmt.size(r.stored_bytes),
+                                     fmt.size(sp.free) if sp else "—",
+                                     f"{dedup:.2f}×" if dedup else "—", str(r.points)),
+                          key=r.name)
         found = alerts(o, self.hunter_findings, self.vmkeep.verified, self.vmkeep.clock())
         self.query_one("#alerts", Static).update(
             "\n".join(f"  {a}" for a in found) if found else "  ✓ nothing needs action")
@@ -234,6 +236,10 @@ class DashboardScreen(VmkeepScreen):
     def action_refresh(self) -> None:
         self.reload()
         self.hunt()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "jobs":
+            self.action_open_session()
 
     def action_open_session(self) -> None:
         if self.overview is None or not self.overview.jobs:

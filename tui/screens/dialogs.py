@@ -27,8 +27,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
-            yield Static(self.text, id="dialog-text")
+            yield Label(self.title_text, id="dialog-title", markup=False)
+            yield Static(self.text, id="dialog-text", markup=False)
             yield Label("y = yes, n = no", id="dialog-keys")
         yield Footer()
 
@@ -62,9 +62,9 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.title_text, id="dialog-title", markup=False)
             if self.note:
-                yield Static(self.note, id="dialog-text")
+                yield Static(self.note, id="dialog-text", markup=False)
             for f in self.fields:
                 yield Label(f.label)
                 yield Input(f.value, placeholder=f.placeholder, password=f.password,

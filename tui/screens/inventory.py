@@ -3,6 +3,7 @@ CBT, snapshots, consolidation, protecting jobs and newest restore point."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -50,7 +51,7 @@ class InventoryScreen(VmkeepScreen):
     def body(self) -> ComposeResult:
         yield Label("Inventory (enter: details)", classes="panel-title")
         yield Tree("vCenters", id="inventory")
-        yield Static("", id="vm-detail")
+        yield Static("", id="vm-detail", markup=False)
 
     def load_data(self) -> None:
         vms = fetch(self, "inventory", self.client.inventory)
@@ -69,10 +70,10 @@ class InventoryScreen(VmkeepScreen):
                 path = (*path, part)
                 node = nodes.get(path)
                 if node is None:
-                    node = nodes[path] = parent.add(f"{sign} {part}",  # type: ignore[attr-defined]
+                    node = nodes[path] = parent.add(Text(f"{sign} {part}"),  # type: ignore[attr-defined]
                                                     expand=True)
                 parent = node
-            parent.add_leaf(vm_label(vm), data=vm)  # type: ignore[attr-defined]
+            parent.add_leaf(Text(vm_label(vm)), data=vm)  # type: ignore[attr-defined]
         if not message.vms:
             tree.root.add_leaf("no VM: add a vCenter on the Repos screen (key 7)")
 

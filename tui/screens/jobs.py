@@ -34,7 +34,7 @@ class JobsScreen(VmkeepScreen):
         Binding("s", "stop", "Stop"),
         Binding("t", "toggle_enabled", "Enable/disable"),
         Binding("delete,x", "delete", "Delete"),
-        Binding("enter", "open", "Last session"),
+        Binding("o", "open", "Last session"),
     ]
 
     def __init__(self) -> None:
@@ -62,10 +62,11 @@ class JobsScreen(VmkeepScreen):
         table.clear()
         for j in self.jobs:
             last = j.last_session
-            table.add_row(j.spec.name, "yes" if j.enabled else "no", str(len(j.spec.vms)),
+            table.add_row(*fmt.plain(j.spec.name, "yes" if j.enabled else "no",
+                                     str(len(j.spec.vms)),
                           j.spec.repository, fmt.schedule(j.spec.schedule),
                           fmt.result(last.state, last.result) if last else "—",
-                          fmt.when(last.started) if last else "never", key=j.spec.name)
+                          fmt.when(last.started) if last else "never"), key=j.spec.name)
         if self.jobs:
             table.move_cursor(row=min(cursor, len(self.jobs) - 1))
 
@@ -130,6 +131,9 @@ class JobsScreen(VmkeepScreen):
             f"Delete job {name}?",
             f"The job {name} ({len(job.spec.vms)} VM(s)) and its schedule go. Its restore "
             "points stay in repository " + job.spec.repository + "."), answered)
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open()
 
     def action_open(self) -> None:
         job = self.selected()

@@ -3,6 +3,8 @@ original, after a confirmation saying what is overwritten), a disk to a file, ve
 
 from __future__ import annotations
 
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -14,6 +16,12 @@ from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
+
+
+def plan_text(refusal: str) -> str:
+    """The appliance's refusal of an unconfirmed restore over the original, as a list."""
+    text = re.sub(r"\s*— confirm it \(--yes\)\s*$", "", refusal)
+    return text.replace(" /   ", "\n  ")
 
 
 class PointsLoaded(Message):
@@ -66,8 +74,8 @@ class PointsScreen(VmkeepScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#points", DataTable).add_columns("Created", "Kind", "Read", "Stored",
-                                                         "Verified", "Id")
+        self.query_one("#points", DataTable).add_columns("Created", "Kind", "Verified", "Stored",
+                                                         "Read", "Id")
 
     def load_data(self) -> None:
         points = fetch(self, "points", self.client.points)
@@ -104,10 +112,9 @@ class PointsScreen(VmkeepScreen):
         table.clear()
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            table.add_row(fmt.when(p.created), p.kind, fmt.size(p.bytes_read),
-                          fmt.size(p.bytes_stored),
-                          "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"), p.id,
-                          key=p.id)
+            table.add_row(*fmt.plain(fmt.when(p.created), p.kind,
+                          "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
+                          fmt.size(p.bytes_stored), fmt.size(p.bytes_read), p.id), key=p.id)
         if points:
             table.move_cursor(row=min(cursor, len(points) - 1))
 
@@ -213,5 +220,5 @@ class PointsScreen(VmkeepScreen):
 
         self.app.push_screen(ConfirmScreen(
             f"Overwrite VM {p.vm}?",
-            f"{message.text}\n\nThe VM is powered off and its disks are overwritten with the "
-            f"point of {fmt.when(p.created)}."), answered)
+            f"{plan_text(message.text)}\n\nThe VM is powered off and its disks are "
+            f"overwritten with the point of {fmt.when(p.created)}."), answered)

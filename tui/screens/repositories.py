@@ -83,14 +83,14 @@ class RepositoriesScreen(VmkeepScreen):
         t.clear()
         for r in self.repositories:
             sp = free_space(r.location)
-            t.add_row(r.name, r.location, str(r.points), fmt.size(r.stored_bytes),
-                      fmt.size(sp.free) if sp else "—", key=r.name)
+            t.add_row(*fmt.plain(r.name, r.location, str(r.points), fmt.size(r.stored_bytes),
+                      fmt.size(sp.free) if sp else "—"), key=r.name)
         t = self.query_one("#vcenters", DataTable)
         t.clear()
         for v in self.vcenters:
             cert = "⚠ not checked (insecure)" if v.insecure else (
                 f"pinned {v.fingerprint[:16]}…" if v.fingerprint else "—")
-            t.add_row(v.name, f"{v.host}:{v.port}", v.user, cert, key=v.name)
+            t.add_row(*fmt.plain(v.name, f"{v.host}:{v.port}", v.user, cert), key=v.name)
 
     def action_add_repository(self) -> None:
         def submitted(values: dict[str, str] | None) -> None:

@@ -24,7 +24,7 @@ class SessionsScreen(VmkeepScreen):
     MODE = "sessions"
     CSS_PATH = "sessions.tcss"
     REFRESH_EVERY = 3.0
-    BINDINGS = [Binding("enter", "open", "Open session")]  # noqa: RUF012
+    BINDINGS = [Binding("o", "open", "Open session")]  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,10 +49,14 @@ class SessionsScreen(VmkeepScreen):
         cursor = table.cursor_row
         table.clear()
         for s in message.sessions:
-            table.add_row(fmt.when(s.started), s.job, s.kind, fmt.result(s.state, s.result),
-                          fmt.when(s.ended) if s.ended else "—", key=s.id)
+            table.add_row(*fmt.plain(fmt.when(s.started), s.job, s.kind,
+                                     fmt.result(s.state, s.result),
+                          fmt.when(s.ended) if s.ended else "—"), key=s.id)
         if message.sessions:
             table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open()
 
     def action_open(self) -> None:
         if self.sessions:
@@ -96,7 +100,7 @@ class SessionScreen(VmkeepScreen):
         self.seen_percentages: list[int] = []  # what the progress showed, in order
 
     def body(self) -> ComposeResult:
-        yield Static(f"Session {self.session_id}: loading…", id="session-head")
+        yield Static(f"Session {self.session_id}: loading…", id="session-head", markup=False)
         yield DataTable(id="tasks", cursor_type="row")
         yield Label("Log", classes="panel-title")
         yield RichLog(id="log", markup=True, wrap=True, auto_scroll=True)
@@ -141,11 +145,11 @@ class SessionScreen(VmkeepScreen):
         table = self.query_one("#tasks", DataTable)
         table.clear()
         for t in s.tasks:
-            table.add_row(t.name, f"{fmt.bar(t.bytes_done, t.bytes_total, 10)} "
+            table.add_row(*fmt.plain(t.name, f"{fmt.bar(t.bytes_done, t.bytes_total, 10)} "
                           f"{fmt.percent(t.bytes_done, t.bytes_total):3d}%",
                           f"{fmt.size(t.bytes_done)}/{fmt.size(t.bytes_total)}",
                           fmt.rate(t.rate), fmt.duration(t.eta_seconds), t.stage or "—",
-                          fmt.result(t.state, t.result), key=t.name)
+                          fmt.result(t.state, t.result)), key=t.name)
         log = self.query_one(RichLog)
         if len(s.log) < self.logged:
             log.clear()

@@ -66,7 +66,7 @@ class JobWizard(VmkeepScreen):
     def body(self) -> ComposeResult:
         spec = self.job.spec if self.job else None
         sched = spec.schedule if spec else api.ScheduleSpec()
-        yield Label("", id="step-title", classes="panel-title")
+        yield Label("", id="step-title", classes="panel-title", markup=False)
         with ContentSwitcher(initial="name", id="steps"):
             with Vertical(id="name"):
                 yield Label("Job name")
@@ -108,8 +108,8 @@ class JobWizard(VmkeepScreen):
                 yield Label("Backup window (HH:MM-HH:MM, comma separated; empty: always)")
                 yield Input(",".join(sched.window), id="window")
             with VerticalScroll(id="summary"):
-                yield Static("", id="summary-text")
-        yield Static("", id="wizard-error")
+                yield Static("", id="summary-text", markup=False)
+        yield Static("", id="wizard-error", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
