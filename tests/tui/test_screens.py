@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input, TextArea, Tree
 
 from appliance import api
 from tests.tui.fake import NOW, FakeClient
-from tests.tui.helpers import cells, screen_text, static, until
+from tests.tui.helpers import cells, screen_text, until
 from tui.app import VmkeepApp, create_app
 from tui.screens.catalog import CatalogScreen
 from tui.screens.dashboard import DashboardScreen
@@ -332,4 +332,3 @@ async def test_no_color_keeps_every_state_readable(monkeypatch: pytest.MonkeyPat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: shows(app, "✓ success", "enabled", "nothing needs action"))
         assert isinstance(app.screen, DashboardScreen)
-    assert static  # (helpers used elsewhere)
