@@ -12,7 +12,8 @@ from appliance.client import ApplianceClient
 from tests.tui.fake import FakeClient
 from tests.tui.record import load
 
-MODELS: dict[str, type[BaseModel]] = {"handshake": api.Handshake, "vcenters": api.VCenter, "repositories": api.Repository,
+MODELS: dict[str, type[BaseModel]] = {
+          "handshake": api.Handshake, "vcenters": api.VCenter, "repositories": api.Repository,
           "jobs": api.Job, "sessions": api.SessionSummary, "session": api.Session,
           "points": api.Point, "inventory": api.InventoryVm, "hunter": api.HuntReport,
           "test_vcenter": api.VCenterTest, "verify": api.VerifyAnswer,
