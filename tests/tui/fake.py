@@ -48,6 +48,7 @@ class FakeClient:
         self.down = False  # True: no appliance answers
         self.delay = 0.0  # seconds every call takes
         self.steps = 5  # looks at a running session until its backup ends
+        self.advancing = True  # False: running sessions stay where they are
         self.lock = threading.Lock()
         self._vcenters = _models(api.VCenter, self.recorded["vcenters"])
         self._repositories = [r.model_copy(update={"location": f"/srv/vmkeep/{r.name}"})
@@ -120,6 +121,15 @@ class FakeClient:
     def _summary(self, s: api.Session) -> api.SessionSummary:
         return api.SessionSummary(id=s.id, job=s.job, kind=s.kind, state=s.state,
                                   result=s.result, started=s.started, ended=s.ended)
+
+    def running_backup(self, job: str = "nightly", *, steps: int = 5, at: int = 2) -> str:
+        """A session of ``job`` frozen at step ``at`` of ``steps`` (for pictures)."""
+        sid = self.start_backup(job).id
+        self.steps = steps
+        for _ in range(at):
+            self._advance(sid)
+        self.advancing = False
+        return sid
 
     def _advance(self, sid: str) -> None:
         s = self._sessions[sid]
@@ -283,7 +293,8 @@ class FakeClient:
         if session_id not in self._sessions:
             raise NotFoundError(f"no session {session_id!r}")
         with self.lock:
-            self._advance(session_id)
+            if self.advancing:
+                self._advance(session_id)
             return self._sessions[session_id]
 
     def points(self, vm: str | None = None) -> list[api.Point]:

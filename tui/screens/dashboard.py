@@ -71,8 +71,8 @@ def task_line(t: api.Task) -> str:
     """One VM of a running session: bar, percentage, bytes, rate, ETA, bottleneck stage."""
     pct = fmt.percent(t.bytes_done, t.bytes_total)
     if t.state != "running":
-        return f"  {t.name[:18]:<18} {fmt.result(t.state, t.result)}"
-    return (f"  {t.name[:18]:<18} {fmt.bar(t.bytes_done, t.bytes_total, 12)} {pct:3d}% "
+        return f"  {t.name[:14]:<14} {fmt.result(t.state, t.result)}"
+    return (f"  {t.name[:14]:<14} {fmt.bar(t.bytes_done, t.bytes_total, 10)} {pct:3d}% "
             f"{fmt.size(t.bytes_done)}/{fmt.size(t.bytes_total)} {fmt.rate(t.rate)} "
             f"ETA {fmt.duration(t.eta_seconds)} {t.stage or ''}")
 
