@@ -1,8 +1,9 @@
-"""Fixtures of the TUI tests: async tests run on asyncio through anyio's pytest plugin; the
-appliance lab (real appliance + vcsim) for the slow ones."""
+"""Fixtures of the TUI tests: async tests run in their own asyncio loop; the appliance lab
+(real appliance + vcsim) for the slow ones."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
@@ -12,14 +13,11 @@ from tests.appliance.conftest import lab, vcsim_binary
 __all__ = ["lab", "vcsim_binary"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        fn = getattr(item, "function", None)
-        if fn is not None and inspect.iscoroutinefunction(fn) and "tests/tui" in str(
-                item.path):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests (Textual's pilot) with asyncio.run."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
+    return True

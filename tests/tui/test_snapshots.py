@@ -5,6 +5,7 @@ must show; a reviewer checks a changed golden against it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -50,7 +51,7 @@ def test_dashboard_during_a_backup(snap_compare: Compare) -> None:
 def test_jobs_list(snap_compare: Compare) -> None:
     """The Jobs screen: job "nightly", enabled, 1 VM, repository main, manual schedule,
     ✓ success; the footer lists New, Edit, Run, Active full, Stop, Enable/disable, Delete."""
-    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, 
+    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("✓ success", "manual", keys=("2",)))
 
 
@@ -58,7 +59,7 @@ def test_session_view_of_a_finished_backup(snap_compare: Compare) -> None:
     """A finished session from the history: the head "nightly · backup · ✓ success · 100%",
     the VM's full bar, and the log with the snapshot, the CBT sanity check and "session
     ended: success"."""
-    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, 
+    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("session ended: success", keys=("3", "enter")))
 
 
@@ -84,7 +85,7 @@ def test_restore_points_timeline(snap_compare: Compare) -> None:
     """The Points screen: VM DC0_H0_VM0 (2) on the left, its timeline on the right newest
     first (incremental, then full) with sizes; the footer's Restore VM, Restore disk,
     Verify now."""
-    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, 
+    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("incremental", "full", keys=("5",)))
 
 
@@ -102,5 +103,15 @@ def test_repositories_and_vcenters(snap_compare: Compare) -> None:
     """The Repos screen: repository main at /srv/vmkeep/main with 2 points; vCenter vc on
     127.0.0.1 marked "⚠ not checked (insecure)"; footer keys Add repository, Rescan, Add
     vCenter, Test vCenter."""
-    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, 
+    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("/srv/vmkeep/main", "insecure", keys=("7",)))
+
+
+def test_the_readme_picture_is_the_dashboard_snapshot() -> None:
+    """docs/tui-dashboard.svg (shown in the README) is the golden picture of the dashboard
+    during a backup; after `--snapshot-update`, copy it there."""
+    root = Path(__file__).resolve().parents[2]
+    golden = Path(__file__).with_name("__snapshots__") / "test_snapshots" / \
+        "test_dashboard_during_a_backup.svg"
+    assert (root / "docs" / "tui-dashboard.svg").read_bytes() == golden.read_bytes()
+    assert "docs/tui-dashboard.svg" in (root / "README.md").read_text()

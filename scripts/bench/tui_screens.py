@@ -4,7 +4,7 @@ The data come from the tests' fake client (the same shapes as a real appliance's
 recorded in tests/tui/recorded.json), so the numbers are the TUI's own: from the key press
 to the screen showing its data, headless at 80×24. Run from the repository root:
 
-    .venv/bin/python scripts/bench/tui.py [--vms 200] [--points 2000] [--json]
+    .venv/bin/python scripts/bench/tui_screens.py [--vms 200] [--points 2000] [--json]
 """
 
 from __future__ import annotations
