@@ -73,7 +73,7 @@ class VmkeepApp(App[int]):
             self._each_screen(lambda s: s.show_connection())
             self.reconnect()
 
-    @work(thread=True, exclusive=True, group="reconnect")
+    @work(thread=True, exclusive=True, group="reconnect", exit_on_error=False)
     def reconnect(self) -> None:
         while not self._stop.is_set():
             try:

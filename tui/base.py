@@ -45,6 +45,8 @@ def fetch(target: VmkeepScreen, what: str, call: Callable[[], T]) -> T | None:
         return call()
     except VmkeepError as exc:
         report(target, what, exc)
+    except Exception as exc:  # a bug or a transport error the client does not name
+        target.app.post_message(Failed(what, f"{type(exc).__name__}: {exc}"))
     return None
 
 
@@ -106,7 +108,8 @@ class VmkeepScreen(Screen[None]):
 
     def reload(self) -> None:
         """Load the screen's data in a worker thread (one at a time)."""
-        self.run_worker(self.load_data, thread=True, exclusive=True, group="load")
+        self.run_worker(self.load_data, thread=True, exclusive=True, group="load",
+                        exit_on_error=False)
 
     def load_data(self) -> None:
         """In a worker thread: fetch and post a message with what was fetched."""
@@ -122,4 +125,4 @@ class VmkeepScreen(Screen[None]):
                 self.app.post_message(Succeeded(str(msg)))
                 self.app.call_from_thread(then or self.reload)
 
-        self.run_worker(work, thread=True, group="act")
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)

@@ -28,8 +28,8 @@ class Tmux:
         return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
                               capture_output=True, text=True, timeout=30).stdout
 
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "tui")
+    def screen(self, *, escapes: bool = False) -> str:
+        return self.run("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "tui")
 
     def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
@@ -85,5 +85,31 @@ def test_vmkeep_tui_in_a_terminal_opens_navigates_and_quits_with_0(
     tmux.wait_for("vCenters", "Add repository")
     tmux.keys("2")
     tmux.wait_for("Last result", "n New")
+    tmux.keys("C-q")
+    tmux.wait_for("EXIT=0")
+
+
+def test_in_16_colours_it_survives_the_appliance_restarting(
+        appliance_home: dict[str, str], tmux: Tmux) -> None:
+    """TERM=xterm (16 colours): no 256-colour or true-colour escapes reach the terminal.
+    The appliance stops: the TUI says so; it starts again: the TUI reconnects and says so."""
+    env = " ".join(f"{k}={shlex.quote(appliance_home[k])}"
+                   for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+    command = (f"env TERM=xterm COLORTERM= {env} {shlex.quote(str(VMKEEP))} tui; "
+               "echo EXIT=$?; sleep 600")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+    tmux.wait_for("Repositories", "offsite")
+    colours = tmux.screen(escapes=True)
+    assert "38;5;" not in colours and "38;2;" not in colours and "48;2;" not in colours
+    assert run_vmkeep(appliance_home, "appliance", "stop").code == 0
+    tmux.wait_for("appliance not answering — reconnecting")
+    assert run_vmkeep(appliance_home, "appliance", "start").code == 0
+    screen = tmux.wait_for("offsite", timeout=30)
+    deadline = time.monotonic() + 30
+    while "not answering" in screen:
+        assert time.monotonic() < deadline, screen
+        screen = tmux.screen()
+        time.sleep(0.05)
+    tmux.wait_for("reconnected")
     tmux.keys("C-q")
     tmux.wait_for("EXIT=0")

@@ -111,7 +111,7 @@ class CatalogScreen(VmkeepScreen):
             else:
                 self.post_message(QueryDone(sql, answer, None))
 
-        self.run_worker(work, thread=True, exclusive=True, group="query")
+        self.run_worker(work, thread=True, exclusive=True, group="query", exit_on_error=False)
 
     def on_query_done(self, message: QueryDone) -> None:
         if message.sql not in self.history:

@@ -192,7 +192,7 @@ class DashboardScreen(VmkeepScreen):
                 self.post_message(HunterLoaded(
                     [f"{r.vcenter}: {line}" for r in reports for line in r.lines[1:]]))
 
-        self.run_worker(work, thread=True, exclusive=True, group="hunt")
+        self.run_worker(work, thread=True, exclusive=True, group="hunt", exit_on_error=False)
 
     def on_hunter_loaded(self, message: HunterLoaded) -> None:
         self.hunter_findings = message.findings

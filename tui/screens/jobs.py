@@ -95,7 +95,7 @@ class JobsScreen(VmkeepScreen):
             if s is not None:
                 self.app.call_from_thread(self.vmkeep.action_open_session, s.id)
 
-        self.run_worker(work, thread=True, group="act")
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
 
     def action_run(self) -> None:
         self._run(False)

@@ -139,7 +139,7 @@ class PointsScreen(VmkeepScreen):
                 self.post_message(Verified(p.id, answer))
 
         self.notify(f"verifying {p.id}…")
-        self.run_worker(work, thread=True, group="act")
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
 
     def on_verified(self, message: Verified) -> None:
         a = message.answer
@@ -195,7 +195,8 @@ class PointsScreen(VmkeepScreen):
                     f"A new VM {name} is created from the point of {fmt.when(p.created)}; "
                     f"{p.vm} stays as it is."), answered)
             else:
-                self.run_worker(lambda: self._plan_original(p), thread=True, group="act")
+                self.run_worker(lambda: self._plan_original(p), thread=True, group="act",
+                                exit_on_error=False)
 
         self.app.push_screen(FormScreen(
             f"Restore VM {p.vm} from {fmt.when(p.created)}",

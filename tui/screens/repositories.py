@@ -125,7 +125,7 @@ class RepositoriesScreen(VmkeepScreen):
                 self.app.post_message(Succeeded(f"{sign} {v.name}: {answer.message} "
                                                 f"({answer.vms} VMs)"))
 
-        self.run_worker(work, thread=True, group="act")
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
 
     def action_add_vcenter(self) -> None:
         def submitted(values: dict[str, str] | None) -> None:
@@ -138,7 +138,8 @@ class RepositoriesScreen(VmkeepScreen):
             except ValueError as exc:
                 self.notify(f"the vCenter's details do not fit: {exc}", severity="error")
                 return
-            self.run_worker(lambda: self._first_contact(spec), thread=True, group="act")
+            self.run_worker(lambda: self._first_contact(spec), thread=True, group="act",
+                            exit_on_error=False)
 
         self.app.push_screen(FormScreen("Add a vCenter", [
             Field("name", "Name"), Field("host", "Host"), Field("port", "Port", "443"),

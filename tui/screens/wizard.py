@@ -99,7 +99,7 @@ class JobWizard(VmkeepScreen):
                 yield Input(",".join(spec.exclude_disks) if spec else "", id="exclude")
             with VerticalScroll(id="schedule"):
                 yield Select(KINDS, value=sched.kind, id="kind", allow_blank=False)
-                yield Label("At (HH:MM) · days (every, weekdays or mon,wed,fri)")
+                yield Label("At (HH:MM) · days (every, weekdays, mon,wed,fri; monthly: 1-31)")
                 yield Input(sched.at or "22:00", id="at")
                 yield Input(sched.days or "every", id="days")
                 yield Label("Every (30m, 2h) · after job")
@@ -238,7 +238,9 @@ class JobWizard(VmkeepScreen):
             return api.ScheduleSpec(kind=kind, at=val("at"), days=val("days") or "every",
                                     window=window)
         if kind == "monthly":
-            return api.ScheduleSpec(kind=kind, at=val("at"), day_of_month=1, window=window)
+            day = val("days")
+            return api.ScheduleSpec(kind=kind, at=val("at"), window=window,
+                                    day_of_month=int(day) if day.lstrip("-").isdigit() else 1)
         if kind == "periodic":
             return api.ScheduleSpec(kind=kind, every=val("every"), window=window)
         if kind == "after":
@@ -320,7 +322,7 @@ class JobWizard(VmkeepScreen):
             self.post_message(JobSaved(saved))
 
         self.query_one("#wizard-error", Static).update("saving…")
-        self.run_worker(work, thread=True, group="save")
+        self.run_worker(work, thread=True, group="save", exit_on_error=False)
 
     def on_wizard_error(self, message: WizardError) -> None:
         self.query_one("#wizard-error", Static).update(f"✗ {message.text}")
