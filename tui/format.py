@@ -24,6 +24,20 @@ def size(n: float | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def sizes(done: float, total: float) -> str:
+    """'32.0/160.0 MiB' (one unit, the total's) — short enough for a progress line."""
+    value = float(total)
+    unit = _UNITS[0]
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            break
+        value /= 1024
+    scale = 1024 ** _UNITS.index(unit)
+    if unit == "B":
+        return f"{done:.0f}/{total:.0f} B"
+    return f"{done / scale:.1f}/{total / scale:.1f} {unit}"
+
+
 def rate(bps: float | None) -> str:
     return "—" if not bps else f"{size(bps)}/s"
 

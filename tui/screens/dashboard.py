@@ -73,17 +73,28 @@ def task_line(t: api.Task) -> str:
     if t.state != "running":
         return f"  {t.name[:14]:<14} {fmt.result(t.state, t.result)}"
     return (f"  {t.name[:14]:<14} {fmt.bar(t.bytes_done, t.bytes_total, 10)} {pct:3d}% "
-            f"{fmt.size(t.bytes_done)}/{fmt.size(t.bytes_total)} {fmt.rate(t.rate)} "
-            f"ETA {fmt.duration(t.eta_seconds)} {t.stage or ''}")
+            f"{fmt.sizes(t.bytes_done, t.bytes_total)} {fmt.rate(t.rate)} "
+            f"ETA {fmt.duration(t.eta_seconds)} {t.stage or ''}").rstrip()
 
 
-def running_text(running: list[api.Session]) -> str:
+def running_text(running: list[api.Session], max_lines: int = 4) -> str:
+    """Each running session and its VMs, busiest first; at most ``max_lines`` VM lines in all
+    (the session view shows every VM)."""
     if not running:
         return "  no session running"
     lines = []
+    left = max_lines
+    order = {"running": 0, "waiting": 1}
     for s in running:
         lines.append(f" ▶ {s.job} ({s.kind}) since {fmt.when(s.started)}")
-        lines.extend(task_line(t) for t in s.tasks)
+        tasks = sorted(s.tasks, key=lambda t: order.get(t.state, 2))
+        shown = tasks[:max(1, left)]
+        lines.extend(task_line(t) for t in shown)
+        left -= len(shown)
+        if len(tasks) > len(shown):
+            done = sum(t.state not in ("running", "waiting") for t in tasks)
+            lines.append(f"  … {len(tasks) - len(shown)} more VMs ({done}/{len(tasks)} "
+                         "done; o on the job shows all)")
     return "\n".join(lines)
 
 
@@ -140,10 +151,10 @@ class DashboardScreen(VmkeepScreen):
         with VerticalScroll(id="dash"):
             yield Label("Jobs", classes="panel-title")
             yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
-            yield Label("Running", classes="panel-title")
-            yield Static("  loading…", id="running", markup=False)
             yield Label("Repositories", classes="panel-title")
             yield DataTable(id="repos", cursor_type="row")
+            yield Label("Running", classes="panel-title")
+            yield Static("  loading…", id="running", markup=False)
             yield Label("Alerts", classes="panel-title")
             yield Static("  loading…", id="alerts", markup=False)
 
