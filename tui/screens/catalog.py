@@ -27,6 +27,11 @@ READY = (
 )
 
 
+def _one_line(sql: str, width: int) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 class QueryDone(Message):
     def __init__(self, sql: str, answer: api.QueryAnswer | None, error: str | None) -> None:
         super().__init__()
@@ -71,7 +76,7 @@ class CatalogScreen(VmkeepScreen):
         ol = self.query_one("#queries", OptionList)
         ol.clear_options()
         if self.history:  # newest first, then the ready-made queries
-            ol.add_options([Option(f"↺ {sql[:40]}", id=f"hist-{i}")
+            ol.add_options([Option(f"↺ {_one_line(sql, 25)}", id=f"hist-{i}")
                             for i, sql in reversed(list(enumerate(self.history)))])
             ol.add_option(None)
         ol.add_options([Option(f"▸ {label}", id=f"ready-{i}") for i, (label, _) in
@@ -120,6 +125,7 @@ class CatalogScreen(VmkeepScreen):
         status = self.query_one("#query-status", Static)
         table = self.query_one("#results", DataTable)
         if message.answer is None:
+            table.clear(columns=True)
             status.update(f"✗ {message.error}")
             status.add_class("error")
             return

@@ -14,7 +14,7 @@ from appliance import api
 from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
-from tui.messages import Succeeded
+from tui.messages import Failed, Succeeded
 from tui.screens.dashboard import free_space
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
 
@@ -120,10 +120,10 @@ class RepositoriesScreen(VmkeepScreen):
 
         def work() -> None:
             answer = fetch(self, f"test {v.name}", lambda: self.client.test_vcenter(v.name))
-            if answer is not None:
-                sign = "✓" if answer.ok else "✗"
-                self.app.post_message(Succeeded(f"{sign} {v.name}: {answer.message} "
-                                                f"({answer.vms} VMs)"))
+            if answer is not None and answer.ok:
+                self.app.post_message(Succeeded(f"{v.name}: {answer.message}"))
+            elif answer is not None:
+                self.app.post_message(Failed(f"test {v.name}", answer.message))
 
         self.run_worker(work, thread=True, group="act", exit_on_error=False)
 

@@ -81,13 +81,21 @@ def log_line(line: api.LogLine) -> str:
     return f"  {text}"
 
 
+def task_percent(state: str, result: str | None, done: int, total: int) -> int:
+    """How far a session or task is: a finished success is 100 % even with nothing to read
+    (an incremental run without changes)."""
+    if state != "running" and result in ("success", "warning"):
+        return 100
+    return fmt.percent(done, total)
+
+
 class SessionScreen(VmkeepScreen):
     """One session: per-VM progress updating live and the log tail following it. A running
     session is followed by long polls (``wait``); a finished one is read once."""
 
     CSS_PATH = "sessions.tcss"
     BINDINGS = [  # noqa: RUF012
-        Binding("escape", "back", "Back"),
+        Binding("escape,backspace", "back", "Back"),
         Binding("s", "stop", "Stop job"),
     ]
     WAIT = 5.0
@@ -135,7 +143,7 @@ class SessionScreen(VmkeepScreen):
         ended = f" → {fmt.when(s.ended)}" if s.ended else ""
         total = sum(t.bytes_total for t in s.tasks)
         done = sum(t.bytes_done for t in s.tasks)
-        pct = fmt.percent(done, total)
+        pct = task_percent(s.state, s.result, done, total)
         if s.state == "running" and (not self.seen_percentages
                                      or self.seen_percentages[-1] != pct):
             self.seen_percentages.append(pct)
@@ -145,9 +153,10 @@ class SessionScreen(VmkeepScreen):
         table = self.query_one("#tasks", DataTable)
         table.clear()
         for t in s.tasks:
-            table.add_row(*fmt.plain(t.name, f"{fmt.bar(t.bytes_done, t.bytes_total, 10)} "
-                          f"{fmt.percent(t.bytes_done, t.bytes_total):3d}%",
-                          f"{fmt.size(t.bytes_done)}/{fmt.size(t.bytes_total)}",
+            pct = task_percent(t.state, t.result, t.bytes_done, t.bytes_total)
+            table.add_row(*fmt.plain(t.name, f"{fmt.bar(pct, 100, 10)} "
+                          f"{pct:3d}%",
+                          fmt.sizes(t.bytes_done, t.bytes_total),
                           fmt.rate(t.rate), fmt.duration(t.eta_seconds), t.stage or "—",
                           fmt.result(t.state, t.result)), key=t.name)
         log = self.query_one(RichLog)
