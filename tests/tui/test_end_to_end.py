@@ -85,3 +85,26 @@ async def test_wizard_run_follow_and_restore_a_disk_by_keys(lab: Lab, tmp_path: 
     want = lab.flat().read_bytes()[:SIZE]
     want += bytes(SIZE - len(want))
     assert target.read_bytes() == want
+
+
+async def test_keys_are_answered_while_a_backup_runs_at_full_speed(lab: Lab) -> None:
+    """A real backup runs; each screen switch shows the new screen within 0.3 s."""
+    grow_and_fill(lab)
+    assert lab.vmkeep("job", "create", "busy", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt", "--block-size", "256K").code == 0
+    client = ApplianceClient(lab.home / "appliance.sock")
+    app = create_app(client)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: "busy" in screen_text(app), timeout=30)
+            sid = lab.vmkeep("job", "run", "busy").out.strip()
+            answered = 0
+            for key, title in (("2", "Last result"), ("7", "vCenters"), ("3", "newest first"),
+                               ("1", "Running")) * 3:
+                await pilot.press(key)
+                await until(pilot, lambda t=title: t in screen_text(app),  # type: ignore[misc]
+                            timeout=0.3, why=f"{title} at once")
+                answered += client.session(sid).state == "running"
+            assert answered >= 3, f"the backup ended before the keys were tried ({answered})"
+    finally:
+        client.close()

@@ -46,6 +46,9 @@ class OverviewLoaded(Message):
         super().__init__()
         self.overview = overview
 
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, OverviewLoaded)
+
 
 class HunterLoaded(Message):
     def __init__(self, findings: list[str]) -> None:

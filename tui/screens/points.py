@@ -187,6 +187,7 @@ class PointsScreen(VmkeepScreen):
 
                 def answered(yes: bool | None) -> None:
                     if yes:
+                        self.notify(f"restoring {p.vm} as {name}…")
                         self.act("restore VM", lambda: self.client.restore_vm(
                             api.VmRestore(point=p.id, name=name)))
 
@@ -216,6 +217,7 @@ class PointsScreen(VmkeepScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
+                self.notify(f"restoring {p.vm} over the original…")
                 self.act("restore VM", lambda: self.client.restore_vm(
                     api.VmRestore(point=p.id, confirm=True)))
 

@@ -69,6 +69,10 @@ class SessionUpdated(Message):
         super().__init__()
         self.session = session
 
+    def can_replace(self, message: Message) -> bool:
+        """A newer view of the session replaces one not shown yet (progress coalesces)."""
+        return isinstance(message, SessionUpdated)
+
 
 def log_line(line: api.LogLine) -> str:
     """A log line; warnings and errors stand out by sign and colour."""
