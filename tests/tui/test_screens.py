@@ -130,6 +130,7 @@ async def test_the_wizard_edits_a_job_keeping_its_name() -> None:
 
 async def test_running_a_job_opens_its_session_which_follows_to_the_end() -> None:
     fake = FakeClient()
+    fake.delay = 0.05  # the appliance answers each long poll after a while
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
