@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from appliance.client import ApplianceClient
+from appliance.errors import VmkeepError
 from tui.app import create_app
 
 
@@ -15,7 +16,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vmkeep tui", description="The vmkeep TUI.")
     parser.add_argument("--home", help="the appliance's home (default: VMKEEP_HOME)")
     args = parser.parse_args(argv)
-    client = ApplianceClient.from_environment(args.home)
+    try:
+        client = ApplianceClient.from_environment(args.home)
+    except VmkeepError as exc:
+        print(f"vmkeep: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         app = create_app(client)
         code = app.run()

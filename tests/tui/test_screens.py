@@ -296,6 +296,12 @@ async def test_every_action_is_in_the_command_palette() -> None:
                      "Go to Dashboard", "Go to Repos"):
             assert want in titles
         await pilot.press("ctrl+p")
+        await pilot.press(*"Enable/disable")
+        await until(pilot, lambda: shows(app, "key t"))
+        await pilot.press("enter")
+        await until(pilot, lambda: fake.called("set_job_enabled") == [
+            {"name": "nightly", "enabled": False}])
+        await pilot.press("ctrl+p")
         await pilot.press(*"Go to Inventory")
         await until(pilot, lambda: shows(app, "Go to Inventory"))
         await pilot.press("enter")
