@@ -233,9 +233,13 @@ class DashboardScreen(VmkeepScreen):
                           key=job.spec.name)
         if o.jobs:
             table.move_cursor(row=min(cursor, len(o.jobs) - 1))
+        else:
+            table.add_row(*fmt.plain("no job yet", "press 2, then n", "", "", ""))
         self.query_one("#running", Static).update(running_text(o.running))
         repos = self.query_one("#repos", DataTable)
         repos.clear()
+        if not o.repositories:
+            repos.add_row(*fmt.plain("no repository yet", "press 7, then a", "", "", ""))
         for r in o.repositories:
             sp = o.space.get(r.name)
             dedup = o.dedup.get(r.name)
