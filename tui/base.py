@@ -64,6 +64,18 @@ class VmkeepScreen(Screen[None]):
     MODE: ClassVar[str] = ""
     REFRESH_EVERY: ClassVar[float | None] = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The app loads every screen's CSS at start (App.CSS_PATH). Once one screen has been
+        # styled with the current stylesheet, a new screen need not make Textual re-parse all
+        # CSS and restyle every mounted screen when it first shows (it would, as its count
+        # starts at -1): that halves the time a screen takes to open.
+        app = self.app
+        current = app._css_update_count
+        if any(s._css_update_count == current for stack in app._screen_stacks.values()
+               for s in stack):
+            self._css_update_count = current
+
     @property
     def vmkeep(self) -> VmkeepApp:
         from tui.app import VmkeepApp

@@ -44,7 +44,6 @@ class CatalogScreen(VmkeepScreen):
     """SQL over the catalog (one SELECT; the appliance refuses anything else)."""
 
     MODE = "catalog"
-    CSS_PATH = "catalog.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("ctrl+r,f5", "run", "Run query", priority=True),
         Binding("ctrl+l", "focus_list", "Ready-made & history", priority=True),

@@ -137,7 +137,6 @@ class DashboardScreen(VmkeepScreen):
     """Jobs, what runs now, repositories and alerts, refreshed every two seconds."""
 
     MODE = "dashboard"
-    CSS_PATH = "dashboard.tcss"
     REFRESH_EVERY = 2.0
     HUNT_EVERY = 300.0
     BINDINGS = [  # noqa: RUF012

@@ -14,7 +14,6 @@ from textual.widgets import Footer, Input, Label, Static
 class ConfirmScreen(ModalScreen[bool]):
     """Yes or no to an action whose consequences ``text`` spells out."""
 
-    CSS_PATH = "dialogs.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("y", "answer(True)", "Yes, do it"),
         Binding("n,escape", "answer(False)", "No"),
@@ -48,7 +47,6 @@ class Field:
 class FormScreen(ModalScreen[dict[str, str] | None]):
     """A few labelled inputs; enter on the last (or ctrl+s) submits, escape cancels."""
 
-    CSS_PATH = "dialogs.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("ctrl+s", "submit", "Submit"),
         Binding("escape", "cancel", "Cancel"),

@@ -45,7 +45,6 @@ class InventoryScreen(VmkeepScreen):
     """What the vCenters hold and how well it is protected."""
 
     MODE = "inventory"
-    CSS_PATH = "inventory.tcss"
     BINDINGS = [Binding("f5", "refresh", "Refresh")]  # noqa: RUF012
 
     def body(self) -> ComposeResult:

@@ -24,7 +24,6 @@ class JobsScreen(VmkeepScreen):
     """The backup jobs and what can be done with them."""
 
     MODE = "jobs"
-    CSS_PATH = "jobs.tcss"
     REFRESH_EVERY = 3.0
     BINDINGS = [  # noqa: RUF012
         Binding("n", "new", "New"),

@@ -50,7 +50,6 @@ class PointsScreen(VmkeepScreen):
     """Every VM with restore points; the selected VM's points newest first."""
 
     MODE = "points"
-    CSS_PATH = "points.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("v", "restore_vm", "Restore VM"),
         Binding("d", "restore_disk", "Restore disk"),

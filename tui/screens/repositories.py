@@ -43,7 +43,6 @@ class RepositoriesScreen(VmkeepScreen):
     """Where backups go and where VMs come from."""
 
     MODE = "repositories"
-    CSS_PATH = "repositories.tcss"
     REFRESH_EVERY = 10.0
     BINDINGS = [  # noqa: RUF012
         Binding("a", "add_repository", "Add repository"),

@@ -22,7 +22,6 @@ class SessionsScreen(VmkeepScreen):
     """Every session, newest first; enter opens one."""
 
     MODE = "sessions"
-    CSS_PATH = "sessions.tcss"
     REFRESH_EVERY = 3.0
     BINDINGS = [Binding("o", "open", "Open session")]  # noqa: RUF012
 
@@ -97,7 +96,6 @@ class SessionScreen(VmkeepScreen):
     """One session: per-VM progress updating live and the log tail following it. A running
     session is followed by long polls (``wait``); a finished one is read once."""
 
-    CSS_PATH = "sessions.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("escape,backspace", "back", "Back"),
         Binding("s", "stop", "Stop job"),

@@ -48,7 +48,6 @@ def _opt(text: str) -> str | None:
 class JobWizard(VmkeepScreen):
     """Create a job, or edit one (its name and vCenter stay)."""
 
-    CSS_PATH = "wizard.tcss"
     BINDINGS = [  # noqa: RUF012
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("ctrl+b", "back", "Back", priority=True),
