@@ -1,7 +1,8 @@
-"""Alerts: conditions that need an administrator even when no session fails — so far, a VM
-that has had no good restore point for longer than its job's RPO. Looked for by the
-scheduler every ``alert_every_seconds``; each alert is sent once, and again only after it
-cleared (a new point) and came back."""
+"""Alerts: conditions that need an administrator even when no session fails — a VM that has
+had no good restore point for longer than its job's RPO, snapshots or files the Snapshot
+Hunter would clean up, a repository running out of space. Looked for every
+``alert_every_seconds``; each alert is sent once, and again only after it cleared and came
+back. The rules are pure functions of what was looked up."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from appliance import api
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    key: str  # what it is about, to send it once
+    key: str  # what it is about, to send it once: "KIND/…"
     message: str
+
+    @property
+    def kind(self) -> str:
+        return self.key.partition("/")[0]
 
 
 def rpo_breaches(jobs: Sequence[api.JobSpec], newest_point: dict[str, datetime],
@@ -37,3 +42,43 @@ def rpo_breaches(jobs: Sequence[api.JobSpec], newest_point: dict[str, datetime],
                                  f"VM {vm.name} (job {job.name}): {what}, older than the "
                                  f"job's RPO of {job.rpo_hours:g} h"))
     return out
+
+
+def space_alerts(repos: Sequence[tuple[str, int, int]], threshold_percent: float
+                 ) -> list[Alert]:
+    """Repositories (name, free bytes, total bytes) with less than ``threshold_percent`` free
+    (pure)."""
+    out = []
+    for name, free, total in repos:
+        if total > 0 and free * 100 < threshold_percent * total:
+            out.append(Alert(f"space/{name}",
+                             f"repository {name}: {free * 100 / total:.1f} % free "
+                             f"({free >> 20} MiB of {total >> 20} MiB), under the "
+                             f"{threshold_percent:g} % alert threshold: prune old points "
+                             "(`vmkeep prune`) or give it more space"))
+    return out
+
+
+def orphan_alerts(vcenter: str, findings: Sequence[tuple[str, str]],
+                  busy_vms: frozenset[str]) -> list[Alert]:
+    """The Snapshot Hunter's findings (VM name, what) on one vCenter, less those of VMs a
+    session is backing up right now (their snapshot is in use, not left over) (pure)."""
+    return [Alert(f"orphans/{vcenter}/{vm}/{what}",
+                  f"vCenter {vcenter}, VM {vm}: {what}; `vmkeep hunter --vcenter {vcenter}` "
+                  "cleans it up")
+            for vm, what in findings if vm not in busy_vms]
+
+
+def unreachable_alerts(failures: Sequence[tuple[str, str]]) -> list[Alert]:
+    """Repositories (name, why) that could not be opened when looked at (pure)."""
+    return [Alert(f"repository/{name}", f"repository {name} cannot be reached: {why}")
+            for name, why in failures]
+
+
+def config_backup_alerts(view: api.ConfigScheduleView) -> list[Alert]:
+    """The scheduled configuration backup failed last time (pure)."""
+    if view.repository is None or view.last_result != "failed":
+        return []
+    return [Alert(f"config/{view.repository}",
+                  f"the scheduled configuration backup to repository {view.repository} "
+                  f"failed: {view.last_message}")]

@@ -96,7 +96,21 @@ class VCenterTest(Wire):
 
 class RepositoryAdd(Request):
     name: Name
-    path: str  # absolute; a missing folder is created, an existing repository imported
+    path: str  # absolute, or sftp://USER@HOST[:PORT]/PATH; a missing folder is created
+    ssh_key: str | None = None  # SSH: a private key's text (OpenSSH or PEM)
+    ssh_password: str | None = None  # SSH: the password, or the key's passphrase
+    host_key_fingerprint: str | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
+    encryption_password: str | None = None  # opens an encrypted one; makes a new one so
+    reconnect_every_seconds: float | None = None  # SSH: between reconnects (default 15)
+    reconnect_for_seconds: float | None = None  # SSH: give up after (default 1800)
+
+
+class RepositoryEdit(Request):
+    """``PATCH /v1/repositories/{name}``: an SSH repository's login or pinned host key."""
+
+    ssh_key: str | None = None
+    ssh_password: str | None = None
+    host_key_fingerprint: str | None = None
 
 
 class Repository(Wire):
@@ -106,6 +120,15 @@ class Repository(Wire):
     added: datetime
     points: int
     stored_bytes: int
+    bytes_read: int = 0  # what its points read from their disks
+    dedup_ratio: float | None = None  # bytes_read / stored_bytes
+    free_bytes: int | None = None  # of its file system; None: not reachable now
+    total_bytes: int | None = None
+    kind: str = "local"  # local | sftp
+    host_key_fingerprint: str | None = None  # sftp: the pinned host key
+    encrypted: bool = False
+    reconnect_every_seconds: float | None = None  # SSH: None is the default, 15
+    reconnect_for_seconds: float | None = None  # SSH: None is the default, 1800
 
 
 class Done(Wire):
@@ -149,7 +172,8 @@ class ScheduleSpec(Request):
 class JobCreate(Request):
     name: Name
     vcenter: str
-    vms: list[str]  # names or instance UUIDs
+    vms: list[str] = []  # names or instance UUIDs
+    containers: list[str] = []  # inventory paths (folder, host, cluster, pool): each run
     repository: str
     block_size: str = "1M"
     compression: str = "zstd-fast"
@@ -165,12 +189,14 @@ class JobCreate(Request):
     exclude_disks: list[str] = []  # "N" (every VM's disk N) or "VM:N"
     active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
     rpo_hours: float | None = None  # alert when a VM has no good point for longer
+    parallel_vms: int = 2  # VMs backed up at once
 
 
 class JobEdit(Request):
     """What ``PATCH /v1/jobs/{name}`` may change; fields left out stay."""
 
     vms: list[str] | None = None
+    containers: list[str] | None = None
     repository: Name | None = None
     block_size: str | None = None
     compression: str | None = None
@@ -186,14 +212,17 @@ class JobEdit(Request):
     exclude_disks: list[str] | None = None
     active_full: str | None = None
     rpo_hours: float | None = None
+    parallel_vms: int | None = None
 
 
 class JobSpec(Wire):
-    """A job as stored: what (VMs by instance UUID), where, how."""
+    """A job as stored: what (VMs by instance UUID, and inventory containers whose VMs are
+    looked up at each run), where, how."""
 
     name: str
     vcenter: str
     vms: list[JobVm]
+    containers: list[str] = []
     repository: str
     block_size: str
     compression: str
@@ -209,6 +238,7 @@ class JobSpec(Wire):
     exclude_disks: list[str] = []
     active_full: str | None = None
     rpo_hours: float | None = None
+    parallel_vms: int = 2
 
 
 class SessionSummary(Wire):
@@ -233,14 +263,19 @@ class JobRun(Request):
 
 
 class Task(Wire):
-    name: str
+    """One VM's work in a session, or one of its disks' (``disk`` set)."""
+
+    name: str  # the VM's name, or "VM · disk N"
+    vm: str | None = None
+    disk: int | None = None  # None: the VM's task
     state: str  # waiting | running | ended | stopped
     result: str | None
     bytes_done: int
     bytes_total: int
     rate: float  # bytes per second so far
     eta_seconds: float | None
-    stage: str | None
+    stage: str | None  # snapshot | reading (VM); the bottleneck: source read |
+    #                    hashing/compression | repository write (disk)
     point_id: str | None
 
 
@@ -260,6 +295,17 @@ class Session(Wire):
     ended: datetime | None
     tasks: list[Task]
     log: list[LogLine]
+
+
+class SessionEvent(Wire):
+    """One event of ``GET /v1/sessions/{id}/events`` (Server-Sent Events; the SSE event name
+    is ``event``): ``log`` (one line; a client gets the lines so far first), ``tasks`` (every
+    task, whenever one changed), ``end`` (the session's summary, after its last line)."""
+
+    event: str  # log | tasks | end
+    line: LogLine | None = None
+    tasks: list[Task] | None = None
+    summary: SessionSummary | None = None
 
 
 class PointDisk(Wire):
@@ -310,12 +356,41 @@ class Notifications(Request):
     mail_from: str = "vmkeep@localhost"
     mail_to: list[str] = []
     webhook_url: str | None = None  # gets an HTTP POST of JSON
-    alert_every_seconds: float = 300.0  # how often alerts (RPO) are looked for
+    alert_every_seconds: float = 300.0  # how often alerts are looked for
+    free_space_alert_percent: float = 10.0  # alert when a repository has less free
+
+
+class Alert(Wire):
+    """A condition that needs an administrator: kind rpo | orphans | space | repository |
+    config."""
+
+    kind: str
+    key: str  # what it is about; the same alert keeps its key while it lasts
+    message: str
+    since: datetime
 
 
 class ConfigBackup(Request):
     repository: Name
     password: Annotated[str, Field(min_length=8)]
+
+
+class ConfigSchedule(Request):
+    """``PUT /v1/settings/config-backup``: back the configuration up into ``repository`` on
+    ``schedule`` (kind none: never). The password is kept in the secret store; leave it out
+    to keep the one stored."""
+
+    repository: Name | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+    password: Annotated[str, Field(min_length=8)] | None = None
+
+
+class ConfigScheduleView(Wire):
+    repository: str | None
+    schedule: ScheduleSpec
+    last_backup: datetime | None  # the newest scheduled one, when it ran
+    last_result: str | None  # success | failed
+    last_message: str | None  # its file, or why it failed
 
 
 class ConfigBackupDone(Wire):
@@ -354,6 +429,16 @@ class InventoryVm(Wire):
     disks: list[InventoryDisk]
     jobs: list[str]  # jobs that protect it
     last_point: str | None  # its newest restore point
+
+
+class InventoryContainer(Wire):
+    """What a job may name with ``containers``: its VMs are looked up at each run."""
+
+    vcenter: str
+    kind: str  # Datacenter | Folder | ClusterComputeResource | ComputeResource |
+    #            HostSystem | ResourcePool
+    path: str  # the inventory path, e.g. /DC0/host/DC0_C0
+    vms: list[str]  # the VMs directly in it
 
 
 class VerifyRequest(Request):

@@ -193,10 +193,35 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
                    help="also print informational log lines on stderr")
 
 
-def add_repository_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repo", required=True, metavar="DIR", help="repository folder")
+def _add_ssh_login(p: argparse.ArgumentParser, *, password_options: bool = True) -> None:
+    """--ssh-key, --host-key-fingerprint and the SSH password: --password-stdin /
+    --password-file, or --ssh-password-file where those already give another password."""
+    ssh = p.add_argument_group("SSH repositories (sftp://…)")
+    ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
+    ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
+                     help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
+                     "key is shown and, on a terminal, asked about")
+    if password_options:
+        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+    else:
+        ssh.add_argument("--ssh-password-file", metavar="FILE",
+                         help="the SSH password (or the key's passphrase) from the first line "
+                         "of FILE (or set VMKEEP_SSH_PASSWORD)")
+
+
+def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = True) -> None:
+    """``--repo`` (a folder or sftp://USER@HOST[:PORT]/PATH) with its SSH login options.
+    ``ssh_password``: the SSH password may come by --password-stdin / --password-file (not
+    where those already give another password: then --ssh-password-file)."""
+    p.add_argument("--repo", required=True, metavar="DIR|URL",
+                   help="repository folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="how long to wait for a conflicting lock (default 60)")
+    _add_ssh_login(p, password_options=ssh_password)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="the repository's encryption password, first line of FILE (or set "
+                   "VMKEEP_ENCRYPTION_PASSWORD): opens an encrypted repository, and makes a "
+                   "new repository encrypted")
 
 
 def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -226,7 +251,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "folder (created on first use), and remove the snapshot.",
                         epilog=EPILOG_BACKUP, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
@@ -250,7 +275,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "(--name) or over the original VM (--original).",
                         epilog=EPILOG_RESTORE_VM, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
@@ -273,7 +298,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         description="Add disk N of a VM restore point to an existing VM as a "
                         "new disk.", epilog=EPILOG_RESTORE_DISK, formatter_class=raw)
     add_connection_options(p)
-    add_repository_options(p)
+    add_repository_options(p, ssh_password=False)
     p.add_argument("--disk", type=_non_negative_int, default=0, metavar="N",
                    help="disk number in the point (default 0)")
     p.add_argument("--vm", required=True, help="the VM to add the disk to (name or UUID)")
@@ -342,6 +367,9 @@ password goes to the appliance's secret store, never to the catalog, logs or ans
 
 EPILOG_REPO = """examples:
   vmkeep repo add main --path /backups/main      # creates the folder, or imports a repository
+  vmkeep repo add offsite --path sftp://vmkeep@backup01/srv/vmkeep --ssh-key ~/.ssh/id_ed25519 \\
+      --host-key-fingerprint SHA256:...          # as `ssh-keygen -l -E sha256` prints it
+  vmkeep repo edit offsite --host-key-fingerprint SHA256:...   # trust a host's new key
   vmkeep repo list --json
   vmkeep repo rescan main                        # re-index it from its files
   vmkeep repo remove main                        # forget it; its files stay
@@ -392,7 +420,21 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = rsub.add_parser("add", help="add a repository (a missing folder is created)",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--path", required=True, metavar="DIR", help="the repository's folder")
+    p.add_argument("--path", required=True, metavar="DIR|URL",
+                   help="the repository's folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
+    _add_ssh_login(p)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="opens an encrypted repository; a new one is made encrypted with it "
+                   "(first line of FILE, or VMKEEP_ENCRYPTION_PASSWORD). A lost password "
+                   "cannot be recovered")
+    p.add_argument("--reconnect-every", metavar="PERIOD",
+                   help="SSH: when the connection drops, try again this often (default 15s)")
+    p.add_argument("--reconnect-for", metavar="PERIOD",
+                   help="SSH: and give up after this long (default 30m)")
+    p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    _add_ssh_login(p)
     p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -477,9 +519,15 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--vcenter", required=True, help="the vCenter's name (vmkeep vcenter list)")
-    p.add_argument("--vm", required=True, action="append", metavar="VM",
+    p.add_argument("--vm", action="append", default=[], metavar="VM",
                    help="a VM by name or instance UUID (repeat for more); resolved to its "
                    "instance UUID now, so a rename keeps it in the job")
+    p.add_argument("--container", action="append", default=[], metavar="PATH",
+                   help="every VM in this folder, cluster, host or resource pool, looked up "
+                   "at each run, by inventory path such as /DC0/host/DC0_C0 (repeatable; "
+                   "`vmkeep inventory --containers` lists them)")
+    p.add_argument("--parallel-vms", type=int, default=2, metavar="N",
+                   help="back up N VMs at once (default 2)")
     p.add_argument("--repo", required=True, help="the repository's name (vmkeep repo list)")
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
@@ -507,6 +555,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--vm", action="append", metavar="VM",
                    help="the job's VMs from now on (repeat for more)")
+    p.add_argument("--container", action="append", metavar="PATH",
+                   help="the job's inventory containers from now on (repeat for more)")
+    p.add_argument("--parallel-vms", type=int, metavar="N", help="back up N VMs at once")
     p.add_argument("--repo", help="another repository (its next run is a full read there)")
     p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
@@ -555,6 +606,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
                         epilog=EPILOG_JOB, formatter_class=raw)
     ip.add_argument("--vcenter", help="only this vCenter")
+    ip.add_argument("--containers", action="store_true",
+                    help="list datacenters, folders, clusters, hosts and resource pools (what "
+                    "`job create --container` takes) instead of VMs")
     ip.add_argument("--json", action="store_true", help="print a JSON list")
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_JOB, formatter_class=raw)
@@ -566,6 +620,12 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     pp2.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest per VM")
     pp2.add_argument("--keep-days", type=float, metavar="D", help="keep points younger than D")
     pp2.add_argument("--dry-run", action="store_true", help="say what would go")
+
+    ap = sub.add_parser("alerts", help="what needs an administrator now",
+                        description="VMs past their job's RPO, snapshots the Snapshot Hunter "
+                        "would clean up, repositories short of space: as of the last look.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    ap.add_argument("--json", action="store_true", help="print a JSON list")
 
     np_ = sub.add_parser("notify", help="e-mail and webhook notifications",
                          description="Where the appliance reports sessions that end.",
@@ -585,6 +645,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--webhook", metavar="URL", help="POST a JSON report here")
     p.add_argument("--alert-every", default="5m", metavar="PERIOD",
                    help="how often to look for alerts such as a missed RPO (default 5m)")
+    p.add_argument("--free-space-alert", type=float, default=10.0, metavar="PERCENT",
+                   help="alert when a repository has less free space than this (default 10)")
     p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -606,6 +668,16 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("--from", dest="source", required=True, metavar="PATH",
                    help="a repository folder (its newest backup) or a backup file")
+    cfg_secret(p)
+    p = csub.add_parser("schedule", help="back the configuration up on a schedule",
+                        description="Back the configuration up into a repository on a "
+                        "schedule (the password is kept in the secret store; give it the "
+                        "first time). Without a schedule option: show the schedule.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("--repo", help="the repository's name")
+    p.add_argument("--off", action="store_true", help="stop the scheduled backups")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_schedule_options(p)
     cfg_secret(p)
 
     hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
@@ -730,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from appliance import catalog_cli
 
             code = catalog_cli.run(args)
-        elif args.group in ("job", "session", "points", "restore", "hunter", "notify",
+        elif args.group in ("job", "session", "points", "restore", "hunter", "notify", "alerts",
                             "config", "inventory", "verify", "prune"):
             from appliance import job_cli
 

@@ -8,7 +8,9 @@ server's code and exit code, or the local class of that code).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -62,8 +64,14 @@ class ApplianceClient:
             "appliance start` (and check VMKEEP_HOME / VMKEEP_SOCKET)")
 
     def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
+        with self._errors(method, path):
             return self._http.request(method, api.PREFIX + path, **kw)
+
+    @contextlib.contextmanager
+    def _errors(self, method: str, path: str) -> Iterator[None]:
+        """httpx's failures as errors that say what to do."""
+        try:
+            yield
         except httpx.ConnectError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, PermissionError) or "Permission denied" in str(exc):
@@ -185,6 +193,30 @@ class ApplianceClient:
         return self._call("GET", f"/sessions/{_seg(session_id)}", api.Session,
                           params={"wait": wait} if wait else None)
 
+    def events(self, session_id: str) -> Iterator[api.SessionEvent]:
+        """Follow a session by its event stream (``GET /v1/sessions/{id}/events``): its log
+        so far, then what happens, up to and including the ``end`` event."""
+        if not self._checked:
+            self.handshake()
+        path = f"/sessions/{_seg(session_id)}/events"
+        with self._errors("GET", path), \
+                self._http.stream("GET", api.PREFIX + path,
+                                  timeout=httpx.Timeout(30.0, read=60.0)) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _error_of(resp)
+            for line in resp.iter_lines():
+                if not line.startswith("data: "):
+                    continue  # the event name repeats the data's; comments keep alive
+                try:
+                    event = api.SessionEvent.model_validate_json(line[6:])
+                except ValidationError:
+                    raise self._misfit("GET", path) from None
+                yield event
+                if event.event == "end":
+                    return
+        raise self._not_running(f"session {session_id}'s events ended before its end")
+
     def points(self, vm: str | None = None) -> list[api.Point]:
         return self._call_list("GET", "/points", api.Point,
                                params={"vm": vm} if vm else None)
@@ -197,6 +229,13 @@ class ApplianceClient:
     def config_restore(self, path: str, password: str) -> api.ConfigRestored:
         return self._call("POST", "/config/restore", api.ConfigRestored,
                           json=api.ConfigRestore(path=path, password=password).model_dump())
+
+    def config_schedule(self) -> api.ConfigScheduleView:
+        return self._call("GET", "/settings/config-backup", api.ConfigScheduleView)
+
+    def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
+        return self._call("PUT", "/settings/config-backup", api.ConfigScheduleView,
+                          json=value.model_dump(mode="json"))
 
     def notifications(self) -> api.Notifications:
         return self._call("GET", "/settings/notifications", api.Notifications)
@@ -213,6 +252,13 @@ class ApplianceClient:
 
     def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
         return self._call_list("GET", "/inventory", api.InventoryVm,
+                               params={"vcenter": vcenter} if vcenter else None)
+
+    def alerts(self) -> list[api.Alert]:
+        return self._call_list("GET", "/alerts", api.Alert)
+
+    def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
+        return self._call_list("GET", "/inventory/containers", api.InventoryContainer,
                                params={"vcenter": vcenter} if vcenter else None)
 
     def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
@@ -241,9 +287,23 @@ class ApplianceClient:
     def repositories(self) -> list[api.Repository]:
         return self._call_list("GET", "/repositories", api.Repository)
 
-    def add_repository(self, name: str, path: str) -> api.Repository:
-        return self._call("POST", "/repositories", api.Repository,
-                          json=api.RepositoryAdd(name=name, path=path).model_dump())
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> api.Repository:
+        body = api.RepositoryAdd(name=name, path=path, ssh_key=ssh_key,
+                                 ssh_password=ssh_password,
+                                 host_key_fingerprint=host_key_fingerprint,
+                                 encryption_password=encryption_password,
+                                 reconnect_every_seconds=reconnect_every,
+                                 reconnect_for_seconds=reconnect_for)
+        return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
+
+    def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
+        return self._call("PATCH", f"/repositories/{_seg(name)}", api.Repository,
+                          json=changes.model_dump(exclude_none=True))
 
     def rescan_repository(self, name: str) -> api.Repository:
         return self._call("POST", f"/repositories/{_seg(name)}/rescan", api.Repository)

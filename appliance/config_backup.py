@@ -81,7 +81,11 @@ def state_document(vcenters: list[VCenterRow], repositories: list[RepositoryName
                       "fingerprint": v.fingerprint, "insecure": v.insecure,
                       "added": v.added.isoformat()} for v in vcenters],
         "repositories": [{"name": r.name, "location": r.location, "repo_id": r.repo_id,
-                          "added": r.added.isoformat()} for r in repositories],
+                          "added": r.added.isoformat(),
+                          "host_key_fingerprint": r.host_key_fingerprint,
+                          "reconnect_every": r.reconnect_every,
+                          "reconnect_for": r.reconnect_for}
+                         for r in repositories],
         "jobs": [{"name": j.name, "spec": json.loads(j.spec_json), "enabled": j.enabled,
                   "created": j.created.isoformat()} for j in jobs],
         "settings": settings,
@@ -95,6 +99,11 @@ def write(location: Path, data: bytes) -> Path:
     path = folder / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX)
     write_private(path, data)
     return path
+
+
+def backup_name() -> str:
+    """The name of a new backup inside a repository: ``appliance-config/<UTC time>.vmkcfg``."""
+    return f"{FOLDER}/" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX
 
 
 def newest(path: Path) -> Path:

@@ -161,7 +161,8 @@ def serve(home: Home) -> int:
         scheduler = Scheduler(registry, sessions)
         notifier = Notifier(registry, sessions)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
-                               request_stop=request_stop, registry=registry, sessions=sessions)
+                               request_stop=request_stop, registry=registry, sessions=sessions,
+                               alerts=notifier.alerts)
         config = uvicorn.Config(create_app(state), http=_protocol_class(), lifespan="off",
                                 log_config=None, access_log=False, timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)

@@ -91,6 +91,14 @@ class VSphereError(VmkeepError):
     code = "vsphere"
 
 
+class SshError(VmkeepError):
+    """An SSH connection (to a Linux repository or a guest) failed: unreachable, host key not
+    the pinned one, login refused."""
+
+    exit_code = 14
+    code = "ssh"
+
+
 class ApplianceError(VmkeepError):
     """The appliance could not be reached, or did not answer as its API says."""
 

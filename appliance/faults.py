@@ -1,4 +1,4 @@
-"""Crash points for the crash-safety tests.
+"""Crash points for the crash-safety tests, hold points for tests of concurrency.
 
 ``crash_point("name")`` kills the process with SIGKILL when the environment variable
 ``VMKEEP_CRASH_AT`` is ``name`` or ``name:N`` and this is the N-th time (default 1st) the point
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 _SPEC = os.environ.get("VMKEEP_CRASH_AT", "")
 _NAME, _, _COUNT = _SPEC.partition(":")
@@ -22,3 +23,18 @@ def crash_point(name: str) -> None:
         _seen += 1
         if _seen == _TARGET:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+_HOLD = os.environ.get("VMKEEP_HOLD_AT", "")
+_RELEASE = os.environ.get("VMKEEP_HOLD_RELEASE", "")
+
+
+def hold_point(name: str, detail: str = "") -> None:
+    """Wait here while ``VMKEEP_HOLD_AT`` is ``name`` or ``name:detail`` and the file named by
+    ``VMKEEP_HOLD_RELEASE`` does not exist (at most two minutes): lets a test see what the
+    rest of the appliance does meanwhile. Unset, it costs one comparison."""
+    if not _HOLD or _HOLD not in (name, f"{name}:{detail}") or not _RELEASE:
+        return
+    deadline = time.monotonic() + 120
+    while not os.path.exists(_RELEASE) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -34,12 +34,15 @@ from appliance.jobs.verify import (
     verify_point,
     verify_repository,
 )
+from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
-from appliance.repository.backend import LocalBackend
+from appliance.repository.address import Address
 from appliance.repository.lock import read_locks
 from appliance.repository.repo import Repository
+from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
+from appliance.ssh import HostKeyUnpinnedError, SshAuth
 from catalog.store import Catalog, CatalogBusy, CatalogError
 
 
@@ -70,15 +73,56 @@ def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
         return Catalog.open(path, wait=lock_wait)
 
 
-@contextmanager
-def opened(repo_path: str, *, create: bool, lock_wait: float
-           ) -> Iterator[tuple[Repository, Catalog]]:
-    repo = Repository.open_local(Path(repo_path), create=create)
-    cat = open_catalog(repo, lock_wait)
+def address_of(args: argparse.Namespace) -> Address:
+    """The repository the command names: ``--repo`` and, for sftp://, its SSH options."""
+    location = args.repo
+    encryption = encryption_password(args)
+    if not is_sftp(location):
+        if getattr(args, "ssh_key", None) or getattr(args, "host_key_fingerprint", None):
+            raise UsageError(f"{location} is a local folder: --ssh-key and "
+                             "--host-key-fingerprint are for sftp:// repositories")
+        return Address(location, password=encryption)
+    secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
+    return Address(location, SshAuth(key_file=args.ssh_key, password=secret),
+                   args.host_key_fingerprint, password=encryption)
+
+
+def encryption_password(args: argparse.Namespace) -> str | None:
+    """``--encryption-password-file`` or ``VMKEEP_ENCRYPTION_PASSWORD``; None without."""
+    name = getattr(args, "encryption_password_file", None)
+    if name:
+        return password_from_file(name)
+    return os.environ.get("VMKEEP_ENCRYPTION_PASSWORD") or None
+
+
+def open_address(address: Address, *, create: bool) -> Repository:
+    """Open the repository; an SSH host key nobody pinned is shown and, on a terminal,
+    asked about (elsewhere the error names the fingerprint to pass)."""
     try:
-        yield repo, cat
+        return address.open(create=create)
+    except HostKeyUnpinnedError as exc:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise
+        print(str(exc), file=sys.stderr)
+        answer = input(f"Trust host key {exc.offered} and go on? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UsageError("the host key was not trusted; nothing was done") from None
+        print(f"(next time pass --host-key-fingerprint {exc.offered})", file=sys.stderr)
+        return address.with_fingerprint(exc.offered).open(create=create)
+
+
+@contextmanager
+def opened(args: argparse.Namespace, *, create: bool, lock_wait: float
+           ) -> Iterator[tuple[Repository, Catalog]]:
+    repo = open_address(address_of(args), create=create)
+    try:
+        cat = open_catalog(repo, lock_wait)
+        try:
+            yield repo, cat
+        finally:
+            cat.close()
     finally:
-        cat.close()
+        repo.close()
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -104,7 +148,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             changed = parse_areas(text, args.changed, source.size)
         disk = DiskInput(0, source, changed,
                          changed_reason="" if changed is not None else "no --changed list given")
-        with opened(args.repo, create=True, lock_wait=args.lock_wait) as (repo, cat):
+        with opened(args, create=True, lock_wait=args.lock_wait) as (repo, cat):
             cleanup(repo, cat)
             progress = Progress(f"backup {args.name}")
             try:
@@ -131,7 +175,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     target = Path(args.file)
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
-    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
           repo.lock(exclusive=False, operation="restore", wait=args.lock_wait)):
         sync(repo, cat)
         progress = Progress(f"restore {args.point}")
@@ -159,13 +203,17 @@ def print_report(report: VerifyReport) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    path = Path(args.repo)
+    address = address_of(args)
     try:
-        repo = Repository.open_local(path, create=False)
+        repo = open_address(address, create=False)
     except IntegrityError as exc:
         if args.point is not None:
             raise
-        print_report(damaged_config_report(LocalBackend(path), str(exc)))
+        backend = address.backend()
+        try:
+            print_report(damaged_config_report(backend, str(exc)))
+        finally:
+            backend.close()
         return EXIT_DAMAGE_FOUND
     cat = open_catalog(repo, args.lock_wait)
     try:
@@ -177,6 +225,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 report = verify_repository(repo, cat)
     finally:
         cat.close()
+        repo.close()
     print_report(report)
     return 0 if report.ok else EXIT_DAMAGE_FOUND
 
@@ -198,7 +247,7 @@ def point_listing(cat: Catalog, repo: Repository, name: str | None) -> list[dict
 
 
 def cmd_points(args: argparse.Namespace) -> int:
-    with opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat):
+    with opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat):
         with repo.lock(exclusive=False, operation="list", wait=args.lock_wait):
             sync(repo, cat)
         listing = point_listing(cat, repo, args.name)
@@ -218,7 +267,7 @@ def cmd_points(args: argparse.Namespace) -> int:
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
-    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
           repo.lock(exclusive=False, operation="rescan", wait=args.lock_wait)):
         result = rescan(repo, cat)
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
@@ -232,7 +281,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = RetentionPolicy(args.keep_last, args.keep_days)
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
-    with (opened(args.repo, create=False, lock_wait=args.lock_wait) as (repo, cat),
+    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
           repo.lock(exclusive=True, operation="prune", wait=args.lock_wait)):
         sync(repo, cat)
         plan = plan_prune(repo, cat, policy, datetime.now(UTC),

@@ -10,7 +10,7 @@ import sys
 
 from appliance import api
 from appliance.client import ApplianceClient
-from appliance.errors import UsageError
+from appliance.errors import ApplianceError, UsageError
 from appliance.jobs.schedule import parse_period
 from appliance.password import read_password
 from appliance.progress import human_bytes
@@ -38,20 +38,23 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
     c = args.command
     if c == "create":
         job = client.create_job(api.JobCreate(
-            name=args.name, vcenter=args.vcenter, vms=args.vm, repository=args.repo,
+            name=args.name, vcenter=args.vcenter, vms=args.vm, containers=args.container,
+            parallel_vms=args.parallel_vms, repository=args.repo,
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
             keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
             retry_wait_seconds=parse_period(args.retry_wait).total_seconds(),
             notify_to=list(args.notify), exclude_disks=list(args.exclude_disk),
             active_full=args.active_full, rpo_hours=args.rpo))
-        vms = ", ".join(f"{v.name} ({v.instance_uuid})" for v in job.spec.vms)
-        print(f"created job {job.spec.name!r}: {vms} from {job.spec.vcenter!r} to "
+        what = [f"{v.name} ({v.instance_uuid})" for v in job.spec.vms]
+        what += [f"every VM in {c}" for c in job.spec.containers]
+        print(f"created job {job.spec.name!r}: {', '.join(what)} from {job.spec.vcenter!r} to "
               f"{job.spec.repository!r}")
         return 0
     if c == "edit":
         changes: dict[str, object] = {}
-        for key, value in (("vms", args.vm), ("repository", args.repo),
+        for key, value in (("vms", args.vm), ("containers", args.container),
+                           ("parallel_vms", args.parallel_vms), ("repository", args.repo),
                            ("keep_last", args.keep_last), ("keep_days", args.keep_days),
                            ("retries", args.retries)):
             if value is not None:
@@ -73,7 +76,9 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             print("no jobs; create one with `vmkeep job create`")
         else:
             print(render(("NAME", "VMS", "REPOSITORY", "ENABLED", "LAST RUN", "RESULT"),
-                         [(j.spec.name, len(j.spec.vms), j.spec.repository,
+                         [(j.spec.name, len(j.spec.vms) if not j.spec.containers
+                           else f"{len(j.spec.vms)}+{len(j.spec.containers)} containers",
+                           j.spec.repository,
                            "yes" if j.enabled else "no",
                            j.last_session.started.strftime("%Y-%m-%d %H:%M")
                            if j.last_session else "-",
@@ -87,7 +92,9 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
         else:
             s = job.spec
             print(f"job {s.name!r} ({'enabled' if job.enabled else 'disabled'})\n"
-                  f"  VMs: {', '.join(v.name for v in s.vms)}\n  vCenter: {s.vcenter}\n"
+                  f"  VMs: {', '.join(v.name for v in s.vms) or '-'}\n"
+                  f"  containers: {', '.join(s.containers) or '-'}\n  vCenter: {s.vcenter}\n"
+                  f"  {s.parallel_vms} VM(s) at a time\n"
                   f"  repository: {s.repository}\n  block size {s.block_size}, compression "
                   f"{s.compression}, CBT consent {'yes' if s.enable_cbt else 'no'}, quiesce "
                   f"{'yes' if s.quiesce else 'no'}\n  retention: keep last "
@@ -132,24 +139,25 @@ def schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
 
 
 def follow(client: ApplianceClient, session_id: str) -> int:
-    """Print the session's log as it comes and a progress line on a terminal; return the
-    exit code of its result."""
-    shown = 0
+    """Print the session's log as it comes (its event stream) and a progress line on a
+    terminal; return the exit code of its result."""
     tty = sys.stderr.isatty()
-    while True:
-        s = client.session(session_id, wait=2.0)
-        for line in s.log[shown:]:
-            print(f"{line.time:%H:%M:%S} {line.level:7} {line.message}", file=sys.stderr)
-        shown = len(s.log)
-        if s.state != "running":
+    for event in client.events(session_id):
+        if event.line is not None:
+            line = event.line
             if tty:
                 print("\r\033[K", end="", file=sys.stderr)
-            return exit_code(s)
-        if tty:
+            print(f"{line.time:%H:%M:%S} {line.level:7} {line.message}", file=sys.stderr)
+        elif event.tasks is not None and tty:
             parts = [f"{t.name} {100 * t.bytes_done / t.bytes_total:.0f}% "
-                     f"{human_bytes(t.rate)}/s" for t in s.tasks
-                     if t.state == "running" and t.bytes_total]
+                     f"{human_bytes(t.rate)}/s" for t in event.tasks
+                     if t.state == "running" and t.bytes_total and t.disk is None]
             print("\r\033[K" + "; ".join(parts), end="", file=sys.stderr, flush=True)
+        elif event.summary is not None:
+            if tty:
+                print("\r\033[K", end="", file=sys.stderr)
+            return exit_code(event.summary)
+    raise ApplianceError(f"session {session_id}'s events ended before its end")
 
 
 def cmd_session(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -202,6 +210,14 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
+    if args.containers:
+        found = client.containers(args.vcenter)
+        if args.json:
+            print(_dump([c.model_dump(mode="json") for c in found]))
+            return 0
+        print(render(("VCENTER", "KIND", "PATH", "VMS"),
+                     [(c.vcenter, c.kind, c.path, ",".join(c.vms) or "-") for c in found]))
+        return 0
     vms = client.inventory(args.vcenter)
     if args.json:
         print(_dump([v.model_dump(mode="json") for v in vms]))
@@ -244,7 +260,8 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
             on=[x.strip() for x in args.on.split(",") if x.strip()],
             smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_starttls=args.starttls,
             mail_from=args.mail_from, mail_to=list(args.to), webhook_url=args.webhook,
-            alert_every_seconds=parse_period(args.alert_every).total_seconds()))
+            alert_every_seconds=parse_period(args.alert_every).total_seconds(),
+            free_space_alert_percent=args.free_space_alert))
     else:
         value = client.notifications()
     print(_dump(value.model_dump(mode="json")) if getattr(args, "json", False) else
@@ -254,7 +271,21 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, client: ApplianceClient) -> int:
+    found = client.alerts()
+    if args.json:
+        print(_dump([a.model_dump(mode="json") for a in found]))
+    elif not found:
+        print("no alerts")
+    else:
+        print(render(("SINCE", "KIND", "MESSAGE"),
+                     [(f"{a.since:%Y-%m-%d %H:%M}", a.kind, a.message) for a in found]))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
+    if args.command == "schedule":
+        return _config_schedule(args, client)
     password = read_password(args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password")
     if args.command == "backup":
         print(client.config_backup(args.repo, password).path)
@@ -265,10 +296,40 @@ def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def _config_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
+    timed = args.daily or args.monthly or args.every
+    if args.after:
+        raise UsageError("a configuration backup runs on a time schedule (--daily, --monthly "
+                         "or --every), not after a job")
+    if args.off or timed:
+        given = (args.password_stdin or args.password_file is not None
+                 or bool(os.environ.get("VMKEEP_CONFIG_PASSWORD")))
+        password = (read_password(args, "VMKEEP_CONFIG_PASSWORD",
+                                  "configuration backup password") if given else None)
+        view = client.set_config_schedule(api.ConfigSchedule(
+            repository=args.repo if not args.off else None,
+            schedule=schedule_spec(args) if not args.off else api.ScheduleSpec(),
+            password=password))
+    else:
+        view = client.config_schedule()
+    if args.json:
+        print(_dump(view.model_dump(mode="json")))
+        return 0
+    s = view.schedule
+    when = {"none": "not scheduled", "daily": f"daily at {s.at} ({s.days or 'every day'})",
+            "monthly": f"monthly at {s.at}", "periodic": f"every {s.every}"}.get(s.kind, s.kind)
+    print(f"configuration backup: {when}" + (f" into {view.repository}" if view.repository
+                                              else ""))
+    if view.last_backup is not None:
+        print(f"last: {view.last_backup:%Y-%m-%d %H:%M:%S} UTC, {view.last_result}: "
+              f"{view.last_message}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
                "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify,
-               "config": cmd_config, "inventory": cmd_inventory, "verify": cmd_verify,
-               "prune": cmd_prune}[args.group]
+               "config": cmd_config, "alerts": cmd_alerts, "inventory": cmd_inventory,
+               "verify": cmd_verify, "prune": cmd_prune}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

@@ -20,7 +20,15 @@ from email.message import EmailMessage
 from typing import Any
 
 from appliance import api
-from appliance.alerts import Alert, rpo_breaches
+from appliance.alerts import (
+    Alert,
+    config_backup_alerts,
+    orphan_alerts,
+    rpo_breaches,
+    space_alerts,
+    unreachable_alerts,
+)
+from appliance.errors import VmkeepError
 from appliance.registry import Registry
 from appliance.sessions import SessionManager
 from appliance.ticker import Ticker
@@ -56,6 +64,7 @@ class Notifier:
         self.sessions = sessions
         sessions.on_end.append(self.session_ended)
         self._sent: set[str] = set()  # alerts sent and not cleared since
+        self._current: dict[str, tuple[Alert, datetime]] = {}  # what holds now, since when
         self._last_look = time.monotonic()
         # Looks each second whether alert_every_seconds has passed, so a changed setting
         # counts at once.
@@ -76,19 +85,42 @@ class Notifier:
         self.check_alerts(datetime.now(UTC))
 
     def check_alerts(self, now: datetime) -> list[Alert]:
-        """Send the alerts that are new since the last look; return them."""
-        rows = self.registry.jobs()
+        """Look for every kind of alert; send those new since the last look; return them."""
+        reg = self.registry
+        settings = reg.notifications()
+        rows = reg.jobs()
         jobs = [api.JobSpec.model_validate_json(r.spec_json) for r in rows if r.enabled]
-        newest = {p.object_name: p.created for _repo, p, _disks in self.registry.points()}
+        newest = {p.object_name: p.created for _repo, p, _disks in reg.points()}
         alerts = rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
+        busy = self.sessions.busy_vms()
+        for vcenter, findings in reg.hunt_findings().items():
+            alerts += orphan_alerts(vcenter, findings, busy)
+        failures = []
+        for info in reg.repositories():
+            if info.remote:  # looking at it notes its free space
+                try:
+                    reg.open_repository(info).close()
+                except VmkeepError as exc:
+                    failures.append((info.name, str(exc)))
+        alerts += unreachable_alerts(failures)
+        spaces = [(r.name, *space) for r in reg.repositories()
+                  if (space := r.space()) is not None]
+        alerts += space_alerts(spaces, settings.free_space_alert_percent)
+        alerts += config_backup_alerts(reg.config_schedule())
         new = [a for a in alerts if a.key not in self._sent]
         self._sent = {a.key for a in alerts}
-        if new:
-            settings = self.registry.notifications()
-            body = {"alert": "rpo", "messages": [a.message for a in new]}
+        self._current = {a.key: (a, self._current.get(a.key, (a, now))[1]) for a in alerts}
+        for kind in dict.fromkeys(a.kind for a in new):
+            body = {"alert": kind, "messages": [a.message for a in new if a.kind == kind]}
             threading.Thread(target=self.send, args=(settings, body, []), name="alert",
                              daemon=True).start()
         return new
+
+    def alerts(self) -> list[api.Alert]:
+        """What needs an administrator as of the last look, oldest first."""
+        current = list(self._current.values())
+        return sorted((api.Alert(kind=a.kind, key=a.key, message=a.message, since=since)
+                       for a, since in current), key=lambda a: (a.since, a.key))
 
     def session_ended(self, job: str, result: str) -> None:
         settings = self.registry.notifications()

@@ -79,3 +79,23 @@ def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV,
         raise UsageError(f"the {what} from {where} is empty; give the password as "
                          "its first line")
     return password
+
+
+def optional_password(args: argparse.Namespace, env_name: str, what: str) -> str | None:
+    """Like ``read_password``, but None when no source is given at all. Honours
+    ``--ssh-password-file`` where a command has it instead of the usual two options."""
+    if getattr(args, "ssh_password_file", None):
+        return _password_from_file(args.ssh_password_file)
+    given = (getattr(args, "password_stdin", False)
+             or getattr(args, "password_file", None) is not None
+             or bool(os.environ.get(env_name)))
+    if not given:
+        return None
+    if not hasattr(args, "password_stdin"):
+        return os.environ.get(env_name) or None
+    return read_password(args, env_name, what)
+
+
+def password_from_file(name: str) -> str:
+    """The first line of ``name`` (warning when others can read it)."""
+    return _password_from_file(name)

@@ -6,8 +6,10 @@ connection of the appliance (one at a time: a lock serialises every use).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +33,12 @@ from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
 from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
 
+log = logging.getLogger("appliance.registry")
 CATALOG_NAME = "catalog.duckdb"
 MAX_ROWS = 100_000
 MAX_SECONDS = 300.0
+MAX_PARALLEL_VMS = 16
+CONFIG_PASSWORD = "config-backup/password"  # the secret that seals scheduled config backups
 
 
 class ConflictError(VmkeepError):
@@ -51,6 +56,27 @@ class RepositoryInfo:
     added: datetime
     points: int
     stored_bytes: int
+    bytes_read: int = 0  # what its points read: over stored_bytes, the dedup ratio
+    host_key_fingerprint: str | None = None  # SSH repositories: the pinned host key
+    remote_space: tuple[int, int] | None = None  # SSH: (free, total) when last looked
+    encrypted: bool = False  # its password is in the secret store
+    reconnect_every: float | None = None  # SSH: between reconnects (None: the default)
+    reconnect_for: float | None = None  # SSH: how long to keep trying
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith("sftp://")
+
+    def space(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the file system it is on; None when it cannot be seen (an
+        SSH repository's as of the last time a session or the alerts looked)."""
+        if self.remote:
+            return self.remote_space
+        try:
+            fs = os.statvfs(self.location)
+        except OSError:
+            return None
+        return fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -84,6 +110,7 @@ class Registry:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.secrets = SecretStore(home.root)
+        self._remote_space: dict[str, tuple[int, int] | None] = {}
         self._cat = Catalog.open(home.root / CATALOG_NAME, sealed=True)
         self._lock = threading.Lock()
 
@@ -187,30 +214,125 @@ class Registry:
 
     # -- repositories -------------------------------------------------------------------------
 
-    def add_repository(self, name: str, path: str) -> RepositoryInfo:
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> RepositoryInfo:
         """Use the repository at ``path`` under ``name``: a missing folder is created (with a
-        new repository in it); an existing repository is imported (its points indexed)."""
+        new repository in it); an existing repository is imported (its points indexed).
+        ``path`` is a folder or ``sftp://USER@HOST[:PORT]/PATH``; an SSH repository logs in
+        with ``ssh_key`` (a private key's text; ``ssh_password`` its passphrase) or
+        ``ssh_password``, and its host key must have ``host_key_fingerprint`` (without one,
+        the error shows the host's). ``encryption_password`` opens an encrypted repository
+        and makes a new one encrypted. Keys and passwords go to the secret store."""
         from appliance.jobs.sync import rescan
-        from appliance.repository.repo import Repository
+        from appliance.repository.address import Address
+        from appliance.repository.sftp import is_sftp
+        from appliance.ssh import SshAuth
 
         name = _check_name("repository", name)
-        location = Path(path).expanduser()
-        if not location.is_absolute():
-            raise UsageError(f"repository path {path!r} is relative; give an absolute path "
-                             "(the appliance does not share your working folder)")
+        for what, seconds in (("--reconnect-every", reconnect_every),
+                              ("--reconnect-for", reconnect_for)):
+            if seconds is not None and not 0 < seconds <= 7 * 86400:
+                raise UsageError(f"{what} must be more than 0 and at most 7 days")
+        if is_sftp(path):
+            address = Address(path, SshAuth(key_data=ssh_key, password=ssh_password),
+                              host_key_fingerprint, password=encryption_password)
+            location = str(address.location).rstrip("/")
+        else:
+            folder = Path(path).expanduser()
+            if not folder.is_absolute():
+                raise UsageError(f"repository path {path!r} is relative; give an absolute "
+                                 "path (the appliance does not share your working folder)")
+            if ssh_key or ssh_password or host_key_fingerprint:
+                raise UsageError(f"{path} is a local folder: SSH keys, passwords and host "
+                                 "key fingerprints are for sftp:// repositories")
+            address = Address(str(folder), password=encryption_password)
+            location = str(folder)
         with self.catalog() as cat:
             if cat.repository_name(name) is not None:
                 raise ConflictError(f"a repository named {name!r} exists already; choose "
                                     "another name")
-            taken = [r.name for r in cat.repository_names() if Path(r.location) == location]
+            taken = [r.name for r in cat.repository_names() if r.location == location]
             if taken:
                 raise ConflictError(f"{location} is already repository {taken[0]!r}")
-            repo = Repository.open_local(location, create=True)
-            with repo.lock(exclusive=False, operation="import"):
-                rescan(repo, cat)
-            cat.add_repository_name(RepositoryName(name, str(location), repo.id,
-                                                   datetime.now(UTC)))
+            with address.open(create=True) as repo:
+                with repo.lock(exclusive=False, operation="import"):
+                    rescan(repo, cat)
+                space = getattr(repo.backend, "space", None)
+                if space is not None:
+                    self._remote_space[name] = space()
+                for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
+                                    ("encryption-password", encryption_password)):
+                    if value:
+                        self.secrets.put(f"repository/{name}/{kind}", value)
+                cat.add_repository_name(RepositoryName(
+                    name, location, repo.id, datetime.now(UTC), address.fingerprint,
+                    reconnect_every, reconnect_for))
         return self.repository(name)
+
+    def edit_repository(self, name: str, *, host_key_fingerprint: str | None = None,
+                        ssh_key: str | None = None,
+                        ssh_password: str | None = None) -> RepositoryInfo:
+        """An SSH repository's login or pinned host key from now on (re-trust a host's new
+        key): checked by logging in with the result before it is kept."""
+        from appliance.repository.address import Address
+        from appliance.ssh import SshAuth
+
+        info = self.repository(name)
+        if not info.remote:
+            raise UsageError(f"repository {name!r} is a local folder: nothing to edit")
+        old = self.address(info)
+        assert old.auth is not None
+        auth = SshAuth(key_data=ssh_key if ssh_key else
+                       (old.auth.key_data if ssh_password is None else None),
+                       password=ssh_password if ssh_password is not None else old.auth.password)
+        address = Address(info.location, auth, host_key_fingerprint or old.fingerprint,
+                          password=old.password)
+        with address.open(create=False) as repo:
+            if repo.id != info.repo_id:
+                raise BadInputError(f"{info.location} now holds another repository "
+                                    f"({repo.id}, not {info.repo_id}); remove and add it again")
+        if ssh_key or ssh_password is not None:
+            for kind, value in (("ssh-key", auth.key_data), ("ssh-password", auth.password)):
+                self.secrets.delete(f"repository/{name}/{kind}")
+                if value:
+                    self.secrets.put(f"repository/{name}/{kind}", value)
+        if address.fingerprint:
+            with self.catalog() as cat:
+                cat.set_host_key(name, address.fingerprint)
+        return self.repository(name)
+
+    def address(self, info: RepositoryInfo, secrets: dict[str, str] | None = None) -> Any:
+        """Where the repository is and how to log in (``appliance.repository.address``),
+        with the secrets of the store (or of ``secrets``)."""
+        from appliance.repository.address import Address
+        from appliance.repository.sftp import Reconnect
+        from appliance.ssh import SshAuth
+
+        stored = secrets if secrets is not None else self.secrets.all()
+        encryption = stored.get(f"repository/{info.name}/encryption-password")
+        if not info.remote:
+            return Address(info.location, password=encryption)
+        auth = SshAuth(key_data=stored.get(f"repository/{info.name}/ssh-key"),
+                       password=stored.get(f"repository/{info.name}/ssh-password"))
+        default = Reconnect()
+        reconnect = Reconnect(info.reconnect_every or default.every,
+                              info.reconnect_for or default.give_up)
+        return Address(info.location, auth, info.host_key_fingerprint, reconnect,
+                       password=encryption)
+
+    def open_repository(self, info: RepositoryInfo, *,
+                        on_reconnect: Callable[[str], None] | None = None) -> Any:
+        """The repository, opened (close it, or use it in ``with``). An SSH repository's
+        free space is noted for ``RepositoryInfo.space``."""
+        repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
+        space = getattr(repo.backend, "space", None)
+        if space is not None:
+            self._remote_space[info.name] = space()
+        return repo
 
     def repository(self, name: str) -> RepositoryInfo:
         return next((r for r in self.repositories() if r.name == name), None) or \
@@ -220,21 +342,24 @@ class Registry:
         raise NotFoundError(f"no repository named {name!r}; `vmkeep repo list` shows them")
 
     def repositories(self) -> list[RepositoryInfo]:
+        sealed = self.secrets.names()
         with self.catalog() as cat:
             out = []
             for r in cat.repository_names():
                 points = cat.points(r.repo_id)
                 out.append(RepositoryInfo(r.name, r.location, r.repo_id, r.added, len(points),
-                                          cat.total_pack_bytes(r.repo_id)))
+                                          cat.total_pack_bytes(r.repo_id),
+                                          sum(p.bytes_read for p in points),
+                                          r.host_key_fingerprint,
+                                          self._remote_space.get(r.name),
+                                          f"repository/{r.name}/encryption-password" in sealed,
+                                          r.reconnect_every, r.reconnect_for))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
         from appliance.jobs.sync import rescan
-        from appliance.repository.repo import Repository
-
         info = self.repository(name)
-        with self.catalog() as cat:
-            repo = Repository.open_local(Path(info.location), create=False)
+        with self.catalog() as cat, self.open_repository(info) as repo:
             if repo.id != info.repo_id:
                 raise BadInputError(f"{info.location} now holds another repository "
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
@@ -248,6 +373,7 @@ class Registry:
         with self.catalog() as cat:
             cat.remove_repository_name(name)
             cat.clear_index(info.repo_id)
+        self.secrets.delete(f"repository/{name}/")
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -256,14 +382,18 @@ class Registry:
         ``replacing`` an existing job, with that one's state and creation time)."""
         from appliance.jobs.backup import block_size_named
         from appliance.repository import codec
-        from appliance.vsphere.inventory import find_vm
+        from appliance.vsphere.inventory import find_vm, vms_in_container
         from appliance.vsphere.session import connect
 
         name = _check_name("job", spec.name)
         block_size_named(spec.block_size)
         codec.compression_named(spec.compression)
-        if not spec.vms:
-            raise UsageError("a job needs at least one VM: give --vm NAME")
+        if not spec.vms and not spec.containers:
+            raise UsageError("a job needs at least one VM or container: give --vm NAME or "
+                             "--container INVENTORY_PATH")
+        if not 1 <= spec.parallel_vms <= MAX_PARALLEL_VMS:
+            raise UsageError(f"--parallel-vms must be 1 … {MAX_PARALLEL_VMS}, not "
+                             f"{spec.parallel_vms}")
         if spec.keep_last is not None and spec.keep_last < 1:
             raise UsageError(f"--keep-last must be at least 1, not {spec.keep_last}")
         if spec.keep_days is not None and spec.keep_days <= 0:
@@ -286,9 +416,13 @@ class Registry:
         with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
                      fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
             vms = [find_vm(session, v) for v in spec.vms]
+            containers = ["/" + c.strip().strip("/") for c in spec.containers]
+            for path in containers:
+                vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
         stored = api.JobSpec(
             name=name, vcenter=spec.vcenter, repository=spec.repository,
             vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
+            containers=list(dict.fromkeys(containers)), parallel_vms=spec.parallel_vms,
             block_size=spec.block_size, compression=spec.compression,
             enable_cbt=spec.enable_cbt, quiesce=spec.quiesce, sample_blocks=spec.sample_blocks,
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
@@ -351,7 +485,6 @@ class Registry:
         """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
         from appliance.jobs.restore import restore_disk
         from appliance.jobs.sync import sync
-        from appliance.repository.repo import Repository
 
         path = Path(target)
         if not path.is_absolute():
@@ -362,10 +495,10 @@ class Registry:
             if row is None or row.repo_id not in infos:
                 raise NotFoundError(f"no restore point {point_id!r} in the appliance's "
                                     "repositories; `vmkeep points list` shows them")
-            repo = Repository.open_local(Path(infos[row.repo_id].location), create=False)
+            name = infos[row.repo_id].name
             child = cat.cursor()
         try:
-            with repo.lock(exclusive=False, operation="restore"):
+            with self._repo(name) as repo, repo.lock(exclusive=False, operation="restore"):
                 with self.catalog():
                     sync(repo, child)
                 return restore_disk(repo, child, point_id, disk, path).size
@@ -394,6 +527,21 @@ class Registry:
             out.append((vc.name, lines))
         return out
 
+    def hunt_findings(self) -> dict[str, list[tuple[str, str]]]:
+        """The Snapshot Hunter's findings (VM name, what) on each vCenter, planned only; a
+        vCenter that cannot be reached is a finding of its own."""
+        from appliance.vsphere.hunter import plan_hunt
+
+        out: dict[str, list[tuple[str, str]]] = {}
+        for vc in self.vcenters():
+            try:
+                with self._session(vc.name) as session:
+                    out[vc.name] = [(f.vm_name, f.what) for f in plan_hunt(session).findings]
+            except VmkeepError as exc:
+                log.warning("the Snapshot Hunter could not look at vCenter %s: %s", vc.name,
+                            exc)
+        return out
+
     # -- settings -----------------------------------------------------------------------------
 
     def notifications(self) -> api.Notifications:
@@ -414,16 +562,73 @@ class Registry:
 
     # -- configuration backup -----------------------------------------------------------------
 
-    def config_backup(self, repository: str, password: str) -> Path:
-        """Seal the appliance's state and secrets with ``password`` into the repository."""
+    def config_schedule(self) -> api.ConfigScheduleView:
+        with self.catalog() as cat:
+            text = cat.setting("config_backup")
+        if not text:
+            return api.ConfigScheduleView(repository=None, schedule=api.ScheduleSpec(),
+                                          last_backup=None, last_result=None,
+                                          last_message=None)
+        return api.ConfigScheduleView.model_validate_json(text)
+
+    def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
+        """Back the configuration up on a schedule (kind none turns it off)."""
+        schedule_of(value.schedule)
+        if value.schedule.kind == "after":
+            raise UsageError("a configuration backup runs on a time schedule, not after a job")
+        if value.schedule.kind != "none":
+            if value.repository is None:
+                raise UsageError("name the repository the configuration goes to: --repo NAME")
+            self.repository(value.repository)
+            if value.password is None and CONFIG_PASSWORD not in self.secrets.all():
+                raise UsageError("give the password that seals the configuration backups "
+                                 "(--password-stdin, --password-file or "
+                                 "VMKEEP_CONFIG_PASSWORD)")
+        if value.password is not None:
+            self.secrets.put(CONFIG_PASSWORD, value.password)
+        old = self.config_schedule()
+        view = api.ConfigScheduleView(
+            repository=value.repository, schedule=value.schedule,
+            last_backup=old.last_backup, last_result=old.last_result,
+            last_message=old.last_message)
+        with self.catalog() as cat:
+            cat.put_setting("config_backup", view.model_dump_json())
+        return view
+
+    def scheduled_config_backup(self, now: datetime) -> api.ConfigScheduleView:
+        """Run the scheduled configuration backup now and keep how it went."""
+        view = self.config_schedule()
+        if view.repository is None:
+            raise UsageError("no configuration backup is scheduled")
+        try:
+            path = self.config_backup(view.repository, self.secrets.get(CONFIG_PASSWORD))
+            result, message = "success", str(path)
+        except VmkeepError as exc:
+            result, message = "failed", str(exc)
+        done = view.model_copy(update={"last_backup": now, "last_result": result,
+                                       "last_message": message})
+        with self.catalog() as cat:
+            cat.put_setting("config_backup", done.model_dump_json())
+        return done
+
+    def config_backup(self, repository: str, password: str) -> str:
+        """Seal the appliance's state and secrets with ``password`` into the repository;
+        where it went."""
         from appliance import config_backup as cb
 
         info = self.repository(repository)
         with self.catalog() as cat:
-            settings = {n: t for n in ("notifications",) if (t := cat.setting(n)) is not None}
+            settings = {n: t for n in ("notifications", "config_backup")
+                        if (t := cat.setting(n)) is not None}
             doc = cb.state_document(cat.vcenters(), cat.repository_names(), cat.jobs(),
                                     settings, self.secrets.all())
-        return cb.write(Path(info.location), cb.seal(doc, password))
+        sealed = cb.seal(doc, password)
+        if not info.remote:
+            return str(cb.write(Path(info.location), sealed))
+        name = cb.backup_name()
+        with self.open_repository(info) as repo:
+            repo.backend.put(name, sealed)
+        return f"{info.location}/{name}"
 
     def config_restore(self, path: str, password: str) -> dict[str, int]:
         """Bring a configuration backup back into this (fresh) appliance: vCenters with their
@@ -441,17 +646,23 @@ class Registry:
         if clash:
             raise ConflictError(f"this appliance has {', '.join(sorted(clash))} already; "
                                 "restore the configuration into a fresh appliance")
-        from appliance.errors import RepositoryFormatError
-        from appliance.repository.repo import Repository
+        from appliance.errors import RepositoryFormatError, SshError, StorageIOError
 
         missing = []
-        for r in doc["repositories"]:
+        infos = [RepositoryInfo(r["name"], r["location"], r["repo_id"],
+                                datetime.fromisoformat(r["added"]), 0, 0, 0,
+                                r.get("host_key_fingerprint"),
+                                reconnect_every=r.get("reconnect_every"),
+                                reconnect_for=r.get("reconnect_for"))
+                 for r in doc["repositories"]]
+        for info in infos:
             try:
-                found = Repository.open_local(Path(r["location"]), create=False).id
-            except (NotFoundError, RepositoryFormatError):
+                with self.address(info, doc["secrets"]).open(create=False) as repo:
+                    found = repo.id
+            except (NotFoundError, RepositoryFormatError, SshError, StorageIOError):
                 found = None
-            if found != r["repo_id"]:
-                missing.append(f"{r['name']} ({r['location']})")
+            if found != info.repo_id:
+                missing.append(f"{info.name} ({info.location})")
         if missing:
             raise NotFoundError(f"repositories of the backup are not where it says: "
                                 f"{', '.join(missing)}; make them reachable at those paths "
@@ -468,8 +679,16 @@ class Registry:
             for j in doc["jobs"]:
                 cat.put_job(JobRow(j["name"], json.dumps(j["spec"]), bool(j["enabled"]),
                                    datetime.fromisoformat(j["created"])))
-        for r in doc["repositories"]:
-            self.add_repository(r["name"], r["location"])
+        for info in infos:
+            address = self.address(info, doc["secrets"])
+            auth = address.auth
+            self.add_repository(info.name, info.location,
+                                ssh_key=auth.key_data if auth else None,
+                                ssh_password=auth.password if auth else None,
+                                host_key_fingerprint=info.host_key_fingerprint,
+                                encryption_password=address.password,
+                                reconnect_every=info.reconnect_every,
+                                reconnect_for=info.reconnect_for)
         return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
                 "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
 
@@ -483,7 +702,7 @@ class Registry:
                        fingerprint=vc.fingerprint, insecure=vc.insecure)
 
     def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
-        from appliance.vsphere.inventory import list_vms
+        from appliance.vsphere.inventory import list_vms, vms_in_container
 
         jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in self.jobs()]
         with self.catalog() as cat:
@@ -491,6 +710,12 @@ class Registry:
         out = []
         for vc in [self.vcenter(vcenter)] if vcenter else self.vcenters():
             with self._session(vc.name) as session:
+                held: dict[str, set[str]] = {}  # container path → instance UUIDs now in it
+                for path in {c for j in jobs if j.vcenter == vc.name for c in j.containers}:
+                    try:
+                        held[path] = {v.instance_uuid for v in vms_in_container(session, path)}
+                    except NotFoundError:
+                        held[path] = set()
                 for vm in list_vms(session):
                     out.append(api.InventoryVm(
                         vcenter=vc.name, datacenter=vm.datacenter, host=vm.host,
@@ -502,26 +727,36 @@ class Registry:
                                                  file_name=d.file_name,
                                                  backing_type=d.backing_type)
                                for d in vm.disks],
-                        jobs=[j.name for j in jobs if j.vcenter == vc.name and any(
-                            v.instance_uuid == vm.instance_uuid for v in j.vms)],
+                        jobs=[j.name for j in jobs if j.vcenter == vc.name and (
+                            any(v.instance_uuid == vm.instance_uuid for v in j.vms)
+                            or any(vm.instance_uuid in held[c] for c in j.containers))],
                         last_point=newest.get(vm.name)))
         return out
 
-    def _repo(self, name: str) -> Any:
-        from appliance.repository.repo import Repository
+    def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
+        """Every datacenter, folder, cluster, host and resource pool of one vCenter or all."""
+        from appliance.vsphere.inventory import list_containers
 
-        return Repository.open_local(Path(self.repository(name).location), create=False)
+        out = []
+        for vc in [self.vcenter(vcenter)] if vcenter else self.vcenters():
+            with self._session(vc.name) as session:
+                out += [api.InventoryContainer(vcenter=vc.name, kind=c.kind, path=c.path,
+                                               vms=list(c.vms))
+                        for c in list_containers(session)]
+        return out
+
+    def _repo(self, name: str) -> Any:
+        return self.open_repository(self.repository(name))
 
     def verify(self, repository: str, point: str | None) -> api.VerifyAnswer:
         from appliance.jobs.sync import sync
         from appliance.jobs.verify import verify_point, verify_repository
         from appliance.progress import human_bytes
 
-        repo = self._repo(repository)
         with self.catalog() as cat:
             child = cat.cursor()
         try:
-            with repo.lock(exclusive=False, operation="verify"):
+            with self._repo(repository) as repo, repo.lock(exclusive=False, operation="verify"):
                 with self.catalog():
                     sync(repo, child)
                 report = (verify_point(repo, child, point) if point
@@ -542,8 +777,8 @@ class Registry:
         from appliance.jobs.sync import sync
 
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
-        repo = self._repo(req.repository)
-        with repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
+        with self._repo(req.repository) as repo, \
+                repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
             sync(repo, cat)
             plan = plan_prune(repo, cat, policy, datetime.now(UTC))
             lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
@@ -577,12 +812,12 @@ class Registry:
                                  "restore to is unknown; keep exactly one vCenter, or restore "
                                  "with `vmkeep vsphere restore-vm`")
             vcenter = vcs[0].name
-        repo = self._repo(names[row.repo_id].name)
         with self.catalog() as cat:
             child = cat.cursor()
         log: list[str] = []
         try:
-            with self._session(vcenter) as session, \
+            with self._repo(names[row.repo_id].name) as repo, \
+                    self._session(vcenter) as session, \
                     repo.lock(exclusive=False, operation="restore"):
                 with self.catalog():
                     sync(repo, child)

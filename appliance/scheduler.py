@@ -4,7 +4,8 @@ can drive it; the appliance runs it with the real clock, ticking twice a second.
 
 A run that falls due while the job is still running is skipped (and said so in the
 appliance's log); runs missed while the appliance was down are not made up: the next one is
-computed from the time the appliance comes back.
+computed from the time the appliance comes back. The configuration backup, when scheduled,
+falls due the same way and runs in the ticker's thread (it is small).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from appliance.ticker import Ticker
 log = logging.getLogger("appliance.scheduler")
 
 Clock = Callable[[], datetime]
+CONFIG_JOB = "(configuration backup)"  # not a job name: names cannot hold parentheses
 
 
 def _utcnow() -> datetime:
@@ -71,7 +73,29 @@ class Scheduler:
                 started.append(row.name)
             except VmkeepError as exc:
                 log.warning("job %s is due but did not start: %s", row.name, exc)
+        if self._config_due(now):
+            started.append(CONFIG_JOB)
         return started
+
+    def _config_due(self, now: datetime) -> bool:
+        """Run the scheduled configuration backup if it is due; say whether it ran."""
+        view = self.registry.config_schedule()
+        key = view.model_dump_json(include={"repository", "schedule"})
+        known = self._due.get(CONFIG_JOB)
+        schedule = schedule_of(view.schedule)
+        if known is None or known[0] != key:
+            self._due[CONFIG_JOB] = (key, next_run(schedule, now))
+            return False
+        due = known[1]
+        if due is None or due > now or not in_window(schedule, now):
+            return False
+        self._due[CONFIG_JOB] = (key, next_run(schedule, now, last_run=due))
+        done = self.registry.scheduled_config_backup(now)
+        if done.last_result == "success":
+            log.info("configuration backed up to %s", done.last_message)
+        else:
+            log.warning("the scheduled configuration backup failed: %s", done.last_message)
+        return True
 
     def parent_ended(self, job: str, result: str) -> None:
         """Start the enabled jobs chained after ``job``."""

@@ -99,6 +99,11 @@ class SecretStore:
                                      f"{self.root / KEY_NAME}; was the key replaced? Add the "
                                      "secret again") from None
 
+    def names(self) -> set[str]:
+        """The names of the stored secrets (their values stay sealed)."""
+        with self._lock:
+            return set(self._load())
+
     def all(self) -> dict[str, str]:
         """Every secret, opened (for the configuration backup, which seals them again)."""
         with self._lock:

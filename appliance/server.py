@@ -7,14 +7,14 @@ the daemon (``appliance.daemon``) serves it on its Unix socket. Every error is a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -25,6 +25,7 @@ from appliance.errors import (
     BadInputError,
     LockedError,
     NotFoundError,
+    SshError,
     UsageError,
     VmkeepError,
     VSphereError,
@@ -42,6 +43,7 @@ _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
     (ConflictError, 409),
     (ApplianceError, 503),
     (VSphereError, 424),  # the vCenter refused or could not be reached: not our fault
+    (SshError, 424),  # so did an SSH host
 )
 
 
@@ -62,6 +64,7 @@ class ApplianceState:
     request_stop: Callable[[], None]
     registry: Registry
     sessions: SessionManager
+    alerts: Callable[[], list[api.Alert]] = list  # what needs an administrator now
 
 
 def _vcenter(row: VCenterRow) -> api.VCenter:
@@ -70,8 +73,45 @@ def _vcenter(row: VCenterRow) -> api.VCenter:
 
 
 def _repository(info: RepositoryInfo) -> api.Repository:
+    space = info.space()
     return api.Repository(name=info.name, location=info.location, repo_id=info.repo_id,
-                          added=info.added, points=info.points, stored_bytes=info.stored_bytes)
+                          added=info.added, points=info.points, stored_bytes=info.stored_bytes,
+                          bytes_read=info.bytes_read,
+                          dedup_ratio=(round(info.bytes_read / info.stored_bytes, 2)
+                                       if info.stored_bytes else None),
+                          free_bytes=space[0] if space else None,
+                          total_bytes=space[1] if space else None,
+                          kind="sftp" if info.remote else "local",
+                          host_key_fingerprint=info.host_key_fingerprint,
+                          encrypted=info.encrypted,
+                          reconnect_every_seconds=info.reconnect_every,
+                          reconnect_for_seconds=info.reconnect_for)
+
+
+def _sse(event: api.SessionEvent) -> str:
+    return f"event: {event.event}\ndata: {event.model_dump_json()}\n\n"
+
+
+def _events(mgr: SessionManager, s: api.Session) -> Iterator[str]:
+    """The Server-Sent Events of one session (runs in a worker thread)."""
+    shown, tasks = 0, None
+    while True:
+        for line in s.log[shown:]:
+            yield _sse(api.SessionEvent(event="log", line=line))
+        shown = len(s.log)
+        if s.tasks != tasks:
+            tasks = s.tasks
+            yield _sse(api.SessionEvent(event="tasks", tasks=tasks))
+        if s.state != "running":
+            yield _sse(api.SessionEvent(event="end", summary=api.SessionSummary(
+                id=s.id, job=s.job, kind=s.kind, state=s.state, result=s.result,
+                started=s.started, ended=s.ended)))
+            return
+        before = (len(s.log), s.tasks)
+        mgr.wait_changed(s.id, 15.0)
+        s = mgr.session(s.id)
+        if (len(s.log), s.tasks) == before:
+            yield ": keep-alive\n\n"
 
 
 def _json_value(x: Any) -> Any:
@@ -199,7 +239,19 @@ def create_app(state: ApplianceState) -> FastAPI:
     def add_repository(body: api.RepositoryAdd) -> api.Repository:
         """Create the folder and a repository in it if missing, or import the repository
         there (its points are indexed)."""
-        return _repository(reg.add_repository(body.name, body.path))
+        return _repository(reg.add_repository(
+            body.name, body.path, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
+            host_key_fingerprint=body.host_key_fingerprint,
+            encryption_password=body.encryption_password,
+            reconnect_every=body.reconnect_every_seconds,
+            reconnect_for=body.reconnect_for_seconds))
+
+    @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
+    def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:
+        """An SSH repository's login or pinned host key, checked by logging in first."""
+        return _repository(reg.edit_repository(
+            name, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
+            host_key_fingerprint=body.host_key_fingerprint))
 
     @app.get(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def get_repository(name: str) -> api.Repository:
@@ -288,6 +340,18 @@ def create_app(state: ApplianceState) -> FastAPI:
             mgr.wait_changed(session_id, min(wait, 30.0))
         return mgr.session(session_id)
 
+    @app.get(f"{v}/sessions/{{session_id}}/events", response_class=StreamingResponse,
+             responses={**ERRORS, 200: {"description": "Server-Sent Events, each a "
+                                                       "SessionEvent in JSON",
+                                        "content": {"text/event-stream": {}}}})
+    def session_events(session_id: str) -> StreamingResponse:
+        """The session as a stream of Server-Sent Events: its log so far, then each new line,
+        the tasks whenever they change, and ``end`` once it is over (then the stream ends).
+        A comment line every 15 s of quiet keeps the connection alive."""
+        first = mgr.session(session_id)  # a wrong id is a 404 before the stream starts
+        return StreamingResponse(_events(mgr, first), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
     @app.get(f"{v}/points", response_model=list[api.Point], responses=ERRORS)
     def list_points(vm: str | None = None) -> list[api.Point]:
         """Restore points of every repository, oldest first (``vm``: only that VM's)."""
@@ -311,6 +375,18 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Bring a configuration backup back into this fresh appliance."""
         return api.ConfigRestored(**reg.config_restore(body.path, body.password))
 
+    @app.get(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
+             responses=ERRORS)
+    def get_config_schedule() -> api.ConfigScheduleView:
+        """The configuration backup's schedule and how its last scheduled run went."""
+        return reg.config_schedule()
+
+    @app.put(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
+             responses=ERRORS)
+    def put_config_schedule(body: api.ConfigSchedule) -> api.ConfigScheduleView:
+        """Back the configuration up on a schedule (``schedule.kind`` none: never)."""
+        return reg.set_config_schedule(body)
+
     @app.get(f"{v}/settings/notifications", response_model=api.Notifications,
              responses=ERRORS)
     def get_notifications() -> api.Notifications:
@@ -321,6 +397,12 @@ def create_app(state: ApplianceState) -> FastAPI:
     def put_notifications(body: api.Notifications) -> api.Notifications:
         """E-mail (SMTP) and webhook for sessions that end with the results in ``on``."""
         return reg.set_notifications(body)
+
+    @app.get(f"{v}/alerts", response_model=list[api.Alert], responses=ERRORS)
+    def alerts() -> list[api.Alert]:
+        """What needs an administrator as of the last look (every ``alert_every_seconds``):
+        VMs past their job's RPO, Snapshot Hunter findings, repositories short of space."""
+        return state.alerts()
 
     @app.post(f"{v}/hunter", response_model=list[api.HuntReport], responses=ERRORS)
     def hunter(body: api.HuntRequest) -> list[api.HuntReport]:
@@ -335,6 +417,13 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Every VM of one vCenter or all, with its state, the jobs that protect it and its
         newest restore point."""
         return reg.inventory(vcenter)
+
+    @app.get(f"{v}/inventory/containers", response_model=list[api.InventoryContainer],
+             responses=ERRORS)
+    def containers(vcenter: str | None = None) -> list[api.InventoryContainer]:
+        """Every datacenter, folder, cluster, host and resource pool of one vCenter or all,
+        by inventory path, with the VMs directly in each: what a job's ``containers`` name."""
+        return reg.containers(vcenter)
 
     @app.post(f"{v}/verify", response_model=api.VerifyAnswer, responses=ERRORS)
     def verify(body: api.VerifyRequest) -> api.VerifyAnswer:

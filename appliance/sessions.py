@@ -1,5 +1,8 @@
-"""Sessions: every run of a job is a session with one task per VM, live progress (bytes, rate,
-ETA, stage), log lines with levels, and a result. Sessions persist in the catalog; a session
+"""Sessions: every run of a job is a session with one task per VM and one per disk, live
+progress (bytes, rate, ETA, stage; a disk's stage is the pipeline's bottleneck), log lines with
+levels, and a result. A job's VMs (its named ones and those its inventory containers hold at
+this run) are backed up ``parallel_vms`` at a time, each with its own vCenter connection and
+catalog cursor. Sessions persist in the catalog; a session
 still marked running when the appliance starts was cut short by a crash and is shown as
 interrupted (its leftover snapshot is the Snapshot Hunter's, its partial files the next run's
 cleanup's).
@@ -11,18 +14,18 @@ written to the catalog in batches: the log at once, progress at most once a seco
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from appliance import api
 from appliance.errors import NotFoundError, VmkeepError
+from appliance.jobs.backup import DiskProgress
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
 from appliance.registry import ConflictError, Registry, schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
@@ -67,6 +70,8 @@ def worst(results: list[str | None]) -> str:
 @dataclass
 class _Task:
     name: str
+    vm: str | None = None
+    disk: int | None = None
     state: str = "waiting"
     result: str | None = None
     bytes_done: int = 0
@@ -80,7 +85,8 @@ class _Task:
         rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
         eta = ((self.bytes_total - self.bytes_done) / rate
                if rate > 0 and self.state == "running" else None)
-        return api.Task(name=self.name, state=self.state, result=self.result,
+        return api.Task(name=self.name, vm=self.vm, disk=self.disk, state=self.state,
+                        result=self.result,
                         bytes_done=self.bytes_done, bytes_total=self.bytes_total, rate=rate,
                         eta_seconds=eta, stage=self.stage, point_id=self.point_id)
 
@@ -183,11 +189,18 @@ class SessionManager:
         return api.Session(
             id=row.id, job=row.job, kind=row.kind, state=row.state, result=row.result,
             started=row.started, ended=row.ended,
-            tasks=[api.Task(name=t.task, state=t.state, result=t.result,
+            tasks=[api.Task(name=t.task, vm=t.vm, disk=t.disk, state=t.state, result=t.result,
                             bytes_done=t.bytes_done, bytes_total=t.bytes_total, rate=0.0,
                             eta_seconds=None, stage=t.stage, point_id=t.point_id)
                    for t in tasks],
             log=[api.LogLine(time=x.time, level=x.level, message=x.message) for x in log])
+
+    def busy_vms(self) -> frozenset[str]:
+        """The VMs a running session is backing up right now."""
+        with self._lock:
+            lives = list(self._live.values())
+        return frozenset(t.vm for s in lives for t in list(s.tasks.values())
+                         if t.vm and t.disk is None and t.state == "running")
 
     def last_session(self, job: str) -> api.SessionSummary | None:
         mine = [s for s in self.sessions() if s.job == job]
@@ -216,7 +229,8 @@ class SessionManager:
                                     "`vmkeep session list`")
             sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
             live = _Live(sid, name, "backup", datetime.now(UTC),
-                         {vm.name: _Task(vm.name) for vm in spec.vms}, scheduled=scheduled)
+                         {vm.name: _Task(vm.name, vm.name) for vm in spec.vms},
+                         scheduled=scheduled)
             self._live[sid] = live
         self._save(live, force=True)
         live.thread = threading.Thread(target=self._run_backup, args=(live, spec, full),
@@ -260,7 +274,8 @@ class SessionManager:
                              live.started, live.ended, "{}")
             stamp = datetime.now(UTC)
             tasks = [TaskRow(live.id, t.name, t.state, t.result, t.bytes_done, t.bytes_total,
-                             t.stage, t.point_id, stamp) for t in live.tasks.values()]
+                             t.stage, t.point_id, stamp, t.vm, t.disk)
+                     for t in live.tasks.values()]
         logs = [LogRow(live.id, first + i, x.time, x.level, x.message)
                 for i, x in enumerate(new_log)]
         with self.registry.catalog() as cat:
@@ -298,50 +313,39 @@ class SessionManager:
         from appliance.jobs.backup import BackupOptions, block_size_named
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
-        from appliance.repository.repo import Repository
-        from appliance.vsphere.session import connect
 
         reg = self.registry
         vc = reg.vcenter(spec.vcenter)
         info = reg.repository(spec.repository)
         options = BackupOptions(block_size=block_size_named(spec.block_size),
                                 compression=spec.compression)
-        self._log(live, "info", f"job {spec.name!r}: {len(spec.vms)} VM(s) from vCenter "
-                                f"{vc.name!r} to repository {info.name!r}"
-                  + (" (active full)" if full else ""))
-        repo = Repository.open_local(Path(info.location), create=False)
+        repo = reg.open_repository(info, on_reconnect=lambda m: self._log(live, "warning", m))
         with reg.catalog() as main:
             cat = main.cursor()
             # What a crashed run left (a dead process's lock, files in tmp/, packs no point
             # uses) goes before anything new is written.
             sync(repo, cat)
             cleanup(repo, cat)
-            need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
-                             if p.kind == "full"), 0) for vm in spec.vms)
-        fs = os.statvfs(info.location)
-        verdict = space_verdict(fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize, need)
-        if verdict is not None:
-            self._log(live, verdict[0], verdict[1])
-            if verdict[0] == "error":
-                cat.close()
-                raise VmkeepError(verdict[1])
-        schedule = schedule_of(spec.schedule)
         try:
-            pending = list(spec.vms)
+            vms = self._job_vms(live, spec, vc)
+            self._log(live, "info", f"job {spec.name!r}: {len(vms)} VM(s) from vCenter "
+                                    f"{vc.name!r} to repository {info.name!r}, "
+                                    f"{min(spec.parallel_vms, max(1, len(vms)))} at a time"
+                      + (" (active full)" if full else ""))
+            with reg.catalog():
+                need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
+                                 if p.kind == "full"), 0) for vm in vms)
+            space = reg.repository(info.name).space()
+            verdict = space_verdict(*space, need) if space else None
+            if verdict is not None:
+                self._log(live, verdict[0], verdict[1])
+                if verdict[0] == "error":
+                    raise VmkeepError(verdict[1])
+            schedule = schedule_of(spec.schedule)
+            pending = vms
             attempt = 0
             while True:
-                try:
-                    with connect(vc.host, vc.port, vc.user, reg.vcenter_password(vc.name),
-                                 fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
-                        for vm in pending:
-                            self._backup_one(live, spec, vm, session, repo, cat, options,
-                                             full, schedule)
-                except VmkeepError as exc:  # vCenter unreachable, login refused, …
-                    self._log(live, "error", str(exc))
-                    for vm in pending:
-                        task = live.tasks[vm.name]
-                        if task.state != "ended":
-                            task.state, task.result = "ended", "failed"
+                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule)
                 failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
                 if not failed or live.stop.is_set() or attempt >= spec.retries:
                     break
@@ -358,6 +362,66 @@ class SessionManager:
                 self._retention(live, spec, repo, cat)
         finally:
             cat.close()
+            repo.close()
+
+    def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
+        """The job's VMs for this run: those it names, then those its containers hold now
+        (each once). A container that cannot be read is a failed task of its own."""
+        from appliance.vsphere.inventory import vms_in_container
+        from appliance.vsphere.session import connect
+
+        vms = list(spec.vms)
+        if not spec.containers:
+            return vms
+        known = {vm.instance_uuid for vm in vms}
+        with connect(vc.host, vc.port, vc.user, self.registry.vcenter_password(vc.name),
+                     fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+            for path in spec.containers:
+                try:
+                    found = vms_in_container(session, path)
+                except VmkeepError as exc:
+                    self._log(live, "error", f"container {path}: {exc}")
+                    with live.lock:
+                        live.tasks[path] = _Task(path, state="ended", result="failed")
+                    continue
+                added = [vm for vm in found if vm.instance_uuid not in known]
+                self._log(live, "info", f"container {path}: {len(found)} VM(s)"
+                          + (": " + ", ".join(v.name for v in found) if found else ""))
+                for vm in added:
+                    known.add(vm.instance_uuid)
+                    vms.append(api.JobVm(name=vm.name, instance_uuid=vm.instance_uuid))
+                    with live.lock:
+                        live.tasks.setdefault(vm.name, _Task(vm.name, vm.name))
+        self._notify(live)
+        return vms
+
+    def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
+                     repo: Any, cat: Catalog, options: Any, full: bool,
+                     schedule: Schedule) -> None:
+        """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
+        from appliance.vsphere.session import connect
+
+        def one(vm: api.JobVm) -> None:
+            cursor = cat.cursor()
+            try:
+                with connect(vc.host, vc.port, vc.user,
+                             self.registry.vcenter_password(vc.name),
+                             fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                    self._backup_one(live, spec, vm, session, repo, cursor, options, full,
+                                     schedule)
+            except VmkeepError as exc:  # vCenter unreachable, login refused, …
+                self._log(live, "error", f"{vm.name}: {exc}")
+                task = live.tasks[vm.name]
+                task.state, task.result, task.stage = "ended", "failed", None
+                self._save(live, force=True)
+            finally:
+                cursor.close()
+
+        workers = max(1, min(spec.parallel_vms, len(vms)))
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix=f"session-{live.id}-vm") as pool:
+            for f in [pool.submit(one, vm) for vm in vms]:
+                f.result()
 
     def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog) -> None:
         """Apply the job's retention to its VMs' points (exclusive lock; plan, then
@@ -399,6 +463,17 @@ class SessionManager:
         def log(level: str, message: str) -> None:
             self._log(live, level, f"{vm.name}: {message}")
 
+        def disk_progress(p: DiskProgress) -> None:
+            name = f"{vm.name} · disk {p.index}"
+            with live.lock:
+                dt = live.tasks.get(name)
+                if dt is None or dt.started < task.started:  # new, or from an earlier try
+                    dt = live.tasks[name] = _Task(name, vm.name, p.index, "running",
+                                                  started=time.monotonic())
+            dt.bytes_done, dt.bytes_total, dt.stage = p.done, p.total, p.bottleneck
+            if p.done >= p.total:
+                dt.state, dt.stage = "ended", None
+
         def progress(done: int, total: int) -> None:
             if live.scheduled and not in_window(schedule, datetime.now(UTC)):
                 self._log(live, "warning", "the backup window closed: stopping; the next "
@@ -427,10 +502,11 @@ class SessionManager:
                                    sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
                                    force_full=vm_full,
                                    exclude=excluded_disks(spec.exclude_disks, vm.name),
-                                   log=log, progress=progress)
+                                   log=log, progress=progress, disk_progress=disk_progress)
             task.result, task.point_id = result.status, result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read
+            self._disk_results(live, vm.name, result.disks, result.point_id)
         except SessionStopped:
             task.result = "failed"
             log("warning", "stopped")
@@ -443,4 +519,30 @@ class SessionManager:
                 cleanup(repo, cat, force=True)
         task.state = "stopped" if live.stop.is_set() else "ended"
         task.stage = None
+        with live.lock:
+            for t in live.tasks.values():
+                if t.vm == vm.name and t.disk is not None and t.result is None:
+                    t.state, t.stage = task.state, None
+                    t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
+
+    def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None) -> None:
+        """Each disk's result once its VM is done: read (success, or warning with a CBT
+        fallback), refused (warning), excluded by the job (no task)."""
+        with live.lock:
+            for d in disks:
+                name = f"{vm} · disk {d.index}"
+                t = live.tasks.get(name)
+                if d.read_kind == "skipped":
+                    if "excluded by the job" in d.skipped_reason:
+                        continue
+                    t = live.tasks[name] = _Task(name, vm, d.index)
+                    t.result = "warning"
+                elif t is None:
+                    t = live.tasks[name] = _Task(name, vm, d.index)
+                else:
+                    t.result = "warning" if d.warnings else "success"
+                    t.point_id = point_id
+                if t.result is None:
+                    t.result = "warning" if d.warnings else "success"
+                t.state, t.stage = "ended", None

@@ -119,7 +119,7 @@ def repository(args: argparse.Namespace, *, operation: str, writes: bool
     ``writes``: the command adds to the repository; it is created when missing, crash
     leftovers are swept first, and a run that fails is cleaned up after (as `image backup`).
     """
-    with opened(args.repo, create=writes, lock_wait=args.lock_wait) as (repo, cat):
+    with opened(args, create=writes, lock_wait=args.lock_wait) as (repo, cat):
         if writes:
             cleanup(repo, cat)
         try:

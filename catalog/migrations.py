@@ -3,7 +3,9 @@
 Index tables (rebuilt by ``rescan`` from a repository alone): repositories, points,
 point_disks, packs, blocks, block_map. Authoritative appliance state, saved by the
 configuration backup and never rebuilt from a repository: vcenters and repository_names
-(version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5).
+(version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5);
+session tasks per disk (version 6); SSH repositories' pinned host keys (version 7) and
+reconnect periods (version 8).
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -117,6 +119,26 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         5,
         """
         CREATE TABLE settings (name VARCHAR PRIMARY KEY, value JSON NOT NULL);
+        """,
+    ),
+    (
+        6,
+        """
+        ALTER TABLE session_tasks ADD COLUMN vm VARCHAR;
+        ALTER TABLE session_tasks ADD COLUMN disk INTEGER;
+        """,
+    ),
+    (
+        7,
+        """
+        ALTER TABLE repository_names ADD COLUMN host_key_fingerprint VARCHAR;
+        """,
+    ),
+    (
+        8,
+        """
+        ALTER TABLE repository_names ADD COLUMN reconnect_every DOUBLE;
+        ALTER TABLE repository_names ADD COLUMN reconnect_for DOUBLE;
         """,
     ),
 ]

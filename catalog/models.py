@@ -104,9 +104,12 @@ class RepositoryName:
     """A repository the appliance uses, by the name the admin gave it."""
 
     name: str
-    location: str
+    location: str  # a folder, or sftp://USER@HOST[:PORT]/PATH
     repo_id: str
     added: datetime
+    host_key_fingerprint: str | None = None  # SSH: the pinned host key
+    reconnect_every: float | None = None  # SSH: seconds between reconnects (None: 15)
+    reconnect_for: float | None = None  # SSH: give up after (None: 30 minutes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,8 @@ class TaskRow:
     stage: str | None
     point_id: str | None
     updated: datetime
+    vm: str | None = None  # the VM a disk's task belongs to
+    disk: int | None = None  # None: a VM's task
 
 
 @dataclass(frozen=True, slots=True)

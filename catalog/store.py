@@ -205,19 +205,25 @@ class Catalog:
         self._con.execute("DELETE FROM vcenters WHERE name = ?", [name])
 
     def add_repository_name(self, row: RepositoryName) -> None:
-        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?)",
-                          [row.name, row.location, row.repo_id, _naive_utc(row.added)])
+        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [row.name, row.location, row.repo_id, _naive_utc(row.added),
+                           row.host_key_fingerprint, row.reconnect_every, row.reconnect_for])
 
     def repository_names(self) -> list[RepositoryName]:
-        rows = self._con.execute("SELECT name, location, repo_id, added FROM repository_names "
+        rows = self._con.execute("SELECT name, location, repo_id, added, host_key_fingerprint, "
+                                 "reconnect_every, reconnect_for FROM repository_names "
                                  "ORDER BY name").fetchall()
-        return [RepositoryName(r[0], r[1], r[2], _utc(r[3])) for r in rows]
+        return [RepositoryName(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def repository_name(self, name: str) -> RepositoryName | None:
         return next((r for r in self.repository_names() if r.name == name), None)
 
     def remove_repository_name(self, name: str) -> None:
         self._con.execute("DELETE FROM repository_names WHERE name = ?", [name])
+
+    def set_host_key(self, name: str, fingerprint: str) -> None:
+        self._con.execute("UPDATE repository_names SET host_key_fingerprint = ? WHERE name = ?",
+                          [fingerprint, name])
 
     # -- authoritative state: jobs and sessions -------------------------------------------------
     def cursor(self) -> Catalog:
@@ -274,19 +280,20 @@ class Catalog:
                 "INSERT INTO session_tasks SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
                 "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
-                "unnest(?::TIMESTAMP[])",
+                "unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[])",
                 [[r.session_id for r in rows], [r.task for r in rows], [r.state for r in rows],
                  [r.result for r in rows], [r.bytes_done for r in rows],
                  [r.bytes_total for r in rows], [r.stage for r in rows],
-                 [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows]])
+                 [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows],
+                 [r.vm for r in rows], [r.disk for r in rows]])
 
     def tasks(self, session_id: str) -> list[TaskRow]:
         rows = self._con.execute(
             "SELECT session_id, task, state, result, bytes_done, bytes_total, stage, point_id, "
-            "updated FROM session_tasks WHERE session_id = ? ORDER BY task",
-            [session_id]).fetchall()
-        return [TaskRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], _utc(r[8]))
-                for r in rows]
+            "updated, vm, disk FROM session_tasks WHERE session_id = ? "
+            "ORDER BY coalesce(vm, task), disk NULLS FIRST, task", [session_id]).fetchall()
+        return [TaskRow(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7], _utc(r[8]),
+                        r[9], r[10]) for r in rows]
 
     def add_log(self, rows: Sequence[LogRow]) -> None:
         if not rows:

@@ -9,6 +9,7 @@ import pytest
 
 from appliance.repository.repo import Repository
 from catalog.store import Catalog
+from tests.sshd import Sshd, start_sshd, stop_sshd
 
 
 @pytest.fixture
@@ -29,3 +30,11 @@ def cat() -> Iterator[Catalog]:
     c = Catalog.open(None)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """A real OpenSSH server on 127.0.0.1 with a non-root account (tests/sshd.py)."""
+    server = start_sshd()
+    yield server
+    stop_sshd(server)

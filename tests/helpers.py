@@ -89,11 +89,12 @@ class CliResult:
 
 
 def run_cli(args: list[str], cache: Path, env: dict[str, str] | None = None,
-            timeout: float = 120) -> CliResult:
+            timeout: float = 120, stdin: str = "") -> CliResult:
     """Run the real `vmkeep` CLI in a subprocess with its catalog cache in ``cache``."""
     full_env = {**os.environ, "VMKEEP_CACHE_DIR": str(cache), **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=full_env,
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 

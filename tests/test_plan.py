@@ -1,4 +1,5 @@
-"""Pure planning: which blocks a backup reads, and block-map overlay arithmetic."""
+"""Pure planning: which blocks a backup reads, block-map overlay arithmetic, and which stage
+of the pipeline a session calls the bottleneck."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from array import array
 
 import pytest
 
-from appliance.jobs.backup import DiskShape, plan_backup
+from appliance.jobs.backup import (
+    STAGE_CPU,
+    STAGE_READ,
+    STAGE_WRITE,
+    DiskPlan,
+    DiskShape,
+    bottleneck,
+    plan_backup,
+)
 from appliance.jobs.blockmap import overlay
 from appliance.repository.manifest import BlockMap
 from appliance.source import Extent, blocks_touched
@@ -86,3 +95,24 @@ def test_overlay(base: dict[int, bytes], updates: list[tuple[int, bytes | None]]
     assert list(new.indices) == sorted(result)
     assert new.ids == b"".join(result[k] for k in sorted(result))
     assert list(zip(d_idx, d_ids, strict=True)) == delta
+
+
+@pytest.mark.parametrize(
+    ("read_wait", "read_s", "hash_s", "compress_wait", "write_wait", "expected"),
+    [
+        (2.0, 1.0, 0.1, 0.1, 0.1, STAGE_READ),  # waiting on reads that mostly read
+        (2.0, 0.1, 1.0, 0.1, 0.1, STAGE_CPU),  # … that mostly hash
+        (0.1, 1.0, 0.0, 1.5, 0.2, STAGE_CPU),  # waiting on compression
+        (0.1, 1.0, 0.0, 0.1, 0.9, STAGE_WRITE),  # the pack writer pushes back
+        (0.0, 0.0, 0.0, 0.0, 0.0, STAGE_READ),  # nothing measured: the source
+        (1.0, 0.0, 0.0, 0.0, 0.5, STAGE_READ),  # zero blocks read instantly: still the source
+    ],
+)
+def test_bottleneck(read_wait: float, read_s: float, hash_s: float, compress_wait: float,
+                    write_wait: float, expected: str) -> None:
+    assert bottleneck(read_wait, read_s, hash_s, compress_wait, write_wait) == expected
+
+
+def test_a_disks_planned_bytes_count_its_short_last_block() -> None:
+    plan = DiskPlan(0, 3 * MiB + 5, MiB, (0, 3), None, False, "")
+    assert plan.bytes_to_read == MiB + 5

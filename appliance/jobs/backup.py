@@ -88,6 +88,12 @@ class DiskPlan:
     full_read: bool
     reason: str
 
+    @property
+    def bytes_to_read(self) -> int:
+        """The bytes the planned reads cover (the disk's last block may be short)."""
+        bs = self.block_size
+        return sum(min(bs, self.size - i * bs) for i in self.read_blocks)
+
 
 @dataclass(frozen=True, slots=True)
 class BackupPlan:
@@ -99,11 +105,7 @@ class BackupPlan:
 
     @property
     def bytes_to_read(self) -> int:
-        total = 0
-        for d in self.disks:
-            for b in d.read_blocks:
-                total += min(d.block_size, d.size - b * d.block_size)
-        return total
+        return sum(d.bytes_to_read for d in self.disks)
 
 
 def plan_backup(object_name: str, shapes: Sequence[DiskShape], parent: str | None,
@@ -156,6 +158,37 @@ class BackupResult:
 
 ProgressFn = Callable[[int, int], None]
 
+#: The pipeline's stages, as sessions name the current bottleneck.
+STAGE_READ: Final = "source read"
+STAGE_CPU: Final = "hashing/compression"
+STAGE_WRITE: Final = "repository write"
+
+
+@dataclass(frozen=True, slots=True)
+class DiskProgress:
+    """One disk's progress after a batch: bytes of its planned reads done and in all, and the
+    stage the pipeline waited on longest in that batch (the bottleneck)."""
+
+    index: int
+    done: int
+    total: int
+    bottleneck: str
+
+
+DiskProgressFn = Callable[[DiskProgress], None]
+
+
+def bottleneck(read_wait: float, read_s: float, hash_s: float, compress_wait: float,
+               write_wait: float) -> str:
+    """The stage the main loop waited on longest (pure). Waiting for a read future is split
+    between reading and hashing in the proportion the reader threads spent on each."""
+    busy = read_s + hash_s
+    share = read_s / busy if busy > 0 else 1.0
+    waits = {STAGE_READ: read_wait * share,
+             STAGE_CPU: read_wait * (1 - share) + compress_wait,
+             STAGE_WRITE: write_wait}
+    return max(waits, key=lambda k: waits[k])
+
 
 def new_point_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
@@ -179,8 +212,8 @@ class _PackSink:
         self.blocks_new = 0
 
     def add(self, block_id: bytes, codec_id: int, stored: bytes, plain_len: int,
-            check: bytes) -> None:
-        self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check)
+            check: bytes, key_id: int = 0) -> None:
+        self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check, key_id)
         self.pending.add(block_id)
         self.bytes_stored += len(stored)
         self.blocks_new += 1
@@ -225,24 +258,29 @@ class _Read:
     data: bytes | None  # None: all zero
     block_id: bytes
     check: bytes
+    read_s: float = 0.0  # seconds this block spent in the source's read
+    hash_s: float = 0.0  # … and in hashing
 
 
 def _read_block(source: Source, key: bytes, index: int, block_size: int, size: int,
                 zero: bytes) -> _Read:
     offset = index * block_size
     length = min(block_size, size - offset)
+    t0 = time.perf_counter()
     data = source.read(offset, length)
+    t1 = time.perf_counter()
     if len(data) != length:
         raise SourceError(f"{source.label}: read {len(data)} bytes at {offset}, expected "
                           f"{length}; the source changed size during the backup")
     if data == (zero if length == block_size else bytes(length)):
-        return _Read(index, None, b"", b"")
-    return _Read(index, data, codec.block_id(key, data), codec.check_of(data))
+        return _Read(index, None, b"", b"", t1 - t0, time.perf_counter() - t1)
+    block_id, check = codec.block_id(key, data), codec.check_of(data)
+    return _Read(index, data, block_id, check, t1 - t0, time.perf_counter() - t1)
 
 
 def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, cat: Catalog,
                  repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
-                 readers: ThreadPoolExecutor, progress: Callable[[int], None]
+                 readers: ThreadPoolExecutor, progress: Callable[[int, str], None]
                  ) -> tuple[list[tuple[int, bytes | None]], int, int]:
     """Read the planned blocks; return (updates, bytes read, deduplicated blocks)."""
     bs = plan.block_size
@@ -260,7 +298,9 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
 
     ahead = submit(batches[0]) if batches else []
     for n in range(len(batches)):
+        t0 = time.perf_counter()
         current = [f.result() for f in ahead]
+        read_wait = time.perf_counter() - t0
         ahead = submit(batches[n + 1]) if n + 1 < len(batches) else []
         candidates = [r for r in current if r.data is not None]
         wanted = {r.block_id for r in candidates} - sink.pending
@@ -273,21 +313,30 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
             elif r.data is not None:
                 taken.add(r.block_id)
                 to_store.append((r, r.data))
-        packed = [pool.submit(codec.compress, data, compression) for _r, data in to_store]
+        packed = [pool.submit(sink.repo.encode_block, data, compression, r.block_id, r.check)
+                  for r, data in to_store]
+        compress_wait = write_wait = 0.0
         for (r, data), fut in zip(to_store, packed, strict=True):
-            codec_id, stored = fut.result()
-            sink.add(r.block_id, codec_id, stored, len(data), r.check)
+            t0 = time.perf_counter()
+            codec_id, stored, check, key_id = fut.result()
+            t1 = time.perf_counter()
+            sink.add(r.block_id, codec_id, stored, len(data), check, key_id)
+            compress_wait += t1 - t0
+            write_wait += time.perf_counter() - t1
         for r in current:
             updates.append((r.index, r.block_id if r.data is not None else None))
             bytes_read += min(bs, plan.size - r.index * bs)
-        progress(bytes_read)
+        progress(bytes_read, bottleneck(read_wait, sum(r.read_s for r in current),
+                                        sum(r.hash_s for r in current), compress_wait,
+                                        write_wait))
     return updates, bytes_read, deduped
 
 
 def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
                   cat: Catalog, repo_id: str, compression: codec.Compression,
                   pool: ThreadPoolExecutor, readers: ThreadPoolExecutor,
-                  progress: ProgressFn | None, total: int
+                  progress: ProgressFn | None, total: int,
+                  disk_progress: DiskProgressFn | None = None
                   ) -> tuple[list[DiskRecord], dict[int, Delta], int, int]:
     """Back up each disk in turn; return (manifest disk records, catalog deltas against each
     disk's base point, bytes read, deduplicated blocks)."""
@@ -295,9 +344,17 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
     deltas: dict[int, Delta] = {}
     bytes_read = deduped = 0
     for d, dplan in zip(disks, plan.disks, strict=True):
-        def report(done: int, before: int = bytes_read) -> None:
+        planned = dplan.bytes_to_read
+
+        def report(done: int, stage: str, before: int = bytes_read, index: int = d.index,
+                   planned: int = planned) -> None:
+            if disk_progress is not None:
+                disk_progress(DiskProgress(index, done, planned, stage))
             if progress is not None:
                 progress(before + done, total)
+
+        if disk_progress is not None:
+            disk_progress(DiskProgress(d.index, 0, planned, STAGE_READ))
 
         updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo_id,
                                          compression, pool, readers, report)
@@ -318,9 +375,11 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
 def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
                options: BackupOptions, *, object_kind: str = "image",
                config: dict[str, Any] | None = None, object_uuid: str | None = None,
-               progress: ProgressFn | None = None) -> BackupResult:
+               progress: ProgressFn | None = None,
+               disk_progress: DiskProgressFn | None = None) -> BackupResult:
     """Back up ``disks`` as one new restore point. The caller holds a shared lock and has
-    synchronised the catalog with the repository."""
+    synchronised the catalog with the repository. ``disk_progress`` hears each disk's
+    progress and bottleneck after every batch (and once at 0 when the disk starts)."""
     started = time.monotonic()
     compression = codec.compression_named(options.compression)
     if options.block_size not in BLOCK_SIZES.values():
@@ -333,7 +392,9 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
               for d in disks]
     plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
     key = repo.block_key()
-    io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-writer")
+    # A network backend may write packs side by side (each writer on its own connection).
+    io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
+                            thread_name_prefix="pack-writer")
     sink = _PackSink(repo, cat, io)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),
@@ -342,7 +403,7 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
                                    thread_name_prefix="backup-read") as readers:
             records, deltas, bytes_read, deduped = _backup_disks(
                 disks, plan, key, sink, cat, repo.id, compression, pool, readers, progress,
-                plan.bytes_to_read)
+                plan.bytes_to_read, disk_progress)
         sink.drain()
     except BaseException:
         sink.abandon()

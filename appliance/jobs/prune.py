@@ -16,7 +16,7 @@ from appliance.faults import crash_point
 from appliance.jobs.retention import Decision, PointAge, RetentionPolicy, apply_policy
 from appliance.jobs.sync import index_pack, sync
 from appliance.repository.lock import leftovers_likely
-from appliance.repository.pack import ENTRY, FOOTER, HEADER, PackWriter, open_block, parse_pack
+from appliance.repository.pack import ENTRY, FOOTER, HEADER, PackWriter, parse_pack
 from appliance.repository.repo import Repository
 from catalog.models import PackUsage
 from catalog.store import Catalog
@@ -117,9 +117,9 @@ def execute_prune(repo: Repository, cat: Catalog, plan: PrunePlan,
                 if entry.block_id not in keep_ids:
                     continue
                 stored = data[entry.offset : entry.offset + entry.stored_len]
-                open_block(entry, stored, what)  # never copy a damaged block
+                repo.open_block(entry, stored, what)  # never copy a damaged block
                 writer.add(entry.block_id, entry.kind, entry.codec, stored, entry.plain_len,
-                           entry.check)
+                           entry.check, entry.key_id)  # a sealed block stays sealed as is
                 keep_ids.discard(entry.block_id)
                 if writer.size >= repo.config.pack_size:
                     flush()

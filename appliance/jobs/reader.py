@@ -7,7 +7,7 @@ import threading
 
 from appliance.errors import IntegrityError
 from appliance.repository.backend import ObjectNotFound
-from appliance.repository.pack import PackEntry, open_block
+from appliance.repository.pack import PackEntry
 from appliance.repository.repo import Repository
 from catalog.models import BlockLocation
 
@@ -45,4 +45,4 @@ class BlockReader:
                 f"pack {loc.pack_id} does not hold block {loc.block_id.hex()[:16]} where the "
                 "catalog says; run `vmkeep image rescan` and verify")
         stored = self.repo.read_stored(loc.pack_id, entry.offset, entry.stored_len)
-        return open_block(entry, stored, f"pack {loc.pack_id}")
+        return self.repo.open_block(entry, stored, f"pack {loc.pack_id}")

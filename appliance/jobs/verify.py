@@ -21,7 +21,6 @@ from appliance.repository.pack import (
     ENTRY,
     FOOTER,
     PackEntry,
-    open_block,
     pack_name,
     parse_footer,
     parse_index,
@@ -81,10 +80,11 @@ class _Findings:
         return VerifyReport(points, packs, blocks, nbytes, tuple(damage))
 
 
-def _check_entry(data: bytes, entry: PackEntry, key: bytes | None, what: str) -> str | None:
+def _check_entry(repo: Repository, data: bytes, entry: PackEntry, key: bytes | None,
+                 what: str) -> str | None:
     stored = data[entry.offset : entry.offset + entry.stored_len]
     try:
-        plain = open_block(entry, stored, what)
+        plain = repo.open_block(entry, stored, what)
     except (IntegrityError, RepositoryFormatError) as exc:
         return str(exc)
     if key is not None and codec.block_id(key, plain) != entry.block_id:
@@ -142,7 +142,8 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     for bid in salvaged:
                         bad_blocks[bid] = name
                     continue
-                results = pool.map(lambda e, d=data, w=what: _check_entry(d, e, key, w), entries)
+                results = pool.map(lambda e, d=data, w=what: _check_entry(repo, d, e, key, w),
+                                   entries)
                 ok_ids: list[bytes] = []
                 for entry, problem in zip(entries, results, strict=True):
                     blocks += 1

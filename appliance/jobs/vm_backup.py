@@ -16,7 +16,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from appliance.errors import VmkeepError
-from appliance.jobs.backup import BackupOptions, BackupResult, DiskInput, run_backup
+from appliance.faults import hold_point
+from appliance.jobs.backup import (
+    BackupOptions,
+    BackupResult,
+    DiskInput,
+    DiskProgressFn,
+    run_backup,
+)
 from appliance.repository import codec
 from appliance.repository.repo import Repository
 from appliance.source import Extent, Source, blocks_touched
@@ -247,6 +254,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
               quiesce: bool = False, force_full: bool = False,
               exclude: frozenset[int] = frozenset(), log: LogFn,
               progress: Callable[[int, int], None] | None = None,
+              disk_progress: DiskProgressFn | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
@@ -296,6 +304,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(vm, ref)
         config = vm_config(vm, ref, info)
+        hold_point("vm-snapshot-taken", info.name)
         if before_read is not None:
             before_read()
         inputs: list[DiskInput] = []
@@ -409,7 +418,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
             if inputs:
                 result = run_backup(repo, cat, info.name, inputs, options,
                                     object_kind=OBJECT_KIND, config=config,
-                                    object_uuid=info.instance_uuid, progress=progress)
+                                    object_uuid=info.instance_uuid, progress=progress,
+                                    disk_progress=disk_progress)
         finally:
             for index, c in counters.items():
                 retried = getattr(c.inner, "retried", 0)

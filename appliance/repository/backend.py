@@ -12,6 +12,7 @@ conformance suite in ``tests/repository/test_backend_conformance.py`` checks on 
 - ``list(folder)``: names of objects below ``folder`` (recursively), sorted; empty if none.
 - ``delete(name)``: removes it durably; :class:`ObjectNotFound` when absent.
 - ``stat(name)``: size and modification time; :class:`ObjectNotFound` when absent.
+- ``close()``: lets go of connections (a network backend); the backend is not used after.
 
 Errors are final in the local and memory backends (no retry); a network backend retries
 transient failures itself and raises :class:`StorageIOError` once it gives up.
@@ -65,6 +66,8 @@ class Backend(Protocol):
 
     def stat(self, name: str) -> ObjectInfo: ...
 
+    def close(self) -> None: ...
+
 
 def _io_error(exc: OSError, what: str) -> Exception:
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
@@ -90,6 +93,9 @@ class LocalBackend:
     @property
     def location(self) -> str:
         return str(self.root)
+
+    def close(self) -> None:
+        pass
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
@@ -196,6 +202,9 @@ class MemoryBackend:
     @property
     def location(self) -> str:
         return f"memory:{self._name}"
+
+    def close(self) -> None:
+        pass
 
     def put(self, name: str, data: bytes) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from typing import Any, Final
 from appliance.errors import IntegrityError
 from appliance.repository import objfile
 from appliance.repository.codec import ID_SIZE
+from appliance.repository.crypto import Sealer
 
 POINT_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 
@@ -110,7 +111,7 @@ class Manifest:
         }
 
 
-def encode(manifest: Manifest) -> bytes:
+def encode(manifest: Manifest, sealer: Sealer | None = None) -> bytes:
     doc = json.dumps(manifest.to_json(), sort_keys=True, separators=(",", ":")).encode()
     parts = [struct.pack("<I", len(doc)), doc]
     for disk in manifest.disks:
@@ -119,11 +120,12 @@ def encode(manifest: Manifest) -> bytes:
             raise RuntimeError("array('Q') is not 64-bit here")
         parts.append(idx.tobytes())
         parts.append(disk.blocks.ids)
-    return objfile.encode(objfile.MAGIC_MANIFEST, b"".join(parts), compress=True)
+    return objfile.encode(objfile.MAGIC_MANIFEST, b"".join(parts), compress=True,
+                          sealer=sealer)
 
 
-def decode(data: bytes, what: str) -> Manifest:
-    payload = objfile.decode(objfile.MAGIC_MANIFEST, data, what)
+def decode(data: bytes, what: str, sealer: Sealer | None = None) -> Manifest:
+    payload = objfile.decode(objfile.MAGIC_MANIFEST, data, what, sealer)
     try:
         (json_len,) = struct.unpack_from("<I", payload)
         doc = json.loads(payload[4 : 4 + json_len])

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from appliance.errors import IntegrityError, RepositoryFormatError
 from appliance.repository import codec
+from appliance.repository.crypto import PasswordRequiredError, Sealer
 
 HEADER: Final = struct.Struct("<8sHBBIQ")
 TRAILER_SIZE: Final = 16
@@ -34,17 +35,23 @@ MAGIC_LOCK: Final = b"VMKLOCK\0"
 MAGIC_MANIFEST: Final = b"VMKMANI\0"
 
 
-def encode(magic: bytes, payload: bytes, *, compress: bool = False) -> bytes:
+def encode(magic: bytes, payload: bytes, *, compress: bool = False,
+           sealer: Sealer | None = None) -> bytes:
+    """An object file; with ``sealer`` its payload (compressed first) is sealed (§8)."""
     codec_id = codec.CODEC_NONE
     if compress:
         codec_id, payload = codec.compress(payload, codec.COMPRESSIONS["zstd-3"])
-    header = HEADER.pack(magic, FORMAT_VERSION, codec_id, 0, 0, len(payload))
+    key_id = 0
+    if sealer is not None:
+        payload, key_id = sealer.seal(payload, magic), sealer.key_id
+    header = HEADER.pack(magic, FORMAT_VERSION, codec_id, 0, key_id, len(payload))
     body = header + payload
     return body + codec.check_of(body)
 
 
-def decode(magic: bytes, data: bytes, what: str) -> bytes:
-    """Return the plain payload of an object file, or raise IntegrityError naming ``what``."""
+def decode(magic: bytes, data: bytes, what: str, sealer: Sealer | None = None) -> bytes:
+    """Return the plain payload of an object file, or raise IntegrityError naming ``what``.
+    A sealed payload needs the ``sealer`` of its key."""
     if len(data) < HEADER.size + TRAILER_SIZE:
         raise IntegrityError(f"{what} is truncated ({len(data)} bytes)")
     got_magic, version, codec_id, _res, key_id, payload_len = HEADER.unpack_from(data)
@@ -62,11 +69,14 @@ def decode(magic: bytes, data: bytes, what: str) -> bytes:
             f"{what} uses format version {version}; this vmkeep reads version "
             f"{FORMAT_VERSION}: use a vmkeep release that reads version {version}"
         )
-    if key_id != 0:
-        raise RepositoryFormatError(
-            f"{what} is encrypted (key {key_id}); this vmkeep cannot decrypt it yet"
-        )
     payload = body[HEADER.size :]
+    if key_id != 0:
+        if sealer is None:
+            raise PasswordRequiredError(f"{what} is encrypted: give the repository's password")
+        if sealer.key_id != key_id:
+            raise RepositoryFormatError(f"{what} is sealed with key {key_id}, which this "
+                                        "repository does not name")
+        payload = sealer.open(payload, magic, what)
     if codec_id == codec.CODEC_NONE:
         return payload
     # The uncompressed size is in the zstd frame header; bound it to 1 GiB.
@@ -79,12 +89,14 @@ def decode(magic: bytes, data: bytes, what: str) -> bytes:
     return out
 
 
-def encode_json(magic: bytes, doc: dict[str, Any]) -> bytes:
-    return encode(magic, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+def encode_json(magic: bytes, doc: dict[str, Any], sealer: Sealer | None = None) -> bytes:
+    return encode(magic, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
+                  sealer=sealer)
 
 
-def decode_json(magic: bytes, data: bytes, what: str) -> dict[str, Any]:
-    payload = decode(magic, data, what)
+def decode_json(magic: bytes, data: bytes, what: str,
+                sealer: Sealer | None = None) -> dict[str, Any]:
+    payload = decode(magic, data, what, sealer)
     try:
         doc = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

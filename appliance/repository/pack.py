@@ -42,6 +42,7 @@ import xxhash
 
 from appliance.errors import IntegrityError, RepositoryFormatError
 from appliance.repository import codec
+from appliance.repository.crypto import PasswordRequiredError, Sealer
 
 MAGIC: Final = b"VMKPACK\0"
 END_MAGIC: Final = b"VMKPEND\0"
@@ -161,17 +162,33 @@ def parse_pack(data: bytes, pack_id: str, what: str) -> list[PackEntry]:
     return parse_index(index, count, index_check, index_offset, what)
 
 
-def open_block(entry: PackEntry, stored: bytes, what: str) -> bytes:
+def seal_block(sealer: Sealer, block_id: bytes, codec_output: bytes, check: bytes) -> bytes:
+    """A block's stored bytes in an encrypted repository (§8): ``check ‖ codec output``,
+    sealed with its id as associated data (so it cannot stand in for another block)."""
+    return sealer.seal(check + codec_output, block_id)
+
+
+def open_block(entry: PackEntry, stored: bytes, what: str,
+               sealer: Sealer | None = None) -> bytes:
     """Turn a block's stored bytes back into its plain bytes, verifying its check."""
-    if entry.key_id != 0:
-        raise RepositoryFormatError(f"{what}: block is encrypted; this vmkeep cannot decrypt it")
     if len(stored) != entry.stored_len:
         raise IntegrityError(f"{what}: block {entry.block_id.hex()[:16]} is truncated")
+    check = entry.check
+    if entry.key_id != 0:
+        if sealer is None:
+            raise PasswordRequiredError(f"{what}: block is encrypted: give the repository's "
+                                        "password")
+        if sealer.key_id != entry.key_id:
+            raise RepositoryFormatError(f"{what}: block is sealed with key {entry.key_id}, "
+                                        "which this repository does not name")
+        opened = sealer.open(stored, entry.block_id,
+                             f"{what}: block {entry.block_id.hex()[:16]}")
+        check, stored = opened[:16], opened[16:]
     try:
         plain = codec.decompress(entry.codec, stored, entry.plain_len)
     except IntegrityError as exc:
         raise IntegrityError(f"{what}: block {entry.block_id.hex()[:16]}: {exc}") from None
-    if codec.check_of(plain) != entry.check:
+    if codec.check_of(plain) != check:
         raise IntegrityError(f"{what}: block {entry.block_id.hex()[:16]} fails its xxh3-128 check")
     return plain
 
@@ -186,8 +203,9 @@ class PackWriter:
         self.size = HEADER.size
 
     def add(self, block_id: bytes, kind: int, codec_id: int, stored: bytes, plain_len: int,
-            check: bytes) -> PackEntry:
-        entry = PackEntry(block_id, kind, codec_id, 0, self.size, len(stored), plain_len, check)
+            check: bytes, key_id: int = 0) -> PackEntry:
+        entry = PackEntry(block_id, kind, codec_id, key_id, self.size, len(stored), plain_len,
+                          check)
         self._parts.append(stored)
         self.entries.append(entry)
         self.size += len(stored)

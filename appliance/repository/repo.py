@@ -2,6 +2,9 @@
 
 Folders (see docs/FORMAT.md): ``config``, ``keys/<key_id>``, ``packs/<xx>/<pack_id>.pack``,
 ``manifests/<point_id>``, ``locks/<lock_id>``, ``tmp/`` (files being written).
+
+An encrypted repository (§8) names its master key file in the config; it is opened with the
+password, and then every block, manifest and the block-id key are sealed and opened here.
 """
 
 from __future__ import annotations
@@ -13,12 +16,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from appliance.errors import IntegrityError, LockedError, NotFoundError, RepositoryFormatError
+from appliance.errors import (
+    IntegrityError,
+    LockedError,
+    NotFoundError,
+    RepositoryFormatError,
+    UsageError,
+)
+from appliance.repository import codec, objfile, pack
 from appliance.repository import lock as locks
 from appliance.repository import manifest as mf
-from appliance.repository import objfile, pack
 from appliance.repository.backend import TMP_FOLDER, Backend, LocalBackend, ObjectNotFound
 from appliance.repository.codec import new_key
+from appliance.repository.crypto import (
+    PasswordRequiredError,
+    Sealer,
+    new_master,
+    unwrap_master,
+    wrap_master,
+)
 
 CONFIG: Final = "config"
 DEFAULT_PACK_SIZE: Final = 16 << 20
@@ -30,14 +46,17 @@ class RepoConfig:
     created: str
     key_id: str
     pack_size: int
+    encryption_key: str | None = None  # keys/<name> of the wrapped master key (§8)
 
 
 class Repository:
     """Typed access to one repository location. Not a lock: callers take one first."""
 
-    def __init__(self, backend: Backend, config: RepoConfig) -> None:
+    def __init__(self, backend: Backend, config: RepoConfig,
+                 sealer: Sealer | None = None) -> None:
         self.backend = backend
         self.config = config
+        self.sealer = sealer
         self._key: bytes | None = None
 
     @property
@@ -48,24 +67,50 @@ class Repository:
     def location(self) -> str:
         return self.backend.location
 
+    def close(self) -> None:
+        """Let go of the backend's connections (an SSH repository's)."""
+        self.backend.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- creation and opening ---------------------------------------------------------------
+    @property
+    def encrypted(self) -> bool:
+        return self.config.encryption_key is not None
+
     @staticmethod
-    def init(backend: Backend, *, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
+    def init(backend: Backend, *, pack_size: int = DEFAULT_PACK_SIZE,
+             password: str | None = None) -> Repository:
+        """A new repository; with ``password``, an encrypted one (§8)."""
+        sealer: Sealer | None = None
+        encryption_key: str | None = None
+        if password is not None:
+            sealer = Sealer(1, new_master())
+            encryption_key = f"master-{secrets.token_hex(8)}"
+            backend.put(f"keys/{encryption_key}", objfile.encode_json(
+                objfile.MAGIC_KEY, wrap_master(sealer.key, sealer.key_id, password)))
         key_id = secrets.token_hex(8)
         key_doc = {"key_id": key_id, "purpose": "block-id", "algorithm": "blake3-keyed",
                    "key": new_key().hex()}
-        backend.put(f"keys/{key_id}", objfile.encode_json(objfile.MAGIC_KEY, key_doc))
+        backend.put(f"keys/{key_id}", objfile.encode_json(objfile.MAGIC_KEY, key_doc, sealer))
         cfg = RepoConfig(secrets.token_hex(16), datetime.now(UTC).isoformat(), key_id,
-                         pack_size)
+                         pack_size, encryption_key)
         doc = {"repository_id": cfg.repository_id, "created": cfg.created,
                "block_id_key": key_id, "pack_size": pack_size, "block_id": "blake3-keyed",
                "check": "xxh3-128"}
+        if encryption_key is not None:
+            doc["encryption"] = {"key": encryption_key, "algorithm": "aes-256-gcm"}
         # The config is written last: a folder with a config is a complete repository.
         backend.put(CONFIG, objfile.encode_json(objfile.MAGIC_CONFIG, doc))
-        return Repository(backend, cfg)
+        return Repository(backend, cfg, sealer)
 
     @staticmethod
-    def open(backend: Backend) -> Repository:
+    def open(backend: Backend, password: str | None = None) -> Repository:
+        """The repository ``backend`` holds; an encrypted one needs its ``password``."""
         try:
             data = backend.get(CONFIG)
         except ObjectNotFound:
@@ -75,15 +120,31 @@ class Repository:
             ) from None
         doc = objfile.decode_json(objfile.MAGIC_CONFIG, data, f"{backend.location}/config")
         try:
+            enc = doc.get("encryption")
             cfg = RepoConfig(str(doc["repository_id"]), str(doc["created"]),
-                             str(doc["block_id_key"]), int(doc["pack_size"]))
+                             str(doc["block_id_key"]), int(doc["pack_size"]),
+                             str(enc["key"]) if enc else None)
         except (KeyError, ValueError, TypeError) as exc:
             raise IntegrityError(f"{backend.location}/config lacks {exc}") from None
-        return Repository(backend, cfg)
+        if cfg.encryption_key is None:
+            if password is not None:
+                raise UsageError(f"{backend.location} is not encrypted; leave the encryption "
+                                 "password out")
+            return Repository(backend, cfg)
+        if password is None:
+            raise PasswordRequiredError(
+                f"{backend.location} is encrypted: give its password (--encryption-password-"
+                "file FILE or VMKEEP_ENCRYPTION_PASSWORD)")
+        name = f"keys/{cfg.encryption_key}"
+        key_doc = objfile.decode_json(objfile.MAGIC_KEY, backend.get(name),
+                                      f"{backend.location}/{name}")
+        return Repository(backend, cfg, unwrap_master(key_doc, password,
+                                                      f"{backend.location}/{name}"))
 
     @staticmethod
-    def open_local(path: Path, *, create: bool) -> Repository:
-        """Open the repository in ``path``, creating it when the folder is missing or empty."""
+    def open_local(path: Path, *, create: bool, password: str | None = None) -> Repository:
+        """Open the repository in ``path``, creating it when the folder is missing or empty
+        (encrypted with ``password``, if given)."""
         backend = LocalBackend(path)
         if create and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
             try:
@@ -91,20 +152,32 @@ class Repository:
             except OSError as exc:
                 raise RepositoryFormatError(
                     f"cannot create repository folder {path}: {exc.strerror}") from None
-            return Repository.init(backend)
+            return Repository.init(backend, password=password)
         if not path.exists():
             raise NotFoundError(f"repository folder {path} does not exist; check the path "
                                 "(a backup creates a new repository there)")
         if not path.is_dir():
             raise RepositoryFormatError(f"{path} is not a folder; name a repository folder")
-        return Repository.open(backend)
+        return Repository.open(backend, password)
+
+    @staticmethod
+    def open_backend(backend: Backend, *, create: bool,
+                     password: str | None = None) -> Repository:
+        """Open the repository ``backend`` holds; with ``create``, make a new one when it holds
+        nothing at all (its folder exists: the backend made it)."""
+        try:
+            backend.stat(CONFIG)
+        except ObjectNotFound:
+            if create and not backend.list(""):
+                return Repository.init(backend, password=password)
+        return Repository.open(backend, password)
 
     # -- keys -------------------------------------------------------------------------------
     def block_key(self) -> bytes:
         if self._key is None:
             name = f"keys/{self.config.key_id}"
             doc = objfile.decode_json(objfile.MAGIC_KEY, self.backend.get(name),
-                                      f"{self.location}/{name}")
+                                      f"{self.location}/{name}", self.sealer)
             try:
                 key = bytes.fromhex(str(doc["key"]))
             except (KeyError, ValueError) as exc:
@@ -146,6 +219,20 @@ class Repository:
         index = self.backend.get_range(name, index_offset, count * pack.ENTRY.size)
         return size, pack.parse_index(index, count, index_check, index_offset, what)
 
+    def encode_block(self, data: bytes, compression: codec.Compression, block_id: bytes,
+                     check: bytes) -> tuple[int, bytes, bytes, int]:
+        """A block's (codec, stored bytes, index check, key id): compressed, and sealed in an
+        encrypted repository (then the index's check is zero: it is inside the seal)."""
+        codec_id, stored = codec.compress(data, compression)
+        if self.sealer is None:
+            return codec_id, stored, check, 0
+        return (codec_id, pack.seal_block(self.sealer, block_id, stored, check),
+                bytes(16), self.sealer.key_id)
+
+    def open_block(self, entry: pack.PackEntry, stored: bytes, what: str) -> bytes:
+        """A block's plain bytes from its stored ones, checked (and opened, if sealed)."""
+        return pack.open_block(entry, stored, what, self.sealer)
+
     def read_stored(self, pack_id: str, offset: int, length: int) -> bytes:
         return self.backend.get_range(pack.pack_name(pack_id), offset, length)
 
@@ -155,12 +242,13 @@ class Repository:
 
     # -- manifests ----------------------------------------------------------------------------
     def write_manifest(self, manifest: mf.Manifest) -> int:
-        data = mf.encode(manifest)
+        data = mf.encode(manifest, self.sealer)
         self.backend.put(mf.manifest_name(manifest.point_id), data)
         return len(data)
 
     def read_manifest(self, point_id: str) -> mf.Manifest:
-        return mf.decode(self.backend.get(mf.manifest_name(point_id)), f"manifest {point_id}")
+        return mf.decode(self.backend.get(mf.manifest_name(point_id)), f"manifest {point_id}",
+                         self.sealer)
 
     def delete_manifest(self, point_id: str) -> None:
         with contextlib.suppress(ObjectNotFound):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pyVmomi import vim, vmodl
 
@@ -261,3 +261,83 @@ def find_vm(session: VSphereSession, name_or_uuid: str) -> VmInfo:
     raise VmNotFoundError(
         f"no VM named {wanted!r} or with that instance UUID on "
         f"{session.host}:{session.port}: check the name (`vmkeep vsphere vms` lists them)")
+
+
+#: The inventory objects a job may name as a container of VMs.
+CONTAINER_TYPES: Final = ("Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
+                          "HostSystem", "ResourcePool")
+
+
+class ContainerNotFoundError(NotFoundError):
+    """An inventory path names nothing, or something that holds no VMs."""
+
+    code = "container_not_found"
+
+
+def vms_in_container(session: VSphereSession, path: str) -> list[VmInfo]:
+    """The VMs (templates left out) under the inventory object at ``path`` as vSphere writes
+    it: ``/DC0/vm/Folder`` (a VM folder), ``/DC0/host/Cluster`` (a cluster),
+    ``/DC0/host/Cluster/Host`` (a host), ``/DC0/host/Cluster/Resources/Pool`` (a resource
+    pool) or ``/DC0`` (a datacenter). Evaluated now: a job re-evaluates it at each run."""
+    wanted = "/" + path.strip().strip("/")
+    entity = session.call(lambda: session.content.searchIndex.FindByInventoryPath(wanted))
+    if entity is None:
+        raise ContainerNotFoundError(
+            f"nothing at inventory path {wanted!r} on {session.host}:{session.port}: write it "
+            "as vSphere does, e.g. /DC0/vm/FOLDER, /DC0/host/CLUSTER, /DC0/host/CLUSTER/HOST "
+            "or /DC0/host/CLUSTER/Resources/POOL (`vmkeep inventory --containers` lists them)")
+    kind = type(entity).__name__.rsplit(".", 1)[-1]
+    if kind not in CONTAINER_TYPES:
+        raise ContainerNotFoundError(
+            f"inventory path {wanted!r} is a {kind}, which holds no VMs: name a datacenter, "
+            "folder, cluster, host or resource pool")
+    inside = {str(obj._moId) for obj, _p in collect(session, entity, vim.VirtualMachine, [])}
+    return [vm for vm in list_vms(session) if vm.moref in inside and not vm.template]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """A datacenter, folder, cluster, host or resource pool, by inventory path, with the
+    names of the VMs directly in it (a folder's or pool's own, a host's running ones)."""
+
+    kind: str
+    path: str
+    vms: tuple[str, ...]
+
+
+def list_containers(session: VSphereSession) -> list[ContainerInfo]:
+    """Every datacenter, folder, cluster, host and resource pool, sorted by path: what a job
+    may name with ``--container`` (both trees: hosts and clusters, VMs and templates)."""
+    found: list[ContainerInfo] = []
+
+    def walk(entity: Any, path: str) -> None:
+        kind = type(entity).__name__.rsplit(".", 1)[-1]
+        children: list[Any] = []
+        direct: list[Any] = []
+        if kind == "Folder":
+            children = list(entity.childEntity or [])
+            direct = [c for c in children if isinstance(c, vim.VirtualMachine)]
+        elif kind == "Datacenter":
+            children = [entity.vmFolder, entity.hostFolder]
+        elif kind in ("ClusterComputeResource", "ComputeResource"):
+            children = [*(entity.host or []),
+                        *([entity.resourcePool] if entity.resourcePool else [])]
+        elif kind == "ResourcePool":
+            children = list(entity.resourcePool or [])
+            direct = list(entity.vm or [])
+        elif kind == "HostSystem":
+            direct = list(entity.vm or [])
+        if kind not in CONTAINER_TYPES:
+            return
+        found.append(ContainerInfo(kind, path, tuple(sorted(str(v.name) for v in direct))))
+        for child in children:
+            if isinstance(child, (vim.VirtualMachine, vim.Datastore, vim.Network)):
+                continue
+            walk(child, f"{path}/{child.name}")
+
+    def run() -> None:
+        for child in session.content.rootFolder.childEntity or []:
+            walk(child, f"/{child.name}")
+
+    session.call(run)
+    return sorted(found, key=lambda c: c.path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from tests.appliance.lab import VM, Lab
@@ -53,3 +54,29 @@ def test_configuration_backup_to_a_fresh_appliance(lab: Lab) -> None:
     finally:
         fresh.vmkeep("appliance", "stop")
     assert os.path.exists(backup)
+
+
+def test_the_configuration_is_backed_up_on_a_schedule(lab: Lab) -> None:
+    """`config schedule --every 2s` writes configuration backups by itself (real clock);
+    the password is asked for once and kept sealed, never in the catalog."""
+    r = lab.vmkeep("config", "schedule", "--repo", "main", "--every", "2s")
+    assert r.code == 2 and "give the password" in r.err, r
+    r = lab.vmkeep("config", "schedule", "--repo", "main", "--every", "2s", "--after", "x")
+    assert r.code == 2, r
+    r = lab.vmkeep("config", "schedule", "--repo", "main", "--every", "2s",
+                   "--password-stdin", stdin=PASSWORD)
+    assert r.code == 0 and "every 2s into main" in r.out, r
+    folder = lab.tmp / "repo" / "appliance-config"
+    deadline = time.monotonic() + 60
+    while True:
+        view = json.loads(lab.vmkeep("config", "schedule", "--json").out)
+        if view["last_result"] is not None:
+            break
+        assert time.monotonic() < deadline, "no scheduled configuration backup in 60 s"
+        time.sleep(0.2)
+    assert view["last_result"] == "success", view
+    assert Path(view["last_message"]).parent == folder and Path(view["last_message"]).exists()
+    assert PASSWORD.encode() not in (lab.home / "catalog.duckdb").read_bytes()
+    assert "last: " in lab.vmkeep("config", "schedule").out
+    assert lab.vmkeep("config", "schedule", "--off").code == 0
+    assert json.loads(lab.vmkeep("config", "schedule", "--json").out)["repository"] is None

@@ -122,3 +122,33 @@ def test_a_missed_rpo_sends_one_alert(lab: Lab, smtp: tuple[_Inbox, int],
     assert posts[0]["alert"] == "rpo" and "no restore point yet" in posts[0]["messages"][0]
     time.sleep(2.5)  # looked for twice more: not sent again
     assert len(inbox.messages) == 1 and len(posts) == 1
+
+
+def test_a_leftover_snapshot_and_a_full_repository_are_alerted(
+        lab: Lab, webhook: tuple[list[dict[str, Any]], int]) -> None:
+    """A snapshot vmkeep left behind (a crashed run's) and a repository under the free-space
+    threshold (100 % here: any disk is) each reach the webhook once and `vmkeep alerts`."""
+    from appliance.vsphere.inventory import find_vm
+    from appliance.vsphere.session import connect
+    from appliance.vsphere.snapshot import create_snapshot, snapshot_name
+
+    posts, hook_port = webhook
+    s = lab.sim
+    with connect(s.host, s.port, s.user, s.password, fingerprint=None, insecure=True) as si:
+        vm = si.content.searchIndex.FindByUuid(None, find_vm(si, VM).instance_uuid, True, True)
+        create_snapshot(vm, snapshot_name())
+    assert lab.vmkeep("alerts").out.strip() == "no alerts"
+    assert lab.vmkeep("notify", "set", "--webhook", f"http://127.0.0.1:{hook_port}/",
+                      "--alert-every", "1s", "--free-space-alert", "100").code == 0
+    wait_for("both alerts", lambda: {p["alert"] for p in posts} == {"orphans", "space"})
+    by_kind = {p["alert"]: p["messages"] for p in posts}
+    assert f"VM {VM}" in by_kind["orphans"][0] and "vmkeep hunter" in by_kind["orphans"][0]
+    assert by_kind["space"][0].startswith("repository main: ")
+    shown = json.loads(lab.vmkeep("alerts", "--json").out)
+    assert sorted(a["kind"] for a in shown) == ["orphans", "space"]
+    # Cleaned up, the orphan alert clears at the next look.
+    assert lab.vmkeep("hunter").code == 0
+    wait_for("the orphan alert to clear",
+             lambda: [a["kind"] for a in json.loads(lab.vmkeep("alerts", "--json").out)]
+             == ["space"])
+    assert len(posts) == 2

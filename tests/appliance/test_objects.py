@@ -1,11 +1,12 @@
 """vCenters and repositories through the appliance (`vmkeep vcenter …`, `vmkeep repo …`):
-kept across restarts, the password only in the secret store (and there only sealed), and
-clear errors for what cannot be done."""
+kept across restarts, the passwords (a vCenter's, an SSH repository's) only in the secret
+store (and there only sealed), and clear errors for what cannot be done."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from tests.appliance.lab import run_vmkeep
 from tests.helpers import REPO_ROOT, CliResult, make_image
+from tests.sshd import Sshd
 from tests.vcsim import Vcsim, start_vcsim
 
 SECRET = "vmkeep-unique-secret-7f3a9c"  # vcsim's password for these tests
@@ -154,3 +156,32 @@ def test_commands_without_an_appliance_say_how_to_start_it(tmp_path: Path) -> No
     env.pop("VMKEEP_SOCKET", None)
     line = one_error(run_vmkeep(env, "repo", "list"), 13)
     assert "vmkeep appliance start" in line
+
+
+def test_a_repositorys_ssh_password_is_sealed_too(setup: Setup, sshd: Sshd) -> None:
+    """The unique secret as the SSH password of an sftp:// repository: after adding it, a
+    backup of the configuration and a restart, it is nowhere under the home but sealed in
+    the store, and in no output or API answer."""
+    s = setup
+    subprocess.run(["chpasswd"], input=f"{sshd.user}:{SECRET}", text=True, check=True)
+    try:
+        url = sshd.url(f"sealed-{s.home.parent.name}")
+        r = s.vmkeep("repo", "add", "ssh", "--path", url, "--password-stdin",
+                     "--host-key-fingerprint", sshd.fingerprint, stdin=SECRET)
+        assert r.code == 0, r.err
+        r = s.vmkeep("config", "backup", "--repo", "ssh", "--password-stdin",
+                     stdin="config-password-1")
+        assert r.code == 0 and r.out.startswith(url), r
+        assert s.vmkeep("appliance", "stop").code == 0
+        assert s.vmkeep("appliance", "start").code == 0
+        assert s.vmkeep("repo", "rescan", "ssh").code == 0  # the password came back sealed
+        assert SECRET not in s.vmkeep("repo", "list", "--json").out
+        s.vmkeep("appliance", "stop")
+        for path in s.home.rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
+        for r in s.runs:
+            assert SECRET not in r.out + r.err
+    finally:
+        subprocess.run(["chpasswd"], input=f"{sshd.user}:{sshd.password}", text=True,
+                       check=True)

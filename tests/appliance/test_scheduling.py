@@ -117,3 +117,36 @@ def test_nothing_scheduled_starts_outside_the_backup_window(lab: Lab) -> None:
     # has been due as often and skipped each time.
     poll("the unwindowed job to run twice", lambda: sessions_of(lab, "open")[1:], timeout=90)
     assert sessions_of(lab, "windowed") == []
+
+
+def test_a_run_still_going_when_the_window_closes_stops_and_the_next_one_succeeds(
+        lab: Lab) -> None:
+    """The window closes 4 s from now while the scheduled run is held just after its
+    snapshot: it stops cleanly at its next progress report ("stopped", the snapshot removed,
+    no point), nothing else starts outside the window, and the next run succeeds."""
+    release = lab.tmp / "release"
+    assert lab.vmkeep("appliance", "stop").code == 0
+    lab.env.update(VMKEEP_HOLD_AT=f"vm-snapshot-taken:{VM}", VMKEEP_HOLD_RELEASE=str(release))
+    assert lab.vmkeep("appliance", "start").code == 0
+    now = datetime.now(UTC)
+    closes = now + timedelta(seconds=4)
+    create(lab, "windowed", "--every", "1s", "--window",
+           f"{now - timedelta(minutes=1):%H:%M:%S}-{closes:%H:%M:%S}")
+    first = poll("the scheduled run", lambda: sessions_of(lab, "windowed"))[0]
+    poll("the window to close", lambda: datetime.now(UTC) > closes + timedelta(seconds=0.5))
+    release.touch()
+    ended = poll("the run to stop", lambda: [s for s in sessions_of(lab, "windowed")
+                                             if s["id"] == first["id"] and s["ended"]])[0]
+    assert (ended["state"], ended["result"]) == ("stopped", "failed"), ended
+    shown = json.loads(lab.vmkeep("session", "show", first["id"], "--json").out)
+    messages = [x["message"] for x in shown["log"]]
+    assert any("the backup window closed" in m for m in messages), messages
+    assert json.loads(lab.vmkeep("points", "list", "--json").out) == []
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as s:
+        assert find_vm(s, VM).snapshots == ()  # removed on the way out
+    assert [s["id"] for s in sessions_of(lab, "windowed")] == [first["id"]]
+    r = lab.vmkeep("job", "run", "windowed", "--wait")  # by hand: the window is the schedule's
+    assert r.code == 0, r.err
+    assert [p["kind"] for p in json.loads(lab.vmkeep("points", "list", "--json").out)] == [
+        "full"]

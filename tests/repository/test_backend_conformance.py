@@ -1,15 +1,21 @@
-"""One conformance suite for every storage backend (the SFTP backend joins it later)."""
+"""One conformance suite for every storage backend: local, memory, and SFTP to a real
+OpenSSH server on 127.0.0.1 (tests/sshd.py)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from appliance.errors import NoSpaceError
 from appliance.repository.backend import Backend, LocalBackend, MemoryBackend, ObjectNotFound
+from appliance.repository.sftp import SftpBackend, parse_sftp_url
+from appliance.ssh import SshAuth
+from tests.sshd import Sshd
 
 Factory = Callable[[Path], Backend]
 FACTORIES: dict[str, Factory] = {
@@ -18,9 +24,22 @@ FACTORIES: dict[str, Factory] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+def sftp_backend(sshd: Sshd, folder: str, **kw: Any) -> SftpBackend:
+    return SftpBackend(parse_sftp_url(sshd.url(folder)), SshAuth(key_file=str(sshd.key_file)),
+                       sshd.fingerprint, create=True, **kw)
+
+
+@pytest.fixture(params=[*sorted(FACTORIES), "sftp"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield FACTORIES[request.param](tmp_path)
+    if request.param != "sftp":
+        yield FACTORIES[request.param](tmp_path)
+        return
+    sshd: Sshd = request.getfixturevalue("sshd")
+    b = sftp_backend(sshd, f"conformance-{tmp_path.name}")
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 def test_put_get_round_trip(backend: Backend) -> None:
@@ -96,3 +115,40 @@ def test_local_put_on_full_disk_raises_no_space_and_keeps_old_object(tmp_path: P
         assert b.list("tmp") == []
     finally:
         os.system(f"umount {mnt}")
+
+
+def test_sftp_put_on_full_disk_raises_no_space_and_keeps_old_object(sshd: Sshd) -> None:
+    """ENOSPC on the SSH host: a small tmpfs the account owns."""
+    mnt = sshd.owned_folder("full")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        os.chown(mnt, *sshd.ids())
+        with sftp_backend(sshd, "full/s") as b:
+            b.put("obj", b"old")
+            with pytest.raises(NoSpaceError) as err:
+                b.put("obj", os.urandom(2 << 20))
+            assert "no space" in str(err.value) and "127.0.0.1" in str(err.value)
+            assert b.get("obj") == b"old"
+            assert b.list("tmp") == []
+            space = b.space()
+            assert space is not None and 0 < space[1] <= 1 << 20
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_sftp_put_is_durable_and_leaves_no_temporary_file(sshd: Sshd) -> None:
+    with sftp_backend(sshd, "durable") as b:
+        b.put("packs/aa/x.pack", b"data")
+        assert b.list("tmp") == []
+        assert (sshd.base / "durable" / "packs" / "aa" / "x.pack").read_bytes() == b"data"
+
+
+def test_sftp_get_range_of_a_long_range_is_whole(sshd: Sshd) -> None:
+    data = os.urandom(3 << 20)
+    with sftp_backend(sshd, "ranges") as b:
+        b.put("p", data)
+        assert b.get_range("p", 12345, 2 << 20) == data[12345 : 12345 + (2 << 20)]
+        assert b.get_range("p", (3 << 20) - 10, 1 << 20) == data[-10:]
+        assert b.get_range("p", 5 << 20, 1 << 20) == b""

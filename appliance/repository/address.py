@@ -1,0 +1,67 @@
+"""Where a repository is and how to reach it: a local folder, or ``sftp://USER@HOST[:PORT]/PATH``
+with an SSH login and a pinned host key. One value the CLIs and the appliance build from what
+the administrator gave, and open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.errors import UsageError
+from appliance.repository.backend import Backend, LocalBackend
+from appliance.repository.repo import Repository
+from appliance.repository.sftp import Reconnect, SftpBackend, is_sftp, parse_sftp_url
+from appliance.ssh import SshAuth, normalize_fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    location: str  # a folder, or sftp://…
+    auth: SshAuth | None = None  # SSH only
+    fingerprint: str | None = None  # SSH only: the pinned host key, SHA256:…
+    reconnect: Reconnect = field(default_factory=Reconnect)
+    password: str | None = field(default=None, repr=False)  # encryption (§8): opens / makes
+
+    def __post_init__(self) -> None:
+        if self.remote:
+            parse_sftp_url(self.location)  # a bad URL fails here, with what to write
+            if self.auth is None:
+                raise UsageError(f"the SSH repository {self.location} needs a login: "
+                                 "--ssh-key FILE, --password-stdin or --password-file")
+            if self.fingerprint is not None:
+                object.__setattr__(self, "fingerprint", normalize_fingerprint(self.fingerprint))
+        elif self.auth is not None or self.fingerprint is not None:
+            raise UsageError(f"{self.location} is a local folder: --ssh-key, SSH passwords and "
+                             "--host-key-fingerprint are for sftp:// repositories")
+
+    @property
+    def remote(self) -> bool:
+        return is_sftp(self.location)
+
+    def with_fingerprint(self, fingerprint: str) -> Address:
+        return Address(self.location, self.auth, fingerprint, self.reconnect, self.password)
+
+    def open(self, *, create: bool,
+             on_reconnect: Callable[[str], None] | None = None) -> Repository:
+        """The repository there; with ``create``, a missing or empty folder becomes a new
+        one, encrypted when a ``password`` is given. SSH: the host key must be the pinned one
+        (``appliance.ssh``)."""
+        if not self.remote:
+            return Repository.open_local(Path(self.location), create=create,
+                                         password=self.password)
+        backend = self.backend(create=create, on_reconnect=on_reconnect)
+        try:
+            return Repository.open_backend(backend, create=create, password=self.password)
+        except BaseException:
+            backend.close()
+            raise
+
+    def backend(self, *, create: bool = False,
+                on_reconnect: Callable[[str], None] | None = None) -> Backend:
+        """The storage alone, connected (a missing SSH folder is made with ``create``)."""
+        if not self.remote:
+            return LocalBackend(Path(self.location))
+        assert self.auth is not None
+        return SftpBackend(parse_sftp_url(self.location), self.auth, self.fingerprint,
+                           create=create, reconnect=self.reconnect, on_reconnect=on_reconnect)
