@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,6 @@ from appliance.errors import (
     VmkeepError,
 )
 from tests.tui.record import load
-from tui.screens.dashboard import DEDUP_PER_REPO, NEWEST_PER_VM
 
 M = TypeVar("M", bound=BaseModel)
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -62,6 +62,7 @@ class FakeClient:
         self._points = _models(api.Point, self.recorded["points"])
         self._inventory = _models(api.InventoryVm, self.recorded["inventory"])
         self._progress: dict[str, int] = {}
+        self._alerts: list[api.Alert] = []  # add_recorded_alerts() brings the recorded ones
         self._counter = 0
 
     # -- what the tests set up --------------------------------------------------------------
@@ -106,9 +107,15 @@ class FakeClient:
         spec = self._jobs[job].spec
         self._counter += 1
         sid = f"20261201T12{self._counter:04d}Z-fake{self._counter:02d}"
-        tasks = [api.Task(name=vm.name, state="running", result=None, bytes_done=0,
-                          bytes_total=160 << 20, rate=0.0, eta_seconds=None, stage="snapshot",
-                          point_id=None) for vm in spec.vms]
+        tasks = []
+        for vm in spec.vms:
+            tasks.append(api.Task(name=vm.name, state="running", result=None, bytes_done=0,
+                                  bytes_total=160 << 20, rate=0.0, eta_seconds=None,
+                                  stage="snapshot", point_id=None))
+            tasks.append(api.Task(name=f"{vm.name} · disk 0", vm=vm.name, disk=0,
+                                  state="running", result=None, bytes_done=0,
+                                  bytes_total=160 << 20, rate=0.0, eta_seconds=None,
+                                  stage="source read", point_id=None))
         log = [api.LogLine(time=NOW, level="info",
                            message=f"job '{job}': {len(tasks)} VM(s) to repository "
                                    f"'{spec.repository}'")]
@@ -121,6 +128,10 @@ class FakeClient:
     def _summary(self, s: api.Session) -> api.SessionSummary:
         return api.SessionSummary(id=s.id, job=s.job, kind=s.kind, state=s.state,
                                   result=s.result, started=s.started, ended=s.ended)
+
+    def add_recorded_alerts(self) -> None:
+        """The alerts the real appliance had (a repository short of space)."""
+        self._alerts = _models(api.Alert, self.recorded["alerts"])
 
     def running_backup(self, job: str = "nightly", *, steps: int = 5, at: int = 2) -> str:
         """A session of ``job`` frozen at step ``at`` of ``steps`` (for pictures)."""
@@ -141,6 +152,14 @@ class FakeClient:
         for t in s.tasks:
             nbytes = t.bytes_total * min(step, self.steps) // self.steps
             point = None
+            if t.disk is not None:
+                tasks.append(t.model_copy(update={
+                    "bytes_done": nbytes, "rate": 40 << 20,
+                    "stage": None if done else "source read",
+                    "eta_seconds": None if done else float(self.steps - step),
+                    "state": "ended" if done else "running",
+                    "result": "success" if done else None}))
+                continue
             if done:
                 point = f"20261201T1201{len(self._points):02d}Z-{step:08x}"
                 self._points.append(self._points[-1].model_copy(update={
@@ -326,6 +345,38 @@ class FakeClient:
         self._call("inventory", vcenter=vcenter)
         return [v for v in self._inventory if vcenter is None or v.vcenter == vcenter]
 
+    def alerts(self) -> list[api.Alert]:
+        self._call("alerts")
+        return list(self._alerts)
+
+    def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
+        self._call("containers", vcenter=vcenter)
+        return [c for c in _models(api.InventoryContainer, self.recorded["containers"])
+                if vcenter is None or c.vcenter == vcenter]
+
+    def events(self, session_id: str) -> Iterator[api.SessionEvent]:
+        self._call("events", session_id=session_id)
+        seen = 0
+        while True:
+            s = self.session(session_id, wait=1.0)
+            for line in s.log[seen:]:
+                yield api.SessionEvent(event="log", line=line)
+            seen = len(s.log)
+            yield api.SessionEvent(event="tasks", tasks=s.tasks)
+            if s.state != "running":
+                yield api.SessionEvent(event="end", summary=self._summary(s))
+                return
+
+    def config_schedule(self) -> api.ConfigScheduleView:
+        self._call("config_schedule")
+        return api.ConfigScheduleView(repository=None, schedule=api.ScheduleSpec(),
+                                      last_backup=None, last_result=None, last_message=None)
+
+    def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
+        self._call("set_config_schedule", value=value)
+        return api.ConfigScheduleView(repository=value.repository, schedule=value.schedule,
+                                      last_backup=None, last_result=None, last_message=None)
+
     def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
         self._call("verify", repository=repository, point=point)
         return api.VerifyAnswer.model_validate(self.recorded["verify"])
@@ -353,19 +404,6 @@ class FakeClient:
             err = self.recorded["errors"]["query_write"]
             raise RemoteError(err["message"].replace("DELETE", first), code=err["code"],
                               exit_code=BadInputError.exit_code)
-        newest: dict[str, datetime] = {}
-        for p in self._points:
-            newest[p.vm] = max(newest.get(p.vm, p.created), p.created)
-        if sql == NEWEST_PER_VM:
-            return api.QueryAnswer(columns=["vm", "newest"], truncated=False, seconds=0.001,
-                                   rows=[[vm, t.replace(tzinfo=None).isoformat()]
-                                         for vm, t in sorted(newest.items())])
-        if sql == DEDUP_PER_REPO:
-            read = sum(p.bytes_read for p in self._points)
-            stored = sum(p.bytes_stored for p in self._points)
-            return api.QueryAnswer(columns=["repository", "bytes_read", "bytes_stored"],
-                                   rows=[[self._repositories[0].name, read, stored]],
-                                   truncated=False, seconds=0.001)
         answer = self.recorded["queries"].get(sql)
         if answer is not None:
             return api.QueryAnswer.model_validate(answer)
@@ -375,7 +413,12 @@ class FakeClient:
         self._call("repositories")
         return list(self._repositories)
 
-    def add_repository(self, name: str, path: str) -> api.Repository:
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> api.Repository:
         self._call("add_repository", name=name, path=path)
         if any(r.name == name for r in self._repositories):
             raise RemoteError(f"a repository named {name!r} exists already", code="usage",
@@ -384,6 +427,10 @@ class FakeClient:
                                                         "points": 0, "stored_bytes": 0})
         self._repositories.append(repo)
         return repo
+
+    def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
+        self._call("edit_repository", name=name, changes=changes)
+        return self.rescan_repository(name)
 
     def rescan_repository(self, name: str) -> api.Repository:
         self._call("rescan_repository", name=name)

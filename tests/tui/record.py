@@ -19,7 +19,6 @@ from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import VmkeepError
 from tui.screens.catalog import READY
-from tui.screens.dashboard import DEDUP_PER_REPO, NEWEST_PER_VM
 
 RECORDED = Path(__file__).with_name("recorded.json")
 
@@ -53,12 +52,14 @@ def record(client: ApplianceClient, *, vcenter: api.VCenterAdd) -> dict[str, Any
         "session": _dump(client.session(sessions[-1].id)),
         "points": _dump(points),
         "inventory": _dump(client.inventory()),
+        "alerts": _dump(client.alerts()),
+        "containers": _dump(client.containers()),
         "hunter": _dump(client.hunter(dry_run=True)),
         "test_vcenter": _dump(client.test_vcenter(client.vcenters()[0].name)),
         "verify": _dump(client.verify(repo, points[-1].id)),
         "notifications": _dump(client.notifications()),
         "queries": {sql: _dump(client.query(sql))
-                    for sql in [NEWEST_PER_VM, DEDUP_PER_REPO, *(q for _, q in READY)]},
+                    for sql in [q for _, q in READY]},
         "errors": {
             "add_vcenter_unpinned": _error(lambda: client.add_vcenter(vcenter)),
             "restore_vm_original": _error(

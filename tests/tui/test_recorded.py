@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -28,6 +29,13 @@ def test_a_real_appliance_answers_as_recorded(lab: Lab) -> None:
     unpinned = api.VCenterAdd(name="vc2", host=lab.sim.host, port=lab.sim.port,
                               user=lab.sim.user, password=lab.sim.password)
     with ApplianceClient(lab.home / "appliance.sock") as client:
+        # An alert to record: every repository is "short of space" at a 100 % threshold.
+        client.set_notifications(api.Notifications(alert_every_seconds=0.2,
+                                                   free_space_alert_percent=100.0))
+        deadline = time.monotonic() + 60
+        while not client.alerts():
+            assert time.monotonic() < deadline, "no alert within 60 s"
+            client.session(client.sessions()[-1].id, wait=0.2)  # a short wait, not a sleep
         fresh = record(client, vcenter=unpinned)
     if os.environ.get("VMKEEP_RECORD"):
         RECORDED.write_text(json.dumps(fresh, indent=1, sort_keys=True) + "\n")

@@ -39,11 +39,9 @@ async def test_the_dashboard_shows_jobs_repositories_and_alerts() -> None:
         await until(pilot, lambda: shows(app, "nightly", "✓ success", "main", "Dedup"))
         text = screen_text(app)
         assert "Jobs" in text and "Repositories" in text and "no session running" in text
-        # The job's VM has a point of 2026-12-02, after the clock's now: nothing is overdue.
+        assert "1.07×" in text  # the repository's dedup ratio
         assert "nothing needs action" in text
-        assert {"jobs", "sessions", "repositories", "query"} <= {n for n, _ in fake.calls}
-        await until(pilot, lambda: fake.called("hunter"))
-        assert fake.called("hunter")[0]["dry_run"] is True
+        assert {"jobs", "sessions", "repositories", "alerts"} <= {n for n, _ in fake.calls}
 
 
 async def test_the_dashboard_shows_a_running_backup_per_vm_and_alerts() -> None:
@@ -54,12 +52,14 @@ async def test_the_dashboard_shows_a_running_backup_per_vm_and_alerts() -> None:
         "last_session": api.SessionSummary(id="x", job="nightly", kind="backup",
                                            state="ended", result="failed",
                                            started=NOW, ended=NOW)})
+    fake.add_recorded_alerts()
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: shows(app, "▶ nightly", VM, "%", "ETA", "reading"))
+        await until(pilot, lambda: shows(app, "▶ nightly", VM, "%", "ETA", "source read"))
         text = screen_text(app)
         assert "▶ running" in text  # the job's status
         assert "✗ job nightly: last session failed" in text
+        assert "⚠ repository main:" in text and "free" in text  # the appliance's alert
 
 
 async def test_the_wizard_creates_a_job_in_veeams_order() -> None:

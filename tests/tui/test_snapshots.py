@@ -40,12 +40,12 @@ def seeing(*texts: str, keys: tuple[str, ...] = ()
 def test_dashboard_during_a_backup(snap_compare: Compare) -> None:
     """The dashboard while job "nightly" backs up DC0_H0_VM0: the jobs panel with the job
     "▶ running" (last result ✓ success), the Running panel with the VM's bar at 40 %, bytes
-    64.0 MiB/160.0 MiB, a rate, an ETA and the stage "reading"; repository "main" with its
+    64.0/160.0 MiB, a rate, an ETA and the bottleneck "source read"; repository "main" with its
     used space and dedup ratio; alerts "✓ nothing needs action"; the footer's keys."""
     fake = FakeClient()
     fake.running_backup(at=2)
     assert snap_compare(app_for(fake), terminal_size=SIZE,
-                        run_before=seeing("40%", "reading", "Dedup", "nothing needs action"))
+                        run_before=seeing("40%", "source read", "Dedup", "nothing needs action"))
 
 
 def test_jobs_list(snap_compare: Compare) -> None:
@@ -57,8 +57,8 @@ def test_jobs_list(snap_compare: Compare) -> None:
 
 def test_session_view_of_a_finished_backup(snap_compare: Compare) -> None:
     """A finished session from the history: the head "nightly · backup · ✓ success · 100%",
-    the VM's full bar, and the log with the snapshot, the CBT sanity check and "session
-    ended: success"."""
+    the VM's full bar with its "└ disk 0" row below, and the log with the snapshot, the CBT
+    sanity check and "session ended: success"."""
     assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("session ended: success", keys=("3", "enter")))
 
@@ -100,7 +100,8 @@ def test_catalog_console_with_results(snap_compare: Compare) -> None:
 
 
 def test_repositories_and_vcenters(snap_compare: Compare) -> None:
-    """The Repos screen: repository main at /srv/vmkeep/main with 2 points; vCenter vc on
+    """The Repos screen: repository main at /srv/vmkeep/main with 2 points and its free space
+    with the share free; vCenter vc on
     127.0.0.1 marked "⚠ not checked (insecure)"; footer keys Add repository, Rescan, Add
     vCenter, Test vCenter."""
     assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,

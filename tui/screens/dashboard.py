@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,19 +14,6 @@ from appliance import api
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
-NEWEST_PER_VM = "SELECT vm, max(newest) AS newest FROM points_per_vm GROUP BY vm ORDER BY vm"
-DEDUP_PER_REPO = ("SELECT repository, sum(bytes_read) AS bytes_read, sum(bytes_stored) AS "
-                  "bytes_stored FROM stored_bytes_per_vm GROUP BY repository "
-                  "ORDER BY repository")
-DEFAULT_RPO_HOURS = 24.0
-LOW_SPACE = 0.10  # alert when less than this share of a repository's filesystem is free
-
-
-@dataclass
-class Space:
-    free: int
-    total: int
-
 
 @dataclass
 class Overview:
@@ -36,9 +21,7 @@ class Overview:
     sessions: list[api.SessionSummary]
     running: list[api.Session]
     repositories: list[api.Repository]
-    dedup: dict[str, float] = field(default_factory=dict)
-    space: dict[str, Space] = field(default_factory=dict)
-    newest: dict[str, datetime] = field(default_factory=dict)
+    alerts: list[api.Alert] = field(default_factory=list)
 
 
 class OverviewLoaded(Message):
@@ -50,39 +33,32 @@ class OverviewLoaded(Message):
         return isinstance(message, OverviewLoaded)
 
 
-class HunterLoaded(Message):
-    def __init__(self, findings: list[str]) -> None:
-        super().__init__()
-        self.findings = findings
+def vm_tasks(s: api.Session) -> list[tuple[api.Task, str | None]]:
+    """Each VM's task with the bottleneck of its disk being read (a VM's own stage is
+    snapshot / reading; its disks' tasks name the pipeline's slowest stage)."""
+    out = []
+    for t in s.tasks:
+        if t.disk is not None:
+            continue
+        disks = [d for d in s.tasks if d.disk is not None and d.vm == t.name
+                 and d.state == "running" and d.stage]
+        out.append((t, disks[0].stage if disks else t.stage))
+    return out
 
 
-def free_space(location: str) -> Space | None:
-    """The free space of a local repository's filesystem (the TUI runs on the appliance's
-    machine, as the socket does)."""
-    try:
-        st = os.statvfs(location)
-    except OSError:
-        return None
-    return Space(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def task_line(t: api.Task) -> str:
+def task_line(t: api.Task, stage: str | None = None) -> str:
     """One VM of a running session: bar, percentage, bytes, rate, ETA, bottleneck stage."""
     pct = fmt.percent(t.bytes_done, t.bytes_total)
     if t.state != "running":
         return f"  {t.name[:14]:<14} {fmt.result(t.state, t.result)}"
     return (f"  {t.name[:14]:<14} {fmt.bar(t.bytes_done, t.bytes_total, 10)} {pct:3d}% "
             f"{fmt.sizes(t.bytes_done, t.bytes_total)} {fmt.rate(t.rate)} "
-            f"ETA {fmt.duration(t.eta_seconds)} {t.stage or ''}").rstrip()
+            f"ETA {fmt.duration(t.eta_seconds)} {stage or t.stage or ''}").rstrip()
 
 
 def running_text(running: list[api.Session], max_lines: int = 4) -> str:
     """Each running session and its VMs, busiest first; at most ``max_lines`` VM lines in all
-    (the session view shows every VM)."""
+    (the session view shows every VM and disk)."""
     if not running:
         return "  no session running"
     lines = []
@@ -90,21 +66,22 @@ def running_text(running: list[api.Session], max_lines: int = 4) -> str:
     order = {"running": 0, "waiting": 1}
     for s in running:
         lines.append(f" ▶ {s.job} ({s.kind}) since {fmt.when(s.started)}")
-        tasks = sorted(s.tasks, key=lambda t: order.get(t.state, 2))
+        tasks = sorted(vm_tasks(s), key=lambda ts: order.get(ts[0].state, 2))
         shown = tasks[:max(1, left)]
-        lines.extend(task_line(t) for t in shown)
+        lines.extend(task_line(t, stage) for t, stage in shown)
         left -= len(shown)
         if len(tasks) > len(shown):
-            done = sum(t.state not in ("running", "waiting") for t in tasks)
+            done = sum(t.state not in ("running", "waiting") for t, _ in tasks)
             lines.append(f"  … {len(tasks) - len(shown)} more VMs ({done}/{len(tasks)} "
                          "done; o on the job shows all)")
     return "\n".join(lines)
 
 
-def alerts(o: Overview, hunter: list[str], verified: dict[str, tuple[bool, str]],
-           now: datetime) -> list[str]:
-    """What needs the administrator: failed or warning sessions, VMs without a recent good
-    point, leftover snapshots, repositories running out of space, failed health checks."""
+def alerts(o: Overview, verified: dict[str, tuple[bool, str]]) -> list[str]:
+    """What needs the administrator: jobs whose last session failed or warned, the
+    appliance's alerts (VMs without a good point within their RPO, leftover snapshots the
+    Snapshot Hunter found, repositories running out of space or unreachable, a failed
+    configuration backup), and health checks run here that found damage."""
     out: list[str] = []
     for job in o.jobs:
         last = job.last_session
@@ -112,25 +89,19 @@ def alerts(o: Overview, hunter: list[str], verified: dict[str, tuple[bool, str]]
             sign = "✗" if last.result == "failed" else "⚠"
             out.append(f"{sign} job {job.spec.name}: last session {last.result} "
                        f"({fmt.when(last.started)})")
-    for job in o.jobs:
-        if not job.enabled:
-            continue
-        rpo = timedelta(hours=job.spec.rpo_hours or DEFAULT_RPO_HOURS)
-        for vm in job.spec.vms:
-            newest = o.newest.get(vm.name)
-            if newest is None:
-                out.append(f"⚠ VM {vm.name} ({job.spec.name}) has no restore point")
-            elif now - _aware(newest) > rpo:
-                out.append(f"⚠ VM {vm.name} ({job.spec.name}): no point since "
-                           f"{fmt.when(newest)}")
-    out.extend(f"⚠ hunter: {line}" for line in hunter)
-    for name, sp in sorted(o.space.items()):
-        if sp.total and sp.free / sp.total < LOW_SPACE:
-            out.append(f"✗ repository {name} is running out of space: {fmt.size(sp.free)} free")
+    out.extend(f"⚠ {a.message}" for a in o.alerts)
     for point, (ok, summary) in sorted(verified.items()):
         if not ok:
             out.append(f"✗ health check of {point} failed: {summary}")
     return out
+
+
+def free_text(r: api.Repository) -> str:
+    """Free space of the repository's storage, with its share: '75.6 GiB 81%'."""
+    if r.free_bytes is None:
+        return "—"
+    share = f" {r.free_bytes * 100 // r.total_bytes}%" if r.total_bytes else ""
+    return f"{fmt.size(r.free_bytes)}{share}"
 
 
 class DashboardScreen(VmkeepScreen):
@@ -138,7 +109,6 @@ class DashboardScreen(VmkeepScreen):
 
     MODE = "dashboard"
     REFRESH_EVERY = 2.0
-    HUNT_EVERY = 300.0
     BINDINGS = [  # noqa: RUF012
         Binding("o", "open_session", "Open session"),
         Binding("f5", "refresh", "Refresh"),
@@ -147,7 +117,6 @@ class DashboardScreen(VmkeepScreen):
     def __init__(self) -> None:
         super().__init__()
         self.overview: Overview | None = None
-        self.hunter_findings: list[str] = []
 
     def body(self) -> ComposeResult:
         with VerticalScroll(id="dash"):
@@ -166,8 +135,6 @@ class DashboardScreen(VmkeepScreen):
             "Job", "Status", "Last result", "Last run", "Next run")
         self.query_one("#repos", DataTable).add_columns("Repository", "Used", "Free", "Dedup",
                                                        "Points")
-        self.set_interval(self.HUNT_EVERY, self.hunt)
-        self.hunt()
 
     def load_data(self) -> None:
         c = self.client
@@ -182,35 +149,8 @@ class DashboardScreen(VmkeepScreen):
                 if detail is not None:
                     running.append(detail)
         repos = fetch(self, "repositories", c.repositories) or []
-        o = Overview(jobs, sessions, running, repos)
-        for r in repos:
-            sp = free_space(r.location)
-            if sp is not None:
-                o.space[r.name] = sp
-        answer = fetch(self, "dedup", lambda: c.query(DEDUP_PER_REPO))
-        for row in answer.rows if answer else []:
-            name, read, stored = row[0], float(row[1] or 0), float(row[2] or 0)
-            if stored:
-                o.dedup[str(name)] = read / stored
-        answer = fetch(self, "newest points", lambda: c.query(NEWEST_PER_VM, max_rows=100000))
-        for row in answer.rows if answer else []:
-            if row[1]:
-                o.newest[str(row[0])] = datetime.fromisoformat(str(row[1]))
-        self.post_message(OverviewLoaded(o))
-
-    def hunt(self) -> None:
-        def work() -> None:
-            reports = fetch(self, "snapshot hunter", lambda: self.client.hunter(dry_run=True))
-            if reports is not None:
-                self.post_message(HunterLoaded(
-                    [f"{r.vcenter}: {line}" for r in reports for line in r.lines[1:]]))
-
-        self.run_worker(work, thread=True, exclusive=True, group="hunt", exit_on_error=False)
-
-    def on_hunter_loaded(self, message: HunterLoaded) -> None:
-        self.hunter_findings = message.findings
-        if self.overview is not None:
-            self.show(self.overview)
+        found = fetch(self, "alerts", c.alerts) or []
+        self.post_message(OverviewLoaded(Overview(jobs, sessions, running, repos, found)))
 
     def on_overview_loaded(self, message: OverviewLoaded) -> None:
         self.overview = message.overview
@@ -240,19 +180,16 @@ class DashboardScreen(VmkeepScreen):
         if not o.repositories:
             repos.add_row(*fmt.plain("no repository yet", "press 7, then a", "", "", ""))
         for r in o.repositories:
-            sp = o.space.get(r.name)
-            dedup = o.dedup.get(r.name)
-            repos.add_row(*fmt.plain(r.name, fmt.size(r.stored_bytes),
-                                     fmt.size(sp.free) if sp else "—",
-                                     f"{dedup:.2f}×" if dedup else "—", str(r.points)),
+            repos.add_row(*fmt.plain(r.name, fmt.size(r.stored_bytes), free_text(r),
+                                     f"{r.dedup_ratio:.2f}×" if r.dedup_ratio else "—",
+                                     str(r.points)),
                           key=r.name)
-        found = alerts(o, self.hunter_findings, self.vmkeep.verified, self.vmkeep.clock())
+        found = alerts(o, self.vmkeep.verified)
         self.query_one("#alerts", Static).update(
             "\n".join(f"  {a}" for a in found) if found else "  ✓ nothing needs action")
 
     def action_refresh(self) -> None:
         self.reload()
-        self.hunt()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "jobs":

@@ -15,7 +15,7 @@ from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
 from tui.messages import Failed, Succeeded
-from tui.screens.dashboard import free_space
+from tui.screens.dashboard import free_text
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
 
 FINGERPRINT = re.compile(r"fingerprint ((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2})")
@@ -81,9 +81,9 @@ class RepositoriesScreen(VmkeepScreen):
         t = self.query_one("#repos", DataTable)
         t.clear()
         for r in self.repositories:
-            sp = free_space(r.location)
-            t.add_row(*fmt.plain(r.name, r.location, str(r.points), fmt.size(r.stored_bytes),
-                      fmt.size(sp.free) if sp else "—"), key=r.name)
+            where = r.location + (" (encrypted)" if r.encrypted else "")
+            t.add_row(*fmt.plain(r.name, where, str(r.points),
+                                 fmt.size(r.stored_bytes), free_text(r)), key=r.name)
         t = self.query_one("#vcenters", DataTable)
         t.clear()
         for v in self.vcenters:

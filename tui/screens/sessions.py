@@ -84,6 +84,18 @@ def log_line(line: api.LogLine) -> str:
     return f"  {text}"
 
 
+def ordered_tasks(tasks: list[api.Task]) -> list[api.Task]:
+    """Each VM's task followed by its disks' tasks (their stage is the bottleneck)."""
+    vms = [t for t in tasks if t.disk is None]
+    out: list[api.Task] = []
+    for vm in vms:
+        out.append(vm)
+        out.extend(sorted((t for t in tasks if t.disk is not None and t.vm == vm.name),
+                          key=lambda t: t.disk or 0))
+    out.extend(t for t in tasks if t.disk is not None and t.vm not in {v.name for v in vms})
+    return out
+
+
 def task_percent(state: str, result: str | None, done: int, total: int) -> int:
     """How far a session or task is: a finished success is 100 % even with nothing to read
     (an incremental run without changes)."""
@@ -143,8 +155,8 @@ class SessionScreen(VmkeepScreen):
     def on_session_updated(self, message: SessionUpdated) -> None:
         s = self.session = message.session
         ended = f" → {fmt.when(s.ended)}" if s.ended else ""
-        total = sum(t.bytes_total for t in s.tasks)
-        done = sum(t.bytes_done for t in s.tasks)
+        total = sum(t.bytes_total for t in s.tasks if t.disk is None)
+        done = sum(t.bytes_done for t in s.tasks if t.disk is None)
         pct = task_percent(s.state, s.result, done, total)
         if s.state == "running" and (not self.seen_percentages
                                      or self.seen_percentages[-1] != pct):
@@ -154,9 +166,10 @@ class SessionScreen(VmkeepScreen):
             f"{fmt.when(s.started)}{ended}\nsession {s.id}")
         table = self.query_one("#tasks", DataTable)
         table.clear()
-        for t in s.tasks:
+        for t in ordered_tasks(s.tasks):
             pct = task_percent(t.state, t.result, t.bytes_done, t.bytes_total)
-            table.add_row(*fmt.plain(t.name, f"{fmt.bar(pct, 100, 10)} "
+            name = t.name if t.disk is None else f" └ disk {t.disk}"
+            table.add_row(*fmt.plain(name, f"{fmt.bar(pct, 100, 10)} "
                           f"{pct:3d}%",
                           fmt.sizes(t.bytes_done, t.bytes_total),
                           fmt.rate(t.rate), fmt.duration(t.eta_seconds), t.stage or "—",
