@@ -49,6 +49,7 @@ class FakeClient:
         self.delay = 0.0  # seconds every call takes
         self.steps = 5  # looks at a running session until its backup ends
         self.advancing = True  # False: running sessions stay where they are
+        self.no_events = False  # True: as an appliance without the event stream
         self.lock = threading.Lock()
         self._vcenters = _models(api.VCenter, self.recorded["vcenters"])
         self._repositories = [r.model_copy(update={"location": f"/srv/vmkeep/{r.name}"})
@@ -356,6 +357,9 @@ class FakeClient:
 
     def events(self, session_id: str) -> Iterator[api.SessionEvent]:
         self._call("events", session_id=session_id)
+        if self.no_events:
+            raise RemoteError("no route /v1/sessions/{id}/events", code="not_found",
+                              exit_code=NotFoundError.exit_code)
         seen = 0
         while True:
             s = self.session(session_id, wait=1.0)

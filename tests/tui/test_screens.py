@@ -143,11 +143,27 @@ async def test_running_a_job_opens_its_session_which_follows_to_the_end() -> Non
         assert screen.seen_percentages[:3] == [20, 40, 60]
         assert "⚠" in screen_text(app)  # the warning stands out
         assert fake.called("run_job") == [{"name": "nightly", "full": False}]
-        assert all(c["wait"] > 0 for c in fake.called("session")[1:])  # long polls
+        assert fake.called("events") == [{"session_id": screen.session_id}]  # the stream
         await pilot.press("escape")
         await pilot.press("f")  # active full
         await until(pilot, lambda: fake.called("run_job")[-1:] == [{"name": "nightly",
                                                                     "full": True}])
+
+
+async def test_without_the_event_stream_a_session_is_followed_by_long_polls() -> None:
+    fake = FakeClient()
+    fake.delay = 0.05
+    fake.no_events = True
+    sid = fake.start_backup("nightly").id
+    app = app_for(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        app.action_open_session(sid)
+        await until(pilot, lambda: shows(app, "✓ success", "100%", "session ended: success"))
+        screen = app.screen
+        assert isinstance(screen, SessionScreen)
+        assert 20 in screen.seen_percentages and 80 in screen.seen_percentages
+        waits = [c["wait"] for c in fake.called("session") if c["session_id"] == sid]
+        assert sum(w > 0 for w in waits) >= 3  # followed by long polls
 
 
 async def test_jobs_stop_disable_and_delete_after_a_confirmation() -> None:

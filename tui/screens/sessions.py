@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Label, RichLog, Static
 
 from appliance import api
+from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -137,11 +140,20 @@ class SessionScreen(VmkeepScreen):
         self.reload()
 
     def load_data(self) -> None:
-        """Follow the session until it ends (or the screen goes)."""
+        """Follow the session until it ends (or the screen goes): by its event stream, or by
+        long polls when the stream is not to be had."""
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
-        wait = 0.0
+        s = fetch(self, "session", lambda: self.client.session(self.session_id))
+        if s is None or worker.is_cancelled:
+            return
+        self.post_message(SessionUpdated(s))
+        if s.state != "running":
+            return
+        if self.follow_events(s, lambda: worker.is_cancelled) or worker.is_cancelled:
+            return
+        wait = self.WAIT
         while not worker.is_cancelled:
             s = fetch(self, "session",
                       lambda w=wait: self.client.session(self.session_id, wait=w))  # type: ignore[misc]
@@ -151,6 +163,32 @@ class SessionScreen(VmkeepScreen):
             if s.state != "running":
                 return
             wait = self.WAIT
+
+    def follow_events(self, s: api.Session, cancelled: Callable[[], bool]) -> bool:
+        """Follow ``s`` by ``GET /v1/sessions/{id}/events`` (a late joiner gets the log so far
+        first). True when it followed to the end; False: go on with long polls."""
+        log: list[api.LogLine] = []
+        tasks = s.tasks
+        try:
+            for event in self.client.events(self.session_id):
+                if cancelled():
+                    return True
+                if event.event == "log" and event.line is not None:
+                    log.append(event.line)
+                elif event.event == "tasks" and event.tasks is not None:
+                    tasks = event.tasks
+                elif event.event == "end":
+                    break
+                self.post_message(SessionUpdated(s.model_copy(update={
+                    "tasks": tasks, "log": log if len(log) >= len(s.log) else s.log})))
+        except VmkeepError:
+            return False  # the stream broke off: long polls take over (and report)
+        except Exception:
+            return False
+        final = fetch(self, "session", lambda: self.client.session(self.session_id))
+        if final is not None:
+            self.post_message(SessionUpdated(final))
+        return True
 
     def on_session_updated(self, message: SessionUpdated) -> None:
         s = self.session = message.session
