@@ -38,6 +38,7 @@ demo: sysdeps $(STAMP)
 
 bench: sysdeps $(STAMP)
 	$(BIN)/python scripts/bench/run.py
+	$(BIN)/python scripts/bench/sftp.py
 
 bench-smoke: $(STAMP)
 	$(BIN)/python scripts/bench/run.py --no-peers --size 64M --runs 1

@@ -129,6 +129,22 @@ class Repository(Wire):
     encrypted: bool = False
     reconnect_every_seconds: float | None = None  # SSH: None is the default, 15
     reconnect_for_seconds: float | None = None  # SSH: None is the default, 1800
+    immutable_days: int | None = None  # hardened: files locked this long after their epoch
+    epoch_days: int | None = None
+    immutable_until: datetime | None = None  # hardened: the latest lock in the ledger
+
+
+class RepositoryHarden(Request):
+    """``POST /v1/repositories/{name}/harden``: ``days`` None turns hardening off (locks
+    already set stay until they expire)."""
+
+    days: int | None = None
+    epoch_days: int | None = None
+
+
+class AuditAnswer(Wire):
+    ok: bool
+    lines: list[str]  # one per disagreement between the ledger and the host
 
 
 class Done(Wire):
@@ -190,6 +206,7 @@ class JobCreate(Request):
     active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
     rpo_hours: float | None = None  # alert when a VM has no good point for longer
     parallel_vms: int = 2  # VMs backed up at once
+    copy_of: list[str] = []  # a backup copy job: copies these jobs' points to repository
 
 
 class JobEdit(Request):
@@ -239,6 +256,11 @@ class JobSpec(Wire):
     active_full: str | None = None
     rpo_hours: float | None = None
     parallel_vms: int = 2
+    copy_of: list[str] = []  # a backup copy job: the jobs whose points it copies
+
+    @property
+    def kind(self) -> str:
+        return "copy" if self.copy_of else "backup"
 
 
 class SessionSummary(Wire):
@@ -439,6 +461,21 @@ class InventoryContainer(Wire):
     #            HostSystem | ResourcePool
     path: str  # the inventory path, e.g. /DC0/host/DC0_C0
     vms: list[str]  # the VMs directly in it
+
+
+class MoveRequest(Request):
+    """``POST /v1/move``: every point of a job (or of one VM) to another repository: copied,
+    verified, the job switched over, then removed at the source (unless immutable there)."""
+
+    to: Name
+    job: Name | None = None
+    vm: str | None = None
+    source: Name | None = None  # with vm: the repository it moves from (default: its only one)
+
+
+class MoveAnswer(Wire):
+    moved: int
+    lines: list[str]
 
 
 class VerifyRequest(Request):

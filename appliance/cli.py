@@ -435,6 +435,23 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     _add_ssh_login(p)
+    p = rsub.add_parser("harden", help="make an SSH repository's files immutable",
+                        description="After each session the files a new point needs become "
+                        "immutable on the repository host (chattr +i) for --days after the end "
+                        "of their epoch, through the root-owned helper "
+                        "(scripts/install-immutable-helper.sh on the host).",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--days", type=int, metavar="N", help="7 … 9999")
+    g.add_argument("--off", action="store_true",
+                   help="no new locks (those set stay until they expire)")
+    p.add_argument("--epoch-days", type=int, metavar="N",
+                   help="epoch length (default: 30, or --days if shorter)")
+    p = rsub.add_parser("audit", help="compare a hardened repository's ledger with the host",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
@@ -518,7 +535,10 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = jsub.add_parser("create", help="create a backup job", epilog=EPILOG_JOB,
                         formatter_class=raw)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--vcenter", required=True, help="the vCenter's name (vmkeep vcenter list)")
+    p.add_argument("--vcenter", help="the vCenter's name (vmkeep vcenter list)")
+    p.add_argument("--copy-of", action="append", default=[], metavar="JOB",
+                   help="a backup copy job: copy this backup job's points to --repo (repeat "
+                   "for more; its own schedule and retention)")
     p.add_argument("--vm", action="append", default=[], metavar="VM",
                    help="a VM by name or instance UUID (repeat for more); resolved to its "
                    "instance UUID now, so a rename keeps it in the job")
@@ -610,6 +630,17 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                     help="list datacenters, folders, clusters, hosts and resource pools (what "
                     "`job create --container` takes) instead of VMs")
     ip.add_argument("--json", action="store_true", help="print a JSON list")
+    mp = sub.add_parser("move", help="move a job's (or a VM's) points to another repository",
+                        description="Copy every point of a job (or of one VM) to another "
+                        "repository, verify the copies, switch the job over (its next run is "
+                        "incremental there), then remove them at the source (unless immutable "
+                        "there).", epilog=EPILOG_JOB, formatter_class=raw)
+    what = mp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--job", help="the backup job whose points move")
+    what.add_argument("--vm", help="one VM's points")
+    mp.add_argument("--from", dest="source", metavar="REPO",
+                    help="with --vm: the repository they move from (if not the only one)")
+    mp.add_argument("--to", required=True, metavar="REPO", help="the target repository")
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_JOB, formatter_class=raw)
     vp.add_argument("--repo", required=True, help="the repository's name")
@@ -803,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             code = catalog_cli.run(args)
         elif args.group in ("job", "session", "points", "restore", "hunter", "notify", "alerts",
+                            "move",
                             "config", "inventory", "verify", "prune"):
             from appliance import job_cli
 

@@ -261,6 +261,9 @@ class ApplianceClient:
         return self._call_list("GET", "/inventory/containers", api.InventoryContainer,
                                params={"vcenter": vcenter} if vcenter else None)
 
+    def move(self, request: api.MoveRequest) -> api.MoveAnswer:
+        return self._call("POST", "/move", api.MoveAnswer, json=request.model_dump())
+
     def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
         return self._call("POST", "/verify", api.VerifyAnswer,
                           json=api.VerifyRequest(repository=repository,
@@ -300,6 +303,15 @@ class ApplianceClient:
                                  reconnect_every_seconds=reconnect_every,
                                  reconnect_for_seconds=reconnect_for)
         return self._call("POST", "/repositories", api.Repository, json=body.model_dump())
+
+    def harden_repository(self, name: str, days: int | None,
+                          epoch_days: int | None = None) -> api.Repository:
+        return self._call("POST", f"/repositories/{_seg(name)}/harden", api.Repository,
+                          json=api.RepositoryHarden(days=days,
+                                                    epoch_days=epoch_days).model_dump())
+
+    def audit_repository(self, name: str) -> api.AuditAnswer:
+        return self._call("GET", f"/repositories/{_seg(name)}/audit", api.AuditAnswer)
 
     def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
         return self._call("PATCH", f"/repositories/{_seg(name)}", api.Repository,

@@ -38,7 +38,8 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
     c = args.command
     if c == "create":
         job = client.create_job(api.JobCreate(
-            name=args.name, vcenter=args.vcenter, vms=args.vm, containers=args.container,
+            name=args.name, vcenter=args.vcenter or "", vms=args.vm, containers=args.container,
+            copy_of=args.copy_of,
             parallel_vms=args.parallel_vms, repository=args.repo,
             block_size=args.block_size, compression=args.compression,
             enable_cbt=args.enable_cbt, quiesce=args.quiesce, keep_last=args.keep_last,
@@ -48,7 +49,9 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
             active_full=args.active_full, rpo_hours=args.rpo))
         what = [f"{v.name} ({v.instance_uuid})" for v in job.spec.vms]
         what += [f"every VM in {c}" for c in job.spec.containers]
-        print(f"created job {job.spec.name!r}: {', '.join(what)} from {job.spec.vcenter!r} to "
+        what += [f"copies of job {j}'s points" for j in job.spec.copy_of]
+        source = f" from {job.spec.vcenter!r}" if job.spec.vcenter else ""
+        print(f"created job {job.spec.name!r}: {', '.join(what)}{source} to "
               f"{job.spec.repository!r}")
         return 0
     if c == "edit":
@@ -271,6 +274,14 @@ def cmd_notify(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
+    answer = client.move(api.MoveRequest(to=args.to, job=args.job, vm=args.vm,
+                                         source=args.source))
+    for line in answer.lines:
+        print(line)
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, client: ApplianceClient) -> int:
     found = client.alerts()
     if args.json:
@@ -330,6 +341,7 @@ def run(args: argparse.Namespace) -> int:
     handler = {"job": cmd_job, "session": cmd_session, "points": cmd_points,
                "restore": cmd_restore, "hunter": cmd_hunter, "notify": cmd_notify,
                "config": cmd_config, "alerts": cmd_alerts, "inventory": cmd_inventory,
+               "move": cmd_move,
                "verify": cmd_verify, "prune": cmd_prune}[args.group]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)

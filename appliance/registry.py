@@ -62,6 +62,9 @@ class RepositoryInfo:
     encrypted: bool = False  # its password is in the secret store
     reconnect_every: float | None = None  # SSH: between reconnects (None: the default)
     reconnect_for: float | None = None  # SSH: how long to keep trying
+    immutable_days: int | None = None  # hardened: see appliance.repository.hardening
+    epoch_days: int | None = None
+    immutable_until: datetime | None = None  # hardened: the latest lock in the ledger
 
     @property
     def remote(self) -> bool:
@@ -353,7 +356,9 @@ class Registry:
                                           r.host_key_fingerprint,
                                           self._remote_space.get(r.name),
                                           f"repository/{r.name}/encryption-password" in sealed,
-                                          r.reconnect_every, r.reconnect_for))
+                                          r.reconnect_every, r.reconnect_for,
+                                          r.immutable_days, r.epoch_days,
+                                          max(cat.ledger(r.repo_id).values(), default=None)))
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
@@ -365,6 +370,8 @@ class Registry:
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
             with repo.lock(exclusive=False, operation="rescan"):
                 rescan(repo, cat)
+                if info.immutable_days is not None:
+                    self.restore_ledger(repo, cat)
         return self.repository(name)
 
     def remove_repository(self, name: str) -> None:
@@ -388,9 +395,12 @@ class Registry:
         name = _check_name("job", spec.name)
         block_size_named(spec.block_size)
         codec.compression_named(spec.compression)
-        if not spec.vms and not spec.containers:
+        if spec.copy_of and (spec.vms or spec.containers):
+            raise UsageError("a backup copy job copies other jobs' points: give --copy-of JOB "
+                             "without --vm or --container")
+        if not spec.vms and not spec.containers and not spec.copy_of:
             raise UsageError("a job needs at least one VM or container: give --vm NAME or "
-                             "--container INVENTORY_PATH")
+                             "--container INVENTORY_PATH (or --copy-of JOB for a copy job)")
         if not 1 <= spec.parallel_vms <= MAX_PARALLEL_VMS:
             raise UsageError(f"--parallel-vms must be 1 … {MAX_PARALLEL_VMS}, not "
                              f"{spec.parallel_vms}")
@@ -412,13 +422,28 @@ class Registry:
                 raise ConflictError(f"a job named {name!r} exists already; choose another "
                                     "name")
         self.repository(spec.repository)
-        vc = self.vcenter(spec.vcenter)
-        with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
-                     fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
-            vms = [find_vm(session, v) for v in spec.vms]
-            containers = ["/" + c.strip().strip("/") for c in spec.containers]
-            for path in containers:
-                vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
+        containers = ["/" + c.strip().strip("/") for c in spec.containers]
+        if spec.copy_of:
+            vms = []
+            for source in spec.copy_of:
+                if source == name:
+                    raise UsageError(f"job {name!r} cannot copy itself")
+                src = api.JobSpec.model_validate_json(self.job(source).spec_json)
+                if src.copy_of:
+                    raise UsageError(f"job {source!r} is a copy job itself; copy the backup "
+                                     "job it copies")
+                if src.repository == spec.repository:
+                    raise UsageError(f"job {source!r} writes to repository "
+                                     f"{spec.repository!r} already; copy to another one")
+        else:
+            if not spec.vcenter:
+                raise UsageError("a backup job needs the vCenter its VMs are on: --vcenter NAME")
+            vc = self.vcenter(spec.vcenter)
+            with connect(vc.host, vc.port, vc.user, self.secrets.get(_secret(vc.name)),
+                         fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
+                vms = [find_vm(session, v) for v in spec.vms]
+                for path in containers:
+                    vms_in_container(session, path)  # a wrong path fails now, not at 2 a.m.
         stored = api.JobSpec(
             name=name, vcenter=spec.vcenter, repository=spec.repository,
             vms=[api.JobVm(name=v.name, instance_uuid=v.instance_uuid) for v in vms],
@@ -428,13 +453,21 @@ class Registry:
             keep_last=spec.keep_last, keep_days=spec.keep_days, schedule=spec.schedule,
             retries=spec.retries, retry_wait_seconds=spec.retry_wait_seconds,
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
-            active_full=spec.active_full, rpo_hours=spec.rpo_hours)
+            active_full=spec.active_full, rpo_hours=spec.rpo_hours,
+            copy_of=list(dict.fromkeys(spec.copy_of)))
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))
         with self.catalog() as cat:
             cat.put_job(row)
         return row
+
+    def job_vm_names(self, name: str) -> set[str]:
+        """The VMs a backup job names, and those its sessions backed up (its containers')."""
+        spec = api.JobSpec.model_validate_json(self.job(name).spec_json)
+        with self.catalog() as cat:
+            seen = cat.job_task_vms(name)
+        return {v.name for v in spec.vms} | seen
 
     def edit_job(self, name: str, changes: api.JobEdit) -> JobRow:
         """Change what is given; the rest stays. VMs given again are resolved again."""
@@ -771,16 +804,151 @@ class Registry:
                     f"{', '.join(d.points) if d.points else 'no restore point'}"
                     for d in report.damage])
 
+    # -- hardened repositories ----------------------------------------------------------------
+
+    def harden_repository(self, name: str, days: int | None, epoch_days: int | None
+                          ) -> RepositoryInfo:
+        """Make an SSH repository hardened (``days`` None: no longer): its files become
+        immutable on the host through the root-owned helper, which must answer first. What
+        is there now is locked at once."""
+        from appliance.repository.hardening import Hardening
+
+        info = self.repository(name)
+        if days is None:
+            with self.catalog() as cat:
+                cat.set_hardening(name, None, None)
+            return self.repository(name)
+        hardening = Hardening(days, epoch_days or min(30, days))
+        if not info.remote:
+            raise UsageError(f"repository {name!r} is a local folder: a hardened repository is "
+                             "on another host, reached over SSH (sftp://…), where the "
+                             "appliance's account cannot lift immutability")
+        with self.open_repository(info) as repo:
+            self._helper(repo).check()
+            with self.catalog() as cat:
+                cat.set_hardening(name, hardening.days, hardening.epoch_days)
+            hardened = self.repository(name)
+            with self.catalog() as cat:
+                self.lock_files(hardened, repo, cat, cat.point_ids(repo.id))
+        return self.repository(name)
+
+    def hardening(self, info: RepositoryInfo) -> Any:
+        from appliance.repository.hardening import Hardening
+
+        if info.immutable_days is None:
+            return None
+        return Hardening(info.immutable_days, info.epoch_days or min(30, info.immutable_days))
+
+    def _helper(self, repo: Any) -> Any:
+        from appliance.repository.hardening import Helper
+
+        return Helper(repo.backend, repo.backend.where.path)
+
+    def lock_until(self, info: RepositoryInfo, repo: Any, now: datetime) -> datetime:
+        from appliance.repository.hardening import lock_until
+
+        return lock_until(self.hardening(info), datetime.fromisoformat(repo.config.created),
+                          now)
+
+    def lock_files(self, info: RepositoryInfo, repo: Any, cat: Catalog,
+                   point_ids: Any) -> int:
+        """Make what ``point_ids`` need immutable until their epoch's end plus the days
+        (manifests, the packs of their blocks, the config and keys), with a record of it in
+        the repository (``immutable/``) and the catalog's ledger. Returns the files locked."""
+        from appliance.repository import objfile
+        from appliance.repository.hardening import RECORDS
+        from appliance.repository.manifest import manifest_name
+        from appliance.repository.pack import pack_name
+
+        until = self.lock_until(info, repo, datetime.now(UTC))
+        points = sorted(point_ids)
+        names = {manifest_name(p) for p in points}
+        for p in points:
+            names |= {pack_name(u.pack_id) for u in cat.pack_usage(repo.id, [p])
+                      if u.live_entries}
+        names |= {"config", *repo.backend.list("keys")}
+        record = f"{RECORDS}/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
+        doc = {"until": until.isoformat(), "files": sorted(names)}
+        repo.backend.put(record, objfile.encode_json(objfile.MAGIC_LOCK, doc))
+        names.add(record)
+        ordered = sorted(names)
+        self._helper(repo).lock(ordered, until)
+        cat.record_locks(repo.id, ordered, until)
+        return len(ordered)
+
+    def restore_ledger(self, repo: Any, cat: Catalog) -> None:
+        """The lock ledger from the repository's own records (after a rescan)."""
+        from appliance.repository import objfile
+        from appliance.repository.hardening import RECORDS
+
+        for name in repo.backend.list(RECORDS):
+            doc = objfile.decode_json(objfile.MAGIC_LOCK, repo.backend.get(name), name)
+            until = datetime.fromisoformat(str(doc["until"]))
+            cat.record_locks(repo.id, [*map(str, doc["files"]), name], until)
+
+    def guard_prune(self, info: RepositoryInfo, repo: Any, cat: Catalog, plan: Any) -> Any:
+        """In a hardened repository: first let the helper lift expired locks (by the host's
+        clock), then refuse to remove a point whose manifest is still immutable (with the
+        date), and leave still-locked packs for later. Other repositories: ``plan``."""
+        from dataclasses import replace
+
+        from appliance.repository.hardening import refuse_immutable
+        from appliance.repository.manifest import manifest_name
+        from appliance.repository.pack import pack_name
+
+        if self.hardening(info) is None:
+            return plan
+        helper = self._helper(repo)
+        cat.forget_locks(repo.id, helper.expire())
+        held = {name: until for until, _flag, name in helper.status()}  # the host's word
+        refuse_immutable([manifest_name(p) for p in plan.remove_points], held,
+                         "remove these restore points")
+        return replace(
+            plan,
+            delete_packs=tuple(u for u in plan.delete_packs if pack_name(u.pack_id) not in held),
+            compact_packs=tuple(u for u in plan.compact_packs
+                                if pack_name(u.pack_id) not in held))
+
+    def audit(self, name: str) -> list[str]:
+        """A hardened repository's ledger against the host: one line per disagreement."""
+        info = self.repository(name)
+        if self.hardening(info) is None:
+            raise UsageError(f"repository {name!r} is not hardened (`vmkeep repo harden`)")
+        with self.open_repository(info) as repo, self.catalog() as cat:
+            ledger = cat.ledger(repo.id)
+            status = {n: (until, flag) for until, flag, n in self._helper(repo).status()}
+        now = datetime.now(UTC)
+        out = []
+        for n, until in sorted(ledger.items()):
+            if until <= now:
+                continue
+            got = status.get(n)
+            if got is None:
+                out.append(f"{n}: the ledger says immutable until {until:%Y-%m-%d}, the host "
+                           "keeps no lock")
+            elif got[1] != "i":
+                out.append(f"{n}: should be immutable until {until:%Y-%m-%d} but is "
+                           f"{'missing' if got[1] == 'missing' else 'not immutable'} on the "
+                           "host")
+        for n, (until, flag) in sorted(status.items()):
+            if flag == "i" and n not in ledger:
+                out.append(f"{n}: immutable on the host until {until:%Y-%m-%d}, not in the "
+                           "ledger (a rescan restores the ledger)")
+        return out
+
     def prune(self, req: api.PruneRequest) -> api.PruneAnswer:
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
         from appliance.jobs.sync import sync
 
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
+        info = self.repository(req.repository)
         with self._repo(req.repository) as repo, \
                 repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
             sync(repo, cat)
             plan = plan_prune(repo, cat, policy, datetime.now(UTC))
+            if not req.dry_run:
+                plan = self.guard_prune(info, repo, cat, plan)
             lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
                      f"{'; '.join(d.reasons) or 'no rule keeps it'}" for d in plan.decisions]
             if req.dry_run or not plan.remove_points:
@@ -790,6 +958,78 @@ class Registry:
             result = execute_prune(repo, cat, plan)
         return api.PruneAnswer(lines=[*lines, f"removed {result.points_removed} points"],
                                removed=list(plan.remove_points))
+
+    def move(self, req: api.MoveRequest) -> api.MoveAnswer:
+        """Every point of a job (or of one VM) to another repository: copied and verified,
+        the job switched over (its next run goes on incrementally there), then removed at the
+        source, unless immutable there (then kept, and said so)."""
+        from appliance.jobs.copy import copy_points
+        from appliance.jobs.prune import execute_prune, plan_removal
+        from appliance.jobs.sync import sync
+        from appliance.repository.hardening import ImmutableError
+
+        dst_info = self.repository(req.to)
+        job_row: JobRow | None = None
+        if req.job is not None and req.vm is None:
+            job_row = self.job(req.job)
+            spec = api.JobSpec.model_validate_json(job_row.spec_json)
+            if spec.copy_of:
+                raise UsageError(f"job {req.job!r} is a copy job; move the points of a backup "
+                                 "job")
+            src_info = self.repository(spec.repository)
+            names = self.job_vm_names(req.job)
+        elif req.vm is not None and req.job is None:
+            names = {req.vm}
+            if req.source is not None:
+                src_info = self.repository(req.source)
+            else:
+                holders = sorted({repo for repo, p, _d in self.points(req.vm)} - {req.to})
+                if len(holders) != 1:
+                    raise UsageError(f"VM {req.vm!r} has points in {len(holders)} other "
+                                     "repositories" + (f" ({', '.join(holders)})" if holders
+                                                       else "") + ": name one with --from")
+                src_info = self.repository(holders[0])
+        else:
+            raise UsageError("move the points of a job (--job NAME) or of one VM (--vm NAME)")
+        if src_info.name == dst_info.name:
+            raise UsageError(f"the points are in repository {dst_info.name!r} already")
+        lines: list[str] = []
+        with self.open_repository(src_info) as src, self.open_repository(dst_info) as dst:
+            with self.catalog() as main:
+                scat, dcat = main.cursor(), main.cursor()
+                sync(src, scat)
+                sync(dst, dcat)
+            try:
+                ids = [p.point_id for p in scat.points(src.id) if p.object_name in names]
+                if not ids:
+                    raise NotFoundError(f"no points of {', '.join(sorted(names))} in "
+                                        f"repository {src_info.name!r}")
+                with src.lock(exclusive=True, operation="move"), \
+                        dst.lock(exclusive=False, operation="move"):
+                    result = copy_points(src, scat, dst, dcat, ids, log=lines.append)
+                    if result.copied and self.hardening(dst_info) is not None:
+                        self.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+                    if job_row is not None:
+                        moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
+                        with self.catalog() as cat:
+                            cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
+                                update={"repository": dst_info.name}).model_dump_json(),
+                                job_row.enabled, job_row.created))
+                        lines.append(f"job {job_row.name!r} now writes to repository "
+                                     f"{dst_info.name!r}")
+                    done = [i for i in ids if i in result.copied or i in result.present]
+                    try:
+                        plan = self.guard_prune(src_info, src, scat,
+                                                plan_removal(src, scat, done))
+                        execute_prune(src, scat, plan)
+                        lines.append(f"removed {len(done)} point(s) from repository "
+                                     f"{src_info.name!r}")
+                    except ImmutableError as exc:
+                        lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
+            finally:
+                scat.close()
+                dcat.close()
+        return api.MoveAnswer(moved=len(ids), lines=lines)
 
     def restore_vm(self, req: api.VmRestore) -> str:
         """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""

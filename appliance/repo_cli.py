@@ -21,7 +21,10 @@ from appliance.table import render
 
 def _show(r: api.Repository) -> str:
     return (f"repository {r.name!r} at {r.location}: {r.points} restore point(s), "
-            f"{human_bytes(r.stored_bytes)} stored" + (", encrypted" if r.encrypted else ""))
+            f"{human_bytes(r.stored_bytes)} stored" + (", encrypted" if r.encrypted else "")
+            + (f", hardened ({r.immutable_days} days" + (
+                f", locked until {r.immutable_until:%Y-%m-%d}" if r.immutable_until else "")
+               + ")" if r.immutable_days else ""))
 
 
 def _key_text(args: argparse.Namespace) -> str | None:
@@ -108,8 +111,27 @@ def cmd_remove(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
-COMMANDS = {"add": cmd_add, "edit": cmd_edit, "list": cmd_list, "rescan": cmd_rescan,
-            "remove": cmd_remove}
+def cmd_harden(args: argparse.Namespace, client: ApplianceClient) -> int:
+    repo = client.harden_repository(args.name, None if args.off else args.days,
+                                    args.epoch_days)
+    print(_show(repo))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, client: ApplianceClient) -> int:
+    answer = client.audit_repository(args.name)
+    if args.json:
+        print(json.dumps(answer.model_dump(mode="json"), indent=2))
+    else:
+        for line in answer.lines:
+            print(line)
+        print("ok: the host holds every lock the ledger names" if answer.ok
+              else f"{len(answer.lines)} disagreement(s)")
+    return 0 if answer.ok else 1
+
+
+COMMANDS = {"add": cmd_add, "edit": cmd_edit, "harden": cmd_harden, "audit": cmd_audit,
+            "list": cmd_list, "rescan": cmd_rescan, "remove": cmd_remove}
 
 
 def run(args: argparse.Namespace) -> int:

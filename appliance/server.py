@@ -85,7 +85,9 @@ def _repository(info: RepositoryInfo) -> api.Repository:
                           host_key_fingerprint=info.host_key_fingerprint,
                           encrypted=info.encrypted,
                           reconnect_every_seconds=info.reconnect_every,
-                          reconnect_for_seconds=info.reconnect_for)
+                          reconnect_for_seconds=info.reconnect_for,
+                          immutable_days=info.immutable_days, epoch_days=info.epoch_days,
+                          immutable_until=info.immutable_until)
 
 
 def _sse(event: api.SessionEvent) -> str:
@@ -245,6 +247,20 @@ def create_app(state: ApplianceState) -> FastAPI:
             encryption_password=body.encryption_password,
             reconnect_every=body.reconnect_every_seconds,
             reconnect_for=body.reconnect_for_seconds))
+
+    @app.post(f"{v}/repositories/{{name}}/harden", response_model=api.Repository,
+              responses=ERRORS)
+    def harden_repository(name: str, body: api.RepositoryHarden) -> api.Repository:
+        """Make an SSH repository hardened: after each session its files become immutable
+        on the host (through the root-owned helper, which must answer first)."""
+        return _repository(reg.harden_repository(name, body.days, body.epoch_days))
+
+    @app.get(f"{v}/repositories/{{name}}/audit", response_model=api.AuditAnswer,
+             responses=ERRORS)
+    def audit_repository(name: str) -> api.AuditAnswer:
+        """A hardened repository's lock ledger against what the host says is immutable."""
+        lines = reg.audit(name)
+        return api.AuditAnswer(ok=not lines, lines=lines)
 
     @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:
@@ -424,6 +440,12 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Every datacenter, folder, cluster, host and resource pool of one vCenter or all,
         by inventory path, with the VMs directly in each: what a job's ``containers`` name."""
         return reg.containers(vcenter)
+
+    @app.post(f"{v}/move", response_model=api.MoveAnswer, responses=ERRORS)
+    def move(body: api.MoveRequest) -> api.MoveAnswer:
+        """Move every point of a job (or one VM) to another repository: copy, verify, switch
+        the job, then remove at the source (unless immutable there)."""
+        return reg.move(body)
 
     @app.post(f"{v}/verify", response_model=api.VerifyAnswer, responses=ERRORS)
     def verify(body: api.VerifyRequest) -> api.VerifyAnswer:

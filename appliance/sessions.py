@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,12 +228,14 @@ class SessionManager:
                 raise ConflictError(f"job {name!r} is running already; follow it with "
                                     "`vmkeep session list`")
             sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-            live = _Live(sid, name, "backup", datetime.now(UTC),
+            live = _Live(sid, name, spec.kind, datetime.now(UTC),
                          {vm.name: _Task(vm.name, vm.name) for vm in spec.vms},
                          scheduled=scheduled)
             self._live[sid] = live
         self._save(live, force=True)
-        live.thread = threading.Thread(target=self._run_backup, args=(live, spec, full),
+        work = ((lambda: self._copy_jobs(live, spec)) if spec.copy_of
+                else (lambda: self._backup_vms(live, spec, full)))
+        live.thread = threading.Thread(target=self._run, args=(live, work),
                                        name=f"session-{sid}", daemon=True)
         live.thread.start()
         return live.summary()
@@ -283,9 +285,9 @@ class SessionManager:
             cat.put_tasks(tasks)
             cat.add_log(logs)
 
-    def _run_backup(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
+    def _run(self, live: _Live, work: Callable[[], None]) -> None:
         try:
-            self._backup_vms(live, spec, full)
+            work()
         except BaseException as exc:  # the session must end whatever happens
             self._log(live, "error", f"the session failed: {exc}")
             for t in live.tasks.values():
@@ -345,7 +347,8 @@ class SessionManager:
             pending = vms
             attempt = 0
             while True:
-                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule)
+                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule,
+                                  info)
                 failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
                 if not failed or live.stop.is_set() or attempt >= spec.retries:
                     break
@@ -359,10 +362,81 @@ class SessionManager:
                     break
                 pending = failed
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set():
-                self._retention(live, spec, repo, cat)
+                self._retention(live, spec, repo, cat, {vm.name for vm in vms}, info)
         finally:
             cat.close()
             repo.close()
+
+    def _copy_jobs(self, live: _Live, spec: api.JobSpec) -> None:
+        """A backup copy job: the points of its source jobs' VMs that the target lacks are
+        copied (and verified) there, one task per VM; then the copy job's own retention."""
+        from appliance.jobs.copy import copy_points
+        from appliance.jobs.sync import sync
+
+        reg = self.registry
+        dst_info = reg.repository(spec.repository)
+        self._log(live, "info", f"copy job {spec.name!r}: the points of "
+                                f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
+        names: set[str] = set()
+        with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
+                live, "warning", m)) as dst:
+            with reg.catalog() as main:
+                dcat = main.cursor()
+                sync(dst, dcat)
+            try:
+                for source in spec.copy_of:
+                    src_spec = api.JobSpec.model_validate_json(reg.job(source).spec_json)
+                    src_info = reg.repository(src_spec.repository)
+                    if src_info.name == dst_info.name:
+                        self._log(live, "warning", f"job {source!r} writes to "
+                                                   f"{dst_info.name!r} itself now: nothing to "
+                                                   "copy")
+                        continue
+                    with reg.open_repository(src_info) as src:
+                        with reg.catalog() as main:
+                            scat = main.cursor()
+                            sync(src, scat)
+                        try:
+                            vms = reg.job_vm_names(source)
+                            by_vm: dict[str, list[str]] = {}
+                            for p in scat.points(src.id):
+                                if p.object_name in vms:
+                                    by_vm.setdefault(p.object_name, []).append(p.point_id)
+                            for vm, ids in sorted(by_vm.items()):
+                                if live.stop.is_set():
+                                    break
+                                names.add(vm)
+                                self._copy_vm(live, vm, src, scat, dst, dcat, ids, dst_info,
+                                              copy_points)
+                        finally:
+                            scat.close()
+                if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
+                    self._retention(live, spec, dst, dcat, names, dst_info)
+            finally:
+                dcat.close()
+
+    def _copy_vm(self, live: _Live, vm: str, src: Any, scat: Catalog, dst: Any, dcat: Catalog,
+                 ids: list[str], dst_info: Any, copy_points: Any) -> None:
+        with live.lock:
+            task = live.tasks.setdefault(vm, _Task(vm, vm))
+        task.state, task.stage, task.started = "running", "copying", time.monotonic()
+        self._notify(live)
+        try:
+            with src.lock(exclusive=False, operation=f"copy {vm}"), \
+                    dst.lock(exclusive=False, operation=f"copy {vm}"):
+                result = copy_points(src, scat, dst, dcat, ids,
+                                     log=lambda m: self._log(live, "info", f"{vm}: {m}"))
+                if result.copied and self.registry.hardening(dst_info) is not None:
+                    self.registry.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+            task.result = "success"
+            task.bytes_done = task.bytes_total = result.bytes_stored
+            if not result.copied:
+                self._log(live, "info", f"{vm}: every point is in the target already")
+        except VmkeepError as exc:
+            task.result = "failed"
+            self._log(live, "error", f"{vm}: {exc}")
+        task.state, task.stage = "ended", None
+        self._save(live, force=True)
 
     def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
         """The job's VMs for this run: those it names, then those its containers hold now
@@ -397,7 +471,7 @@ class SessionManager:
 
     def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
                      repo: Any, cat: Catalog, options: Any, full: bool,
-                     schedule: Schedule) -> None:
+                     schedule: Schedule, info: Any) -> None:
         """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
         from appliance.vsphere.session import connect
 
@@ -408,7 +482,7 @@ class SessionManager:
                              self.registry.vcenter_password(vc.name),
                              fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
                     self._backup_one(live, spec, vm, session, repo, cursor, options, full,
-                                     schedule)
+                                     schedule, info)
             except VmkeepError as exc:  # vCenter unreachable, login refused, …
                 self._log(live, "error", f"{vm.name}: {exc}")
                 task = live.tasks[vm.name]
@@ -423,12 +497,15 @@ class SessionManager:
             for f in [pool.submit(one, vm) for vm in vms]:
                 f.result()
 
-    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog) -> None:
-        """Apply the job's retention to its VMs' points (exclusive lock; plan, then
-        execute). A busy repository postpones it to the next run."""
+    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog,
+                   names: set[str], info: Any) -> None:
+        """Apply the job's retention to the points of this run's VMs (exclusive lock; plan,
+        then execute). A busy repository, or points still immutable in a hardened one,
+        postpone it to the next run."""
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
         from appliance.jobs.sync import sync
+        from appliance.repository.hardening import ImmutableError
 
         policy = RetentionPolicy(keep_last=spec.keep_last, keep_days=spec.keep_days)
         lock = repo.try_exclusive("retention")
@@ -437,16 +514,20 @@ class SessionManager:
             return
         with lock, self.registry.catalog():
             sync(repo, cat)
-            plan = plan_prune(repo, cat, policy, datetime.now(UTC),
-                              names={vm.name for vm in spec.vms})
+            plan = plan_prune(repo, cat, policy, datetime.now(UTC), names=names)
             if plan.remove_points:
+                try:
+                    plan = self.registry.guard_prune(info, repo, cat, plan)
+                except (ImmutableError, VmkeepError) as exc:
+                    self._log(live, "info", f"retention postponed: {exc}")
+                    return
                 result = execute_prune(repo, cat, plan)
                 self._log(live, "info", f"retention removed {result.points_removed} "
                                         f"restore point(s): {', '.join(plan.remove_points)}")
 
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
                     repo: Any, cat: Catalog, options: Any, full: bool,
-                    schedule: Schedule) -> None:
+                    schedule: Schedule, info: Any) -> None:
         from appliance.jobs.prune import cleanup
         from appliance.jobs.sync import sync
         from appliance.jobs.vm_backup import backup_vm
@@ -497,12 +578,30 @@ class SessionManager:
                 if vm_full and not full:
                     log("info", f"active full: today is the job's active-full day "
                                 f"({spec.active_full})")
+                dedup, new_epoch = self._epoch(info, repo, cat, vm.name)
+                if new_epoch and not vm_full:
+                    vm_full = True
+                    log("info", "a new immutability epoch began: this backup reads and stores "
+                                "everything, deduplicating only within the epoch, so older "
+                                "packs can expire")
                 result = backup_vm(session, repo, cat, vm.instance_uuid, options,
                                    enable_cbt_consent=spec.enable_cbt,
                                    sample_blocks=spec.sample_blocks, quiesce=spec.quiesce,
                                    force_full=vm_full,
                                    exclude=excluded_disks(spec.exclude_disks, vm.name),
-                                   log=log, progress=progress, disk_progress=disk_progress)
+                                   log=log, progress=progress, disk_progress=disk_progress,
+                                   dedup=dedup)
+                if dedup is not None and result.point_id is not None:
+                    try:
+                        with reg.catalog():
+                            n = reg.lock_files(info, repo, cat, [result.point_id])
+                        until = reg.lock_until(info, repo, datetime.now(UTC))
+                        log("info", f"{n} file(s) of point {result.point_id} made immutable "
+                                    f"until {until:%Y-%m-%d}")
+                    except VmkeepError as exc:
+                        log("warning", f"point {result.point_id} could not be made immutable: "
+                                       f"{exc}")
+                        result = replace(result, status="warning")
             task.result, task.point_id = result.status, result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read
@@ -525,6 +624,27 @@ class SessionManager:
                     t.state, t.stage = task.state, None
                     t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
+
+    def _epoch(self, info: Any, repo: Any, cat: Catalog, vm_name: str
+               ) -> tuple[Callable[[set[bytes], frozenset[str]], set[bytes]] | None, bool]:
+        """In a hardened repository: the deduplication filter of the current epoch, and
+        whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
+        from appliance.repository.hardening import epoch_of
+
+        hardening = self.registry.hardening(info)
+        if hardening is None:
+            return None, False
+        now = datetime.now(UTC)
+        until = self.registry.lock_until(info, repo, now)
+        start, _end = epoch_of(datetime.fromisoformat(repo.config.created), now,
+                               hardening.epoch_days)
+        with self.registry.catalog():
+            newest = cat.latest_point(repo.id, vm_name)
+
+        def dedup(known: set[bytes], written: frozenset[str]) -> set[bytes]:
+            return cat.blocks_locked_until(repo.id, sorted(known), until, sorted(written))
+
+        return dedup, newest is not None and newest.created < start
 
     def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None) -> None:
         """Each disk's result once its VM is done: read (success, or warning with a CBT

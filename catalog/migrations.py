@@ -5,7 +5,8 @@ point_disks, packs, blocks, block_map. Authoritative appliance state, saved by t
 configuration backup and never rebuilt from a repository: vcenters and repository_names
 (version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5);
 session tasks per disk (version 6); SSH repositories' pinned host keys (version 7) and
-reconnect periods (version 8).
+reconnect periods (version 8); hardened repositories and their lock ledger (version 9; the
+ledger is an index too: a rescan rebuilds it from the repository's immutable/ records).
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -139,6 +140,16 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         """
         ALTER TABLE repository_names ADD COLUMN reconnect_every DOUBLE;
         ALTER TABLE repository_names ADD COLUMN reconnect_for DOUBLE;
+        """,
+    ),
+    (
+        9,
+        """
+        ALTER TABLE repository_names ADD COLUMN immutable_days INTEGER;
+        ALTER TABLE repository_names ADD COLUMN epoch_days INTEGER;
+        CREATE TABLE immutable_ledger (
+            repo_id VARCHAR NOT NULL, name VARCHAR NOT NULL, until TIMESTAMP NOT NULL
+        );
         """,
     ),
 ]

@@ -110,6 +110,8 @@ class RepositoryName:
     host_key_fingerprint: str | None = None  # SSH: the pinned host key
     reconnect_every: float | None = None  # SSH: seconds between reconnects (None: 15)
     reconnect_for: float | None = None  # SSH: give up after (None: 30 minutes)
+    immutable_days: int | None = None  # hardened: files locked this long after their epoch
+    epoch_days: int | None = None  # hardened: the epoch's length
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,7 @@ class Catalog:
             con.execute("DELETE FROM points WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM blocks WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM packs WHERE repo_id = ?", [repo_id])
+            con.execute("DELETE FROM immutable_ledger WHERE repo_id = ?", [repo_id])
 
     # -- authoritative state: vCenters and repository names -------------------------------------
     def add_vcenter(self, row: VCenterRow) -> None:
@@ -205,15 +206,63 @@ class Catalog:
         self._con.execute("DELETE FROM vcenters WHERE name = ?", [name])
 
     def add_repository_name(self, row: RepositoryName) -> None:
-        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._con.execute("INSERT INTO repository_names VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           [row.name, row.location, row.repo_id, _naive_utc(row.added),
-                           row.host_key_fingerprint, row.reconnect_every, row.reconnect_for])
+                           row.host_key_fingerprint, row.reconnect_every, row.reconnect_for,
+                           row.immutable_days, row.epoch_days])
 
     def repository_names(self) -> list[RepositoryName]:
         rows = self._con.execute("SELECT name, location, repo_id, added, host_key_fingerprint, "
-                                 "reconnect_every, reconnect_for FROM repository_names "
-                                 "ORDER BY name").fetchall()
-        return [RepositoryName(r[0], r[1], r[2], _utc(r[3]), r[4], r[5], r[6]) for r in rows]
+                                 "reconnect_every, reconnect_for, immutable_days, epoch_days "
+                                 "FROM repository_names ORDER BY name").fetchall()
+        return [RepositoryName(r[0], r[1], r[2], _utc(r[3]), *r[4:9]) for r in rows]
+
+    def set_hardening(self, name: str, days: int | None, epoch_days: int | None) -> None:
+        self._con.execute("UPDATE repository_names SET immutable_days = ?, epoch_days = ? "
+                          "WHERE name = ?", [days, epoch_days, name])
+
+    # -- the lock ledger of hardened repositories (an index: rebuilt from immutable/) ------------
+    def ledger(self, repo_id: str) -> dict[str, datetime]:
+        rows = self._con.execute("SELECT name, max(until) FROM immutable_ledger WHERE "
+                                 "repo_id = ? GROUP BY name", [repo_id]).fetchall()
+        return {r[0]: _utc(r[1]) for r in rows}
+
+    def record_locks(self, repo_id: str, names: Sequence[str], until: datetime) -> None:
+        """``names`` are locked until ``until`` (or later, if so recorded already)."""
+        if not names:
+            return
+        with self.transaction():
+            self._con.execute(
+                "DELETE FROM immutable_ledger WHERE repo_id = ? AND until <= ? AND name IN "
+                "(SELECT unnest(?::VARCHAR[]))", [repo_id, _naive_utc(until), list(names)])
+            self._con.execute(
+                "INSERT INTO immutable_ledger SELECT ?, n, ? FROM unnest(?::VARCHAR[]) t(n) "
+                "WHERE n NOT IN (SELECT name FROM immutable_ledger WHERE repo_id = ?)",
+                [repo_id, _naive_utc(until), list(names), repo_id])
+
+    def forget_locks(self, repo_id: str, names: Sequence[str] | None = None) -> None:
+        """Lifted locks (``None``: all of the repository's)."""
+        if names is None:
+            self._con.execute("DELETE FROM immutable_ledger WHERE repo_id = ?", [repo_id])
+        elif names:
+            self._con.execute("DELETE FROM immutable_ledger WHERE repo_id = ? AND name IN "
+                              "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(names)])
+
+    def blocks_locked_until(self, repo_id: str, ids: Sequence[bytes], until: datetime,
+                            also_packs: Sequence[str] = ()) -> set[bytes]:
+        """Which of ``ids`` a pack holds that is locked until ``until`` or later (or is one
+        of ``also_packs``): what a hardened repository's new point may deduplicate against."""
+        if not ids:
+            return set()
+        rows = self._con.execute(
+            """SELECT DISTINCT b.block_id FROM blocks b
+               WHERE b.repo_id = ? AND b.block_id IN (SELECT unnest(?::BLOB[])) AND (
+                   b.pack_id IN (SELECT unnest(?::VARCHAR[])) OR EXISTS (
+                   SELECT 1 FROM immutable_ledger l WHERE l.repo_id = b.repo_id
+                   AND l.name = 'packs/' || substr(b.pack_id, 1, 2) || '/' || b.pack_id
+                                || '.pack' AND l.until >= ?))""",
+            [repo_id, list(ids), list(also_packs), _naive_utc(until)]).fetchall()
+        return {bytes(r[0]) for r in rows}
 
     def repository_name(self, name: str) -> RepositoryName | None:
         return next((r for r in self.repository_names() if r.name == name), None)
@@ -286,6 +335,13 @@ class Catalog:
                  [r.bytes_total for r in rows], [r.stage for r in rows],
                  [r.point_id for r in rows], [_naive_utc(r.updated) for r in rows],
                  [r.vm for r in rows], [r.disk for r in rows]])
+
+    def job_task_vms(self, job: str) -> set[str]:
+        """Every VM the sessions of ``job`` had a task for."""
+        rows = self._con.execute(
+            "SELECT DISTINCT t.vm FROM session_tasks t JOIN sessions s ON s.id = t.session_id "
+            "WHERE s.job = ? AND t.vm IS NOT NULL", [job]).fetchall()
+        return {r[0] for r in rows}
 
     def tasks(self, session_id: str) -> list[TaskRow]:
         rows = self._con.execute(

@@ -157,6 +157,9 @@ class BackupResult:
 
 
 ProgressFn = Callable[[int, int], None]
+# Of the block ids the repository holds, which a new point may use (a hardened repository's
+# epochs: only those in packs locked long enough, or written by this run).
+DedupFilter = Callable[[set[bytes], frozenset[str]], set[bytes]]
 
 #: The pipeline's stages, as sessions name the current bottleneck.
 STAGE_READ: Final = "source read"
@@ -194,17 +197,20 @@ def new_point_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
 
 
-class _PackSink:
+class PackSink:
     """Appends new blocks to the open pack. A full pack is written and made durable by a
     background thread (so hashing and compression go on meanwhile), then indexed in the
     catalog. Blocks of packs not yet indexed stay in ``pending`` for deduplication."""
 
     MAX_IN_FLIGHT: Final = 2
 
-    def __init__(self, repo: Repository, cat: Catalog, io: ThreadPoolExecutor) -> None:
+    def __init__(self, repo: Repository, cat: Catalog, io: ThreadPoolExecutor,
+                 dedup: DedupFilter | None = None) -> None:
         self.repo = repo
         self.cat = cat
         self.io = io
+        self.dedup = dedup
+        self.written: set[str] = set()  # packs of this run, durable and indexed
         self.open = PackWriter()
         self.pending: set[bytes] = set()
         self.in_flight: deque[tuple[PackWriter, Future[int]]] = deque()
@@ -236,6 +242,7 @@ class _PackSink:
             NewBlock(e.block_id, e.kind, e.codec, e.key_id, e.offset, e.stored_len, e.plain_len)
             for e in writer.entries])
         crash_point("backup-pack-indexed")
+        self.written.add(writer.pack_id)
         self.pending.difference_update(e.block_id for e in writer.entries)
 
     def drain(self) -> None:
@@ -278,7 +285,7 @@ def _read_block(source: Source, key: bytes, index: int, block_size: int, size: i
     return _Read(index, data, block_id, check, t1 - t0, time.perf_counter() - t1)
 
 
-def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, cat: Catalog,
+def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: PackSink, cat: Catalog,
                  repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
                  readers: ThreadPoolExecutor, progress: Callable[[int, str], None]
                  ) -> tuple[list[tuple[int, bytes | None]], int, int]:
@@ -305,6 +312,8 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
         candidates = [r for r in current if r.data is not None]
         wanted = {r.block_id for r in candidates} - sink.pending
         known = cat.existing_block_ids(repo_id, sorted(wanted))
+        if sink.dedup is not None:
+            known = sink.dedup(known, frozenset(sink.written))
         to_store: list[tuple[_Read, bytes]] = []
         taken: set[bytes] = set()
         for r in candidates:
@@ -332,7 +341,7 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: _PackSink, ca
     return updates, bytes_read, deduped
 
 
-def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: _PackSink,
+def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: PackSink,
                   cat: Catalog, repo_id: str, compression: codec.Compression,
                   pool: ThreadPoolExecutor, readers: ThreadPoolExecutor,
                   progress: ProgressFn | None, total: int,
@@ -376,7 +385,8 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
                options: BackupOptions, *, object_kind: str = "image",
                config: dict[str, Any] | None = None, object_uuid: str | None = None,
                progress: ProgressFn | None = None,
-               disk_progress: DiskProgressFn | None = None) -> BackupResult:
+               disk_progress: DiskProgressFn | None = None,
+               dedup: DedupFilter | None = None) -> BackupResult:
     """Back up ``disks`` as one new restore point. The caller holds a shared lock and has
     synchronised the catalog with the repository. ``disk_progress`` hears each disk's
     progress and bottleneck after every batch (and once at 0 when the disk starts)."""
@@ -395,7 +405,7 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     # A network backend may write packs side by side (each writer on its own connection).
     io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
                             thread_name_prefix="pack-writer")
-    sink = _PackSink(repo, cat, io)
+    sink = PackSink(repo, cat, io, dedup)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.threads),
                                 thread_name_prefix="backup") as pool, \

@@ -73,6 +73,18 @@ def plan_prune(repo: Repository, cat: Catalog, policy: RetentionPolicy, now: dat
     return PrunePlan(tuple(decisions), tuple(delete), tuple(compact))
 
 
+def plan_removal(repo: Repository, cat: Catalog, point_ids: Collection[str], *,
+                 compact_below: float = DEFAULT_COMPACT_BELOW) -> PrunePlan:
+    """Remove exactly ``point_ids`` (a move took them elsewhere); keep every other point."""
+    decisions = [Decision(p.point_id, p.object_name, p.created, p.point_id not in point_ids,
+                          ("moved to another repository",) if p.point_id in point_ids
+                          else ("not moved",))
+                 for p in cat.points(repo.id)]
+    keep = [d.point_id for d in decisions if d.keep]
+    delete, compact = choose_packs(cat.pack_usage(repo.id, keep), compact_below)
+    return PrunePlan(tuple(decisions), tuple(delete), tuple(compact))
+
+
 @dataclass(frozen=True, slots=True)
 class PruneResult:
     points_removed: int

@@ -20,6 +20,7 @@ from appliance.faults import hold_point
 from appliance.jobs.backup import (
     BackupOptions,
     BackupResult,
+    DedupFilter,
     DiskInput,
     DiskProgressFn,
     run_backup,
@@ -255,6 +256,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
               exclude: frozenset[int] = frozenset(), log: LogFn,
               progress: Callable[[int, int], None] | None = None,
               disk_progress: DiskProgressFn | None = None,
+              dedup: DedupFilter | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
@@ -419,7 +421,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                 result = run_backup(repo, cat, info.name, inputs, options,
                                     object_kind=OBJECT_KIND, config=config,
                                     object_uuid=info.instance_uuid, progress=progress,
-                                    disk_progress=disk_progress)
+                                    disk_progress=disk_progress, dedup=dedup)
         finally:
             for index, c in counters.items():
                 retried = getattr(c.inner, "retried", 0)

@@ -12,7 +12,8 @@ suite:
   is made durable by the host's journaling file system (ext4, xfs) within seconds; a point
   whose manifest a host crash took back is not shown (the catalog follows the manifests).
 - ``get`` prefetches the whole object with parallel requests; ``get_range`` keeps a few files
-  open per thread, since restores read many small ranges of the same packs.
+  open per thread, since restores read many ranges of the same packs, and reads in requests
+  of up to 255 KiB.
 - Each thread has its own SFTP channel over one SSH connection.
 
 When the connection drops, every call reconnects with back-off (``Reconnect``: by default
@@ -27,6 +28,7 @@ import contextlib
 import errno
 import posixpath
 import secrets
+import shlex
 import stat as stat_mod
 import threading
 import time
@@ -51,7 +53,6 @@ MAX_PACKET: Final = 256 << 10
 MAX_REQUEST: Final = 255 << 10  # OpenSSH's sftp-server takes requests up to 256 KiB
 CONNECTIONS: Final = 2  # threads share these in turn
 OPEN_FILES: Final = 8  # per thread, for get_range
-PIPELINE_ABOVE: Final = 64 << 10  # get_range: longer ranges are read with parallel requests
 T = TypeVar("T")
 
 
@@ -343,6 +344,28 @@ class SftpBackend:
 
         self._call(f"writing {name}", run)
 
+    def run(self, argv: list[str], stdin: bytes = b"", *, timeout: float = 300.0
+            ) -> tuple[int, str, str]:
+        """Run a command on the host over this backend's SSH login (exit status, stdout,
+        stderr); the arguments are quoted for the remote shell."""
+        slot = self._slot()
+        self._sftp(slot)  # connected
+        client = slot.client
+        if client is None:
+            raise StorageIOError(f"{self.where}: the connection is closed")
+        command = " ".join(shlex.quote(a) for a in argv)
+        try:
+            chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
+            chan_in.write(stdin)
+            chan_in.channel.shutdown_write()
+            out = chan_out.read().decode(errors="replace")
+            err = chan_err.read().decode(errors="replace")
+            status = chan_out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise StorageIOError(f"running {argv[0]} on {self.where.target} failed: "
+                                 f"{exc}") from None
+        return status, out, err
+
     def _free(self, sftp: paramiko.SFTPClient, path: str) -> int | None:
         """Free bytes of the file system at ``path`` (OpenSSH's statvfs@openssh.com)."""
         got = self._statvfs(sftp, path)
@@ -400,19 +423,14 @@ class SftpBackend:
                 f = files.get(path)
                 if f is None:
                     f = sftp.open(path, "rb")
+                    f.MAX_REQUEST_SIZE = MAX_REQUEST  # a block in few round trips
                     files[path] = f
                     while len(files) > OPEN_FILES:
                         files.popitem(last=False)[1].close()
                 files.move_to_end(path)
                 if length <= 0:
                     return b""
-                if length <= PIPELINE_ABOVE:
-                    return _read_at(f, offset, length)
-                size = f.stat().st_size or 0
-                if offset >= size:
-                    return b""
-                with sftp.open(path, "rb") as whole:  # readv pipelines its requests
-                    return b"".join(whole.readv([(offset, min(length, size - offset))]))
+                return _read_at(f, offset, length)
             except OSError as exc:
                 stale = files.pop(path, None)
                 if stale is not None:
