@@ -389,6 +389,10 @@ class FakeClient:
         self._call("prune", request=request)
         return api.PruneAnswer(lines=[], removed=[])
 
+    def move(self, request: api.MoveRequest) -> api.MoveAnswer:
+        self._call("move", request=request)
+        return api.MoveAnswer(moved=0, lines=[])
+
     def restore_vm(self, request: api.VmRestore) -> api.Done:
         self._call("restore_vm", request=request)
         if request.name is None and not request.confirm:
@@ -442,6 +446,15 @@ class FakeClient:
             if r.name == name:
                 return r
         raise NotFoundError(f"no repository named {name!r}")
+
+    def harden_repository(self, name: str, days: int | None,
+                          epoch_days: int | None = None) -> api.Repository:
+        self._call("harden_repository", name=name, days=days, epoch_days=epoch_days)
+        return self.rescan_repository(name)
+
+    def audit_repository(self, name: str) -> api.AuditAnswer:
+        self._call("audit_repository", name=name)
+        return api.AuditAnswer(ok=True, lines=[])
 
     def remove_repository(self, name: str) -> api.Done:
         self._call("remove_repository", name=name)
