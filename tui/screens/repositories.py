@@ -81,7 +81,9 @@ class RepositoriesScreen(VmkeepScreen):
         t = self.query_one("#repos", DataTable)
         t.clear()
         for r in self.repositories:
-            where = r.location + (" (encrypted)" if r.encrypted else "")
+            notes = [*(["encrypted"] if r.encrypted else []),
+                     *([f"immutable {r.immutable_days} d"] if r.immutable_days else [])]
+            where = r.location + (f" ({', '.join(notes)})" if notes else "")
             t.add_row(*fmt.plain(r.name, where, str(r.points),
                                  fmt.size(r.stored_bytes), free_text(r)), key=r.name)
         t = self.query_one("#vcenters", DataTable)
