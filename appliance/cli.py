@@ -831,12 +831,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_repo(sub)
     _add_catalog(sub)
     _add_jobs(sub)
+    p = sub.add_parser("tui", help="the keyboard-driven TUI (dashboard, jobs, restores, …)",
+                       description="Open the TUI of the appliance that --home / VMKEEP_HOME / "
+                       "VMKEEP_SOCKET name. ctrl+q quits; ctrl+p lists every action.")
+    p.add_argument("--home", help="the appliance's home (default: VMKEEP_HOME)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.group == "tui":
+            # The TUI runs as its own program: appliance never imports tui (import-linter).
+            sys.stdout.flush()
+            tui_args = ["--home", args.home] if args.home else []
+            os.execv(sys.executable, [sys.executable, "-m", "tui", *tui_args])
         if args.group == "vsphere":
             from appliance import vsphere_cli
 

@@ -1,0 +1,465 @@
+"""A fake appliance client for the TUI tests and the benchmark.
+
+It has the same methods, with the same signatures, as ``appliance.client.ApplianceClient``
+(test_fake.py compares them) and starts from replies recorded from a real appliance
+(recorded.json, see record.py), so what it answers has the real shapes. It records every
+call in ``calls``; a backup it runs advances one step per look at the session.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from appliance import api
+from appliance.errors import (
+    ApplianceNotRunningError,
+    BadInputError,
+    NotFoundError,
+    RemoteError,
+    VmkeepError,
+)
+from tests.tui.record import load
+
+M = TypeVar("M", bound=BaseModel)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _models(model: type[M], items: list[Any]) -> list[M]:
+    return [model.model_validate(x) for x in items]
+
+
+class FakeClient:
+    """An appliance in memory, started from the recorded replies."""
+
+    def __init__(self, socket_path: str | os.PathLike[str] = "/fake/appliance.sock", *,
+                 timeout: float = 30.0) -> None:
+        self.socket_path = Path(socket_path)
+        self.recorded = load()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.down = False  # True: no appliance answers
+        self.delay = 0.0  # seconds every call takes
+        self.steps = 5  # looks at a running session until its backup ends
+        self.advancing = True  # False: running sessions stay where they are
+        self.no_events = False  # True: as an appliance without the event stream
+        self.lock = threading.Lock()
+        self._vcenters = _models(api.VCenter, self.recorded["vcenters"])
+        self._repositories = [r.model_copy(update={"location": f"/srv/vmkeep/{r.name}"})
+                              for r in _models(api.Repository, self.recorded["repositories"])]
+        self._jobs: dict[str, api.Job] = {j.spec.name: j for j in
+                                          _models(api.Job, self.recorded["jobs"])}
+        last = api.Session.model_validate(self.recorded["session"])
+        self._sessions: dict[str, api.Session] = {}
+        for s in _models(api.SessionSummary, self.recorded["sessions"]):
+            self._sessions[s.id] = last.model_copy(update=s.model_dump())
+        self._points = _models(api.Point, self.recorded["points"])
+        self._inventory = _models(api.InventoryVm, self.recorded["inventory"])
+        self._progress: dict[str, int] = {}
+        self._alerts: list[api.Alert] = []  # add_recorded_alerts() brings the recorded ones
+        self._counter = 0
+
+    # -- what the tests set up --------------------------------------------------------------
+
+    @classmethod
+    def big(cls, vms: int = 200, points: int = 2000) -> FakeClient:
+        """Many VMs (one job each ten) and many points, for the benchmark."""
+        fake = cls()
+        proto_vm, proto_point = fake._inventory[0], fake._points[-1]
+        fake._inventory = [proto_vm.model_copy(update={
+            "name": f"vm{i:03d}", "instance_uuid": f"uuid-{i:03d}", "host": f"host{i % 8}",
+            "jobs": [f"job{i // 10:02d}"]}) for i in range(vms)]
+        job = next(iter(fake._jobs.values()))
+        fake._jobs = {}
+        for j in range(max(1, vms // 10)):
+            name = f"job{j:02d}"
+            fake._jobs[name] = job.model_copy(update={"spec": job.spec.model_copy(update={
+                "name": name, "vms": [api.JobVm(name=f"vm{i:03d}", instance_uuid=f"uuid-{i:03d}")
+                                      for i in range(j * 10, min(vms, j * 10 + 10))]})})
+        fake._points = [proto_point.model_copy(update={
+            "id": f"20261101T000000Z-{n:08x}", "vm": f"vm{n % vms:03d}",
+            "created": NOW - timedelta(hours=points - n),
+            "kind": "full" if n < vms else "incremental"}) for n in range(points)]
+        return fake
+
+    def _call(self, method: str, /, **args: Any) -> None:
+        with self.lock:
+            self.calls.append((method, args))
+        if self.delay:
+            time.sleep(self.delay)
+        if self.down:
+            raise ApplianceNotRunningError(
+                f"no appliance answers on {self.socket_path} (connection refused); start it "
+                "with `vmkeep appliance start` (and check VMKEEP_HOME / VMKEEP_SOCKET)")
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [args for n, args in self.calls if n == name]
+
+    def start_backup(self, job: str, *, full: bool = False) -> api.SessionSummary:
+        """A running session of ``job`` whose VMs advance each time it is looked at."""
+        spec = self._jobs[job].spec
+        self._counter += 1
+        sid = f"20261201T12{self._counter:04d}Z-fake{self._counter:02d}"
+        tasks = []
+        for vm in spec.vms:
+            tasks.append(api.Task(name=vm.name, state="running", result=None, bytes_done=0,
+                                  bytes_total=160 << 20, rate=0.0, eta_seconds=None,
+                                  stage="snapshot", point_id=None))
+            tasks.append(api.Task(name=f"{vm.name} · disk 0", vm=vm.name, disk=0,
+                                  state="running", result=None, bytes_done=0,
+                                  bytes_total=160 << 20, rate=0.0, eta_seconds=None,
+                                  stage="source read", point_id=None))
+        log = [api.LogLine(time=NOW, level="info",
+                           message=f"job '{job}': {len(tasks)} VM(s) to repository "
+                                   f"'{spec.repository}'")]
+        self._sessions[sid] = api.Session(id=sid, job=job, kind="full" if full else "backup",
+                                          state="running", result=None, started=NOW,
+                                          ended=None, tasks=tasks, log=log)
+        self._progress[sid] = 0
+        return self._summary(self._sessions[sid])
+
+    def _summary(self, s: api.Session) -> api.SessionSummary:
+        return api.SessionSummary(id=s.id, job=s.job, kind=s.kind, state=s.state,
+                                  result=s.result, started=s.started, ended=s.ended)
+
+    def add_recorded_alerts(self) -> None:
+        """The alerts the real appliance had (a repository short of space)."""
+        self._alerts = _models(api.Alert, self.recorded["alerts"])
+
+    def running_backup(self, job: str = "nightly", *, steps: int = 5, at: int = 2) -> str:
+        """A session of ``job`` frozen at step ``at`` of ``steps`` (for pictures)."""
+        sid = self.start_backup(job).id
+        self.steps = steps
+        for _ in range(at):
+            self._advance(sid)
+        self.advancing = False
+        return sid
+
+    def _advance(self, sid: str) -> None:
+        s = self._sessions[sid]
+        if s.state != "running":
+            return
+        step = self._progress[sid] = self._progress[sid] + 1
+        done = step >= self.steps
+        tasks, log = [], list(s.log)
+        for t in s.tasks:
+            nbytes = t.bytes_total * min(step, self.steps) // self.steps
+            point = None
+            if t.disk is not None:
+                tasks.append(t.model_copy(update={
+                    "bytes_done": nbytes, "rate": 40 << 20,
+                    "stage": None if done else "source read",
+                    "eta_seconds": None if done else float(self.steps - step),
+                    "state": "ended" if done else "running",
+                    "result": "success" if done else None}))
+                continue
+            if done:
+                point = f"20261201T1201{len(self._points):02d}Z-{step:08x}"
+                self._points.append(self._points[-1].model_copy(update={
+                    "id": point, "vm": t.name, "created": NOW, "kind": "full",
+                    "bytes_read": t.bytes_total}))
+                log.append(api.LogLine(time=NOW, level="info",
+                                       message=f"{t.name}: point {point}, status success"))
+            tasks.append(t.model_copy(update={
+                "bytes_done": nbytes, "rate": 40 << 20, "stage": None if done else "reading",
+                "eta_seconds": None if done else float(self.steps - step),
+                "state": "ended" if done else "running",
+                "result": "success" if done else None, "point_id": point}))
+        if step == 2:
+            log.append(api.LogLine(time=NOW, level="warning",
+                                   message="CBT is off on a disk: reading it all"))
+        if done:
+            log.append(api.LogLine(time=NOW, level="info", message="session ended: success"))
+        self._sessions[sid] = s.model_copy(update={
+            "tasks": tasks, "log": log, "state": "ended" if done else "running",
+            "result": "success" if done else None, "ended": NOW if done else None})
+        if done:
+            j = self._jobs[s.job]
+            self._jobs[s.job] = j.model_copy(update={
+                "last_session": self._summary(self._sessions[sid])})
+
+    # -- ApplianceClient's interface -------------------------------------------------------
+
+    def close(self) -> None:
+        self._call("close")
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def handshake(self) -> api.Handshake:
+        self._call("handshake")
+        return api.Handshake.model_validate(self.recorded["handshake"])
+
+    def shutdown(self) -> api.Accepted:
+        self._call("shutdown")
+        return api.Accepted(message="the appliance stops")
+
+    def vcenters(self) -> list[api.VCenter]:
+        self._call("vcenters")
+        return list(self._vcenters)
+
+    def add_vcenter(self, spec: api.VCenterAdd) -> api.VCenter:
+        self._call("add_vcenter", spec=spec)
+        if spec.fingerprint is None and not spec.insecure:
+            err = self.recorded["errors"]["add_vcenter_unpinned"]
+            raise RemoteError(err["message"], code=err["code"], exit_code=12)
+        vc = api.VCenter(name=spec.name, host=spec.host, port=spec.port, user=spec.user,
+                         fingerprint=spec.fingerprint, insecure=spec.insecure, added=NOW)
+        self._vcenters.append(vc)
+        return vc
+
+    def edit_vcenter(self, name: str, spec: api.VCenterEdit) -> api.VCenter:
+        self._call("edit_vcenter", name=name, spec=spec)
+        return self._vcenter(name)
+
+    def _vcenter(self, name: str) -> api.VCenter:
+        for v in self._vcenters:
+            if v.name == name:
+                return v
+        raise NotFoundError(f"no vCenter named {name!r}")
+
+    def test_vcenter(self, name: str) -> api.VCenterTest:
+        self._call("test_vcenter", name=name)
+        self._vcenter(name)
+        return api.VCenterTest.model_validate({**self.recorded["test_vcenter"], "name": name})
+
+    def remove_vcenter(self, name: str) -> api.Done:
+        self._call("remove_vcenter", name=name)
+        self._vcenters = [v for v in self._vcenters if v.name != name]
+        return api.Done(message=f"vCenter {name} removed")
+
+    def jobs(self) -> list[api.Job]:
+        self._call("jobs")
+        return list(self._jobs.values())
+
+    def job(self, name: str) -> api.Job:
+        self._call("job", name=name)
+        if name not in self._jobs:
+            raise NotFoundError(f"no job named {name!r}")
+        return self._jobs[name]
+
+    def create_job(self, spec: api.JobCreate) -> api.Job:
+        self._call("create_job", spec=spec)
+        if spec.name in self._jobs:
+            raise RemoteError(f"a job named {spec.name!r} exists already", code="usage",
+                              exit_code=2)
+        by_name = {vm.name: vm for vm in self._inventory}
+        missing = [v for v in spec.vms if v not in by_name]
+        if missing:
+            raise NotFoundError(f"no VM named {missing[0]!r} in vCenter {spec.vcenter!r}")
+        fields = spec.model_dump(exclude={"vms"})
+        job = api.Job(spec=api.JobSpec(**fields, vms=[
+            api.JobVm(name=v, instance_uuid=by_name[v].instance_uuid) for v in spec.vms]),
+            enabled=True, created=NOW, last_session=None)
+        self._jobs[spec.name] = job
+        return job
+
+    def edit_job(self, name: str, changes: api.JobEdit) -> api.Job:
+        self._call("edit_job", name=name, changes=changes)
+        job = self.job(name)
+        update = changes.model_dump(exclude_unset=True)
+        if "vms" in update:
+            by_name = {vm.name: vm for vm in self._inventory}
+            update["vms"] = [api.JobVm(name=v, instance_uuid=by_name[v].instance_uuid)
+                             for v in update["vms"]]
+        if "schedule" in update:
+            update["schedule"] = changes.schedule
+        job = self._jobs[name] = job.model_copy(update={
+            "spec": job.spec.model_copy(update=update)})
+        return job
+
+    def delete_job(self, name: str) -> api.Done:
+        self._call("delete_job", name=name)
+        self.job(name)
+        del self._jobs[name]
+        return api.Done(message=f"job {name} deleted")
+
+    def set_job_enabled(self, name: str, enabled: bool) -> api.Job:
+        self._call("set_job_enabled", name=name, enabled=enabled)
+        job = self._jobs[name] = self.job(name).model_copy(update={"enabled": enabled})
+        return job
+
+    def run_job(self, name: str, *, full: bool = False) -> api.SessionSummary:
+        self._call("run_job", name=name, full=full)
+        self.job(name)
+        return self.start_backup(name, full=full)
+
+    def stop_job(self, name: str) -> api.Done:
+        self._call("stop_job", name=name)
+        for sid, s in self._sessions.items():
+            if s.job == name and s.state == "running":
+                self._sessions[sid] = s.model_copy(update={"state": "stopped",
+                                                           "result": "failed", "ended": NOW})
+        return api.Done(message=f"job {name} stops")
+
+    def sessions(self) -> list[api.SessionSummary]:
+        self._call("sessions")
+        return [self._summary(s) for s in self._sessions.values()]
+
+    def session(self, session_id: str, *, wait: float = 0.0) -> api.Session:
+        self._call("session", session_id=session_id, wait=wait)
+        if session_id not in self._sessions:
+            raise NotFoundError(f"no session {session_id!r}")
+        with self.lock:
+            if self.advancing:
+                self._advance(session_id)
+            return self._sessions[session_id]
+
+    def points(self, vm: str | None = None) -> list[api.Point]:
+        self._call("points", vm=vm)
+        return [p for p in self._points if vm is None or p.vm == vm]
+
+    def config_backup(self, repository: str, password: str) -> api.ConfigBackupDone:
+        self._call("config_backup", repository=repository)
+        return api.ConfigBackupDone(path=f"/{repository}/appliance-config/latest")
+
+    def config_restore(self, path: str, password: str) -> api.ConfigRestored:
+        self._call("config_restore", path=path)
+        return api.ConfigRestored(vcenters=0, repositories=0, jobs=0, secrets=0)
+
+    def notifications(self) -> api.Notifications:
+        self._call("notifications")
+        return api.Notifications.model_validate(self.recorded["notifications"])
+
+    def set_notifications(self, value: api.Notifications) -> api.Notifications:
+        self._call("set_notifications", value=value)
+        return value
+
+    def hunter(self, *, vcenter: str | None = None, dry_run: bool = True,
+               include_foreign: bool = False) -> list[api.HuntReport]:
+        self._call("hunter", vcenter=vcenter, dry_run=dry_run)
+        return _models(api.HuntReport, self.recorded["hunter"])
+
+    def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
+        self._call("inventory", vcenter=vcenter)
+        return [v for v in self._inventory if vcenter is None or v.vcenter == vcenter]
+
+    def alerts(self) -> list[api.Alert]:
+        self._call("alerts")
+        return list(self._alerts)
+
+    def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
+        self._call("containers", vcenter=vcenter)
+        return [c for c in _models(api.InventoryContainer, self.recorded["containers"])
+                if vcenter is None or c.vcenter == vcenter]
+
+    def events(self, session_id: str) -> Iterator[api.SessionEvent]:
+        self._call("events", session_id=session_id)
+        if self.no_events:
+            raise RemoteError("no route /v1/sessions/{id}/events", code="not_found",
+                              exit_code=NotFoundError.exit_code)
+        seen = 0
+        while True:
+            s = self.session(session_id, wait=1.0)
+            for line in s.log[seen:]:
+                yield api.SessionEvent(event="log", line=line)
+            seen = len(s.log)
+            yield api.SessionEvent(event="tasks", tasks=s.tasks)
+            if s.state != "running":
+                yield api.SessionEvent(event="end", summary=self._summary(s))
+                return
+
+    def config_schedule(self) -> api.ConfigScheduleView:
+        self._call("config_schedule")
+        return api.ConfigScheduleView(repository=None, schedule=api.ScheduleSpec(),
+                                      last_backup=None, last_result=None, last_message=None)
+
+    def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
+        self._call("set_config_schedule", value=value)
+        return api.ConfigScheduleView(repository=value.repository, schedule=value.schedule,
+                                      last_backup=None, last_result=None, last_message=None)
+
+    def verify(self, repository: str, point: str | None = None) -> api.VerifyAnswer:
+        self._call("verify", repository=repository, point=point)
+        return api.VerifyAnswer.model_validate(self.recorded["verify"])
+
+    def prune(self, request: api.PruneRequest) -> api.PruneAnswer:
+        self._call("prune", request=request)
+        return api.PruneAnswer(lines=[], removed=[])
+
+    def move(self, request: api.MoveRequest) -> api.MoveAnswer:
+        self._call("move", request=request)
+        return api.MoveAnswer(moved=0, lines=[])
+
+    def restore_vm(self, request: api.VmRestore) -> api.Done:
+        self._call("restore_vm", request=request)
+        if request.name is None and not request.confirm:
+            err = self.recorded["errors"]["restore_vm_original"]
+            raise RemoteError(err["message"], code=err["code"], exit_code=2)
+        return api.Done(message=f"VM restored from {request.point}")
+
+    def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
+        self._call("restore_disk", point=point, disk=disk, to=to)
+        return api.Done(message=f"disk {disk} of {point} restored to {to}")
+
+    def query(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
+              ) -> api.QueryAnswer:
+        self._call("query", sql=sql)
+        first = sql.split(None, 1)[0].upper() if sql.split() else ""
+        if first not in ("SELECT", "WITH"):
+            err = self.recorded["errors"]["query_write"]
+            raise RemoteError(err["message"].replace("DELETE", first), code=err["code"],
+                              exit_code=BadInputError.exit_code)
+        answer = self.recorded["queries"].get(sql)
+        if answer is not None:
+            return api.QueryAnswer.model_validate(answer)
+        return api.QueryAnswer(columns=["answer"], rows=[[42]], truncated=False, seconds=0.001)
+
+    def repositories(self) -> list[api.Repository]:
+        self._call("repositories")
+        return list(self._repositories)
+
+    def add_repository(self, name: str, path: str, *, ssh_key: str | None = None,
+                       ssh_password: str | None = None,
+                       host_key_fingerprint: str | None = None,
+                       encryption_password: str | None = None,
+                       reconnect_every: float | None = None,
+                       reconnect_for: float | None = None) -> api.Repository:
+        self._call("add_repository", name=name, path=path)
+        if any(r.name == name for r in self._repositories):
+            raise RemoteError(f"a repository named {name!r} exists already", code="usage",
+                              exit_code=2)
+        repo = self._repositories[0].model_copy(update={"name": name, "location": path,
+                                                        "points": 0, "stored_bytes": 0})
+        self._repositories.append(repo)
+        return repo
+
+    def edit_repository(self, name: str, changes: api.RepositoryEdit) -> api.Repository:
+        self._call("edit_repository", name=name, changes=changes)
+        return self.rescan_repository(name)
+
+    def rescan_repository(self, name: str) -> api.Repository:
+        self._call("rescan_repository", name=name)
+        for r in self._repositories:
+            if r.name == name:
+                return r
+        raise NotFoundError(f"no repository named {name!r}")
+
+    def harden_repository(self, name: str, days: int | None,
+                          epoch_days: int | None = None) -> api.Repository:
+        self._call("harden_repository", name=name, days=days, epoch_days=epoch_days)
+        return self.rescan_repository(name)
+
+    def audit_repository(self, name: str) -> api.AuditAnswer:
+        self._call("audit_repository", name=name)
+        return api.AuditAnswer(ok=True, lines=[])
+
+    def remove_repository(self, name: str) -> api.Done:
+        self._call("remove_repository", name=name)
+        self._repositories = [r for r in self._repositories if r.name != name]
+        return api.Done(message=f"repository {name} removed")
+
+
+__all__ = ["NOW", "FakeClient", "VmkeepError"]

@@ -1,0 +1,115 @@
+"""`vmkeep tui` in a real terminal: tmux (its own server, killed in teardown) at 80×24, as an
+administrator over SSH sees it; keys sent with send-keys, the screen read with capture-pane."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.appliance.lab import run_vmkeep
+
+VMKEEP = Path(sys.executable).with_name("vmkeep")
+
+
+class Tmux:
+    def __init__(self) -> None:
+        self.socket = f"vmkeep-tui-{uuid.uuid4().hex[:8]}"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def screen(self, *, escapes: bool = False) -> str:
+        return self.run("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "tui")
+
+    def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if all(t in screen for t in texts):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{texts} not on the screen:\n{screen}")
+            time.sleep(0.05)  # polling the terminal, with a deadline
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "tui", *keys)
+
+
+@pytest.fixture
+def appliance_home(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {**os.environ, "VMKEEP_HOME": str(tmp_path / "home"),
+           "VMKEEP_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("VMKEEP_SOCKET", None)
+    env.pop("NO_COLOR", None)
+    try:
+        assert run_vmkeep(env, "appliance", "start").code == 0
+        r = run_vmkeep(env, "repo", "add", "offsite", "--path", str(tmp_path / "repo"))
+        assert r.code == 0, r.err
+        yield env
+    finally:
+        run_vmkeep(env, "appliance", "stop")
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is missing: scripts/install-system-deps.sh installs it")
+    t = Tmux()
+    try:
+        yield t
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True,
+                       timeout=30)
+
+
+def test_vmkeep_tui_in_a_terminal_opens_navigates_and_quits_with_0(
+        appliance_home: dict[str, str], tmux: Tmux) -> None:
+    env = " ".join(f"{k}={shlex.quote(appliance_home[k])}"
+                   for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+    command = f"env {env} {shlex.quote(str(VMKEEP))} tui; echo EXIT=$?; sleep 600"
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+    screen = tmux.wait_for("Jobs", "Repositories", "offsite")
+    assert len(screen.splitlines()[0]) <= 80
+    assert "1 Dashboard" in screen and "^q Quit" in screen
+    tmux.keys("7")
+    tmux.wait_for("vCenters", "Add repository")
+    tmux.keys("2")
+    tmux.wait_for("Last result", "n New")
+    tmux.keys("C-q")
+    tmux.wait_for("EXIT=0")
+
+
+def test_in_16_colours_it_survives_the_appliance_restarting(
+        appliance_home: dict[str, str], tmux: Tmux) -> None:
+    """TERM=xterm (16 colours): no 256-colour or true-colour escapes reach the terminal.
+    The appliance stops: the TUI says so; it starts again: the TUI reconnects and says so."""
+    env = " ".join(f"{k}={shlex.quote(appliance_home[k])}"
+                   for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+    command = (f"env TERM=xterm COLORTERM= {env} {shlex.quote(str(VMKEEP))} tui; "
+               "echo EXIT=$?; sleep 600")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+    tmux.wait_for("Repositories", "offsite")
+    colours = tmux.screen(escapes=True)
+    assert "38;5;" not in colours and "38;2;" not in colours and "48;2;" not in colours
+    assert run_vmkeep(appliance_home, "appliance", "stop").code == 0
+    tmux.wait_for("appliance not answering — reconnecting")
+    assert run_vmkeep(appliance_home, "appliance", "start").code == 0
+    screen = tmux.wait_for("offsite", timeout=30)
+    deadline = time.monotonic() + 30
+    while "not answering" in screen:
+        assert time.monotonic() < deadline, screen
+        screen = tmux.screen()
+        time.sleep(0.05)
+    tmux.wait_for("reconnected")
+    tmux.keys("C-q")
+    tmux.wait_for("EXIT=0")

@@ -1,0 +1,110 @@
+"""How the TUI shows numbers, times and states: plain text that reads the same in 16 colours
+and with NO_COLOR (every state has a word and a sign, never a colour alone)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+from appliance import api
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def size(n: float | None) -> str:
+    """1536 → '1.5 KiB'."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def sizes(done: float, total: float) -> str:
+    """'32.0/160.0 MiB' (one unit, the total's) — short enough for a progress line."""
+    value = float(total)
+    unit = _UNITS[0]
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            break
+        value /= 1024
+    scale = 1024 ** _UNITS.index(unit)
+    if unit == "B":
+        return f"{done:.0f}/{total:.0f} B"
+    return f"{done / scale:.1f}/{total / scale:.1f} {unit}"
+
+
+def rate(bps: float | None) -> str:
+    return "—" if not bps else f"{size(bps)}/s"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def when(t: datetime | None, now: datetime | None = None) -> str:
+    """A time as 'YYYY-MM-DD HH:MM' in UTC (the appliance's clock)."""
+    if t is None:
+        return "never"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def result(state: str | None, res: str | None) -> str:
+    """A session's or task's outcome with a sign: '✓ success', '⚠ warning', '✗ failed'."""
+    if state == "running":
+        return "▶ running"
+    if state == "waiting":
+        return "… waiting"
+    if res == "success":
+        return "✓ success"
+    if res == "warning":
+        return "⚠ warning"
+    if res == "failed":
+        return f"✗ failed ({state})" if state in ("interrupted", "stopped") else "✗ failed"
+    if state in ("stopped", "interrupted"):
+        return f"■ {state}"
+    return "—" if res is None else res
+
+
+def percent(done: int, total: int) -> int:
+    return 0 if total <= 0 else min(100, int(done * 100 // total))
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """A progress bar in block characters: readable without colour."""
+    filled = 0 if total <= 0 else min(width, int(width * done // total))
+    return "█" * filled + "░" * (width - filled)
+
+
+def schedule(s: api.ScheduleSpec) -> str:
+    """A job's schedule in a few words."""
+    window = f" in {','.join(s.window)}" if s.window else ""
+    if s.kind == "daily":
+        days = "" if s.days in (None, "every") else f" {s.days}"
+        return f"daily {s.at or '00:00'}{days}{window}"
+    if s.kind == "monthly":
+        if s.nth is not None:
+            nth = "last" if s.nth == -1 else f"#{s.nth}"
+            return f"monthly {nth} {s.weekday} {s.at or '00:00'}{window}"
+        return f"monthly day {s.day_of_month} {s.at or '00:00'}{window}"
+    if s.kind == "periodic":
+        return f"every {s.every}{window}"
+    if s.kind == "after":
+        return f"after {s.after}{window}"
+    return "manual"
+
+
+def plain(*values: str) -> tuple[Text, ...]:
+    """Cells shown as they are: a name or value with brackets is not markup."""
+    return tuple(Text(v) for v in values)

@@ -1,0 +1,90 @@
+"""The vCenter inventory tree: vCenter → datacenter → host → VM, with each VM's power state,
+CBT, snapshots, consolidation, protecting jobs and newest restore point."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Label, Static, Tree
+
+from appliance import api
+from tui.base import VmkeepScreen, fetch
+
+
+class InventoryLoaded(Message):
+    def __init__(self, vms: list[api.InventoryVm]) -> None:
+        super().__init__()
+        self.vms = vms
+
+
+def vm_label(vm: api.InventoryVm) -> str:
+    power = {"poweredOn": "on", "poweredOff": "off", "suspended": "susp"}.get(
+        vm.power_state, vm.power_state)
+    parts = [vm.name, power, "CBT on" if vm.cbt_enabled else "CBT off"]
+    if vm.snapshots:
+        parts.append(f"{len(vm.snapshots)} snap")
+    if vm.consolidation_needed:
+        parts.append("⚠ consolidate")
+    parts.append("jobs: " + ",".join(vm.jobs) if vm.jobs else "unprotected")
+    return " · ".join(parts)
+
+
+def vm_detail(vm: api.InventoryVm) -> str:
+    disks = ", ".join(f"{d.index}: {d.capacity_bytes >> 20} MiB" for d in vm.disks)
+    return (f"{vm.name} ({vm.instance_uuid}) on {vm.host}\n"
+            f"power {vm.power_state} · CBT {'on' if vm.cbt_enabled else 'off'} · "
+            f"snapshots: {', '.join(vm.snapshots) or 'none'}"
+            f"{' · ⚠ needs consolidation' if vm.consolidation_needed else ''}\n"
+            f"disks {disks or 'none'} · jobs {', '.join(vm.jobs) or 'none'} · "
+            f"last point {vm.last_point or 'none'}")
+
+
+class InventoryScreen(VmkeepScreen):
+    """What the vCenters hold and how well it is protected."""
+
+    MODE = "inventory"
+    BINDINGS = [Binding("f5", "refresh", "Refresh")]  # noqa: RUF012
+
+    def body(self) -> ComposeResult:
+        yield Label("Inventory (enter: details)", classes="panel-title")
+        yield Tree("vCenters", id="inventory")
+        yield Static("", id="vm-detail", markup=False)
+
+    def load_data(self) -> None:
+        vms = fetch(self, "inventory", self.client.inventory)
+        if vms is not None:
+            self.post_message(InventoryLoaded(vms))
+
+    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        tree: Tree[api.InventoryVm | None] = self.query_one(Tree)
+        tree.clear()
+        tree.root.expand()
+        nodes: dict[tuple[str, ...], object] = {}
+        for vm in sorted(message.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
+            path: tuple[str, ...] = ()
+            parent: object = tree.root
+            for part, sign in ((vm.vcenter, "◆"), (vm.datacenter, "▣"), (vm.host, "▤")):
+                path = (*path, part)
+                node = nodes.get(path)
+                if node is None:
+                    node = nodes[path] = parent.add(Text(f"{sign} {part}"),  # type: ignore[attr-defined]
+                                                    expand=True)
+                parent = node
+            parent.add_leaf(Text(vm_label(vm)), data=vm)  # type: ignore[attr-defined]
+        if not message.vms:
+            tree.root.add_leaf("no VM: add a vCenter on the Repos screen (key 7)")
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[api.InventoryVm | None]
+                                 ) -> None:
+        vm = event.node.data
+        self.query_one("#vm-detail", Static).update(vm_detail(vm) if vm else "")
+
+    def action_refresh(self) -> None:
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.show_connection()
+        if not self.query_one(Tree).root.children:
+            self.reload()

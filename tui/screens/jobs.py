@@ -1,0 +1,140 @@
+"""Jobs: the list, and run / active full / stop / enable-disable / delete / create / edit."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Label
+
+from appliance import api
+from tui import format as fmt
+from tui.base import VmkeepScreen, fetch
+from tui.screens.dialogs import ConfirmScreen
+from tui.screens.wizard import JobWizard
+
+
+class JobsLoaded(Message):
+    def __init__(self, jobs: list[api.Job]) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+
+class JobsScreen(VmkeepScreen):
+    """The backup jobs and what can be done with them."""
+
+    MODE = "jobs"
+    REFRESH_EVERY = 3.0
+    BINDINGS = [  # noqa: RUF012
+        Binding("n", "new", "New"),
+        Binding("e", "edit", "Edit"),
+        Binding("r", "run", "Run"),
+        Binding("f", "run_full", "Active full"),
+        Binding("s", "stop", "Stop"),
+        Binding("t", "toggle_enabled", "Enable/disable"),
+        Binding("delete,x", "delete", "Delete"),
+        Binding("o", "open", "Last session"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[api.Job] = []
+
+    def body(self) -> ComposeResult:
+        yield Label("Jobs", classes="panel-title")
+        yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataTable).add_columns("Job", "On", "VMs", "Repository", "Schedule",
+                                              "Last result", "Last run")
+
+    def load_data(self) -> None:
+        jobs = fetch(self, "jobs", self.client.jobs)
+        if jobs is not None:
+            self.post_message(JobsLoaded(jobs))
+
+    def on_jobs_loaded(self, message: JobsLoaded) -> None:
+        self.jobs = message.jobs
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for j in self.jobs:
+            last = j.last_session
+            table.add_row(*fmt.plain(j.spec.name, "yes" if j.enabled else "no",
+                                     str(len(j.spec.vms)),
+                          j.spec.repository, fmt.schedule(j.spec.schedule),
+                          fmt.result(last.state, last.result) if last else "—",
+                          fmt.when(last.started) if last else "never"), key=j.spec.name)
+        if self.jobs:
+            table.move_cursor(row=min(cursor, len(self.jobs) - 1))
+
+    def selected(self) -> api.Job | None:
+        if not self.jobs:
+            self.notify("no job yet: press n to create one")
+            return None
+        return self.jobs[min(self.query_one(DataTable).cursor_row, len(self.jobs) - 1)]
+
+    def action_new(self) -> None:
+        self.app.push_screen(JobWizard(None), lambda _: self.reload())
+
+    def action_edit(self) -> None:
+        job = self.selected()
+        if job is not None:
+            self.app.push_screen(JobWizard(job), lambda _: self.reload())
+
+    def _run(self, full: bool) -> None:
+        job = self.selected()
+        if job is None:
+            return
+        name = job.spec.name
+
+        def work() -> None:
+            s = fetch(self, f"run {name}", lambda: self.client.run_job(name, full=full))
+            if s is not None:
+                self.app.call_from_thread(self.vmkeep.action_open_session, s.id)
+
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
+
+    def action_run(self) -> None:
+        self._run(False)
+
+    def action_run_full(self) -> None:
+        self._run(True)
+
+    def action_stop(self) -> None:
+        job = self.selected()
+        if job is not None:
+            name = job.spec.name
+            self.act(f"stop {name}", lambda: self.client.stop_job(name))
+
+    def action_toggle_enabled(self) -> None:
+        job = self.selected()
+        if job is not None:
+            name, on = job.spec.name, not job.enabled
+            self.act(f"{'enable' if on else 'disable'} {name}",
+                     lambda: self.client.set_job_enabled(name, on),
+                     done=f"job {name} {'enabled' if on else 'disabled'}")
+
+    def action_delete(self) -> None:
+        job = self.selected()
+        if job is None:
+            return
+        name = job.spec.name
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act(f"delete {name}", lambda: self.client.delete_job(name))
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete job {name}?",
+            f"The job {name} ({len(job.spec.vms)} VM(s)) and its schedule go. Its restore "
+            "points stay in repository " + job.spec.repository + "."), answered)
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        job = self.selected()
+        if job is not None and job.last_session is not None:
+            self.vmkeep.action_open_session(job.last_session.id)

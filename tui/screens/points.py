@@ -1,0 +1,226 @@
+"""Restore points: the VMs, and per VM a timeline of points; restore the whole VM (new or
+original, after a confirmation saying what is overwritten), a disk to a file, verify now."""
+
+from __future__ import annotations
+
+import re
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Label, OptionList
+
+from appliance import api
+from appliance.errors import VmkeepError
+from tui import format as fmt
+from tui.base import VmkeepScreen, fetch
+from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
+
+
+def plan_text(refusal: str) -> str:
+    """The appliance's refusal of an unconfirmed restore over the original, as a list."""
+    text = re.sub(r"\s*— confirm it \(--yes\)\s*$", "", refusal)
+    return text.replace(" /   ", "\n  ")
+
+
+class PointsLoaded(Message):
+    def __init__(self, points: list[api.Point]) -> None:
+        super().__init__()
+        self.points = points
+
+
+class OverwritePlan(Message):
+    """What a restore over the original VM would overwrite, as the appliance says it."""
+
+    def __init__(self, point: api.Point, text: str) -> None:
+        super().__init__()
+        self.point = point
+        self.text = text
+
+
+class Verified(Message):
+    def __init__(self, point: str, answer: api.VerifyAnswer) -> None:
+        super().__init__()
+        self.point = point
+        self.answer = answer
+
+
+class PointsScreen(VmkeepScreen):
+    """Every VM with restore points; the selected VM's points newest first."""
+
+    MODE = "points"
+    BINDINGS = [  # noqa: RUF012
+        Binding("v", "restore_vm", "Restore VM"),
+        Binding("d", "restore_disk", "Restore disk"),
+        Binding("c", "verify", "Verify now"),
+        Binding("f5", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_vm: dict[str, list[api.Point]] = {}
+        self.vm: str | None = None
+
+    def body(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="vm-pane"):
+                yield Label("VMs", classes="panel-title")
+                yield OptionList(id="vms")
+            with Vertical(id="point-pane"):
+                yield Label("Restore points", id="points-title", classes="panel-title")
+                yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#points", DataTable).add_columns("Created", "Kind", "Verified", "Stored",
+                                                         "Read", "Id")
+
+    def load_data(self) -> None:
+        points = fetch(self, "points", self.client.points)
+        if points is not None:
+            self.post_message(PointsLoaded(points))
+
+    def on_points_loaded(self, message: PointsLoaded) -> None:
+        by_vm: dict[str, list[api.Point]] = {}
+        for p in message.points:
+            by_vm.setdefault(p.vm, []).append(p)
+        self.by_vm = {vm: ps[::-1] for vm, ps in sorted(by_vm.items())}
+        vms = self.query_one("#vms", OptionList)
+        highlighted = vms.highlighted
+        vms.clear_options()
+        vms.add_options([f"{vm} ({len(ps)})" for vm, ps in self.by_vm.items()])
+        if self.by_vm:
+            vms.highlighted = min(highlighted or 0, len(self.by_vm) - 1)
+            self.show_vm(list(self.by_vm)[vms.highlighted])
+        else:
+            self.query_one("#points-title", Label).update("No restore point yet")
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.show_vm(list(self.by_vm)[event.option_index])
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#points", DataTable).focus()
+
+    def show_vm(self, vm: str) -> None:
+        self.vm = vm
+        points = self.by_vm.get(vm, [])
+        self.query_one("#points-title", Label).update(f"Restore points of {vm}")
+        table = self.query_one("#points", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for p in points:
+            ok = self.vmkeep.verified.get(p.id)
+            table.add_row(*fmt.plain(fmt.when(p.created), p.kind,
+                          "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
+                          fmt.size(p.bytes_stored), fmt.size(p.bytes_read), p.id), key=p.id)
+        if points:
+            table.move_cursor(row=min(cursor, len(points) - 1))
+
+    def selected(self) -> api.Point | None:
+        points = self.by_vm.get(self.vm or "", [])
+        if not points:
+            self.notify("no restore point selected")
+            return None
+        return points[min(self.query_one("#points", DataTable).cursor_row, len(points) - 1)]
+
+    def action_refresh(self) -> None:
+        self.reload()
+
+    def action_verify(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+
+        def work() -> None:
+            answer = fetch(self, "verify", lambda: self.client.verify(p.repository, p.id))
+            if answer is not None:
+                self.post_message(Verified(p.id, answer))
+
+        self.notify(f"verifying {p.id}…")
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
+
+    def on_verified(self, message: Verified) -> None:
+        a = message.answer
+        self.vmkeep.verified[message.point] = (a.ok, a.summary)
+        self.notify(a.summary, title="✓ verified" if a.ok else "✗ damaged",
+                    severity="information" if a.ok else "error")
+        if self.vm:
+            self.show_vm(self.vm)
+
+    def action_restore_disk(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+        disks = ", ".join(f"{d.index} {d.label} {fmt.size(d.size)}" for d in p.disks)
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            try:
+                disk = int(values["disk"] or "0")
+            except ValueError:
+                self.notify("the disk is a number", severity="error")
+                return
+            to = values["to"]
+            self.notify(f"restoring disk {disk} of {p.id} to {to}…")
+            self.act("restore disk", lambda: self.client.restore_disk(p.id, disk, to))
+
+        self.app.push_screen(FormScreen(
+            f"Restore a disk of {p.vm} ({fmt.when(p.created)}) to a file",
+            [Field("disk", "Disk number", "0"),
+             Field("to", "To file (absolute path on the appliance's machine, new)", "",
+                   placeholder="/restore/disk0.img")],
+            note=f"Disks: {disks or 'none'}"), submitted)
+
+    def action_restore_vm(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values is None:
+                return
+            if values["name"]:
+                name = values["name"]
+
+                def answered(yes: bool | None) -> None:
+                    if yes:
+                        self.notify(f"restoring {p.vm} as {name}…")
+                        self.act("restore VM", lambda: self.client.restore_vm(
+                            api.VmRestore(point=p.id, name=name)))
+
+                self.app.push_screen(ConfirmScreen(
+                    f"Restore {p.vm} as a new VM?",
+                    f"A new VM {name} is created from the point of {fmt.when(p.created)}; "
+                    f"{p.vm} stays as it is."), answered)
+            else:
+                self.run_worker(lambda: self._plan_original(p), thread=True, group="act",
+                                exit_on_error=False)
+
+        self.app.push_screen(FormScreen(
+            f"Restore VM {p.vm} from {fmt.when(p.created)}",
+            [Field("name", "New VM name (empty: over the original VM)", f"{p.vm}-restored")]),
+            submitted)
+
+    def _plan_original(self, p: api.Point) -> None:
+        """Ask the appliance what a restore over the original would overwrite (it refuses
+        without ``confirm`` and says what)."""
+        try:
+            self.client.restore_vm(api.VmRestore(point=p.id, confirm=False))
+        except VmkeepError as exc:
+            self.post_message(OverwritePlan(p, str(exc)))
+
+    def on_overwrite_plan(self, message: OverwritePlan) -> None:
+        p = message.point
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"restoring {p.vm} over the original…")
+                self.act("restore VM", lambda: self.client.restore_vm(
+                    api.VmRestore(point=p.id, confirm=True)))
+
+        self.app.push_screen(ConfirmScreen(
+            f"Overwrite VM {p.vm}?",
+            f"{plan_text(message.text)}\n\nThe VM is powered off and its disks are "
+            f"overwritten with the point of {fmt.when(p.created)}."), answered)

@@ -1,0 +1,229 @@
+"""Sessions: the history (every run, newest first) and one session's live view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Label, RichLog, Static
+
+from appliance import api
+from appliance.errors import VmkeepError
+from tui import format as fmt
+from tui.base import VmkeepScreen, fetch
+
+
+class SessionsLoaded(Message):
+    def __init__(self, sessions: list[api.SessionSummary]) -> None:
+        super().__init__()
+        self.sessions = sessions
+
+
+class SessionsScreen(VmkeepScreen):
+    """Every session, newest first; enter opens one."""
+
+    MODE = "sessions"
+    REFRESH_EVERY = 3.0
+    BINDINGS = [Binding("o", "open", "Open session")]  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[api.SessionSummary] = []
+
+    def body(self) -> ComposeResult:
+        yield Label("Sessions (newest first)", classes="panel-title")
+        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataTable).add_columns("Started", "Job", "Kind", "Result", "Ended")
+
+    def load_data(self) -> None:
+        sessions = fetch(self, "sessions", self.client.sessions)
+        if sessions is not None:
+            self.post_message(SessionsLoaded(sessions[::-1]))
+
+    def on_sessions_loaded(self, message: SessionsLoaded) -> None:
+        self.sessions = message.sessions
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for s in message.sessions:
+            table.add_row(*fmt.plain(fmt.when(s.started), s.job, s.kind,
+                                     fmt.result(s.state, s.result),
+                          fmt.when(s.ended) if s.ended else "—"), key=s.id)
+        if message.sessions:
+            table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+
+    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        if self.sessions:
+            self.vmkeep.action_open_session(
+                self.sessions[self.query_one(DataTable).cursor_row].id)
+
+
+class SessionUpdated(Message):
+    def __init__(self, session: api.Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer view of the session replaces one not shown yet (progress coalesces)."""
+        return isinstance(message, SessionUpdated)
+
+
+def log_line(line: api.LogLine) -> str:
+    """A log line; warnings and errors stand out by sign and colour."""
+    text = f"{line.time.strftime('%H:%M:%S')} {line.message}"
+    text = text.replace("[", r"\[")
+    if line.level == "error":
+        return f"[bold red]✗ {text}[/]"
+    if line.level == "warning":
+        return f"[bold yellow]⚠ {text}[/]"
+    return f"  {text}"
+
+
+def ordered_tasks(tasks: list[api.Task]) -> list[api.Task]:
+    """Each VM's task followed by its disks' tasks (their stage is the bottleneck)."""
+    vms = [t for t in tasks if t.disk is None]
+    out: list[api.Task] = []
+    for vm in vms:
+        out.append(vm)
+        out.extend(sorted((t for t in tasks if t.disk is not None and t.vm == vm.name),
+                          key=lambda t: t.disk or 0))
+    out.extend(t for t in tasks if t.disk is not None and t.vm not in {v.name for v in vms})
+    return out
+
+
+def task_percent(state: str, result: str | None, done: int, total: int) -> int:
+    """How far a session or task is: a finished success is 100 % even with nothing to read
+    (an incremental run without changes)."""
+    if state != "running" and result in ("success", "warning"):
+        return 100
+    return fmt.percent(done, total)
+
+
+class SessionScreen(VmkeepScreen):
+    """One session: per-VM progress updating live and the log tail following it. A running
+    session is followed by long polls (``wait``); a finished one is read once."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape,backspace", "back", "Back"),
+        Binding("s", "stop", "Stop job"),
+    ]
+    WAIT = 5.0
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.session: api.Session | None = None
+        self.logged = 0
+        self.seen_percentages: list[int] = []  # what the progress showed, in order
+
+    def body(self) -> ComposeResult:
+        yield Static(f"Session {self.session_id}: loading…", id="session-head", markup=False)
+        yield DataTable(id="tasks", cursor_type="row")
+        yield Label("Log", classes="panel-title")
+        yield RichLog(id="log", markup=True, wrap=True, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#tasks", DataTable).add_columns(
+            "VM", "Progress", "Done", "Rate", "ETA", "Stage", "Result")
+
+    def on_screen_resume(self) -> None:
+        self.show_connection()
+        self.reload()
+
+    def load_data(self) -> None:
+        """Follow the session until it ends (or the screen goes): by its event stream, or by
+        long polls when the stream is not to be had."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        s = fetch(self, "session", lambda: self.client.session(self.session_id))
+        if s is None or worker.is_cancelled:
+            return
+        self.post_message(SessionUpdated(s))
+        if s.state != "running":
+            return
+        if self.follow_events(s, lambda: worker.is_cancelled) or worker.is_cancelled:
+            return
+        wait = self.WAIT
+        while not worker.is_cancelled:
+            s = fetch(self, "session",
+                      lambda w=wait: self.client.session(self.session_id, wait=w))  # type: ignore[misc]
+            if s is None or worker.is_cancelled:
+                return
+            self.post_message(SessionUpdated(s))
+            if s.state != "running":
+                return
+            wait = self.WAIT
+
+    def follow_events(self, s: api.Session, cancelled: Callable[[], bool]) -> bool:
+        """Follow ``s`` by ``GET /v1/sessions/{id}/events`` (a late joiner gets the log so far
+        first). True when it followed to the end; False: go on with long polls."""
+        log: list[api.LogLine] = []
+        tasks = s.tasks
+        try:
+            for event in self.client.events(self.session_id):
+                if cancelled():
+                    return True
+                if event.event == "log" and event.line is not None:
+                    log.append(event.line)
+                elif event.event == "tasks" and event.tasks is not None:
+                    tasks = event.tasks
+                elif event.event == "end":
+                    break
+                self.post_message(SessionUpdated(s.model_copy(update={
+                    "tasks": tasks, "log": log if len(log) >= len(s.log) else s.log})))
+        except VmkeepError:
+            return False  # the stream broke off: long polls take over (and report)
+        except Exception:
+            return False
+        final = fetch(self, "session", lambda: self.client.session(self.session_id))
+        if final is not None:
+            self.post_message(SessionUpdated(final))
+        return True
+
+    def on_session_updated(self, message: SessionUpdated) -> None:
+        s = self.session = message.session
+        ended = f" → {fmt.when(s.ended)}" if s.ended else ""
+        total = sum(t.bytes_total for t in s.tasks if t.disk is None)
+        done = sum(t.bytes_done for t in s.tasks if t.disk is None)
+        pct = task_percent(s.state, s.result, done, total)
+        if s.state == "running" and (not self.seen_percentages
+                                     or self.seen_percentages[-1] != pct):
+            self.seen_percentages.append(pct)
+        self.query_one("#session-head", Static).update(
+            f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
+            f"{fmt.when(s.started)}{ended}\nsession {s.id}")
+        table = self.query_one("#tasks", DataTable)
+        table.clear()
+        for t in ordered_tasks(s.tasks):
+            pct = task_percent(t.state, t.result, t.bytes_done, t.bytes_total)
+            name = t.name if t.disk is None else f" └ disk {t.disk}"
+            table.add_row(*fmt.plain(name, f"{fmt.bar(pct, 100, 10)} "
+                          f"{pct:3d}%",
+                          fmt.sizes(t.bytes_done, t.bytes_total),
+                          fmt.rate(t.rate), fmt.duration(t.eta_seconds), t.stage or "—",
+                          fmt.result(t.state, t.result)), key=t.name)
+        log = self.query_one(RichLog)
+        if len(s.log) < self.logged:
+            log.clear()
+            self.logged = 0
+        for line in s.log[self.logged:]:
+            log.write(log_line(line))
+        self.logged = len(s.log)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_stop(self) -> None:
+        if self.session is not None and self.session.state == "running":
+            job = self.session.job
+            self.act("stop", lambda: self.client.stop_job(job), then=lambda: None)
