@@ -355,3 +355,27 @@ async def test_no_color_keeps_every_state_readable(monkeypatch: pytest.MonkeyPat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: shows(app, "✓ success", "enabled", "nothing needs action"))
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_ssh_hardened_repositories_and_copy_jobs_say_what_they_are() -> None:
+    """Issue 6 in the TUI: a repository's type (SSH), encryption and immutable-until date on
+    the Repositories screen; a copy job and a log job say what they work on."""
+    from datetime import datetime
+
+    fake = FakeClient()
+    remote = fake._repositories[0].model_copy(update={
+        "name": "offsite", "kind": "sftp", "location": "sftp://vmkeep@backup01/srv/vmkeep",
+        "encrypted": True, "immutable_days": 14,
+        "immutable_until": datetime(2027, 1, 20, tzinfo=NOW.tzinfo)})
+    fake._repositories.append(remote)
+    nightly = fake._jobs["nightly"]
+    fake._jobs["offsite"] = nightly.model_copy(update={"spec": nightly.spec.model_copy(update={
+        "name": "offsite", "vms": [], "repository": "offsite", "copy_of": ["nightly"]})})
+    app = app_for(fake)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("7")
+        await until(pilot, lambda: shows(app, "offsite"))
+        text = screen_text(app)
+        assert "SSH" in text and "encrypted" in text and "locked until 2027-01-20" in text
+        await pilot.press("2")
+        await until(pilot, lambda: shows(app, "copy of nightly"))

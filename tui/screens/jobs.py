@@ -14,6 +14,17 @@ from tui.screens.dialogs import ConfirmScreen
 from tui.screens.wizard import JobWizard
 
 
+def what(spec: api.JobSpec) -> str:
+    """What a job works on: its VMs' count, or what it copies or collects."""
+    if spec.copy_of:
+        return "copy of " + ", ".join(spec.copy_of)
+    if spec.logs is not None:
+        return f"logs of {spec.logs.vm}"
+    if spec.containers:
+        return f"{len(spec.vms)} + {len(spec.containers)} folders"
+    return str(len(spec.vms))
+
+
 class JobsLoaded(Message):
     def __init__(self, jobs: list[api.Job]) -> None:
         super().__init__()
@@ -62,7 +73,7 @@ class JobsScreen(VmkeepScreen):
         for j in self.jobs:
             last = j.last_session
             table.add_row(*fmt.plain(j.spec.name, "yes" if j.enabled else "no",
-                                     str(len(j.spec.vms)),
+                                     what(j.spec),
                           j.spec.repository, fmt.schedule(j.spec.schedule),
                           fmt.result(last.state, last.result) if last else "—",
                           fmt.when(last.started) if last else "never"), key=j.spec.name)

@@ -81,8 +81,11 @@ class RepositoriesScreen(VmkeepScreen):
         t = self.query_one("#repos", DataTable)
         t.clear()
         for r in self.repositories:
-            notes = [*(["encrypted"] if r.encrypted else []),
-                     *([f"immutable {r.immutable_days} d"] if r.immutable_days else [])]
+            notes = [*(["SSH"] if r.kind == "sftp" else []),
+                     *(["encrypted"] if r.encrypted else []),
+                     *([f"immutable {r.immutable_days} d"] if r.immutable_days else []),
+                     *([f"locked until {r.immutable_until:%Y-%m-%d}"]
+                       if r.immutable_until else [])]
             where = r.location + (f" ({', '.join(notes)})" if notes else "")
             t.add_row(*fmt.plain(r.name, where, str(r.points),
                                  fmt.size(r.stored_bytes), free_text(r)), key=r.name)
