@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -381,6 +381,25 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
     return records, deltas, bytes_read, deduped
 
 
+@contextlib.contextmanager
+def packs_into(repo: Repository, cat: Catalog, dedup: DedupFilter | None = None
+               ) -> Iterator[PackSink]:
+    """A pack sink for new blocks; on leaving, every pack is durable and indexed (or, after an
+    error, the writes under way are waited for, so cleanup never races them). A network
+    backend may write packs side by side (each writer on its own connection)."""
+    io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
+                            thread_name_prefix="pack-writer")
+    sink = PackSink(repo, cat, io, dedup)
+    try:
+        yield sink
+        sink.drain()
+    except BaseException:
+        sink.abandon()
+        raise
+    finally:
+        io.shutdown(wait=True)
+
+
 def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
                options: BackupOptions, *, object_kind: str = "image",
                config: dict[str, Any] | None = None, object_uuid: str | None = None,
@@ -402,24 +421,14 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
               for d in disks]
     plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
     key = repo.block_key()
-    # A network backend may write packs side by side (each writer on its own connection).
-    io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
-                            thread_name_prefix="pack-writer")
-    sink = PackSink(repo, cat, io, dedup)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, options.threads),
-                                thread_name_prefix="backup") as pool, \
-                ThreadPoolExecutor(max_workers=max(1, options.read_streams or options.threads),
-                                   thread_name_prefix="backup-read") as readers:
-            records, deltas, bytes_read, deduped = _backup_disks(
-                disks, plan, key, sink, cat, repo.id, compression, pool, readers, progress,
-                plan.bytes_to_read, disk_progress)
-        sink.drain()
-    except BaseException:
-        sink.abandon()
-        raise
-    finally:
-        io.shutdown(wait=True)
+    with packs_into(repo, cat, dedup) as sink, \
+            ThreadPoolExecutor(max_workers=max(1, options.threads),
+                               thread_name_prefix="backup") as pool, \
+            ThreadPoolExecutor(max_workers=max(1, options.read_streams or options.threads),
+                               thread_name_prefix="backup-read") as readers:
+        records, deltas, bytes_read, deduped = _backup_disks(
+            disks, plan, key, sink, cat, repo.id, compression, pool, readers, progress,
+            plan.bytes_to_read, disk_progress)
     crash_point("backup-before-manifest")
     now = datetime.now(UTC)
     manifest = Manifest(

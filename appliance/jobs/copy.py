@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from appliance.errors import IntegrityError
-from appliance.jobs.backup import PackSink, new_point_id
+from appliance.jobs.backup import new_point_id, packs_into
 from appliance.jobs.reader import BlockReader
 from appliance.jobs.sync import sync
 from appliance.jobs.verify import verify_point
@@ -89,11 +88,8 @@ def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Cat
             _learn(mapping, src_cat, manifest.parent, dst_cat, parent_copy)
             learned.add(manifest.parent)
         compression = codec.compression_named(manifest.compression)
-        io = ThreadPoolExecutor(max_workers=getattr(dst.backend, "parallel_writes", 1),
-                                thread_name_prefix="copy-writer")
-        sink = PackSink(dst, dst_cat, io)
         disks = []
-        try:
+        with packs_into(dst, dst_cat) as sink:
             for disk in manifest.disks:
                 todo = [loc for loc in src_cat.restore_plan(src.id, row.point_id, disk.index)
                         if loc.block_id not in mapping]
@@ -113,12 +109,6 @@ def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Cat
                 ids = b"".join(mapping[disk.blocks.id_at(n)]
                                for n in range(len(disk.blocks)))
                 disks.append(replace(disk, blocks=BlockMap(disk.blocks.indices, ids)))
-            sink.drain()
-        except BaseException:
-            sink.abandon()
-            raise
-        finally:
-            io.shutdown(wait=True)
         new_id = new_point_id(manifest.created)
         dst.write_manifest(replace(
             manifest, point_id=new_id, parent=parent_copy, disks=tuple(disks),
