@@ -197,6 +197,7 @@ class GuestSpec(Wire):
     script_timeout_seconds: float = 600.0
     on_script_failure: str = "fail"  # fail | warn: a failing pre-freeze script fails the VM
     unreachable: str = "fail"  # fail | warn: what a VM does when the guest cannot be reached
+    postgres: str | None = None  # HOST:PORT:USER[:DB] for psql in the guest: a base backup
 
 
 class LogBackupSpec(Wire):
@@ -396,6 +397,14 @@ class DiskRestore(Request):
     point: str
     disk: int = 0
     to: str  # absolute path of a new file on the appliance's machine
+
+
+class PostgresRestore(Request):
+    """``POST /v1/restore/postgres``: see ``vmkeep restore postgres``."""
+
+    point: str
+    data_dir: str  # absolute, on the appliance's machine
+    until: Annotated[datetime, Field(strict=False)] | None = None  # ISO 8601 with its zone
 
 
 class HuntRequest(Request):

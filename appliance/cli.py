@@ -579,6 +579,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="a failing pre-freeze script fails the VM (default) or warns")
     g.add_argument("--guest-unreachable", choices=("fail", "warn"), default="fail",
                    help="a guest that cannot be reached fails the VM (default) or warns")
+    g.add_argument("--postgres", metavar="HOST:PORT:USER[:DB]",
+                   help="PostgreSQL in the guest, as psql there reaches it: held in backup "
+                   "mode (pg_backup_start/stop) across the snapshot")
     lg = p.add_argument_group("log backup jobs (database logs from a guest folder)")
     lg.add_argument("--logs-of", metavar="VM",
                     help="make this a log backup job for VM's database logs (with --guest-…)")
@@ -774,6 +777,20 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--disk", type=int, default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
     p.add_argument("--to", required=True, metavar="FILE", help="a new file")
+    p = rsub.add_parser("postgres", help="PostgreSQL to a point in time: the base backup's "
+                        "label, the WAL and the recovery settings into a data folder",
+                        description="After the image point's disk was restored and its "
+                        "PostgreSQL data folder taken out of it: writes backup_label (kept with "
+                        "the point), every WAL file the VM's log backup job stored (into "
+                        "vmkeep-wal/), recovery.signal and the recovery settings, so a "
+                        "PostgreSQL started on the folder replays up to --until.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the restored data folder (on the appliance's machine)")
+    p.add_argument("--until", metavar="TIME",
+                   help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
+                   "everything stored)")
 
 
 def build_parser() -> argparse.ArgumentParser:

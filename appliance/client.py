@@ -275,6 +275,10 @@ class ApplianceClient:
     def restore_vm(self, request: api.VmRestore) -> api.Done:
         return self._call("POST", "/restore/vm", api.Done, json=request.model_dump())
 
+    def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
+        return self._call("POST", "/restore/postgres", api.Done,
+                          json=request.model_dump(mode="json"))
+
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
         return self._call("POST", "/restore/disk", api.Done,
                           json=api.DiskRestore(point=point, disk=disk, to=to).model_dump())

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from appliance import api
@@ -216,6 +217,18 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
         done = client.restore_vm(api.VmRestore(
             point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
             host=args.target_host, power_on=args.power_on))
+    elif args.command == "postgres":
+        until = None
+        if args.until:
+            try:
+                until = datetime.fromisoformat(args.until)
+            except ValueError:
+                raise UsageError(f"--until {args.until!r} is not a time; give e.g. "
+                                 "'2026-12-02 07:15:00+00:00'") from None
+            if until.tzinfo is None:
+                raise UsageError("--until needs its time zone, e.g. +00:00 for UTC")
+        done = client.restore_postgres(api.PostgresRestore(
+            point=args.point, data_dir=os.path.abspath(args.data_dir), until=until))
     else:
         done = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
     print(done.message, file=sys.stderr)
@@ -326,7 +339,8 @@ def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:
         pre_freeze=_read(args.pre_freeze, "pre-freeze script") if args.pre_freeze else None,
         post_thaw=_read(args.post_thaw, "post-thaw script") if args.post_thaw else None,
         script_timeout_seconds=parse_period(args.script_timeout).total_seconds(),
-        on_script_failure=args.on_script_failure, unreachable=args.guest_unreachable)
+        on_script_failure=args.on_script_failure, unreachable=args.guest_unreachable,
+        postgres=args.postgres)
 
 
 def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:

@@ -520,7 +520,8 @@ class Registry:
             host_key_fingerprint=normalize_fingerprint(guest.host_key_fingerprint),
             pre_freeze=guest.pre_freeze, post_thaw=guest.post_thaw,
             script_timeout_seconds=guest.script_timeout_seconds,
-            on_script_failure=guest.on_script_failure, unreachable=guest.unreachable)
+            on_script_failure=guest.on_script_failure, unreachable=guest.unreachable,
+            postgres=guest.postgres)
 
     def guest_login(self, job: str, guest: api.GuestSpec) -> tuple[Any, Any, str]:
         """(SshTarget, SshAuth, pinned fingerprint) of a job's guest."""
@@ -587,6 +588,63 @@ class Registry:
     def guest_processing(self) -> dict[str, dict[str, Any]]:
         with self.catalog() as cat:
             return cat.guest_processing()
+
+    def restore_postgres(self, point_id: str, data_dir: str, until: datetime | None) -> str:
+        """Make ``data_dir`` (PostgreSQL's data folder taken out of the point's restored disk)
+        ready for point-in-time recovery: its backup label, every WAL file the VM's log
+        backup job stored (in ``vmkeep-wal/``), recovery.signal and the settings."""
+        from appliance.jobs.log_backup import logs_object
+        from appliance.jobs.restore import restore_disk
+        from appliance.jobs.sync import sync
+
+        folder = Path(data_dir)
+        if not folder.is_absolute() or not (folder / "PG_VERSION").is_file():
+            raise UsageError(f"{data_dir} is not a PostgreSQL data folder (no PG_VERSION): take "
+                             "the data folder out of the restored disk first")
+        with self.catalog() as cat:
+            row = cat.point(point_id)
+            names = {r.repo_id: r.name for r in cat.repository_names()}
+            pg = (cat.guest_processing().get(point_id) or {}).get("postgres") or {}
+        if row is None or row.repo_id not in names:
+            raise NotFoundError(f"no restore point {point_id!r}; `vmkeep points list` shows "
+                                "them")
+        label = pg.get("backup_label")
+        if not label:
+            raise UsageError(f"point {point_id} holds no PostgreSQL base backup (its job had no "
+                             "--postgres, or pg_backup_stop failed); it can only be started "
+                             "with crash recovery")
+        (folder / "backup_label").write_text(label)
+        for stale in ("postmaster.pid", "postmaster.opts"):  # as pg_basebackup leaves out
+            (folder / stale).unlink(missing_ok=True)
+        if pg.get("tablespace_map"):
+            (folder / "tablespace_map").write_text(pg["tablespace_map"])
+        wal = folder / "vmkeep-wal"
+        wal.mkdir(exist_ok=True)
+        count = 0
+        with self.catalog() as main:
+            child = main.cursor()
+        try:
+            with self._repo(names[row.repo_id]) as repo:
+                with self.catalog():
+                    sync(repo, child)
+                for p in child.points(repo.id, logs_object(row.object_name)):
+                    for d in child.disks(p.point_id):
+                        target = wal / d.label
+                        if not target.exists():
+                            restore_disk(repo, child, p.point_id, d.disk_index, target)
+                            count += 1
+        finally:
+            child.close()
+        (folder / "recovery.signal").write_text("")
+        settings = [f"restore_command = 'cp \"{wal}/%f\" \"%p\"'",
+                    "recovery_target_action = 'promote'"]
+        if until is not None:
+            settings.append(f"recovery_target_time = '{until.isoformat()}'")
+        with (folder / "postgresql.auto.conf").open("a") as f:
+            f.write("\n# vmkeep restore postgres\n" + "\n".join(settings) + "\n")
+        return (f"{folder}: backup_label of point {point_id}, {count} WAL file(s) in {wal}, "
+                "recovery.signal and " + ", ".join(s.split(" =")[0] for s in settings)
+                + "; start PostgreSQL on it (as the data folder's owner) to replay")
 
     def restore_disk(self, point_id: str, disk: int, target: str) -> int:
         """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""

@@ -471,6 +471,12 @@ def create_app(state: ApplianceState) -> FastAPI:
         return api.Done(message=f"restored disk {body.disk} of {body.point} to {body.to} "
                                 f"({size} bytes)")
 
+    @app.post(f"{v}/restore/postgres", response_model=api.Done, responses=ERRORS)
+    def restore_postgres(body: api.PostgresRestore) -> api.Done:
+        """Prepare a restored PostgreSQL data folder for point-in-time recovery: the backup
+        label kept with the point, the WAL of the VM's log backup job, the settings."""
+        return api.Done(message=reg.restore_postgres(body.point, body.data_dir, body.until))
+
     @app.post(f"{api.PREFIX}/shutdown", response_model=api.Accepted, status_code=202)
     def shutdown() -> api.Accepted:
         """Stop the appliance: running sessions end as "stopped", then the process exits."""

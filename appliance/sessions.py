@@ -420,6 +420,7 @@ class SessionManager:
         """A log backup job: one collection from the guest (appliance.jobs.log_backup)."""
         import shlex
 
+        from appliance.guest.postgres import archiving_trouble
         from appliance.guest.scripts import Guest
         from appliance.jobs.log_backup import collect_logs
         from appliance.jobs.sync import sync
@@ -447,6 +448,11 @@ class SessionManager:
                     if status != 0:
                         raise VmkeepError(f"the log backup command exited {status}; nothing "
                                           "was collected")
+                if spec.guest.postgres:
+                    trouble = archiving_trouble(guest, spec.guest.postgres)
+                    if trouble:
+                        log("warning", trouble)
+                        task.result = "warning"
                 with reg.catalog() as main:
                     cat = main.cursor()
                     sync(repo, cat)
@@ -458,7 +464,7 @@ class SessionManager:
                     cat.close()
             if not got.stored:
                 log("info", f"no new log files in {shlex.quote(logs.folder)}")
-            task.result, task.point_id = "success", got.point_id
+            task.result, task.point_id = task.result or "success", got.point_id
         except VmkeepError as exc:
             task.result = "failed"
             log("error", f"{exc}; nothing was removed from the guest that is not stored")

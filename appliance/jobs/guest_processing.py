@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance import api
 from appliance.errors import SshError, VmkeepError
+from appliance.guest.postgres import PgBackup, PgTarget
 from appliance.guest.scripts import Guest, ScriptRun
 from appliance.ssh import SshAuth, SshTarget
 
@@ -43,6 +44,7 @@ class GuestProcessing:
         self.record: dict[str, Any] = {"scripts": []}
         self.warnings: list[str] = []
         self.guest: Guest | None = None
+        self.pg: PgBackup | None = None
         self.post_ran = False
 
     def _warn(self, message: str) -> None:
@@ -81,6 +83,8 @@ class GuestProcessing:
             raise GuestProcessingError(f"{why}; the VM is not backed up (the job says so: "
                                        "--guest-unreachable fail)") from None
         self.record["guest"] = f"{spec.user}@{spec.host}"
+        if spec.postgres:
+            self._start_postgres(spec.postgres)
         if not spec.pre_freeze:
             return
         try:
@@ -101,8 +105,46 @@ class GuestProcessing:
         raise GuestProcessingError(f"{why}; the VM is not backed up (the job says so: "
                                    "--on-script-failure fail)")
 
+    def _start_postgres(self, target: str) -> None:
+        assert self.guest is not None and self.spec is not None
+        try:
+            self.pg = PgBackup(self.guest, PgTarget.parse(target))
+            lsn = self.pg.start()
+        except VmkeepError as exc:
+            self.record["postgres"] = {"error": str(exc)}
+            why = f"PostgreSQL ({target}) could not start a base backup: {exc}"
+            if self.spec.on_script_failure == "warn":
+                self._warn(f"{why}; the image is crash-consistent for it")
+                return
+            raise GuestProcessingError(f"{why}; the VM is not backed up (the job says so: "
+                                       "--on-script-failure fail)") from None
+        self.record["postgres"] = {"target": target, "start_lsn": lsn}
+        self.log("info", f"PostgreSQL in backup mode from {lsn} (pg_backup_start)")
+
+    def _stop_postgres(self) -> None:
+        pg, self.pg = self.pg, None
+        if pg is None:
+            return
+        try:
+            done = pg.stop()
+            self.record["postgres"].update(done)
+            self.log("info", f"PostgreSQL out of backup mode at {done['stop_lsn']}; the "
+                             "backup label is kept with the point")
+        except VmkeepError as exc:
+            self._warn(f"PostgreSQL's pg_backup_stop failed: {exc}; a restore of this point "
+                       "needs crash recovery from the WAL")
+        finally:
+            pg.close()
+
     def after_snapshot(self) -> None:
-        """Run post-thaw, once (the snapshot's ``before_read`` hook, and after a failure)."""
+        """Run post-thaw, once (the snapshot's ``before_read`` hook, and after a failure),
+        then end PostgreSQL's backup mode."""
+        try:
+            self._post_thaw()
+        finally:
+            self._stop_postgres()
+
+    def _post_thaw(self) -> None:
         spec = self.spec
         if spec is None or self.guest is None or self.post_ran or not spec.post_thaw:
             return
@@ -119,5 +161,7 @@ class GuestProcessing:
                                                   else f"failed (exit {run.exit_code})"))
 
     def close(self) -> None:
+        if self.pg is not None:
+            self.pg.close()
         if self.guest is not None:
             self.guest.close()

@@ -1,6 +1,6 @@
 """Log backup jobs through the appliance, a real sshd as the guest: collected files become a
-point of "<VM>:logs" and leave the guest; a wrong guest password or a changed host key fails
-the session with the reason and leaves every file in the guest."""
+point of "<VM>:logs" and leave the guest; a wrong guest password or a host key that is not the
+pinned one fails the session with the reason and leaves every file in the guest."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def test_a_log_backup_job_collects_and_fails_safely(lab: Lab, sshd: Sshd) -> Non
     log = json.loads(lab.vmkeep("session", "show", r.out.strip(), "--json").out)["log"]
     assert any("refused the login" in x["message"] for x in log), log
     assert len(list(archive.iterdir())) == 2  # nothing lost
+
+    # A guest whose host key is not the pinned one: refused, both keys named, nothing lost.
+    other = [a if a != sshd.fingerprint else "SHA256:" + "A" * 43 for a in common]
+    r = lab.vmkeep("job", "create", "moved", "--guest-key", str(sshd.key_file), *other)
+    assert r.code == 0, r.err
+    r = lab.vmkeep("job", "run", "moved", "--wait")
+    assert r.code == 2, r
+    log = json.loads(lab.vmkeep("session", "show", r.out.strip(), "--json").out)["log"]
+    assert any("not the pinned" in x["message"] and sshd.fingerprint in x["message"]
+               for x in log), log
+    assert len(list(archive.iterdir())) == 2
 
     r = lab.vmkeep("job", "create", "wal", "--guest-key", str(sshd.key_file), *common)
     assert r.code == 0, r.err
