@@ -404,6 +404,10 @@ class FakeClient:
         self._call("restore_disk", point=point, disk=disk, to=to)
         return api.Done(message=f"disk {disk} of {point} restored to {to}")
 
+    def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
+        self._call("restore_postgres", point=request.point, data_dir=request.data_dir)
+        return api.Done(message=f"{request.data_dir} prepared from {request.point}")
+
     def query(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
               ) -> api.QueryAnswer:
         self._call("query", sql=sql)

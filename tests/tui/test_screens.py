@@ -379,3 +379,20 @@ async def test_ssh_hardened_repositories_and_copy_jobs_say_what_they_are() -> No
         assert "SSH" in text and "encrypted" in text and "locked until 2027-01-20" in text
         await pilot.press("2")
         await until(pilot, lambda: shows(app, "copy of nightly"))
+
+
+async def test_restore_points_say_what_guest_processing_did() -> None:
+    """Issue 7 in the TUI: a point backed up with scripts and a PostgreSQL base backup says
+    so in its timeline; a failed script shows ✗."""
+    fake = FakeClient()
+    newest, older = fake._points[-1], fake._points[-2]
+    fake._points[-1] = newest.model_copy(update={"guest_processing": {
+        "quiesced": False, "scripts": [{"name": "pre-freeze", "exit_code": 0,
+                                        "timed_out": False}],
+        "postgres": {"backup_label": "START WAL LOCATION: 0/2000028"}}})
+    fake._points[-2] = older.model_copy(update={"guest_processing": {
+        "scripts": [{"name": "pre-freeze", "exit_code": 3, "timed_out": False}]}})
+    app = app_for(fake)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, "scripts ✓, pg ✓", "scripts ✗"))

@@ -24,6 +24,26 @@ def plan_text(refusal: str) -> str:
     return text.replace(" /   ", "\n  ")
 
 
+
+def guest_note(p: api.Point) -> str:
+    """What guest processing did for a point, briefly: scripts ✓/✗, quiesced, PostgreSQL."""
+    g = p.guest_processing
+    if not g:
+        return ""
+    notes = []
+    scripts = g.get("scripts") or []
+    if scripts:
+        ok = all(s.get("exit_code") == 0 and not s.get("timed_out") for s in scripts)
+        notes.append("scripts ✓" if ok else "scripts ✗")
+    if g.get("quiesced"):
+        notes.append("quiesced")
+    pg = g.get("postgres") or {}
+    if pg.get("backup_label"):
+        notes.append("pg ✓")
+    elif pg:
+        notes.append("pg ✗")
+    return f" ({', '.join(notes)})" if notes else ""
+
 class PointsLoaded(Message):
     def __init__(self, points: list[api.Point]) -> None:
         super().__init__()
@@ -111,7 +131,7 @@ class PointsScreen(VmkeepScreen):
         table.clear()
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            table.add_row(*fmt.plain(fmt.when(p.created), p.kind,
+            table.add_row(*fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
                           "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
                           fmt.size(p.bytes_stored), fmt.size(p.bytes_read), p.id), key=p.id)
         if points:
