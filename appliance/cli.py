@@ -562,7 +562,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
     _add_schedule_options(p)
     g = p.add_argument_group("guest processing over SSH (Linux guests)")
-    g.add_argument("--guest-host", metavar="HOST[:PORT]", help="the guest's SSH address")
+    g.add_argument("--guest-host", metavar="HOST[:PORT]",
+                   help="the guest's SSH address; tools[:PORT]: the IP address VMware Tools "
+                   "report at each backup")
     g.add_argument("--guest-user", metavar="USER", help="the guest account")
     g.add_argument("--guest-key", metavar="FILE", help="private key of the guest account")
     g.add_argument("--guest-password-file", metavar="FILE",

@@ -523,14 +523,22 @@ class Registry:
             on_script_failure=guest.on_script_failure, unreachable=guest.unreachable,
             postgres=guest.postgres)
 
-    def guest_login(self, job: str, guest: api.GuestSpec) -> tuple[Any, Any, str]:
-        """(SshTarget, SshAuth, pinned fingerprint) of a job's guest."""
-        from appliance.ssh import SshAuth
+    def guest_login(self, job: str, guest: api.GuestSpec, reported_ip: str = ""
+                    ) -> tuple[Any, Any, str]:
+        """(SshTarget, SshAuth, pinned fingerprint) of a job's guest; ``--guest-host tools``
+        takes the address VMware Tools report (``reported_ip``)."""
+        from appliance.ssh import SshAuth, SshTarget, SshUnreachableError
 
         stored = self.secrets.all()
         auth = SshAuth(key_data=stored.get(f"job/{job}/guest-key"),
                        password=stored.get(f"job/{job}/guest-password"))
-        return _guest_target(guest), auth, guest.host_key_fingerprint
+        target = _guest_target(guest)
+        if target.host == "tools":
+            if not reported_ip:
+                raise SshUnreachableError("VMware Tools report no IP address for the VM (are "
+                                          "they running?); set --guest-host HOST by hand")
+            target = SshTarget(reported_ip, target.port, target.user)
+        return target, auth, guest.host_key_fingerprint
 
     def job_vm_names(self, name: str) -> set[str]:
         """The VMs a backup job names, and those its sessions backed up (its containers')."""

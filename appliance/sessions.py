@@ -625,8 +625,13 @@ class SessionManager:
             self._save(live)
 
         def guest_login() -> tuple[Any, Any, str]:
+            from appliance.vsphere.inventory import find_vm
+
             assert guest_spec is not None
-            return reg.guest_login(spec.name, guest_spec)
+            ip = ""
+            if guest_spec.host.split(":")[0] == "tools":
+                ip = find_vm(session, vm.instance_uuid).ip_address
+            return reg.guest_login(spec.name, guest_spec, ip)
 
         gp = GuestProcessing(guest_spec, guest_login, log,
                              verbatim=lambda level, line: self._log(live, level, line))

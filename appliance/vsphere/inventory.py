@@ -31,6 +31,7 @@ VM_PATHS = (
     "runtime.consolidationNeeded",
     "runtime.host",
     "guest.toolsRunningStatus",
+    "guest.ipAddress",
     "snapshot",
 )
 
@@ -84,6 +85,7 @@ class VmInfo:
     host: str
     disks: tuple[DiskInfo, ...]
     snapshots: tuple[SnapshotInfo, ...]
+    ip_address: str = ""  # the guest's, as VMware Tools report it ("" without)
 
     @property
     def has_snapshots(self) -> bool:
@@ -236,6 +238,7 @@ def list_vms(session: VSphereSession) -> list[VmInfo]:
                 host=hosts.get(str(host_ref._moId), "") if host_ref is not None else "",
                 disks=_disks(p.get("config.hardware.device") or []),
                 snapshots=_snapshots(p.get("snapshot")),
+                ip_address=str(p.get("guest.ipAddress", "") or ""),
             ))
     vms.sort(key=lambda v: (v.name, v.instance_uuid))
     return vms

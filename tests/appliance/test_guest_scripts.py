@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
@@ -117,3 +118,31 @@ def test_post_thaw_runs_when_the_snapshot_fails_and_an_unreachable_guest_warns(
     assert r.code == 1, r  # a warning: backed up crash-consistent
     messages = [x["message"] for x in _log(lab, r.out.strip())]
     assert any("cannot be reached" in m and "crash-consistent" in m for m in messages)
+
+
+def test_the_guest_address_from_vmware_tools_and_a_quiesced_snapshot(lab: Lab,
+                                                                       sshd: Sshd) -> None:
+    """With VMware Tools running and reporting the guest's address (set through vcsim's
+    SET.guest.* extra config), `--guest-host tools:PORT` reaches the guest there and
+    `--quiesce` gets a quiesced snapshot, recorded with the point."""
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as s:
+        vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True, True)
+        opt: Any = vim.option.OptionValue
+        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+            extraConfig=[opt(key="SET.guest.ipAddress", value="127.0.0.1"),
+                         opt(key="SET.guest.toolsRunningStatus", value="guestToolsRunning")])))
+    _marks, pre, _post = _scripts(lab, sshd, "echo frozen")
+    r = lab.vmkeep("job", "create", "tools", "--vcenter", "vc", "--vm", VM, "--repo", "main",
+                   "--enable-cbt", "--guest-host", f"tools:{sshd.port}", "--guest-user", sshd.user,
+                   "--guest-key", str(sshd.key_file), "--guest-host-key-fingerprint",
+                   sshd.fingerprint, "--pre-freeze", str(pre), "--quiesce",
+                   "--quiesce-fallback", "fail", "--retries", "0")
+    assert r.code == 0, r.err
+    r = lab.vmkeep("job", "run", "tools", "--wait")
+    assert r.code == 0, r.err
+    messages = [x["message"] for x in _log(lab, r.out.strip())]
+    assert "frozen" in messages and any("(quiesced)" in m for m in messages), messages
+    point = json.loads(lab.vmkeep("points", "list", "--json").out)[-1]
+    assert point["guest_processing"]["quiesced"] is True
+    assert point["guest_processing"]["guest"] == f"{sshd.user}@tools:{sshd.port}"
