@@ -56,3 +56,24 @@ def test_a_log_backup_job_collects_and_fails_safely(lab: Lab, sshd: Sshd) -> Non
     assert sorted(d["label"] for d in points[0]["disks"]) == [
         "000000010000000000000000", "000000010000000000000001"]
     assert list(archive.iterdir()) == []
+
+
+def test_a_log_command_runs_in_the_guest_before_collecting(lab: Lab, sshd: Sshd) -> None:
+    """The generic log backup (SQL Server's BACKUP LOG, RMAN …): the job's command runs in
+    the guest first, its output goes to the session, then what it wrote is collected."""
+    folder = sshd.owned_folder(f"logbackup-{lab.tmp.name}")
+    command = (f"echo backing up the log; head -c 65536 /dev/urandom > {folder}/db.trn; "
+               f"touch -d '1 minute ago' {folder}/db.trn")
+    r = lab.vmkeep("job", "create", "trn", "--logs-of", VM, "--guest-host",
+                   f"127.0.0.1:{sshd.port}", "--guest-user", sshd.user, "--guest-key",
+                   str(sshd.key_file), "--guest-host-key-fingerprint", sshd.fingerprint,
+                   "--log-folder", str(folder), "--log-pattern", "*.trn", "--log-command",
+                   command, "--log-settle", "1s", "--repo", "main")
+    assert r.code == 0, r.err
+    r = lab.vmkeep("job", "run", "trn", "--wait")
+    assert r.code == 0, r.err
+    log = json.loads(lab.vmkeep("session", "show", r.out.strip(), "--json").out)["log"]
+    assert "backing up the log" in [x["message"] for x in log]
+    points = json.loads(lab.vmkeep("points", "list", "--json").out)
+    assert [d["label"] for d in points[-1]["disks"]] == ["db.trn"]
+    assert list(folder.iterdir()) == []
