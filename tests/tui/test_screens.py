@@ -140,7 +140,8 @@ async def test_running_a_job_opens_its_session_which_follows_to_the_end() -> Non
         screen = app.screen
         assert isinstance(screen, SessionScreen)
         await until(pilot, lambda: shows(app, "✓ success", "100%", "session ended: success"))
-        assert screen.seen_percentages[:3] == [20, 40, 60]
+        rising = [p for p in screen.seen_percentages if 0 < p < 100]
+        assert len(rising) >= 3 and rising == sorted(rising), screen.seen_percentages
         assert "⚠" in screen_text(app)  # the warning stands out
         assert fake.called("run_job") == [{"name": "nightly", "full": False}]
         assert fake.called("events") == [{"session_id": screen.session_id}]  # the stream
@@ -154,6 +155,7 @@ async def test_without_the_event_stream_a_session_is_followed_by_long_polls() ->
     fake = FakeClient()
     fake.delay = 0.05
     fake.no_events = True
+    fake.steps = 10  # the dashboard may look (and so advance the fake) before the view opens
     sid = fake.start_backup("nightly").id
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
@@ -161,7 +163,8 @@ async def test_without_the_event_stream_a_session_is_followed_by_long_polls() ->
         await until(pilot, lambda: shows(app, "✓ success", "100%", "session ended: success"))
         screen = app.screen
         assert isinstance(screen, SessionScreen)
-        assert 20 in screen.seen_percentages and 80 in screen.seen_percentages
+        rising = [p for p in screen.seen_percentages if 0 < p < 100]
+        assert len(rising) >= 3 and rising == sorted(rising), screen.seen_percentages
         waits = [c["wait"] for c in fake.called("session") if c["session_id"] == sid]
         assert sum(w > 0 for w in waits) >= 3  # followed by long polls
 
