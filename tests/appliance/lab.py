@@ -8,6 +8,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.inventory import find_vm
@@ -44,6 +48,19 @@ class Lab:
             disk = next(d for d in vm.config.hardware.device if hasattr(d, "capacityInKB"))
             ds, path = split_datastore_path(disk.backing.fileName)
             return Path({d.name: d.info.url for d in vm.datastore}[ds]) / flat_file_of(path)
+
+    def grow(self, size: int) -> None:
+        """Give the VM's disk ``size`` bytes of capacity (a reconfigure, as an admin does)."""
+        with connect(self.sim.host, self.sim.port, self.sim.user, self.sim.password,
+                     fingerprint=None, insecure=True) as s:
+            vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True,
+                                                  True)
+            disk: Any = next(d for d in vm.config.hardware.device
+                             if isinstance(d, vim.vm.device.VirtualDisk))
+            disk.capacityInKB, disk.capacityInBytes = size // 1024, size
+            WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+                deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                    operation="edit", device=disk)])))
 
     def write(self, offset: int, data: bytes) -> None:
         with self.flat().open("r+b") as f:

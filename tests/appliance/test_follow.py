@@ -7,29 +7,15 @@ from __future__ import annotations
 import json
 import random
 import threading
-from typing import Any
-
-from pyVim.task import WaitForTask
-from pyVmomi import vim
 
 from appliance.client import ApplianceClient
-from appliance.vsphere.inventory import find_vm
-from appliance.vsphere.session import connect
 from tests.appliance.lab import VM, Lab
 
 SIZE = 160 << 20
 
 
 def grow_and_fill(lab: Lab) -> None:
-    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
-                 fingerprint=None, insecure=True) as s:
-        vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True, True)
-        disk: Any = next(d for d in vm.config.hardware.device
-                         if isinstance(d, vim.vm.device.VirtualDisk))
-        disk.capacityInKB, disk.capacityInBytes = SIZE // 1024, SIZE
-        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
-            deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
-                operation="edit", device=disk)])))
+    lab.grow(SIZE)
     rnd = random.Random(8)
     with lab.flat().open("r+b") as f:
         for off in range(0, SIZE, 4 << 20):

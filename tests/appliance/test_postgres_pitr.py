@@ -27,11 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyVim.task import WaitForTask
-from pyVmomi import vim
 
-from appliance.vsphere.inventory import find_vm
-from appliance.vsphere.session import connect
 from tests.appliance.lab import VM, Lab
 from tests.sshd import Sshd
 
@@ -106,18 +102,6 @@ def pg() -> Iterator[Postgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _grow_disk(lab: Lab) -> None:
-    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
-                 fingerprint=None, insecure=True) as s:
-        vm = s.content.searchIndex.FindByUuid(None, find_vm(s, VM).instance_uuid, True, True)
-        disk: Any = next(d for d in vm.config.hardware.device
-                         if isinstance(d, vim.vm.device.VirtualDisk))
-        disk.capacityInKB, disk.capacityInBytes = DISK // 1024, DISK
-        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
-            deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
-                operation="edit", device=disk)])))
-
-
 def _hypervisor(lab: Lab, pg: Postgres, mailbox: Path, stop: threading.Event) -> None:
     """Copies the data folder onto the VM's disk when the pre-freeze script asks."""
     request, done = mailbox / "request", mailbox / "done"
@@ -146,7 +130,7 @@ def _wait(what: str, check: Any, timeout: float = 60) -> Any:
 
 
 def test_point_in_time_restore_from_vmkeep_alone(lab: Lab, sshd: Sshd, pg: Postgres) -> None:
-    _grow_disk(lab)
+    lab.grow(DISK)
     mailbox = sshd.owned_folder(f"mailbox-{lab.tmp.name}")
     pre = lab.tmp / "pre-freeze.sh"
     pre.write_text(f"#!/bin/sh\ntouch {mailbox}/request\n"
