@@ -248,6 +248,10 @@ def appliance_demo(host: str, port: int, fingerprint: str, rng: random.Random) -
         print(vmkeep("catalog", "query", "SELECT vm, points, full_points FROM points_per_vm "
                      "ORDER BY vm"))
         print(f"  points of {vm}: {', '.join(p['kind'] for p in points)}\n")
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            print("== 4. the TUI on this appliance (ctrl+q quits; then the demo stops the "
+                  "appliance and vcsim) ==")
+            subprocess.run([sys.executable, "-m", "appliance.cli", "tui"], check=False)
         return [] if same and [p["kind"] for p in points] == ["full", "incremental"] \
             else ["appliance restore"]
     finally:
@@ -263,8 +267,6 @@ def main() -> int:
     print("summary")
     verdict = "all byte-identical" if not failures else "FAILED: " + ", ".join(failures)
     print(f"  restores: {verdict}; {time.monotonic() - started:.1f} s in all")
-    if sys.stdout.isatty():
-        print("\n(the TUI arrives with the appliance; see the issues)")
     return 0 if not failures else 1
 
 
