@@ -63,8 +63,8 @@ class Notifier:
         self.registry = registry
         self.sessions = sessions
         sessions.on_end.append(self.session_ended)
-        self._sent: set[str] = set()  # alerts sent and not cleared since
-        self._current: dict[str, tuple[Alert, datetime]] = {}  # what holds now, since when
+        # What holds now, since when; each was sent when it appeared.
+        self._current: dict[str, tuple[Alert, datetime]] = {}
         self._last_look = time.monotonic()
         # Looks each second whether alert_every_seconds has passed, so a changed setting
         # counts at once.
@@ -95,20 +95,19 @@ class Notifier:
         busy = self.sessions.busy_vms()
         for vcenter, findings in reg.hunt_findings().items():
             alerts += orphan_alerts(vcenter, findings, busy)
-        failures = []
+        failures, spaces = [], []
         for info in reg.repositories():
-            if info.remote:  # looking at it notes its free space
-                try:
-                    reg.open_repository(info).close()
-                except VmkeepError as exc:
-                    failures.append((info.name, str(exc)))
+            try:
+                space = reg.space_now(info)
+            except VmkeepError as exc:
+                failures.append((info.name, str(exc)))
+                continue
+            if space is not None:
+                spaces.append((info.name, *space))
         alerts += unreachable_alerts(failures)
-        spaces = [(r.name, *space) for r in reg.repositories()
-                  if (space := r.space()) is not None]
         alerts += space_alerts(spaces, settings.free_space_alert_percent)
         alerts += config_backup_alerts(reg.config_schedule())
-        new = [a for a in alerts if a.key not in self._sent]
-        self._sent = {a.key for a in alerts}
+        new = [a for a in alerts if a.key not in self._current]  # sent once while it lasts
         self._current = {a.key: (a, self._current.get(a.key, (a, now))[1]) for a in alerts}
         for kind in dict.fromkeys(a.kind for a in new):
             body = {"alert": kind, "messages": [a.message for a in new if a.kind == kind]}

@@ -140,6 +140,20 @@ class Registry:
         with self._lock:
             yield self._cat
 
+    @contextmanager
+    def synced_cursor(self, repo: Any) -> Iterator[Catalog]:
+        """A catalog cursor of its own (for a worker thread) with ``repo``'s index brought up
+        to date; closed on leaving."""
+        from appliance.jobs.sync import sync
+
+        with self.catalog() as main:
+            cursor = main.cursor()
+            sync(repo, cursor)
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
     # -- administrators' SQL ------------------------------------------------------------------
 
     def query(self, sql: str, *, max_rows: int, timeout: float) -> QueryResult:
@@ -278,9 +292,7 @@ class Registry:
             with address.open(create=True) as repo:
                 with repo.lock(exclusive=False, operation="import"):
                     rescan(repo, cat)
-                space = getattr(repo.backend, "space", None)
-                if space is not None:
-                    self._remote_space[name] = space()
+                self._note_space(name, repo)
                 for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
                                     ("encryption-password", encryption_password)):
                     if value:
@@ -329,12 +341,12 @@ class Registry:
         from appliance.repository.sftp import Reconnect
         from appliance.ssh import SshAuth
 
-        stored = secrets if secrets is not None else self.secrets.all()
-        encryption = stored.get(f"repository/{info.name}/encryption-password")
+        find = secrets.get if secrets is not None else self.secrets.find
+        encryption = find(f"repository/{info.name}/encryption-password")
         if not info.remote:
             return Address(info.location, password=encryption)
-        auth = SshAuth(key_data=stored.get(f"repository/{info.name}/ssh-key"),
-                       password=stored.get(f"repository/{info.name}/ssh-password"))
+        auth = SshAuth(key_data=find(f"repository/{info.name}/ssh-key"),
+                       password=find(f"repository/{info.name}/ssh-password"))
         default = Reconnect()
         reconnect = Reconnect(info.reconnect_every or default.every,
                               info.reconnect_for or default.give_up)
@@ -346,10 +358,21 @@ class Registry:
         """The repository, opened (close it, or use it in ``with``). An SSH repository's
         free space is noted for ``RepositoryInfo.space``."""
         repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
+        self._note_space(info.name, repo)
+        return repo
+
+    def _note_space(self, name: str, repo: Any) -> None:
+        """An SSH repository's free space, for ``RepositoryInfo.space`` to report."""
         space = getattr(repo.backend, "space", None)
         if space is not None:
-            self._remote_space[info.name] = space()
-        return repo
+            self._remote_space[name] = space()
+
+    def space_now(self, info: RepositoryInfo) -> tuple[int, int] | None:
+        """(free, total) of the repository's storage now: an SSH repository is opened."""
+        if not info.remote:
+            return info.space()
+        self.open_repository(info).close()
+        return self._remote_space.get(info.name)
 
     def repository(self, name: str) -> RepositoryInfo:
         return next((r for r in self.repositories() if r.name == name), None) or \
@@ -529,9 +552,8 @@ class Registry:
         takes the address VMware Tools report (``reported_ip``)."""
         from appliance.ssh import SshAuth, SshTarget, SshUnreachableError
 
-        stored = self.secrets.all()
-        auth = SshAuth(key_data=stored.get(f"job/{job}/guest-key"),
-                       password=stored.get(f"job/{job}/guest-password"))
+        auth = SshAuth(key_data=self.secrets.find(f"job/{job}/guest-key"),
+                       password=self.secrets.find(f"job/{job}/guest-password"))
         target = _guest_target(guest)
         if target.host == "tools":
             if not reported_ip:
@@ -603,7 +625,6 @@ class Registry:
         backup job stored (in ``vmkeep-wal/``), recovery.signal and the settings."""
         from appliance.jobs.log_backup import logs_object
         from appliance.jobs.restore import restore_disk
-        from appliance.jobs.sync import sync
 
         folder = Path(data_dir)
         if not folder.is_absolute() or not (folder / "PG_VERSION").is_file():
@@ -629,20 +650,13 @@ class Registry:
         wal = folder / "vmkeep-wal"
         wal.mkdir(exist_ok=True)
         count = 0
-        with self.catalog() as main:
-            child = main.cursor()
-        try:
-            with self._repo(names[row.repo_id]) as repo:
-                with self.catalog():
-                    sync(repo, child)
-                for p in child.points(repo.id, logs_object(row.object_name)):
-                    for d in child.disks(p.point_id):
-                        target = wal / d.label
-                        if not target.exists():
-                            restore_disk(repo, child, p.point_id, d.disk_index, target)
-                            count += 1
-        finally:
-            child.close()
+        with self._repo(names[row.repo_id]) as repo, self.synced_cursor(repo) as child:
+            for p in child.points(repo.id, logs_object(row.object_name)):
+                for d in child.disks(p.point_id):
+                    target = wal / d.label
+                    if not target.exists():
+                        restore_disk(repo, child, p.point_id, d.disk_index, target)
+                        count += 1
         (folder / "recovery.signal").write_text("")
         settings = [f"restore_command = 'cp \"{wal}/%f\" \"%p\"'",
                     "recovery_target_action = 'promote'"]
@@ -753,7 +767,7 @@ class Registry:
             if value.repository is None:
                 raise UsageError("name the repository the configuration goes to: --repo NAME")
             self.repository(value.repository)
-            if value.password is None and CONFIG_PASSWORD not in self.secrets.all():
+            if value.password is None and CONFIG_PASSWORD not in self.secrets.names():
                 raise UsageError("give the password that seals the configuration backups "
                                  "(--password-stdin, --password-file or "
                                  "VMKEEP_CONFIG_PASSWORD)")
@@ -1002,10 +1016,11 @@ class Registry:
 
         until = self.lock_until(info, repo, datetime.now(UTC))
         points = sorted(point_ids)
+        # The packs that hold a block of any of the points (the copy restores read: each
+        # block's keeper) — one pass over the packs for them all.
         names = {manifest_name(p) for p in points}
-        for p in points:
-            names |= {pack_name(u.pack_id) for u in cat.pack_usage(repo.id, [p])
-                      if u.live_entries}
+        names |= {pack_name(u.pack_id) for u in cat.pack_usage(repo.id, points)
+                  if u.live_entries}
         names |= {"config", *repo.backend.list("keys")}
         record = f"{RECORDS}/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
         doc = {"until": until.isoformat(), "files": sorted(names)}
@@ -1105,7 +1120,6 @@ class Registry:
         source, unless immutable there (then kept, and said so)."""
         from appliance.jobs.copy import copy_points
         from appliance.jobs.prune import execute_prune, plan_removal
-        from appliance.jobs.sync import sync
         from appliance.repository.hardening import ImmutableError
 
         dst_info = self.repository(req.to)
@@ -1134,41 +1148,33 @@ class Registry:
         if src_info.name == dst_info.name:
             raise UsageError(f"the points are in repository {dst_info.name!r} already")
         lines: list[str] = []
-        with self.open_repository(src_info) as src, self.open_repository(dst_info) as dst:
-            with self.catalog() as main:
-                scat, dcat = main.cursor(), main.cursor()
-                sync(src, scat)
-                sync(dst, dcat)
-            try:
-                ids = [p.point_id for p in scat.points(src.id) if p.object_name in names]
-                if not ids:
-                    raise NotFoundError(f"no points of {', '.join(sorted(names))} in "
-                                        f"repository {src_info.name!r}")
-                with src.lock(exclusive=True, operation="move"), \
-                        dst.lock(exclusive=False, operation="move"):
-                    result = copy_points(src, scat, dst, dcat, ids, log=lines.append)
-                    if result.copied and self.hardening(dst_info) is not None:
-                        self.lock_files(dst_info, dst, dcat, list(result.copied.values()))
-                    if job_row is not None:
-                        moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
-                        with self.catalog() as cat:
-                            cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
-                                update={"repository": dst_info.name}).model_dump_json(),
-                                job_row.enabled, job_row.created))
-                        lines.append(f"job {job_row.name!r} now writes to repository "
-                                     f"{dst_info.name!r}")
-                    done = [i for i in ids if i in result.copied or i in result.present]
-                    try:
-                        plan = self.guard_prune(src_info, src, scat,
-                                                plan_removal(src, scat, done))
-                        execute_prune(src, scat, plan)
-                        lines.append(f"removed {len(done)} point(s) from repository "
-                                     f"{src_info.name!r}")
-                    except ImmutableError as exc:
-                        lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
-            finally:
-                scat.close()
-                dcat.close()
+        with self.open_repository(src_info) as src, self.open_repository(dst_info) as dst, \
+                self.synced_cursor(src) as scat, self.synced_cursor(dst) as dcat:
+            ids = [p.point_id for p in scat.points(src.id) if p.object_name in names]
+            if not ids:
+                raise NotFoundError(f"no points of {', '.join(sorted(names))} in "
+                                    f"repository {src_info.name!r}")
+            with src.lock(exclusive=True, operation="move"), \
+                    dst.lock(exclusive=False, operation="move"):
+                result = copy_points(src, scat, dst, dcat, ids, log=lines.append)
+                if result.copied and self.hardening(dst_info) is not None:
+                    self.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+                if job_row is not None:
+                    moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
+                    with self.catalog() as cat:
+                        cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
+                            update={"repository": dst_info.name}).model_dump_json(),
+                            job_row.enabled, job_row.created))
+                    lines.append(f"job {job_row.name!r} now writes to repository "
+                                 f"{dst_info.name!r}")
+                done = [i for i in ids if i in result.copied or i in result.present]
+                try:
+                    plan = self.guard_prune(src_info, src, scat, plan_removal(src, scat, done))
+                    execute_prune(src, scat, plan)
+                    lines.append(f"removed {len(done)} point(s) from repository "
+                                 f"{src_info.name!r}")
+                except ImmutableError as exc:
+                    lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
         return api.MoveAnswer(moved=len(ids), lines=lines)
 
     def restore_vm(self, req: api.VmRestore) -> str:

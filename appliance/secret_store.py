@@ -86,18 +86,26 @@ class SecretStore:
             doc[name] = base64.b64encode(sealed).decode()
             write_private(self.path, json.dumps(doc, sort_keys=True).encode())
 
-    def get(self, name: str) -> str:
+    def _open(self, name: str, sealed: str) -> str:
+        raw = base64.b64decode(sealed)
+        try:
+            return self._cipher().decrypt(raw[:_NONCE], raw[_NONCE:], name.encode()).decode()
+        except (InvalidTag, ValueError):
+            raise IntegrityError(f"the secret {name!r} does not open with "
+                                 f"{self.root / KEY_NAME}; was the key replaced? Add the "
+                                 "secret again") from None
+
+    def find(self, name: str) -> str | None:
+        """The secret ``name``, opened; None when none is stored under that name."""
         with self._lock:
             sealed = self._load().get(name)
-            if sealed is None:
-                raise NotFoundError(f"no secret named {name!r} is stored; add it again")
-            raw = base64.b64decode(sealed)
-            try:
-                return self._cipher().decrypt(raw[:_NONCE], raw[_NONCE:], name.encode()).decode()
-            except (InvalidTag, ValueError):
-                raise IntegrityError(f"the secret {name!r} does not open with "
-                                     f"{self.root / KEY_NAME}; was the key replaced? Add the "
-                                     "secret again") from None
+            return None if sealed is None else self._open(name, sealed)
+
+    def get(self, name: str) -> str:
+        found = self.find(name)
+        if found is None:
+            raise NotFoundError(f"no secret named {name!r} is stored; add it again")
+        return found
 
     def names(self) -> set[str]:
         """The names of the stored secrets (their values stay sealed)."""
@@ -107,8 +115,7 @@ class SecretStore:
     def all(self) -> dict[str, str]:
         """Every secret, opened (for the configuration backup, which seals them again)."""
         with self._lock:
-            names = list(self._load())
-        return {name: self.get(name) for name in names}
+            return {name: self._open(name, sealed) for name, sealed in self._load().items()}
 
     def delete(self, prefix: str) -> None:
         """Forget every secret whose name starts with ``prefix``."""

@@ -371,50 +371,41 @@ class SessionManager:
     def _copy_jobs(self, live: _Live, spec: api.JobSpec) -> None:
         """A backup copy job: the points of its source jobs' VMs that the target lacks are
         copied (and verified) there, one task per VM; then the copy job's own retention."""
-        from appliance.jobs.copy import copy_points
-        from appliance.jobs.sync import sync
-
         reg = self.registry
         dst_info = reg.repository(spec.repository)
         self._log(live, "info", f"copy job {spec.name!r}: the points of "
                                 f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
         names: set[str] = set()
         with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
-                live, "warning", m)) as dst:
-            with reg.catalog() as main:
-                dcat = main.cursor()
-                sync(dst, dcat)
-            try:
-                for source in spec.copy_of:
-                    src_spec = api.JobSpec.model_validate_json(reg.job(source).spec_json)
-                    src_info = reg.repository(src_spec.repository)
-                    if src_info.name == dst_info.name:
-                        self._log(live, "warning", f"job {source!r} writes to "
-                                                   f"{dst_info.name!r} itself now: nothing to "
-                                                   "copy")
-                        continue
-                    with reg.open_repository(src_info) as src:
-                        with reg.catalog() as main:
-                            scat = main.cursor()
-                            sync(src, scat)
-                        try:
-                            vms = reg.job_vm_names(source)
-                            by_vm: dict[str, list[str]] = {}
-                            for p in scat.points(src.id):
-                                if p.object_name in vms:
-                                    by_vm.setdefault(p.object_name, []).append(p.point_id)
-                            for vm, ids in sorted(by_vm.items()):
-                                if live.stop.is_set():
-                                    break
-                                names.add(vm)
-                                self._copy_vm(live, vm, src, scat, dst, dcat, ids, dst_info,
-                                              copy_points)
-                        finally:
-                            scat.close()
-                if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
-                    self._retention(live, spec, dst, dcat, names, dst_info)
-            finally:
-                dcat.close()
+                live, "warning", m)) as dst, reg.synced_cursor(dst) as dcat:
+            for source in spec.copy_of:
+                names |= self._copy_source(live, source, dst_info, dst, dcat)
+            if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
+                self._retention(live, spec, dst, dcat, names, dst_info)
+
+    def _copy_source(self, live: _Live, source: str, dst_info: Any, dst: Any,
+                     dcat: Catalog) -> set[str]:
+        """Copy one source job's points, a task per VM; the VMs it covered."""
+        reg = self.registry
+        src_info = reg.repository(
+            api.JobSpec.model_validate_json(reg.job(source).spec_json).repository)
+        if src_info.name == dst_info.name:
+            self._log(live, "warning", f"job {source!r} writes to {dst_info.name!r} itself "
+                                       "now: nothing to copy")
+            return set()
+        vms = reg.job_vm_names(source)
+        covered: set[str] = set()
+        with reg.open_repository(src_info) as src, reg.synced_cursor(src) as scat:
+            by_vm: dict[str, list[str]] = {}
+            for p in scat.points(src.id):
+                if p.object_name in vms:
+                    by_vm.setdefault(p.object_name, []).append(p.point_id)
+            for vm, ids in sorted(by_vm.items()):
+                if live.stop.is_set():
+                    break
+                covered.add(vm)
+                self._copy_vm(live, vm, src, scat, dst, dcat, ids, dst_info)
+        return covered
 
     def _collect_logs(self, live: _Live, spec: api.JobSpec) -> None:
         """A log backup job: one collection from the guest (appliance.jobs.log_backup)."""
@@ -423,7 +414,6 @@ class SessionManager:
         from appliance.guest.postgres import archiving_trouble
         from appliance.guest.scripts import Guest
         from appliance.jobs.log_backup import collect_logs
-        from appliance.jobs.sync import sync
 
         reg = self.registry
         assert spec.logs is not None and spec.guest is not None
@@ -453,15 +443,10 @@ class SessionManager:
                     if trouble:
                         log("warning", trouble)
                         task.result = "warning"
-                with reg.catalog() as main:
-                    cat = main.cursor()
-                    sync(repo, cat)
-                try:
-                    with repo.lock(exclusive=False, operation=f"logs {logs.vm}"):
-                        got = collect_logs(guest, logs.folder, logs.pattern, repo, cat, logs.vm,
-                                           settle_seconds=logs.settle_seconds, log=log)
-                finally:
-                    cat.close()
+                with reg.synced_cursor(repo) as cat, \
+                        repo.lock(exclusive=False, operation=f"logs {logs.vm}"):
+                    got = collect_logs(guest, logs.folder, logs.pattern, repo, cat, logs.vm,
+                                       settle_seconds=logs.settle_seconds, log=log)
             if not got.stored:
                 log("info", f"no new log files in {shlex.quote(logs.folder)}")
             task.result, task.point_id = task.result or "success", got.point_id
@@ -472,7 +457,9 @@ class SessionManager:
         self._save(live, force=True)
 
     def _copy_vm(self, live: _Live, vm: str, src: Any, scat: Catalog, dst: Any, dcat: Catalog,
-                 ids: list[str], dst_info: Any, copy_points: Any) -> None:
+                 ids: list[str], dst_info: Any) -> None:
+        from appliance.jobs.copy import copy_points
+
         with live.lock:
             task = live.tasks.setdefault(vm, _Task(vm, vm))
         task.state, task.stage, task.started = "running", "copying", time.monotonic()
@@ -592,6 +579,7 @@ class SessionManager:
         reg = self.registry
         task = live.tasks[vm.name]
         guest_spec = spec.guest
+        excluded = excluded_disks(spec.exclude_disks, vm.name)
         if live.stop.is_set():
             task.state, task.result = "stopped", "failed"
             return
@@ -659,7 +647,7 @@ class SessionManager:
                         session, repo, cat, vm.instance_uuid, options,
                         enable_cbt_consent=spec.enable_cbt, sample_blocks=spec.sample_blocks,
                         quiesce=spec.quiesce, quiesce_fallback=spec.quiesce_fallback,
-                        force_full=vm_full, exclude=excluded_disks(spec.exclude_disks, vm.name),
+                        force_full=vm_full, exclude=excluded,
                         log=log, progress=progress, disk_progress=disk_progress, dedup=dedup,
                         extra_config=gp.record if guest_spec is not None else None,
                         before_read=gp.after_snapshot)
@@ -681,7 +669,7 @@ class SessionManager:
             task.result, task.point_id = result.status, result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read
-            self._disk_results(live, vm.name, result.disks, result.point_id)
+            self._disk_results(live, vm.name, result.disks, result.point_id, excluded)
         except SessionStopped:
             task.result = "failed"
             log("warning", "stopped")
@@ -724,23 +712,18 @@ class SessionManager:
 
         return dedup, newest is not None and newest.created < start
 
-    def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None) -> None:
+    def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None,
+                      excluded: frozenset[int]) -> None:
         """Each disk's result once its VM is done: read (success, or warning with a CBT
         fallback), refused (warning), excluded by the job (no task)."""
         with live.lock:
             for d in disks:
+                if d.index in excluded:
+                    continue
                 name = f"{vm} · disk {d.index}"
-                t = live.tasks.get(name)
-                if d.read_kind == "skipped":
-                    if "excluded by the job" in d.skipped_reason:
-                        continue
-                    t = live.tasks[name] = _Task(name, vm, d.index)
-                    t.result = "warning"
-                elif t is None:
-                    t = live.tasks[name] = _Task(name, vm, d.index)
-                else:
-                    t.result = "warning" if d.warnings else "success"
+                t = live.tasks.get(name) or live.tasks.setdefault(name, _Task(name, vm, d.index))
+                skipped = d.read_kind == "skipped"
+                t.result = "warning" if skipped or d.warnings else "success"
+                if not skipped:
                     t.point_id = point_id
-                if t.result is None:
-                    t.result = "warning" if d.warnings else "success"
                 t.state, t.stage = "ended", None
