@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _SPEC = os.environ.get("VMKEEP_CRASH_AT", "")
 _NAME, _, _COUNT = _SPEC.partition(":")
@@ -33,8 +35,25 @@ def hold_point(name: str, detail: str = "") -> None:
     """Wait here while ``VMKEEP_HOLD_AT`` is ``name`` or ``name:detail`` and the file named by
     ``VMKEEP_HOLD_RELEASE`` does not exist (at most two minutes): lets a test see what the
     rest of the appliance does meanwhile. Unset, it costs one comparison."""
+    hook = _HOOKS.get(name)
+    if hook is not None:
+        hook(detail)
     if not _HOLD or _HOLD not in (name, f"{name}:{detail}") or not _RELEASE:
         return
     deadline = time.monotonic() + 120
     while not os.path.exists(_RELEASE) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+_HOOKS: dict[str, Callable[[str], None]] = {}
+
+
+@contextmanager
+def hooked(name: str, hook: Callable[[str], None]) -> Iterator[None]:
+    """In-process tests: call ``hook(detail)`` whenever ``hold_point(name)`` is passed (in the
+    thread that passes it), so a test can hold one thread there while another runs."""
+    _HOOKS[name] = hook
+    try:
+        yield
+    finally:
+        _HOOKS.pop(name, None)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from appliance.errors import SourceError, UsageError
-from appliance.faults import crash_point
+from appliance.faults import crash_point, hold_point
 from appliance.jobs.blockmap import overlay
 from appliance.jobs.sync import Delta, record_point
 from appliance.repository import codec
@@ -238,6 +238,7 @@ class PackSink:
         writer, fut = self.in_flight.popleft()
         size = fut.result()
         crash_point("backup-pack-written")
+        hold_point("backup-pack-written", writer.pack_id)
         self.cat.add_pack(self.repo.id, writer.pack_id, size, [
             NewBlock(e.block_id, e.kind, e.codec, e.key_id, e.offset, e.stored_len, e.plain_len)
             for e in writer.entries])
