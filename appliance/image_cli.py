@@ -24,16 +24,16 @@ from appliance.errors import (
     UsageError,
 )
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
-from appliance.jobs.prune import cleanup, execute_prune, plan_prune, sweep
+from appliance.jobs.prune import execute_prune, plan_prune, sweep
 from appliance.jobs.restore import restore_disk
 from appliance.jobs.retention import RetentionPolicy
-from appliance.jobs.sync import rescan, sync
 from appliance.jobs.verify import (
     VerifyReport,
     damaged_config_report,
     verify_point,
     verify_repository,
 )
+from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
@@ -125,6 +125,26 @@ def opened(args: argparse.Namespace, *, create: bool, lock_wait: float
         repo.close()
 
 
+def rescan_hint(args: argparse.Namespace) -> str:
+    return f"`vmkeep image rescan --repo {args.repo}`"
+
+
+@contextmanager
+def workspace(args: argparse.Namespace, *, exclusive: bool, operation: str,
+              create: bool = False, read_only_ok: bool = False, rescan: bool = False
+              ) -> Iterator[Workspace]:
+    """The repository the command names, locked, with its catalog cache in step (the only
+    way the offline commands touch a repository)."""
+    with opened(args, create=create, lock_wait=args.lock_wait) as (repo, cat), \
+            open_workspace(repo, cat.cursor, exclusive=exclusive, operation=operation,
+                           wait=args.lock_wait, read_only_ok=read_only_ok, rescan=rescan,
+                           rescan_hint=rescan_hint(args)) as ws:
+        note = getattr(ws.lock, "note", None)
+        if note:
+            print(note, file=sys.stderr)
+        yield ws
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     # Check every input before the repository is created or touched.
     options = BackupOptions(block_size=block_size_named(args.block_size),
@@ -149,21 +169,22 @@ def cmd_backup(args: argparse.Namespace) -> int:
         disk = DiskInput(0, source, changed,
                          changed_reason="" if changed is not None else "no --changed list given")
         with opened(args, create=True, lock_wait=args.lock_wait) as (repo, cat):
-            cleanup(repo, cat)
+            cleanup(repo, cat.cursor)
             progress = Progress(f"backup {args.name}")
             try:
-                with repo.lock(exclusive=False, operation="backup", wait=args.lock_wait):
-                    sync(repo, cat)
-                    result = run_backup(repo, cat, args.name, [disk], options,
-                                        progress=progress)
+                with open_workspace(repo, cat.cursor, exclusive=False, operation="backup",
+                                    wait=args.lock_wait, rescan_hint=rescan_hint(args)) as ws:
+                    result = run_backup(ws, args.name, [disk], options, progress=progress)
             except BaseException:
                 progress.done()
-                cleanup(repo, cat, force=True)
+                cleanup(repo, cat.cursor, force=True)
                 raise
             progress.done()
     finally:
         source.close()
     print(result.point_id)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{result.kind} backup of {args.name}: read {human_bytes(result.bytes_read)}, stored "
           f"{human_bytes(result.bytes_stored)} new ({result.blocks_new} blocks, "
           f"{result.blocks_deduplicated} deduplicated) in {result.seconds:.1f}s; "
@@ -175,12 +196,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     target = Path(args.file)
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
-    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
-          repo.lock(exclusive=False, operation="restore", wait=args.lock_wait)):
-        sync(repo, cat)
+    with workspace(args, exclusive=False, operation="restore", read_only_ok=True) as ws:
         progress = Progress(f"restore {args.point}")
         try:
-            result = restore_disk(repo, cat, args.point, args.disk, target, progress=progress)
+            result = restore_disk(ws, args.point, args.disk, target, progress=progress)
         finally:
             progress.done()
     print(f"restored disk {result.disk_index} of {result.point_id} to {result.target} "
@@ -217,12 +236,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_DAMAGE_FOUND
     cat = open_catalog(repo, args.lock_wait)
     try:
-        with repo.lock(exclusive=False, operation="verify", wait=args.lock_wait):
-            sync(repo, cat)
-            if args.point:
-                report = verify_point(repo, cat, args.point)
-            else:
-                report = verify_repository(repo, cat)
+        with open_workspace(repo, cat.cursor, exclusive=False, operation="verify",
+                            wait=args.lock_wait, read_only_ok=True,
+                            rescan_hint=rescan_hint(args)) as ws:
+            note = getattr(ws.lock, "note", None)
+            if note:
+                print(note, file=sys.stderr)
+            report = verify_point(ws, args.point) if args.point else verify_repository(ws)
     finally:
         cat.close()
         repo.close()
@@ -230,7 +250,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_DAMAGE_FOUND
 
 
-def point_listing(cat: Catalog, repo: Repository, name: str | None) -> list[dict[str, object]]:
+def point_listing(ws: Workspace, name: str | None) -> list[dict[str, object]]:
+    cat, repo = ws.cat, ws.repo
     out: list[dict[str, object]] = []
     for p in cat.points(repo.id, name):
         disks = cat.disks(p.point_id)
@@ -247,10 +268,8 @@ def point_listing(cat: Catalog, repo: Repository, name: str | None) -> list[dict
 
 
 def cmd_points(args: argparse.Namespace) -> int:
-    with opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat):
-        with repo.lock(exclusive=False, operation="list", wait=args.lock_wait):
-            sync(repo, cat)
-        listing = point_listing(cat, repo, args.name)
+    with workspace(args, exclusive=False, operation="list", read_only_ok=True) as ws:
+        listing = point_listing(ws, args.name)
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -267,9 +286,8 @@ def cmd_points(args: argparse.Namespace) -> int:
 
 
 def cmd_rescan(args: argparse.Namespace) -> int:
-    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
-          repo.lock(exclusive=False, operation="rescan", wait=args.lock_wait)):
-        result = rescan(repo, cat)
+    with workspace(args, exclusive=False, operation="rescan", rescan=True) as ws:
+        result = ws.synced
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")
     for problem in result.damaged:
@@ -281,11 +299,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = RetentionPolicy(args.keep_last, args.keep_days)
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
-    with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
-          repo.lock(exclusive=True, operation="prune", wait=args.lock_wait)):
-        sync(repo, cat)
-        plan = plan_prune(repo, cat, policy, datetime.now(UTC),
-                          compact_below=args.compact_below)
+    with workspace(args, exclusive=True, operation="prune") as ws:
+        plan = plan_prune(ws, policy, datetime.now(UTC), compact_below=args.compact_below)
         for d in plan.decisions:
             why = ", ".join(d.reasons) if d.keep else "outside the policy"
             print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
@@ -296,8 +311,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
               f"deleted, {len(plan.compact_packs)} packs compacted")
         if args.dry_run:
             return 0
-        result = execute_prune(repo, cat, plan)
-        sweep(repo, cat)
+        result = execute_prune(ws, plan)
+        sweep(ws)
     print(f"pruned: {result.points_removed} points removed, {result.packs_deleted} packs "
           f"deleted, {result.packs_compacted} compacted into {result.packs_written}; freed "
           f"{human_bytes(result.bytes_freed)}")

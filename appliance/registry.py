@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import api
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
+from appliance.faults import hold_point
 from appliance.home import Home
 from appliance.jobs.schedule import (
     Schedule,
@@ -32,6 +33,11 @@ from appliance.secret_store import SecretStore
 from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
 from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
+
+if TYPE_CHECKING:
+    from appliance.jobs.workspace import Workspace
+    from appliance.repository.address import Address
+    from appliance.repository.repo import Repository
 
 log = logging.getLogger("appliance.registry")
 CATALOG_NAME = "catalog.duckdb"
@@ -140,19 +146,24 @@ class Registry:
         with self._lock:
             yield self._cat
 
-    @contextmanager
-    def synced_cursor(self, repo: Any) -> Iterator[Catalog]:
-        """A catalog cursor of its own (for a worker thread) with ``repo``'s index brought up
-        to date; closed on leaving."""
-        from appliance.jobs.sync import sync
+    def cursor(self) -> Catalog:
+        """A catalog cursor of its own (for a workspace or a worker thread); close it."""
+        with self._lock:
+            return self._cat.cursor()
 
-        with self.catalog() as main:
-            cursor = main.cursor()
-            sync(repo, cursor)
-        try:
-            yield cursor
-        finally:
-            cursor.close()
+    @contextmanager
+    def workspace(self, repo: Repository, name: str, *, exclusive: bool, operation: str,
+                  rescan: bool = False, read_only_ok: bool = False) -> Iterator[Workspace]:
+        """Repository ``name`` (opened as ``repo``) locked, with a private catalog cursor in
+        step with it (``appliance.jobs.workspace``): the only way the appliance reads or
+        writes a repository. Never holds the registry's catalog lock, so the API answers
+        meanwhile."""
+        from appliance.jobs.workspace import open_workspace
+
+        with open_workspace(repo, self.cursor, exclusive=exclusive, operation=operation,
+                            rescan=rescan, read_only_ok=read_only_ok,
+                            rescan_hint=f"`vmkeep repo rescan {name}`") as ws:
+            yield ws
 
     # -- administrators' SQL ------------------------------------------------------------------
 
@@ -258,7 +269,6 @@ class Registry:
         ``ssh_password``, and its host key must have ``host_key_fingerprint`` (without one,
         the error shows the host's). ``encryption_password`` opens an encrypted repository
         and makes a new one encrypted. Keys and passwords go to the secret store."""
-        from appliance.jobs.sync import rescan
         from appliance.repository.address import Address
         from appliance.repository.sftp import is_sftp
         from appliance.ssh import SshAuth
@@ -282,17 +292,14 @@ class Registry:
                                  "key fingerprints are for sftp:// repositories")
             address = Address(str(folder), password=encryption_password)
             location = str(folder)
-        with self.catalog() as cat:
-            if cat.repository_name(name) is not None:
-                raise ConflictError(f"a repository named {name!r} exists already; choose "
-                                    "another name")
-            taken = [r.name for r in cat.repository_names() if r.location == location]
-            if taken:
-                raise ConflictError(f"{location} is already repository {taken[0]!r}")
-            with address.open(create=True) as repo:
-                with repo.lock(exclusive=False, operation="import"):
-                    rescan(repo, cat)
-                self._note_space(name, repo)
+        self._check_new_repository(name, location)
+        with address.open(create=True) as repo:
+            # Indexed in a workspace of its own (the catalog lock is not held meanwhile).
+            with self.workspace(repo, name, exclusive=False, operation="import", rescan=True):
+                pass
+            self._note_space(name, repo)
+            with self.catalog() as cat:
+                self._check_new_repository(name, location, cat)
                 for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
                                     ("encryption-password", encryption_password)):
                     if value:
@@ -301,6 +308,19 @@ class Registry:
                     name, location, repo.id, datetime.now(UTC), address.fingerprint,
                     reconnect_every, reconnect_for))
         return self.repository(name)
+
+    def _check_new_repository(self, name: str, location: str,
+                              cat: Catalog | None = None) -> None:
+        if cat is None:
+            with self.catalog() as held:
+                return self._check_new_repository(name, location, held)
+        if cat.repository_name(name) is not None:
+            raise ConflictError(f"a repository named {name!r} exists already; choose "
+                                "another name")
+        taken = [r.name for r in cat.repository_names() if r.location == location]
+        if taken:
+            raise ConflictError(f"{location} is already repository {taken[0]!r}")
+        return None
 
     def edit_repository(self, name: str, *, host_key_fingerprint: str | None = None,
                         ssh_key: str | None = None,
@@ -334,7 +354,8 @@ class Registry:
                 cat.set_host_key(name, address.fingerprint)
         return self.repository(name)
 
-    def address(self, info: RepositoryInfo, secrets: dict[str, str] | None = None) -> Any:
+    def address(self, info: RepositoryInfo, secrets: dict[str, str] | None = None
+                ) -> Address:
         """Where the repository is and how to log in (``appliance.repository.address``),
         with the secrets of the store (or of ``secrets``)."""
         from appliance.repository.address import Address
@@ -354,7 +375,7 @@ class Registry:
                        password=encryption)
 
     def open_repository(self, info: RepositoryInfo, *,
-                        on_reconnect: Callable[[str], None] | None = None) -> Any:
+                        on_reconnect: Callable[[str], None] | None = None) -> Repository:
         """The repository, opened (close it, or use it in ``with``). An SSH repository's
         free space is noted for ``RepositoryInfo.space``."""
         repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
@@ -399,16 +420,15 @@ class Registry:
             return out
 
     def rescan_repository(self, name: str) -> RepositoryInfo:
-        from appliance.jobs.sync import rescan
         info = self.repository(name)
-        with self.catalog() as cat, self.open_repository(info) as repo:
+        with self.open_repository(info) as repo:
             if repo.id != info.repo_id:
                 raise BadInputError(f"{info.location} now holds another repository "
                                     f"({repo.id}, not {info.repo_id}); remove and add it again")
-            with repo.lock(exclusive=False, operation="rescan"):
-                rescan(repo, cat)
+            with self.workspace(repo, name, exclusive=False, operation="rescan",
+                                rescan=True) as ws:
                 if info.immutable_days is not None:
-                    self.restore_ledger(repo, cat)
+                    self.restore_ledger(ws.repo, ws.cat)
         return self.repository(name)
 
     def remove_repository(self, name: str) -> None:
@@ -650,12 +670,15 @@ class Registry:
         wal = folder / "vmkeep-wal"
         wal.mkdir(exist_ok=True)
         count = 0
-        with self._repo(names[row.repo_id]) as repo, self.synced_cursor(repo) as child:
-            for p in child.points(repo.id, logs_object(row.object_name)):
-                for d in child.disks(p.point_id):
+        name = names[row.repo_id]
+        with self._repo(name) as repo, self.workspace(repo, name, exclusive=False,
+                                                      operation="restore postgres") as ws:
+            hold_point("restore-postgres-locked", point_id)
+            for p in ws.cat.points(repo.id, logs_object(row.object_name)):
+                for d in ws.cat.disks(p.point_id):
                     target = wal / d.label
                     if not target.exists():
-                        restore_disk(repo, child, p.point_id, d.disk_index, target)
+                        restore_disk(ws, p.point_id, d.disk_index, target)
                         count += 1
         (folder / "recovery.signal").write_text("")
         settings = [f"restore_command = 'cp \"{wal}/%f\" \"%p\"'",
@@ -671,7 +694,6 @@ class Registry:
     def restore_disk(self, point_id: str, disk: int, target: str) -> int:
         """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
         from appliance.jobs.restore import restore_disk
-        from appliance.jobs.sync import sync
 
         path = Path(target)
         if not path.is_absolute():
@@ -683,14 +705,10 @@ class Registry:
                 raise NotFoundError(f"no restore point {point_id!r} in the appliance's "
                                     "repositories; `vmkeep points list` shows them")
             name = infos[row.repo_id].name
-            child = cat.cursor()
-        try:
-            with self._repo(name) as repo, repo.lock(exclusive=False, operation="restore"):
-                with self.catalog():
-                    sync(repo, child)
-                return restore_disk(repo, child, point_id, disk, path).size
-        finally:
-            child.close()
+        with self._repo(name) as repo, self.workspace(repo, name, exclusive=False,
+                                                      operation="restore",
+                                                      read_only_ok=True) as ws:
+            return restore_disk(ws, point_id, disk, path).size
 
     # -- Snapshot Hunter ----------------------------------------------------------------------
 
@@ -932,24 +950,17 @@ class Registry:
                         for c in list_containers(session)]
         return out
 
-    def _repo(self, name: str) -> Any:
+    def _repo(self, name: str) -> Repository:
         return self.open_repository(self.repository(name))
 
     def verify(self, repository: str, point: str | None) -> api.VerifyAnswer:
-        from appliance.jobs.sync import sync
         from appliance.jobs.verify import verify_point, verify_repository
         from appliance.progress import human_bytes
 
-        with self.catalog() as cat:
-            child = cat.cursor()
-        try:
-            with self._repo(repository) as repo, repo.lock(exclusive=False, operation="verify"):
-                with self.catalog():
-                    sync(repo, child)
-                report = (verify_point(repo, child, point) if point
-                          else verify_repository(repo, child))
-        finally:
-            child.close()
+        with self._repo(repository) as repo, self.workspace(
+                repo, repository, exclusive=False, operation="verify",
+                read_only_ok=True) as ws:
+            report = verify_point(ws, point) if point else verify_repository(ws)
         summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
                    f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
         return api.VerifyAnswer(
@@ -1094,23 +1105,22 @@ class Registry:
     def prune(self, req: api.PruneRequest) -> api.PruneAnswer:
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
-        from appliance.jobs.sync import sync
 
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
         info = self.repository(req.repository)
-        with self._repo(req.repository) as repo, \
-                repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
-            sync(repo, cat)
-            plan = plan_prune(repo, cat, policy, datetime.now(UTC))
+        # The repository's exclusive lock, never the registry's: the API answers meanwhile.
+        with self._repo(req.repository) as repo, self.workspace(
+                repo, req.repository, exclusive=True, operation="prune") as ws:
+            plan = plan_prune(ws, policy, datetime.now(UTC))
             if not req.dry_run:
-                plan = self.guard_prune(info, repo, cat, plan)
+                plan = self.guard_prune(info, repo, ws.cat, plan)
             lines = [f"{'keep' if d.keep else 'remove'} {d.point_id} ({d.object_name}): "
                      f"{'; '.join(d.reasons) or 'no rule keeps it'}" for d in plan.decisions]
             if req.dry_run or not plan.remove_points:
                 return api.PruneAnswer(lines=[*lines, "nothing was changed"
                                               if req.dry_run else "nothing to remove"],
                                        removed=[])
-            result = execute_prune(repo, cat, plan)
+            result = execute_prune(ws, plan)
         return api.PruneAnswer(lines=[*lines, f"removed {result.points_removed} points"],
                                removed=list(plan.remove_points))
 
@@ -1149,38 +1159,38 @@ class Registry:
             raise UsageError(f"the points are in repository {dst_info.name!r} already")
         lines: list[str] = []
         with self.open_repository(src_info) as src, self.open_repository(dst_info) as dst, \
-                self.synced_cursor(src) as scat, self.synced_cursor(dst) as dcat:
+                self.workspace(src, src_info.name, exclusive=True, operation="move") as sws, \
+                self.workspace(dst, dst_info.name, exclusive=False, operation="move") as dws:
+            scat = sws.cat
             ids = [p.point_id for p in scat.points(src.id) if p.object_name in names]
             if not ids:
                 raise NotFoundError(f"no points of {', '.join(sorted(names))} in "
                                     f"repository {src_info.name!r}")
-            with src.lock(exclusive=True, operation="move"), \
-                    dst.lock(exclusive=False, operation="move"):
-                result = copy_points(src, scat, dst, dcat, ids, log=lines.append)
-                if result.copied and self.hardening(dst_info) is not None:
-                    self.lock_files(dst_info, dst, dcat, list(result.copied.values()))
-                if job_row is not None:
-                    moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
-                    with self.catalog() as cat:
-                        cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
-                            update={"repository": dst_info.name}).model_dump_json(),
-                            job_row.enabled, job_row.created))
-                    lines.append(f"job {job_row.name!r} now writes to repository "
-                                 f"{dst_info.name!r}")
-                done = [i for i in ids if i in result.copied or i in result.present]
-                try:
-                    plan = self.guard_prune(src_info, src, scat, plan_removal(src, scat, done))
-                    execute_prune(src, scat, plan)
-                    lines.append(f"removed {len(done)} point(s) from repository "
-                                 f"{src_info.name!r}")
-                except ImmutableError as exc:
-                    lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
+            hold_point("move-locked", src_info.name)
+            result = copy_points(sws, dws, ids, log=lines.append)
+            if result.copied and self.hardening(dst_info) is not None:
+                self.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
+            if job_row is not None:
+                moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
+                with self.catalog() as cat:
+                    cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
+                        update={"repository": dst_info.name}).model_dump_json(),
+                        job_row.enabled, job_row.created))
+                lines.append(f"job {job_row.name!r} now writes to repository "
+                             f"{dst_info.name!r}")
+            done = [i for i in ids if i in result.copied or i in result.present]
+            try:
+                plan = self.guard_prune(src_info, src, scat, plan_removal(sws, done))
+                execute_prune(sws, plan)
+                lines.append(f"removed {len(done)} point(s) from repository "
+                             f"{src_info.name!r}")
+            except ImmutableError as exc:
+                lines.append(f"kept the points in repository {src_info.name!r}: {exc}")
         return api.MoveAnswer(moved=len(ids), lines=lines)
 
     def restore_vm(self, req: api.VmRestore) -> str:
         """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
         from appliance.jobs import vm_restore
-        from appliance.jobs.sync import sync
 
         with self.catalog() as cat:
             row = cat.point(req.point)
@@ -1198,30 +1208,24 @@ class Registry:
                                  "restore to is unknown; keep exactly one vCenter, or restore "
                                  "with `vmkeep vsphere restore-vm`")
             vcenter = vcs[0].name
-        with self.catalog() as cat:
-            child = cat.cursor()
         log: list[str] = []
-        try:
-            with self._repo(names[row.repo_id].name) as repo, \
-                    self._session(vcenter) as session, \
-                    repo.lock(exclusive=False, operation="restore"):
-                with self.catalog():
-                    sync(repo, child)
-                if req.name:
-                    r = vm_restore.restore_new_vm(
-                        session, repo, child, req.point, req.name, datastore=req.datastore,
-                        host=req.host, power_on=req.power_on,
-                        log=lambda lvl, m: log.append(m))
-                else:
-                    plan = vm_restore.plan_restore_original(session, repo, child, req.point)
-                    if not req.confirm:
-                        raise UsageError("restoring over the original VM overwrites its disks: "
-                                         + " / ".join(plan.describe())
-                                         + " — confirm it (--yes)")
-                    r = vm_restore.restore_original_vm(session, repo, child, plan,
-                                                       confirm=True, power_on=req.power_on,
-                                                       log=lambda lvl, m: log.append(m))
-        finally:
-            child.close()
+        name = names[row.repo_id].name
+        with self._repo(name) as repo, self._session(vcenter) as session, \
+                self.workspace(repo, name, exclusive=False, operation="restore",
+                               read_only_ok=True) as ws:
+            if req.name:
+                r = vm_restore.restore_new_vm(
+                    session, ws, req.point, req.name, datastore=req.datastore,
+                    host=req.host, power_on=req.power_on,
+                    log=lambda lvl, m: log.append(m))
+            else:
+                plan = vm_restore.plan_restore_original(session, ws, req.point)
+                if not req.confirm:
+                    raise UsageError("restoring over the original VM overwrites its disks: "
+                                     + " / ".join(plan.describe())
+                                     + " — confirm it (--yes)")
+                r = vm_restore.restore_original_vm(session, ws, plan,
+                                                   confirm=True, power_on=req.power_on,
+                                                   log=lambda lvl, m: log.append(m))
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
                 f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")

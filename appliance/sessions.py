@@ -21,15 +21,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import api
-from appliance.errors import NotFoundError, VmkeepError
+from appliance.errors import LockedError, NotFoundError, VmkeepError
 from appliance.jobs.backup import DiskProgress
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
 from appliance.registry import ConflictError, Registry, schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
-from catalog.store import Catalog
+
+if TYPE_CHECKING:
+    from appliance.jobs.workspace import Workspace
+    from appliance.repository.repo import Repository
 
 FLUSH_SECONDS = 1.0
 RESULT_ORDER = {"success": 0, "warning": 1, "failed": 2}
@@ -314,8 +317,7 @@ class SessionManager:
 
     def _backup_vms(self, live: _Live, spec: api.JobSpec, full: bool) -> None:
         from appliance.jobs.backup import BackupOptions, block_size_named
-        from appliance.jobs.prune import cleanup
-        from appliance.jobs.sync import sync
+        from appliance.jobs.workspace import cleanup
 
         reg = self.registry
         vc = reg.vcenter(spec.vcenter)
@@ -323,19 +325,16 @@ class SessionManager:
         options = BackupOptions(block_size=block_size_named(spec.block_size),
                                 compression=spec.compression)
         repo = reg.open_repository(info, on_reconnect=lambda m: self._log(live, "warning", m))
-        with reg.catalog() as main:
-            cat = main.cursor()
+        try:
             # What a crashed run left (a dead process's lock, files in tmp/, packs no point
             # uses) goes before anything new is written.
-            sync(repo, cat)
-            cleanup(repo, cat)
-        try:
+            cleanup(repo, reg.cursor)
             vms = self._job_vms(live, spec, vc)
             self._log(live, "info", f"job {spec.name!r}: {len(vms)} VM(s) from vCenter "
                                     f"{vc.name!r} to repository {info.name!r}, "
                                     f"{min(spec.parallel_vms, max(1, len(vms)))} at a time"
                       + (" (active full)" if full else ""))
-            with reg.catalog():
+            with reg.catalog() as cat:
                 need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
                                  if p.kind == "full"), 0) for vm in vms)
             space = reg.repository(info.name).space()
@@ -348,8 +347,7 @@ class SessionManager:
             pending = vms
             attempt = 0
             while True:
-                self._backup_some(live, spec, vc, pending, repo, cat, options, full, schedule,
-                                  info)
+                self._backup_some(live, spec, vc, pending, repo, options, full, schedule, info)
                 failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
                 if not failed or live.stop.is_set() or attempt >= spec.retries:
                     break
@@ -363,9 +361,8 @@ class SessionManager:
                     break
                 pending = failed
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set():
-                self._retention(live, spec, repo, cat, {vm.name for vm in vms}, info)
+                self._retention(live, spec, repo, {vm.name for vm in vms}, info)
         finally:
-            cat.close()
             repo.close()
 
     def _copy_jobs(self, live: _Live, spec: api.JobSpec) -> None:
@@ -377,14 +374,14 @@ class SessionManager:
                                 f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
         names: set[str] = set()
         with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
-                live, "warning", m)) as dst, reg.synced_cursor(dst) as dcat:
+                live, "warning", m)) as dst:
             for source in spec.copy_of:
-                names |= self._copy_source(live, source, dst_info, dst, dcat)
+                names |= self._copy_source(live, source, dst_info, dst)
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
-                self._retention(live, spec, dst, dcat, names, dst_info)
+                self._retention(live, spec, dst, names, dst_info)
 
-    def _copy_source(self, live: _Live, source: str, dst_info: Any, dst: Any,
-                     dcat: Catalog) -> set[str]:
+    def _copy_source(self, live: _Live, source: str, dst_info: Any, dst: Repository
+                     ) -> set[str]:
         """Copy one source job's points, a task per VM; the VMs it covered."""
         reg = self.registry
         src_info = reg.repository(
@@ -395,16 +392,17 @@ class SessionManager:
             return set()
         vms = reg.job_vm_names(source)
         covered: set[str] = set()
-        with reg.open_repository(src_info) as src, reg.synced_cursor(src) as scat:
+        with reg.open_repository(src_info) as src:
             by_vm: dict[str, list[str]] = {}
-            for p in scat.points(src.id):
-                if p.object_name in vms:
-                    by_vm.setdefault(p.object_name, []).append(p.point_id)
+            with reg.workspace(src, src_info.name, exclusive=False, operation="copy") as sws:
+                for p in sws.cat.points(src.id):
+                    if p.object_name in vms:
+                        by_vm.setdefault(p.object_name, []).append(p.point_id)
             for vm, ids in sorted(by_vm.items()):
                 if live.stop.is_set():
                     break
                 covered.add(vm)
-                self._copy_vm(live, vm, src, scat, dst, dcat, ids, dst_info)
+                self._copy_vm(live, vm, src, src_info.name, dst, ids, dst_info)
         return covered
 
     def _collect_logs(self, live: _Live, spec: api.JobSpec) -> None:
@@ -443,9 +441,9 @@ class SessionManager:
                     if trouble:
                         log("warning", trouble)
                         task.result = "warning"
-                with reg.synced_cursor(repo) as cat, \
-                        repo.lock(exclusive=False, operation=f"logs {logs.vm}"):
-                    got = collect_logs(guest, logs.folder, logs.pattern, repo, cat, logs.vm,
+                with reg.workspace(repo, info.name, exclusive=False,
+                                   operation=f"logs {logs.vm}") as ws:
+                    got = collect_logs(guest, logs.folder, logs.pattern, ws, logs.vm,
                                        settle_seconds=logs.settle_seconds, log=log)
             if not got.stored:
                 log("info", f"no new log files in {shlex.quote(logs.folder)}")
@@ -456,7 +454,7 @@ class SessionManager:
         task.state, task.stage = "ended", None
         self._save(live, force=True)
 
-    def _copy_vm(self, live: _Live, vm: str, src: Any, scat: Catalog, dst: Any, dcat: Catalog,
+    def _copy_vm(self, live: _Live, vm: str, src: Repository, src_name: str, dst: Repository,
                  ids: list[str], dst_info: Any) -> None:
         from appliance.jobs.copy import copy_points
 
@@ -465,12 +463,14 @@ class SessionManager:
         task.state, task.stage, task.started = "running", "copying", time.monotonic()
         self._notify(live)
         try:
-            with src.lock(exclusive=False, operation=f"copy {vm}"), \
-                    dst.lock(exclusive=False, operation=f"copy {vm}"):
-                result = copy_points(src, scat, dst, dcat, ids,
+            reg = self.registry
+            with reg.workspace(src, src_name, exclusive=False, operation=f"copy {vm}") as sws, \
+                    reg.workspace(dst, dst_info.name, exclusive=False,
+                                  operation=f"copy {vm}") as dws:
+                result = copy_points(sws, dws, ids,
                                      log=lambda m: self._log(live, "info", f"{vm}: {m}"))
-                if result.copied and self.registry.hardening(dst_info) is not None:
-                    self.registry.lock_files(dst_info, dst, dcat, list(result.copied.values()))
+                if result.copied and reg.hardening(dst_info) is not None:
+                    reg.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
             task.result = "success"
             task.bytes_done = task.bytes_total = result.bytes_stored
             if not result.copied:
@@ -513,26 +513,23 @@ class SessionManager:
         return vms
 
     def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
-                     repo: Any, cat: Catalog, options: Any, full: bool,
+                     repo: Repository, options: Any, full: bool,
                      schedule: Schedule, info: Any) -> None:
         """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
         from appliance.vsphere.session import connect
 
         def one(vm: api.JobVm) -> None:
-            cursor = cat.cursor()
             try:
                 with connect(vc.host, vc.port, vc.user,
                              self.registry.vcenter_password(vc.name),
                              fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
-                    self._backup_one(live, spec, vm, session, repo, cursor, options, full,
+                    self._backup_one(live, spec, vm, session, repo, options, full,
                                      schedule, info)
             except VmkeepError as exc:  # vCenter unreachable, login refused, …
                 self._log(live, "error", f"{vm.name}: {exc}")
                 task = live.tasks[vm.name]
                 task.state, task.result, task.stage = "ended", "failed", None
                 self._save(live, force=True)
-            finally:
-                cursor.close()
 
         workers = max(1, min(spec.parallel_vms, len(vms)))
         with ThreadPoolExecutor(max_workers=workers,
@@ -540,41 +537,41 @@ class SessionManager:
             for f in [pool.submit(one, vm) for vm in vms]:
                 f.result()
 
-    def _retention(self, live: _Live, spec: api.JobSpec, repo: Any, cat: Catalog,
+    def _retention(self, live: _Live, spec: api.JobSpec, repo: Repository,
                    names: set[str], info: Any) -> None:
         """Apply the job's retention to the points of this run's VMs (exclusive lock; plan,
         then execute). A busy repository, or points still immutable in a hardened one,
         postpone it to the next run."""
         from appliance.jobs.prune import execute_prune, plan_prune
         from appliance.jobs.retention import RetentionPolicy
-        from appliance.jobs.sync import sync
         from appliance.repository.hardening import ImmutableError
 
         policy = RetentionPolicy(keep_last=spec.keep_last, keep_days=spec.keep_days)
-        lock = repo.try_exclusive("retention")
-        if lock is None:
-            self._log(live, "info", "retention postponed: the repository is in use")
-            return
-        with lock, self.registry.catalog():
-            sync(repo, cat)
-            plan = plan_prune(repo, cat, policy, datetime.now(UTC), names=names)
-            if plan.remove_points:
+        try:
+            # The exclusive lock at once or not at all (a plan-then-execute prune inside).
+            with self.registry.workspace(repo, info.name, exclusive=True,
+                                         operation="retention") as ws:
+                plan = plan_prune(ws, policy, datetime.now(UTC), names=names)
+                if not plan.remove_points:
+                    return
                 try:
-                    plan = self.registry.guard_prune(info, repo, cat, plan)
+                    plan = self.registry.guard_prune(info, repo, ws.cat, plan)
                 except (ImmutableError, VmkeepError) as exc:
                     self._log(live, "info", f"retention postponed: {exc}")
                     return
-                result = execute_prune(repo, cat, plan)
-                self._log(live, "info", f"retention removed {result.points_removed} "
-                                        f"restore point(s): {', '.join(plan.remove_points)}")
+                result = execute_prune(ws, plan)
+        except LockedError:
+            self._log(live, "info", "retention postponed: the repository is in use")
+            return
+        self._log(live, "info", f"retention removed {result.points_removed} "
+                                f"restore point(s): {', '.join(plan.remove_points)}")
 
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
-                    repo: Any, cat: Catalog, options: Any, full: bool,
+                    repo: Repository, options: Any, full: bool,
                     schedule: Schedule, info: Any) -> None:
         from appliance.jobs.guest_processing import GuestProcessing
-        from appliance.jobs.prune import cleanup
-        from appliance.jobs.sync import sync
         from appliance.jobs.vm_backup import backup_vm
+        from appliance.jobs.workspace import cleanup
 
         reg = self.registry
         task = live.tasks[vm.name]
@@ -624,18 +621,17 @@ class SessionManager:
         gp = GuestProcessing(guest_spec, guest_login, log,
                              verbatim=lambda level, line: self._log(live, level, line))
         try:
-            with repo.lock(exclusive=False, operation=f"backup {vm.name}"):
-                with reg.catalog():
-                    sync(repo, cat)
-                    fulls = [p.created for p in cat.points(repo.id, vm.name)
-                             if p.kind == "full"]
+            with reg.workspace(repo, info.name, exclusive=False,
+                               operation=f"backup {vm.name}") as ws:
+                fulls = [p.created for p in ws.cat.points(repo.id, vm.name)
+                         if p.kind == "full"]
                 vm_full = full or active_full_due(spec.active_full, spec.schedule.tz,
                                                   datetime.now(UTC),
                                                   fulls[-1] if fulls else None)
                 if vm_full and not full:
                     log("info", f"active full: today is the job's active-full day "
                                 f"({spec.active_full})")
-                dedup, new_epoch = self._epoch(info, repo, cat, vm.name)
+                dedup, new_epoch = self._epoch(info, ws, vm.name)
                 if new_epoch and not vm_full:
                     vm_full = True
                     log("info", "a new immutability epoch began: this backup reads and stores "
@@ -644,7 +640,7 @@ class SessionManager:
                 gp.before_snapshot()
                 try:
                     result = backup_vm(
-                        session, repo, cat, vm.instance_uuid, options,
+                        session, ws, vm.instance_uuid, options,
                         enable_cbt_consent=spec.enable_cbt, sample_blocks=spec.sample_blocks,
                         quiesce=spec.quiesce, quiesce_fallback=spec.quiesce_fallback,
                         force_full=vm_full, exclude=excluded,
@@ -657,8 +653,7 @@ class SessionManager:
                     result = replace(result, status="warning")
                 if dedup is not None and result.point_id is not None:
                     try:
-                        with reg.catalog():
-                            n = reg.lock_files(info, repo, cat, [result.point_id])
+                        n = reg.lock_files(info, repo, ws.cat, [result.point_id])
                         until = reg.lock_until(info, repo, datetime.now(UTC))
                         log("info", f"{n} file(s) of point {result.point_id} made immutable "
                                     f"until {until:%Y-%m-%d}")
@@ -673,13 +668,11 @@ class SessionManager:
         except SessionStopped:
             task.result = "failed"
             log("warning", "stopped")
-            with reg.catalog():
-                cleanup(repo, cat, force=True)
+            cleanup(repo, reg.cursor, force=True)
         except VmkeepError as exc:
             task.result = "failed"
             log("error", str(exc))
-            with reg.catalog():
-                cleanup(repo, cat, force=True)
+            cleanup(repo, reg.cursor, force=True)
         finally:
             gp.close()
         task.state = "stopped" if live.stop.is_set() else "ended"
@@ -691,7 +684,7 @@ class SessionManager:
                     t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
 
-    def _epoch(self, info: Any, repo: Any, cat: Catalog, vm_name: str
+    def _epoch(self, info: Any, ws: Workspace, vm_name: str
                ) -> tuple[Callable[[set[bytes], frozenset[str]], set[bytes]] | None, bool]:
         """In a hardened repository: the deduplication filter of the current epoch, and
         whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
@@ -700,12 +693,12 @@ class SessionManager:
         hardening = self.registry.hardening(info)
         if hardening is None:
             return None, False
+        repo, cat = ws.repo, ws.cat
         now = datetime.now(UTC)
         until = self.registry.lock_until(info, repo, now)
         start, _end = epoch_of(datetime.fromisoformat(repo.config.created), now,
                                hardening.epoch_days)
-        with self.registry.catalog():
-            newest = cat.latest_point(repo.id, vm_name)
+        newest = cat.latest_point(repo.id, vm_name)
 
         def dedup(known: set[bytes], written: frozenset[str]) -> set[bytes]:
             return cat.blocks_locked_until(repo.id, sorted(known), until, sorted(written))

@@ -17,10 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import opened
+from appliance.image_cli import opened, rescan_hint
 from appliance.jobs.backup import BackupOptions, block_size_named
-from appliance.jobs.prune import cleanup
-from appliance.jobs.sync import sync
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
 from appliance.jobs.vm_restore import (
     VmRestorePlan,
@@ -30,10 +28,10 @@ from appliance.jobs.vm_restore import (
     restore_new_vm,
     restore_original_vm,
 )
+from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import read_password
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
-from appliance.repository.repo import Repository
 from appliance.vsphere.hunter import Status, describe, execute_hunt, plan_hunt
 from appliance.vsphere.inventory import VmInfo, find_vm, list_vms
 from appliance.vsphere.session import (
@@ -43,7 +41,6 @@ from appliance.vsphere.session import (
     format_fingerprint,
     normalize_fingerprint,
 )
-from catalog.store import Catalog
 
 # `vsphere backup` exits with these, as `vmkeep job run --wait` will.
 EXIT_BY_STATUS = {"success": 0, "warning": 1, "failed": 2}
@@ -113,22 +110,23 @@ def connected(args: argparse.Namespace) -> Iterator[VSphereSession]:
 
 @contextmanager
 def repository(args: argparse.Namespace, *, operation: str, writes: bool
-               ) -> Iterator[tuple[Repository, Catalog]]:
-    """``--repo`` with its catalog cache, under a shared lock, synchronised.
+               ) -> Iterator[Workspace]:
+    """``--repo`` with its catalog cache: a shared workspace.
 
     ``writes``: the command adds to the repository; it is created when missing, crash
     leftovers are swept first, and a run that fails is cleaned up after (as `image backup`).
     """
     with opened(args, create=writes, lock_wait=args.lock_wait) as (repo, cat):
         if writes:
-            cleanup(repo, cat)
+            cleanup(repo, cat.cursor)
         try:
-            with repo.lock(exclusive=False, operation=operation, wait=args.lock_wait):
-                sync(repo, cat)
-                yield repo, cat
+            with open_workspace(repo, cat.cursor, exclusive=False, operation=operation,
+                                wait=args.lock_wait, read_only_ok=not writes,
+                                rescan_hint=rescan_hint(args)) as ws:
+                yield ws
         except BaseException:
             if writes:
-                cleanup(repo, cat, force=True)
+                cleanup(repo, cat.cursor, force=True)
             raise
 
 
@@ -212,10 +210,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
                             threads=max(1, args.threads), read_streams=args.read_streams)
     with connected(args) as session:
         vm = find_vm(session, args.vm)  # a wrong name fails before a repository is created
-        with repository(args, operation="backup", writes=True) as (repo, cat):
+        with repository(args, operation="backup", writes=True) as ws:
             progress = Progress(f"backup {vm.name}")
             try:
-                result = backup_vm(session, repo, cat, vm.instance_uuid or args.vm, options,
+                result = backup_vm(session, ws, vm.instance_uuid or args.vm, options,
                                    enable_cbt_consent=args.enable_cbt,
                                    transport=args.transport,
                                    sample_blocks=args.sample_blocks, quiesce=args.quiesce,
@@ -245,11 +243,11 @@ def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
 def cmd_restore_vm(args: argparse.Namespace) -> int:
     log = log_to_stderr(args.verbose)
     with connected(args) as session, \
-            repository(args, operation="restore", writes=False) as (repo, cat):
+            repository(args, operation="restore", writes=False) as ws:
         if args.original:
-            plan = plan_restore_original(session, repo, cat, args.point)
+            plan = plan_restore_original(session, ws, args.point)
         else:
-            plan = plan_restore_new(repo, cat, args.point, args.name)
+            plan = plan_restore_new(ws, args.point, args.name)
         if args.dry_run:
             for line in plan.describe():
                 print(line)
@@ -260,12 +258,12 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                 if not _confirm_overwrite(plan, args.yes):
                     say("error", "not confirmed; nothing was changed")
                     return EXIT_NOT_CONFIRMED
-                result = restore_original_vm(session, repo, cat, plan, confirm=True,
+                result = restore_original_vm(session, ws, plan, confirm=True,
                                              power_on=args.power_on, log=log,
                                              progress=progress)
             else:
                 result = restore_new_vm(
-                    session, repo, cat, args.point, args.name, datacenter=args.datacenter,
+                    session, ws, args.point, args.name, datacenter=args.datacenter,
                     host=args.target_host, resource_pool=args.resource_pool,
                     datastore=args.datastore, folder=args.folder, keep_macs=args.keep_macs,
                     power_on=args.power_on, log=log, progress=progress)
@@ -281,10 +279,10 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
 
 def cmd_restore_disk(args: argparse.Namespace) -> int:
     with connected(args) as session, \
-            repository(args, operation="restore", writes=False) as (repo, cat):
+            repository(args, operation="restore", writes=False) as ws:
         progress = Progress(f"restore {args.point} disk {args.disk}")
         try:
-            result = restore_disk_into_vm(session, repo, cat, args.point, args.disk, args.vm,
+            result = restore_disk_into_vm(session, ws, args.point, args.disk, args.vm,
                                           datastore=args.datastore,
                                           log=log_to_stderr(args.verbose), progress=progress)
         finally:

@@ -6,7 +6,10 @@ configuration backup and never rebuilt from a repository: vcenters and repositor
 (version 2); jobs, sessions, session_tasks and session_log (version 4); settings (version 5);
 session tasks per disk (version 6); SSH repositories' pinned host keys (version 7) and
 reconnect periods (version 8); hardened repositories and their lock ledger (version 9; the
-ledger is an index too: a rescan rebuilds it from the repository's immutable/ records).
+ledger is an index too: a rescan rebuilds it from the repository's immutable/ records); version
+10 makes a pack and a point recorded at most once (unique keys; a repository whose index held
+either twice is forgotten, so the next sync indexes it again from its files), and adds what
+checks found: damaged copies of blocks, and points whose manifest vanished.
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -153,5 +156,35 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         """,
     ),
 ]
+
+MIGRATIONS.append((
+    10,
+    """
+    CREATE TEMP TABLE dup_repos AS
+        SELECT repo_id FROM packs GROUP BY repo_id, pack_id HAVING count(*) > 1
+        UNION SELECT repo_id FROM points GROUP BY repo_id, point_id HAVING count(*) > 1
+        UNION SELECT repo_id FROM blocks GROUP BY repo_id, pack_id, "offset"
+              HAVING count(*) > 1;
+    DELETE FROM block_map WHERE point_id IN
+        (SELECT point_id FROM points WHERE repo_id IN (SELECT repo_id FROM dup_repos));
+    DELETE FROM point_disks WHERE point_id IN
+        (SELECT point_id FROM points WHERE repo_id IN (SELECT repo_id FROM dup_repos));
+    DELETE FROM points WHERE repo_id IN (SELECT repo_id FROM dup_repos);
+    DELETE FROM blocks WHERE repo_id IN (SELECT repo_id FROM dup_repos);
+    DELETE FROM packs WHERE repo_id IN (SELECT repo_id FROM dup_repos);
+    UPDATE repositories SET synced = NULL WHERE repo_id IN (SELECT repo_id FROM dup_repos);
+    DROP TABLE dup_repos;
+    CREATE UNIQUE INDEX packs_once ON packs (repo_id, pack_id);
+    CREATE UNIQUE INDEX points_once ON points (point_id);
+    CREATE TABLE damaged_blocks (
+        repo_id VARCHAR NOT NULL, pack_id VARCHAR NOT NULL, block_id BLOB NOT NULL,
+        problem VARCHAR NOT NULL, noticed TIMESTAMP NOT NULL
+    );
+    CREATE TABLE vanished_points (
+        repo_id VARCHAR NOT NULL, point_id VARCHAR NOT NULL, object_name VARCHAR NOT NULL,
+        created TIMESTAMP NOT NULL, noticed TIMESTAMP NOT NULL
+    );
+    """,
+))
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

@@ -9,6 +9,7 @@ backup was based on): an incremental adds rows in proportion to the blocks it ch
 from __future__ import annotations
 
 import json
+import threading
 import time
 from array import array
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,14 @@ from catalog.models import (
     VCenterRow,
 )
 from catalog.query import QueryResult, run_select
+
+# A copy of a block (``blocks b``) that no read has found damaged.
+_GOOD_COPY: Final = ("NOT EXISTS (SELECT 1 FROM damaged_blocks d WHERE d.repo_id = b.repo_id "
+                     "AND d.pack_id = b.pack_id AND d.block_id = b.block_id)")
+# Of a block's copies (grouped by block id): the one reads use and prune keeps — the smallest
+# pack id among the good copies, or among all when every copy was found damaged (the last copy
+# of a block is never dropped: a check can still name what it affects).
+_KEEPER: Final = ("coalesce(min(b.pack_id) FILTER (WHERE " + _GOOD_COPY + "), min(b.pack_id))")
 
 _POINT_COLS: Final = (
     "point_id, repo_id, object_name, object_kind, created, kind, parent_id, compression, "
@@ -67,12 +76,35 @@ def _point(row: tuple[Any, ...]) -> PointRow:
                     row[8], int(row[9]), int(row[10]), int(row[11]))
 
 
-class Catalog:
-    """A catalog database. Not thread-safe: one thread uses a Catalog at a time."""
+class _IndexLocks:
+    """One lock per repository, shared by every cursor of a database: the index of one
+    repository is written by one cursor at a time, so concurrent writers never meet DuckDB's
+    write-write conflicts, and "is this pack (point) recorded yet?" and recording it are one
+    step: each is recorded exactly once, whoever sees it first."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+
+    def of(self, repo_id: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(repo_id, threading.RLock())
+
+
+class Catalog:
+    """A catalog database. Not thread-safe: one thread uses a Catalog at a time; a thread of
+    its own gets a ``cursor()``. Writes to a repository's index are serialised across all
+    cursors (``index_lock``)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None,
+                 locks: _IndexLocks | None = None) -> None:
         self._con = con
         self.path = path
+        self._locks = locks or _IndexLocks()
+
+    def index_lock(self, repo_id: str) -> threading.RLock:
+        """Held while one repository's index is written (by any cursor of this database)."""
+        return self._locks.of(repo_id)
 
     # -- lifecycle ------------------------------------------------------------------------------
     @staticmethod
@@ -155,6 +187,10 @@ class Catalog:
 
     # -- repositories ---------------------------------------------------------------------------
     def ensure_repository(self, repo_id: str, location: str, key_id: str) -> None:
+        with self.index_lock(repo_id):
+            self._ensure_repository(repo_id, location, key_id)
+
+    def _ensure_repository(self, repo_id: str, location: str, key_id: str) -> None:
         con = self._con
         row = con.execute("SELECT count(*) FROM repositories WHERE repo_id = ?",
                           [repo_id]).fetchone()
@@ -166,13 +202,16 @@ class Catalog:
                         [repo_id, location, key_id])
 
     def mark_synced(self, repo_id: str) -> None:
-        self._con.execute("UPDATE repositories SET synced = ? WHERE repo_id = ?",
-                          [_naive_utc(datetime.now(UTC)), repo_id])
+        with self.index_lock(repo_id):
+            self._con.execute("UPDATE repositories SET synced = ? WHERE repo_id = ?",
+                              [_naive_utc(datetime.now(UTC)), repo_id])
 
     def clear_index(self, repo_id: str) -> None:
-        """Forget every indexed pack, block and point of a repository (before a rescan)."""
+        """Forget every indexed pack, block and point of a repository (before a rescan), and
+        the points noticed vanished (a rescan is the administrator's word that what the
+        repository holds now is right). Damaged copies stay known."""
         con = self._con
-        with self.transaction():
+        with self.index_lock(repo_id), self.transaction():
             pts = "SELECT point_id FROM points WHERE repo_id = ?"
             con.execute(f"DELETE FROM block_map WHERE point_id IN ({pts})", [repo_id])
             con.execute(f"DELETE FROM point_disks WHERE point_id IN ({pts})", [repo_id])
@@ -180,6 +219,7 @@ class Catalog:
             con.execute("DELETE FROM blocks WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM packs WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM immutable_ledger WHERE repo_id = ?", [repo_id])
+            con.execute("DELETE FROM vanished_points WHERE repo_id = ?", [repo_id])
 
     # -- authoritative state: vCenters and repository names -------------------------------------
     def add_vcenter(self, row: VCenterRow) -> None:
@@ -278,7 +318,7 @@ class Catalog:
     def cursor(self) -> Catalog:
         """Another connection to the same database, for another thread (DuckDB connections
         are not shared between threads)."""
-        return Catalog(self._con.cursor(), self.path)
+        return Catalog(self._con.cursor(), self.path, self._locks)
 
     def put_job(self, row: JobRow) -> None:
         with self.transaction():
@@ -385,9 +425,14 @@ class Catalog:
         return {r[0] for r in rows}
 
     def add_pack(self, repo_id: str, pack_id: str, size: int,
-                 entries: Sequence[NewBlock]) -> None:
+                 entries: Sequence[NewBlock]) -> bool:
+        """Record a durable pack and its blocks, once: False if it was recorded already (by a
+        sync of another worker that saw the file first)."""
         con = self._con
-        with self.transaction():
+        with self.index_lock(repo_id), self.transaction():
+            if con.execute("SELECT count(*) FROM packs WHERE repo_id = ? AND pack_id = ?",
+                           [repo_id, pack_id]).fetchall()[0][0]:
+                return False
             con.execute("INSERT INTO packs VALUES (?, ?, ?, ?)",
                         [repo_id, pack_id, size, len(entries)])
             if entries:
@@ -400,25 +445,102 @@ class Catalog:
                      [e.key_id for e in entries], [e.offset for e in entries],
                      [e.stored_len for e in entries], [e.plain_len for e in entries]],
                 )
+        return True
 
     def remove_packs(self, repo_id: str, pack_ids: Sequence[str]) -> None:
         if not pack_ids:
             return
         con = self._con
-        with self.transaction():
+        with self.index_lock(repo_id), self.transaction():
             con.execute("DELETE FROM blocks WHERE repo_id = ? AND pack_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(pack_ids)])
+            con.execute("DELETE FROM damaged_blocks WHERE repo_id = ? AND pack_id IN "
                         "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(pack_ids)])
             con.execute("DELETE FROM packs WHERE repo_id = ? AND pack_id IN "
                         "(SELECT unnest(?::VARCHAR[]))", [repo_id, list(pack_ids)])
 
     def existing_block_ids(self, repo_id: str, ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``ids`` some pack of the repository already holds (one batched query)."""
+        """Which of ``ids`` some pack of the repository holds in a copy not found damaged (one
+        batched query): what a new point may reference without storing it again."""
         if not ids:
             return set()
         rows = self._con.execute(
-            "SELECT DISTINCT block_id FROM blocks WHERE repo_id = ? AND block_id IN "
-            "(SELECT unnest(?::BLOB[]))", [repo_id, list(ids)]).fetchall()
+            "SELECT DISTINCT block_id FROM blocks b WHERE repo_id = ? AND block_id IN "
+            "(SELECT unnest(?::BLOB[])) AND " + _GOOD_COPY, [repo_id, list(ids)]).fetchall()
         return {bytes(r[0]) for r in rows}
+
+    # -- damage found by reads ------------------------------------------------------------------
+    def mark_damaged(self, repo_id: str, copies: Sequence[tuple[str, bytes, str]]) -> None:
+        """Copies (pack, block id, problem) found bad by a restore or a check: never
+        referenced again by deduplication, never read while another copy exists."""
+        if not copies:
+            return
+        con = self._con
+        with self.index_lock(repo_id), self.transaction():
+            con.execute(
+                """INSERT INTO damaged_blocks
+                   SELECT ?, t.p, t.b, t.w, ? FROM (SELECT unnest(?::VARCHAR[]) AS p,
+                       unnest(?::BLOB[]) AS b, unnest(?::VARCHAR[]) AS w) t
+                   WHERE NOT EXISTS (SELECT 1 FROM damaged_blocks d WHERE d.repo_id = ?
+                                     AND d.pack_id = t.p AND d.block_id = t.b)""",
+                [repo_id, _naive_utc(datetime.now(UTC)), [c[0] for c in copies],
+                 [c[1] for c in copies], [c[2] for c in copies], repo_id])
+
+    def damaged_copies(self, repo_id: str) -> list[tuple[str, bytes, str]]:
+        rows = self._con.execute("SELECT pack_id, block_id, problem FROM damaged_blocks "
+                                 "WHERE repo_id = ? ORDER BY pack_id, block_id",
+                                 [repo_id]).fetchall()
+        return [(r[0], bytes(r[1]), r[2]) for r in rows]
+
+    def good_copies(self, repo_id: str, block_id: bytes) -> list[BlockLocation]:
+        """Every copy of a block not found damaged, by pack id (a reader's fallbacks)."""
+        rows = self._con.execute(
+            'SELECT pack_id, "offset", stored_len, plain_len, codec, key_id FROM blocks b '
+            "WHERE repo_id = ? AND block_id = ? AND " + _GOOD_COPY + " ORDER BY pack_id",
+            [repo_id, block_id]).fetchall()
+        return [BlockLocation(-1, block_id, r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]),
+                              int(r[5])) for r in rows]
+
+    def unavailable_blocks(self, repo_id: str, point_id: str, disk_index: int) -> list[int]:
+        """Block indices of a point's disk whose block has no good copy in any indexed pack
+        (its pack is gone, or every copy was found damaged): a backup based on this point
+        reads them again instead of inheriting them."""
+        rows = self._con.execute(
+            self._CHAIN + "SELECT r.block_index FROM resolved r WHERE r.block_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.repo_id = ? AND b.block_id = "
+            "r.block_id AND " + _GOOD_COPY + ") ORDER BY r.block_index",
+            [point_id, disk_index, disk_index, repo_id]).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def duplicate_index_rows(self, repo_id: str) -> int:
+        """Packs, blocks or points recorded more than once (a broken index; zero always)."""
+        row = self._con.execute(
+            """SELECT (SELECT count(*) - count(DISTINCT pack_id) FROM packs WHERE repo_id = ?)
+                    + (SELECT count(*) - count(DISTINCT (pack_id, "offset")) FROM blocks
+                       WHERE repo_id = ?)
+                    + (SELECT count(*) - count(DISTINCT point_id) FROM points
+                       WHERE repo_id = ?)""", [repo_id, repo_id, repo_id]).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- points whose manifest vanished ---------------------------------------------------------
+    def note_vanished(self, repo_id: str, rows: Sequence[PointRow]) -> None:
+        if not rows:
+            return
+        now = _naive_utc(datetime.now(UTC))
+        with self.index_lock(repo_id):
+            self._con.execute(
+                "INSERT INTO vanished_points SELECT ?, unnest(?::VARCHAR[]), "
+                "unnest(?::VARCHAR[]), unnest(?::TIMESTAMP[]), ?",
+                [repo_id, [r.point_id for r in rows], [r.object_name for r in rows],
+                 [_naive_utc(r.created) for r in rows], now])
+
+    def vanished(self, repo_id: str) -> list[tuple[str, str, datetime]]:
+        """(point id, object name, created) of points whose manifest vanished from the
+        repository though no prune of this catalog removed them, until a rescan."""
+        rows = self._con.execute("SELECT DISTINCT point_id, object_name, created FROM "
+                                 "vanished_points WHERE repo_id = ? ORDER BY created",
+                                 [repo_id]).fetchall()
+        return [(r[0], r[1], _utc(r[2])) for r in rows]
 
     def block_ids_in_pack(self, repo_id: str, pack_id: str) -> list[bytes]:
         rows = self._con.execute("SELECT block_id FROM blocks WHERE repo_id = ? AND pack_id = ?",
@@ -442,10 +564,14 @@ class Catalog:
         return {r[0] for r in rows}
 
     def add_point(self, repo_id: str, point: PointRow, config: dict[str, Any],
-                  disks: Sequence[NewDisk]) -> None:
-        """Record a point whose manifest is already durable in the repository; all or nothing."""
+                  disks: Sequence[NewDisk]) -> bool:
+        """Record a point whose manifest is already durable in the repository; all or nothing,
+        and once: False if it was recorded already (by another worker's sync)."""
         con = self._con
-        with self.transaction():
+        with self.index_lock(repo_id), self.transaction():
+            if con.execute("SELECT count(*) FROM points WHERE point_id = ?",
+                           [point.point_id]).fetchall()[0][0]:
+                return False
             con.execute(
                 f"INSERT INTO points ({_POINT_COLS}, config, complete) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)",
@@ -468,6 +594,7 @@ class Catalog:
                     )
             con.execute("UPDATE points SET complete = true WHERE point_id = ?",
                         [point.point_id])
+        return True
 
     def points(self, repo_id: str | None = None, object_name: str | None = None
                ) -> list[PointRow]:
@@ -538,7 +665,7 @@ class Catalog:
         rows = self._con.execute(
             self._CHAIN + """,
             loc AS (
-                SELECT block_id, min(pack_id) AS pack_id FROM blocks
+                SELECT block_id, """ + _KEEPER + """ AS pack_id FROM blocks b
                 WHERE repo_id = ? AND block_id IN (SELECT block_id FROM resolved)
                 GROUP BY block_id
             )
@@ -553,10 +680,22 @@ class Catalog:
         return [BlockLocation(int(r[0]), bytes(r[1]), r[2], int(r[3] or 0), int(r[4] or 0),
                               int(r[5] or 0), int(r[6] or 0), int(r[7] or 0)) for r in rows]
 
+    def mark_removing(self, repo_id: str, point_ids: Sequence[str]) -> None:
+        """Points a prune is about to remove: no longer complete (so their manifests'
+        going is expected, not a vanishing to report)."""
+        if point_ids:
+            with self.index_lock(repo_id):
+                self._con.execute("UPDATE points SET complete = false WHERE repo_id = ? AND "
+                                  "point_id IN (SELECT unnest(?::VARCHAR[]))",
+                                  [repo_id, list(point_ids)])
+
     def remove_point(self, point_id: str) -> None:
         """Forget a point; points based on it absorb its rows so their maps do not change."""
         con = self._con
-        with self.transaction():
+        row = con.execute("SELECT repo_id FROM points WHERE point_id = ?", [point_id]).fetchone()
+        if row is None:
+            return
+        with self.index_lock(str(row[0])), self.transaction():
             own = con.execute("SELECT disk_index, base_point FROM point_disks WHERE point_id = ?",
                               [point_id]).fetchall()
             for disk_index, base in own:
@@ -606,7 +745,7 @@ class Catalog:
         self._fill_live_ids(live_points)
         rows = con.execute(
             """WITH live AS (SELECT DISTINCT block_id FROM live_ids),
-               keeper AS (SELECT b.block_id, min(b.pack_id) AS pack_id FROM blocks b
+               keeper AS (SELECT b.block_id, """ + _KEEPER + """ AS pack_id FROM blocks b
                           JOIN live USING (block_id) WHERE b.repo_id = ? GROUP BY b.block_id)
                SELECT p.pack_id, p.size, p.entries,
                       count(k.block_id) AS live_entries,
@@ -628,7 +767,7 @@ class Catalog:
         self._fill_live_ids(live_points)
         rows = con.execute(
             """WITH live AS (SELECT DISTINCT block_id FROM live_ids),
-               keeper AS (SELECT b.block_id, min(b.pack_id) AS pack_id FROM blocks b
+               keeper AS (SELECT b.block_id, """ + _KEEPER + """ AS pack_id FROM blocks b
                           JOIN live USING (block_id) WHERE b.repo_id = ? GROUP BY b.block_id)
                SELECT pack_id, block_id FROM keeper
                WHERE pack_id IN (SELECT unnest(?::VARCHAR[]))""",

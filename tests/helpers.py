@@ -10,10 +10,20 @@ import os
 import random
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
 
 from appliance import cli
+from appliance.jobs.workspace import SyncResult, open_workspace
+from appliance.repository.repo import Repository
+from catalog.store import Catalog
+
+T = TypeVar("T")
 
 MiB = 1 << 20
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +131,38 @@ def tree_digest(root: Path) -> dict[str, str]:
         if p.is_file():
             out[str(p.relative_to(root))] = sha256_of(p)
     return out
+
+
+# -- the engine in a workspace (appliance.jobs.workspace), for tests that call it directly --
+def in_ws(repo: Repository, cat: Catalog, fn: Callable[..., T], *args: Any,
+          exclusive: bool = False, **kwargs: Any) -> T:
+    """``fn(ws, *args, **kwargs)`` in a workspace of ``repo`` (its lock taken, a cursor of
+    ``cat`` brought up to date under it)."""
+    with open_workspace(repo, cat.cursor, exclusive=exclusive, operation="test") as ws:
+        return fn(ws, *args, **kwargs)
+
+
+def synced(repo: Repository, cat: Catalog) -> SyncResult:
+    """Bring ``cat``'s index of ``repo`` up to date (in a shared workspace)."""
+    with open_workspace(repo, cat.cursor, exclusive=False, operation="test") as ws:
+        return ws.synced
+
+
+def rescanned(repo: Repository, cat: Catalog) -> SyncResult:
+    """Rebuild ``cat``'s index of ``repo`` from the repository alone."""
+    with open_workspace(repo, cat.cursor, exclusive=False, operation="test",
+                        rescan=True) as ws:
+        return ws.synced
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something other than None; fail the test at the
+    deadline, naming ``what`` was awaited (never a fixed sleep in a test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.005)

@@ -41,6 +41,7 @@ from appliance.repository.repo import Repository
 from tests.helpers import (
     REPO_ROOT,
     MiB,
+    poll,
     run_cli,
     run_inproc,
     sha256_of,
@@ -59,16 +60,7 @@ T = TypeVar("T")
 
 
 # -- waiting without fixed sleeps --------------------------------------------------------------
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
-    """Poll ``probe`` until it returns something other than None (or fail at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.005)
+wait_for = poll
 
 
 def _cpu_ticks(pid: int) -> int:

@@ -39,7 +39,7 @@ import pytest
 
 from appliance.jobs import backup as backup_job
 from appliance.jobs import prune as prune_job
-from appliance.jobs import sync as sync_job
+from appliance.jobs import workspace as workspace_job
 from appliance.repository.backend import LocalBackend
 from appliance.repository.repo import DEFAULT_PACK_SIZE, Repository
 from tests.helpers import CliResult, MiB, run_cli, run_inproc, sha256_of, write_areas
@@ -251,7 +251,8 @@ SCENARIOS: dict[str, Scenario] = {
     # Prune --keep-last 1 of four points: 3 manifests deleted, v1's 8 half-live packs
     # compacted into 4 new ones, v2's 2 dead packs deleted: 10 packs deleted in all.
     "prune": Scenario("four", "prune", "", "v5", (
-        *_passes("prune-manifest-deleted", 3), ("prune-points-forgotten", 1),
+        ("prune-points-marked", 1), *_passes("prune-manifest-deleted", 3),
+        ("prune-points-forgotten", 1),
         *_passes("compact-pack-written", 4), *_passes("compact-pack-indexed", 4),
         *_passes("prune-pack-deleted", 10))),
     # A backup whose cleanup sweeps the 4 orphan packs a crashed backup left.
@@ -373,7 +374,8 @@ def expected_after_kill(sc: Scenario, case: Case, before: dict[str, str],
         assert keep in manifests and manifests <= set(before), (sorted(before), manifests)
         removed = len(before) - len(manifests)
         planned = len(before) - 1
-        assert removed == (case.n if case.point == "prune-manifest-deleted" else planned)
+        assert removed == (case.n if case.point == "prune-manifest-deleted" else
+                           0 if case.point == "prune-points-marked" else planned)
         return {p: v for p, v in before.items() if p in manifests}
     assert set(before) <= manifests, f"a kill lost points: {sorted(set(before) - manifests)}"
     new = manifests - set(before)
@@ -445,7 +447,7 @@ def _count_passes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     def count(name: str) -> None:
         seen[name] += 1
 
-    for module in (backup_job, prune_job, sync_job):
+    for module in (backup_job, prune_job, workspace_job):
         monkeypatch.setattr(module, "crash_point", count)
     real_put = LocalBackend.put
 

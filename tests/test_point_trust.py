@@ -17,7 +17,7 @@ import pytest
 from appliance import faults
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.restore import restore_disk
-from appliance.jobs.sync import sync
+from appliance.jobs.workspace import open_workspace
 from appliance.repository.repo import Repository
 from appliance.source import ImageFileSource
 from catalog.store import Catalog
@@ -54,37 +54,33 @@ def test_a_sync_while_another_backup_writes_packs_leaves_its_point_restorable(
             assert go_on.wait(DEADLINE), "the test never released the backup"
 
     def vm_a() -> None:
-        cursor = main.cursor()
         try:
             source = ImageFileSource(image)
-            with repo.lock(exclusive=False, operation="backup a"):
-                sync(repo, cursor)
-                r = run_backup(repo, cursor, "a", [DiskInput(0, source)],
+            with open_workspace(repo, main.cursor, exclusive=False, operation="backup a") as ws:
+                r = run_backup(ws, "a", [DiskInput(0, source)],
                                BackupOptions(block_size=256 << 10))
             result.append(r.point_id)
+            assert not r.warnings, r.warnings
             source.close()
         except BaseException as exc:
             errors.append(exc)
             held.set()
-        finally:
-            cursor.close()
 
     with faults.hooked("backup-pack-written", hold):
         a = threading.Thread(target=vm_a, name="vm-a")
         a.start()
         assert held.wait(DEADLINE)
-        cursor = main.cursor()
         try:
-            with repo.lock(exclusive=False, operation="backup b"):
-                sync(repo, cursor)  # VM B starts while A's pack is durable, not yet recorded
+            # VM B starts while A's pack is durable, not yet recorded.
+            with open_workspace(repo, main.cursor, exclusive=False, operation="backup b"):
+                pass
         finally:
-            cursor.close()
             go_on.set()
         a.join(DEADLINE)
     assert not errors, errors
     assert _dup_rows(main, repo.id) == (0, 0)
-    with repo.lock(exclusive=False, operation="restore"):
-        restore_disk(repo, main, result[0], 0, tmp_path / "out.img")
+    with open_workspace(repo, main.cursor, exclusive=False, operation="restore") as ws:
+        restore_disk(ws, result[0], 0, tmp_path / "out.img")
     assert sha256_of(tmp_path / "out.img") == sha256_of(image)
     main.close()
 

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
-from appliance.jobs.prune import execute_prune, plan_prune
+from appliance.jobs.prune import PrunePlan, execute_prune, plan_prune
 from appliance.jobs.restore import restore_disk
 from appliance.jobs.retention import RetentionPolicy
-from appliance.jobs.sync import rescan
+from appliance.jobs.workspace import Workspace
 from appliance.repository.repo import Repository
 from appliance.source import Extent, ImageFileSource
 from catalog.store import Catalog
-from tests.helpers import MiB, change_image, make_image, run_cli, sha256_of
+from tests.helpers import MiB, change_image, in_ws, make_image, rescanned, run_cli, sha256_of
 
 
 def test_rescan_with_catalog_deleted_rebuilds_identical_dump(tmp_path: Path) -> None:
@@ -24,18 +24,23 @@ def test_rescan_with_catalog_deleted_rebuilds_identical_dump(tmp_path: Path) -> 
     for name, seed in (("alpha", 1), ("beta", 2)):
         image = tmp_path / f"{name}.img"
         make_image(image, 8 * MiB, seed=seed)
-        res = run_backup(repo, cat, name, [DiskInput(0, ImageFileSource(image))],
+        res = in_ws(repo, cat, run_backup, name, [DiskInput(0, ImageFileSource(image))],
                          BackupOptions(block_size=512 << 10))
         expected[res.point_id] = sha256_of(image)
         for step in range(3):
             areas = change_image(image, seed=seed * 10 + step, count=2)
             changed = [Extent(a["offset"], a["length"]) for a in areas]
-            res = run_backup(repo, cat, name, [DiskInput(0, ImageFileSource(image), changed)],
+            res = in_ws(repo, cat, run_backup,
+                        name, [DiskInput(0, ImageFileSource(image), changed)],
                              BackupOptions(block_size=512 << 10))
             expected[res.point_id] = sha256_of(image)
     # Prune a middle point so the catalog has rebased deltas that a rescan lays out anew.
-    plan = plan_prune(repo, cat, RetentionPolicy(keep_last=3), datetime.now(UTC))
-    execute_prune(repo, cat, plan)
+    def prune(ws: Workspace) -> PrunePlan:
+        plan = plan_prune(ws, RetentionPolicy(keep_last=3), datetime.now(UTC))
+        execute_prune(ws, plan)
+        return plan
+
+    plan = in_ws(repo, cat, prune, exclusive=True)
     for gone in plan.remove_points:
         expected.pop(gone)
     before = cat.canonical_dump(repo.id)
@@ -43,13 +48,13 @@ def test_rescan_with_catalog_deleted_rebuilds_identical_dump(tmp_path: Path) -> 
     cat_path.unlink()
 
     fresh = Catalog.open(cat_path)
-    result = rescan(repo, fresh)
+    result = rescanned(repo, fresh)
     assert result.points_added == len(expected)
     assert not result.damaged
     assert fresh.canonical_dump(repo.id) == before
     for point, sha in expected.items():
         out = tmp_path / f"{point}.img"
-        restore_disk(repo, fresh, point, 0, out)
+        in_ws(repo, fresh, restore_disk, point, 0, out)
         assert sha256_of(out) == sha
     fresh.close()
 

@@ -9,15 +9,23 @@ import pytest
 
 from appliance.errors import UsageError
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
-from appliance.jobs.prune import choose_packs, execute_prune, plan_prune
+from appliance.jobs.prune import PrunePlan, PruneResult, choose_packs, execute_prune, plan_prune
 from appliance.jobs.restore import restore_disk
 from appliance.jobs.retention import PointAge, RetentionPolicy, apply_policy
 from appliance.jobs.verify import verify_repository
+from appliance.jobs.workspace import Workspace
 from appliance.repository.repo import Repository
 from appliance.source import Extent, ImageFileSource
 from catalog.models import PackUsage
 from catalog.store import Catalog
-from tests.helpers import MiB, change_image, make_image, run_cli, sha256_of
+from tests.helpers import (
+    MiB,
+    change_image,
+    in_ws,
+    make_image,
+    run_cli,
+    sha256_of,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -84,24 +92,27 @@ def test_prune_and_compact_free_space_and_kept_points_still_restore(tmp_path: Pa
     make_image(image, 16 * MiB, seed=21)
     bs = 256 << 10
     shas: dict[str, str] = {}
-    first = run_backup(repo, cat, "vm", [DiskInput(0, ImageFileSource(image))],
+    first = in_ws(repo, cat, run_backup, "vm", [DiskInput(0, ImageFileSource(image))],
                        BackupOptions(block_size=bs))
     shas[first.point_id] = sha256_of(image)
     for step in range(4):
         # Large changes so that old packs end up mostly dead after pruning.
         areas = change_image(image, seed=100 + step, count=6, length=512 << 10)
-        res = run_backup(repo, cat, "vm",
+        res = in_ws(repo, cat, run_backup, "vm",
                          [DiskInput(0, ImageFileSource(image),
                                     [Extent(a["offset"], a["length"]) for a in areas])],
                          BackupOptions(block_size=bs))
         shas[res.point_id] = sha256_of(image)
     size_before = sum(p.stat().st_size for p in (tmp_path / "repo" / "packs").rglob("*.pack"))
 
-    plan = plan_prune(repo, cat, RetentionPolicy(keep_last=2), datetime.now(UTC),
-                      compact_below=0.9)
+    def prune(ws: Workspace) -> tuple[PrunePlan, PruneResult]:
+        plan = plan_prune(ws, RetentionPolicy(keep_last=2), datetime.now(UTC),
+                          compact_below=0.9)
+        return plan, execute_prune(ws, plan)
+
+    plan, result = in_ws(repo, cat, prune, exclusive=True)
     assert len(plan.remove_points) == 3
     assert plan.bytes_freed > 0
-    result = execute_prune(repo, cat, plan)
     assert result.packs_compacted >= 1 and result.packs_written >= 1
     size_after = sum(p.stat().st_size for p in (tmp_path / "repo" / "packs").rglob("*.pack"))
     assert size_after < size_before
@@ -110,10 +121,10 @@ def test_prune_and_compact_free_space_and_kept_points_still_restore(tmp_path: Pa
     assert abs(plan.bytes_freed - result.bytes_freed) <= 4096 * (result.packs_compacted + 1)
 
     assert {p.point_id for p in cat.points(repo.id)} == set(plan.keep_points)
-    assert verify_repository(repo, cat).ok
+    assert in_ws(repo, cat, verify_repository).ok
     for point in plan.keep_points:
         out = tmp_path / f"{point}.img"
-        restore_disk(repo, cat, point, 0, out)
+        in_ws(repo, cat, restore_disk, point, 0, out)
         assert sha256_of(out) == shas[point]
     # The kept oldest point shares most blocks with the pruned full backup: still whole.
     assert len(cat.points(repo.id)) == 2

@@ -13,11 +13,19 @@ import zstandard
 
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.restore import restore_disk
-from appliance.jobs.sync import sync
 from appliance.repository.repo import Repository
 from appliance.source import Extent, ImageFileSource, blocks_touched
 from catalog.store import Catalog
-from tests.helpers import MiB, change_image, make_image, run_cli, sha256_of, write_areas
+from tests.helpers import (
+    MiB,
+    change_image,
+    in_ws,
+    make_image,
+    run_cli,
+    sha256_of,
+    synced,
+    write_areas,
+)
 
 
 class CountingSource:
@@ -66,7 +74,7 @@ def test_incremental_reads_only_changed_areas_and_both_points_restore(tmp_path: 
     opts = BackupOptions(block_size=bs)
 
     src = CountingSource(ImageFileSource(image))
-    full = run_backup(repo, cat, "vm1", [DiskInput(0, src)], opts)
+    full = in_ws(repo, cat, run_backup, "vm1", [DiskInput(0, src)], opts)
     src.close()
     assert full.kind == "full"
     allocated = ImageFileSource(v1).allocated_areas()
@@ -76,7 +84,7 @@ def test_incremental_reads_only_changed_areas_and_both_points_restore(tmp_path: 
     size_before = _repo_bytes(tmp_path / "repo")
     src = CountingSource(ImageFileSource(image))
     changed = [Extent(a["offset"], a["length"]) for a in areas]
-    incr = run_backup(repo, cat, "vm1", [DiskInput(0, src, changed)], opts)
+    incr = in_ws(repo, cat, run_backup, "vm1", [DiskInput(0, src, changed)], opts)
     src.close()
     assert incr.kind == "incremental"
 
@@ -101,7 +109,7 @@ def test_incremental_reads_only_changed_areas_and_both_points_restore(tmp_path: 
 
     for point, expected in ((full.point_id, sha256_of(v1)), (incr.point_id, sha256_of(image))):
         out = tmp_path / f"{point}.img"
-        restore_disk(repo, cat, point, 0, out)
+        in_ws(repo, cat, restore_disk, point, 0, out)
         assert sha256_of(out) == expected
         assert out.stat().st_blocks * 512 < out.stat().st_size  # sparse where zero
     cat.close()
@@ -142,9 +150,10 @@ def test_backup_without_change_list_reads_all_but_stores_only_changes(tmp_path: 
     make_image(image, 12 * MiB, seed=11)
     repo = Repository.open_local(tmp_path / "repo", create=True)
     cat = Catalog.open(None)
-    first = run_backup(repo, cat, "vm", [DiskInput(0, ImageFileSource(image))], BackupOptions())
+    first = in_ws(repo, cat, run_backup,
+                  "vm", [DiskInput(0, ImageFileSource(image))], BackupOptions())
     change_image(image, seed=12, count=2)
-    second = run_backup(repo, cat, "vm",
+    second = in_ws(repo, cat, run_backup, "vm",
                         [DiskInput(0, ImageFileSource(image), None,
                                    changed_reason="CBT was reset")], BackupOptions())
     assert second.kind == "full"
@@ -153,7 +162,7 @@ def test_backup_without_change_list_reads_all_but_stores_only_changes(tmp_path: 
     assert second.blocks_new <= 2
     assert cat.map_rows(second.point_id) <= 2
     out = tmp_path / "out.img"
-    restore_disk(repo, cat, second.point_id, 0, out)
+    in_ws(repo, cat, restore_disk, second.point_id, 0, out)
     assert sha256_of(out) == sha256_of(image)
 
 
@@ -162,13 +171,14 @@ def test_block_size_change_forces_full_read(tmp_path: Path) -> None:
     make_image(image, 8 * MiB, seed=5)
     repo = Repository.open_local(tmp_path / "repo", create=True)
     cat = Catalog.open(None)
-    run_backup(repo, cat, "vm", [DiskInput(0, ImageFileSource(image))],
+    in_ws(repo, cat, run_backup, "vm", [DiskInput(0, ImageFileSource(image))],
                BackupOptions(block_size=1 << 20))
-    res = run_backup(repo, cat, "vm", [DiskInput(0, ImageFileSource(image), [Extent(0, 4096)])],
+    res = in_ws(repo, cat, run_backup,
+                "vm", [DiskInput(0, ImageFileSource(image), [Extent(0, 4096)])],
                      BackupOptions(block_size=256 << 10))
     assert res.kind == "full" and "block size changed" in res.reason
     out = tmp_path / "out.img"
-    restore_disk(repo, cat, res.point_id, 0, out)
+    in_ws(repo, cat, restore_disk, res.point_id, 0, out)
     assert sha256_of(out) == sha256_of(image)
 
 
@@ -177,7 +187,7 @@ def test_a_second_catalog_syncs_points_written_by_another(tmp_path: Path) -> Non
     make_image(image, 6 * MiB, seed=9)
     repo = Repository.open_local(tmp_path / "repo", create=True)
     a, b = Catalog.open(None), Catalog.open(None)
-    res = run_backup(repo, a, "vm", [DiskInput(0, ImageFileSource(image))], BackupOptions())
-    sync(repo, b)
+    res = in_ws(repo, a, run_backup, "vm", [DiskInput(0, ImageFileSource(image))], BackupOptions())
+    synced(repo, b)
     assert [p.point_id for p in b.points(repo.id)] == [res.point_id]
     assert a.canonical_dump(repo.id) == b.canonical_dump(repo.id)

@@ -1,9 +1,11 @@
 """Backup: plan (pure) which blocks of which disks to read, then execute the data path.
 
 Write ordering (docs/FORMAT.md §Write ordering): packs durable → each pack indexed in the
-catalog → manifest durable → point recorded in the catalog (complete). A crash anywhere leaves
-no point that claims blocks it does not have; leftover packs are swept by the next run that can
-take the exclusive lock.
+catalog → manifest durable → point recorded in the catalog (complete) → the point's catalog
+view checked against its manifest. A crash anywhere leaves no point that claims blocks it does
+not have; leftover packs are swept by the next run that can take the exclusive lock. A new
+point never references a block it cannot vouch for: deduplication skips copies found damaged
+and blocks whose pack is gone, and an incremental reads again what its parent lost.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,11 +23,12 @@ from typing import Any, Final
 from appliance.errors import SourceError, UsageError
 from appliance.faults import crash_point, hold_point
 from appliance.jobs.blockmap import overlay
+from appliance.jobs.point_check import settle_point
 from appliance.jobs.sync import Delta, record_point
+from appliance.jobs.workspace import Workspace
 from appliance.repository import codec
 from appliance.repository.manifest import BlockMap, DiskRecord, Manifest
 from appliance.repository.pack import KIND_DISK_BLOCK, PackWriter
-from appliance.repository.repo import Repository
 from appliance.source import Extent, Source, blocks_touched
 from catalog.models import DiskRow, NewBlock
 from catalog.store import Catalog
@@ -109,8 +112,12 @@ class BackupPlan:
 
 
 def plan_backup(object_name: str, shapes: Sequence[DiskShape], parent: str | None,
-                parent_disks: Sequence[DiskRow], block_size: int) -> BackupPlan:
-    """Decide, per disk, which blocks to read and what the point inherits (pure)."""
+                parent_disks: Sequence[DiskRow], block_size: int,
+                unavailable: Mapping[int, Sequence[int]] | None = None) -> BackupPlan:
+    """Decide, per disk, which blocks to read and what the point inherits (pure).
+    ``unavailable``: per disk, blocks of the parent's map with no good stored copy (their pack
+    is gone or they were found damaged); an incremental reads them again."""
+    lost = unavailable or {}
     by_index = {d.disk_index: d for d in parent_disks}
     plans: list[DiskPlan] = []
     for s in shapes:
@@ -135,8 +142,14 @@ def plan_backup(object_name: str, shapes: Sequence[DiskShape], parent: str | Non
         else:
             assert s.changed is not None
             reads = blocks_touched(s.changed, block_size, s.size)
+            reason = f"changed areas: {len(reads)} blocks to read"
+            again = sorted(set(lost.get(s.index, ())) - set(reads))
+            if again:
+                reads = sorted({*reads, *again})
+                reason += (f", and {len(again)} whose stored copy is lost or damaged read "
+                           "again")
             plans.append(DiskPlan(s.index, s.size, block_size, tuple(reads), parent, False,
-                                  f"changed areas: {len(reads)} blocks to read"))
+                                  reason))
     full = all(p.full_read for p in plans)
     reason = "; ".join(f"disk {p.index}: {p.reason}" for p in plans)
     return BackupPlan(object_name, parent, tuple(plans), "full" if full else "incremental",
@@ -154,6 +167,7 @@ class BackupResult:
     blocks_deduplicated: int
     manifest_bytes: int
     seconds: float
+    warnings: tuple[str, ...] = ()  # e.g. the catalog's view repaired from the manifest
 
 
 ProgressFn = Callable[[int, int], None]
@@ -204,10 +218,10 @@ class PackSink:
 
     MAX_IN_FLIGHT: Final = 2
 
-    def __init__(self, repo: Repository, cat: Catalog, io: ThreadPoolExecutor,
+    def __init__(self, ws: Workspace, io: ThreadPoolExecutor,
                  dedup: DedupFilter | None = None) -> None:
-        self.repo = repo
-        self.cat = cat
+        self.repo = ws.repo
+        self.cat = ws.cat
         self.io = io
         self.dedup = dedup
         self.written: set[str] = set()  # packs of this run, durable and indexed
@@ -383,14 +397,13 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
 
 
 @contextlib.contextmanager
-def packs_into(repo: Repository, cat: Catalog, dedup: DedupFilter | None = None
-               ) -> Iterator[PackSink]:
+def packs_into(ws: Workspace, dedup: DedupFilter | None = None) -> Iterator[PackSink]:
     """A pack sink for new blocks; on leaving, every pack is durable and indexed (or, after an
     error, the writes under way are waited for, so cleanup never races them). A network
     backend may write packs side by side (each writer on its own connection)."""
-    io = ThreadPoolExecutor(max_workers=getattr(repo.backend, "parallel_writes", 1),
+    io = ThreadPoolExecutor(max_workers=getattr(ws.repo.backend, "parallel_writes", 1),
                             thread_name_prefix="pack-writer")
-    sink = PackSink(repo, cat, io, dedup)
+    sink = PackSink(ws, io, dedup)
     try:
         yield sink
         sink.drain()
@@ -401,15 +414,16 @@ def packs_into(repo: Repository, cat: Catalog, dedup: DedupFilter | None = None
         io.shutdown(wait=True)
 
 
-def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence[DiskInput],
+def run_backup(ws: Workspace, object_name: str, disks: Sequence[DiskInput],
                options: BackupOptions, *, object_kind: str = "image",
                config: dict[str, Any] | None = None, object_uuid: str | None = None,
                progress: ProgressFn | None = None,
                disk_progress: DiskProgressFn | None = None,
                dedup: DedupFilter | None = None) -> BackupResult:
-    """Back up ``disks`` as one new restore point. The caller holds a shared lock and has
-    synchronised the catalog with the repository. ``disk_progress`` hears each disk's
-    progress and bottleneck after every batch (and once at 0 when the disk starts)."""
+    """Back up ``disks`` as one new restore point in a (shared) workspace. ``disk_progress``
+    hears each disk's progress and bottleneck after every batch (and once at 0 when the disk
+    starts). The point is returned only once its catalog view equals its manifest."""
+    repo, cat = ws.repo, ws.cat
     started = time.monotonic()
     compression = codec.compression_named(options.compression)
     if options.block_size not in BLOCK_SIZES.values():
@@ -420,9 +434,11 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     shapes = [DiskShape(d.index, d.source.size, tuple(d.source.allocated_areas()),
                         tuple(d.changed) if d.changed is not None else None, d.changed_reason)
               for d in disks]
-    plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size)
+    lost = {d.disk_index: cat.unavailable_blocks(repo.id, d.point_id, d.disk_index)
+            for d in parent_disks}
+    plan = plan_backup(object_name, shapes, parent, parent_disks, options.block_size, lost)
     key = repo.block_key()
-    with packs_into(repo, cat, dedup) as sink, \
+    with packs_into(ws, dedup) as sink, \
             ThreadPoolExecutor(max_workers=max(1, options.threads),
                                thread_name_prefix="backup") as pool, \
             ThreadPoolExecutor(max_workers=max(1, options.read_streams or options.threads),
@@ -440,8 +456,9 @@ def run_backup(repo: Repository, cat: Catalog, object_name: str, disks: Sequence
     manifest_bytes = repo.write_manifest(manifest)
     crash_point("backup-manifest-written")
     # The catalog stores the point as a delta against its parent: rows ∝ changed blocks.
-    record_point(repo, cat, manifest, manifest_bytes, parent, deltas)
+    record_point(ws, manifest, manifest_bytes, parent, deltas)
     crash_point("backup-point-recorded")
+    warnings = settle_point(ws, manifest, manifest_bytes)
     return BackupResult(manifest.point_id, plan.kind, plan.reason, bytes_read,
                         sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,
-                        time.monotonic() - started)
+                        time.monotonic() - started, tuple(warnings))

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from appliance.errors import IntegrityError
 from appliance.jobs.backup import new_point_id, packs_into
 from appliance.jobs.reader import BlockReader
-from appliance.jobs.sync import sync
 from appliance.jobs.verify import verify_point
+from appliance.jobs.workspace import Workspace
 from appliance.repository import codec
 from appliance.repository.codec import ID_SIZE
 from appliance.repository.manifest import BlockMap
-from appliance.repository.repo import Repository
+from catalog.models import PointRow
 from catalog.store import Catalog
 
 _COPY = re.compile(r"^copy of point (\S+?)(?::|$)")
@@ -61,12 +61,13 @@ def _learn(mapping: dict[bytes, bytes], src_cat: Catalog, original: str, dst_cat
                 mapping[old_ids[n * ID_SIZE:(n + 1) * ID_SIZE]] = new
 
 
-def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Catalog,
-                point_ids: Sequence[str], *,
+def copy_points(src_ws: Workspace, dst_ws: Workspace, point_ids: Sequence[str], *,
                 log: Callable[[str], None] = lambda _m: None) -> CopyResult:
-    """Copy ``point_ids`` (oldest first) from ``src`` into ``dst``; see the module. Block ids
-    are keyed per repository, so each block is identified anew under the target's key (read
-    once: an original and its copy tell the mapping of blocks a later point shares)."""
+    """Copy ``point_ids`` (oldest first) from the source workspace into the target one; see
+    the module. Block ids are keyed per repository, so each block is identified anew under
+    the target's key (read once: an original and its copy tell the mapping of blocks a later
+    point shares)."""
+    src_cat, dst, dst_cat = src_ws.cat, dst_ws.repo, dst_ws.cat
     result = CopyResult()
     for p in dst_cat.points(dst.id):
         original = copied_from(p.reason)
@@ -74,7 +75,14 @@ def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Cat
             result.present[original] = p.point_id
     rows = sorted((r for r in (src_cat.point(pid) for pid in point_ids) if r is not None),
                   key=lambda r: (r.created, r.point_id))
-    reader = BlockReader(src)
+    with BlockReader(src_ws) as reader:
+        _copy(src_ws, dst_ws, rows, reader, result, log)
+    return result
+
+
+def _copy(src_ws: Workspace, dst_ws: Workspace, rows: Sequence[PointRow], reader: BlockReader,
+          result: CopyResult, log: Callable[[str], None]) -> None:
+    src, src_cat, dst, dst_cat = src_ws.repo, src_ws.cat, dst_ws.repo, dst_ws.cat
     key = dst.block_key()
     mapping: dict[bytes, bytes] = {}
     learned: set[str] = set()
@@ -89,7 +97,7 @@ def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Cat
             learned.add(manifest.parent)
         compression = codec.compression_named(manifest.compression)
         disks = []
-        with packs_into(dst, dst_cat) as sink:
+        with packs_into(dst_ws) as sink:
             for disk in manifest.disks:
                 todo = [loc for loc in src_cat.restore_plan(src.id, row.point_id, disk.index)
                         if loc.block_id not in mapping]
@@ -114,15 +122,14 @@ def copy_points(src: Repository, src_cat: Catalog, dst: Repository, dst_cat: Cat
             manifest, point_id=new_id, parent=parent_copy, disks=tuple(disks),
             reason=f"copy of point {row.point_id}: {manifest.reason}",
             bytes_stored=sink.bytes_stored))
-        sync(dst, dst_cat)
-        report = verify_point(dst, dst_cat, new_id)
+        dst_ws.resync()
+        report = verify_point(dst_ws, new_id)
         if not report.ok:
             dst.delete_manifest(new_id)
-            sync(dst, dst_cat)
+            dst_cat.remove_point(new_id)
             raise IntegrityError(f"the copy of point {row.point_id} does not verify in "
                                  f"{dst.location}: {report.damage[0].problem}; it was removed")
         result.copied[row.point_id] = new_id
         result.bytes_stored += sink.bytes_stored
         log(f"copied point {row.point_id} ({row.object_name}) as {new_id}: "
             f"{sink.blocks_new} new block(s), verified")
-    return result

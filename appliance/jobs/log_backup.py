@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 from appliance.guest.scripts import Guest, delete_files, fetch_file, list_files
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
-from appliance.repository.repo import Repository
+from appliance.jobs.workspace import Workspace
 from appliance.source import Extent
-from catalog.store import Catalog
 
 OBJECT_KIND = "logs"
 
@@ -61,20 +60,21 @@ class LogCollection:
     waiting: tuple[str, ...]  # files left for the next run (changed too recently)
 
 
-def stored_names(cat: Catalog, repo: Repository, vm: str) -> set[str]:
+def stored_names(ws: Workspace, vm: str) -> set[str]:
     """The file names the repository holds for ``vm``'s logs."""
+    cat, repo = ws.cat, ws.repo
     return {d.label for p in cat.points(repo.id, logs_object(vm)) for d in cat.disks(p.point_id)}
 
 
-def collect_logs(guest: Guest, folder: str, pattern: str, repo: Repository, cat: Catalog,
-                 vm: str, *, settle_seconds: float = 10.0, options: BackupOptions | None = None,
+def collect_logs(guest: Guest, folder: str, pattern: str, ws: Workspace, vm: str, *,
+                 settle_seconds: float = 10.0, options: BackupOptions | None = None,
                  log: Callable[[str, str], None] = lambda _l, _m: None) -> LogCollection:
-    """One collection (see the module). The caller holds a shared lock on ``repo``."""
+    """One collection (see the module), in a shared workspace."""
     now = time.time()
     files = list_files(guest, folder, pattern)
     ready = [f for f in files if now - f.mtime >= settle_seconds]
     waiting = tuple(f.name for f in files if now - f.mtime < settle_seconds)
-    known = stored_names(cat, repo, vm)
+    known = stored_names(ws, vm)
     new = [f for f in ready if f.name not in known]
     point_id: str | None = None
     if new:
@@ -82,7 +82,7 @@ def collect_logs(guest: Guest, folder: str, pattern: str, repo: Repository, cat:
                             changed_reason="log file",
                             meta={"file": f.name, "size": f.size, "mtime": f.mtime})
                   for n, f in enumerate(new)]
-        result = run_backup(repo, cat, logs_object(vm), inputs,
+        result = run_backup(ws, logs_object(vm), inputs,
                             options or BackupOptions(block_size=1 << 20),
                             object_kind=OBJECT_KIND,
                             config={"folder": folder, "pattern": pattern,

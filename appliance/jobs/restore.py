@@ -24,10 +24,9 @@ from appliance.errors import (
     StorageIOError,
 )
 from appliance.jobs.reader import BlockReader
+from appliance.jobs.workspace import Workspace
 from appliance.repository.backend import ObjectNotFound
-from appliance.repository.repo import Repository
 from catalog.models import BlockLocation, PointRow
-from catalog.store import Catalog
 
 FLUSH_BYTES = 32 << 20  # start writeback of a restore target every this many bytes
 
@@ -42,7 +41,8 @@ class RestoreResult:
     seconds: float
 
 
-def find_point(repo: Repository, cat: Catalog, point_id: str) -> PointRow:
+def find_point(ws: Workspace, point_id: str) -> PointRow:
+    repo, cat = ws.repo, ws.cat
     row = cat.point(point_id)
     if row is None or row.repo_id != repo.id:
         if point_id in repo.point_ids():
@@ -69,10 +69,10 @@ class DiskToRestore:
     plan: tuple[BlockLocation, ...]  # ascending block index; blocks not listed are zero
 
 
-def prepare_disk(repo: Repository, cat: Catalog, point_id: str,
-                 disk_index: int) -> DiskToRestore:
+def prepare_disk(ws: Workspace, point_id: str, disk_index: int) -> DiskToRestore:
     """Find disk ``disk_index`` of ``point_id`` and check the catalog against the manifest."""
-    point = find_point(repo, cat, point_id)
+    repo, cat = ws.repo, ws.cat
+    point = find_point(ws, point_id)
     disks = {d.disk_index: d for d in cat.disks(point_id)}
     if disk_index not in disks:
         raise NotFoundError(f"restore point {point_id} has no disk {disk_index}; it has disks "
@@ -89,15 +89,21 @@ def prepare_disk(repo: Repository, cat: Catalog, point_id: str,
     if (mdisk is None or len(mdisk.blocks) != len(plan)
             or mdisk.blocks.ids != b"".join(p.block_id for p in plan)):
         raise IntegrityError(f"the catalog's block map of point {point_id} disagrees with its "
-                             "manifest; run `vmkeep image rescan`")
+                             f"manifest; run {ws.rescan_hint}")
     return DiskToRestore(point_id, disk_index, disk.size, disk.block_size, tuple(plan))
 
 
-def read_blocks(repo: Repository, disk: DiskToRestore, *, threads: int = 2
+def read_blocks(ws: Workspace, disk: DiskToRestore, *, threads: int = 2
                 ) -> Iterator[tuple[int, bytes]]:
-    """``(block index, plain bytes)`` of every stored block, ascending, each check verified;
-    read ahead by a window of about 32 MiB on ``threads`` threads."""
-    reader = BlockReader(repo)
+    """``(block index, plain bytes)`` of every stored block, ascending, each check verified
+    (a damaged copy is recorded and another copy read, if there is one); read ahead by a
+    window of about 32 MiB on ``threads`` threads."""
+    with BlockReader(ws) as reader:
+        yield from _read_blocks(reader, disk, threads)
+
+
+def _read_blocks(reader: BlockReader, disk: DiskToRestore, threads: int
+                 ) -> Iterator[tuple[int, bytes]]:
     bs = disk.block_size
     window = max(4, (32 << 20) // bs)
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="restore") as pool:
@@ -110,7 +116,7 @@ def read_blocks(repo: Repository, disk: DiskToRestore, *, threads: int = 2
                 yield index, data
 
 
-def disk_bytes(repo: Repository, disk: DiskToRestore, *, threads: int = 2,
+def disk_bytes(ws: Workspace, disk: DiskToRestore, *, threads: int = 2,
                zero_chunk: int = 1 << 20) -> Iterator[bytes]:
     """The whole disk as consecutive byte strings (zeros where no block is stored), for a
     target that cannot be written sparse, such as an upload."""
@@ -124,18 +130,18 @@ def disk_bytes(repo: Repository, disk: DiskToRestore, *, threads: int = 2,
             yield zeros if n == zero_chunk else bytes(n)
             pos += n
 
-    for index, data in read_blocks(repo, disk, threads=threads):
+    for index, data in read_blocks(ws, disk, threads=threads):
         yield from gap(index * disk.block_size)
         yield data
         pos += len(data)
     yield from gap(disk.size)
 
 
-def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
+def restore_disk(ws: Workspace, point_id: str, disk_index: int,
                  target: Path, *, threads: int = 2,
                  progress: Callable[[int, int], None] | None = None) -> RestoreResult:
     started = time.monotonic()
-    disk = prepare_disk(repo, cat, point_id, disk_index)
+    disk = prepare_disk(ws, point_id, disk_index)
     if target.exists():
         raise BadInputError(f"restore target {target} already exists; remove it or name a "
                             "new file")
@@ -155,7 +161,7 @@ def restore_disk(repo: Repository, cat: Catalog, point_id: str, disk_index: int,
             # Blocks are written in ascending order, extending the file; the size (and a trailing
             # hole) is set at the end. A pre-sized sparse file makes ext4's pwrite ~10x slower.
             flushed = 0
-            for index, data in read_blocks(repo, disk, threads=threads):
+            for index, data in read_blocks(ws, disk, threads=threads):
                 view = memoryview(data)
                 pos = index * bs
                 while view:

@@ -3,7 +3,11 @@
 ``verify_repository`` works from the repository's files (the truth): it reads each pack whole,
 checks its framing and every block (decompress, xxh3-128 check, keyed BLAKE3 identity), then
 reads every manifest and looks each referenced block up among the good ones. Each damaged file
-is reported once, with every restore point that needs something from it.
+is reported once, with every restore point that needs something from it. Then the catalog is
+held against the manifests: every point whose catalog view disagrees with its manifest, every
+manifest whose file name is not its point id, and every point the catalog knew whose manifest
+has vanished is named. Damaged block copies are recorded in the catalog (deduplication never
+references them again).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from appliance.errors import IntegrityError, RepositoryFormatError
+from appliance.jobs.point_check import point_problems
 from appliance.jobs.reader import BlockReader
+from appliance.jobs.workspace import Workspace
 from appliance.repository import codec
 from appliance.repository.backend import Backend, ObjectNotFound
 from appliance.repository.manifest import manifest_name, point_id_of
@@ -28,7 +34,6 @@ from appliance.repository.pack import (
 )
 from appliance.repository.repo import CONFIG, Repository
 from catalog.models import BlockLocation
-from catalog.store import Catalog
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +113,17 @@ def damaged_config_report(backend: Backend, problem: str) -> VerifyReport:
     return VerifyReport(0, 0, 0, 0, (Damage(CONFIG, problem, tuple(points)),))
 
 
-def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
+def _vanished(ws: Workspace, found: _Findings) -> None:
+    for pid, name, created in ws.cat.vanished(ws.repo.id):
+        found.add(manifest_name(pid), f"the manifest is missing: the catalog knew point {pid} "
+                  f"of {name}, created {created:%Y-%m-%d %H:%M} UTC, and no prune of this "
+                  f"catalog removed it (if another vmkeep did, {ws.rescan_hint} forgets it)",
+                  pid)
+
+
+def verify_repository(ws: Workspace, *, threads: int = 2,
                       progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    repo, cat = ws.repo, ws.cat
     found = _Findings()
     key: bytes | None
     try:
@@ -141,6 +155,7 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                         unreadable.append(name)
                     for bid in salvaged:
                         bad_blocks[bid] = name
+                    cat.mark_damaged(repo.id, [(pid, b, str(exc)) for b in salvaged])
                     continue
                 results = pool.map(lambda e, d=data, w=what: _check_entry(repo, d, e, key, w),
                                    entries)
@@ -153,6 +168,7 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     else:
                         found.add(name, problem)
                         bad_blocks.setdefault(entry.block_id, name)
+                        cat.mark_damaged(repo.id, [(pid, entry.block_id, problem)])
                 good.add(ok_ids)
                 if progress is not None:
                     progress(n + 1, len(pack_ids))
@@ -166,6 +182,10 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
             except (IntegrityError, RepositoryFormatError) as exc:
                 found.add(mname, str(exc), pid)
                 continue
+            disagrees = point_problems(ws, m, availability=False)
+            if disagrees:
+                found.add(mname, f"the catalog's view of point {pid} disagrees with its "
+                          f"manifest ({'; '.join(disagrees)}); run {ws.rescan_hint}", pid)
             for disk in m.disks:
                 ids = [disk.blocks.id_at(i) for i in range(len(disk.blocks))]
                 for bid in good.missing(ids):
@@ -182,20 +202,25 @@ def verify_repository(repo: Repository, cat: Catalog, *, threads: int = 2,
                     else:
                         found.add(mname, f"names block {bid.hex()[:16]}, which no pack holds",
                                   pid)
+        _vanished(ws, found)
     finally:
         good.drop()
     return found.report(len(point_ids), len(pack_ids), blocks, nbytes)
 
 
-def verify_point(repo: Repository, cat: Catalog, point_id: str, *, threads: int = 2,
+def verify_point(ws: Workspace, point_id: str, *, threads: int = 2,
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Check one point: its manifest, and every block it references (with its pack framing)."""
     from appliance.jobs.restore import find_point
 
+    repo, cat = ws.repo, ws.cat
     found = _Findings()
     mname = manifest_name(point_id)
+    if point_id in {v[0] for v in cat.vanished(repo.id)}:
+        _vanished(ws, found)
+        return found.report(1, 0, 0, 0)
     if point_id not in repo.point_ids():
-        find_point(repo, cat, point_id)  # not found (or, if the catalog knows it: missing)
+        find_point(ws, point_id)  # not found (or, if the catalog knows it: missing)
         found.add(mname, "the manifest is missing", point_id)
         return found.report(1, 0, 0, 0)
     try:
@@ -207,7 +232,7 @@ def verify_point(repo: Repository, cat: Catalog, point_id: str, *, threads: int 
         key: bytes | None = repo.block_key()
     except (IntegrityError, RepositoryFormatError, ObjectNotFound):
         key = None
-    reader = BlockReader(repo)
+    reader = BlockReader(ws)
     blocks = nbytes = 0
     packs: set[str] = set()
 
@@ -221,12 +246,14 @@ def verify_point(repo: Repository, cat: Catalog, point_id: str, *, threads: int 
                 f"block {loc_.block_id.hex()[:16]} does not match its identity"), 0
         return None, None, len(plain)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="verify") as pool:
+    disagrees = point_problems(ws, m, availability=False)
+    if disagrees:
+        found.add(mname, f"the catalog's view of point {point_id} disagrees with its manifest "
+                  f"({'; '.join(disagrees)}); run {ws.rescan_hint}", point_id)
+    with reader, ThreadPoolExecutor(max_workers=max(1, threads),
+                                    thread_name_prefix="verify") as pool:
         for disk in m.disks:
             plan = cat.restore_plan(repo.id, point_id, disk.index)
-            if disk.blocks.ids != b"".join(p.block_id for p in plan):
-                found.add(mname, "the catalog's block map disagrees with the manifest; run "
-                          "rescan", point_id)
             for loc, (file, problem, size) in zip(plan, pool.map(check, plan), strict=True):
                 blocks += 1
                 nbytes += size

@@ -25,8 +25,8 @@ from appliance.jobs.backup import (
     DiskProgressFn,
     run_backup,
 )
+from appliance.jobs.workspace import Workspace
 from appliance.repository import codec
-from appliance.repository.repo import Repository
 from appliance.source import Extent, Source, blocks_touched
 from appliance.vsphere.cbt import (
     ALL_ALLOCATED,
@@ -249,7 +249,7 @@ def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
     return vm
 
 
-def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_or_uuid: str,
+def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               options: BackupOptions, *, enable_cbt_consent: bool,
               transport: Transport = "https", sample_blocks: int = 4,
               quiesce: bool = False, force_full: bool = False,
@@ -267,6 +267,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
     numbers are in ``exclude`` are left out (not a warning: the job said so).
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
     seam). Errors propagate after the snapshot is removed."""
+    repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
     vm = _vm_object(session, info)
     warnings: list[str] = []
@@ -434,7 +435,7 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
                           "label": dinfo.label if dinfo else ""}))
             result: BackupResult | None = None
             if inputs:
-                result = run_backup(repo, cat, info.name, inputs, options,
+                result = run_backup(ws, info.name, inputs, options,
                                     object_kind=OBJECT_KIND, config=config,
                                     object_uuid=info.instance_uuid, progress=progress,
                                     disk_progress=disk_progress, dedup=dedup)
@@ -459,6 +460,8 @@ def backup_vm(session: VSphereSession, repo: Repository, cat: Catalog, vm_name_o
         log("error", msg)
         return VmBackupResult(info.name, info.instance_uuid, None, "failed", ordered,
                               (*warnings, msg))
+    for w in result.warnings:
+        warn(w)
     status = "warning" if warnings else "success"
     log("info", f"VM {info.name!r}: point {result.point_id} ({result.kind}), "
                 f"{result.bytes_read} bytes read, status {status}")

@@ -31,14 +31,13 @@ from typing import Any, Literal
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
 from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
+from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
-from appliance.repository.repo import Repository
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
 from appliance.vsphere.upload import upload_file
-from catalog.store import Catalog
 
 ProgressFn = Callable[[int, int], None]
 Mode = Literal["new", "original"]
@@ -116,9 +115,9 @@ class DiskIntoVmResult:
     seconds: float
 
 
-def _vm_manifest(repo: Repository, cat: Catalog, point_id: str) -> Manifest:
-    find_point(repo, cat, point_id)
-    manifest = repo.read_manifest(point_id)
+def _vm_manifest(ws: Workspace, point_id: str) -> Manifest:
+    find_point(ws, point_id)
+    manifest = ws.repo.read_manifest(point_id)
     if manifest.object_kind != OBJECT_KIND or not manifest.config.get("disks"):
         raise BadInputError(f"restore point {point_id} is a backup of "
                             f"{manifest.object_kind} {manifest.object_name!r}, not of a VM; "
@@ -197,11 +196,11 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
 class _Uploader:
     """Streams disks from the repository to datastore files, counting for progress."""
 
-    def __init__(self, session: VSphereSession, repo: Repository, total: int,
+    def __init__(self, session: VSphereSession, ws: Workspace, total: int,
                  progress: ProgressFn | None) -> None:
         self.endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                           session.ssl_context, session.fingerprint)
-        self.repo = repo
+        self.ws = ws
         self.total = total
         self.done = 0
         self.progress = progress
@@ -218,20 +217,20 @@ class _Uploader:
                 self.progress(self.done, self.total)
 
         return upload_file(self.endpoint, datacenter, target.datastore, target.flat_path,
-                           disk.size, disk_bytes(self.repo, disk), progress=report)
+                           disk.size, disk_bytes(self.ws, disk), progress=report)
 
 
-def plan_restore_new(repo: Repository, cat: Catalog, point_id: str,
+def plan_restore_new(ws: Workspace, point_id: str,
                      name: str) -> VmRestorePlan:
     """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
-    return plan_new_vm(_vm_manifest(repo, cat, point_id), name)
+    return plan_new_vm(_vm_manifest(ws, point_id), name)
 
 
-def _prepare(repo: Repository, cat: Catalog, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
-    return {d.index: prepare_disk(repo, cat, plan.point_id, d.index) for d in plan.disks}
+def _prepare(ws: Workspace, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
+    return {d.index: prepare_disk(ws, plan.point_id, d.index) for d in plan.disks}
 
 
-def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, point_id: str,
+def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
                    name: str, *, datacenter: str | None = None, host: str | None = None,
                    resource_pool: str | None = None, datastore: str | None = None,
                    folder: str | None = None, keep_macs: bool = False,
@@ -240,11 +239,11 @@ def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, poin
     """Create a new VM like the one in ``point_id`` and fill its disks. The caller holds a
     shared repository lock and has synchronised the catalog."""
     started = time.monotonic()
-    plan = plan_restore_new(repo, cat, point_id, name)
-    manifest = repo.read_manifest(point_id)
+    plan = plan_restore_new(ws, point_id, name)
+    manifest = ws.repo.read_manifest(point_id)
     for w in plan.warnings:
         log("warning", w)
-    disks = _prepare(repo, cat, plan)
+    disks = _prepare(ws, plan)
     placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
                                      resource_pool=resource_pool, datastore=datastore,
                                      folder=folder)
@@ -260,7 +259,7 @@ def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, poin
     written = 0
     try:
         slots = {(d.bus, d.unit): d for d in target.disks}
-        uploader = _Uploader(session, repo, sum(d.size for d in plan.disks), progress)
+        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
         for action in plan.disks:
             tdisk = slots.get((action.bus, action.unit))
             if tdisk is None:
@@ -285,11 +284,11 @@ def restore_new_vm(session: VSphereSession, repo: Repository, cat: Catalog, poin
                            written, time.monotonic() - started, warnings=plan.warnings)
 
 
-def plan_restore_original(session: VSphereSession, repo: Repository, cat: Catalog,
+def plan_restore_original(session: VSphereSession, ws: Workspace,
                           point_id: str) -> VmRestorePlan:
     """The plan for a restore over the original VM (reads only): show ``describe()`` to the
     person who has to confirm it."""
-    manifest = _vm_manifest(repo, cat, point_id)
+    manifest = _vm_manifest(ws, point_id)
     uuid = manifest.object_uuid or str(manifest.config.get("instance_uuid") or "")
     moref = rt.find_vm_moref(session, uuid) if uuid else None
     if moref is None:
@@ -298,7 +297,7 @@ def plan_restore_original(session: VSphereSession, repo: Repository, cat: Catalo
     return plan_original_vm(manifest, rt.describe_vm(session, moref))
 
 
-def restore_original_vm(session: VSphereSession, repo: Repository, cat: Catalog,
+def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
                         log: LogFn, progress: ProgressFn | None = None) -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
@@ -309,8 +308,8 @@ def restore_original_vm(session: VSphereSession, repo: Repository, cat: Catalog,
     if not confirm:
         raise UsageError("restoring over the original VM overwrites its disks and cannot be "
                          "undone: confirm it (--yes) or restore to a new VM")
-    disks = _prepare(repo, cat, plan)
-    manifest = repo.read_manifest(plan.point_id)
+    disks = _prepare(ws, plan)
+    manifest = ws.repo.read_manifest(plan.point_id)
     now = plan_original_vm(manifest, rt.describe_vm(session, plan.target_moref))
     if [(d.bus, d.unit, d.action, d.target_file) for d in now.disks] != \
             [(d.bus, d.unit, d.action, d.target_file) for d in plan.disks]:
@@ -328,7 +327,7 @@ def restore_original_vm(session: VSphereSession, repo: Repository, cat: Catalog,
             log("info", f"disk {d.index}: grown from {d.target_size} to {d.size} bytes")
     target = rt.describe_vm(session, plan.target_moref)
     slots = {(t.bus, t.unit): t for t in target.disks}
-    uploader = _Uploader(session, repo, sum(d.size for d in plan.disks), progress)
+    uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
     written = 0
     for d in plan.disks:
         written += uploader.upload(disks[d.index], target.datacenter, slots[(d.bus, d.unit)])
@@ -346,13 +345,13 @@ def restore_original_vm(session: VSphereSession, repo: Repository, cat: Catalog,
                            warnings=plan.warnings)
 
 
-def restore_disk_into_vm(session: VSphereSession, repo: Repository, cat: Catalog,
+def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
                          point_id: str, disk_index: int, vm_name_or_uuid: str, *,
                          datastore: str | None = None, log: LogFn,
                          progress: ProgressFn | None = None) -> DiskIntoVmResult:
     """Add disk ``disk_index`` of ``point_id`` to an existing VM as a new disk."""
     started = time.monotonic()
-    disk = prepare_disk(repo, cat, point_id, disk_index)
+    disk = prepare_disk(ws, point_id, disk_index)
     info = find_vm(session, vm_name_or_uuid)
     target = rt.describe_vm(session, info.moref)
     ds = datastore or (target.disks[0].datastore if target.disks else None)
@@ -363,7 +362,7 @@ def restore_disk_into_vm(session: VSphereSession, repo: Repository, cat: Catalog
     log("info", f"added disk {added.index} ({added.file_name}, {disk.size} bytes) to VM "
                 f"{info.name!r} at bus {added.bus} unit {added.unit}")
     try:
-        written = _Uploader(session, repo, disk.size, progress).upload(
+        written = _Uploader(session, ws, disk.size, progress).upload(
             disk, target.datacenter, added)
     except BaseException as exc:
         log("error", f"writing disk {disk_index} into VM {info.name!r} failed ({exc}); "

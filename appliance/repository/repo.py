@@ -37,6 +37,7 @@ from appliance.repository.crypto import (
 )
 
 CONFIG: Final = "config"
+REMOVED: Final = "removed"  # records of points a prune removed (docs/FORMAT.md §7)
 DEFAULT_PACK_SIZE: Final = 16 << 20
 
 
@@ -247,8 +248,26 @@ class Repository:
         return len(data)
 
     def read_manifest(self, point_id: str) -> mf.Manifest:
-        return mf.decode(self.backend.get(mf.manifest_name(point_id)), f"manifest {point_id}",
-                         self.sealer)
+        """The manifest of ``point_id``; one whose file name is not the point id inside it is
+        damage (docs/FORMAT.md §5): never taken for the point it names."""
+        name = mf.manifest_name(point_id)
+        m = mf.decode(self.backend.get(name), f"manifest {point_id}", self.sealer)
+        if m.point_id != point_id:
+            raise IntegrityError(f"{name} holds point {m.point_id}: a manifest's file name "
+                                 "must be its point id, so it is not taken for either point; "
+                                 f"remove it if {mf.manifest_name(m.point_id)} is intact")
+        return m
+
+    def note_removed(self, point_ids: list[str]) -> None:
+        """Record in the repository that a prune removes these points (``removed/<id>``,
+        written before their manifests are deleted): another catalog then knows the
+        manifests went on purpose and does not report them as vanished (docs/FORMAT.md)."""
+        for point_id in point_ids:
+            self.backend.put(f"{REMOVED}/{point_id}", b"")
+
+    def removed_ids(self) -> set[str]:
+        """Points a prune removed (their ``removed/`` records)."""
+        return {n.rsplit("/", 1)[-1] for n in self.backend.list(REMOVED)}
 
     def delete_manifest(self, point_id: str) -> None:
         with contextlib.suppress(ObjectNotFound):

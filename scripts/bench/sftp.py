@@ -23,7 +23,7 @@ from genimage import generate_image, parse_size
 
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.restore import restore_disk
-from appliance.jobs.sync import sync
+from appliance.jobs.workspace import open_workspace
 from appliance.repository.address import Address
 from appliance.source import ImageFileSource
 from appliance.ssh import SshAuth
@@ -39,14 +39,14 @@ def _one(address: Address, image: Path, out: Path) -> tuple[float, float, int]:
     repo = address.open(create=True)
     cat = Catalog.open(None)
     try:
-        sync(repo, cat)
         t0 = time.monotonic()
-        with repo.lock(exclusive=False, operation="bench"):
-            result = run_backup(repo, cat, "bench", [DiskInput(0, ImageFileSource(image),
-                                                                None)], BackupOptions())
+        with open_workspace(repo, cat.cursor, exclusive=False, operation="bench") as ws:
+            result = run_backup(ws, "bench", [DiskInput(0, ImageFileSource(image), None)],
+                                BackupOptions())
         t1 = time.monotonic()
         out.unlink(missing_ok=True)
-        restore_disk(repo, cat, result.point_id, 0, out)
+        with open_workspace(repo, cat.cursor, exclusive=False, operation="bench") as ws:
+            restore_disk(ws, result.point_id, 0, out)
         t2 = time.monotonic()
         return t1 - t0, t2 - t1, result.bytes_stored
     finally:

@@ -68,6 +68,7 @@ from pyVmomi import vim
 from appliance.errors import UsageError
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.vm_backup import HTTPS_READ_STREAMS, Transport, backup_vm
+from appliance.jobs.workspace import open_workspace
 from appliance.repository import codec
 from appliance.repository.repo import Repository
 from appliance.source import Extent
@@ -356,9 +357,10 @@ def vmkeep_backup(sim: Sim, session: VSphereSession, repo: Repository, cat: Cata
     logs: list[tuple[str, str]] = []
     meter = CpuMeter(sim.pid)
     t0 = time.perf_counter()
-    r = backup_vm(session, repo, cat, VM, options, enable_cbt_consent=True,
-                  transport=transport, log=lambda lvl, m: logs.append((lvl, m)),
-                  before_read=meter.start)
+    with open_workspace(repo, cat.cursor, exclusive=False, operation="bench") as ws:
+        r = backup_vm(session, ws, VM, options, enable_cbt_consent=True,
+                      transport=transport, log=lambda lvl, m: logs.append((lvl, m)),
+                      before_read=meter.start)
     wall = time.perf_counter() - t0
     cpu, cpu_sim = meter.stop()
     problems = [m for lvl, m in logs if lvl != "info"]

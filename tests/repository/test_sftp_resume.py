@@ -12,7 +12,6 @@ import pytest
 
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.restore import restore_disk
-from appliance.jobs.sync import sync
 from appliance.jobs.verify import verify_repository
 from appliance.repository.address import Address
 from appliance.repository.repo import DEFAULT_PACK_SIZE, Repository
@@ -20,7 +19,7 @@ from appliance.repository.sftp import Reconnect
 from appliance.source import ImageFileSource
 from appliance.ssh import SshAuth
 from catalog.store import Catalog
-from tests.helpers import MiB, sha256_of
+from tests.helpers import MiB, in_ws, sha256_of, synced
 from tests.proxy import CuttingProxy
 from tests.sshd import Sshd
 
@@ -47,9 +46,9 @@ def _backup(sshd: Sshd, proxy: CuttingProxy, folder: str, image: Path,
                       Reconnect(every=0.2, give_up=60))
     repo = address.open(create=True, on_reconnect=log.append)
     cat = Catalog.open(None)
-    sync(repo, cat)
+    synced(repo, cat)
     with repo.lock(exclusive=False, operation="backup"):
-        result = run_backup(repo, cat, "vm", [DiskInput(0, ImageFileSource(image), None)],
+        result = in_ws(repo, cat, run_backup, "vm", [DiskInput(0, ImageFileSource(image), None)],
                             BackupOptions())
     return repo, cat, result.point_id
 
@@ -75,9 +74,9 @@ def test_a_backup_survives_three_cuts_without_starting_over(
         assert [p.point_id for p in cat.points(repo.id)] == [point]  # one point, no restart
         resent = cutting.upstream_bytes - baseline
         assert resent < cutting.cuts * DEFAULT_PACK_SIZE, (resent, baseline)
-        assert verify_repository(repo, cat).ok
+        assert in_ws(repo, cat, verify_repository).ok
         out = tmp_path / "restored.img"
-        restore_disk(repo, cat, point, 0, out)
+        in_ws(repo, cat, restore_disk, point, 0, out)
         assert sha256_of(out) == sha256_of(image)
     finally:
         repo.close()

@@ -39,6 +39,7 @@ from appliance.vsphere.transport import (
     DirectPathDiskSource,
     session_cookie_value,
 )
+from tests.helpers import in_ws
 from tests.vcsim import Vcsim, start_vcsim
 
 BLOCK = 64 * 1024
@@ -285,7 +286,8 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
             allocated = changed_areas(e.vm, s1, d1.key, d1.capacity_bytes, "*")
             src, _ = sources(e, d1, allocated)
             try:
-                res = run_backup(repo, cat, "vm", [DiskInput(0, src, change_id=d1.change_id)],
+                res = in_ws(repo, cat, run_backup,
+                            "vm", [DiskInput(0, src, change_id=d1.change_id)],
                                  options, object_kind="vm")
             finally:
                 src.close()
@@ -298,7 +300,7 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
             since = changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, d1.change_id)
             src, _ = sources(e, d2, changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, "*"))
             try:
-                res = run_backup(repo, cat, "vm",
+                res = in_ws(repo, cat, run_backup, "vm",
                                  [DiskInput(0, src, since, change_id=d2.change_id)],
                                  options, object_kind="vm")
             finally:
@@ -309,7 +311,7 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
         assert points[0][1] != points[1][1]
         for i, (point, want) in enumerate(points):
             out = tmp_path / f"restored{i}.img"
-            restore_disk(repo, cat, point, 0, out)
+            in_ws(repo, cat, restore_disk, point, 0, out)
             assert out.read_bytes() == want
     finally:
         cat.close()

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from appliance.jobs.backup import BackupOptions
-from appliance.jobs.sync import sync
 from appliance.jobs.vm_backup import backup_vm
 from appliance.repository.repo import Repository
 from appliance.vsphere.hunter import FindingKind, describe, execute_hunt, plan_hunt
@@ -19,7 +18,7 @@ from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot
 from catalog.store import Catalog
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, in_ws, synced
 from tests.vcsim import Vcsim
 from tests.vsphere.vmenv import VM, Env
 
@@ -72,8 +71,8 @@ def test_killed_backup_leaves_a_snapshot_the_hunter_removes(vcsim: Vcsim, env: E
     with connect(vcsim.host, vcsim.port, vcsim.user, vcsim.password, fingerprint=None,
                  insecure=True) as s, Catalog.open(None) as cat, \
             repo.lock(exclusive=False, operation="backup"):
-        sync(repo, cat)
-        r = backup_vm(s, repo, cat, VM, BackupOptions(block_size=256 << 10),
+        synced(repo, cat)
+        r = in_ws(repo, cat, backup_vm, s, VM, BackupOptions(block_size=256 << 10),
                       enable_cbt_consent=True, log=e.log)
     assert r.point_id and r.status in ("success", "warning"), e.logs
     assert repo.point_ids() == [r.point_id]

@@ -17,6 +17,7 @@ from appliance.repository.repo import Repository
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from catalog.store import Catalog
+from tests.helpers import in_ws
 
 VM = "DC0_H0_VM0"
 BS = 256 << 10
@@ -40,7 +41,7 @@ class Env:
     def backup(self, **kw: Any) -> VmBackupResult:
         args: dict[str, Any] = {"enable_cbt_consent": True, "log": self.log}
         args.update(kw)
-        return backup_vm(self.session, self.repo, self.cat, VM, OPTIONS, **args)
+        return in_ws(self.repo, self.cat, backup_vm, self.session, VM, OPTIONS, **args)
 
     def disks(self) -> list[Any]:
         ds = [d for d in self.vm.config.hardware.device
@@ -66,7 +67,7 @@ class Env:
 
     def restored(self, point: str, index: int) -> bytes:
         out = self.tmp / f"r-{point}-{index}.img"
-        restore_disk(self.repo, self.cat, point, index, out)
+        in_ws(self.repo, self.cat, restore_disk, point, index, out)
         return out.read_bytes()
 
 
