@@ -32,13 +32,6 @@ def test_a_dead_restores_partial_file_goes_a_live_ones_stays(tmp_path: Path) -> 
     out = tmp_path / "restored"
     out.mkdir()
 
-    # A restore killed while writing leaves its partial file, named with its pid.
-    killed = run_cli(["image", "restore", "--repo", str(repo), point, str(out / "a.img")],
-                     cache, env={"VMKEEP_CRASH_AT": "restore-block-written"})
-    assert killed.code == KILLED, killed.err
-    dead = list(out.glob(".a.img.vmkeep-partial-*"))
-    assert len(dead) == 1 and not (out / "a.img").exists()
-
     # A restore held while writing: its partial file is a live one.
     release = tmp_path / "release"
     env = {**os.environ, "VMKEEP_CACHE_DIR": str(cache), "VMKEEP_HOLD_AT": "restore-writing",
@@ -53,9 +46,19 @@ def test_a_dead_restores_partial_file_goes_a_live_ones_stays(tmp_path: Path) -> 
         live = list(out.glob(".b.img.vmkeep-partial-*"))
         assert str(held.pid) in live[0].name
 
-        # The next restore into the folder removes the dead one's file and says so.
+        # A restore killed while writing leaves its partial file, named with its pid (and its
+        # own pass over the folder kept the held one's).
+        killed = run_cli(["image", "restore", "--repo", str(repo), point, str(out / "a.img")],
+                         tmp_path / "cache3", env={"VMKEEP_CRASH_AT": "restore-block-written"})
+        assert killed.code == KILLED, killed.err
+        dead = list(out.glob(".a.img.vmkeep-partial-*"))
+        assert len(dead) == 1 and not (out / "a.img").exists()
+        assert [p for p in live if p.exists()] == live
+
+        # The next restore into the folder removes the dead one's file and says so (its own
+        # catalog cache: the held restore holds the first).
         r = run_cli(["image", "restore", "--repo", str(repo), point, str(out / "c.img")],
-                    cache)
+                    tmp_path / "cache2")
         assert r.code == 0, r.err
         assert not dead[0].exists()
         assert dead[0].name in r.err
