@@ -196,9 +196,11 @@ def test_a_running_sessions_snapshot_is_kept_by_another_sessions_cleanup(lab: La
     _wait("the second session's snapshot", lambda: len(_snapshots(lab)) == 2)
     assert _snapshots(lab)[0] == mine
     release.touch()
-    for sid in (sid1, sid2):
-        _wait(f"session {sid} to end", lambda sid=sid: json.loads(
-            lab.vmkeep("session", "show", sid, "--json").out)["state"] == "ended")
+    def ended(sid: str) -> bool:
+        return bool(json.loads(lab.vmkeep("session", "show", sid, "--json").out)["state"]
+                    == "ended")
+
+    _wait("both sessions to end", lambda: ended(sid1) and ended(sid2))
     s1 = json.loads(lab.vmkeep("session", "show", sid1, "--json").out)
     assert s1["result"] == "success", s1["log"]
     s2 = json.loads(lab.vmkeep("session", "show", sid2, "--json").out)
