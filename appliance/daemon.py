@@ -9,6 +9,9 @@
 - ``start`` runs ``python -m appliance.daemon`` detached (new session, standard streams to
   ``HOME/appliance.log``) and returns once the appliance answers its handshake.
 - ``stop`` asks it to stop over the API and waits until it is gone.
+- At start it has its id (``HOME/appliance.id``, made the first time), marks the sessions a
+  crash cut short interrupted, then, in a thread, removes the snapshots its finished sessions
+  left (appliance/leftovers.py) and has the alerts looked for at once.
 """
 
 from __future__ import annotations
