@@ -9,6 +9,9 @@
 - ``start`` runs ``python -m appliance.daemon`` detached (new session, standard streams to
   ``HOME/appliance.log``) and returns once the appliance answers its handshake.
 - ``stop`` asks it to stop over the API and waits until it is gone.
+- At start it has its id (``HOME/appliance.id``, made the first time), marks the sessions a
+  crash cut short interrupted, then, in a thread, removes the snapshots its finished sessions
+  left (appliance/leftovers.py) and has the alerts looked for at once.
 """
 
 from __future__ import annotations
@@ -25,16 +28,22 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.client import ApplianceClient
 from appliance.errors import ApplianceError, ApplianceNotRunningError, VmkeepError
-from appliance.home import Home, resolve
+from appliance.home import Home, appliance_id, resolve
+
+if TYPE_CHECKING:
+    from appliance.notifier import Notifier
+    from appliance.registry import Registry
+    from appliance.sessions import SessionManager
 
 log = logging.getLogger("appliance.daemon")
 
@@ -155,6 +164,7 @@ def serve(home: Home) -> int:
                 server.should_exit = True
 
         registry = Registry(home)
+        log.info("appliance id %s (it names this appliance's snapshots)", appliance_id(home))
         sessions = SessionManager(registry)
         for sid in sessions.mark_interrupted():
             log.warning("session %s was cut short by the last stop; marked interrupted", sid)
@@ -170,6 +180,8 @@ def serve(home: Home) -> int:
                  home.root)
         scheduler.start()
         notifier.start()
+        threading.Thread(target=_clean_leftovers, args=(registry, sessions, notifier),
+                         name="leftovers", daemon=True).start()
         try:
             server.run(sockets=[sock])
         finally:
@@ -182,6 +194,19 @@ def serve(home: Home) -> int:
             registry.close()
             log.info("vmkeep appliance %s stopped", os.getpid())
     return 0
+
+
+def _clean_leftovers(registry: Registry, sessions: SessionManager, notifier: Notifier) -> None:
+    """At start: remove the snapshots this appliance's finished sessions left (logged here and
+    in each session), then look for alerts at once, so what is left shows without waiting."""
+    from appliance.leftovers import clean_at_start
+
+    try:
+        clean_at_start(registry, sessions.running_ids)
+    except Exception:  # the appliance serves on whatever happens here
+        log.exception("looking for leftover snapshots at start failed")
+    finally:
+        notifier.look_soon()
 
 
 def _answers(home: Home) -> int | None:

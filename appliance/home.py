@@ -8,12 +8,16 @@ Home: ``--home`` if given, else ``$VMKEEP_HOME``, else the per-user data folder
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.errors import UsageError
+from appliance.errors import ApplianceError, UsageError
 
 SOCKET_NAME = "appliance.sock"
+ID_NAME = "appliance.id"
+_ID = re.compile(r"[0-9a-f]{12}")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -30,6 +34,37 @@ class Home:
     def lock(self) -> Path:
         """Held (flock) by the running appliance for its whole life: one per home."""
         return self.root / "appliance.lock"
+
+    @property
+    def id_file(self) -> Path:
+        return self.root / ID_NAME
+
+
+def appliance_id(home: Home) -> str:
+    """This appliance's id: 12 hex digits made at its first start and kept in
+    ``HOME/appliance.id``. Its snapshots carry it, so it removes its own leftovers and never
+    another appliance's."""
+    try:
+        text = home.id_file.read_text().strip()
+    except FileNotFoundError:
+        new = secrets.token_hex(6)
+        tmp = home.id_file.with_name(f".{ID_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(new + "\n")
+        try:
+            os.link(tmp, home.id_file)  # never replaces an id another start just made
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        text = home.id_file.read_text().strip()
+    except OSError as exc:
+        raise ApplianceError(f"cannot read the appliance id in {home.id_file}: "
+                             f"{exc.strerror}") from None
+    if not _ID.fullmatch(text):
+        raise ApplianceError(f"{home.id_file} does not hold an appliance id (12 hex digits); "
+                             "put the id back, or remove the file to get a new one (the old "
+                             "id's leftover snapshots are then the Snapshot Hunter's)")
+    return text
 
 
 def default_root() -> Path:

@@ -202,6 +202,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             result = restore_disk(ws, args.point, args.disk, target, progress=progress)
         finally:
             progress.done()
+    for path in result.removed_partials:
+        print(f"removed {path}, left by a restore that is no longer running", file=sys.stderr)
     print(f"restored disk {result.disk_index} of {result.point_id} to {result.target} "
           f"({human_bytes(result.size)}) in {result.seconds:.1f}s", file=sys.stderr)
     return 0

@@ -78,6 +78,10 @@ class Notifier:
     def stop(self) -> None:
         self._ticker.stop()
 
+    def look_soon(self) -> None:
+        """Look for alerts at the next tick (within a second), not after the period."""
+        self._last_look = float("-inf")
+
     def _maybe_look(self) -> None:
         if time.monotonic() - self._last_look < self.registry.notifications().alert_every_seconds:
             return

@@ -4,8 +4,9 @@ levels, and a result. A job's VMs (its named ones and those its inventory contai
 this run) are backed up ``parallel_vms`` at a time, each with its own vCenter connection and
 catalog cursor. Sessions persist in the catalog; a session
 still marked running when the appliance starts was cut short by a crash and is shown as
-interrupted (its leftover snapshot is the Snapshot Hunter's, its partial files the next run's
-cleanup's).
+interrupted (the appliance removes its leftover snapshot, named with the appliance's and the
+session's ids, at start or before the VM's next backup: appliance/leftovers.py; its partial
+files are the next run's cleanup's).
 
 A session runs in its own thread with its own catalog connection. What clients see is kept in
 memory while it runs (so several clients may watch it and a late one gets the history) and
@@ -152,10 +153,17 @@ class SessionManager:
                     seq = len(cat.log(row.id))
                     cat.add_log([LogRow(row.id, seq, now, "error",
                                         "the appliance stopped while this session ran "
-                                        "(crash or kill); the next run cleans up, and the "
-                                        "Snapshot Hunter removes a snapshot left behind")])
+                                        "(crash or kill); the appliance removes the "
+                                        "snapshot it left, and the next run cleans up the "
+                                        "repository")])
                     ids.append(row.id)
         return ids
+
+    def running_ids(self) -> frozenset[str]:
+        """The ids of the sessions running now (a session's snapshot is removed before it
+        leaves this set)."""
+        with self._lock:
+            return frozenset(self._live)
 
     def stop_all(self, timeout: float = 60.0) -> None:
         with self._lock:
@@ -569,9 +577,12 @@ class SessionManager:
     def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
                     repo: Repository, options: Any, full: bool,
                     schedule: Schedule, info: Any) -> None:
+        from appliance.home import appliance_id
         from appliance.jobs.guest_processing import GuestProcessing
         from appliance.jobs.vm_backup import backup_vm
         from appliance.jobs.workspace import cleanup
+        from appliance.leftovers import clean_before_backup
+        from appliance.vsphere.snapshot import session_snapshot_name
 
         reg = self.registry
         task = live.tasks[vm.name]
@@ -618,6 +629,7 @@ class SessionManager:
                 ip = find_vm(session, vm.instance_uuid).ip_address
             return reg.guest_login(spec.name, guest_spec, ip)
 
+        left_clean = clean_before_backup(reg, session, vm.instance_uuid, self.running_ids, log)
         gp = GuestProcessing(guest_spec, guest_login, log,
                              verbatim=lambda level, line: self._log(live, level, line))
         try:
@@ -646,10 +658,11 @@ class SessionManager:
                         force_full=vm_full, exclude=excluded,
                         log=log, progress=progress, disk_progress=disk_progress, dedup=dedup,
                         extra_config=gp.record if guest_spec is not None else None,
-                        before_read=gp.after_snapshot)
+                        before_read=gp.after_snapshot,
+                        snapshot_name=session_snapshot_name(appliance_id(reg.home), live.id))
                 finally:
                     gp.after_snapshot()  # when the snapshot failed: thaw all the same
-                if gp.warnings and result.status == "success":
+                if (gp.warnings or not left_clean) and result.status == "success":
                     result = replace(result, status="warning")
                 if dedup is not None and result.point_id is not None:
                     try:

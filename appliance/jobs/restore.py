@@ -2,14 +2,24 @@
 
 The target is written under a temporary name beside it, sparse where the disk is zero, made
 durable, and only then renamed into place: a failed restore leaves no target behind.
+
+The temporary name, ``.NAME.vmkeep-partial-HOST-PID-START-RANDOM``, carries the writing
+process: HOST (8 hex digits of a hash of the host name), its pid and its start time (clock
+ticks after boot, from ``/proc/PID/stat``). A restore killed mid-way leaves that file; the next
+restore into the same folder removes every such file of this host whose process is gone (the
+pid no longer runs, or runs a process that started at another time), never a live one's nor
+another host's (a folder shared over the network).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +33,16 @@ from appliance.errors import (
     NotFoundError,
     StorageIOError,
 )
+from appliance.faults import crash_point, hold_point
 from appliance.jobs.reader import BlockReader
 from appliance.jobs.workspace import Workspace
 from appliance.repository.backend import ObjectNotFound
 from catalog.models import BlockLocation, PointRow
 
 FLUSH_BYTES = 32 << 20  # start writeback of a restore target every this many bytes
+PARTIAL_MARK = ".vmkeep-partial-"
+_PARTIAL = re.compile(r"\.(?P<target>.+)\.vmkeep-partial-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-"
+                      r"(?P<start>\d+)-[0-9a-f]{8}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +53,60 @@ class RestoreResult:
     size: int
     bytes_written: int
     seconds: float
+    # Partial files of dead restores removed from the target's folder first.
+    removed_partials: tuple[Path, ...] = ()
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _proc_start(pid: int) -> int:
+    """When process ``pid`` started (clock ticks after boot); 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, start: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    now = _proc_start(pid)
+    return not (start and now and now != start)
+
+
+def partial_path(target: Path) -> Path:
+    """Where this process writes ``target`` before renaming it into place."""
+    pid = os.getpid()
+    return target.parent / (f".{target.name}{PARTIAL_MARK}{_host_tag()}-{pid}-"
+                            f"{_proc_start(pid)}-{secrets.token_hex(4)}")
+
+
+def remove_dead_partials(folder: Path) -> tuple[Path, ...]:
+    """Remove the partial files in ``folder`` that restores of this host which are no longer
+    running left; return them. Files of live restores, of other hosts and of older vmkeep
+    versions (whose names carry no pid) are kept."""
+    host = _host_tag()
+    removed: list[Path] = []
+    try:
+        names = [e.name for e in os.scandir(folder)
+                 if PARTIAL_MARK in e.name and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return ()
+    for name in sorted(names):
+        m = _PARTIAL.fullmatch(name)
+        if m is None or m["host"] != host or _alive(int(m["pid"]), int(m["start"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+            removed.append(folder / name)
+    return tuple(removed)
 
 
 def find_point(ws: Workspace, point_id: str) -> PointRow:
@@ -149,7 +217,8 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
     if not parent.is_dir():
         raise NotFoundError(f"the folder of restore target {target} does not exist; create it "
                             "or name a file in an existing folder")
-    tmp = parent / f".{target.name}.vmkeep-partial-{secrets.token_hex(4)}"
+    removed = remove_dead_partials(parent)
+    tmp = partial_path(parent / target.name)
     written = 0
     bs = disk.block_size
     try:
@@ -157,6 +226,7 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
     except OSError as exc:
         raise StorageIOError(f"cannot create {tmp}: {exc.strerror}") from None
     try:
+        hold_point("restore-writing", target.name)
         try:
             # Blocks are written in ascending order, extending the file; the size (and a trailing
             # hole) is set at the end. A pre-sized sparse file makes ext4's pwrite ~10x slower.
@@ -169,6 +239,7 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
                     view = view[n:]
                     pos += n
                 written += len(data)
+                crash_point("restore-block-written")
                 if pos - flushed >= FLUSH_BYTES:
                     # Start writing this stretch to disk now (asynchronously), so the final
                     # fsync does not wait for the whole image at once.
@@ -195,4 +266,4 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
                                  ) from None
         raise
     return RestoreResult(point_id, disk_index, target, disk.size, written,
-                         time.monotonic() - started)
+                         time.monotonic() - started, removed)

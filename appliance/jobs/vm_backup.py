@@ -260,13 +260,16 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               quiesce_fallback: str = "fail",
               extra_config: dict[str, Any] | None = None,
               before_read: Callable[[], None] | None = None,
-              seed: int | str | None = None) -> VmBackupResult:
+              seed: int | str | None = None,
+              snapshot_name: str | None = None) -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
     object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot;
     ``force_full`` reads every allocated area whatever CBT says (an active full); disks whose
     numbers are in ``exclude`` are left out (not a warning: the job said so).
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
-    seam). Errors propagate after the snapshot is removed."""
+    seam). ``snapshot_name`` names the snapshot (an appliance session's carries the appliance
+    and session ids); by default it is an offline backup's, which no appliance removes.
+    Errors propagate after the snapshot is removed."""
     repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
     vm = _vm_object(session, info)
@@ -316,7 +319,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         datastore_urls = {str(ds.name): str(ds.info.url) for ds in vm.datastore or []}
 
     outcomes: dict[int, DiskOutcome] = {}
-    with backup_snapshot(vm, quiesce=quiesce) as ref:
+    with backup_snapshot(vm, snapshot_name, quiesce=quiesce) as ref:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(vm, ref)

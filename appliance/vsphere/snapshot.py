@@ -7,6 +7,7 @@ vmkeep's own frozen data, never a ``vim.*`` object.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,6 +20,8 @@ from pyVmomi import vim, vmodl
 from appliance.errors import VmkeepError, VSphereError
 
 SNAPSHOT_PREFIX = "vmkeep-"
+OFFLINE_PREFIX = SNAPSHOT_PREFIX + "offline-"
+_SESSION_NAME = re.compile(r"vmkeep-appliance-([0-9a-f]{12})-session-([0-9A-Za-z_-]+)")
 DEFAULT_DESCRIPTION = "Temporary snapshot taken by vmkeep for a backup; removed when it ends."
 
 
@@ -76,9 +79,35 @@ def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere ta
         delay = min(delay * 2, 2.0)
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotOwner:
+    """Whose a vmkeep snapshot is: the appliance and the session that took it."""
+
+    appliance_id: str
+    session_id: str
+
+
 def snapshot_name(now: datetime | None = None) -> str:
-    """vmkeep's snapshot name, e.g. ``vmkeep-20240131T120000Z``."""
-    return SNAPSHOT_PREFIX + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    """The snapshot name of an offline backup (``vmkeep vsphere backup``), e.g.
+    ``vmkeep-offline-20240131T120000Z``: no appliance ever removes it."""
+    return OFFLINE_PREFIX + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def session_snapshot_name(appliance_id: str, session_id: str) -> str:
+    """The snapshot name of an appliance session's backup, e.g.
+    ``vmkeep-appliance-0123456789ab-session-20240131T120000Z-1a2b3c``."""
+    name = f"{SNAPSHOT_PREFIX}appliance-{appliance_id}-session-{session_id}"
+    if not _SESSION_NAME.fullmatch(name):
+        raise ValueError(f"appliance id {appliance_id!r} or session id {session_id!r} cannot "
+                         "name a snapshot")
+    return name
+
+
+def snapshot_owner(name: str) -> SnapshotOwner | None:
+    """The appliance and session a snapshot name carries; None for an offline backup's, an
+    older vmkeep's (``vmkeep-20240131T120000Z``) and any other snapshot."""
+    m = _SESSION_NAME.fullmatch(name)
+    return SnapshotOwner(m.group(1), m.group(2)) if m else None
 
 
 def snapshot_object(vm: Any, ref: SnapshotRef) -> Any:
