@@ -844,6 +844,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite packs whose live share is under SHARE (default 0.75)")
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
 
+    p = isub.add_parser("repair-config",
+                        help="recreate a lost config from the key file and the manifests",
+                        description="Recreate the config file of a repository that lost it "
+                        "(its manifests, packs and key files intact): the block-id key file, "
+                        "the master key file of an encrypted repository and the manifests say "
+                        "what it held. The repository id is recorded nowhere else: a new one, "
+                        "unless --repository-id gives the old one (`vmkeep repo list --json` "
+                        "of an appliance that used it). An intact config is never replaced.")
+    common(p)
+    p.add_argument("--repository-id", metavar="ID",
+                   help="the repository id to keep (32 hex digits)")
+
     _add_vsphere(sub)
     _add_appliance(sub)
     _add_vcenter(sub)
