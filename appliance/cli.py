@@ -456,7 +456,9 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     for name, text in (("rescan", "rebuild the index of a repository from its files"),
-                       ("remove", "forget a repository (its files stay)")):
+                       ("remove", "forget a repository (its files stay)"),
+                       ("repair-key", "put a damaged or lost block-id key file back from the "
+                        "appliance's copy")):
         p = rsub.add_parser(name, help=text, epilog=EPILOG_REPO, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
 

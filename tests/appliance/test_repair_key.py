@@ -5,6 +5,7 @@ over an intact key that differs); the configuration backup carries the copy."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from appliance import config_backup
 from appliance.repository import objfile
@@ -18,14 +19,14 @@ def test_a_damaged_key_is_put_back_by_repo_repair_key(lab: Lab) -> None:
     key = next(p for p in (repo / "keys").iterdir())
     good = key.read_bytes()
     assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
-                      "main", "--enable-cbt").code == 0
+                      "main", "--enable-cbt", "--retries", "0").code == 0
     first = lab.vmkeep("job", "run", "nightly", "--wait")
     assert first.code == 0, first.err
 
     # The configuration backup carries the copy of the key file.
     r = lab.vmkeep("config", "backup", "--repo", "main", "--password-stdin", stdin=PASSWORD)
     assert r.code == 0, r.err
-    doc = config_backup.unseal(open(r.out.strip(), "rb").read(), PASSWORD, "backup")
+    doc = config_backup.unseal(Path(r.out.strip()).read_bytes(), PASSWORD, "backup")
     assert "repository/main/block-id-key" in doc["secrets"]
 
     damaged = bytearray(good)
@@ -50,8 +51,8 @@ def test_a_damaged_key_is_put_back_by_repo_repair_key(lab: Lab) -> None:
     r = lab.vmkeep("repo", "repair-key", "main")
     assert r.code == 0 and "intact" in r.out, (r.out, r.err)
     # ... and an intact key that differs from the copy is never overwritten.
-    doc = objfile.decode_json(objfile.MAGIC_KEY, good, "key")
-    other = objfile.encode_json(objfile.MAGIC_KEY, {**doc, "key": "ab" * 32})
+    key_doc = objfile.decode_json(objfile.MAGIC_KEY, good, "key")
+    other = objfile.encode_json(objfile.MAGIC_KEY, {**key_doc, "key": "ab" * 32})
     key.write_bytes(other)
     r = lab.vmkeep("repo", "repair-key", "main")
     assert r.code == 2, (r.out, r.err)
