@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.repository.backend import MemoryBackend
 from appliance.repository.repo import Repository
 from tests.helpers import MiB, change_image, make_image, run_cli, run_inproc, sha256_of
 
@@ -95,6 +96,18 @@ def test_open_local_with_create_completes_a_half_created_repository(tmp_path: Pa
     (repo / "config").unlink()
     with pytest.raises(Exception, match="creation was interrupted"):
         Repository.open_local(repo, create=False)
+
+
+def test_open_backend_with_create_completes_a_half_created_repository() -> None:
+    backend = MemoryBackend("half")
+    made = Repository.init(backend)
+    backend.delete("config")
+    backend.put("tmp/config.0123456789ab.tmp", b"VMKCONF\0partial")
+    again = Repository.open_backend(backend, create=True)
+    assert again.config.key_id == made.config.key_id
+    assert again.block_key() == made.block_key()
+    assert backend.list("tmp") == []
+    assert backend.list("keys") == [f"keys/{made.config.key_id}"]
 
 
 # -- failure 5: a deleted config ---------------------------------------------------------------
