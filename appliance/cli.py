@@ -456,7 +456,9 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
     for name, text in (("rescan", "rebuild the index of a repository from its files"),
-                       ("remove", "forget a repository (its files stay)")):
+                       ("remove", "forget a repository (its files stay)"),
+                       ("repair-key", "put a damaged or lost block-id key file back from the "
+                        "appliance's copy")):
         p = rsub.add_parser(name, help=text, epilog=EPILOG_REPO, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
 
@@ -843,6 +845,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact-below", type=float, default=0.75, metavar="SHARE",
                    help="rewrite packs whose live share is under SHARE (default 0.75)")
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+
+    p = isub.add_parser("repair-config",
+                        help="recreate a lost config from the key file and the manifests",
+                        description="Recreate the config file of a repository that lost it "
+                        "(its manifests, packs and key files intact): the block-id key file, "
+                        "the master key file of an encrypted repository and the manifests say "
+                        "what it held. The repository id is recorded nowhere else: a new one, "
+                        "unless --repository-id gives the old one (`vmkeep repo list --json` "
+                        "of an appliance that used it). An intact config is never replaced.")
+    common(p)
+    p.add_argument("--repository-id", metavar="ID",
+                   help="the repository id to keep (32 hex digits)")
 
     _add_vsphere(sub)
     _add_appliance(sub)

@@ -324,6 +324,9 @@ class ApplianceClient:
     def rescan_repository(self, name: str) -> api.Repository:
         return self._call("POST", f"/repositories/{_seg(name)}/rescan", api.Repository)
 
+    def repair_repository_key(self, name: str) -> api.Done:
+        return self._call("POST", f"/repositories/{_seg(name)}/repair-key", api.Done)
+
     def remove_repository(self, name: str) -> api.Done:
         return self._call("DELETE", f"/repositories/{_seg(name)}", api.Done)
 

@@ -77,6 +77,13 @@ class IntegrityError(VmkeepError):
     code = "integrity"
 
 
+class DamagedKeyError(IntegrityError):
+    """A repository's block-id key file is damaged or missing: its points still restore, new
+    backups cannot identify blocks until the key is put back."""
+
+    code = "damaged_key"
+
+
 class SourceError(VmkeepError):
     """The data source (an image file or a VM disk) could not be read."""
 

@@ -38,8 +38,8 @@ from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.address import Address
-from appliance.repository.lock import read_locks
-from appliance.repository.repo import Repository
+from appliance.repository.lock import acquire, read_locks
+from appliance.repository.repo import Repository, repair_config
 from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
 from appliance.ssh import HostKeyUnpinnedError, SshAuth
@@ -321,8 +321,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair_config(args: argparse.Namespace) -> int:
+    """Recreate a lost config from what the repository's files record (offline, under an
+    exclusive lock of the folder)."""
+    address = address_of(args)
+    backend = address.backend()
+    try:
+        with acquire(backend, exclusive=True, operation="repair-config",
+                     wait=args.lock_wait):
+            repo, notes = repair_config(backend, password=address.password,
+                                        repository_id=args.repository_id)
+            points = len(repo.point_ids())
+    finally:
+        backend.close()
+    print(f"recreated {args.repo}/config: " + "; ".join(notes))
+    print(f"{points} restore point(s) are readable again; check them with "
+          f"`vmkeep image verify --repo {args.repo}`")
+    return 0
+
+
 COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
-            "points": cmd_points, "rescan": cmd_rescan, "prune": cmd_prune}
+            "points": cmd_points, "rescan": cmd_rescan, "prune": cmd_prune,
+            "repair-config": cmd_repair_config}
 
 
 def run(args: argparse.Namespace) -> int:

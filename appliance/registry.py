@@ -5,6 +5,7 @@ connection of the appliance (one at a time: a lock serialises every use).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -123,6 +124,11 @@ def schedule_of(spec: api.ScheduleSpec) -> Schedule:
         days=parse_days(spec.days or ""), day_of_month=spec.day_of_month, nth=spec.nth,
         weekday=weekday, every=parse_period(spec.every) if spec.every else None,
         after=spec.after, tz=spec.tz, window=tuple(parse_window(w) for w in spec.window))
+
+
+def _key_secret(repository: str) -> str:
+    """The secret holding the copy of a repository's block-id key file."""
+    return f"repository/{repository}/block-id-key"
 
 
 def _secret(vcenter: str) -> str:
@@ -298,6 +304,7 @@ class Registry:
             with self.workspace(repo, name, exclusive=False, operation="import", rescan=True):
                 pass
             self._note_space(name, repo)
+            self._keep_key(name, repo)
             with self.catalog() as cat:
                 self._check_new_repository(name, location, cat)
                 for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
@@ -380,7 +387,75 @@ class Registry:
         free space is noted for ``RepositoryInfo.space``."""
         repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
         self._note_space(info.name, repo)
+        repo.key_repair = (f"run `vmkeep repo repair-key {info.name}` to put it back from "
+                           "the appliance's copy")
+        if _key_secret(info.name) not in self.secrets.names():
+            self._keep_key(info.name, repo)
         return repo
+
+    def _keep_key(self, name: str, repo: Any) -> None:
+        """Keep a sealed copy of the repository's block-id key file in the secret store (so
+        the configuration backup carries it too), once the file is known to be intact."""
+        from appliance.errors import IntegrityError
+
+        try:
+            repo.block_key()  # checks the file
+            data = repo.backend.get(f"keys/{repo.config.key_id}")
+        except (IntegrityError, NotFoundError):
+            return  # damaged already: nothing good to keep (repair-key says so)
+        self.secrets.put(_key_secret(name), json.dumps(
+            {"key_file": f"keys/{repo.config.key_id}", "repo_id": repo.id,
+             "data": base64.b64encode(data).decode()}))
+
+    def repair_key(self, name: str) -> str:
+        """Write the appliance's copy of the repository's block-id key file back (through
+        tmp/ and a rename), when the file there is missing or damaged; never over an intact
+        key file that differs from the copy."""
+        from appliance.errors import IntegrityError
+        from appliance.repository.repo import Repository
+
+        info = self.repository(name)
+        kept = self.secrets.find(_key_secret(name))
+        if kept is None:
+            raise NotFoundError(
+                f"the appliance keeps no copy of repository {name!r}'s block-id key (the key "
+                "was damaged before the appliance first opened the repository, or the copy "
+                "came from no configuration backup); restores still work, backups need the "
+                "key: put the key file back from a copy of the repository's keys/ folder")
+        doc = json.loads(kept)
+        key_file, data = str(doc["key_file"]), base64.b64decode(doc["data"])
+        with self.open_repository(info) as repo:
+            if repo.id != info.repo_id or doc.get("repo_id") not in (None, repo.id):
+                raise BadInputError(f"{info.location} now holds another repository "
+                                    f"({repo.id}, not {info.repo_id}); remove and add it again")
+            where = f"{info.location}/{key_file}"
+            if key_file != f"keys/{repo.config.key_id}":
+                raise BadInputError(f"the appliance's copy is of {key_file}, but the "
+                                    f"repository's config names keys/{repo.config.key_id}; "
+                                    "nothing was written")
+            try:
+                current: bytes | None = repo.backend.get(key_file)
+            except NotFoundError:
+                current = None
+            if current == data:
+                return f"{where} is intact and equals the appliance's copy: nothing to do"
+            check = Repository(repo.backend, repo.config, repo.sealer)
+            if current is not None:
+                try:
+                    check.block_key()
+                except IntegrityError:
+                    pass
+                else:
+                    raise ConflictError(
+                        f"{where} is intact and differs from the appliance's copy: refused "
+                        "(a good key is never overwritten); if backups fail, check which "
+                        "repository this is (`vmkeep repo list --json`)")
+            with repo.lock(exclusive=False, operation="repair-key"):
+                repo.backend.put(key_file, data)  # written to tmp/, then renamed into place
+            Repository(repo.backend, repo.config, repo.sealer).block_key()
+        return (f"wrote {where} back from the appliance's copy ("
+                + ("it was missing" if current is None else "it was damaged")
+                + "); backups deduplicate again")
 
     def _note_space(self, name: str, repo: Any) -> None:
         """An SSH repository's free space, for ``RepositoryInfo.space`` to report."""

@@ -111,6 +111,11 @@ def cmd_remove(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+def cmd_repair_key(args: argparse.Namespace, client: ApplianceClient) -> int:
+    print(client.repair_repository_key(args.name).message)
+    return 0
+
+
 def cmd_harden(args: argparse.Namespace, client: ApplianceClient) -> int:
     repo = client.harden_repository(args.name, None if args.off else args.days,
                                     args.epoch_days)
@@ -131,7 +136,8 @@ def cmd_audit(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 COMMANDS = {"add": cmd_add, "edit": cmd_edit, "harden": cmd_harden, "audit": cmd_audit,
-            "list": cmd_list, "rescan": cmd_rescan, "remove": cmd_remove}
+            "list": cmd_list, "rescan": cmd_rescan, "remove": cmd_remove,
+            "repair-key": cmd_repair_key}
 
 
 def run(args: argparse.Namespace) -> int:

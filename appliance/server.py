@@ -278,6 +278,13 @@ def create_app(state: ApplianceState) -> FastAPI:
     def rescan_repository(name: str) -> api.Repository:
         return _repository(reg.rescan_repository(name))
 
+    @app.post(f"{v}/repositories/{{name}}/repair-key", response_model=api.Done,
+              responses=ERRORS)
+    def repair_repository_key(name: str) -> api.Done:
+        """Write the appliance's copy of the block-id key file back when it is missing or
+        damaged (never over an intact key that differs)."""
+        return api.Done(message=reg.repair_key(name))
+
     @app.delete(f"{v}/repositories/{{name}}", response_model=api.Done, responses=ERRORS)
     def remove_repository(name: str) -> api.Done:
         reg.remove_repository(name)

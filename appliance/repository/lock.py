@@ -25,6 +25,7 @@ from appliance.repository import objfile
 from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
 STALE_AFTER: Final = 30 * 60.0
+JUNK_IGNORED_AFTER: Final = 60.0  # an unreadable lock file older than this: readers ignore it
 REFRESH_EVERY: Final = 5 * 60.0
 LOCKS: Final = "locks"
 
@@ -155,6 +156,15 @@ def _remove_stale(backend: Backend, name: str) -> None:
         backend.delete(name)
 
 
+def _unreadable(backend: Backend, name: str, age: float, exclusive: bool) -> str:
+    """A conflict's description for a lock file whose owner cannot be read."""
+    ignored = (f"after {STALE_AFTER / 60:.0f} minutes it is removed" if exclusive else
+               f"readers ignore it once it is {JUNK_IGNORED_AFTER:.0f} s old")
+    return (f"lock file {backend.location}/{name} cannot be read (no vmkeep lock, or a "
+            f"damaged one; written {age:.0f} s ago) and counts as held: {ignored}; delete the "
+            "file if no vmkeep process is at work")
+
+
 def acquire(backend: Backend, *, exclusive: bool, operation: str,
             wait: float = 0.0) -> RepoLock:
     """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
@@ -175,32 +185,38 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
             if swept > 3:
                 raise
             continue
-        conflict: LockInfo | None = None
+        conflict: str | None = None
         for other_name, other in read_locks(backend):
             if other_name == name:
                 continue
             if other is None:
-                # A damaged lock file: treat it as stale once it is old enough.
+                # A lock file whose owner cannot be read (damage, or junk someone put there).
+                # Lock files are written whole (through tmp/), so it is no holder's lock being
+                # written: after a minute readers ignore it; exclusive takers wait for it
+                # until it is stale, and then remove it.
                 try:
-                    if now - backend.stat(other_name).mtime > STALE_AFTER:
-                        _remove_stale(backend, other_name)
-                        continue
+                    age = now - backend.stat(other_name).mtime
                 except ObjectNotFound:
                     continue
-                conflict = conflict or LockInfo("?", "?", 0, None, True, "unknown", now, now)
+                if age > STALE_AFTER:
+                    _remove_stale(backend, other_name)
+                    continue
+                if age > JUNK_IGNORED_AFTER and not exclusive:
+                    continue
+                conflict = conflict or _unreadable(backend, other_name, age, exclusive)
                 continue
             if other.is_stale(now):
                 _remove_stale(backend, other_name)
                 continue
             if exclusive or other.exclusive:
-                conflict = other
+                conflict = other.describe()
         if conflict is None:
             return RepoLock(backend, info)
         with contextlib.suppress(ObjectNotFound):
             backend.delete(name)
         if time.monotonic() >= deadline:
             raise LockedError(
-                f"repository {backend.location} is locked: {conflict.describe()}; wait for it "
+                f"repository {backend.location} is locked: {conflict}; wait for it "
                 "to finish (or pass a longer --lock-wait), or remove the lock if that process "
                 "is gone"
             )
