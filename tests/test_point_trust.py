@@ -12,12 +12,18 @@ import shutil
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from appliance import faults
+from appliance.errors import IntegrityError
+from appliance.jobs import backup as backup_module
+from appliance.jobs import point_check
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.restore import restore_disk
-from appliance.jobs.workspace import open_workspace
+from appliance.jobs.sync import Delta, record_point
+from appliance.jobs.workspace import Workspace, open_workspace
+from appliance.repository.manifest import Manifest
 from appliance.repository.repo import Repository
 from appliance.source import ImageFileSource
 from catalog.store import Catalog
@@ -180,3 +186,63 @@ def test_verify_names_a_point_whose_manifest_is_gone(
     verify = run_inproc(["image", "verify", "--repo", str(repo)], cache)
     assert verify.code == 1, verify.out
     assert f"manifests/{points[0]}" in verify.out and "missing" in verify.out, verify.out
+
+
+# -- the catalog's view of a point against its manifest --------------------------------------
+
+
+def _backup_in_ws(tmp_path: Path, cat: Catalog) -> tuple[Repository, Path, str, tuple[str, ...]]:
+    image = tmp_path / "p.img"
+    make_image(image, 4 * MiB, seed=8)
+    repo = Repository.open_local(tmp_path / "repo", create=True)
+    with open_workspace(repo, cat.cursor, exclusive=False, operation="test") as ws:
+        r = run_backup(ws, "p", [DiskInput(0, ImageFileSource(image))],
+                       BackupOptions(block_size=256 << 10))
+    return repo, image, r.point_id, r.warnings
+
+
+def test_a_point_recorded_wrong_is_repaired_from_its_manifest_with_a_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog rows a backup writes for its point lose a block: the check before success
+    finds it, records the point again from the manifest and says so; the point restores."""
+    real = record_point
+
+    def lossy(ws: Workspace, m: Manifest, size: int, base: str | None,
+              deltas: dict[int, Delta] | None = None) -> bool:
+        assert deltas is not None
+        broken = {i: (b, idx[1:], ids[1:]) for i, (b, idx, ids) in deltas.items()}
+        return real(ws, m, size, base, broken)
+
+    monkeypatch.setattr(backup_module, "record_point", lossy)
+    cat = Catalog.open(None)
+    repo, image, point, warnings = _backup_in_ws(tmp_path, cat)
+    assert len(warnings) == 1 and "repaired from the manifest" in warnings[0], warnings
+    with open_workspace(repo, cat.cursor, exclusive=False, operation="restore") as ws:
+        restore_disk(ws, point, 0, tmp_path / "out.img")
+    assert sha256_of(tmp_path / "out.img") == sha256_of(image)
+
+
+def test_a_point_that_cannot_be_vouched_for_fails_its_backup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(point_check, "point_problems",
+                        lambda ws, m, availability=True: ["disk 0: a problem that stays"])
+    with pytest.raises(IntegrityError, match=r"cannot be vouched for.*a rescan"):
+        _backup_in_ws(tmp_path, Catalog.open(None))
+
+
+def test_image_verify_names_a_point_whose_cached_view_disagrees(
+        three: tuple[Path, Path, list[str], list[str]], cache: Path) -> None:
+    repo, _image, points, _sums = three
+    (cached,) = cache.glob("*.duckdb")
+    con = duckdb.connect(str(cached))
+    con.execute("DELETE FROM block_map WHERE point_id = ? AND block_index = "
+                "(SELECT min(block_index) FROM block_map WHERE point_id = ?)",
+                [points[0], points[0]])
+    con.close()
+    verify = run_inproc(["image", "verify", "--repo", str(repo)], cache)
+    assert verify.code == 1, verify.out
+    line = next(ln for ln in verify.out.splitlines() if ln.startswith("DAMAGED"))
+    assert points[0] in line and "disagrees with its manifest" in line, verify.out
+    assert f"`vmkeep image rescan --repo {repo}`" in line
+    assert run_inproc(["image", "rescan", "--repo", str(repo)], cache).code == 0
+    assert run_inproc(["image", "verify", "--repo", str(repo)], cache).code == 0
