@@ -121,3 +121,34 @@ def tree_digest(root: Path) -> dict[str, str]:
         if p.is_file():
             out[str(p.relative_to(root))] = sha256_of(p)
     return out
+
+
+def in_ci() -> bool:
+    """Running in CI (``CI`` set, as .ci/run and every CI service do)?"""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def skip_unless_ci(reason: str) -> None:
+    """Skip a test whose environment is missing here, but fail it in CI: there the fixture
+    must provide what the test needs (root, a tmpfs, openssh-server), so a skip would hide
+    a case CI claims to run."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI must run this test, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def fill_up(folder: Path) -> Path:
+    """Fill the file system under ``folder`` to the last byte with a file there."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for step in (1 << 20, 4096, 512, 1):
+            chunk = b"\0" * step
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, chunk)
+    finally:
+        os.close(fd)
+    return filler
