@@ -38,7 +38,7 @@ from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.address import Address
-from appliance.repository.lock import read_locks
+from appliance.repository.lock import RepoLock, read_locks
 from appliance.repository.repo import Repository
 from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
@@ -71,6 +71,13 @@ def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
             if p.exists():
                 p.rename(Path(f"{p}.broken"))
         return Catalog.open(path, wait=lock_wait)
+
+
+def noted(held: RepoLock) -> RepoLock:
+    """The lock, after saying on stderr that it is a read-only one (nothing written)."""
+    if held.note:
+        print(f"vmkeep: warning: {held.note}", file=sys.stderr)
+    return held
 
 
 def address_of(args: argparse.Namespace) -> Address:
@@ -176,7 +183,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
     with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
-          repo.lock(exclusive=False, operation="restore", wait=args.lock_wait)):
+          noted(repo.lock(exclusive=False, operation="restore", wait=args.lock_wait,
+                          read_only_ok=True))):
         sync(repo, cat)
         progress = Progress(f"restore {args.point}")
         try:
@@ -217,7 +225,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_DAMAGE_FOUND
     cat = open_catalog(repo, args.lock_wait)
     try:
-        with repo.lock(exclusive=False, operation="verify", wait=args.lock_wait):
+        with noted(repo.lock(exclusive=False, operation="verify", wait=args.lock_wait,
+                             read_only_ok=True)):
             sync(repo, cat)
             if args.point:
                 report = verify_point(repo, cat, args.point)
@@ -248,7 +257,8 @@ def point_listing(cat: Catalog, repo: Repository, name: str | None) -> list[dict
 
 def cmd_points(args: argparse.Namespace) -> int:
     with opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat):
-        with repo.lock(exclusive=False, operation="list", wait=args.lock_wait):
+        with noted(repo.lock(exclusive=False, operation="list", wait=args.lock_wait,
+                             read_only_ok=True)):
             sync(repo, cat)
         listing = point_listing(cat, repo, args.name)
     if args.json:
@@ -282,7 +292,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
     with (opened(args, create=False, lock_wait=args.lock_wait) as (repo, cat),
-          repo.lock(exclusive=True, operation="prune", wait=args.lock_wait)):
+          noted(repo.lock(exclusive=not args.dry_run, operation="prune", wait=args.lock_wait,
+                          read_only_ok=args.dry_run))):
         sync(repo, cat)
         plan = plan_prune(repo, cat, policy, datetime.now(UTC),
                           compact_below=args.compact_below)

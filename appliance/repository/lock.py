@@ -6,6 +6,11 @@ conflicting mode, it removes its own and waits (or gives up). A lock is *stale* 
 process is gone (same host, pid not running or started at another time) or when it was not
 refreshed for ``STALE_AFTER`` seconds; stale locks are removed by whoever finds them. Holders
 refresh their lock every ``REFRESH_EVERY`` seconds from a background thread.
+
+Reading needs no writes: a shared lock taken with ``read_only_ok`` on a repository where the
+lock file cannot be written (a full or read-only file system, no permission) is a *read-only*
+lock: it still refuses while a live exclusive lock is held, but writes, refreshes and removes
+nothing (not even stale locks), and says so in ``RepoLock.note``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from appliance.errors import IntegrityError, LockedError, RepositoryFormatError, StorageIOError
+from appliance.errors import (
+    IntegrityError,
+    LockedError,
+    NoSpaceError,
+    RepositoryFormatError,
+    StorageIOError,
+)
 from appliance.repository import objfile
 from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
@@ -83,15 +94,22 @@ class LockInfo:
 
 
 class RepoLock:
-    """A held lock; use as a context manager or call ``release()``."""
+    """A held lock; use as a context manager or call ``release()``.
 
-    def __init__(self, backend: Backend, info: LockInfo) -> None:
+    ``read_only``: no lock file was written (it could not be: ``note`` says why, in a line
+    for the user); such a lock has no refresher and releases nothing."""
+
+    def __init__(self, backend: Backend, info: LockInfo, *, note: str | None = None) -> None:
         self.backend = backend
         self.info = info
+        self.note = note
+        self.read_only = note is not None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresher, daemon=True,
-                                        name=f"lock-refresh-{info.lock_id[:6]}")
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not self.read_only:
+            self._thread = threading.Thread(target=self._refresher, daemon=True,
+                                            name=f"lock-refresh-{info.lock_id[:6]}")
+            self._thread.start()
 
     @property
     def name(self) -> str:
@@ -109,6 +127,8 @@ class RepoLock:
 
     def release(self) -> None:
         self._stop.set()
+        if self._thread is None:
+            return
         self._thread.join(timeout=5)
         with contextlib.suppress(ObjectNotFound):
             self.backend.delete(self.name)
@@ -155,9 +175,14 @@ def _remove_stale(backend: Backend, name: str) -> None:
         backend.delete(name)
 
 
-def acquire(backend: Backend, *, exclusive: bool, operation: str,
-            wait: float = 0.0) -> RepoLock:
-    """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
+def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 0.0,
+            read_only_ok: bool = False) -> RepoLock:
+    """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish.
+
+    ``read_only_ok`` (shared locks only; ignored for an exclusive one): when the lock file
+    cannot be written, return a read-only lock (see the module's documentation) once no live
+    exclusive lock is held."""
+    read_only_ok = read_only_ok and not exclusive
     deadline = time.monotonic() + wait
     pause = 0.05
     swept = 0
@@ -168,12 +193,18 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
         name = f"{LOCKS}/{info.lock_id}"
         try:
             backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
-        except StorageIOError:
+        except NoSpaceError as exc:
+            if not read_only_ok:
+                raise
+            return _read_only(backend, info, "no space left on the storage", exc, deadline)
+        except StorageIOError as exc:
             # Lock files are written through tmp/, which an exclusive holder (prune, cleanup)
             # sweeps without regard for lock requests under way: write it again.
             swept += 1
             if swept > 3:
-                raise
+                if not read_only_ok:
+                    raise
+                return _read_only(backend, info, str(exc), exc, deadline)
             continue
         conflict: LockInfo | None = None
         for other_name, other in read_locks(backend):
@@ -204,5 +235,34 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
                 "to finish (or pass a longer --lock-wait), or remove the lock if that process "
                 "is gone"
             )
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 1.0)
+
+
+def _read_only(backend: Backend, info: LockInfo, why: str, exc: Exception,
+               deadline: float) -> RepoLock:
+    """The read-only lock: no file written, but no reading under a live exclusive lock."""
+    pause = 0.05
+    while True:
+        now = time.time()
+        conflict: LockInfo | None = None
+        for other_name, other in read_locks(backend):
+            if other is None:
+                # A damaged lock file counts as held until it is old (it cannot be removed).
+                with contextlib.suppress(ObjectNotFound):
+                    if now - backend.stat(other_name).mtime <= STALE_AFTER:
+                        conflict = LockInfo("?", "?", 0, None, True, "unknown", now, now)
+            elif other.exclusive and not other.is_stale(now):
+                conflict = other
+        if conflict is None:
+            note = (f"repository {backend.location} is read-only here (lock file could not be "
+                    f"written: {why}); reading without a lock")
+            return RepoLock(backend, info, note=note)
+        if time.monotonic() >= deadline:
+            raise LockedError(
+                f"repository {backend.location} is locked: {conflict.describe()}; wait for it "
+                "to finish (or pass a longer --lock-wait); the repository cannot be written "
+                f"here either ({exc})"
+            ) from None
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, 1.0)

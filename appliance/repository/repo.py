@@ -255,8 +255,10 @@ class Repository:
             self.backend.delete(mf.manifest_name(point_id))
 
     # -- locks and leftovers ------------------------------------------------------------------
-    def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0) -> locks.RepoLock:
-        return locks.acquire(self.backend, exclusive=exclusive, operation=operation, wait=wait)
+    def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0,
+             read_only_ok: bool = False) -> locks.RepoLock:
+        return locks.acquire(self.backend, exclusive=exclusive, operation=operation, wait=wait,
+                             read_only_ok=read_only_ok)
 
     def try_exclusive(self, operation: str) -> locks.RepoLock | None:
         try:
