@@ -7,6 +7,7 @@ They keep their catalog as a cache per repository under the user's data folder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from appliance.errors import (
     BadInputError,
     IntegrityError,
     LockedError,
+    NoSpaceError,
     NotFoundError,
     UsageError,
 )
@@ -43,7 +45,7 @@ from appliance.repository.repo import Repository
 from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
 from appliance.ssh import HostKeyUnpinnedError, SshAuth
-from catalog.store import Catalog, CatalogBusy, CatalogError
+from catalog.store import Catalog, CatalogBusy, CatalogError, CatalogNoSpace, is_no_space
 
 
 def cache_dir() -> Path:
@@ -58,19 +60,44 @@ def cache_dir() -> Path:
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
     path = cache_dir() / f"{repo.id}.duckdb"
     try:
-        return Catalog.open(path, wait=lock_wait)
+        return checked(Catalog.open(path, wait=lock_wait))
     except CatalogBusy:
         # The catalog cannot say who has it open; the repository's locks name who is at work.
         holders = [info.describe() for _name, info in read_locks(repo.backend) if info]
         held = f" (repository held by: {'; '.join(holders)})" if holders else ""
         raise LockedError(f"catalog {path} is in use by another vmkeep process{held}; wait for "
                           "it to finish (or pass a longer --lock-wait)") from None
-    except CatalogError:
+    except CatalogNoSpace as exc:
+        raise cache_full(exc) from None
+    except CatalogError as exc:
         # The catalog is a cache: a broken one is set aside and rebuilt from the repository.
         for p in (path, Path(f"{path}.wal")):
             if p.exists():
                 p.rename(Path(f"{p}.broken"))
+        print(f"vmkeep: warning: {exc}; set aside as {path}.broken, rebuilding the catalog "
+              "cache from the repository", file=sys.stderr)
+    try:
         return Catalog.open(path, wait=lock_wait)
+    except CatalogNoSpace as exc:
+        raise cache_full(exc) from None
+
+
+def checked(cat: Catalog) -> Catalog:
+    """The catalog, once every block of it was read (DuckDB finds a damaged block only when
+    it reads it: better here, where a damaged cache is rebuilt, than mid-command)."""
+    try:
+        cat.check()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cat.close()
+        raise
+    return cat
+
+
+def cache_full(exc: BaseException) -> NoSpaceError:
+    return NoSpaceError(f"no space left for the catalog cache in {cache_dir()} ({exc}); free "
+                        "space there or set VMKEEP_CACHE_DIR to a folder with room, then run "
+                        "again")
 
 
 def noted(held: RepoLock) -> RepoLock:
@@ -320,4 +347,9 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 
 def run(args: argparse.Namespace) -> int:
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:
+        if is_no_space(exc):  # the catalog cache's file system (the repository's says so)
+            raise cache_full(exc) from None
+        raise
