@@ -6,8 +6,10 @@ read-only repository."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -205,19 +207,25 @@ def test_reads_work_on_a_read_only_mount(tmp_path: Path, cache: Path,
 def test_prune_frees_space_on_a_full_repository(tmp_path: Path, cache: Path,
                                                 tmpfs: Callable[[str], Path]) -> None:
     """Deletes need no space; the lock does: prune still frees space on a full repository
-    (docs/DECISIONS.md), and the point it keeps restores."""
+    (docs/DECISIONS.md: an empty lock file, which needs no data block, stands in for the
+    lock until the deletes made room; packs with nothing live are deleted before sparse ones
+    are compacted, which writes), and the point it keeps restores."""
     fs = tmpfs("16m")
     repo = fs / "repo"
-    old, new = tmp_path / "old.img", tmp_path / "new.img"
-    make_image(old, 4 * MiB, seed=67)
-    make_image(new, 4 * MiB, seed=68)
-    backup(repo, cache, old, "old")
-    keep = backup(repo, cache, new, "new")
+    rng = random.Random(67)  # random bytes: nothing shared by chance, nothing compresses
+    gone, old, new = tmp_path / "gone.img", tmp_path / "old.img", tmp_path / "new.img"
+    gone.write_bytes(rng.randbytes(4 * MiB))
+    old.write_bytes(rng.randbytes(4 * MiB))
+    new.write_bytes(old.read_bytes()[:MiB] + rng.randbytes(3 * MiB))
+    backup(repo, cache, gone)  # its pack: nothing live after the prune, deleted
+    backup(repo, cache, old)  # its pack: one block in four live, compacted (written anew)
+    keep = backup(repo, cache, new)
     fill_up(fs)
     free_before = shutil.disk_usage(fs).free
     r = run_cli(["image", "prune", "--repo", str(repo), "--keep-last", "1"], cache)
     assert r.code == 0, r.err
-    assert shutil.disk_usage(fs).free >= free_before + 3 * MiB
+    assert "1 packs deleted, 1 packs compacted" in r.out, r.out
+    assert shutil.disk_usage(fs).free >= free_before + 6 * MiB
     assert os.listdir(repo / "locks") == []
     target = tmp_path / "out.img"
     r = run_cli(["image", "restore", "--repo", str(repo), keep, str(target)], cache)
@@ -283,4 +291,39 @@ def test_a_normal_lock_is_not_read_only() -> None:
     assert not held.read_only and held.note is None
     assert len(b.list("locks")) == 1
     held.release()
+    assert b.list("locks") == []
+
+
+class NoRoom(MemoryBackend):
+    """A memory backend that is full: only empty files still fit (they need no data block)."""
+
+    def __init__(self) -> None:
+        super().__init__("full")
+        self.full = True
+
+    def put(self, name: str, data: bytes) -> None:
+        if self.full and data:
+            raise NoSpaceError(f"no space left while writing {name}")
+        super().put(name, data)
+
+
+def test_an_exclusive_lock_on_a_full_repository_is_an_empty_file_until_there_is_room(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(locks, "RETRY_FULL_EVERY", 0.02)
+    b = NoRoom()
+    with pytest.raises(NoSpaceError):
+        locks.acquire(b, exclusive=False, operation="backup")
+    prune = locks.acquire(b, exclusive=True, operation="prune")
+    assert prune.empty and not prune.read_only
+    assert b.get(prune.name) == b""
+    # Readers take the empty file for what it is: a held exclusive lock.
+    with pytest.raises(LockedError):
+        locks.acquire(b, exclusive=False, operation="restore", read_only_ok=True)
+    b.full = False  # the prune's deletes made room: the whole lock file is written
+    deadline = time.monotonic() + 10
+    while prune.empty:
+        assert time.monotonic() < deadline, "the empty lock file was never written in full"
+        time.sleep(0.01)
+    assert [info for _name, info in locks.read_locks(b)] == [prune.info]
+    prune.release()
     assert b.list("locks") == []
