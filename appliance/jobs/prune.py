@@ -1,8 +1,9 @@
 """Prune: apply retention, delete manifests, then delete dead packs and compact sparse ones.
 
 Plan first (nothing changes; ``--dry-run`` prints the plan), then execute under an exclusive
-lock in this order: manifests of removed points deleted → catalog forgets them → live blocks
-of sparse packs copied to new packs, made durable and indexed → old and dead packs deleted.
+lock in this order: manifests of removed points deleted → catalog forgets them → packs with
+nothing live deleted (room first: a full repository can be pruned) → live blocks of sparse
+packs copied to new packs, made durable and indexed → the compacted packs deleted.
 A crash at any step leaves every kept point restorable; the next prune finishes the work.
 """
 
@@ -106,6 +107,12 @@ def execute_prune(repo: Repository, cat: Catalog, plan: PrunePlan,
         cat.remove_point(point_id)
     crash_point("prune-points-forgotten")
     say(f"removed {len(plan.remove_points)} restore points")
+    # Packs with nothing live go first: deleting needs no space, compacting does, so a prune
+    # on a full repository makes room before it writes.
+    for usage in plan.delete_packs:
+        repo.delete_pack(usage.pack_id)
+        crash_point("prune-pack-deleted")
+    cat.remove_packs(repo.id, [u.pack_id for u in plan.delete_packs])
     written = 0
     if plan.compact_packs:
         live = cat.live_entries(repo.id, plan.keep_points, [p.pack_id for p in plan.compact_packs])
@@ -137,10 +144,10 @@ def execute_prune(repo: Repository, cat: Catalog, plan: PrunePlan,
                     flush()
         flush()
         say(f"compacted {len(plan.compact_packs)} packs into {written}")
-    for usage in (*plan.compact_packs, *plan.delete_packs):
+    for usage in plan.compact_packs:
         repo.delete_pack(usage.pack_id)
         crash_point("prune-pack-deleted")
-    cat.remove_packs(repo.id, [u.pack_id for u in (*plan.compact_packs, *plan.delete_packs)])
+    cat.remove_packs(repo.id, [u.pack_id for u in plan.compact_packs])
     repo.sweep_tmp()
     after = cat.total_pack_bytes(repo.id)
     return PruneResult(len(plan.remove_points), len(plan.delete_packs),

@@ -11,6 +11,13 @@ Reading needs no writes: a shared lock taken with ``read_only_ok`` on a reposito
 lock file cannot be written (a full or read-only file system, no permission) is a *read-only*
 lock: it still refuses while a live exclusive lock is held, but writes, refreshes and removes
 nothing (not even stale locks), and says so in ``RepoLock.note``.
+
+Deleting needs no space, a lock file does: an exclusive lock whose file does not fit (a full
+repository, which only a prune can make room in) is an *empty* ``locks/<id>`` file, which
+needs an inode but no data block. Every reader takes an unreadable lock file for a held
+exclusive lock of unknown owner (until it is ``STALE_AFTER`` old), which is what it is; its
+holder writes the whole lock file as soon as the deletes have made room (it tries every
+``RETRY_FULL_EVERY`` seconds).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
 STALE_AFTER: Final = 30 * 60.0
 REFRESH_EVERY: Final = 5 * 60.0
+RETRY_FULL_EVERY: Final = 2.0
 LOCKS: Final = "locks"
 
 
@@ -99,11 +107,13 @@ class RepoLock:
     ``read_only``: no lock file was written (it could not be: ``note`` says why, in a line
     for the user); such a lock has no refresher and releases nothing."""
 
-    def __init__(self, backend: Backend, info: LockInfo, *, note: str | None = None) -> None:
+    def __init__(self, backend: Backend, info: LockInfo, *, note: str | None = None,
+                 empty: bool = False) -> None:
         self.backend = backend
         self.info = info
         self.note = note
         self.read_only = note is not None
+        self.empty = empty  # an exclusive lock held by an empty file (a full repository)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not self.read_only:
@@ -116,14 +126,17 @@ class RepoLock:
         return f"{LOCKS}/{self.info.lock_id}"
 
     def _refresher(self) -> None:
-        while not self._stop.wait(REFRESH_EVERY):
+        while not self._stop.wait(RETRY_FULL_EVERY if self.empty else REFRESH_EVERY):
             info = LockInfo(**{**_fields(self.info), "refreshed": time.time()})
             try:
                 self.backend.put(self.name, objfile.encode_json(objfile.MAGIC_LOCK,
                                                                 info.to_json()))
                 self.info = info
+                self.empty = False
             except Exception:  # the next refresh tries again; staleness is 6 refreshes away
-                pass
+                with contextlib.suppress(Exception):
+                    if self.empty:  # still no room: keep the empty file's age young
+                        self.backend.put(self.name, b"")
 
     def release(self) -> None:
         self._stop.set()
@@ -191,12 +204,19 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
         info = LockInfo(secrets.token_hex(16), socket.gethostname(), os.getpid(),
                         _proc_start(os.getpid()), exclusive, operation, now, now)
         name = f"{LOCKS}/{info.lock_id}"
+        empty = False
         try:
             backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
         except NoSpaceError as exc:
-            if not read_only_ok:
+            if read_only_ok:
+                return _read_only(backend, info, "no space left on the storage", exc, deadline)
+            if not exclusive:
                 raise
-            return _read_only(backend, info, "no space left on the storage", exc, deadline)
+            try:  # an empty file needs no data block (see the module's documentation)
+                backend.put(name, b"")
+            except (NoSpaceError, StorageIOError):
+                raise exc from None
+            empty = True
         except StorageIOError as exc:
             # Lock files are written through tmp/, which an exclusive holder (prune, cleanup)
             # sweeps without regard for lock requests under way: write it again.
@@ -226,7 +246,7 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
             if exclusive or other.exclusive:
                 conflict = other
         if conflict is None:
-            return RepoLock(backend, info)
+            return RepoLock(backend, info, empty=empty)
         with contextlib.suppress(ObjectNotFound):
             backend.delete(name)
         if time.monotonic() >= deadline:
