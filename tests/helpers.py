@@ -152,3 +152,8 @@ def fill_up(folder: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def remount_ro(where: Path) -> None:
+    """Make a mounted file system read-only (root)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,40 +21,14 @@ from tests.helpers import (
     MiB,
     fill_up,
     make_image,
+    remount_ro,
     run_cli,
     sha256_of,
-    skip_unless_ci,
     tree_digest,
 )
 
 DUCKDB_BLOCK = 256 << 10
 DUCKDB_HEADERS = 3 * 4096
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount small tmpfs file systems (root); unmounted at teardown. Fails in CI rather than
-    skip: CI runs as root and must run these cases."""
-    mounts: list[Path] = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"fs{len(mounts)}"
-        where.mkdir()
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            skip_unless_ci(f"cannot mount a {size} tmpfs ({p.stderr.strip()}): needs root")
-        mounts.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounts):
-        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def remount_ro(where: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
 
 
 def backup(repo: Path, cache: Path, image: Path, name: str = "vm") -> str:
