@@ -34,6 +34,17 @@ from catalog.query import QueryRefused, QueryResult
 from catalog.store import Catalog
 
 log = logging.getLogger("appliance.registry")
+
+
+def _reading(repo: Any, operation: str) -> Any:
+    """The shared lock of a read, read-only (and logged so) where the repository cannot be
+    written: reading needs no writes (docs/FORMAT.md §6)."""
+    held = repo.lock(exclusive=False, operation=operation, read_only_ok=True)
+    if held.note:
+        log.warning("%s", held.note)
+    return held
+
+
 CATALOG_NAME = "catalog.duckdb"
 MAX_ROWS = 100_000
 MAX_SECONDS = 300.0
@@ -685,7 +696,7 @@ class Registry:
             name = infos[row.repo_id].name
             child = cat.cursor()
         try:
-            with self._repo(name) as repo, repo.lock(exclusive=False, operation="restore"):
+            with self._repo(name) as repo, _reading(repo, "restore"):
                 with self.catalog():
                     sync(repo, child)
                 return restore_disk(repo, child, point_id, disk, path).size
@@ -943,7 +954,7 @@ class Registry:
         with self.catalog() as cat:
             child = cat.cursor()
         try:
-            with self._repo(repository) as repo, repo.lock(exclusive=False, operation="verify"):
+            with self._repo(repository) as repo, _reading(repo, "verify"):
                 with self.catalog():
                     sync(repo, child)
                 report = (verify_point(repo, child, point) if point
@@ -1204,7 +1215,7 @@ class Registry:
         try:
             with self._repo(names[row.repo_id].name) as repo, \
                     self._session(vcenter) as session, \
-                    repo.lock(exclusive=False, operation="restore"):
+                    _reading(repo, "restore"):
                 with self.catalog():
                     sync(repo, child)
                 if req.name:
