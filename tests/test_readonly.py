@@ -18,12 +18,14 @@ from appliance.errors import LockedError, NoSpaceError, StorageIOError
 from appliance.repository import lock as locks
 from appliance.repository.backend import MemoryBackend
 from tests.helpers import (
+    REPO_ROOT,
     MiB,
     fill_up,
     make_image,
     remount_ro,
     run_cli,
     sha256_of,
+    skip_unless_ci,
     tree_digest,
 )
 
@@ -300,3 +302,21 @@ def test_an_exclusive_lock_on_a_full_repository_is_an_empty_file_until_there_is_
     assert [info for _name, info in locks.read_locks(b)] == [prune.info]
     prune.release()
     assert b.list("locks") == []
+
+
+# -- CI runs what it claims -------------------------------------------------------------------
+
+
+def test_a_missing_environment_fails_in_ci_and_skips_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run this test"):
+        skip_unless_ci("cannot mount a tmpfs")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        skip_unless_ci("cannot mount a tmpfs")
+
+
+def test_ci_says_it_is_ci() -> None:
+    run = (REPO_ROOT / ".ci" / "run").read_text()
+    assert 'export CI="${CI:-true}"' in run
