@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from appliance import cli
 
@@ -128,7 +129,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-def skip_unless_ci(reason: str) -> None:
+def skip_unless_ci(reason: str) -> NoReturn:
     """Skip a test whose environment is missing here, but fail it in CI: there the fixture
     must provide what the test needs (root, a tmpfs, openssh-server), so a skip would hide
     a case CI claims to run."""
