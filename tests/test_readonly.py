@@ -17,6 +17,7 @@ import pytest
 from appliance.errors import LockedError, NoSpaceError, StorageIOError
 from appliance.repository import lock as locks
 from appliance.repository.backend import MemoryBackend
+from catalog.store import Catalog
 from tests.helpers import (
     REPO_ROOT,
     MiB,
@@ -24,6 +25,7 @@ from tests.helpers import (
     make_image,
     remount_ro,
     run_cli,
+    run_inproc,
     sha256_of,
     skip_unless_ci,
     tree_digest,
@@ -91,6 +93,38 @@ def test_a_damaged_cache_is_named_when_set_aside(tmp_path: Path, cache: Path) ->
     r = run_cli(["image", "points", "--repo", str(repo)], cache)
     assert r.code == 0, r.err
     assert f"{db}.broken" in r.err and "rebuil" in r.err, r.err
+
+
+def test_damage_met_after_the_check_sets_the_cache_aside_too(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catalog.check reads every table's data, not its indexes (DuckDB loads an index block
+    when a lookup needs it): damage met later in a command sets the cache aside as well, and
+    the message says to run the command again (the second line of defence, shown here with
+    the check turned off)."""
+    image = tmp_path / "d.img"
+    make_image(image, 3 * MiB, seed=69)
+    repo = tmp_path / "repo"
+    point = backup(repo, cache, image)
+    (db,) = cache.glob("*.duckdb")
+    pristine = db.read_bytes()
+    monkeypatch.setattr(Catalog, "check", lambda self: None)
+    failed = 0
+    for offset in range(DUCKDB_HEADERS + DUCKDB_BLOCK // 2, len(pristine), DUCKDB_BLOCK):
+        for leftover in cache.iterdir():
+            leftover.unlink()
+        db.write_bytes(pristine)
+        flip(db, offset)
+        r = run_inproc(["image", "points", "--repo", str(repo)], cache)
+        if r.code == 0:
+            continue
+        failed += 1
+        assert r.code == 8, r.err
+        assert "internal error" not in r.err and f"{db}.broken" in r.err, r.err
+        assert "run the command again" in r.err, r.err
+        assert (cache / f"{db.name}.broken").exists()
+        r = run_inproc(["image", "points", "--repo", str(repo)], cache)
+        assert r.code == 0 and point in r.out, r.err
+    assert failed, "no block of the cache was met by `points`: nothing was shown"
 
 
 # -- failure 7: a full cache file system ------------------------------------------------------
