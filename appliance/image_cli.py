@@ -23,6 +23,7 @@ from appliance.errors import (
     LockedError,
     NoSpaceError,
     NotFoundError,
+    StorageIOError,
     UsageError,
 )
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
@@ -45,7 +46,14 @@ from appliance.repository.repo import Repository
 from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
 from appliance.ssh import HostKeyUnpinnedError, SshAuth
-from catalog.store import Catalog, CatalogBusy, CatalogError, CatalogNoSpace, is_no_space
+from catalog.store import (
+    Catalog,
+    CatalogBusy,
+    CatalogError,
+    CatalogNoSpace,
+    is_damaged,
+    is_no_space,
+)
 
 
 def cache_dir() -> Path:
@@ -57,8 +65,13 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_data_dir("vmkeep")) / "catalogs"
 
 
+# The caches this command opened: damage met after ``Catalog.check`` sets them aside (run).
+_opened: list[Path] = []
+
+
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
     path = cache_dir() / f"{repo.id}.duckdb"
+    _opened.append(path)
     try:
         return checked(Catalog.open(path, wait=lock_wait))
     except CatalogBusy:
@@ -71,15 +84,19 @@ def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
         raise cache_full(exc) from None
     except CatalogError as exc:
         # The catalog is a cache: a broken one is set aside and rebuilt from the repository.
-        for p in (path, Path(f"{path}.wal")):
-            if p.exists():
-                p.rename(Path(f"{p}.broken"))
+        set_aside(path)
         print(f"vmkeep: warning: {exc}; set aside as {path}.broken, rebuilding the catalog "
               "cache from the repository", file=sys.stderr)
     try:
         return Catalog.open(path, wait=lock_wait)
     except CatalogNoSpace as exc:
         raise cache_full(exc) from None
+
+
+def set_aside(path: Path) -> None:
+    for p in (path, Path(f"{path}.wal")):
+        if p.exists():
+            p.rename(Path(f"{p}.broken"))
 
 
 def checked(cat: Catalog) -> Catalog:
@@ -347,9 +364,32 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
+    with cache_errors():
         return COMMANDS[args.command](args)
+
+
+@contextmanager
+def cache_errors() -> Iterator[None]:
+    """Around an offline command: the catalog cache's file system full is exit 7 (the
+    repository's says so itself), and damage met in the cache sets it aside."""
+    _opened.clear()
+    try:
+        yield
     except Exception as exc:
-        if is_no_space(exc):  # the catalog cache's file system (the repository's says so)
+        if is_no_space(exc):
             raise cache_full(exc) from None
+        if is_damaged(exc) and _opened:
+            raise cache_damaged(exc) from None
         raise
+
+
+def cache_damaged(exc: BaseException) -> StorageIOError:
+    """Damage the opening check could not see (DuckDB reads an index block only for a lookup
+    that needs it): the cache is set aside, so the next run rebuilds it."""
+    names = []
+    for path in _opened:
+        set_aside(path)
+        names.append(f"{path}.broken")
+    return StorageIOError(f"the catalog cache was found damaged ({exc}); it is set aside as "
+                          f"{', '.join(names)} and rebuilt from the repository next time: run "
+                          "the command again")

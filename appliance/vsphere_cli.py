@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import cache_full, noted, opened
+from appliance.image_cli import cache_errors, noted, opened
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.prune import cleanup
 from appliance.jobs.sync import sync
@@ -43,7 +43,7 @@ from appliance.vsphere.session import (
     format_fingerprint,
     normalize_fingerprint,
 )
-from catalog.store import Catalog, is_no_space
+from catalog.store import Catalog
 
 # `vsphere backup` exits with these, as `vmkeep job run --wait` will.
 EXIT_BY_STATUS = {"success": 0, "warning": 1, "failed": 2}
@@ -322,10 +322,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    with logging_to_stderr(getattr(args, "verbose", False)):
-        try:
-            return COMMANDS[args.command](args)
-        except Exception as exc:
-            if is_no_space(exc):  # the catalog cache's file system (the repository's says so)
-                raise cache_full(exc) from None
-            raise
+    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
+        return COMMANDS[args.command](args)

@@ -65,6 +65,12 @@ class CatalogNoSpace(CatalogError):
 _NO_SPACE = ("No space left on device", "Disk quota exceeded")
 
 
+def is_damaged(exc: BaseException) -> bool:
+    """Did a catalog call meet a damaged block (one that fails DuckDB's checksum)?"""
+    return isinstance(exc, CatalogDamaged) or (
+        isinstance(exc, duckdb.Error) and "Corrupt database file" in str(exc))
+
+
 def is_no_space(exc: BaseException) -> bool:
     """Did a catalog call fail because the catalog's file system is full? (DuckDB says so in
     an IOException at open, a TransactionException at commit, and others on a checkpoint.)"""
