@@ -1,5 +1,5 @@
 """The appliance reads a full or read-only repository (issue 10, failure 7): `points list`,
-`restore disk` and `verify` need no writes there."""
+`restore disk`, `verify` and `prune --dry-run` need no writes there."""
 
 from __future__ import annotations
 
@@ -34,5 +34,7 @@ def test_the_appliance_reads_a_full_then_read_only_repository(
         assert r.code == 0, f"{state}: {r.err}"
         assert target.read_bytes()[:1 << 20] == want
         r = lab.vmkeep("verify", "--repo", "small")
+        assert r.code == 0, f"{state}: {r.out} {r.err}"
+        r = lab.vmkeep("prune", "--repo", "small", "--keep-last", "1", "--dry-run")
         assert r.code == 0, f"{state}: {r.out} {r.err}"
         assert tree_digest(folder) == before
