@@ -1110,7 +1110,8 @@ class Registry:
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
         info = self.repository(req.repository)
         with self._repo(req.repository) as repo, \
-                repo.lock(exclusive=True, operation="prune"), self.catalog() as cat:
+                repo.lock(exclusive=not req.dry_run, operation="prune",
+                          read_only_ok=req.dry_run), self.catalog() as cat:
             sync(repo, cat)
             plan = plan_prune(repo, cat, policy, datetime.now(UTC))
             if not req.dry_run:
