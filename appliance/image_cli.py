@@ -7,6 +7,7 @@ They keep their catalog as a cache per repository under the user's data folder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,7 +21,9 @@ from appliance.errors import (
     BadInputError,
     IntegrityError,
     LockedError,
+    NoSpaceError,
     NotFoundError,
+    StorageIOError,
     UsageError,
 )
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
@@ -38,12 +41,19 @@ from appliance.password import optional_password, password_from_file
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.address import Address
-from appliance.repository.lock import acquire, read_locks
+from appliance.repository.lock import RepoLock, acquire, read_locks
 from appliance.repository.repo import Repository, repair_config
 from appliance.repository.sftp import is_sftp
 from appliance.source import ImageFileSource, parse_areas
 from appliance.ssh import HostKeyUnpinnedError, SshAuth
-from catalog.store import Catalog, CatalogBusy, CatalogError
+from catalog.store import (
+    Catalog,
+    CatalogBusy,
+    CatalogError,
+    CatalogNoSpace,
+    is_damaged,
+    is_no_space,
+)
 
 
 def cache_dir() -> Path:
@@ -55,22 +65,63 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_data_dir("vmkeep")) / "catalogs"
 
 
+# The caches this command opened: damage met after ``Catalog.check`` sets them aside (run).
+_opened: list[Path] = []
+
+
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
     path = cache_dir() / f"{repo.id}.duckdb"
+    _opened.append(path)
     try:
-        return Catalog.open(path, wait=lock_wait)
+        return checked(Catalog.open(path, wait=lock_wait))
     except CatalogBusy:
         # The catalog cannot say who has it open; the repository's locks name who is at work.
         holders = [info.describe() for _name, info in read_locks(repo.backend) if info]
         held = f" (repository held by: {'; '.join(holders)})" if holders else ""
         raise LockedError(f"catalog {path} is in use by another vmkeep process{held}; wait for "
                           "it to finish (or pass a longer --lock-wait)") from None
-    except CatalogError:
+    except CatalogNoSpace as exc:
+        raise cache_full(exc) from None
+    except CatalogError as exc:
         # The catalog is a cache: a broken one is set aside and rebuilt from the repository.
-        for p in (path, Path(f"{path}.wal")):
-            if p.exists():
-                p.rename(Path(f"{p}.broken"))
+        set_aside(path)
+        print(f"vmkeep: warning: {exc}; set aside as {path}.broken, rebuilding the catalog "
+              "cache from the repository", file=sys.stderr)
+    try:
         return Catalog.open(path, wait=lock_wait)
+    except CatalogNoSpace as exc:
+        raise cache_full(exc) from None
+
+
+def set_aside(path: Path) -> None:
+    for p in (path, Path(f"{path}.wal")):
+        if p.exists():
+            p.rename(Path(f"{p}.broken"))
+
+
+def checked(cat: Catalog) -> Catalog:
+    """The catalog, once every block of it was read (DuckDB finds a damaged block only when
+    it reads it: better here, where a damaged cache is rebuilt, than mid-command)."""
+    try:
+        cat.check()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cat.close()
+        raise
+    return cat
+
+
+def cache_full(exc: BaseException) -> NoSpaceError:
+    return NoSpaceError(f"no space left for the catalog cache in {cache_dir()} ({exc}); free "
+                        "space there or set VMKEEP_CACHE_DIR to a folder with room, then run "
+                        "again")
+
+
+def noted(held: RepoLock) -> RepoLock:
+    """The lock, after saying on stderr that it is a read-only one (nothing written)."""
+    if held.note:
+        print(f"vmkeep: warning: {held.note}", file=sys.stderr)
+    return held
 
 
 def address_of(args: argparse.Namespace) -> Address:
@@ -139,9 +190,7 @@ def workspace(args: argparse.Namespace, *, exclusive: bool, operation: str,
             open_workspace(repo, cat.cursor, exclusive=exclusive, operation=operation,
                            wait=args.lock_wait, read_only_ok=read_only_ok, rescan=rescan,
                            rescan_hint=rescan_hint(args)) as ws:
-        note = getattr(ws.lock, "note", None)
-        if note:
-            print(note, file=sys.stderr)
+        noted(ws.lock)
         yield ws
 
 
@@ -241,9 +290,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with open_workspace(repo, cat.cursor, exclusive=False, operation="verify",
                             wait=args.lock_wait, read_only_ok=True,
                             rescan_hint=rescan_hint(args)) as ws:
-            note = getattr(ws.lock, "note", None)
-            if note:
-                print(note, file=sys.stderr)
+            noted(ws.lock)
             report = verify_point(ws, args.point) if args.point else verify_repository(ws)
     finally:
         cat.close()
@@ -301,7 +348,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     policy = RetentionPolicy(args.keep_last, args.keep_days)
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
-    with workspace(args, exclusive=True, operation="prune") as ws:
+    with workspace(args, exclusive=not args.dry_run, operation="prune",
+                   read_only_ok=args.dry_run) as ws:
         plan = plan_prune(ws, policy, datetime.now(UTC), compact_below=args.compact_below)
         for d in plan.decisions:
             why = ", ".join(d.reasons) if d.keep else "outside the policy"
@@ -346,4 +394,32 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 
 def run(args: argparse.Namespace) -> int:
-    return COMMANDS[args.command](args)
+    with cache_errors():
+        return COMMANDS[args.command](args)
+
+
+@contextmanager
+def cache_errors() -> Iterator[None]:
+    """Around an offline command: the catalog cache's file system full is exit 7 (the
+    repository's says so itself), and damage met in the cache sets it aside."""
+    _opened.clear()
+    try:
+        yield
+    except Exception as exc:
+        if is_no_space(exc):
+            raise cache_full(exc) from None
+        if is_damaged(exc) and _opened:
+            raise cache_damaged(exc) from None
+        raise
+
+
+def cache_damaged(exc: BaseException) -> StorageIOError:
+    """Damage the opening check could not see (DuckDB reads an index block only for a lookup
+    that needs it): the cache is set aside, so the next run rebuilds it."""
+    names = []
+    for path in _opened:
+        set_aside(path)
+        names.append(f"{path}.broken")
+    return StorageIOError(f"the catalog cache was found damaged ({exc}); it is set aside as "
+                          f"{', '.join(names)} and rebuilt from the repository next time: run "
+                          "the command again")

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from appliance.repository.repo import Repository
 
 log = logging.getLogger("appliance.registry")
+
+
 CATALOG_NAME = "catalog.duckdb"
 MAX_ROWS = 100_000
 MAX_SECONDS = 300.0
@@ -169,6 +171,8 @@ class Registry:
         with open_workspace(repo, self.cursor, exclusive=exclusive, operation=operation,
                             rescan=rescan, read_only_ok=read_only_ok,
                             rescan_hint=f"`vmkeep repo rescan {name}`") as ws:
+            if ws.lock.note:  # reading without a lock: the repository cannot be written
+                log.warning("%s", ws.lock.note)
             yield ws
 
     # -- administrators' SQL ------------------------------------------------------------------
@@ -1184,8 +1188,10 @@ class Registry:
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)
         info = self.repository(req.repository)
         # The repository's exclusive lock, never the registry's: the API answers meanwhile.
+        # A dry run only reads: a shared lock, read-only where the repository cannot be written.
         with self._repo(req.repository) as repo, self.workspace(
-                repo, req.repository, exclusive=True, operation="prune") as ws:
+                repo, req.repository, exclusive=not req.dry_run, operation="prune",
+                read_only_ok=req.dry_run) as ws:
             plan = plan_prune(ws, policy, datetime.now(UTC))
             if not req.dry_run:
                 plan = self.guard_prune(info, repo, ws.cat, plan)

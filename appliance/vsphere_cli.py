@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import opened, rescan_hint
+from appliance.image_cli import cache_errors, noted, opened, rescan_hint
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
 from appliance.jobs.vm_restore import (
@@ -123,6 +123,7 @@ def repository(args: argparse.Namespace, *, operation: str, writes: bool
             with open_workspace(repo, cat.cursor, exclusive=False, operation=operation,
                                 wait=args.lock_wait, read_only_ok=not writes,
                                 rescan_hint=rescan_hint(args)) as ws:
+                noted(ws.lock)
                 yield ws
         except BaseException:
             if writes:
@@ -319,5 +320,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    with logging_to_stderr(getattr(args, "verbose", False)):
+    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
         return COMMANDS[args.command](args)

@@ -63,6 +63,30 @@ class CatalogVersionError(CatalogError):
     """The catalog was written by a newer vmkeep."""
 
 
+class CatalogDamaged(CatalogError):
+    """The catalog database file is damaged (a block fails its checksum, a header is bad)."""
+
+
+class CatalogNoSpace(CatalogError):
+    """The catalog's file system is full: the catalog is fine, it cannot grow."""
+
+
+_NO_SPACE = ("No space left on device", "Disk quota exceeded")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Did a catalog call meet a damaged block (one that fails DuckDB's checksum)?"""
+    return isinstance(exc, CatalogDamaged) or (
+        isinstance(exc, duckdb.Error) and "Corrupt database file" in str(exc))
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Did a catalog call fail because the catalog's file system is full? (DuckDB says so in
+    an IOException at open, a TransactionException at commit, and others on a checkpoint.)"""
+    return isinstance(exc, CatalogNoSpace) or (
+        isinstance(exc, duckdb.Error) and any(s in str(exc) for s in _NO_SPACE))
+
+
 def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
@@ -127,6 +151,8 @@ class Catalog:
                                      config=config)
                 break
             except duckdb.IOException as exc:
+                if is_no_space(exc):
+                    raise CatalogNoSpace(f"cannot open catalog {path}: {exc}") from None
                 if "lock" not in str(exc).lower():
                     raise CatalogError(f"cannot open catalog {path}: {exc}") from None
                 if time.monotonic() >= deadline:
@@ -135,11 +161,40 @@ class Catalog:
                         "finish (or pass a longer --lock-wait)"
                     ) from None
                 time.sleep(0.1)
+            except duckdb.Error as exc:  # "Corrupt database file": a header fails its check
+                raise CatalogDamaged(f"catalog {path} is damaged: {exc}") from None
         cat = Catalog(con, path)
-        cat._migrate()
+        try:
+            cat._migrate()
+        except duckdb.Error as exc:
+            con.close()
+            if is_no_space(exc):
+                raise CatalogNoSpace(f"cannot update catalog {path}: {exc}") from None
+            raise CatalogDamaged(f"catalog {path} is damaged: {exc}") from None
         if sealed:
             con.execute("SET lock_configuration = true")
         return cat
+
+    def check(self) -> None:
+        """Read every column of every table, so that DuckDB checks every block in use against
+        its checksum (it checks a block only when it reads it: a damaged block would otherwise
+        show on the first query that happens to need it). Raises CatalogDamaged. One scan of
+        the data, hashed, nothing materialised."""
+        con = self._con
+        try:
+            columns: dict[tuple[str, str], list[str]] = {}
+            for schema, table, column in con.execute(
+                    "SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c "
+                    "JOIN duckdb_tables() t ON c.database_name = t.database_name "
+                    "AND c.schema_name = t.schema_name AND c.table_name = t.table_name "
+                    "WHERE c.database_name = current_database() "
+                    "ORDER BY c.schema_name, c.table_name, c.column_index").fetchall():
+                columns.setdefault((str(schema), str(table)), []).append(str(column))
+            for (schema, table), names in columns.items():
+                sums = ", ".join(f'sum(hash("{c}"))' for c in names)
+                con.execute(f'SELECT count(*), {sums} FROM "{schema}"."{table}"').fetchall()
+        except duckdb.Error as exc:
+            raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
 
     def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0) -> QueryResult:
         """Run an administrator's read-only SELECT (see ``catalog.query``)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from appliance.repository.repo import Repository
 from catalog.store import Catalog
+from tests.helpers import skip_unless_ci
 from tests.sshd import Sshd, start_sshd, stop_sshd
 
 
@@ -38,3 +40,25 @@ def sshd() -> Iterator[Sshd]:
     server = start_sshd()
     yield server
     stop_sshd(server)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount small tmpfs file systems (root); unmounted at teardown. Fails in CI rather than
+    skip: CI runs as root and must run these cases."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"fs{len(mounts)}"
+        where.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            skip_unless_ci(f"cannot mount a {size} tmpfs ({p.stderr.strip()}): needs root")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounts):
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -166,3 +166,39 @@ def poll(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.005)
+
+
+def in_ci() -> bool:
+    """Running in CI (``CI`` set, as .ci/run and every CI service do)?"""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip a test whose environment is missing here, but fail it in CI: there the fixture
+    must provide what the test needs (root, a tmpfs, openssh-server), so a skip would hide
+    a case CI claims to run."""
+    import pytest
+
+    if in_ci():
+        pytest.fail(f"CI must run this test, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def fill_up(folder: Path) -> Path:
+    """Fill the file system under ``folder`` to the last byte with a file there."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for step in (1 << 20, 4096, 512, 1):
+            chunk = b"\0" * step
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, chunk)
+    finally:
+        os.close(fd)
+    return filler
+
+
+def remount_ro(where: Path) -> None:
+    """Make a mounted file system read-only (root)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.helpers import skip_unless_ci
 
 USER = "vmkeep-sftp"
 PASSWORD = "sftp-test-password-7431"
@@ -118,7 +118,7 @@ def _ensure_user() -> None:
 
 def start_sshd() -> Sshd:
     if os.geteuid() != 0 or not os.path.exists(SSHD):
-        pytest.skip("needs root and openssh-server (scripts/system-packages.txt; `make test` "
+        skip_unless_ci("needs root and openssh-server (scripts/system-packages.txt; `make test` "
                     "installs them)")
     _ensure_user()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation

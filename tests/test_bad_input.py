@@ -31,6 +31,7 @@ from tests.helpers import (
     make_image,
     run_cli,
     sha256_of,
+    skip_unless_ci,
     tree_digest,
 )
 
@@ -216,7 +217,7 @@ def test_backup_refuses_unreadable_image(env: Env) -> None:
     else:
         found = _write_only_path()
         if found is None:
-            pytest.skip("running as root (chmod 000 does not stop root's reads) and no "
+            skip_unless_ci("running as root (chmod 000 does not stop root's reads) and no "
                         "write-only sysfs attribute is available to stand in")
         path = found
     before = tree_digest(env.repo)
@@ -361,7 +362,7 @@ def small_fs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
                            capture_output=True, text=True)
         if p.returncode != 0:
-            pytest.skip(f"cannot mount a {size} tmpfs to fill up ({p.stderr.strip()}); "
+            skip_unless_ci(f"cannot mount a {size} tmpfs to fill up ({p.stderr.strip()}); "
                         "the ENOSPC cases need root")
         mounts.append(where)
         return where

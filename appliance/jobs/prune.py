@@ -2,10 +2,11 @@
 
 Plan first (nothing changes; ``--dry-run`` prints the plan), then check the plan, then execute
 in an exclusive workspace in this order: removed points marked → their manifests deleted →
-catalog forgets them → live blocks of sparse packs copied to new packs, made durable and
-indexed → old and dead packs deleted. A crash at any step leaves every kept point restorable;
-the next prune finishes the work. The check (``check_plan``) is an assertion over the plan: it
-never deletes a manifest or a pack a kept point needs, whatever the catalog held.
+catalog forgets them → packs with nothing live deleted (room first: a full repository can be
+pruned) → live blocks of sparse packs copied to new packs, made durable and indexed → the
+compacted packs deleted. A crash at any step leaves every kept point restorable; the next prune
+finishes the work. The check (``check_plan``) is an assertion over the plan: it never deletes a
+manifest or a pack a kept point needs, whatever the catalog held.
 """
 
 from __future__ import annotations
@@ -144,6 +145,12 @@ def execute_prune(ws: Workspace, plan: PrunePlan,
         cat.remove_point(point_id)
     crash_point("prune-points-forgotten")
     say(f"removed {len(plan.remove_points)} restore points")
+    # Packs with nothing live go first: deleting needs no space, compacting does, so a prune
+    # on a full repository makes room before it writes.
+    for usage in plan.delete_packs:
+        repo.delete_pack(usage.pack_id)
+        crash_point("prune-pack-deleted")
+    cat.remove_packs(repo.id, [u.pack_id for u in plan.delete_packs])
     written = 0
     spared: set[str] = set()
     if plan.compact_packs:
@@ -182,8 +189,7 @@ def execute_prune(ws: Workspace, plan: PrunePlan,
                     flush()
         flush()
         say(f"compacted {len(plan.compact_packs)} packs into {written}")
-    doomed = [u.pack_id for u in (*plan.compact_packs, *plan.delete_packs)
-              if u.pack_id not in spared]
+    doomed = [u.pack_id for u in plan.compact_packs if u.pack_id not in spared]
     for pack_id in doomed:
         repo.delete_pack(pack_id)
         crash_point("prune-pack-deleted")

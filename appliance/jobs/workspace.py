@@ -66,7 +66,7 @@ class Workspace:
     @property
     def read_only(self) -> bool:
         """The lock could not be written (a full or read-only file system): reading only."""
-        return bool(getattr(self.lock, "read_only", False))
+        return self.lock.read_only
 
     def resync(self, *, rescan: bool = False) -> SyncResult:
         """Bring the index up to date again (with ``rescan``: rebuilt from nothing), still
@@ -104,13 +104,8 @@ def open_workspace(repo: Repository, cursor: CursorFactory, *, exclusive: bool,
 
 def _lock(repo: Repository, *, exclusive: bool, operation: str, wait: float,
           read_only_ok: bool) -> RepoLock:
-    if read_only_ok:
-        try:
-            return repo.lock(exclusive=exclusive, operation=operation, wait=wait,
-                             read_only_ok=True)  # type: ignore[call-arg]
-        except TypeError:  # a lock layer without the read-only fallback
-            pass
-    return repo.lock(exclusive=exclusive, operation=operation, wait=wait)
+    return repo.lock(exclusive=exclusive, operation=operation, wait=wait,
+                     read_only_ok=read_only_ok)
 
 
 def cleanup(repo: Repository, cursor: CursorFactory, *, force: bool = False) -> bool:

@@ -6,6 +6,18 @@ conflicting mode, it removes its own and waits (or gives up). A lock is *stale* 
 process is gone (same host, pid not running or started at another time) or when it was not
 refreshed for ``STALE_AFTER`` seconds; stale locks are removed by whoever finds them. Holders
 refresh their lock every ``REFRESH_EVERY`` seconds from a background thread.
+
+Reading needs no writes: a shared lock taken with ``read_only_ok`` on a repository where the
+lock file cannot be written (a full or read-only file system, no permission) is a *read-only*
+lock: it still refuses while a live exclusive lock is held, but writes, refreshes and removes
+nothing (not even stale locks), and says so in ``RepoLock.note``.
+
+Deleting needs no space, a lock file does: an exclusive lock whose file does not fit (a full
+repository, which only a prune can make room in) is an *empty* ``locks/<id>`` file, which
+needs an inode but no data block. Every reader takes an unreadable lock file for a held
+exclusive lock of unknown owner (until it is ``STALE_AFTER`` old), which is what it is; its
+holder writes the whole lock file as soon as the deletes have made room (it tries every
+``RETRY_FULL_EVERY`` seconds).
 """
 
 from __future__ import annotations
@@ -20,13 +32,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from appliance.errors import IntegrityError, LockedError, RepositoryFormatError, StorageIOError
+from appliance.errors import (
+    IntegrityError,
+    LockedError,
+    NoSpaceError,
+    RepositoryFormatError,
+    StorageIOError,
+)
 from appliance.repository import objfile
 from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
 STALE_AFTER: Final = 30 * 60.0
 JUNK_IGNORED_AFTER: Final = 60.0  # an unreadable lock file older than this: readers ignore it
 REFRESH_EVERY: Final = 5 * 60.0
+RETRY_FULL_EVERY: Final = 2.0
 LOCKS: Final = "locks"
 
 
@@ -84,32 +103,46 @@ class LockInfo:
 
 
 class RepoLock:
-    """A held lock; use as a context manager or call ``release()``."""
+    """A held lock; use as a context manager or call ``release()``.
 
-    def __init__(self, backend: Backend, info: LockInfo) -> None:
+    ``read_only``: no lock file was written (it could not be: ``note`` says why, in a line
+    for the user); such a lock has no refresher and releases nothing."""
+
+    def __init__(self, backend: Backend, info: LockInfo, *, note: str | None = None,
+                 empty: bool = False) -> None:
         self.backend = backend
         self.info = info
+        self.note = note
+        self.read_only = note is not None
+        self.empty = empty  # an exclusive lock held by an empty file (a full repository)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresher, daemon=True,
-                                        name=f"lock-refresh-{info.lock_id[:6]}")
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not self.read_only:
+            self._thread = threading.Thread(target=self._refresher, daemon=True,
+                                            name=f"lock-refresh-{info.lock_id[:6]}")
+            self._thread.start()
 
     @property
     def name(self) -> str:
         return f"{LOCKS}/{self.info.lock_id}"
 
     def _refresher(self) -> None:
-        while not self._stop.wait(REFRESH_EVERY):
+        while not self._stop.wait(RETRY_FULL_EVERY if self.empty else REFRESH_EVERY):
             info = LockInfo(**{**_fields(self.info), "refreshed": time.time()})
             try:
                 self.backend.put(self.name, objfile.encode_json(objfile.MAGIC_LOCK,
                                                                 info.to_json()))
                 self.info = info
+                self.empty = False
             except Exception:  # the next refresh tries again; staleness is 6 refreshes away
-                pass
+                with contextlib.suppress(Exception):
+                    if self.empty:  # still no room: keep the empty file's age young
+                        self.backend.put(self.name, b"")
 
     def release(self) -> None:
         self._stop.set()
+        if self._thread is None:
+            return
         self._thread.join(timeout=5)
         with contextlib.suppress(ObjectNotFound):
             self.backend.delete(self.name)
@@ -165,9 +198,14 @@ def _unreadable(backend: Backend, name: str, age: float, exclusive: bool) -> str
             "file if no vmkeep process is at work")
 
 
-def acquire(backend: Backend, *, exclusive: bool, operation: str,
-            wait: float = 0.0) -> RepoLock:
-    """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish."""
+def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 0.0,
+            read_only_ok: bool = False) -> RepoLock:
+    """Take a lock, waiting up to ``wait`` seconds for conflicting holders to finish.
+
+    ``read_only_ok`` (shared locks only; ignored for an exclusive one): when the lock file
+    cannot be written, return a read-only lock (see the module's documentation) once no live
+    exclusive lock is held."""
+    read_only_ok = read_only_ok and not exclusive
     deadline = time.monotonic() + wait
     pause = 0.05
     swept = 0
@@ -176,14 +214,27 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
         info = LockInfo(secrets.token_hex(16), socket.gethostname(), os.getpid(),
                         _proc_start(os.getpid()), exclusive, operation, now, now)
         name = f"{LOCKS}/{info.lock_id}"
+        empty = False
         try:
             backend.put(name, objfile.encode_json(objfile.MAGIC_LOCK, info.to_json()))
-        except StorageIOError:
+        except NoSpaceError as exc:
+            if read_only_ok:
+                return _read_only(backend, info, "no space left on the storage", exc, deadline)
+            if not exclusive:
+                raise
+            try:  # an empty file needs no data block (see the module's documentation)
+                backend.put(name, b"")
+            except (NoSpaceError, StorageIOError):
+                raise exc from None
+            empty = True
+        except StorageIOError as exc:
             # Lock files are written through tmp/, which an exclusive holder (prune, cleanup)
             # sweeps without regard for lock requests under way: write it again.
             swept += 1
             if swept > 3:
-                raise
+                if not read_only_ok:
+                    raise
+                return _read_only(backend, info, str(exc), exc, deadline)
             continue
         conflict: str | None = None
         for other_name, other in read_locks(backend):
@@ -211,7 +262,7 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
             if exclusive or other.exclusive:
                 conflict = other.describe()
         if conflict is None:
-            return RepoLock(backend, info)
+            return RepoLock(backend, info, empty=empty)
         with contextlib.suppress(ObjectNotFound):
             backend.delete(name)
         if time.monotonic() >= deadline:
@@ -220,5 +271,35 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str,
                 "to finish (or pass a longer --lock-wait), or remove the lock if that process "
                 "is gone"
             )
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 1.0)
+
+
+def _read_only(backend: Backend, info: LockInfo, why: str, exc: Exception,
+               deadline: float) -> RepoLock:
+    """The read-only lock: no file written, but no reading under a live exclusive lock (an
+    unreadable lock file counts as one while it is young, as for any reader)."""
+    pause = 0.05
+    while True:
+        now = time.time()
+        conflict: str | None = None
+        for other_name, other in read_locks(backend):
+            if other is None:
+                with contextlib.suppress(ObjectNotFound):
+                    age = now - backend.stat(other_name).mtime
+                    if age <= JUNK_IGNORED_AFTER:
+                        conflict = _unreadable(backend, other_name, age, False)
+            elif other.exclusive and not other.is_stale(now):
+                conflict = other.describe()
+        if conflict is None:
+            note = (f"repository {backend.location} is read-only here (lock file could not be "
+                    f"written: {why}); reading without a lock")
+            return RepoLock(backend, info, note=note)
+        if time.monotonic() >= deadline:
+            raise LockedError(
+                f"repository {backend.location} is locked: {conflict}; wait for it "
+                "to finish (or pass a longer --lock-wait); the repository cannot be written "
+                f"here either ({exc})"
+            ) from None
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, 1.0)

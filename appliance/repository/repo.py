@@ -21,6 +21,7 @@ from appliance.errors import (
     DamagedKeyError,
     IntegrityError,
     LockedError,
+    NoSpaceError,
     NotFoundError,
     RepositoryFormatError,
     UsageError,
@@ -270,7 +271,13 @@ class Repository:
         written before their manifests are deleted): another catalog then knows the
         manifests went on purpose and does not report them as vanished (docs/FORMAT.md)."""
         for point_id in point_ids:
-            self.backend.put(f"{REMOVED}/{point_id}", b"")
+            try:
+                self.backend.put(f"{REMOVED}/{point_id}", b"")
+            except NoSpaceError:
+                # A full repository is still pruned (the record needs no data block, its
+                # folder may): other catalogs then report the points as vanished until a
+                # rescan.
+                break
 
     def removed_ids(self) -> set[str]:
         """Points a prune removed (their ``removed/`` records)."""
@@ -281,8 +288,10 @@ class Repository:
             self.backend.delete(mf.manifest_name(point_id))
 
     # -- locks and leftovers ------------------------------------------------------------------
-    def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0) -> locks.RepoLock:
-        return locks.acquire(self.backend, exclusive=exclusive, operation=operation, wait=wait)
+    def lock(self, *, exclusive: bool, operation: str, wait: float = 0.0,
+             read_only_ok: bool = False) -> locks.RepoLock:
+        return locks.acquire(self.backend, exclusive=exclusive, operation=operation, wait=wait,
+                             read_only_ok=read_only_ok)
 
     def try_exclusive(self, operation: str) -> locks.RepoLock | None:
         try:

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.appliance.lab import VM, Lab
+from tests.helpers import skip_unless_ci
 from tests.sshd import Sshd
 
 DISK = 128 << 20
@@ -37,7 +38,7 @@ DISK = 128 << 20
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        pytest.skip("PostgreSQL is not installed (scripts/system-packages.txt)")
+        skip_unless_ci("PostgreSQL is not installed (scripts/system-packages.txt)")
     return found[-1].parent
 
 

@@ -15,6 +15,7 @@ from appliance.errors import NoSpaceError
 from appliance.repository.backend import Backend, LocalBackend, MemoryBackend, ObjectNotFound
 from appliance.repository.sftp import SftpBackend, parse_sftp_url
 from appliance.ssh import SshAuth
+from tests.helpers import skip_unless_ci
 from tests.sshd import Sshd
 
 Factory = Callable[[Path], Backend]
@@ -104,7 +105,7 @@ def test_local_put_on_full_disk_raises_no_space_and_keeps_old_object(tmp_path: P
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=1m tmpfs {mnt} 2>/dev/null"):
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
+        skip_unless_ci("cannot mount a small tmpfs here (needs root)")
     try:
         b = LocalBackend(mnt / "s")
         b.put("obj", b"old")
@@ -122,7 +123,7 @@ def test_sftp_put_on_full_disk_raises_no_space_and_keeps_old_object(sshd: Sshd) 
     mnt = sshd.owned_folder("full")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
                       capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here")
+        skip_unless_ci("cannot mount a small tmpfs here")
     try:
         os.chown(mnt, *sshd.ids())
         with sftp_backend(sshd, "full/s") as b:

@@ -11,7 +11,7 @@ import random
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from appliance.vsphere.session import (
     fetch_fingerprint,
     format_fingerprint,
 )
-from tests.helpers import REPO_ROOT, CliResult, run_inproc
+from tests.helpers import REPO_ROOT, CliResult, fill_up, run_inproc, tree_digest
 from tests.vcsim import Vcsim
 
 VM = "DC0_H0_VM0"
@@ -460,6 +460,30 @@ def test_restore_vm_to_a_new_vm_over_the_original_and_a_disk_into_a_vm(
     r = vmkeep([*restore[:-1], r.out.strip(), "--name", "nope"], cache, monkeypatch,
                stdin=vcsim.password)
     assert r.code == 4 and "not of a VM" in one_error_line(r)
+
+
+def test_restore_vm_from_a_full_repository_reads_without_a_lock(
+        vcsim: Vcsim, lab: Lab, cache: Path, tmp_path: Path, tmpfs: Callable[[str], Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading needs no writes (issue 10, failure 7): a VM restores from a full repository,
+    saying on stderr that it reads without a lock."""
+    write(lab.flat(), 0, random.Random(8).randbytes(300 * KiB))
+    want = lab.content()
+    fs = tmpfs("8m")
+    repo = fs / "repo"
+    common = [*conn(vcsim), "--password-stdin", "--repo", str(repo)]
+    r = vmkeep(["vsphere", "backup", *common, "--enable-cbt", VM], cache, monkeypatch,
+               stdin=vcsim.password)
+    assert r.code == 0, r.err
+    point = r.out.strip()
+    fill_up(fs)
+    before = tree_digest(repo)
+    r = vmkeep(["vsphere", "restore-vm", *common, point, "--name", "from-full"], cache,
+               monkeypatch, stdin=vcsim.password)
+    assert r.code == 0, r.err
+    assert "read-only here" in r.err and "reading without a lock" in r.err, r.err
+    assert lab.content("from-full") == want
+    assert tree_digest(repo) == before
 
 
 # -- help -------------------------------------------------------------------------------------
