@@ -87,8 +87,8 @@ def open_workspace(repo: Repository, cursor: CursorFactory, *, exclusive: bool,
     """Lock ``repo``, open a catalog cursor with ``cursor()`` and bring it up to date under
     the lock (with ``rescan``: forget the repository's index first and rebuild it); closed
     and released on leaving."""
-    lock = _lock(repo, exclusive=exclusive, operation=operation, wait=wait,
-                 read_only_ok=read_only_ok)
+    lock = repo.lock(exclusive=exclusive, operation=operation, wait=wait,
+                     read_only_ok=read_only_ok)
     try:
         cat = cursor()
         try:
@@ -100,12 +100,6 @@ def open_workspace(repo: Repository, cursor: CursorFactory, *, exclusive: bool,
             cat.close()
     finally:
         lock.release()
-
-
-def _lock(repo: Repository, *, exclusive: bool, operation: str, wait: float,
-          read_only_ok: bool) -> RepoLock:
-    return repo.lock(exclusive=exclusive, operation=operation, wait=wait,
-                     read_only_ok=read_only_ok)
 
 
 def cleanup(repo: Repository, cursor: CursorFactory, *, force: bool = False) -> bool:
