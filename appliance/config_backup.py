@@ -15,6 +15,7 @@ scrypt, with the header fields as associated data. A wrong password cannot open 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -91,6 +92,22 @@ def state_document(vcenters: list[VCenterRow], repositories: list[RepositoryName
         "settings": settings,
         "secrets": secrets,
     }
+
+
+def digest(doc: dict[str, Any], sealed_secrets: bytes) -> str:
+    """A digest of the configuration (pure): the state document without its time and without
+    what a scheduled backup writes about itself (when it ran, how it went), and the secret
+    store's sealed bytes. Equal digests: nothing to back up again."""
+    settings = dict(doc["settings"])
+    if "config_backup" in settings:
+        view = json.loads(settings["config_backup"])
+        for key in ("last_backup", "last_result", "last_message"):
+            view.pop(key, None)
+        settings["config_backup"] = view
+    state = {**doc, "created": None, "settings": settings, "secrets": None}
+    h = hashlib.sha256(json.dumps(state, sort_keys=True).encode())
+    h.update(hashlib.sha256(sealed_secrets).digest())
+    return h.hexdigest()
 
 
 def write(location: Path, data: bytes) -> Path:

@@ -54,6 +54,19 @@ class CatalogVersionError(CatalogError):
     """The catalog was written by a newer vmkeep."""
 
 
+class CatalogDamaged(CatalogError):
+    """The catalog's file is damaged: not a DuckDB database, truncated, or a block fails its
+    checksum. ``detail``: DuckDB's word for it (one line)."""
+
+    def __init__(self, path: Path | None, exc: BaseException) -> None:
+        self.detail = _first_line(exc)
+        super().__init__(f"catalog {path} is damaged: {self.detail}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
@@ -96,18 +109,38 @@ class Catalog:
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
-                    raise CatalogError(f"cannot open catalog {path}: {exc}") from None
+                    raise CatalogDamaged(path, exc) from None
                 if time.monotonic() >= deadline:
                     raise CatalogBusy(
                         f"catalog {path} is in use by another vmkeep process; wait for it to "
                         "finish (or pass a longer --lock-wait)"
                     ) from None
                 time.sleep(0.1)
+            except duckdb.Error as exc:  # a block of the header fails its checksum, say
+                raise CatalogDamaged(path, exc) from None
         cat = Catalog(con, path)
-        cat._migrate()
+        try:
+            cat._migrate()
+        except duckdb.Error as exc:
+            con.close()
+            raise CatalogDamaged(path, exc) from None
         if sealed:
             con.execute("SET lock_configuration = true")
         return cat
+
+    def verify(self) -> None:
+        """Read every table in full, so that DuckDB checks each block's checksum and that
+        every block is there (a truncated file opens, and fails only when a query reaches a
+        missing block). CatalogDamaged when one does not read."""
+        con = self._con
+        try:
+            tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                 "WHERE database_name = current_database()").fetchall()
+            for schema, table in tables:
+                con.execute(f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{schema}"."{table}"'
+                            ).fetchall()
+        except duckdb.Error as exc:
+            raise CatalogDamaged(self.path, exc) from None
 
     def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0) -> QueryResult:
         """Run an administrator's read-only SELECT (see ``catalog.query``)."""
