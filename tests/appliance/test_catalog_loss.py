@@ -194,7 +194,7 @@ def test_the_configuration_is_backed_up_by_default_and_restores(lab: Lab) -> Non
     assert json.loads(lab.vmkeep("job", "list", "--json").out) == []
     r = lab.vmkeep("config", "restore", "--from", str(lab.tmp / "repo"))
     assert r.code == 0 and "1 vCenter(s), 1 repositories, 1 job(s)" in r.err, r
-    assert [j["name"] for j in json.loads(lab.vmkeep("job", "list", "--json").out)] == \
+    assert [j["spec"]["name"] for j in json.loads(lab.vmkeep("job", "list", "--json").out)] == \
         ["nightly"]
     assert lab.vmkeep("vcenter", "test", "vc").code == 0  # its password came back too
 
