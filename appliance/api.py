@@ -482,6 +482,8 @@ class ConfigRestored(Wire):
     repositories: int
     jobs: int
     secrets: int
+    path: str = ""  # the backup file restored
+    skipped_newer: int = 0  # newer backups beside it that did not open with the password
 
 
 class InventoryDisk(Wire):

@@ -123,12 +123,36 @@ def backup_name() -> str:
     return f"{FOLDER}/" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX
 
 
-def newest(path: Path) -> Path:
-    """``path`` itself when it is a backup file, else the newest backup in a repository."""
+def candidates(path: Path) -> list[Path]:
+    """``path`` itself when it is a backup file, else the backups in a repository, newest
+    first."""
     if path.is_file():
-        return path
-    found = sorted((path / FOLDER).glob(f"*{SUFFIX}"))
+        return [path]
+    found = sorted((path / FOLDER).glob(f"*{SUFFIX}"), reverse=True)
     if not found:
         raise NotFoundError(f"no configuration backup in {path}; give a repository that has "
                             f"one (in {FOLDER}/) or the backup file itself")
-    return found[-1]
+    return found
+
+
+def open_newest(path: Path, password: str) -> tuple[Path, dict[str, Any], int]:
+    """The newest backup in ``path`` (a repository folder, or a backup file) that opens with
+    ``password``: its file, its document, and how many newer ones did not open with it (the
+    automatic backups, sealed with the appliance's own password, sit beside those written
+    with an administrator's). BadInputError when none opens."""
+    found = candidates(path)
+    for skipped, source in enumerate(found[:-1]):
+        try:
+            return source, unseal(source.read_bytes(), password, str(source)), skipped
+        except BadInputError:
+            continue
+    last = found[-1]  # the oldest
+    try:
+        return last, unseal(last.read_bytes(), password, str(last)), len(found) - 1
+    except BadInputError:
+        if len(found) == 1:
+            raise
+    raise BadInputError(f"no configuration backup in {path} opens with this password: the "
+                        f"newest, {found[0].name}, does not open with this password (or is "
+                        f"damaged), nor do the {len(found) - 1} older ones; give the password "
+                        "one was written with") from None

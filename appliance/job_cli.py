@@ -375,7 +375,9 @@ def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
     done = client.config_restore(os.path.abspath(args.source), optional_password(
         args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password"))
     print(f"restored {done.vcenters} vCenter(s), {done.repositories} repositories, "
-          f"{done.jobs} job(s) and {done.secrets} secret(s)", file=sys.stderr)
+          f"{done.jobs} job(s) and {done.secrets} secret(s) from {done.path}"
+          + (f" (the newest that opens with this password; {done.skipped_newer} newer one(s) "
+             "there do not)" if done.skipped_newer else ""), file=sys.stderr)
     return 0
 
 

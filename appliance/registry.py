@@ -885,7 +885,7 @@ class Registry:
         write_private(self.home.last_config_backup, f"{where}\n".encode())
         return where
 
-    def config_restore(self, path: str, password: str | None) -> dict[str, int]:
+    def config_restore(self, path: str, password: str | None) -> api.ConfigRestored:
         """Bring a configuration backup back into this (fresh) appliance: vCenters with their
         passwords, repositories (re-indexed from their files), jobs and settings. Names that
         exist here already are refused before anything changes. Without ``password``: the
@@ -899,8 +899,7 @@ class Registry:
                                  "give the one the backup was written with "
                                  "(--password-stdin, --password-file or "
                                  "VMKEEP_CONFIG_PASSWORD)")
-        source = cb.newest(Path(path))
-        doc = cb.unseal(source.read_bytes(), password, str(source))
+        source, doc, skipped = cb.open_newest(Path(path), password)
         with self.catalog() as cat:
             clash = ([v["name"] for v in doc["vcenters"] if cat.vcenter(v["name"])]
                      + [r["name"] for r in doc["repositories"]
@@ -952,8 +951,10 @@ class Registry:
                                 encryption_password=address.password,
                                 reconnect_every=info.reconnect_every,
                                 reconnect_for=info.reconnect_for)
-        return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
-                "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
+        return api.ConfigRestored(
+            vcenters=len(doc["vcenters"]), repositories=len(doc["repositories"]),
+            jobs=len(doc["jobs"]), secrets=len(doc["secrets"]), path=str(source),
+            skipped_newer=skipped)
 
     # -- inventory, verify, prune, VM restore -------------------------------------------------
 
