@@ -115,6 +115,8 @@ def one_line(r: CliResult) -> str:
 def test_a_damaged_catalog_stops_the_start_with_one_line(home: Home) -> None:
     h = home
     backup = used_home(h)
+    r = h.vmkeep("appliance", "start", "--new-catalog")  # a healthy catalog is never replaced
+    assert r.code == 2 and "reads in full" in one_line(r), r
     good = h.catalog.read_bytes()
     for kind, damage in DAMAGES.items():
         h.catalog.write_bytes(damage(good))
