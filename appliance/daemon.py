@@ -7,7 +7,12 @@
   every connection's peer uid is checked (``SO_PEERCRED``) and one from another uid is
   closed before a byte is read.
 - ``start`` runs ``python -m appliance.daemon`` detached (new session, standard streams to
-  ``HOME/appliance.log``) and returns once the appliance answers its handshake.
+  ``HOME/appliance.log``) and returns once the appliance answers its handshake. When the
+  appliance stops before it answers, it leaves why in ``HOME/appliance.failed`` (message,
+  code, exit code) and ``start`` fails with that one line and exit code.
+- The catalog is read in full before the appliance serves (``open_registry``): a damaged
+  one, or a missing one in a home with other state, stops it (exit 13) with the commands that
+  restore it; ``--new-catalog`` starts on a new, empty one on purpose.
 - ``stop`` asks it to stop over the API and waits until it is gone.
 """
 
@@ -403,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    home = resolve(args.home)
+    try:
+        home = resolve(args.home)
+    except VmkeepError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
     try:
         return serve(home, new_catalog=args.new_catalog)
     except VmkeepError as exc:
