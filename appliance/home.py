@@ -37,8 +37,9 @@ class Home:
 
     @property
     def last_config_backup(self) -> Path:
-        """Where the newest configuration backup went (one line: its path), written after
-        each one, so that a lost catalog can be restored without knowing where to look."""
+        """Where the newest scheduled configuration backup went (one line: its path; sealed
+        with the password the secret store keeps), written after each one, so that a lost
+        catalog can be restored without knowing where to look."""
         return self.root / LAST_CONFIG_BACKUP
 
     @property

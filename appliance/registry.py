@@ -850,7 +850,7 @@ class Registry:
         digest = self._config_digest()  # before the state: a change meanwhile is seen next
         try:
             path = self._write_config(view.repository, self._config_state(),
-                                      self.secrets.get(CONFIG_PASSWORD))
+                                      self.secrets.get(CONFIG_PASSWORD), record=True)
             result, message = "success", str(path)
         except VmkeepError as exc:
             result, message = "failed", str(exc)
@@ -865,11 +865,14 @@ class Registry:
     def config_backup(self, repository: str, password: str) -> str:
         """Seal the appliance's state and secrets with ``password`` into the repository;
         where it went."""
-        return self._write_config(repository, self._config_state(), password)
+        return self._write_config(repository, self._config_state(), password, record=False)
 
-    def _write_config(self, repository: str, doc: dict[str, Any], password: str) -> str:
-        """Seal ``doc`` into the repository; where it went (also recorded in the home, so
-        that a lost catalog can be restored without knowing where to look)."""
+    def _write_config(self, repository: str, doc: dict[str, Any], password: str, *,
+                      record: bool) -> str:
+        """Seal ``doc`` into the repository; where it went. ``record``: a scheduled backup,
+        sealed with the password the secret store keeps: its path is recorded in the home,
+        so that a lost catalog can be restored (`config restore --from` it, no password
+        needed) without knowing where to look."""
         from appliance import config_backup as cb
         from appliance.secret_store import write_private
 
@@ -882,7 +885,8 @@ class Registry:
             with self.open_repository(info) as repo:
                 repo.backend.put(name, sealed)
             where = f"{info.location}/{name}"
-        write_private(self.home.last_config_backup, f"{where}\n".encode())
+        if record:
+            write_private(self.home.last_config_backup, f"{where}\n".encode())
         return where
 
     def config_restore(self, path: str, password: str | None) -> api.ConfigRestored:
