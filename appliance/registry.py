@@ -854,9 +854,12 @@ class Registry:
             result, message = "success", str(path)
         except VmkeepError as exc:
             result, message = "failed", str(exc)
-        done = view.model_copy(update={"last_backup": now, "last_result": result,
-                                       "last_message": message})
+        update = {"last_backup": now, "last_result": result, "last_message": message}
         with self.catalog() as cat:
+            # The schedule as it is now: it may have been changed (or turned off) meanwhile.
+            text = cat.setting("config_backup")
+            current = api.ConfigScheduleView.model_validate_json(text) if text else view
+            done = current.model_copy(update=update)
             cat.put_setting("config_backup", done.model_dump_json())
             if result == "success":
                 cat.put_setting("config_backup_digest", json.dumps(digest))
