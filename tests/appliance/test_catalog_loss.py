@@ -202,14 +202,14 @@ def test_the_configuration_is_backed_up_by_default_and_restores(lab: Lab) -> Non
 
     # The administrator sets a password of their own (kept elsewhere): the alert goes.
     poll("the alert about the generated password, restored", lambda: config_alerts(lab))
+    set_at = datetime.now(UTC)
     r = lab.vmkeep("config", "schedule", "--password-stdin", stdin=PASSWORD)
     assert r.code == 0, r
     poll("the alert to clear", lambda: not config_alerts(lab))
     view = schedule()
     assert view["password_generated"] is False
     assert view["repository"] == "main" and view["schedule"]["kind"] == "daily", view
-    # Backups from now on open with that password.
-    set_at = datetime.now(UTC)
+    # Backups from now on open with that password (the change itself is backed up).
     view = poll("a backup sealed with the new password",
                 lambda: (v := schedule())["last_result"] == "success"
                 and datetime.fromisoformat(v["last_backup"]) > set_at and v)
