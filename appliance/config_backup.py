@@ -110,17 +110,24 @@ def digest(doc: dict[str, Any], sealed_secrets: bytes) -> str:
     return h.hexdigest()
 
 
+def _stamp() -> str:
+    """A new backup's name: its UTC time to the microsecond, so that two backups in the same
+    second (a scheduled one beside an administrator's) never replace each other; names sort
+    by time."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + SUFFIX
+
+
 def write(location: Path, data: bytes) -> Path:
     folder = location / FOLDER
     folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX)
+    path = folder / _stamp()
     write_private(path, data)
     return path
 
 
 def backup_name() -> str:
     """The name of a new backup inside a repository: ``appliance-config/<UTC time>.vmkcfg``."""
-    return f"{FOLDER}/" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX
+    return f"{FOLDER}/{_stamp()}"
 
 
 def candidates(path: Path) -> list[Path]:
