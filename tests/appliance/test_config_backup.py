@@ -83,3 +83,18 @@ def test_the_configuration_is_backed_up_on_a_schedule(lab: Lab) -> None:
     assert "last: " in lab.vmkeep("config", "schedule").out
     assert lab.vmkeep("config", "schedule", "--off").code == 0
     assert json.loads(lab.vmkeep("config", "schedule", "--json").out)["repository"] is None
+
+
+def test_backups_in_the_same_second_are_all_kept_and_the_newest_that_opens_restores(
+        tmp_path: Path) -> None:
+    """An administrator's backup and a scheduled one (another password) written at once:
+    neither replaces the other, and a restore from the folder takes the newest that opens
+    with the password it is given, saying how many newer ones did not."""
+    from appliance import config_backup as cb
+
+    mine = cb.write(tmp_path, cb.seal({"which": "mine"}, PASSWORD))
+    auto = cb.write(tmp_path, cb.seal({"which": "auto"}, "generated-by-the-appliance"))
+    assert mine != auto and mine.exists() and auto.exists()
+    assert sorted((tmp_path / cb.FOLDER).iterdir()) == [mine, auto]
+    assert cb.open_newest(tmp_path, PASSWORD) == (mine, {"which": "mine"}, 1)
+    assert cb.open_newest(tmp_path, "generated-by-the-appliance")[1] == {"which": "auto"}
