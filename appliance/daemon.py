@@ -220,10 +220,10 @@ def open_registry(home: Home, *, new_catalog: bool = False) -> tuple[Registry, s
             damage = exc.detail
             with contextlib.suppress(Exception):  # a damaged database may not close cleanly
                 registry.close()
-    log.error("catalog %s: %s", path, damage)
     if not new_catalog:
         raise CatalogDamagedError(f"the appliance's catalog {path} is damaged ({damage}); "
                                   f"{_restore_hint(home)}")
+    log.warning("catalog %s is damaged: %s", path, damage)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = path.with_name(f"{path.name}.damaged-{stamp}")
     os.rename(path, aside)
