@@ -76,9 +76,20 @@ def unreachable_alerts(failures: Sequence[tuple[str, str]]) -> list[Alert]:
 
 
 def config_backup_alerts(view: api.ConfigScheduleView) -> list[Alert]:
-    """The scheduled configuration backup failed last time (pure)."""
-    if view.repository is None or view.last_result != "failed":
+    """The scheduled configuration backup failed last time, or it is sealed with the password
+    the appliance generated, which a lost appliance takes with it (pure)."""
+    if view.repository is None:
         return []
-    return [Alert(f"config/{view.repository}",
-                  f"the scheduled configuration backup to repository {view.repository} "
-                  f"failed: {view.last_message}")]
+    out = []
+    if view.last_result == "failed":
+        out.append(Alert(f"config/{view.repository}",
+                         f"the scheduled configuration backup to repository "
+                         f"{view.repository} failed: {view.last_message}"))
+    if view.password_generated:
+        out.append(Alert("config/password",
+                         f"the configuration backups into repository {view.repository} are "
+                         "sealed with a password the appliance generated and keeps only in "
+                         "its own secret store: if this machine is lost they cannot be "
+                         "opened; set a password you keep elsewhere with `vmkeep config "
+                         "schedule --password-stdin`"))
+    return out

@@ -463,6 +463,9 @@ class ConfigScheduleView(Wire):
     last_backup: datetime | None  # the newest scheduled one, when it ran
     last_result: str | None  # success | failed
     last_message: str | None  # its file, or why it failed
+    # Sealed with a password the appliance generated (the default backup), which only its
+    # secret store keeps: an alert says so until the administrator sets one of their own.
+    password_generated: bool = False
 
 
 class ConfigBackupDone(Wire):
@@ -471,7 +474,7 @@ class ConfigBackupDone(Wire):
 
 class ConfigRestore(Request):
     path: Annotated[str, Field(min_length=1)]  # a backup file, or a repository folder
-    password: str
+    password: str | None = None  # None: the one this appliance keeps for its backups
 
 
 class ConfigRestored(Wire):
@@ -479,6 +482,8 @@ class ConfigRestored(Wire):
     repositories: int
     jobs: int
     secrets: int
+    path: str = ""  # the backup file restored
+    skipped_newer: int = 0  # newer backups beside it that did not open with the password
 
 
 class InventoryDisk(Wire):

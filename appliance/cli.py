@@ -324,6 +324,8 @@ EPILOG_APPLIANCE = """examples:
   vmkeep appliance status --json
   vmkeep appliance stop
   vmkeep appliance start --foreground     # under systemd (scripts/vmkeep-appliance.service)
+  vmkeep appliance start --new-catalog    # the catalog is lost or damaged: start empty,
+  vmkeep config restore --from /backups/main   # then bring the configuration back
 
 The home folder holds the appliance's state, secrets and log; it is --home, else
 $VMKEEP_HOME, else the per-user data folder. The socket is $VMKEEP_SOCKET, else
@@ -348,6 +350,10 @@ def _add_appliance(sub: argparse._SubParsersAction[_Parser]) -> None:
         if name == "start":
             p.add_argument("--foreground", action="store_true",
                            help="run in this process (for systemd), logging to stderr")
+            p.add_argument("--new-catalog", action="store_true",
+                           help="when the home's catalog is missing or damaged, start on a "
+                           "new, empty one on purpose (a damaged file is kept aside as "
+                           "catalog.duckdb.damaged-TIME); then `vmkeep config restore`")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print a JSON object")
 

@@ -226,7 +226,7 @@ class ApplianceClient:
                           json=api.ConfigBackup(repository=repository,
                                                 password=password).model_dump())
 
-    def config_restore(self, path: str, password: str) -> api.ConfigRestored:
+    def config_restore(self, path: str, password: str | None) -> api.ConfigRestored:
         return self._call("POST", "/config/restore", api.ConfigRestored,
                           json=api.ConfigRestore(path=path, password=password).model_dump())
 

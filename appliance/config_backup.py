@@ -15,6 +15,7 @@ scrypt, with the header fields as associated data. A wrong password cannot open 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -93,25 +94,72 @@ def state_document(vcenters: list[VCenterRow], repositories: list[RepositoryName
     }
 
 
+def digest(doc: dict[str, Any], sealed_secrets: bytes) -> str:
+    """A digest of the configuration (pure): the state document without its time and without
+    what a scheduled backup writes about itself (when it ran, how it went), and the secret
+    store's sealed bytes. Equal digests: nothing to back up again."""
+    settings = dict(doc["settings"])
+    if "config_backup" in settings:
+        view = json.loads(settings["config_backup"])
+        for key in ("last_backup", "last_result", "last_message"):
+            view.pop(key, None)
+        settings["config_backup"] = view
+    state = {**doc, "created": None, "settings": settings, "secrets": None}
+    h = hashlib.sha256(json.dumps(state, sort_keys=True).encode())
+    h.update(hashlib.sha256(sealed_secrets).digest())
+    return h.hexdigest()
+
+
+def _stamp() -> str:
+    """A new backup's name: its UTC time to the microsecond, so that two backups in the same
+    second (a scheduled one beside an administrator's) never replace each other; names sort
+    by time."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ") + SUFFIX
+
+
 def write(location: Path, data: bytes) -> Path:
     folder = location / FOLDER
     folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX)
+    path = folder / _stamp()
     write_private(path, data)
     return path
 
 
 def backup_name() -> str:
     """The name of a new backup inside a repository: ``appliance-config/<UTC time>.vmkcfg``."""
-    return f"{FOLDER}/" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + SUFFIX
+    return f"{FOLDER}/{_stamp()}"
 
 
-def newest(path: Path) -> Path:
-    """``path`` itself when it is a backup file, else the newest backup in a repository."""
+def candidates(path: Path) -> list[Path]:
+    """``path`` itself when it is a backup file, else the backups in a repository, newest
+    first."""
     if path.is_file():
-        return path
-    found = sorted((path / FOLDER).glob(f"*{SUFFIX}"))
+        return [path]
+    found = sorted((path / FOLDER).glob(f"*{SUFFIX}"), reverse=True)
     if not found:
         raise NotFoundError(f"no configuration backup in {path}; give a repository that has "
                             f"one (in {FOLDER}/) or the backup file itself")
-    return found[-1]
+    return found
+
+
+def open_newest(path: Path, password: str) -> tuple[Path, dict[str, Any], int]:
+    """The newest backup in ``path`` (a repository folder, or a backup file) that opens with
+    ``password``: its file, its document, and how many newer ones did not open with it (the
+    automatic backups, sealed with the appliance's own password, sit beside those written
+    with an administrator's). BadInputError when none opens."""
+    found = candidates(path)
+    for skipped, source in enumerate(found[:-1]):
+        try:
+            return source, unseal(source.read_bytes(), password, str(source)), skipped
+        except BadInputError:
+            continue
+    last = found[-1]  # the oldest
+    try:
+        return last, unseal(last.read_bytes(), password, str(last)), len(found) - 1
+    except BadInputError:
+        if len(found) == 1:
+            raise
+    raise BadInputError(f"no configuration backup in {path} opens with this password: the "
+                        f"newest, {found[0].name}, does not open with this password (or is "
+                        f"damaged), nor do the {len(found) - 1} older ones; give the password "
+                        "one was written with") from None

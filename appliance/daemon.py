@@ -7,7 +7,12 @@
   every connection's peer uid is checked (``SO_PEERCRED``) and one from another uid is
   closed before a byte is read.
 - ``start`` runs ``python -m appliance.daemon`` detached (new session, standard streams to
-  ``HOME/appliance.log``) and returns once the appliance answers its handshake.
+  ``HOME/appliance.log``) and returns once the appliance answers its handshake. When the
+  appliance stops before it answers, it leaves why in ``HOME/appliance.failed`` (message,
+  code, exit code) and ``start`` fails with that one line and exit code.
+- The catalog is read in full before the appliance serves (``open_registry``): a damaged
+  one, or a missing one in a home with other state, stops it (exit 13) with the commands that
+  restore it; ``--new-catalog`` starts on a new, empty one on purpose.
 - ``stop`` asks it to stop over the API and waits until it is gone.
 - At start it has its id (``HOME/appliance.id``, made the first time), marks the sessions a
   crash cut short interrupted, then, in a thread, removes the snapshots its finished sessions
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -37,8 +43,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.client import ApplianceClient
-from appliance.errors import ApplianceError, ApplianceNotRunningError, VmkeepError
+from appliance.errors import (
+    ApplianceError,
+    ApplianceNotRunningError,
+    CatalogDamagedError,
+    CatalogMissingError,
+    RemoteError,
+    UsageError,
+    VmkeepError,
+)
 from appliance.home import Home, appliance_id, resolve
+from appliance.secret_store import write_private
 
 if TYPE_CHECKING:
     from appliance.notifier import Notifier
@@ -48,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("appliance.daemon")
 
 START_TIMEOUT = 30.0
+# The catalog is read in full before the appliance answers (open_registry); a start waits
+# this much longer per byte of it (measured ~200 MB/s on 2 busy cores; a quarter of that).
+VERIFY_BYTES_PER_SECOND = 50 << 20
 STOP_TIMEOUT = 60.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -63,6 +81,7 @@ class Started:
     pid: int
     already_running: bool
     socket: Path
+    notice: str | None = None  # what the appliance did at start that its admin should know
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -141,19 +160,103 @@ def _protocol_class() -> type[asyncio.Protocol]:
     return PeerCheckedProtocol
 
 
-def serve(home: Home) -> int:
+def _restore(home: Home) -> str:
+    """The command that brings the configuration back, said as part of a sentence."""
+    latest = home.latest_config_backup()
+    what = "to bring its vCenters, repositories, jobs and settings back from the latest " \
+        "configuration backup"
+    if latest is None:
+        return (f"`vmkeep config restore --from REPOSITORY-FOLDER` {what} (a repository "
+                "folder holding appliance-config/)")
+    if latest.startswith("sftp://"):
+        return (f"`vmkeep config restore --from FILE` {what}, {latest}, copied to this "
+                "machine first (scp)")
+    return f"`vmkeep config restore --from {latest}` {what}"
+
+
+def _restore_hint(home: Home) -> str:
+    return f"run `vmkeep appliance start --new-catalog` then {_restore(home)}"
+
+
+def open_registry(home: Home, *, new_catalog: bool = False) -> tuple[Registry, str | None]:
+    """The appliance's registry on a catalog that exists and reads in full, and a notice for
+    the administrator (None: nothing to say). A missing catalog in a used home, or a damaged
+    one, stops the start (CatalogMissingError, CatalogDamagedError) unless ``new_catalog``:
+    then a damaged file is moved aside and the appliance starts empty on purpose. Called
+    under the home's lock."""
+    from appliance.registry import Registry
+    from catalog.store import CatalogBusy, CatalogDamaged, CatalogVersionError
+
+    path = home.catalog
+    if not path.exists():
+        if not home.used():
+            return Registry(home), None  # a new home
+        if not new_catalog:
+            raise CatalogMissingError(
+                f"the appliance's catalog {path} is missing, but this home holds other "
+                f"appliance state (secrets, configuration backups); {_restore_hint(home)}; "
+                "the appliance does not start empty unless told to")
+        notice = (f"the catalog {path} was missing: started with a new, empty one as asked "
+                  f"(--new-catalog); now run {_restore(home)}")
+        log.warning("%s", notice)
+        return Registry(home), notice
+    try:
+        registry = Registry(home)
+    except CatalogBusy:
+        raise ApplianceError(f"the appliance's catalog {path} is open in another process; "
+                             "stop it, then start the appliance") from None
+    except CatalogVersionError:
+        raise ApplianceError(f"the appliance's catalog {path} was written by a newer vmkeep; "
+                             "run that version (or newer)") from None
+    except CatalogDamaged as exc:
+        damage = exc.detail
+    else:
+        try:
+            began = time.monotonic()
+            with registry.catalog() as cat:
+                cat.check()
+            log.info("catalog %s read in full in %.1f s", path, time.monotonic() - began)
+            if new_catalog:
+                registry.close()
+                raise UsageError(f"the appliance's catalog {path} reads in full: "
+                                 "--new-catalog replaces only a missing or damaged one (to "
+                                 "start empty on purpose, move it away first)")
+            return registry, None
+        except CatalogDamaged as exc:
+            damage = exc.detail
+            with contextlib.suppress(Exception):  # a damaged database may not close cleanly
+                registry.close()
+    if not new_catalog:
+        raise CatalogDamagedError(f"the appliance's catalog {path} is damaged ({damage}); "
+                                  f"{_restore_hint(home)}")
+    log.warning("catalog %s is damaged: %s", path, damage)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    os.rename(path, aside)
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        os.rename(wal, path.with_name(f"{wal.name}.damaged-{stamp}"))
+    notice = (f"the damaged catalog {path} was moved to {aside}; started with a new, empty "
+              f"one as asked (--new-catalog); now run {_restore(home)}")
+    log.warning("%s", notice)
+    return Registry(home), notice
+
+
+def serve(home: Home, *, new_catalog: bool = False) -> int:
     """Run the appliance in this process until it is asked to stop (SIGTERM, SIGINT or the
     API's shutdown). Returns the exit status."""
     import uvicorn
 
     from appliance.notifier import Notifier
-    from appliance.registry import Registry
     from appliance.scheduler import Scheduler
     from appliance.server import ApplianceState, create_app
     from appliance.sessions import SessionManager
 
     _make_home(home)
     with _home_lock(home):
+        registry, notice = open_registry(home, new_catalog=new_catalog)
+        if notice is not None:
+            write_private(home.start_notice, notice.encode())
         with contextlib.suppress(FileNotFoundError):
             home.socket.unlink()  # a dead appliance's socket: we hold the home's lock
         sock = bind_socket(home.socket)
@@ -163,7 +266,6 @@ def serve(home: Home) -> int:
             if server is not None:
                 server.should_exit = True
 
-        registry = Registry(home)
         log.info("appliance id %s (it names this appliance's snapshots)", appliance_id(home))
         sessions = SessionManager(registry)
         for sid in sessions.mark_interrupted():
@@ -226,29 +328,57 @@ def _log_tail(home: Home, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def start(home: Home, *, timeout: float = START_TIMEOUT) -> Started:
-    """Start the appliance detached; return once it answers (or when one already runs)."""
+def _start_failure(home: Home) -> VmkeepError | None:
+    """Why the appliance did not start, as it wrote it (None: it wrote nothing)."""
+    try:
+        doc = json.loads(home.start_failure.read_text())
+        return RemoteError(str(doc["message"]), code=str(doc["code"]),
+                           exit_code=int(doc["exit_code"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _start_notice(home: Home) -> str | None:
+    try:
+        return home.start_notice.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def start(home: Home, *, timeout: float = START_TIMEOUT, new_catalog: bool = False) -> Started:
+    """Start the appliance detached; return once it answers (or when one already runs).
+    ``new_catalog``: start on a new, empty catalog when the home's is missing or damaged."""
     pid = _answers(home)
     if pid is not None:
         return Started(pid, True, home.socket)
     _make_home(home)
+    for stale in (home.start_failure, home.start_notice):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     env = {**os.environ, "VMKEEP_HOME": str(home.root), "VMKEEP_SOCKET": str(home.socket)}
     with open(home.log, "ab", buffering=0) as logfile:
         os.chmod(home.log, 0o600)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance.daemon", "--home", str(home.root)],
+            [sys.executable, "-m", "appliance.daemon", "--home", str(home.root),
+             *(["--new-catalog"] if new_catalog else [])],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env,
             start_new_session=True, close_fds=True, cwd="/")
+    with contextlib.suppress(OSError):
+        timeout += home.catalog.stat().st_size / VERIFY_BYTES_PER_SECOND
     deadline = time.monotonic() + timeout
     delay = 0.02
     while time.monotonic() < deadline:
         pid = _answers(home)
         if pid is not None:
-            return Started(pid, pid != proc.pid, home.socket)
+            return Started(pid, pid != proc.pid, home.socket,
+                           _start_notice(home) if pid == proc.pid else None)
         if proc.poll() is not None:
             pid = _answers(home)  # lost a race with another start: that one runs
             if pid is not None:
                 return Started(pid, True, home.socket)
+            failure = _start_failure(home)
+            if failure is not None:
+                raise failure
             raise ApplianceError(f"the appliance exited with status {proc.returncode} while "
                                  f"starting: {_log_tail(home) or 'no log'} (log: {home.log})")
         time.sleep(delay)
@@ -293,15 +423,40 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run the vmkeep appliance in the foreground.")
     parser.add_argument("--home", help="home folder (default: $VMKEEP_HOME or the per-user "
                         "data folder)")
+    parser.add_argument("--new-catalog", action="store_true",
+                        help="start on a new, empty catalog when the home's is missing or "
+                        "damaged (the damaged file is kept aside)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        return serve(resolve(args.home))
+        home = resolve(args.home)
     except VmkeepError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    try:
+        return serve(home, new_catalog=args.new_catalog)
+    except VmkeepError as exc:
+        log.error("%s", exc)
+        _record_failure(home, exc)
+        return exc.exit_code
+    except Exception as exc:  # a bug: its traceback to the log, one line to the admin
+        log.exception("the appliance failed")
+        failure = ApplianceError(f"the appliance failed: {type(exc).__name__}: "
+                                 f"{(str(exc).strip().splitlines() or [''])[0][:200]}; the "
+                                 f"details are in {home.log}")
+        _record_failure(home, failure)
+        return failure.exit_code
+
+
+def _record_failure(home: Home, exc: VmkeepError) -> None:
+    """Leave why the appliance stopped for the ``start`` that waits for it."""
+    if isinstance(exc, AlreadyRunningError):
+        return  # another appliance runs: the start that waits finds it
+    with contextlib.suppress(OSError):
+        write_private(home.start_failure, json.dumps(
+            {"message": str(exc), "code": exc.code, "exit_code": exc.exit_code}).encode())
 
 
 if __name__ == "__main__":

@@ -18,14 +18,17 @@ EXIT_NOT_RUNNING = 3  # `status` when no appliance answers (as LSB init scripts 
 def cmd_start(args: argparse.Namespace) -> int:
     home = resolve(args.home)
     if args.foreground:
-        return daemon.main(["--home", str(home.root)])
-    started = daemon.start(home)
+        return daemon.main(["--home", str(home.root),
+                            *(["--new-catalog"] if args.new_catalog else [])])
+    started = daemon.start(home, new_catalog=args.new_catalog)
     if started.already_running:
         print(f"the appliance already runs for {home.root} (pid {started.pid}); socket "
               f"{started.socket}", file=sys.stderr)
     else:
         print(f"started the appliance (pid {started.pid}); socket {started.socket}, log "
               f"{home.log}", file=sys.stderr)
+        if started.notice:
+            print(started.notice, file=sys.stderr)
     return 0
 
 

@@ -119,6 +119,20 @@ class ApplianceNotRunningError(ApplianceError):
     code = "appliance_not_running"
 
 
+class CatalogDamagedError(ApplianceError):
+    """The appliance's own catalog (``HOME/catalog.duckdb``) is damaged: it does not start
+    on it. The message says how to restore it from the configuration backup."""
+
+    code = "catalog_damaged"
+
+
+class CatalogMissingError(ApplianceError):
+    """The appliance's catalog is missing in a home that has other state (secrets, a
+    configuration backup): it does not start empty unless told to (``--new-catalog``)."""
+
+    code = "catalog_missing"
+
+
 class ApiVersionError(ApplianceError):
     """The appliance and this client speak no common API version."""
 

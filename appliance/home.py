@@ -18,6 +18,10 @@ from appliance.errors import ApplianceError, UsageError
 SOCKET_NAME = "appliance.sock"
 ID_NAME = "appliance.id"
 _ID = re.compile(r"[0-9a-f]{12}")
+CATALOG_NAME = "catalog.duckdb"
+LAST_CONFIG_BACKUP = "config-backup.last"
+# Files that say a home has been used: without its catalog such a home is not a new one.
+STATE_FILES = ("secrets.enc", "secret.key", LAST_CONFIG_BACKUP, CATALOG_NAME + ".wal")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
@@ -29,6 +33,40 @@ class Home:
     @property
     def log(self) -> Path:
         return self.root / "appliance.log"
+
+    @property
+    def catalog(self) -> Path:
+        """The appliance's DuckDB catalog: its authoritative state and the index."""
+        return self.root / CATALOG_NAME
+
+    @property
+    def last_config_backup(self) -> Path:
+        """Where the newest scheduled configuration backup went (one line: its path; sealed
+        with the password the secret store keeps), written after each one, so that a lost
+        catalog can be restored without knowing where to look."""
+        return self.root / LAST_CONFIG_BACKUP
+
+    @property
+    def start_failure(self) -> Path:
+        """Why the appliance did not start (JSON: message, code, exit code), for the
+        ``appliance start`` that started it to say in one line."""
+        return self.root / "appliance.failed"
+
+    @property
+    def start_notice(self) -> Path:
+        """What the appliance did at start that its administrator should know (a line)."""
+        return self.root / "appliance.notice"
+
+    def used(self) -> bool:
+        """Whether the home holds appliance state besides the catalog."""
+        return any((self.root / name).exists() for name in STATE_FILES)
+
+    def latest_config_backup(self) -> str | None:
+        """The newest configuration backup's path as last recorded, or None."""
+        try:
+            return self.last_config_backup.read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def lock(self) -> Path:

@@ -14,7 +14,7 @@ from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import ApplianceError, UsageError
 from appliance.jobs.schedule import parse_period
-from appliance.password import password_from_file, read_password
+from appliance.password import optional_password, password_from_file, read_password
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -366,13 +366,18 @@ def cmd_alerts(args: argparse.Namespace, client: ApplianceClient) -> int:
 def cmd_config(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.command == "schedule":
         return _config_schedule(args, client)
-    password = read_password(args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password")
     if args.command == "backup":
+        password = read_password(args, "VMKEEP_CONFIG_PASSWORD",
+                                 "configuration backup password")
         print(client.config_backup(args.repo, password).path)
         return 0
-    done = client.config_restore(os.path.abspath(args.source), password)
+    # Without a password: the one the appliance keeps for its own configuration backups.
+    done = client.config_restore(os.path.abspath(args.source), optional_password(
+        args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password"))
     print(f"restored {done.vcenters} vCenter(s), {done.repositories} repositories, "
-          f"{done.jobs} job(s) and {done.secrets} secret(s)", file=sys.stderr)
+          f"{done.jobs} job(s) and {done.secrets} secret(s) from {done.path}"
+          + (f" (the newest that opens with this password; {done.skipped_newer} newer one(s) "
+             "there do not)" if done.skipped_newer else ""), file=sys.stderr)
     return 0
 
 
@@ -381,9 +386,19 @@ def _config_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.after:
         raise UsageError("a configuration backup runs on a time schedule (--daily, --monthly "
                          "or --every), not after a job")
-    if args.off or timed:
-        given = (args.password_stdin or args.password_file is not None
-                 or bool(os.environ.get("VMKEEP_CONFIG_PASSWORD")))
+    given = (args.password_stdin or args.password_file is not None
+             or bool(os.environ.get("VMKEEP_CONFIG_PASSWORD")))
+    if given and not (args.off or timed):
+        # Only a new password: it seals the backups from now on, on the same schedule.
+        current = client.config_schedule()
+        if current.repository is None:
+            raise UsageError("no configuration backup is scheduled; give a schedule "
+                             "(--daily, --monthly or --every) and --repo with the password")
+        view = client.set_config_schedule(api.ConfigSchedule(
+            repository=args.repo or current.repository, schedule=current.schedule,
+            password=read_password(args, "VMKEEP_CONFIG_PASSWORD",
+                                   "configuration backup password")))
+    elif args.off or timed:
         password = (read_password(args, "VMKEEP_CONFIG_PASSWORD",
                                   "configuration backup password") if given else None)
         view = client.set_config_schedule(api.ConfigSchedule(
@@ -400,6 +415,10 @@ def _config_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
             "monthly": f"monthly at {s.at}", "periodic": f"every {s.every}"}.get(s.kind, s.kind)
     print(f"configuration backup: {when}" + (f" into {view.repository}" if view.repository
                                               else ""))
+    if view.password_generated:
+        print("sealed with a password the appliance generated and keeps only in its own "
+              "secret store; set one you keep elsewhere: `vmkeep config schedule "
+              "--password-stdin`")
     if view.last_backup is not None:
         print(f"last: {view.last_backup:%Y-%m-%d %H:%M:%S} UTC, {view.last_result}: "
               f"{view.last_message}")

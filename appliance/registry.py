@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import TYPE_CHECKING, Any
 
 from appliance import api
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.faults import hold_point
-from appliance.home import Home
+from appliance.home import CATALOG_NAME, Home
 from appliance.jobs.schedule import (
     Schedule,
     active_full_due,
@@ -41,13 +42,11 @@ if TYPE_CHECKING:
     from appliance.repository.repo import Repository
 
 log = logging.getLogger("appliance.registry")
-
-
-CATALOG_NAME = "catalog.duckdb"
 MAX_ROWS = 100_000
 MAX_SECONDS = 300.0
 MAX_PARALLEL_VMS = 16
 CONFIG_PASSWORD = "config-backup/password"  # the secret that seals scheduled config backups
+DEFAULT_CONFIG_AT = "01:30"  # UTC: the default configuration backup's daily time
 
 
 class ConflictError(VmkeepError):
@@ -856,7 +855,8 @@ class Registry:
         return api.ConfigScheduleView.model_validate_json(text)
 
     def set_config_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
-        """Back the configuration up on a schedule (kind none turns it off)."""
+        """Back the configuration up on a schedule (kind none turns it off). A password given
+        replaces the one the appliance generated (or was given before)."""
         schedule_of(value.schedule)
         if value.schedule.kind == "after":
             raise UsageError("a configuration backup runs on a time schedule, not after a job")
@@ -874,54 +874,134 @@ class Registry:
         view = api.ConfigScheduleView(
             repository=value.repository, schedule=value.schedule,
             last_backup=old.last_backup, last_result=old.last_result,
-            last_message=old.last_message)
+            last_message=old.last_message,
+            password_generated=old.password_generated and value.password is None)
         with self.catalog() as cat:
             cat.put_setting("config_backup", view.model_dump_json())
         return view
+
+    def default_config_backup(self) -> api.ConfigScheduleView | None:
+        """Set up the default configuration backup when none was ever set (not even turned
+        off) and the appliance has a repository: daily at ``DEFAULT_CONFIG_AT`` UTC into the
+        first repository added, sealed with a password generated into the secret store
+        (the one stored already, if any). None when there is nothing to do."""
+        with self.catalog() as cat:
+            if cat.setting("config_backup") is not None:
+                return None
+            names = cat.repository_names()
+        if not names:
+            return None
+        first = min(names, key=lambda r: (r.added, r.name))
+        if CONFIG_PASSWORD not in self.secrets.names():
+            self.secrets.put(CONFIG_PASSWORD, token_urlsafe(24))
+        view = api.ConfigScheduleView(
+            repository=first.name, schedule=api.ScheduleSpec(kind="daily",
+                                                             at=DEFAULT_CONFIG_AT),
+            last_backup=None, last_result=None, last_message=None, password_generated=True)
+        with self.catalog() as cat:
+            if cat.setting("config_backup") is not None:  # set meanwhile: that one holds
+                return None
+            cat.put_setting("config_backup", view.model_dump_json())
+        log.info("configuration backups: daily at %s UTC into repository %s, sealed with a "
+                 "generated password (set your own: `vmkeep config schedule "
+                 "--password-stdin`)", DEFAULT_CONFIG_AT, first.name)
+        return view
+
+    def _config_state(self, *, with_secrets: bool = True) -> dict[str, Any]:
+        """The state document a configuration backup seals (its secrets left empty unless
+        ``with_secrets``)."""
+        from appliance import config_backup as cb
+
+        with self.catalog() as cat:
+            settings = {n: t for n in ("notifications", "config_backup")
+                        if (t := cat.setting(n)) is not None}
+            vcenters, names, jobs = cat.vcenters(), cat.repository_names(), cat.jobs()
+        return cb.state_document(vcenters, names, jobs, settings,
+                                 self.secrets.all() if with_secrets else {})
+
+    def _config_digest(self) -> str:
+        """What the configuration is now, as a digest: the state without what a backup itself
+        changes (when it ran, how it went), and the secret store's sealed bytes (never a
+        hash of a secret in clear)."""
+        from appliance import config_backup as cb
+
+        try:
+            sealed = self.secrets.path.read_bytes()
+        except FileNotFoundError:
+            sealed = b""
+        return cb.digest(self._config_state(with_secrets=False), sealed)
+
+    def config_changed(self) -> bool:
+        """Whether the configuration changed since the last successful scheduled backup."""
+        digest = self._config_digest()
+        with self.catalog() as cat:
+            return cat.setting("config_backup_digest") != json.dumps(digest)
 
     def scheduled_config_backup(self, now: datetime) -> api.ConfigScheduleView:
         """Run the scheduled configuration backup now and keep how it went."""
         view = self.config_schedule()
         if view.repository is None:
             raise UsageError("no configuration backup is scheduled")
+        digest = self._config_digest()  # before the state: a change meanwhile is seen next
         try:
-            path = self.config_backup(view.repository, self.secrets.get(CONFIG_PASSWORD))
+            path = self._write_config(view.repository, self._config_state(),
+                                      self.secrets.get(CONFIG_PASSWORD), record=True)
             result, message = "success", str(path)
         except VmkeepError as exc:
             result, message = "failed", str(exc)
-        done = view.model_copy(update={"last_backup": now, "last_result": result,
-                                       "last_message": message})
+        update = {"last_backup": now, "last_result": result, "last_message": message}
         with self.catalog() as cat:
+            # The schedule as it is now: it may have been changed (or turned off) meanwhile.
+            text = cat.setting("config_backup")
+            current = api.ConfigScheduleView.model_validate_json(text) if text else view
+            done = current.model_copy(update=update)
             cat.put_setting("config_backup", done.model_dump_json())
+            if result == "success":
+                cat.put_setting("config_backup_digest", json.dumps(digest))
         return done
 
     def config_backup(self, repository: str, password: str) -> str:
         """Seal the appliance's state and secrets with ``password`` into the repository;
         where it went."""
+        return self._write_config(repository, self._config_state(), password, record=False)
+
+    def _write_config(self, repository: str, doc: dict[str, Any], password: str, *,
+                      record: bool) -> str:
+        """Seal ``doc`` into the repository; where it went. ``record``: a scheduled backup,
+        sealed with the password the secret store keeps: its path is recorded in the home,
+        so that a lost catalog can be restored (`config restore --from` it, no password
+        needed) without knowing where to look."""
         from appliance import config_backup as cb
+        from appliance.secret_store import write_private
 
         info = self.repository(repository)
-        with self.catalog() as cat:
-            settings = {n: t for n in ("notifications", "config_backup")
-                        if (t := cat.setting(n)) is not None}
-            doc = cb.state_document(cat.vcenters(), cat.repository_names(), cat.jobs(),
-                                    settings, self.secrets.all())
         sealed = cb.seal(doc, password)
         if not info.remote:
-            return str(cb.write(Path(info.location), sealed))
-        name = cb.backup_name()
-        with self.open_repository(info) as repo:
-            repo.backend.put(name, sealed)
-        return f"{info.location}/{name}"
+            where = str(cb.write(Path(info.location), sealed))
+        else:
+            name = cb.backup_name()
+            with self.open_repository(info) as repo:
+                repo.backend.put(name, sealed)
+            where = f"{info.location}/{name}"
+        if record:
+            write_private(self.home.last_config_backup, f"{where}\n".encode())
+        return where
 
-    def config_restore(self, path: str, password: str) -> dict[str, int]:
+    def config_restore(self, path: str, password: str | None) -> api.ConfigRestored:
         """Bring a configuration backup back into this (fresh) appliance: vCenters with their
         passwords, repositories (re-indexed from their files), jobs and settings. Names that
-        exist here already are refused before anything changes."""
+        exist here already are refused before anything changes. Without ``password``: the
+        one this appliance's secret store keeps for its configuration backups."""
         from appliance import config_backup as cb
 
-        source = cb.newest(Path(path))
-        doc = cb.unseal(source.read_bytes(), password, str(source))
+        if password is None:
+            password = self.secrets.find(CONFIG_PASSWORD)
+            if password is None:
+                raise UsageError("this appliance keeps no configuration backup password; "
+                                 "give the one the backup was written with "
+                                 "(--password-stdin, --password-file or "
+                                 "VMKEEP_CONFIG_PASSWORD)")
+        source, doc, skipped = cb.open_newest(Path(path), password)
         with self.catalog() as cat:
             clash = ([v["name"] for v in doc["vcenters"] if cat.vcenter(v["name"])]
                      + [r["name"] for r in doc["repositories"]
@@ -973,8 +1053,10 @@ class Registry:
                                 encryption_password=address.password,
                                 reconnect_every=info.reconnect_every,
                                 reconnect_for=info.reconnect_for)
-        return {"vcenters": len(doc["vcenters"]), "repositories": len(doc["repositories"]),
-                "jobs": len(doc["jobs"]), "secrets": len(doc["secrets"])}
+        return api.ConfigRestored(
+            vcenters=len(doc["vcenters"]), repositories=len(doc["repositories"]),
+            jobs=len(doc["jobs"]), secrets=len(doc["secrets"]), path=str(source),
+            skipped_newer=skipped)
 
     # -- inventory, verify, prune, VM restore -------------------------------------------------
 

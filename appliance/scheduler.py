@@ -5,14 +5,19 @@ can drive it; the appliance runs it with the real clock, ticking twice a second.
 A run that falls due while the job is still running is skipped (and said so in the
 appliance's log); runs missed while the appliance was down are not made up: the next one is
 computed from the time the appliance comes back. The configuration backup, when scheduled,
-falls due the same way and runs in the ticker's thread (it is small).
+falls due the same way and runs in the ticker's thread (it is small); it also runs within
+seconds of a change to the configuration (a job, vCenter, repository, setting or secret
+added, edited or removed), so that a lost catalog costs nothing that was set up. When none
+was ever set (nor turned off), the default one is set up as soon as there is a repository:
+daily into the first repository, sealed with a generated password (see
+``Registry.default_config_backup``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from appliance import api
 from appliance.errors import VmkeepError
@@ -25,6 +30,8 @@ log = logging.getLogger("appliance.scheduler")
 
 Clock = Callable[[], datetime]
 CONFIG_JOB = "(configuration backup)"  # not a job name: names cannot hold parentheses
+CONFIG_LOOK = timedelta(seconds=2)  # how often to look whether the configuration changed
+CONFIG_RETRY = timedelta(minutes=5)  # after a failed backup, before one for a change
 
 
 def _utcnow() -> datetime:
@@ -39,6 +46,7 @@ class Scheduler:
         self.clock = clock
         self.tick = tick
         self._due: dict[str, tuple[str, datetime | None]] = {}  # job -> (spec, next run)
+        self._next_config_look: datetime | None = None
         self._ticker = Ticker("scheduler", tick, self.run_due)
         sessions.on_end.append(self.parent_ended)
 
@@ -78,23 +86,32 @@ class Scheduler:
         return started
 
     def _config_due(self, now: datetime) -> bool:
-        """Run the scheduled configuration backup if it is due; say whether it ran."""
+        """Run the scheduled configuration backup if it is due, or if the configuration
+        changed since the last one; say whether it ran. Sets up the default one (daily into
+        the first repository) when none was ever set."""
+        look = self._next_config_look is None or now >= self._next_config_look
+        if look:
+            self._next_config_look = now + CONFIG_LOOK
+            self.registry.default_config_backup()
         view = self.registry.config_schedule()
         key = view.model_dump_json(include={"repository", "schedule"})
         known = self._due.get(CONFIG_JOB)
         schedule = schedule_of(view.schedule)
         if known is None or known[0] != key:
             self._due[CONFIG_JOB] = (key, next_run(schedule, now))
-            return False
+            known = self._due[CONFIG_JOB]
         due = known[1]
-        if due is None or due > now or not in_window(schedule, now):
+        if due is not None and due <= now and in_window(schedule, now):
+            self._due[CONFIG_JOB] = (key, next_run(schedule, now, last_run=due))
+        elif not (look and view.repository is not None and view.schedule.kind != "none"
+                  and self.registry.config_changed()):
             return False
-        self._due[CONFIG_JOB] = (key, next_run(schedule, now, last_run=due))
         done = self.registry.scheduled_config_backup(now)
         if done.last_result == "success":
             log.info("configuration backed up to %s", done.last_message)
         else:
-            log.warning("the scheduled configuration backup failed: %s", done.last_message)
+            log.warning("the configuration backup failed: %s", done.last_message)
+            self._next_config_look = now + CONFIG_RETRY  # not again at once for a change
         return True
 
     def parent_ended(self, job: str, result: str) -> None:

@@ -398,7 +398,7 @@ def create_app(state: ApplianceState) -> FastAPI:
     @app.post(f"{v}/config/restore", response_model=api.ConfigRestored, responses=ERRORS)
     def config_restore(body: api.ConfigRestore) -> api.ConfigRestored:
         """Bring a configuration backup back into this fresh appliance."""
-        return api.ConfigRestored(**reg.config_restore(body.path, body.password))
+        return reg.config_restore(body.path, body.password)
 
     @app.get(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
              responses=ERRORS)

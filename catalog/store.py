@@ -64,7 +64,16 @@ class CatalogVersionError(CatalogError):
 
 
 class CatalogDamaged(CatalogError):
-    """The catalog database file is damaged (a block fails its checksum, a header is bad)."""
+    """The catalog's file is damaged: not a DuckDB database, truncated, or a block fails its
+    checksum. ``detail``: DuckDB's word for it (one line)."""
+
+    def __init__(self, path: Path | None, exc: BaseException) -> None:
+        self.detail = _first_line(exc)
+        super().__init__(f"catalog {path} is damaged: {self.detail}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 class CatalogNoSpace(CatalogError):
@@ -154,15 +163,15 @@ class Catalog:
                 if is_no_space(exc):
                     raise CatalogNoSpace(f"cannot open catalog {path}: {exc}") from None
                 if "lock" not in str(exc).lower():
-                    raise CatalogError(f"cannot open catalog {path}: {exc}") from None
+                    raise CatalogDamaged(path, exc) from None
                 if time.monotonic() >= deadline:
                     raise CatalogBusy(
                         f"catalog {path} is in use by another vmkeep process; wait for it to "
                         "finish (or pass a longer --lock-wait)"
                     ) from None
                 time.sleep(0.1)
-            except duckdb.Error as exc:  # "Corrupt database file": a header fails its check
-                raise CatalogDamaged(f"catalog {path} is damaged: {exc}") from None
+            except duckdb.Error as exc:  # a block of the header fails its checksum, say
+                raise CatalogDamaged(path, exc) from None
         cat = Catalog(con, path)
         try:
             cat._migrate()
@@ -170,31 +179,26 @@ class Catalog:
             con.close()
             if is_no_space(exc):
                 raise CatalogNoSpace(f"cannot update catalog {path}: {exc}") from None
-            raise CatalogDamaged(f"catalog {path} is damaged: {exc}") from None
+            raise CatalogDamaged(path, exc) from None
         if sealed:
             con.execute("SET lock_configuration = true")
         return cat
 
     def check(self) -> None:
-        """Read every column of every table, so that DuckDB checks every block in use against
-        its checksum (it checks a block only when it reads it: a damaged block would otherwise
-        show on the first query that happens to need it). Raises CatalogDamaged. One scan of
-        the data, hashed, nothing materialised."""
+        """Read every column of every table in full, so that DuckDB checks each block against
+        its checksum and that every block is there (it checks a block only when it reads it:
+        a truncated or damaged file opens, and fails only when a query reaches the block).
+        Raises CatalogDamaged. One scan of the data, hashed, nothing materialised; indexes are
+        not read (DuckDB loads an index block when a lookup needs it)."""
         con = self._con
         try:
-            columns: dict[tuple[str, str], list[str]] = {}
-            for schema, table, column in con.execute(
-                    "SELECT c.schema_name, c.table_name, c.column_name FROM duckdb_columns() c "
-                    "JOIN duckdb_tables() t ON c.database_name = t.database_name "
-                    "AND c.schema_name = t.schema_name AND c.table_name = t.table_name "
-                    "WHERE c.database_name = current_database() "
-                    "ORDER BY c.schema_name, c.table_name, c.column_index").fetchall():
-                columns.setdefault((str(schema), str(table)), []).append(str(column))
-            for (schema, table), names in columns.items():
-                sums = ", ".join(f'sum(hash("{c}"))' for c in names)
-                con.execute(f'SELECT count(*), {sums} FROM "{schema}"."{table}"').fetchall()
+            tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                 "WHERE database_name = current_database()").fetchall()
+            for schema, table in tables:
+                con.execute(f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{schema}"."{table}"'
+                            ).fetchall()
         except duckdb.Error as exc:
-            raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
+            raise CatalogDamaged(self.path, exc) from None
 
     def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0) -> QueryResult:
         """Run an administrator's read-only SELECT (see ``catalog.query``)."""

@@ -325,7 +325,7 @@ class FakeClient:
         self._call("config_backup", repository=repository)
         return api.ConfigBackupDone(path=f"/{repository}/appliance-config/latest")
 
-    def config_restore(self, path: str, password: str) -> api.ConfigRestored:
+    def config_restore(self, path: str, password: str | None) -> api.ConfigRestored:
         self._call("config_restore", path=path)
         return api.ConfigRestored(vcenters=0, repositories=0, jobs=0, secrets=0)
 
