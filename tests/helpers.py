@@ -202,3 +202,8 @@ def fill_up(folder: Path) -> Path:
 def remount_ro(where: Path) -> None:
     """Make a mounted file system read-only (root)."""
     subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
+
+
+def session_first(fn: Callable[..., T], session: object) -> Callable[..., T]:
+    """For ``in_ws``: the VM jobs take the vSphere session first, then the workspace."""
+    return lambda ws, *args, **kwargs: fn(session, ws, *args, **kwargs)

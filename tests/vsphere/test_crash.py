@@ -18,7 +18,7 @@ from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot
 from catalog.store import Catalog
-from tests.helpers import REPO_ROOT, in_ws, synced
+from tests.helpers import REPO_ROOT, in_ws, session_first, synced
 from tests.vcsim import Vcsim
 from tests.vsphere.vmenv import VM, Env
 
@@ -27,6 +27,7 @@ import json, os, signal, sys
 from pathlib import Path
 from appliance.jobs.backup import BackupOptions
 from appliance.jobs.vm_backup import backup_vm
+from appliance.jobs.workspace import open_workspace
 from appliance.repository.repo import Repository
 from appliance.vsphere.session import connect
 from catalog.store import Catalog
@@ -35,8 +36,9 @@ a = json.loads(sys.argv[1])
 with connect(a["host"], a["port"], a["user"], a["password"], fingerprint=None,
              insecure=True) as s:
     repo = Repository.open_local(Path(a["repo"]), create=True)
-    with repo.lock(exclusive=False, operation="backup"):
-        backup_vm(s, repo, Catalog.open(None), a["vm"], BackupOptions(block_size=256 << 10),
+    with open_workspace(repo, Catalog.open(None).cursor, exclusive=False,
+                        operation="backup") as ws:
+        backup_vm(s, ws, a["vm"], BackupOptions(block_size=256 << 10),
                   enable_cbt_consent=True, log=lambda lvl, m: None,
                   before_read=lambda: os.kill(os.getpid(), signal.SIGKILL))
 """
@@ -72,7 +74,7 @@ def test_killed_backup_leaves_a_snapshot_the_hunter_removes(vcsim: Vcsim, env: E
                  insecure=True) as s, Catalog.open(None) as cat, \
             repo.lock(exclusive=False, operation="backup"):
         synced(repo, cat)
-        r = in_ws(repo, cat, backup_vm, s, VM, BackupOptions(block_size=256 << 10),
+        r = in_ws(repo, cat, session_first(backup_vm, s), VM, BackupOptions(block_size=256 << 10),
                       enable_cbt_consent=True, log=e.log)
     assert r.point_id and r.status in ("success", "warning"), e.logs
     assert repo.point_ids() == [r.point_id]

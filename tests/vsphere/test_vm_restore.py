@@ -25,7 +25,7 @@ from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.session import fetch_fingerprint
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
 from appliance.vsphere.upload import UploadError, upload_file
-from tests.helpers import in_ws
+from tests.helpers import in_ws, session_first
 from tests.vsphere.vmenv import BS, VM, Env, write
 
 NEW = "restored-vm"
@@ -51,7 +51,7 @@ def test_entire_vm_to_a_new_vm_has_the_hardware_and_the_bytes(env: Env) -> None:
     point, want = backed_up(e)
     write(e.live(1), 0, b"written after the backup" * 100)  # the new VM must not see this
     progress: list[int] = []
-    result = in_ws(e.repo, e.cat, restore_new_vm, e.session, point, NEW, log=e.log,
+    result = in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW, log=e.log,
                             progress=lambda done, total: progress.append(done))
     assert result.vm_name == NEW and result.disks == (0, 1)
     assert result.bytes_written == sum(len(w) for w in want)
@@ -89,7 +89,7 @@ def test_a_failed_new_vm_restore_leaves_no_vm(env: Env,
 
     monkeypatch.setattr(vm_restore, "upload_file", failing)
     with pytest.raises(UploadError, match="injected"):
-        in_ws(e.repo, e.cat, restore_new_vm, e.session, point, NEW, log=e.log)
+        in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW, log=e.log)
     assert len(calls) == 2  # the first disk was written, the second failed
     assert NEW not in vm_names(e)
     assert any("deleting the half-restored VM" in m for _, m in e.logs)
@@ -99,7 +99,8 @@ def test_new_vm_placement_names_are_checked_first(env: Env) -> None:
     e = env
     point, _ = backed_up(e)
     with pytest.raises(VmkeepError, match=r"no datastore named 'nope'.*LocalDS_0"):
-        in_ws(e.repo, e.cat, restore_new_vm, e.session, point, NEW, datastore="nope", log=e.log)
+        in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session),
+              point, NEW, datastore="nope", log=e.log)
     assert NEW not in vm_names(e)
 
 
@@ -109,14 +110,16 @@ def test_restore_over_the_original_vm(env: Env) -> None:
     write(e.live(0), 0, b"ransomware" * 1000)
     write(e.live(1), 3 * BS, b"ransomware" * 1000)
     assert e.vm.runtime.powerState == "poweredOn"
-    plan = in_ws(e.repo, e.cat, plan_restore_original, e.session, point)
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), point)
     text = "\n".join(plan.describe())
     assert "OVERWRITES" in text and "powered off" in text
     assert [d.action for d in plan.disks] == ["overwrite", "overwrite"]
     with pytest.raises(UsageError, match="confirm"):
-        in_ws(e.repo, e.cat, restore_original_vm, e.session, plan, confirm=False, log=e.log)
+        in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session),
+              plan, confirm=False, log=e.log)
     assert e.content(0) != want[0]  # nothing was touched without confirmation
-    result = in_ws(e.repo, e.cat, restore_original_vm, e.session, plan, confirm=True, log=e.log)
+    result = in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session),
+                   plan, confirm=True, log=e.log)
     assert result.cbt_reset
     assert e.vm.runtime.powerState == "poweredOff"
     assert [e.content(0), e.content(1)] == want
@@ -134,7 +137,7 @@ def test_original_vm_with_snapshots_is_refused(env: Env) -> None:
     WaitForTask(e.vm.CreateSnapshot_Task(  # type: ignore[no-untyped-call]
         name="admin", description="", memory=False, quiesce=False))
     with pytest.raises(vm_restore.VmRestoreError, match="1 snapshot"):
-        in_ws(e.repo, e.cat, plan_restore_original, e.session, point)
+        in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), point)
 
 
 def test_one_disk_into_an_existing_vm(env: Env) -> None:
@@ -142,7 +145,8 @@ def test_one_disk_into_an_existing_vm(env: Env) -> None:
     point, want = backed_up(e)
     other = "DC0_H0_VM1"
     before = rt.describe_vm(e.session, inventory.find_vm(e.session, other).moref)
-    result = in_ws(e.repo, e.cat, restore_disk_into_vm, e.session, point, 1, other, log=e.log)
+    result = in_ws(e.repo, e.cat, session_first(restore_disk_into_vm, e.session),
+                   point, 1, other, log=e.log)
     after = rt.describe_vm(e.session, before.moref)
     assert len(after.disks) == len(before.disks) + 1
     assert result.target_disk.capacity_bytes == len(want[1])

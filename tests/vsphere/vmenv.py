@@ -17,7 +17,7 @@ from appliance.repository.repo import Repository
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from catalog.store import Catalog
-from tests.helpers import in_ws
+from tests.helpers import in_ws, session_first
 
 VM = "DC0_H0_VM0"
 BS = 256 << 10
@@ -41,7 +41,8 @@ class Env:
     def backup(self, **kw: Any) -> VmBackupResult:
         args: dict[str, Any] = {"enable_cbt_consent": True, "log": self.log}
         args.update(kw)
-        return in_ws(self.repo, self.cat, backup_vm, self.session, VM, OPTIONS, **args)
+        return in_ws(self.repo, self.cat, session_first(backup_vm, self.session),
+                     VM, OPTIONS, **args)
 
     def disks(self) -> list[Any]:
         ds = [d for d in self.vm.config.hardware.device
