@@ -17,7 +17,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,28 +351,6 @@ def test_missing_repository(env: Env, command: str) -> None:
 # -- a full disk ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mount small tmpfs file systems (needs root); unmounted at teardown."""
-    mounts: list[Path] = []
-
-    def mount(size: str) -> Path:
-        where = tmp_path / f"fs{len(mounts)}"
-        where.mkdir()
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            skip_unless_ci(f"cannot mount a {size} tmpfs to fill up ({p.stderr.strip()}); "
-                        "the ENOSPC cases need root")
-        mounts.append(where)
-        return where
-
-    yield mount
-    for where in reversed(mounts):
-        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
 def random_image(path: Path, size: int, seed: int) -> None:
     path.write_bytes(random.Random(seed).randbytes(size))
 
@@ -401,19 +379,19 @@ def _enospc_case(tmp: Path, cache: Path, fs: Path, big_size: int) -> None:
     assert tree_digest(repo) == before
 
 
-def test_full_disk_during_backup(tmp_path: Path, small_fs: Callable[[str], Path]) -> None:
+def test_full_disk_during_backup(tmp_path: Path, tmpfs: Callable[[str], Path]) -> None:
     """The first (only) pack does not fit."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    _enospc_case(tmp_path, cache, small_fs("6m"), 12 * MiB)
+    _enospc_case(tmp_path, cache, tmpfs("6m"), 12 * MiB)
 
 
 def test_full_disk_after_a_pack_was_written(tmp_path: Path,
-                                            small_fs: Callable[[str], Path]) -> None:
+                                            tmpfs: Callable[[str], Path]) -> None:
     """A first 16 MiB pack fits, the second does not: the orphan pack must be swept."""
     cache = tmp_path / "cache"
     cache.mkdir()
-    _enospc_case(tmp_path, cache, small_fs("24m"), 30 * MiB)
+    _enospc_case(tmp_path, cache, tmpfs("24m"), 30 * MiB)
 
 
 def _restore_to_full_disk(env: Env, fs: Path) -> tuple[CliResult, Path]:
@@ -431,15 +409,15 @@ def _restore_to_full_disk(env: Env, fs: Path) -> tuple[CliResult, Path]:
 
 
 def test_restore_to_a_full_disk_fails_cleanly(env: Env,
-                                              small_fs: Callable[[str], Path]) -> None:
-    r, target = _restore_to_full_disk(env, small_fs("6m"))
+                                              tmpfs: Callable[[str], Path]) -> None:
+    r, target = _restore_to_full_disk(env, tmpfs("6m"))
     assert r.code in (7, 8), r
     line = assert_refused(r, r.code, (str(target),))
     assert os.strerror(errno.ENOSPC) in line or "no space" in line.lower()
 
 
-def test_restore_to_a_full_disk_is_no_space(env: Env, small_fs: Callable[[str], Path]) -> None:
-    r, target = _restore_to_full_disk(env, small_fs("6m"))
+def test_restore_to_a_full_disk_is_no_space(env: Env, tmpfs: Callable[[str], Path]) -> None:
+    r, target = _restore_to_full_disk(env, tmpfs("6m"))
     assert_refused(r, 7, (str(target),), r"free space|another folder|elsewhere")
 
 

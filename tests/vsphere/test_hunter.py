@@ -24,6 +24,7 @@ from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import VSphereSession, connect, fetch_fingerprint
 from appliance.vsphere.snapshot import create_snapshot, snapshot_name
 from tests.vcsim import Vcsim
+from tests.vsphere.vmenv import snapshot_names, vm_object
 
 VM = "DC0_H0_VM0"
 
@@ -33,15 +34,6 @@ def session(vcsim: Vcsim) -> Iterator[VSphereSession]:
     pin = fetch_fingerprint(vcsim.host, vcsim.port)
     with connect(vcsim.host, vcsim.port, vcsim.user, vcsim.password, fingerprint=pin) as s:
         yield s
-
-
-def _vm(session: VSphereSession, name: str = VM) -> Any:
-    return session.content.searchIndex.FindByUuid(
-        None, find_vm(session, name).instance_uuid, True, True)
-
-
-def _names(session: VSphereSession, name: str = VM) -> list[str]:
-    return [s.name for s in find_vm(session, name).snapshots]
 
 
 def test_no_leftovers_is_an_empty_plan_and_execute_is_a_no_op(session: VSphereSession) -> None:
@@ -54,10 +46,10 @@ def test_no_leftovers_is_an_empty_plan_and_execute_is_a_no_op(session: VSphereSe
 
 def test_leftover_is_listed_first_and_removed_user_snapshot_untouched(
         session: VSphereSession) -> None:
-    vm = _vm(session)
+    vm = vm_object(session)
     create_snapshot(vm, "before-upgrade", "the user's own")
     leftover = create_snapshot(vm, snapshot_name())  # a crashed run: never removed
-    other = create_snapshot(_vm(session, "DC0_H0_VM1"), snapshot_name())
+    other = create_snapshot(vm_object(session, "DC0_H0_VM1"), snapshot_name())
 
     plan = plan_hunt(session)
     assert [f.snapshot_moref for f in plan.findings[:2]] == [leftover.moref, other.moref]
@@ -70,14 +62,14 @@ def test_leftover_is_listed_first_and_removed_user_snapshot_untouched(
     result = execute_hunt(session, plan)
     assert result.ok
     assert {o.finding.snapshot_moref for o in result.fixed} == {leftover.moref, other.moref}
-    assert _names(session) == ["before-upgrade"]
-    assert _names(session, "DC0_H0_VM1") == []
+    assert snapshot_names(session) == ["before-upgrade"]
+    assert snapshot_names(session, "DC0_H0_VM1") == []
     assert not [f for f in plan_hunt(session).findings
                 if f.kind is not FindingKind.ORPHAN_SNAPSHOT_FILE]
 
 
 def test_user_snapshot_removed_only_with_include_foreign(session: VSphereSession) -> None:
-    user = create_snapshot(_vm(session), "before-upgrade", "the user's own")
+    user = create_snapshot(vm_object(session), "before-upgrade", "the user's own")
     assert not [f for f in plan_hunt(session).findings if f.snapshot_moref == user.moref]
 
     plan = plan_hunt(session, include_foreign=True)
@@ -87,14 +79,14 @@ def test_user_snapshot_removed_only_with_include_foreign(session: VSphereSession
     # A plan carried out without include_foreign does not touch it, even if handed the finding.
     refused = execute_hunt(session, dataclasses.replace(plan, include_foreign=False))
     assert [o.status for o in refused.outcomes] == [Status.FAILED]
-    assert _names(session) == ["before-upgrade"]
+    assert snapshot_names(session) == ["before-upgrade"]
     assert execute_hunt(session, plan).ok
-    assert _names(session) == []
+    assert snapshot_names(session) == []
 
 
 def test_executing_a_stale_plan_counts_a_vanished_snapshot_as_fixed(
         session: VSphereSession) -> None:
-    vm = _vm(session)
+    vm = vm_object(session)
     create_snapshot(vm, snapshot_name())
     plan = plan_hunt(session)
     assert execute_hunt(session, plan).ok
@@ -116,7 +108,7 @@ class _NeedsConsolidation:
 def _consolidation_plan(session: VSphereSession, monkeypatch: pytest.MonkeyPatch,
                         include_foreign: bool = False) -> HuntPlan:
     info = dataclasses.replace(find_vm(session, VM), consolidation_needed=True)
-    real = _vm(session)
+    real = vm_object(session)
     monkeypatch.setattr(hunter, "_vm_object", lambda s, moref: _NeedsConsolidation(real))
     findings = hunter.findings_for_vm(info, None, include_foreign=include_foreign)
     return HuntPlan(hunter.order_findings(findings), 1, include_foreign)
@@ -124,7 +116,7 @@ def _consolidation_plan(session: VSphereSession, monkeypatch: pytest.MonkeyPatch
 
 def test_failed_consolidation_escalates_to_remove_all(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    create_snapshot(_vm(session), snapshot_name())
+    create_snapshot(vm_object(session), snapshot_name())
     plan = _consolidation_plan(session, monkeypatch)
     assert [f.kind for f in plan.findings] == [FindingKind.LEFTOVER_SNAPSHOT,
                                               FindingKind.CONSOLIDATION_NEEDED]
@@ -133,33 +125,33 @@ def test_failed_consolidation_escalates_to_remove_all(
     assert result.ok, result.outcomes
     # vcsim does not implement ConsolidateVMDisks_Task: the failure escalates to remove-all.
     assert "removed all snapshots instead" in result.outcomes[1].detail
-    assert _names(session) == []
+    assert snapshot_names(session) == []
 
 
 def test_remove_all_never_deletes_a_user_snapshot(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    create_snapshot(_vm(session), "before-upgrade")
+    create_snapshot(vm_object(session), "before-upgrade")
     plan = _consolidation_plan(session, monkeypatch)
     (f,) = plan.findings
     assert f.action is Action.CONSOLIDATE and not f.remove_all_allowed
     assert "before-upgrade" in describe(plan)[1] and "stop" in describe(plan)[1]
     (outcome,) = execute_hunt(session, plan).outcomes
     assert outcome.status is Status.FAILED and "include_foreign" in outcome.detail
-    assert _names(session) == ["before-upgrade"]
+    assert snapshot_names(session) == ["before-upgrade"]
 
 
 def test_remove_all_rechecks_for_user_snapshots_taken_since_the_plan(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = _consolidation_plan(session, monkeypatch)
     assert plan.findings[0].remove_all_allowed
-    create_snapshot(_vm(session), "taken-meanwhile")
+    create_snapshot(vm_object(session), "taken-meanwhile")
     (outcome,) = execute_hunt(session, plan).outcomes
     assert outcome.status is Status.FAILED and "taken-meanwhile" in outcome.detail
-    assert _names(session) == ["taken-meanwhile"]
+    assert snapshot_names(session) == ["taken-meanwhile"]
 
 
 def test_orphan_snapshot_file_is_reported_not_touched(session: VSphereSession) -> None:
-    vm = _vm(session)
+    vm = vm_object(session)
     ds_name, rel = str(vm.config.files.vmPathName)[1:].split("] ", 1)
     (ds,) = [d for d in vm.datastore if d.name == ds_name]
     orphan = Path(ds.info.url) / Path(rel).parent / f"{VM}-Snapshot9.vmsn"
@@ -176,8 +168,8 @@ def test_orphan_snapshot_file_is_reported_not_touched(session: VSphereSession) -
 
 
 def test_snapshot_files_of_live_snapshots_are_not_orphans(session: VSphereSession) -> None:
-    create_snapshot(_vm(session), "before-upgrade")
-    _vm(session).RefreshStorageInfo()
+    create_snapshot(vm_object(session), "before-upgrade")
+    vm_object(session).RefreshStorageInfo()
     assert plan_hunt(session).empty
 
 

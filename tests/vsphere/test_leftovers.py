@@ -5,7 +5,6 @@ session's and the user's own are kept."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from appliance.vsphere.snapshot import (
     snapshot_owner,
 )
 from tests.vcsim import Vcsim
+from tests.vsphere.vmenv import snapshot_names, vm_object
 
 VM, VM1 = "DC0_H0_VM0", "DC0_H0_VM1"
 ME, OTHER = "0123456789ab", "ba9876543210"
@@ -30,15 +30,6 @@ def session(vcsim: Vcsim) -> Iterator[VSphereSession]:
     with connect(vcsim.host, vcsim.port, vcsim.user, vcsim.password, fingerprint=None,
                  insecure=True) as s:
         yield s
-
-
-def _vm(session: VSphereSession, name: str = VM) -> Any:
-    return session.content.searchIndex.FindByUuid(
-        None, find_vm(session, name).instance_uuid, True, True)
-
-
-def _names(session: VSphereSession, name: str = VM) -> list[str]:
-    return [s.name for s in find_vm(session, name).snapshots]
 
 
 def test_a_snapshot_name_says_whose_it_is() -> None:
@@ -55,14 +46,14 @@ def test_a_snapshot_name_says_whose_it_is() -> None:
 
 def test_only_this_appliances_finished_sessions_snapshots_are_removed(
         session: VSphereSession) -> None:
-    vm = _vm(session)
+    vm = vm_object(session)
     create_snapshot(vm, "before-upgrade", "the user's own")
     ended = create_snapshot(vm, session_snapshot_name(ME, ENDED))
     create_snapshot(vm, session_snapshot_name(ME, RUNNING))
     create_snapshot(vm, session_snapshot_name(OTHER, ENDED))
     create_snapshot(vm, "vmkeep-offline-20260101T000000Z")
-    create_snapshot(_vm(session, VM1), session_snapshot_name(ME, ENDED))
-    kept = [n for n in _names(session) if n != ended.name]
+    create_snapshot(vm_object(session, VM1), session_snapshot_name(ME, ENDED))
+    kept = [n for n in snapshot_names(session) if n != ended.name]
 
     # Before one VM's backup: that VM only.
     uuid = find_vm(session, VM).instance_uuid
@@ -70,14 +61,14 @@ def test_only_this_appliances_finished_sessions_snapshots_are_removed(
     assert [(r.leftover.vm_name, r.leftover.snapshot_name, r.leftover.session_id, r.removed)
             for r in removals] == [(VM, ended.name, ENDED, True)]
     assert ended.name in removals[0].message and ENDED in removals[0].message
-    assert _names(session) == kept
-    assert _names(session, VM1) == [session_snapshot_name(ME, ENDED)]
+    assert snapshot_names(session) == kept
+    assert snapshot_names(session, VM1) == [session_snapshot_name(ME, ENDED)]
 
     # At start: every VM.
     removals = remove_leftovers(session, ME, lambda: frozenset({RUNNING}))
     assert [(r.leftover.vm_name, r.removed) for r in removals] == [(VM1, True)]
-    assert _names(session, VM1) == []
-    assert _names(session) == kept
+    assert snapshot_names(session, VM1) == []
+    assert snapshot_names(session) == kept
     assert remove_leftovers(session, ME, lambda: frozenset({RUNNING})) == ()
 
 
@@ -86,7 +77,7 @@ def test_a_session_that_starts_while_looking_keeps_its_snapshot(
     """Which sessions run is asked after the snapshots are listed: a session that starts
     (and takes its snapshot) meanwhile is not in the answer, and its snapshot is not in the
     listing either."""
-    vm = _vm(session)
+    vm = vm_object(session)
     late = session_snapshot_name(ME, RUNNING)
 
     def running() -> frozenset[str]:
@@ -94,4 +85,4 @@ def test_a_session_that_starts_while_looking_keeps_its_snapshot(
         return frozenset()
 
     assert remove_leftovers(session, ME, running) == ()
-    assert _names(session) == [late]
+    assert snapshot_names(session) == [late]

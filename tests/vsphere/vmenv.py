@@ -15,6 +15,7 @@ from appliance.jobs.restore import restore_disk
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
 from appliance.repository.repo import Repository
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import VSphereSession
 from catalog.store import Catalog
 from tests.helpers import in_ws, session_first
@@ -89,3 +90,13 @@ def _add_disk(unit: int, kb: int) -> Any:
 
 def warnings_of(e: Env) -> list[str]:
     return [m for lvl, m in e.logs if lvl == "warning"]
+
+
+def vm_object(session: VSphereSession, name: str = VM) -> Any:
+    """The pyVmomi object of VM ``name`` (tests may walk vim objects; the product may not)."""
+    return session.content.searchIndex.FindByUuid(
+        None, find_vm(session, name).instance_uuid, True, True)
+
+
+def snapshot_names(session: VSphereSession, name: str = VM) -> list[str]:
+    return [s.name for s in find_vm(session, name).snapshots]
