@@ -223,6 +223,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             try:
                 with open_workspace(repo, cat.cursor, exclusive=False, operation="backup",
                                     wait=args.lock_wait, rescan_hint=rescan_hint(args)) as ws:
+                    noted(ws.lock)
                     result = run_backup(ws, args.name, [disk], options, progress=progress)
             except BaseException:
                 progress.done()

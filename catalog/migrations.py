@@ -7,9 +7,9 @@ configuration backup and never rebuilt from a repository: vcenters and repositor
 session tasks per disk (version 6); SSH repositories' pinned host keys (version 7) and
 reconnect periods (version 8); hardened repositories and their lock ledger (version 9; the
 ledger is an index too: a rescan rebuilds it from the repository's immutable/ records); version
-10 makes a pack and a point recorded at most once (unique keys; a repository whose index held
-either twice is forgotten, so the next sync indexes it again from its files), and adds what
-checks found: damaged copies of blocks, and points whose manifest vanished.
+10 forgets the index of a repository that held a pack or a point twice (the next sync indexes
+it again from its files; a pack and a point are recorded once since, see Catalog.add_pack),
+and adds what checks found: damaged copies of blocks, and points whose manifest vanished.
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -174,8 +174,6 @@ MIGRATIONS.append((
     DELETE FROM packs WHERE repo_id IN (SELECT repo_id FROM dup_repos);
     UPDATE repositories SET synced = NULL WHERE repo_id IN (SELECT repo_id FROM dup_repos);
     DROP TABLE dup_repos;
-    CREATE UNIQUE INDEX packs_once ON packs (repo_id, pack_id);
-    CREATE UNIQUE INDEX points_once ON points (point_id);
     CREATE TABLE damaged_blocks (
         repo_id VARCHAR NOT NULL, pack_id VARCHAR NOT NULL, block_id BLOB NOT NULL,
         problem VARCHAR NOT NULL, noticed TIMESTAMP NOT NULL

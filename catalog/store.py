@@ -113,7 +113,10 @@ class _IndexLocks:
     """One lock per repository, shared by every cursor of a database: the index of one
     repository is written by one cursor at a time, so concurrent writers never meet DuckDB's
     write-write conflicts, and "is this pack (point) recorded yet?" and recording it are one
-    step: each is recorded exactly once, whoever sees it first."""
+    step: each is recorded exactly once, whoever sees it first. (Only one process opens a
+    catalog file at a time, so this is all the writers there are. There are no unique indexes
+    on purpose: DuckDB reads an index block only when a lookup needs it, so a damaged one
+    would escape ``check``.)"""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()

@@ -197,6 +197,7 @@ def test_an_old_junk_lock_no_longer_blocks_readers(tmp_path: Path, cache: Path) 
     junk = _junk_lock(repo, 120)
     r = run_cli(["image", "points", "--repo", str(repo), "--lock-wait", "0.2"], cache)
     assert r.code == 0, r.err
+    assert f"locks/{junk.name}" in r.err, r.err  # readers go past it, and say so
     for point, want in points.items():
         _restores(repo, point, want, cache, tmp_path)
     img = _image(tmp_path, seed=9)

@@ -106,14 +106,15 @@ class RepoLock:
     """A held lock; use as a context manager or call ``release()``.
 
     ``read_only``: no lock file was written (it could not be: ``note`` says why, in a line
-    for the user); such a lock has no refresher and releases nothing."""
+    for the user); such a lock has no refresher and releases nothing. ``note`` may also name
+    unreadable lock files a reader went past."""
 
     def __init__(self, backend: Backend, info: LockInfo, *, note: str | None = None,
-                 empty: bool = False) -> None:
+                 empty: bool = False, read_only: bool = False) -> None:
         self.backend = backend
         self.info = info
         self.note = note
-        self.read_only = note is not None
+        self.read_only = read_only
         self.empty = empty  # an exclusive lock held by an empty file (a full repository)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -237,6 +238,7 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
                 return _read_only(backend, info, str(exc), exc, deadline)
             continue
         conflict: str | None = None
+        passed: list[str] = []  # unreadable lock files old enough for a reader to ignore
         for other_name, other in read_locks(backend):
             if other_name == name:
                 continue
@@ -253,6 +255,7 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
                     _remove_stale(backend, other_name)
                     continue
                 if age > JUNK_IGNORED_AFTER and not exclusive:
+                    passed.append(f"{backend.location}/{other_name}")
                     continue
                 conflict = conflict or _unreadable(backend, other_name, age, exclusive)
                 continue
@@ -262,7 +265,10 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
             if exclusive or other.exclusive:
                 conflict = other.describe()
         if conflict is None:
-            return RepoLock(backend, info, empty=empty)
+            note = (f"went past lock file(s) {', '.join(passed)}: unreadable (no vmkeep lock, "
+                    f"or a damaged one) and older than {JUNK_IGNORED_AFTER:.0f} s; delete them "
+                    "if no vmkeep process is at work" if passed else None)
+            return RepoLock(backend, info, empty=empty, note=note)
         with contextlib.suppress(ObjectNotFound):
             backend.delete(name)
         if time.monotonic() >= deadline:
@@ -294,7 +300,7 @@ def _read_only(backend: Backend, info: LockInfo, why: str, exc: Exception,
         if conflict is None:
             note = (f"repository {backend.location} is read-only here (lock file could not be "
                     f"written: {why}); reading without a lock")
-            return RepoLock(backend, info, note=note)
+            return RepoLock(backend, info, note=note, read_only=True)
         if time.monotonic() >= deadline:
             raise LockedError(
                 f"repository {backend.location} is locked: {conflict}; wait for it "
