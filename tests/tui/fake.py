@@ -451,6 +451,12 @@ class FakeClient:
                 return r
         raise NotFoundError(f"no repository named {name!r}")
 
+    def repair_repository_key(self, name: str) -> api.Done:
+        self._call("repair_repository_key", name=name)
+        if not any(r.name == name for r in self._repositories):
+            raise NotFoundError(f"no repository named {name!r}")
+        return api.Done(message=f"the block-id key of repository {name} is intact")
+
     def harden_repository(self, name: str, days: int | None,
                           epoch_days: int | None = None) -> api.Repository:
         self._call("harden_repository", name=name, days=days, epoch_days=epoch_days)
