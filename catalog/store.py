@@ -268,7 +268,7 @@ class Catalog:
             self._con.execute("UPDATE repositories SET synced = ? WHERE repo_id = ?",
                               [_naive_utc(datetime.now(UTC)), repo_id])
 
-    def clear_index(self, repo_id: str) -> None:
+    def clear_index(self, repo_id: str, *, keep_ledger: bool = False) -> None:
         """Forget every indexed pack, block and point of a repository (before a rescan), and
         the points noticed vanished (a rescan is the administrator's word that what the
         repository holds now is right). Damaged copies stay known."""
@@ -280,7 +280,8 @@ class Catalog:
             con.execute("DELETE FROM points WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM blocks WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM packs WHERE repo_id = ?", [repo_id])
-            con.execute("DELETE FROM immutable_ledger WHERE repo_id = ?", [repo_id])
+            if not keep_ledger:  # (a rescan of the registry rebuilds it from immutable/)
+                con.execute("DELETE FROM immutable_ledger WHERE repo_id = ?", [repo_id])
             con.execute("DELETE FROM vanished_points WHERE repo_id = ?", [repo_id])
 
     # -- authoritative state: vCenters and repository names -------------------------------------

@@ -69,10 +69,10 @@ class Workspace:
         return self.lock.read_only
 
     def resync(self, *, rescan: bool = False) -> SyncResult:
-        """Bring the index up to date again (with ``rescan``: rebuilt from nothing), still
-        under this workspace's lock."""
+        """Bring the index up to date again (with ``rescan``: rebuilt from nothing but a
+        hardened repository's lock ledger), still under this workspace's lock."""
         if rescan:
-            self.cat.clear_index(self.repo.id)
+            self.cat.clear_index(self.repo.id, keep_ledger=True)
         return _sync(self.repo, self.cat)
 
 
