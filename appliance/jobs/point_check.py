@@ -15,10 +15,12 @@ from appliance.jobs.workspace import Workspace, record_point_of
 from appliance.repository.manifest import Manifest
 
 
-def point_problems(ws: Workspace, m: Manifest, *, availability: bool = True) -> list[str]:
+def point_problems(ws: Workspace, m: Manifest, *, availability: bool = True,
+                   duplicates: bool = True) -> list[str]:
     """How the catalog's view of point ``m`` differs from the manifest (empty: it agrees).
     Without ``availability``, blocks in no indexed pack are not counted (a full check reports
-    lost packs itself, by file)."""
+    lost packs itself, by file); without ``duplicates``, rows indexed twice are not looked for
+    (a scan of the whole repository's index: a check of every point does it once)."""
     cat, repo_id, pid = ws.cat, ws.repo.id, m.point_id
     if cat.point(pid) is None:
         return ["the catalog does not have the point"]
@@ -39,7 +41,7 @@ def point_problems(ws: Workspace, m: Manifest, *, availability: bool = True) -> 
         if lost:
             problems.append(f"disk {d.index}: {len(lost)} block(s) in no indexed pack "
                             f"(block {lost[0]} first)")
-    twice = cat.duplicate_index_rows(repo_id)
+    twice = cat.duplicate_index_rows(repo_id) if duplicates else 0
     if twice:
         problems.append(f"{twice} pack, block or point row(s) of the repository are indexed "
                         "twice")

@@ -172,6 +172,7 @@ def verify_repository(ws: Workspace, *, threads: int = 2,
                 good.add(ok_ids)
                 if progress is not None:
                     progress(n + 1, len(pack_ids))
+        twice = cat.duplicate_index_rows(repo.id)
         point_ids = repo.point_ids()
         for pid in point_ids:
             mname = manifest_name(pid)
@@ -182,7 +183,10 @@ def verify_repository(ws: Workspace, *, threads: int = 2,
             except (IntegrityError, RepositoryFormatError) as exc:
                 found.add(mname, str(exc), pid)
                 continue
-            disagrees = point_problems(ws, m, availability=False)
+            disagrees = point_problems(ws, m, availability=False, duplicates=False)
+            if twice:
+                disagrees.append(f"{twice} pack, block or point row(s) of the repository are "
+                                 "indexed twice")
             if disagrees:
                 found.add(mname, f"the catalog's view of point {pid} disagrees with its "
                           f"manifest ({'; '.join(disagrees)}); run {ws.rescan_hint}", pid)
