@@ -136,6 +136,15 @@ def _secret(vcenter: str) -> str:
     return f"vcenter/{vcenter}/password"
 
 
+def _check_new_repository(cat: Catalog, name: str, location: str) -> None:
+    """A new repository's name and location are not in use yet (ConflictError)."""
+    if cat.repository_name(name) is not None:
+        raise ConflictError(f"a repository named {name!r} exists already; choose another name")
+    taken = [r.name for r in cat.repository_names() if r.location == location]
+    if taken:
+        raise ConflictError(f"{location} is already repository {taken[0]!r}")
+
+
 class Registry:
     def __init__(self, home: Home) -> None:
         self.home = home
@@ -301,7 +310,8 @@ class Registry:
                                  "key fingerprints are for sftp:// repositories")
             address = Address(str(folder), password=encryption_password)
             location = str(folder)
-        self._check_new_repository(name, location)
+        with self.catalog() as cat:
+            _check_new_repository(cat, name, location)
         with address.open(create=True) as repo:
             # Indexed in a workspace of its own (the catalog lock is not held meanwhile).
             with self.workspace(repo, name, exclusive=False, operation="import", rescan=True):
@@ -309,7 +319,7 @@ class Registry:
             self._note_space(name, repo)
             self._keep_key(name, repo)
             with self.catalog() as cat:
-                self._check_new_repository(name, location, cat)
+                _check_new_repository(cat, name, location)  # still free after the import
                 for kind, value in (("ssh-key", ssh_key), ("ssh-password", ssh_password),
                                     ("encryption-password", encryption_password)):
                     if value:
@@ -318,19 +328,6 @@ class Registry:
                     name, location, repo.id, datetime.now(UTC), address.fingerprint,
                     reconnect_every, reconnect_for))
         return self.repository(name)
-
-    def _check_new_repository(self, name: str, location: str,
-                              cat: Catalog | None = None) -> None:
-        if cat is None:
-            with self.catalog() as held:
-                return self._check_new_repository(name, location, held)
-        if cat.repository_name(name) is not None:
-            raise ConflictError(f"a repository named {name!r} exists already; choose "
-                                "another name")
-        taken = [r.name for r in cat.repository_names() if r.location == location]
-        if taken:
-            raise ConflictError(f"{location} is already repository {taken[0]!r}")
-        return None
 
     def edit_repository(self, name: str, *, host_key_fingerprint: str | None = None,
                         ssh_key: str | None = None,
