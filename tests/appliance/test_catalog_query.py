@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.appliance.lab import run_vmkeep
-from tests.helpers import CliResult, make_image
+from tests.helpers import CliResult, make_image, poll
 
 REFUSED = {
     "insert": "INSERT INTO vcenters VALUES ('x', 'h', 1, 'u', NULL, true, now())",
@@ -74,6 +74,10 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     assert a.vmkeep("appliance", "start").code == 0
     try:
         assert a.vmkeep("repo", "add", "main", "--path", str(tmp / "repo")).code == 0
+        # The default configuration backup runs soon after a change and writes to the
+        # catalog: let it settle before a test compares the catalog file.
+        poll("the default configuration backup", lambda: json.loads(a.vmkeep(
+            "config", "schedule", "--json").out).get("last_result") or None, timeout=60)
         yield a
     finally:
         a.vmkeep("appliance", "stop")
