@@ -263,6 +263,7 @@ def serve(home: Home, *, new_catalog: bool = False) -> int:
         server: Any = None
 
         def request_stop() -> None:
+            registry.stop_queries()  # a console query must not hold the stop up
             if server is not None:
                 server.should_exit = True
 
