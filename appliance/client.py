@@ -65,11 +65,11 @@ _OWN_FOLDER = ("point VMKEEP_SOCKET (or --home) at a folder of your own that onl
 
 def owned_by_other(what: str, owner: int, uid: int) -> SocketTrustError:
     """The error for ``what`` (a socket, its folder, its server, a home) of user ``owner``."""
+    name = _name(owner)
     return SocketTrustError(
         f"{what} belongs to {_who(owner)}, not to you ({_name(uid)}, uid {uid}): vmkeep "
-        "stops here and sends nothing; "
-        f"if that user's appliance is the one you mean, run vmkeep as {_name(owner)} (e.g. "
-        f"`sudo -u {_name(owner)} vmkeep …`), otherwise {_OWN_FOLDER}")
+        "stops here and sends nothing; if that user's appliance is the one you mean, run "
+        f"vmkeep as {name} (e.g. `sudo -u {name} vmkeep …`), otherwise {_OWN_FOLDER}")
 
 
 def check_socket_folder(path: Path, uid: int) -> None:
@@ -88,10 +88,9 @@ def check_socket_folder(path: Path, uid: int) -> None:
         if st.st_mode & _OTHERS_WRITE:
             raise SocketTrustError(
                 f"the appliance socket's folder {folder} (owner {_who(st.st_uid)}, mode "
-                f"{stat.S_IMODE(st.st_mode):04o}) may be written by other users, so any of them "
-                f"could put their own server there: vmkeep stops here and sends nothing; "
-                f"{_OWN_FOLDER} "
-                f"(or `chmod go-w {folder}`)")
+                f"{stat.S_IMODE(st.st_mode):04o}) may be written by other users, so any of "
+                "them could put their own server there: vmkeep stops here and sends nothing; "
+                f"{_OWN_FOLDER} (or `chmod go-w {folder}`)")
 
 
 def check_socket_path(path: Path, uid: int) -> None:
@@ -113,11 +112,12 @@ def check_peer(sock: socket.socket, path: Path, uid: int) -> None:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     except OSError as exc:
         raise SocketTrustError(f"cannot tell which user serves the appliance socket {path} "
-                               f"({exc.strerror}): vmkeep stops here and sends nothing") from None
+                               f"({exc.strerror}): vmkeep stops here and sends nothing"
+                               ) from None
     pid, peer, _gid = _PEERCRED.unpack(raw)
     if peer != uid:
-        raise owned_by_other(f"the process serving the appliance socket {path} (pid {pid})", peer,
-                       uid)
+        raise owned_by_other(f"the process serving the appliance socket {path} (pid {pid})",
+                             peer, uid)
 
 
 class _TrustedBackend(httpcore.SyncBackend):

@@ -243,7 +243,10 @@ def test_a_folder_others_may_write_is_refused_even_with_our_own_server(
                        "may be written by other users", "chmod go-w")
         assert imp.connections() == [], name
 
-    r = run_vmkeep(imp.env(base / "home"), "appliance", "start")
+    try:
+        r = run_vmkeep(imp.env(base / "home"), "appliance", "start")
+    finally:  # an appliance wrongly started would outlive the test
+        run_vmkeep(imp.env(base / "home"), "appliance", "stop")
     assert_refused(r, "may be written by other users")
     assert not (base / "home").exists()
 
@@ -284,7 +287,28 @@ def test_the_appliance_does_not_serve_in_a_folder_others_may_write(base: Path) -
     env = {**os.environ, "VMKEEP_HOME": str(base / "home"),
            "VMKEEP_SOCKET": str(shared / "appliance.sock")}
     proc = subprocess.run([sys.executable, "-m", "appliance.daemon"], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 13, proc.stderr
     assert f"folder {shared}" in proc.stderr and "may be written by other users" in proc.stderr
     assert not (shared / "appliance.sock").exists()
+
+
+def test_start_refuses_a_home_whose_lock_file_is_another_users(base: Path) -> None:
+    """A home whose lock file (the running appliance's pid) is `nobody`'s is that user's:
+    `appliance start` neither reports its appliance nor starts one of ours over it."""
+    need_root()
+    home, own = base / "home", base / "own"
+    home.mkdir(mode=0o700)
+    own.mkdir(mode=0o700)
+    lock = home / "appliance.lock"
+    lock.write_text("4242\n")
+    os.chown(lock, NOBODY, NOGROUP)
+    env = {**os.environ, "VMKEEP_HOME": str(home), "VMKEEP_SOCKET": str(own / "a.sock")}
+    try:
+        r = run_vmkeep(env, "appliance", "start")
+    finally:  # an appliance wrongly started would outlive the test
+        run_vmkeep(env, "appliance", "stop")
+    assert_refused(r, f"the appliance home {home} (its lock file {lock}) belongs to user "
+                   f"nobody (uid {NOBODY})", "run vmkeep as nobody")
+    assert sorted(p.name for p in home.iterdir()) == ["appliance.lock"]  # nothing started
+    assert not (own / "a.sock").exists()
