@@ -86,11 +86,13 @@ def check_socket_folder(path: Path, uid: int) -> None:
         if st.st_uid != uid:
             raise owned_by_other(f"the appliance socket's folder {folder}", st.st_uid, uid)
         if st.st_mode & _OTHERS_WRITE:
+            shared = st.st_mode & stat.S_ISVTX  # sticky: shared on purpose, like /tmp
             raise SocketTrustError(
-                f"the appliance socket's folder {folder} (owner {_who(st.st_uid)}, mode "
-                f"{stat.S_IMODE(st.st_mode):04o}) may be written by other users, so any of "
-                "them could put their own server there: vmkeep stops here and sends nothing; "
-                f"{_OWN_FOLDER} (or `chmod go-w {folder}`)")
+                f"the appliance socket's folder {folder} (owner {_name(st.st_uid)}, uid "
+                f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}) may be written by other "
+                "users, so any of them could put their own server there: vmkeep stops here "
+                f"and sends nothing; {_OWN_FOLDER}"
+                + ("" if shared else f" (or `chmod go-w {folder}`)"))
 
 
 def check_socket_path(path: Path, uid: int) -> None:

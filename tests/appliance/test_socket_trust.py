@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ NOGROUP = 65534
 SECRET = "s3cret-Passw0rd-of-the-vcenter"
 ENC_SECRET = "s3cret-encryption-passphrase"
 SENTINEL = "SENTINEL"
+OWNER = pwd.getpwuid(os.getuid()).pw_name
 
 SERVER = r"""
 import json, os, socket, sys
@@ -239,8 +242,10 @@ def test_a_folder_others_may_write_is_refused_even_with_our_own_server(
     impostors.append(imp)
     for name, (args, stdin) in commands(base).items():
         r = run_vmkeep(imp.env(base / "home"), *args, stdin=stdin)
-        assert_refused(r, f"folder {imp.folder}", f"mode {mode:04o}",
-                       "may be written by other users", "chmod go-w")
+        assert_refused(r, f"folder {imp.folder} (owner {OWNER}, uid {os.getuid()}, mode "
+                       f"{mode:04o}) may be written by other users", "VMKEEP_SOCKET")
+        # chmod is the way out of a folder shared by mistake, not of a sticky /tmp-like one
+        assert ("chmod go-w" in r.err) == (not mode & stat.S_ISVTX), r.err
         assert imp.connections() == [], name
 
     try:
