@@ -27,11 +27,15 @@ imports: $(STAMP)
 
 check: lint types imports
 
+# Two workers, one test file each at a time: most tests wait on servers (vcsim, sshd, the
+# appliance) rather than compute, so two share the CI machine's two cores well.
+PYTEST_WORKERS ?= 2
+
 test: sysdeps $(STAMP) check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-all: sysdeps $(STAMP) check
-	$(BIN)/pytest -q -m ''
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m ''
 
 demo: sysdeps $(STAMP)
 	$(BIN)/python scripts/demo.py
