@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance import inputs
 from appliance.errors import (
     EXIT_DAMAGE_FOUND,
     BadInputError,
@@ -69,8 +70,26 @@ def cache_dir() -> Path:
 _opened: list[Path] = []
 
 
+def usable_cache_dir() -> Path:
+    """``cache_dir()``, once it is known that it can be used (or made): else a usage error
+    that names the variable to set."""
+    folder = cache_dir()
+    problem = inputs.folder_problem(folder)
+    if problem is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    if problem is not None:
+        where = ("VMKEEP_CACHE_DIR" if os.environ.get("VMKEEP_CACHE_DIR")
+                 else "the per-user data folder (from HOME or XDG_DATA_HOME)")
+        raise UsageError(f"no folder for the catalog cache: {folder}, {where}, cannot be used "
+                         f"({problem}); set VMKEEP_CACHE_DIR to a folder this user can write")
+    return folder
+
+
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
-    path = cache_dir() / f"{repo.id}.duckdb"
+    path = usable_cache_dir() / f"{repo.id}.duckdb"
     _opened.append(path)
     try:
         return checked(Catalog.open(path, wait=lock_wait))
@@ -395,6 +414,8 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command != "repair-config":
+        usable_cache_dir()  # before a repository is made: no folder for the cache is usage
     with cache_errors():
         return COMMANDS[args.command](args)
 
