@@ -27,6 +27,7 @@ from appliance.errors import (
     StorageIOError,
     UsageError,
 )
+from appliance.inputs import shown
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
 from appliance.jobs.prune import execute_prune, plan_prune, sweep
 from appliance.jobs.restore import restore_disk
@@ -281,7 +282,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def print_report(report: VerifyReport) -> None:
     for d in report.damage:
         affects = ", ".join(d.points) if d.points else "no restore point"
-        print(f"DAMAGED {d.file}: {d.problem}; affects {affects}")
+        print(shown(f"DAMAGED {d.file}: {d.problem}; affects {affects}"))
     summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
                f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
     if report.ok:
@@ -348,7 +349,7 @@ def cmd_points(args: argparse.Namespace) -> int:
     print(f"{'ID':<26} {'NAME':<20} {'CREATED (UTC)':<20} {'KIND':<11} {'READ':>10} "
           f"{'STORED':>10}")
     for p in listing:
-        print(f"{p['id']!s:<26} {p['vm']!s:<20} {p['created']!s:<20} {p['kind']!s:<11} "
+        print(f"{shown(p['id']):<26} {shown(p['vm']):<20} {p['created']!s:<20} {p['kind']!s:<11} "
               f"{human_bytes(int(str(p['bytes_read']))):>10} "
               f"{human_bytes(int(str(p['bytes_stored']))):>10}")
     return 0
@@ -360,7 +361,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")
     for problem in result.damaged:
-        print(f"skipped damaged file: {problem}")
+        print(f"skipped damaged file: {shown(problem)}")
     return 0
 
 
@@ -373,7 +374,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         plan = plan_prune(ws, policy, datetime.now(UTC), compact_below=args.compact_below)
         for d in plan.decisions:
             why = ", ".join(d.reasons) if d.keep else "outside the policy"
-            print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
+            print(f"{'keep' if d.keep else 'remove'} {d.point_id} {shown(d.object_name)} "
                   f"{d.created.strftime('%Y-%m-%dT%H:%M:%SZ')}: {why}")
         print(f"{'would free' if args.dry_run else 'frees'} about "
               f"{human_bytes(plan.bytes_freed)} ({plan.bytes_freed} bytes): "
