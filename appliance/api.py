@@ -53,12 +53,15 @@ def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
 # schema shows the length limits and that control characters are refused).
 # The pattern is shown in the schema; the validators check it, with a message that says why.
 _ONE_LINE = Field(json_schema_extra={"pattern": inputs.ONE_LINE_PATTERN})
-# A name vmkeep keeps (a vCenter, repository or job) or a new VM's: 1-80 printable characters.
+# A name vmkeep keeps (a vCenter, repository or job): 1-80 printable characters, no slashes.
 Name = Annotated[str, Field(min_length=1, max_length=inputs.NAME_MAX), _ONE_LINE,
                  AfterValidator(_checked(inputs.name_problem))]
 # One line of other text: a VM name or UUID, an inventory path, a host, a user, a point id.
 Text = Annotated[str, Field(max_length=inputs.TEXT_MAX), _ONE_LINE,
                  AfterValidator(_checked(inputs.text_problem))]
+# A new VM's name: the same, slashes allowed.
+VmName = Annotated[str, Field(min_length=1, max_length=inputs.NAME_MAX), _ONE_LINE,
+                   AfterValidator(_checked(inputs.vm_name_problem))]
 # An absolute local path on the appliance's machine, not a system folder (inputs.SYSTEM_FOLDERS).
 LocalPath = Annotated[str, Field(min_length=1, max_length=inputs.PATH_MAX), _ONE_LINE,
                       AfterValidator(_checked(inputs.path_problem))]
@@ -462,7 +465,7 @@ class PostgresRestore(Request):
 
 
 class HuntRequest(Request):
-    vcenter: Text | None = None  # None: every vCenter
+    vcenter: Name | None = None  # None: every vCenter
     dry_run: bool = True
     include_foreign: bool = False
 
@@ -614,7 +617,7 @@ class PruneAnswer(Wire):
 
 class VmRestore(Request):
     point: Text
-    name: Name | None = None  # a new VM with this name; None: over the original
+    name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
     datastore: Text | None = None
     host: Text | None = None

@@ -166,6 +166,14 @@ def _name(text: str) -> str:
     return text
 
 
+def _vm_name(text: str) -> str:
+    """An argument type: a new VM's name (as ``_name``; slashes allowed)."""
+    problem = inputs.vm_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
 def _text(text: str) -> str:
     """An argument type: one line of text that names something (a VM, a point, a path in the
     inventory): no control characters."""
@@ -337,7 +345,7 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
     add_connection_options(p)
     add_repository_options(p, ssh_password=False)
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--name", metavar="NEW_VM", type=_name,
+    where.add_argument("--name", metavar="NEW_VM", type=_vm_name,
                        help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
                        help="overwrite the disks of the VM the point was taken of")
@@ -845,7 +853,7 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--name", metavar="NEW_VM", type=_name,
+    where.add_argument("--name", metavar="NEW_VM", type=_vm_name,
                        help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
                        help="overwrite the VM the point was taken of (needs --yes)")

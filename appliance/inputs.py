@@ -39,9 +39,10 @@ def control_chars(text: str) -> list[str]:
     return [c for c in text if not c.isprintable()]
 
 
-def name_problem(text: str, *, limit: int = NAME_MAX) -> str | None:
-    """A name an administrator types (a vCenter, repository, job or new VM): 1 to ``limit``
-    printable characters, not only spaces."""
+def name_problem(text: str, *, limit: int = NAME_MAX, slashes: bool = False) -> str | None:
+    """A name an administrator types: 1 to ``limit`` printable characters, not only spaces;
+    vmkeep's own names (vCenters, repositories, jobs, images) also without slashes (a new
+    VM's name may have them: ``slashes``)."""
     if not text.strip():
         return "is empty; give a name"
     if len(text) > limit:
@@ -49,7 +50,14 @@ def name_problem(text: str, *, limit: int = NAME_MAX) -> str | None:
     if control_chars(text):
         return ("holds control characters (a newline, tab, escape, …); give printable "
                 "characters only")
+    if not slashes and ("/" in text or "\\" in text):
+        return "holds a slash; give a name without slashes"
     return None
+
+
+def vm_name_problem(text: str) -> str | None:
+    """A new VM's name: as ``name_problem``, slashes allowed (vSphere allows them)."""
+    return name_problem(text, slashes=True)
 
 
 def text_problem(text: str, *, limit: int = TEXT_MAX) -> str | None:
