@@ -18,7 +18,7 @@ NAME_MAX = 80  # vmkeep's own names (vCenters, repositories, jobs); vSphere's VM
 TEXT_MAX = 1024  # one line of other text: a VM reference, an inventory path, a host, a user
 PATH_MAX = 4096  # Linux's PATH_MAX
 DAYS_MAX = 36_500  # a hundred years: anything longer is a typo
-SECONDS_MAX = 7 * 86_400.0  # waits and timeouts: a week at most
+SECONDS_MAX = 366 * 86_400.0  # waits, timeouts and periods: a year at most
 COUNT_MAX = 10_000  # points to keep, retries, threads, disks: more is a typo
 
 # Folders that are never a repository, a restore target or a data folder: the root and the
@@ -145,8 +145,11 @@ def count_problem(value: int, *, low: int = 1, high: int) -> str | None:
 def number_problem(value: float, *, low: float = 0.0, high: float,
                    low_open: bool = False) -> str | None:
     """A finite number from ``low`` (excluded when ``low_open``) to ``high``."""
-    allowed = (f"more than {low:g} and at most {high:g}" if low_open
-               else f"{low:g} to {high:g}")
+    def number(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    allowed = (f"more than {number(low)} and at most {number(high)}" if low_open
+               else f"{number(low)} to {number(high)}")
     if not math.isfinite(value):
         return f"is not a finite number; give {allowed}"
     if value < low or (low_open and value == low) or value > high:

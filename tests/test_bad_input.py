@@ -563,6 +563,15 @@ def test_cli_refuses_bad_numbers_names_and_paths(tmp_path: Path, case: str) -> N
     assert not Path(R).exists()
 
 
+@pytest.mark.parametrize("option", ["--retry-wait"])
+def test_a_period_too_long_is_a_usage_error(tmp_path: Path, option: str) -> None:
+    """``99999999999999999999h`` once overflowed the date arithmetic (exit 70)."""
+    r = run_cli(["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo", "main",
+                 option, "99999999999999999999h"], tmp_path / "cache",
+                env={"VMKEEP_HOME": str(tmp_path / "home")})
+    assert_refused(r, 2, ("'99999999999999999999h'", "longer than a year"))
+
+
 def test_no_cli_case_is_an_internal_error_even_when_well_formed(tmp_path: Path) -> None:
     """The values just inside the ranges are taken (exit codes other than 2 mean the command
     ran on to the missing repository; never 70)."""
