@@ -49,9 +49,9 @@ def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
     return validate
 
 
-# Reusable field types: what an administrator may send (appliance.inputs has the rules; the
-# schema shows the length limits and that control characters are refused).
-# The pattern is shown in the schema; the validators check it, with a message that says why.
+# Reusable field types: what an administrator may send (appliance.inputs has the rules, which
+# the CLI uses too). The schema shows the length limits and, as a pattern, that control
+# characters are refused; the validators check it, with a message that says why.
 _ONE_LINE = Field(json_schema_extra={"pattern": inputs.ONE_LINE_PATTERN})
 # A name vmkeep keeps (a vCenter, repository or job): 1-80 printable characters, no slashes.
 Name = Annotated[str, Field(min_length=1, max_length=inputs.NAME_MAX), _ONE_LINE,
@@ -80,7 +80,6 @@ def _repository_path(value: str) -> str:
 # A repository's place: an absolute local folder (not a system folder) or sftp://USER@HOST/PATH.
 RepositoryPath = Annotated[str, Field(min_length=1, max_length=inputs.PATH_MAX), _ONE_LINE,
                            AfterValidator(_repository_path)]
-# Numbers with their sensible range (finite: no NaN or infinity).
 # Numbers: finite (no NaN or infinity) and at most a sensible bound, so no date arithmetic
 # overflows; lower bounds and what a zero means are the registry's checks (400 usage).
 Days = Annotated[float, Field(le=inputs.DAYS_MAX, allow_inf_nan=False)]

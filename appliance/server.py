@@ -227,12 +227,13 @@ class Guard:
         except _BodyTooLarge:
             pass  # answered 413 in limited_receive
         except Exception as exc:
+            if started:
+                raise  # mid-answer: the server logs it and drops the connection
             log.error("unexpected error answering %s %s", scope.get("method"),
                       scope.get("path"), exc_info=exc)
-            if not started:
-                await _send_error(send, 500, InternalError(
-                    f"the appliance met an unexpected error ({type(exc).__name__}); this is a "
-                    "bug: please report it with the appliance's log"))
+            await _send_error(send, 500, InternalError(
+                f"the appliance met an unexpected error ({type(exc).__name__}); this is a bug: "
+                "please report it with the appliance's log"))
 
 
 def create_app(state: ApplianceState) -> FastAPI:
