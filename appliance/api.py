@@ -11,10 +11,13 @@ See docs/API.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from appliance import inputs
 
 API_VERSION = 1
 SUPPORTED_API_VERSIONS = (1,)
@@ -34,7 +37,55 @@ class Request(Wire):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-Name = Annotated[str, Field(min_length=1, max_length=80)]
+def _checked(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A pydantic after-validator from a check of ``appliance.inputs`` (the CLI's too)."""
+
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} {problem}")
+        return value
+
+    return validate
+
+
+# Reusable field types: what an administrator may send (appliance.inputs has the rules, which
+# the CLI uses too). The schema shows the length limits and, as a pattern, that control
+# characters are refused; the validators check it, with a message that says why.
+_ONE_LINE = Field(json_schema_extra={"pattern": inputs.ONE_LINE_PATTERN})
+# A name vmkeep keeps (a vCenter, repository or job): 1-80 printable characters, no slashes.
+Name = Annotated[str, Field(min_length=1, max_length=inputs.NAME_MAX), _ONE_LINE,
+                 AfterValidator(_checked(inputs.name_problem))]
+# One line of other text: a VM name or UUID, an inventory path, a host, a user, a point id.
+Text = Annotated[str, Field(max_length=inputs.TEXT_MAX), _ONE_LINE,
+                 AfterValidator(_checked(inputs.text_problem))]
+# A new VM's name: the same, slashes allowed.
+VmName = Annotated[str, Field(min_length=1, max_length=inputs.NAME_MAX), _ONE_LINE,
+                   AfterValidator(_checked(inputs.vm_name_problem))]
+# An absolute local path on the appliance's machine, not a system folder (inputs.SYSTEM_FOLDERS).
+LocalPath = Annotated[str, Field(min_length=1, max_length=inputs.PATH_MAX), _ONE_LINE,
+                      AfterValidator(_checked(inputs.path_problem))]
+
+
+def _repository_path(value: str) -> str:
+    if value.startswith("sftp://"):
+        problem = inputs.text_problem(value, limit=inputs.PATH_MAX)
+    else:
+        problem = inputs.path_problem(value)
+    if problem is not None:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+# A repository's place: an absolute local folder (not a system folder) or sftp://USER@HOST/PATH.
+RepositoryPath = Annotated[str, Field(min_length=1, max_length=inputs.PATH_MAX), _ONE_LINE,
+                           AfterValidator(_repository_path)]
+# Numbers: finite (no NaN or infinity) and at most a sensible bound, so no date arithmetic
+# overflows; lower bounds and what a zero means are the registry's checks (400 usage).
+Days = Annotated[float, Field(le=inputs.DAYS_MAX, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(le=inputs.SECONDS_MAX, allow_inf_nan=False)]
+Hours = Annotated[float, Field(le=inputs.DAYS_MAX * 24, allow_inf_nan=False)]
+Count = Annotated[int, Field(le=inputs.COUNT_MAX)]
 
 
 class Handshake(Wire):
@@ -60,20 +111,20 @@ class Accepted(Wire):
 
 class VCenterAdd(Request):
     name: Name
-    host: str
+    host: Text
     port: int = 443
-    user: str
+    user: Text
     password: str  # kept in the secret store; never sent back
-    fingerprint: str | None = None  # SHA-256 hex, colons optional
+    fingerprint: Text | None = None  # SHA-256 hex, colons optional
     insecure: bool = False
 
 
 class VCenterEdit(Request):
-    host: str | None = None
+    host: Text | None = None
     port: int | None = None
-    user: str | None = None
+    user: Text | None = None
     password: str | None = None
-    fingerprint: str | None = None  # re-pin a renewed certificate
+    fingerprint: Text | None = None  # re-pin a renewed certificate
     insecure: bool | None = None
 
 
@@ -96,13 +147,13 @@ class VCenterTest(Wire):
 
 class RepositoryAdd(Request):
     name: Name
-    path: str  # absolute, or sftp://USER@HOST[:PORT]/PATH; a missing folder is created
+    path: RepositoryPath  # absolute, or sftp://USER@HOST[:PORT]/PATH; a missing folder is created
     ssh_key: str | None = None  # SSH: a private key's text (OpenSSH or PEM)
     ssh_password: str | None = None  # SSH: the password, or the key's passphrase
-    host_key_fingerprint: str | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
+    host_key_fingerprint: Text | None = None  # SSH: SHA256:… as ssh-keygen -l prints it
     encryption_password: str | None = None  # opens an encrypted one; makes a new one so
-    reconnect_every_seconds: float | None = None  # SSH: between reconnects (default 15)
-    reconnect_for_seconds: float | None = None  # SSH: give up after (default 1800)
+    reconnect_every_seconds: Seconds | None = None  # SSH: between reconnects (default 15)
+    reconnect_for_seconds: Seconds | None = None  # SSH: give up after (default 1800)
 
 
 class RepositoryEdit(Request):
@@ -110,7 +161,7 @@ class RepositoryEdit(Request):
 
     ssh_key: str | None = None
     ssh_password: str | None = None
-    host_key_fingerprint: str | None = None
+    host_key_fingerprint: Text | None = None
 
 
 class Repository(Wire):
@@ -138,8 +189,8 @@ class RepositoryHarden(Request):
     """``POST /v1/repositories/{name}/harden``: ``days`` None turns hardening off (locks
     already set stay until they expire)."""
 
-    days: int | None = None
-    epoch_days: int | None = None
+    days: Count | None = None
+    epoch_days: Count | None = None
 
 
 class AuditAnswer(Wire):
@@ -178,11 +229,11 @@ class ScheduleSpec(Request):
     days: str | None = None  # daily: "weekdays", "every" or "mon,wed,fri"
     day_of_month: int | None = None  # monthly: 1 … 31, -1 = last day
     nth: int | None = None  # monthly: 1 … 4, -1 = last
-    weekday: str | None = None  # monthly with nth: "mon" … "sun"
-    every: str | None = None  # periodic: "90s", "30m", "2h"
-    after: str | None = None  # chained: the job this one runs after
-    tz: str = "UTC"
-    window: list[str] = []  # permitted hours, "HH:MM-HH:MM" each; none: always
+    weekday: Text | None = None  # monthly with nth: "mon" … "sun"
+    every: Text | None = None  # periodic: "90s", "30m", "2h"
+    after: Name | None = None  # chained: the job this one runs after
+    tz: Text = "UTC"
+    window: list[Text] = []  # permitted hours, "HH:MM-HH:MM" each; none: always
 
 
 class GuestSpec(Wire):
@@ -216,32 +267,37 @@ class GuestCreate(GuestSpec):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    host: Text
+    user: Text
+    host_key_fingerprint: Text
+    script_timeout_seconds: Seconds = 600.0
+    postgres: Text | None = None
     key: str | None = None  # a private key's text
     password: str | None = None  # or a password (with key: the key's passphrase)
 
 
 class JobCreate(Request):
     name: Name
-    vcenter: str
-    vms: list[str] = []  # names or instance UUIDs
-    containers: list[str] = []  # inventory paths (folder, host, cluster, pool): each run
-    repository: str
-    block_size: str = "1M"
-    compression: str = "zstd-fast"
+    vcenter: Text
+    vms: list[Text] = []  # names or instance UUIDs
+    containers: list[Text] = []  # inventory paths (folder, host, cluster, pool): each run
+    repository: Name
+    block_size: Text = "1M"
+    compression: Text = "zstd-fast"
     enable_cbt: bool = False  # consent to turn Changed Block Tracking on
     quiesce: bool = False
-    sample_blocks: int = 4
-    keep_last: int | None = None  # retention: restore points per VM
-    keep_days: float | None = None
+    sample_blocks: Count = 4
+    keep_last: Count | None = None  # retention: restore points per VM
+    keep_days: Days | None = None
     schedule: ScheduleSpec = ScheduleSpec()
-    retries: int = 3  # failed VMs only
-    retry_wait_seconds: float = 600.0
-    notify_to: list[str] = []  # e-mail addresses besides the global ones
-    exclude_disks: list[str] = []  # "N" (every VM's disk N) or "VM:N"
-    active_full: str | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
-    rpo_hours: float | None = None  # alert when a VM has no good point for longer
-    parallel_vms: int = 2  # VMs backed up at once
-    copy_of: list[str] = []  # a backup copy job: copies these jobs' points to repository
+    retries: Count = 3  # failed VMs only
+    retry_wait_seconds: Seconds = 600.0
+    notify_to: list[Text] = []  # e-mail addresses besides the global ones
+    exclude_disks: list[Text] = []  # "N" (every VM's disk N) or "VM:N"
+    active_full: Text | None = None  # "sat" (weekly) or "1" … "31" (monthly): read everything
+    rpo_hours: Hours | None = None  # alert when a VM has no good point for longer
+    parallel_vms: Count = 2  # VMs backed up at once
+    copy_of: list[Name] = []  # a backup copy job: copies these jobs' points to repository
     guest: GuestCreate | None = None  # scripts around the snapshot, over SSH
     quiesce_fallback: str = "warn"  # quiesce without VMware Tools running: fail | warn
     logs: LogBackupSpec | None = None  # a log backup job (needs guest)
@@ -250,24 +306,24 @@ class JobCreate(Request):
 class JobEdit(Request):
     """What ``PATCH /v1/jobs/{name}`` may change; fields left out stay."""
 
-    vms: list[str] | None = None
-    containers: list[str] | None = None
+    vms: list[Text] | None = None
+    containers: list[Text] | None = None
     repository: Name | None = None
-    block_size: str | None = None
-    compression: str | None = None
+    block_size: Text | None = None
+    compression: Text | None = None
     enable_cbt: bool | None = None
     quiesce: bool | None = None
-    sample_blocks: int | None = None
-    keep_last: int | None = None
-    keep_days: float | None = None
+    sample_blocks: Count | None = None
+    keep_last: Count | None = None
+    keep_days: Days | None = None
     schedule: ScheduleSpec | None = None
-    retries: int | None = None
-    retry_wait_seconds: float | None = None
-    notify_to: list[str] | None = None
-    exclude_disks: list[str] | None = None
-    active_full: str | None = None
-    rpo_hours: float | None = None
-    parallel_vms: int | None = None
+    retries: Count | None = None
+    retry_wait_seconds: Seconds | None = None
+    notify_to: list[Text] | None = None
+    exclude_disks: list[Text] | None = None
+    active_full: Text | None = None
+    rpo_hours: Hours | None = None
+    parallel_vms: Count | None = None
 
 
 class JobSpec(Wire):
@@ -394,21 +450,21 @@ class Point(Wire):
 
 
 class DiskRestore(Request):
-    point: str
-    disk: int = 0
-    to: str  # absolute path of a new file on the appliance's machine
+    point: Text
+    disk: Annotated[int, Field(ge=0, le=inputs.COUNT_MAX)] = 0
+    to: LocalPath  # absolute path of a new file on the appliance's machine
 
 
 class PostgresRestore(Request):
     """``POST /v1/restore/postgres``: see ``vmkeep restore postgres``."""
 
-    point: str
-    data_dir: str  # absolute, on the appliance's machine
+    point: Text
+    data_dir: LocalPath  # absolute, on the appliance's machine
     until: Annotated[datetime, Field(strict=False)] | None = None  # ISO 8601 with its zone
 
 
 class HuntRequest(Request):
-    vcenter: str | None = None  # None: every vCenter
+    vcenter: Name | None = None  # None: every vCenter
     dry_run: bool = True
     include_foreign: bool = False
 
@@ -422,14 +478,15 @@ class Notifications(Request):
     """Where the appliance reports sessions that end (global; a job may add recipients)."""
 
     on: list[str] = ["failed", "warning"]  # results that are reported: failed, warning, success
-    smtp_host: str | None = None
+    smtp_host: Text | None = None
     smtp_port: int = 25
     smtp_starttls: bool = False
-    mail_from: str = "vmkeep@localhost"
-    mail_to: list[str] = []
-    webhook_url: str | None = None  # gets an HTTP POST of JSON
-    alert_every_seconds: float = 300.0  # how often alerts are looked for
-    free_space_alert_percent: float = 10.0  # alert when a repository has less free
+    mail_from: Text = "vmkeep@localhost"
+    mail_to: list[Text] = []
+    webhook_url: Text | None = None  # gets an HTTP POST of JSON
+    alert_every_seconds: Seconds = 300.0  # how often alerts are looked for
+    # alert when a repository has less free space (percent)
+    free_space_alert_percent: Annotated[float, Field(allow_inf_nan=False)] = 10.0
 
 
 class Alert(Wire):
@@ -473,7 +530,8 @@ class ConfigBackupDone(Wire):
 
 
 class ConfigRestore(Request):
-    path: Annotated[str, Field(min_length=1)]  # a backup file, or a repository folder
+    path: Annotated[str, Field(min_length=1, max_length=inputs.PATH_MAX), _ONE_LINE,
+                    AfterValidator(_checked(inputs.read_path_problem))]  # a file, or a folder
     password: str | None = None  # None: the one this appliance keeps for its backups
 
 
@@ -524,7 +582,7 @@ class MoveRequest(Request):
 
     to: Name
     job: Name | None = None
-    vm: str | None = None
+    vm: Text | None = None
     source: Name | None = None  # with vm: the repository it moves from (default: its only one)
 
 
@@ -535,7 +593,7 @@ class MoveAnswer(Wire):
 
 class VerifyRequest(Request):
     repository: Name
-    point: str | None = None
+    point: Text | None = None
 
 
 class VerifyAnswer(Wire):
@@ -546,8 +604,8 @@ class VerifyAnswer(Wire):
 
 class PruneRequest(Request):
     repository: Name
-    keep_last: int | None = None
-    keep_days: float | None = None
+    keep_last: Count | None = None
+    keep_days: Days | None = None
     dry_run: bool = False
 
 
@@ -557,9 +615,9 @@ class PruneAnswer(Wire):
 
 
 class VmRestore(Request):
-    point: str
-    name: str | None = None  # a new VM with this name; None: over the original
+    point: Text
+    name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
-    datastore: str | None = None
-    host: str | None = None
+    datastore: Text | None = None
+    host: Text | None = None
     power_on: bool = False

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from appliance import inputs
 from appliance.errors import EXIT_INTERRUPTED, UsageError, VmkeepError
 
 EXIT_INTERNAL = 70
@@ -115,14 +117,90 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number; give {low} to {high}") from None
+        problem = inputs.count_problem(value, low=low, high=high)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    return whole_number
+
+
+def _number(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argument type: a finite number from ``low`` (excluded with ``low_open``) to
+    ``high``; NaN and infinity are refused."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        problem = inputs.number_problem(value, low=low, high=high, low_open=low_open)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    return number
+
+
+_positive_float = _number(0.0, inputs.SECONDS_MAX)  # seconds to wait: 0 … a week
+_days = _number(0.0, inputs.DAYS_MAX, low_open=True)  # retention days: (0, 36500]
+_keep_last = _whole(1, inputs.COUNT_MAX)
+_threads = _whole(1, 256)
+
+
+def _name(text: str) -> str:
+    """An argument type: a name the administrator gives (a vCenter, repository, job, image
+    or new VM): printable, one line, 1 to 80 characters."""
+    problem = inputs.name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _vm_name(text: str) -> str:
+    """An argument type: a new VM's name (as ``_name``; slashes allowed)."""
+    problem = inputs.vm_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _text(text: str) -> str:
+    """An argument type: one line of text that names something (a VM, a point, a path in the
+    inventory): no control characters."""
+    problem = inputs.text_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _folder(text: str) -> str:
+    """An argument type: a local folder or file (relative to the current folder) that is not
+    a system folder, or an sftp:// URL."""
+    if text.startswith("sftp://"):
+        problem = inputs.text_problem(text, limit=inputs.PATH_MAX)
+    else:
+        problem = inputs.path_problem(text, absolute=False)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _read_path(text: str) -> str:
+    """An argument type: a local path that is only read."""
+    problem = inputs.read_path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
 
 
 def _port(text: str) -> int:
@@ -132,16 +210,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
     return value
 
 
@@ -213,7 +281,7 @@ def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = T
     """``--repo`` (a folder or sftp://USER@HOST[:PORT]/PATH) with its SSH login options.
     ``ssh_password``: the SSH password may come by --password-stdin / --password-file (not
     where those already give another password: then --ssh-password-file)."""
-    p.add_argument("--repo", required=True, metavar="DIR|URL",
+    p.add_argument("--repo", required=True, metavar="DIR|URL", type=_folder,
                    help="repository folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     p.add_argument("--lock-wait", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="how long to wait for a conflicting lock (default 60)")
@@ -255,20 +323,20 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
-    p.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
-    p.add_argument("--read-streams", type=_non_negative_int, default=0, metavar="N",
+    p.add_argument("--threads", type=_threads, default=2, help="worker threads (default 2)")
+    p.add_argument("--read-streams", type=_whole(0, 256), default=0, metavar="N",
                    help="disk reads in flight at once (default: 4 over HTTPS, else --threads)")
     p.add_argument("--enable-cbt", action="store_true",
                    help="turn Changed Block Tracking on when it is off (a VM reconfigure)")
     p.add_argument("--transport", choices=("https", "direct"), default="https",
                    help="read disks over the datastore's HTTPS (default) or, with direct, "
                    "from the datastore's folder mounted on this machine")
-    p.add_argument("--sample-blocks", type=_non_negative_int, default=4, metavar="N",
+    p.add_argument("--sample-blocks", type=_whole(0, inputs.COUNT_MAX), default=4, metavar="N",
                    help="blocks CBT calls unchanged to re-read and compare, per disk "
                    "(default 4; 0 turns the check off)")
     p.add_argument("--quiesce", action="store_true",
                    help="ask VMware Tools for a quiesced (application-consistent) snapshot")
-    p.add_argument("vm", metavar="VM", help="the VM's name or instance UUID")
+    p.add_argument("vm", metavar="VM", type=_text, help="the VM's name or instance UUID")
 
     p = vsub.add_parser("restore-vm", help="restore an entire VM (new VM or over the original)",
                         description="Restore a VM restore point into vSphere: to a new VM "
@@ -277,7 +345,8 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
     add_connection_options(p)
     add_repository_options(p, ssh_password=False)
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
+    where.add_argument("--name", metavar="NEW_VM", type=_vm_name,
+                       help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
                        help="overwrite the disks of the VM the point was taken of")
     p.add_argument("--datacenter", help="new VM: datacenter (when there are several)")
@@ -299,9 +368,10 @@ def _add_vsphere(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "new disk.", epilog=EPILOG_RESTORE_DISK, formatter_class=raw)
     add_connection_options(p)
     add_repository_options(p, ssh_password=False)
-    p.add_argument("--disk", type=_non_negative_int, default=0, metavar="N",
+    p.add_argument("--disk", type=_whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number in the point (default 0)")
-    p.add_argument("--vm", required=True, help="the VM to add the disk to (name or UUID)")
+    p.add_argument("--vm", required=True, type=_text,
+                   help="the VM to add the disk to (name or UUID)")
     p.add_argument("--datastore", help="datastore for the new disk (default: the VM's first "
                    "disk's)")
     p.add_argument("point", metavar="POINT")
@@ -396,10 +466,11 @@ def _add_vcenter(sub: argparse._SubParsersAction[_Parser]) -> None:
 
     p = vsub.add_parser("add", help="add a vCenter (logs in once to check)",
                         epilog=EPILOG_VCENTER, formatter_class=raw)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--host", required=True, help="host name or address")
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--host", required=True, type=_text, help="host name or address")
     p.add_argument("--port", type=_port, default=443, help="HTTPS port (default 443)")
-    p.add_argument("--user", required=True, help="user name, e.g. backup@vsphere.local")
+    p.add_argument("--user", required=True, type=_text,
+                   help="user name, e.g. backup@vsphere.local")
     secret(p)
     p = vsub.add_parser("edit", help="change a vCenter (re-pin, new password, …)",
                         epilog=EPILOG_VCENTER, formatter_class=raw)
@@ -425,8 +496,8 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = rsub.add_parser("add", help="add a repository (a missing folder is created)",
                         epilog=EPILOG_REPO, formatter_class=raw)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--path", required=True, metavar="DIR|URL",
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--path", required=True, metavar="DIR|URL", type=_folder,
                    help="the repository's folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
     _add_ssh_login(p)
     p.add_argument("--encryption-password-file", metavar="FILE",
@@ -449,10 +520,10 @@ def _add_repo(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--days", type=int, metavar="N", help="7 … 9999")
+    g.add_argument("--days", type=_whole(7, 9999), metavar="N", help="7 … 9999")
     g.add_argument("--off", action="store_true",
                    help="no new locks (those set stay until they expire)")
-    p.add_argument("--epoch-days", type=int, metavar="N",
+    p.add_argument("--epoch-days", type=_whole(1, 9999), metavar="N",
                    help="epoch length (default: 30, or --days if shorter)")
     p = rsub.add_parser("audit", help="compare a hardened repository's ledger with the host",
                         epilog=EPILOG_REPO, formatter_class=raw)
@@ -542,21 +613,22 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     jsub = jp.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = jsub.add_parser("create", help="create a backup job", epilog=EPILOG_JOB,
                         formatter_class=raw)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--vcenter", help="the vCenter's name (vmkeep vcenter list)")
-    p.add_argument("--copy-of", action="append", default=[], metavar="JOB",
+    p.add_argument("name", metavar="NAME", type=_name)
+    p.add_argument("--vcenter", type=_name, help="the vCenter's name (vmkeep vcenter list)")
+    p.add_argument("--copy-of", action="append", default=[], metavar="JOB", type=_name,
                    help="a backup copy job: copy this backup job's points to --repo (repeat "
                    "for more; its own schedule and retention)")
-    p.add_argument("--vm", action="append", default=[], metavar="VM",
+    p.add_argument("--vm", action="append", default=[], metavar="VM", type=_text,
                    help="a VM by name or instance UUID (repeat for more); resolved to its "
                    "instance UUID now, so a rename keeps it in the job")
-    p.add_argument("--container", action="append", default=[], metavar="PATH",
+    p.add_argument("--container", action="append", default=[], metavar="PATH", type=_text,
                    help="every VM in this folder, cluster, host or resource pool, looked up "
                    "at each run, by inventory path such as /DC0/host/DC0_C0 (repeatable; "
                    "`vmkeep inventory --containers` lists them)")
-    p.add_argument("--parallel-vms", type=int, default=2, metavar="N",
+    p.add_argument("--parallel-vms", type=_whole(1, 16), default=2, metavar="N",
                    help="back up N VMs at once (default 2)")
-    p.add_argument("--repo", required=True, help="the repository's name (vmkeep repo list)")
+    p.add_argument("--repo", required=True, type=_name,
+                   help="the repository's name (vmkeep repo list)")
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
@@ -566,8 +638,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--quiesce-fallback", choices=("fail", "warn"), default="warn",
                    help="when VMware Tools are not running: fail the VM, or warn and take a "
                    "crash-consistent snapshot (default)")
-    p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
-    p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
+    p.add_argument("--keep-last", type=_keep_last, metavar="N", help="retention: points per VM")
+    p.add_argument("--keep-days", type=_days, metavar="D", help="retention: days")
     _add_schedule_options(p)
     g = p.add_argument_group("guest processing over SSH (Linux guests)")
     g.add_argument("--guest-host", metavar="HOST[:PORT]",
@@ -606,28 +678,32 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                     help="leave files changed more recently than this (default 10s)")
     p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
                    help="leave out disk N of every VM, or of one VM (repeatable)")
-    p.add_argument("--rpo", type=float, metavar="HOURS",
+    p.add_argument("--rpo", type=_number(0.0, inputs.DAYS_MAX * 24, low_open=True),
+                   metavar="HOURS",
                    help="alert when a VM has had no good point for longer than this")
     p.add_argument("--active-full", metavar="DAY",
                    help="read everything on this day: a weekday (sat) or a day of the month")
     p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
                    help="also e-mail this address about this job (repeatable)")
-    p.add_argument("--retries", type=int, default=3, metavar="N",
+    p.add_argument("--retries", type=_whole(0, 100), default=3, metavar="N",
                    help="retry failed VMs N times (default 3)")
     p.add_argument("--retry-wait", default="10m", metavar="PERIOD",
                    help="between retries: 90s, 10m, 1h (default 10m)")
     p = jsub.add_parser("edit", help="change a job (what is given; the rest stays)",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--vm", action="append", metavar="VM",
+    p.add_argument("--vm", action="append", metavar="VM", type=_text,
                    help="the job's VMs from now on (repeat for more)")
-    p.add_argument("--container", action="append", metavar="PATH",
+    p.add_argument("--container", action="append", metavar="PATH", type=_text,
                    help="the job's inventory containers from now on (repeat for more)")
-    p.add_argument("--parallel-vms", type=int, metavar="N", help="back up N VMs at once")
-    p.add_argument("--repo", help="another repository (its next run is a full read there)")
-    p.add_argument("--keep-last", type=int, metavar="N", help="retention: points per VM")
-    p.add_argument("--keep-days", type=float, metavar="D", help="retention: days")
-    p.add_argument("--retries", type=int, metavar="N", help="retry failed VMs N times")
+    p.add_argument("--parallel-vms", type=_whole(1, 16), metavar="N",
+                   help="back up N VMs at once")
+    p.add_argument("--repo", type=_name,
+                   help="another repository (its next run is a full read there)")
+    p.add_argument("--keep-last", type=_keep_last, metavar="N", help="retention: points per VM")
+    p.add_argument("--keep-days", type=_days, metavar="D", help="retention: days")
+    p.add_argument("--retries", type=_whole(0, 100), metavar="N",
+                   help="retry failed VMs N times")
     p.add_argument("--retry-wait", metavar="PERIOD", help="between retries: 90s, 10m, 1h")
     p.add_argument("--no-schedule", action="store_true", help="run only when asked")
     _add_schedule_options(p)
@@ -682,20 +758,22 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "incremental there), then remove them at the source (unless immutable "
                         "there).", epilog=EPILOG_JOB, formatter_class=raw)
     what = mp.add_mutually_exclusive_group(required=True)
-    what.add_argument("--job", help="the backup job whose points move")
-    what.add_argument("--vm", help="one VM's points")
-    mp.add_argument("--from", dest="source", metavar="REPO",
+    what.add_argument("--job", type=_name, help="the backup job whose points move")
+    what.add_argument("--vm", type=_text, help="one VM's points")
+    mp.add_argument("--from", dest="source", metavar="REPO", type=_name,
                     help="with --vm: the repository they move from (if not the only one)")
-    mp.add_argument("--to", required=True, metavar="REPO", help="the target repository")
+    mp.add_argument("--to", required=True, metavar="REPO", type=_name,
+                    help="the target repository")
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_JOB, formatter_class=raw)
-    vp.add_argument("--repo", required=True, help="the repository's name")
-    vp.add_argument("point", metavar="POINT_ID", nargs="?")
+    vp.add_argument("--repo", required=True, type=_name, help="the repository's name")
+    vp.add_argument("point", metavar="POINT_ID", nargs="?", type=_text)
     pp2 = sub.add_parser("prune", help="retention over a whole repository",
                          epilog=EPILOG_JOB, formatter_class=raw)
-    pp2.add_argument("--repo", required=True, help="the repository's name")
-    pp2.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest per VM")
-    pp2.add_argument("--keep-days", type=float, metavar="D", help="keep points younger than D")
+    pp2.add_argument("--repo", required=True, type=_name, help="the repository's name")
+    pp2.add_argument("--keep-last", type=_keep_last, metavar="N",
+                     help="keep the N newest per VM")
+    pp2.add_argument("--keep-days", type=_days, metavar="D", help="keep points younger than D")
     pp2.add_argument("--dry-run", action="store_true", help="say what would go")
 
     ap = sub.add_parser("alerts", help="what needs an administrator now",
@@ -722,7 +800,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--webhook", metavar="URL", help="POST a JSON report here")
     p.add_argument("--alert-every", default="5m", metavar="PERIOD",
                    help="how often to look for alerts such as a missed RPO (default 5m)")
-    p.add_argument("--free-space-alert", type=float, default=10.0, metavar="PERCENT",
+    p.add_argument("--free-space-alert", type=_number(0.0, 100.0), default=10.0,
+                   metavar="PERCENT",
                    help="alert when a repository has less free space than this (default 10)")
     p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
                         formatter_class=raw)
@@ -739,11 +818,11 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
                         epilog=EPILOG_JOB, formatter_class=raw)
-    p.add_argument("--repo", required=True, help="the repository's name")
+    p.add_argument("--repo", required=True, type=_name, help="the repository's name")
     cfg_secret(p)
     p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
                         epilog=EPILOG_JOB, formatter_class=raw)
-    p.add_argument("--from", dest="source", required=True, metavar="PATH",
+    p.add_argument("--from", dest="source", required=True, metavar="PATH", type=_read_path,
                    help="a repository folder (its newest backup) or a backup file")
     cfg_secret(p)
     p = csub.add_parser("schedule", help="back the configuration up on a schedule",
@@ -751,7 +830,7 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "schedule (the password is kept in the secret store; give it the "
                         "first time). Without a schedule option: show the schedule.",
                         epilog=EPILOG_JOB, formatter_class=raw)
-    p.add_argument("--repo", help="the repository's name")
+    p.add_argument("--repo", type=_name, help="the repository's name")
     p.add_argument("--off", action="store_true", help="stop the scheduled backups")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_schedule_options(p)
@@ -774,7 +853,8 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--name", metavar="NEW_VM", help="create a new VM with this name")
+    where.add_argument("--name", metavar="NEW_VM", type=_vm_name,
+                       help="create a new VM with this name")
     where.add_argument("--original", action="store_true",
                        help="overwrite the VM the point was taken of (needs --yes)")
     p.add_argument("--yes", action="store_true", help="--original: the disks are overwritten")
@@ -784,9 +864,9 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
-    p.add_argument("--disk", type=int, default=0, metavar="N",
+    p.add_argument("--disk", type=_whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
-    p.add_argument("--to", required=True, metavar="FILE", help="a new file")
+    p.add_argument("--to", required=True, metavar="FILE", type=_folder, help="a new file")
     p = rsub.add_parser("postgres", help="PostgreSQL to a point in time: the base backup's "
                         "label, the WAL and the recovery settings into a data folder",
                         description="After the image point's disk was restored and its "
@@ -796,7 +876,7 @@ def _add_jobs(sub: argparse._SubParsersAction[_Parser]) -> None:
                         "PostgreSQL started on the folder replays up to --until.",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
-    p.add_argument("--data-dir", required=True, metavar="DIR",
+    p.add_argument("--data-dir", required=True, metavar="DIR", type=_folder,
                    help="the restored data folder (on the appliance's machine)")
     p.add_argument("--until", metavar="TIME",
                    help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
@@ -817,18 +897,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = isub.add_parser("backup", help="back up an image file as a new restore point")
     common(p)
-    p.add_argument("--name", required=True, help="the protected object's name")
+    p.add_argument("--name", required=True, type=_name, help="the protected object's name")
     p.add_argument("--changed", metavar="AREAS.json",
                    help='areas changed since the last point: [{"offset": n, "length": n}, …]')
     p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
     p.add_argument("--compression", default="zstd-fast",
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
-    p.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    p.add_argument("--threads", type=_threads, default=2, help="worker threads (default 2)")
     p.add_argument("file", metavar="FILE", help="raw image file or block device")
 
     p = isub.add_parser("restore", help="restore a point's disk to a new raw image file")
     common(p)
-    p.add_argument("--disk", type=int, default=0, help="disk number (default 0)")
+    p.add_argument("--disk", type=_whole(0, inputs.COUNT_MAX), default=0,
+                   help="disk number (default 0)")
     p.add_argument("point", metavar="POINT")
     p.add_argument("file", metavar="FILE")
 
@@ -846,9 +927,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = isub.add_parser("prune", help="apply retention, then free space")
     common(p)
-    p.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest per name")
-    p.add_argument("--keep-days", type=float, metavar="D", help="keep points younger than D days")
-    p.add_argument("--compact-below", type=float, default=0.75, metavar="SHARE",
+    p.add_argument("--keep-last", type=_keep_last, metavar="N",
+                   help="keep the N newest per name")
+    p.add_argument("--keep-days", type=_days, metavar="D", help="keep points younger than D days")
+    p.add_argument("--compact-below", type=_number(0.0, 1.0), default=0.75, metavar="SHARE",
                    help="rewrite packs whose live share is under SHARE (default 0.75)")
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
 
@@ -875,6 +957,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "VMKEEP_SOCKET name. ctrl+q quits; ctrl+p lists every action.")
     p.add_argument("--home", help="the appliance's home (default: VMKEEP_HOME)")
     return parser
+
+
+def _request_refused(exc: Exception) -> UsageError | None:
+    """A request the CLI built from its arguments that the API's own checks refuse (pydantic's
+    ValidationError, ``appliance.api``): a usage error that says which value and why."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+        return None
+    problems = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{where}: {msg}" if where else msg)
+    return UsageError("; ".join(problems) + "; see `vmkeep --help`")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -918,7 +1014,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # here, so that a closed pipe is caught below
         return code
     except VmkeepError as exc:
-        print(f"vmkeep: error: {exc}", file=sys.stderr)
+        # One line, whatever names it quotes (a VM's name may hold a newline or an escape).
+        print(f"vmkeep: error: {inputs.shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vmkeep: interrupted", file=sys.stderr)
@@ -931,8 +1028,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     except Exception as exc:
-        print(f"vmkeep: internal error: {type(exc).__name__}: {exc}; please report this with "
-              "the command you ran", file=sys.stderr)
+        refused = _request_refused(exc)
+        if refused is not None:
+            print(f"vmkeep: error: {inputs.shown(refused)}", file=sys.stderr)
+            return refused.exit_code
+        print(f"vmkeep: internal error: {type(exc).__name__}: {inputs.shown(exc)}; please "
+              "report this with the command you ran", file=sys.stderr)
         return EXIT_INTERNAL
 
 

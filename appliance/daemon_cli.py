@@ -4,19 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
-from appliance import daemon
+from appliance import daemon, inputs
 from appliance.client import ApplianceClient
-from appliance.errors import ApplianceNotRunningError
-from appliance.home import resolve
+from appliance.errors import ApplianceNotRunningError, UsageError
+from appliance.home import Home, resolve
 
 EXIT_NOT_RUNNING = 3  # `status` when no appliance answers (as LSB init scripts report it)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     home = resolve(args.home)
+    problem = inputs.folder_problem(home.root)
+    if problem is not None:
+        raise _no_home(args, home, problem)
+    try:
+        return _start(args, home)
+    except OSError as exc:
+        if exc.filename is None or not os.fspath(exc.filename).startswith(str(home.root)):
+            raise
+        raise _no_home(args, home, exc.strerror or type(exc).__name__) from None
+
+
+def _no_home(args: argparse.Namespace, home: Home, problem: str) -> UsageError:
+    where = ("--home" if args.home else "VMKEEP_HOME" if os.environ.get("VMKEEP_HOME")
+             else "the per-user data folder (from HOME or XDG_DATA_HOME)")
+    return UsageError(f"no home folder for the appliance: {home.root}, {where}, cannot be "
+                      f"used ({problem}); set VMKEEP_HOME (or --home) to a folder this user "
+                      "can write")
+
+
+def _start(args: argparse.Namespace, home: Home) -> int:
     if args.foreground:
         return daemon.main(["--home", str(home.root),
                             *(["--new-catalog"] if args.new_catalog else [])])

@@ -42,6 +42,12 @@ class BadInputError(VmkeepError):
     code = "bad_input"
 
 
+class TooLargeError(BadInputError):
+    """A request to the appliance is larger than it takes (HTTP 413)."""
+
+    code = "too_large"
+
+
 class RepositoryFormatError(VmkeepError):
     """A folder is not a vmkeep repository, or one of a format version this build cannot use."""
 
@@ -146,6 +152,13 @@ class ApiVersionError(ApplianceError):
     """The appliance and this client speak no common API version."""
 
     code = "api_version"
+
+
+class InternalError(VmkeepError):
+    """A bug: something vmkeep did not expect went wrong (the appliance logs its traceback)."""
+
+    exit_code = 70
+    code = "internal"
 
 
 class RemoteError(VmkeepError):

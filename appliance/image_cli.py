@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance import inputs
 from appliance.errors import (
     EXIT_DAMAGE_FOUND,
     BadInputError,
@@ -26,6 +27,7 @@ from appliance.errors import (
     StorageIOError,
     UsageError,
 )
+from appliance.inputs import shown
 from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
 from appliance.jobs.prune import execute_prune, plan_prune, sweep
 from appliance.jobs.restore import restore_disk
@@ -69,8 +71,26 @@ def cache_dir() -> Path:
 _opened: list[Path] = []
 
 
+def usable_cache_dir() -> Path:
+    """``cache_dir()``, once it is known that it can be used (or made): else a usage error
+    that names the variable to set."""
+    folder = cache_dir()
+    problem = inputs.folder_problem(folder)
+    if problem is None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    if problem is not None:
+        where = ("VMKEEP_CACHE_DIR" if os.environ.get("VMKEEP_CACHE_DIR")
+                 else "the per-user data folder (from HOME or XDG_DATA_HOME)")
+        raise UsageError(f"no folder for the catalog cache: {folder}, {where}, cannot be used "
+                         f"({problem}); set VMKEEP_CACHE_DIR to a folder this user can write")
+    return folder
+
+
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
-    path = cache_dir() / f"{repo.id}.duckdb"
+    path = usable_cache_dir() / f"{repo.id}.duckdb"
     _opened.append(path)
     try:
         return checked(Catalog.open(path, wait=lock_wait))
@@ -262,7 +282,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def print_report(report: VerifyReport) -> None:
     for d in report.damage:
         affects = ", ".join(d.points) if d.points else "no restore point"
-        print(f"DAMAGED {d.file}: {d.problem}; affects {affects}")
+        print(shown(f"DAMAGED {d.file}: {d.problem}; affects {affects}"))
     summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
                f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
     if report.ok:
@@ -329,7 +349,7 @@ def cmd_points(args: argparse.Namespace) -> int:
     print(f"{'ID':<26} {'NAME':<20} {'CREATED (UTC)':<20} {'KIND':<11} {'READ':>10} "
           f"{'STORED':>10}")
     for p in listing:
-        print(f"{p['id']!s:<26} {p['vm']!s:<20} {p['created']!s:<20} {p['kind']!s:<11} "
+        print(f"{shown(p['id']):<26} {shown(p['vm']):<20} {p['created']!s:<20} {p['kind']!s:<11} "
               f"{human_bytes(int(str(p['bytes_read']))):>10} "
               f"{human_bytes(int(str(p['bytes_stored']))):>10}")
     return 0
@@ -341,7 +361,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")
     for problem in result.damaged:
-        print(f"skipped damaged file: {problem}")
+        print(f"skipped damaged file: {shown(problem)}")
     return 0
 
 
@@ -354,7 +374,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         plan = plan_prune(ws, policy, datetime.now(UTC), compact_below=args.compact_below)
         for d in plan.decisions:
             why = ", ".join(d.reasons) if d.keep else "outside the policy"
-            print(f"{'keep' if d.keep else 'remove'} {d.point_id} {d.object_name} "
+            print(f"{'keep' if d.keep else 'remove'} {d.point_id} {shown(d.object_name)} "
                   f"{d.created.strftime('%Y-%m-%dT%H:%M:%SZ')}: {why}")
         print(f"{'would free' if args.dry_run else 'frees'} about "
               f"{human_bytes(plan.bytes_freed)} ({plan.bytes_freed} bytes): "
@@ -395,6 +415,8 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command != "repair-config":
+        usable_cache_dir()  # before a repository is made: no folder for the cache is usage
     with cache_errors():
         return COMMANDS[args.command](args)
 

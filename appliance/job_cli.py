@@ -13,6 +13,7 @@ from pathlib import Path
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import ApplianceError, UsageError
+from appliance.inputs import shown
 from appliance.jobs.schedule import parse_period
 from appliance.password import optional_password, password_from_file, read_password
 from appliance.progress import human_bytes
@@ -98,8 +99,9 @@ def cmd_job(args: argparse.Namespace, client: ApplianceClient) -> int:
         else:
             s = job.spec
             print(f"job {s.name!r} ({'enabled' if job.enabled else 'disabled'})\n"
-                  f"  VMs: {', '.join(v.name for v in s.vms) or '-'}\n"
-                  f"  containers: {', '.join(s.containers) or '-'}\n  vCenter: {s.vcenter}\n"
+                  f"  VMs: {shown(', '.join(v.name for v in s.vms)) or '-'}\n"
+                  f"  containers: {shown(', '.join(s.containers)) or '-'}\n"
+                  f"  vCenter: {s.vcenter}\n"
                   f"  {s.parallel_vms} VM(s) at a time\n"
                   f"  repository: {s.repository}\n  block size {s.block_size}, compression "
                   f"{s.compression}, CBT consent {'yes' if s.enable_cbt else 'no'}, quiesce "
@@ -161,9 +163,10 @@ def follow(client: ApplianceClient, session_id: str) -> int:
             line = event.line
             if tty:
                 print("\r\033[K", end="", file=sys.stderr)
-            print(f"{line.time:%H:%M:%S} {line.level:7} {line.message}", file=sys.stderr)
+            print(f"{line.time:%H:%M:%S} {line.level:7} {shown(line.message)}",
+                  file=sys.stderr)
         elif event.tasks is not None and tty:
-            parts = [f"{t.name} {100 * t.bytes_done / t.bytes_total:.0f}% "
+            parts = [f"{shown(t.name)} {100 * t.bytes_done / t.bytes_total:.0f}% "
                      f"{human_bytes(t.rate)}/s" for t in event.tasks
                      if t.state == "running" and t.bytes_total and t.disk is None]
             print("\r\033[K" + "; ".join(parts), end="", file=sys.stderr, flush=True)
@@ -193,10 +196,10 @@ def cmd_session(args: argparse.Namespace, client: ApplianceClient) -> int:
         return 0
     print(f"session {s.id} of job {s.job!r}: {s.state}, {s.result or 'running'}")
     for t in s.tasks:
-        print(f"  {t.name}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
+        print(f"  {shown(t.name)}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
               f"{human_bytes(t.bytes_total)}" + (f", point {t.point_id}" if t.point_id else ""))
     for line in s.log:
-        print(f"  {line.time:%H:%M:%S} {line.level:7} {line.message}")
+        print(f"  {line.time:%H:%M:%S} {line.level:7} {shown(line.message)}")
     return 0
 
 
@@ -258,8 +261,8 @@ def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
 def cmd_verify(args: argparse.Namespace, client: ApplianceClient) -> int:
     answer = client.verify(args.repo, args.point)
     for line in answer.damage:
-        print(f"DAMAGED {line}")
-    print(("ok: " if answer.ok else "damage found: ") + answer.summary)
+        print(f"DAMAGED {shown(line)}")
+    print(("ok: " if answer.ok else "damage found: ") + shown(answer.summary))
     return 0 if answer.ok else 1
 
 
@@ -267,16 +270,16 @@ def cmd_prune(args: argparse.Namespace, client: ApplianceClient) -> int:
     answer = client.prune(api.PruneRequest(repository=args.repo, keep_last=args.keep_last,
                                            keep_days=args.keep_days, dry_run=args.dry_run))
     for line in answer.lines:
-        print(line)
+        print(shown(line))
     return 0
 
 
 def cmd_hunter(args: argparse.Namespace, client: ApplianceClient) -> int:
     for report in client.hunter(vcenter=args.vcenter, dry_run=args.dry_run,
                                 include_foreign=args.include_foreign):
-        print(f"vCenter {report.vcenter}:")
+        print(f"vCenter {shown(report.vcenter)}:")
         for line in report.lines:
-            print(f"  {line}")
+            print(f"  {shown(line)}")
     return 0
 
 
@@ -347,7 +350,7 @@ def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
     answer = client.move(api.MoveRequest(to=args.to, job=args.job, vm=args.vm,
                                          source=args.source))
     for line in answer.lines:
-        print(line)
+        print(shown(line))
     return 0
 
 

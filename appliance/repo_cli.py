@@ -13,6 +13,7 @@ from pathlib import Path
 from appliance import api
 from appliance.client import ApplianceClient
 from appliance.errors import RemoteError, UsageError
+from appliance.inputs import shown
 from appliance.jobs.schedule import parse_period
 from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
@@ -129,7 +130,7 @@ def cmd_audit(args: argparse.Namespace, client: ApplianceClient) -> int:
         print(json.dumps(answer.model_dump(mode="json"), indent=2))
     else:
         for line in answer.lines:
-            print(line)
+            print(shown(line))
         print("ok: the host holds every lock the ledger names" if answer.ok
               else f"{len(answer.lines)} disagreement(s)")
     return 0 if answer.ok else 1

@@ -7,6 +7,7 @@ the daemon (``appliance.daemon``) serves it on its Unix socket. Every error is a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,14 +19,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance import api
 from appliance.errors import (
     ApplianceError,
     BadInputError,
+    InternalError,
     LockedError,
     NotFoundError,
     SshError,
+    TooLargeError,
     UsageError,
     VmkeepError,
     VSphereError,
@@ -35,7 +39,14 @@ from appliance.registry import ConflictError, Registry, RepositoryInfo
 from appliance.sessions import SessionManager
 from catalog.models import VCenterRow
 
+log = logging.getLogger(__name__)
+
+# The largest request body the appliance reads: its requests are names, paths, settings, a
+# job's scripts and key texts; a catalog query's SQL is capped at 64 KiB on its own.
+MAX_BODY = 1 << 20
+
 _STATUS: tuple[tuple[type[VmkeepError], int], ...] = (
+    (TooLargeError, 413),
     (NotFoundError, 404),
     (UsageError, 400),
     (BadInputError, 422),
@@ -137,7 +148,92 @@ def _json_value(x: Any) -> Any:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": api.ErrorBody} for status in (400, 404, 409, 422, 424, 500, 503)}
+    status: {"model": api.ErrorBody} for status in (400, 404, 409, 413, 422, 424, 500, 503)}
+
+
+class _BodyTooLarge(Exception):
+    """The request body streamed past ``MAX_BODY`` (raised out of ``receive``)."""
+
+
+async def _send_error(send: Send, status: int, error: VmkeepError, *,
+                      close: bool = False) -> None:
+    body = api.ErrorBody(code=error.code, message=str(error),
+                         exit_code=error.exit_code).model_dump_json().encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the request body is never read: the connection cannot go on
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(size: int | None, limit: int) -> TooLargeError:
+    what = f"{size} bytes" if size is not None else f"larger than {limit} bytes"
+    return TooLargeError(f"the request body is {what}; the appliance takes at most {limit} "
+                         "bytes per request: send less (see docs/API.md)")
+
+
+class Guard:
+    """Pure ASGI middleware around the whole app: a request body larger than ``limit`` is
+    answered 413 without being read (by its Content-Length, or once a chunked body streams
+    past the limit), and any exception that escapes the app becomes a JSON ``ErrorBody``
+    500 (code ``internal``), logged with its traceback: never a plain-text 500."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            try:
+                size: int | None = int(length)
+            except ValueError:
+                size = None
+            if size is not None and size > self.limit:
+                await _send_error(send, 413, _too_large(size, self.limit), close=True)
+                return
+        received = 0
+        started = False  # a response began: nothing more can be said
+        refused = False  # we answered 413: what the app still sends is dropped
+
+        async def limited_receive() -> Message:
+            nonlocal received, started, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Answered here and now: the app turns errors while reading a body into
+                    # its own 400, which is then dropped.
+                    if not started:
+                        started = refused = True
+                        await _send_error(send, 413, _too_large(None, self.limit), close=True)
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            pass  # answered 413 in limited_receive
+        except Exception as exc:
+            if started:
+                raise  # mid-answer: the server logs it and drops the connection
+            log.error("unexpected error answering %s %s", scope.get("method"),
+                      scope.get("path"), exc_info=exc)
+            await _send_error(send, 500, InternalError(
+                f"the appliance met an unexpected error ({type(exc).__name__}); this is a bug: "
+                "please report it with the appliance's log"))
 
 
 def create_app(state: ApplianceState) -> FastAPI:
@@ -157,6 +253,9 @@ def create_app(state: ApplianceState) -> FastAPI:
             response.headers["Allow"] = ", ".join(methods)
         return response
 
+    # Added last, so outermost: around the other middleware too.
+    app.add_middleware(Guard)
+
     @app.exception_handler(VmkeepError)
     async def vmkeep_error(_request: Request, exc: VmkeepError) -> JSONResponse:
         body = api.ErrorBody(code=exc.code, message=str(exc), exit_code=exc.exit_code)
@@ -168,7 +267,8 @@ def create_app(state: ApplianceState) -> FastAPI:
         problems = []
         for err in exc.errors()[:5]:
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
         body = api.ErrorBody(code=BadInputError.code, exit_code=BadInputError.exit_code,
                              message="the request does not fit the API: "
                                      + "; ".join(problems) + "; see docs/API.md")

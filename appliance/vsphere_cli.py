@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import cache_errors, noted, opened, rescan_hint
+from appliance.image_cli import cache_errors, noted, opened, rescan_hint, usable_cache_dir
+from appliance.inputs import shown
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
 from appliance.jobs.vm_restore import (
@@ -52,7 +53,7 @@ EXIT_NOT_CONFIRMED = 1  # restore-vm --original: the person did not confirm
 
 def say(level: str, message: str) -> None:
     """One stderr line ``vmkeep: LEVEL: message`` (level: info, warning, error)."""
-    print(f"vmkeep: {level}: {' '.join(message.split())}", file=sys.stderr)
+    print(f"vmkeep: {level}: {shown(' '.join(message.split()))}", file=sys.stderr)
 
 
 def log_to_stderr(verbose: bool) -> Callable[[str, str], None]:
@@ -157,7 +158,7 @@ _POWER = {"poweredOn": "on", "poweredOff": "off", "suspended": "suspended"}
 
 def print_vm_table(vms: list[VmInfo]) -> None:
     head = ("NAME", "POWER", "CBT", "SNAPSHOTS", "CONSOLIDATE")
-    rows = [(vm.name, _POWER.get(vm.power_state, vm.power_state or "?"),
+    rows = [(shown(vm.name), _POWER.get(vm.power_state, vm.power_state or "?"),
              "on" if vm.cbt_enabled else "off", str(len(vm.snapshots)),
              "needed" if vm.consolidation_needed else "no") for vm in vms]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(head)]
@@ -168,7 +169,7 @@ def print_vm_table(vms: list[VmInfo]) -> None:
     print(line(head, "DISKS").rstrip())
     blank = tuple("" for _ in head)
     for vm, row in zip(vms, rows, strict=True):
-        disks = [f"{d.index}: {human_bytes(d.capacity_bytes)} {d.file_name}".rstrip()
+        disks = [f"{d.index}: {human_bytes(d.capacity_bytes)} {shown(d.file_name)}".rstrip()
                  for d in vm.disks] or ["-"]
         print(line(row, disks[0]))
         for disk in disks[1:]:
@@ -251,7 +252,7 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
             plan = plan_restore_new(ws, args.point, args.name)
         if args.dry_run:
             for line in plan.describe():
-                print(line)
+                print(shown(line))
             return 0
         progress = Progress(f"restore {args.point}")
         try:
@@ -300,13 +301,13 @@ def cmd_hunter(args: argparse.Namespace) -> int:
     with connected(args) as session:
         plan = plan_hunt(session, include_foreign=args.include_foreign)
         for text in describe(plan):
-            print(text)
+            print(shown(text))
         if args.dry_run or plan.empty:
             return 0
         result = execute_hunt(session, plan)
     for n, o in enumerate(result.outcomes, 1):
-        print(f"{n}. {o.status.value}: VM {o.finding.vm_name!r} ({o.finding.vm_moref}): "
-              f"{o.detail}")
+        print(shown(f"{n}. {o.status.value}: VM {o.finding.vm_name!r} ({o.finding.vm_moref}): "
+                    f"{o.detail}"))
     reported = sum(1 for o in result.outcomes if o.status is Status.REPORTED)
     print(f"Snapshot Hunter: {len(result.fixed)} fixed, {len(result.failed)} failed, "
           f"{reported} reported only")
@@ -320,5 +321,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command in ("backup", "restore-vm", "restore-disk"):
+        usable_cache_dir()  # the repository's catalog cache: say so before any work
     with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
         return COMMANDS[args.command](args)

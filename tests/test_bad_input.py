@@ -3,6 +3,7 @@ stderr line that names the bad value and says what to do, with no traceback, and
 repository exactly as it was (or, where there was none, still none).
 
 Exit codes: 2 usage, 3 not found, 4 bad input, 5 repository format, 7 no space, 11 source.
+None of them is ever 70 (an internal error: a bug), whatever the input.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +79,16 @@ def env(pristine: Pristine, tmp_path: Path) -> Env:
     return Env(repo, cache, pristine.image, pristine.point, tmp_path)
 
 
+def assert_not_internal(r: CliResult) -> None:
+    """Bad input is never an internal error (exit 70, "please report this")."""
+    assert r.code != 70 and "internal error" not in r.err, f"exit {r.code}: {r.err!r}"
+
+
 def assert_refused(r: CliResult, code: int, needles: tuple[str, ...] = (),
                    hint: str | None = None) -> str:
     """Exit ``code``, one stderr line naming every needle (and matching ``hint``), nothing
     on stdout, no traceback. Returns the line."""
+    assert_not_internal(r)
     assert "Traceback" not in r.err and "Traceback" not in r.out, r.err
     lines = r.err.splitlines()
     assert len(lines) == 1, f"expected one stderr line, got {r.err!r}"
@@ -432,3 +440,256 @@ def test_a_reader_that_goes_away_is_not_an_internal_error(env: Env) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "internal error" not in err and "Traceback" not in err
+
+
+# -- numbers, names and paths on the command line (issue 11) -----------------------------------
+
+R = "/srv/vmkeep-test/r1"  # never reached: the arguments are refused first
+IMG = "/srv/vmkeep-test/disk.img"
+VC = ["--host", "127.0.0.1", "--port", "1", "--user", "u", "--insecure"]
+
+# (arguments, the option named, what it must say is allowed): each refused with exit 2 before
+# anything is opened, created or asked of an appliance.
+CLI_CASES: dict[str, tuple[list[str], str, str]] = {
+    "keep-days-huge": (["image", "prune", "--repo", R, "--keep-days", "1000000000"],
+                       "--keep-days", "at most 36500"),
+    "keep-days-nan": (["image", "prune", "--repo", R, "--keep-days", "nan"], "--keep-days",
+                      "finite"),
+    "keep-days-inf": (["image", "prune", "--repo", R, "--keep-days", "inf"], "--keep-days",
+                      "finite"),
+    "keep-days-zero": (["image", "prune", "--repo", R, "--keep-days", "0"], "--keep-days",
+                       "more than 0"),
+    "keep-days-negative": (["image", "prune", "--repo", R, "--keep-days", "-3"], "--keep-days",
+                           "more than 0"),
+    "keep-last-zero": (["image", "prune", "--repo", R, "--keep-last", "0"], "--keep-last",
+                       "give 1 to"),
+    "keep-last-huge": (["image", "prune", "--repo", R, "--keep-last", "1" + "0" * 30],
+                       "--keep-last", "give 1 to"),
+    "compact-below-nan": (["image", "prune", "--repo", R, "--keep-last", "1",
+                           "--compact-below", "nan"], "--compact-below", "finite"),
+    "threads-zero": (["image", "backup", "--repo", R, "--name", "vm", "--threads", "0", IMG],
+                     "--threads", "give 1 to 256"),
+    "threads-negative": (["image", "backup", "--repo", R, "--name", "vm", "--threads", "-5",
+                          IMG], "--threads", "give 1 to 256"),
+    "threads-not-a-number": (["image", "backup", "--repo", R, "--name", "vm", "--threads",
+                              "two", IMG], "--threads", "whole number"),
+    "lock-wait-nan": (["image", "points", "--repo", R, "--lock-wait", "nan"], "--lock-wait",
+                      "finite"),
+    "lock-wait-inf": (["image", "points", "--repo", R, "--lock-wait", "inf"], "--lock-wait",
+                      "finite"),
+    "lock-wait-negative": (["image", "points", "--repo", R, "--lock-wait", "-1"],
+                           "--lock-wait", "give 0 to"),
+    "lock-wait-huge": (["image", "points", "--repo", R, "--lock-wait", "1e300"], "--lock-wait",
+                       "give 0 to"),
+    "name-empty": (["image", "backup", "--repo", R, "--name", "", IMG], "--name", "empty"),
+    "name-blank": (["image", "backup", "--repo", R, "--name", "   ", IMG], "--name", "empty"),
+    "name-newline": (["image", "backup", "--repo", R, "--name", "db01\nfake row", IMG],
+                     "--name", "control characters"),
+    "name-escape-code": (["image", "backup", "--repo", R, "--name", "\x1b[31mred", IMG],
+                         "--name", "control characters"),
+    "name-tab": (["image", "backup", "--repo", R, "--name", "a\tb", IMG], "--name",
+                 "control characters"),
+    "name-too-long": (["image", "backup", "--repo", R, "--name", "x" * 81, IMG], "--name",
+                      "at most 80"),
+    "name-slash": (["image", "backup", "--repo", R, "--name", "a/b", IMG], "--name", "slash"),
+    "repo-is-etc": (["image", "backup", "--repo", "/etc", "--name", "vm", IMG], "--repo",
+                    "system folder"),
+    "repo-is-root": (["image", "points", "--repo", "/"], "--repo", "system folder"),
+    "repo-is-usr-dotdot": (["image", "verify", "--repo", "/srv/../usr"], "--repo",
+                           "system folder"),
+    "restore-disk-negative": (["image", "restore", "--repo", R, "--disk", "-1", "P",
+                               "/srv/vmkeep-test/out.img"], "--disk", "give 0 to"),
+    "vsphere-threads-zero": (["vsphere", "backup", *VC, "--repo", R, "--threads", "0", "vm"],
+                             "--threads", "give 1 to 256"),
+    "vsphere-read-streams-negative": (["vsphere", "backup", *VC, "--repo", R,
+                                       "--read-streams", "-1", "vm"], "--read-streams",
+                                      "give 0 to"),
+    "vsphere-vm-escape": (["vsphere", "backup", *VC, "--repo", R, "\x1b]0;pwned\x07"], "VM",
+                          "control characters"),
+    "vsphere-restore-name-empty": (["vsphere", "restore-vm", *VC, "--repo", R, "--name", "",
+                                    "P"], "--name", "empty"),
+    "vcenter-name-newline": (["vcenter", "add", "vc\n01", "--host", "h", "--user", "u"], "NAME",
+                             "control characters"),
+    "vcenter-host-escape": (["vcenter", "add", "vc01", "--host", "h\x1b[2J", "--user", "u"],
+                            "--host", "control characters"),
+    "repo-name-empty": (["repo", "add", "", "--path", "/srv/vmkeep-test/main"], "NAME",
+                        "empty"),
+    "repo-path-etc": (["repo", "add", "main", "--path", "/etc"], "--path", "system folder"),
+    "repo-path-proc": (["repo", "add", "main", "--path", "/proc/"], "--path", "system folder"),
+    "repo-path-newline": (["repo", "add", "main", "--path", "/srv/a\nb"], "--path",
+                          "control characters"),
+    "repo-harden-days": (["repo", "harden", "main", "--days", "0"], "--days", "give 7 to 9999"),
+    "job-name-escape": (["job", "create", "\x1b[1mjob", "--vcenter", "vc", "--vm", "vm",
+                         "--repo", "main"], "NAME", "control characters"),
+    "job-parallel-zero": (["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo",
+                           "main", "--parallel-vms", "0"], "--parallel-vms", "give 1 to 16"),
+    "job-keep-days-nan": (["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo",
+                           "main", "--keep-days", "nan"], "--keep-days", "finite"),
+    "job-retries-negative": (["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo",
+                              "main", "--retries", "-1"], "--retries", "give 0 to 100"),
+    "job-rpo-inf": (["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo", "main",
+                     "--rpo", "inf"], "--rpo", "finite"),
+    "job-vm-newline": (["job", "create", "j", "--vcenter", "vc", "--vm", "db01\n", "--repo",
+                        "main"], "--vm", "control characters"),
+    "job-edit-keep-last-zero": (["job", "edit", "j", "--keep-last", "0"], "--keep-last",
+                                "give 1 to"),
+    "prune-keep-days-huge": (["prune", "--repo", "main", "--keep-days", "1e9"], "--keep-days",
+                             "at most 36500"),
+    "restore-vm-name-newline": (["restore", "vm", "P", "--name", "new\nvm"], "--name",
+                                "control characters"),
+    "restore-disk-to-etc": (["restore", "disk", "P", "--to", "/etc"], "--to", "system folder"),
+    "restore-pg-data-dir-root": (["restore", "postgres", "P", "--data-dir", "/"], "--data-dir",
+                                 "system folder"),
+    "notify-free-space-nan": (["notify", "set", "--free-space-alert", "nan"],
+                              "--free-space-alert", "finite"),
+    "catalog-timeout-nan": (["catalog", "query", "SELECT 1", "--timeout", "nan"], "--timeout",
+                            "finite"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_refuses_bad_numbers_names_and_paths(tmp_path: Path, case: str) -> None:
+    """Exit 2, one stderr line naming the option and the value as Python writes it (a newline
+    as \\n, an escape as \\x1b: nothing raw reaches the terminal) and what is allowed;
+    nothing is created, no appliance is asked."""
+    args, option, allowed = CLI_CASES[case]
+    home = tmp_path / "home"
+    r = run_cli(args, tmp_path / "cache", env={"VMKEEP_HOME": str(home)})
+    bad = (args[args.index(option) + 1] if option.startswith("--")
+           else next(a for a in args if not a.isprintable() or not a))
+    line = assert_refused(r, 2, (option, repr(bad)), re.escape(allowed))
+    assert "\x1b" not in line and line.isprintable(), line
+    assert not home.exists() and not (tmp_path / "cache").exists()
+    assert not Path(R).exists()
+
+
+@pytest.mark.parametrize("option", ["--retry-wait"])
+def test_a_period_too_long_is_a_usage_error(tmp_path: Path, option: str) -> None:
+    """``99999999999999999999h`` once overflowed the date arithmetic (exit 70)."""
+    r = run_cli(["job", "create", "j", "--vcenter", "vc", "--vm", "vm", "--repo", "main",
+                 option, "99999999999999999999h"], tmp_path / "cache",
+                env={"VMKEEP_HOME": str(tmp_path / "home")})
+    assert_refused(r, 2, ("'99999999999999999999h'", "longer than a year"))
+
+
+def test_no_cli_case_is_an_internal_error_even_when_well_formed(tmp_path: Path) -> None:
+    """The values just inside the ranges are taken (exit codes other than 2 mean the command
+    ran on to the missing repository; never 70)."""
+    repo = tmp_path / "missing"
+    for args in (["image", "prune", "--repo", str(repo), "--keep-days", "36500"],
+                 ["image", "prune", "--repo", str(repo), "--keep-last", "10000"],
+                 ["image", "points", "--repo", str(repo), "--lock-wait", "0"]):
+        r = run_cli(args, tmp_path / "cache")
+        assert_refused(r, 3, (str(repo), "does not exist"))
+
+
+# -- no data folder -----------------------------------------------------------------------------
+
+
+def _without_data_folder(tmp_path: Path) -> dict[str, str]:
+    """An environment whose HOME is below a plain file: the per-user data folder
+    (platformdirs: HOME/.local/share/vmkeep) cannot be made, even by root."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VMKEEP_HOME", "VMKEEP_SOCKET", "VMKEEP_CACHE_DIR", "XDG_DATA_HOME")}
+    env["HOME"] = str(blocker / "home")
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> CliResult:
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args], env=env,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("command", ["backup", "points", "verify"])
+def test_no_folder_for_the_catalog_cache_is_a_usage_error(env: Env, tmp_path: Path,
+                                                          command: str) -> None:
+    e = _without_data_folder(tmp_path)
+    new_repo = tmp_path / "new-repo"
+    args = {"backup": ["image", "backup", "--repo", str(new_repo), "--name", "vm",
+                       str(env.image)],
+            "points": ["image", "points", "--repo", str(env.repo)],
+            "verify": ["image", "verify", "--repo", str(env.repo)]}[command]
+    before = tree_digest(env.repo)
+    r = _run(args, e)
+    assert_refused(r, 2, ("catalog cache", "VMKEEP_CACHE_DIR", "not a folder"))
+    assert not new_repo.exists()
+    assert tree_digest(env.repo) == before
+    # The variable it names is the way out.
+    e["VMKEEP_CACHE_DIR"] = str(tmp_path / "cache-here")
+    r = _run(["image", "points", "--repo", str(env.repo)], e)
+    assert r.code == 0, r.err
+
+
+def test_a_cache_dir_that_cannot_be_made_is_a_usage_error(env: Env, tmp_path: Path) -> None:
+    e = _without_data_folder(tmp_path)
+    e["VMKEEP_CACHE_DIR"] = str(tmp_path / "not-a-folder" / "cache")
+    r = _run(["image", "points", "--repo", str(env.repo)], e)
+    assert_refused(r, 2, ("VMKEEP_CACHE_DIR", str(tmp_path / "not-a-folder" / "cache")))
+
+
+@pytest.mark.parametrize("how", ["default", "VMKEEP_HOME", "--home"])
+def test_no_home_for_the_appliance_is_a_usage_error(how: str) -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="vmkeep-nohome-", dir="/tmp"))  # short: sockets
+    try:
+        _no_home_case(tmp_path, how)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _no_home_case(tmp_path: Path, how: str) -> None:
+    e = _without_data_folder(tmp_path)
+    home = tmp_path / "not-a-folder" / "vmkeep"
+    extra: list[str] = []
+    if how == "VMKEEP_HOME":
+        e["VMKEEP_HOME"] = str(home)
+    elif how == "--home":
+        extra = ["--home", str(home)]
+    r = _run(["appliance", "start", *extra], e)
+    line = assert_refused(r, 2, ("VMKEEP_HOME", "not a folder"))
+    if how == "--home":
+        assert "--home" in line
+
+
+# -- names from a repository are shown escaped ------------------------------------------------
+
+EVIL = "db01\nfake-row 20990101T000000Z\x1b[31mred\x1b]0;title\x07"
+
+
+def test_a_name_with_a_newline_and_escape_codes_is_shown_escaped(tmp_path: Path) -> None:
+    """A repository written by something else holds a point whose name has a newline and
+    terminal escape codes (the CLI would refuse such a name; the library does not check):
+    `image points` shows it on one row, escaped; the JSON keeps it as it is."""
+    from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
+    from appliance.jobs.workspace import open_workspace
+    from appliance.repository.repo import Repository
+    from appliance.source import ImageFileSource
+    from catalog.store import Catalog
+
+    image = tmp_path / "disk.img"
+    make_image(image, 2 * MiB, seed=5)
+    repo = Repository.open_local(tmp_path / "repo", create=True)
+    cat = Catalog.open(tmp_path / "writer.duckdb")
+    try:
+        with open_workspace(repo, cat.cursor, exclusive=False, operation="test") as ws:
+            point = run_backup(ws, EVIL, [DiskInput(0, ImageFileSource(image))],
+                               BackupOptions(block_size=256 << 10)).point_id
+    finally:
+        cat.close()
+    cache = tmp_path / "cache"
+    r = run_cli(["image", "points", "--repo", str(tmp_path / "repo")], cache)
+    assert r.code == 0, r.err
+    assert "\x1b" not in r.out and "\x07" not in r.out
+    lines = r.out.splitlines()
+    assert len(lines) == 2, lines  # the header and one row
+    assert point in lines[1] and "db01\\nfake-row" in lines[1]
+    assert "\\x1b[31mred\\x1b]0;title\\x07" in lines[1]
+    r = run_cli(["image", "points", "--repo", str(tmp_path / "repo"), "--json"], cache)
+    assert json.loads(r.out)[0]["vm"] == EVIL
+    r = run_cli(["image", "prune", "--repo", str(tmp_path / "repo"), "--keep-last", "1",
+                 "--dry-run"], cache)
+    assert r.code == 0, r.err
+    assert "\x1b" not in r.out and "\x1b" not in r.err
+    assert any(point in line and "db01\\nfake-row" in line for line in r.out.splitlines())

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from appliance import api
+from appliance.inputs import shown
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -106,5 +107,6 @@ def schedule(s: api.ScheduleSpec) -> str:
 
 
 def plain(*values: str) -> tuple[Text, ...]:
-    """Cells shown as they are: a name or value with brackets is not markup."""
-    return tuple(Text(v) for v in values)
+    """Cells shown as they are: a name or value with brackets is not markup, and a newline
+    or an escape code in it is shown escaped (\\n, \\x1b)."""
+    return tuple(Text(shown(v)) for v in values)

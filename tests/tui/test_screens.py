@@ -399,3 +399,22 @@ async def test_restore_points_say_what_guest_processing_did() -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.press("5")
         await until(pilot, lambda: shows(app, "scripts ✓, pg ✓", "scripts ✗"))
+
+
+async def test_names_with_a_newline_or_escape_codes_are_shown_escaped() -> None:
+    """A VM named with a newline and a terminal escape code (vCenter allows it): the restore
+    points and the inventory show it on one line, escaped; no escape code reaches the
+    terminal."""
+    fake = FakeClient()
+    evil = "db\n\x1b[31mX"
+    fake._points = [p.model_copy(update={"vm": evil}) for p in fake._points]
+    fake._inventory = [fake._inventory[0].model_copy(update={"name": evil}),
+                       *fake._inventory[1:]]
+    app = app_for(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, "Restore points of db\\n\\x1b[31mX"))
+        assert "\x1b" not in screen_text(app)
+        await pilot.press("4")
+        await until(pilot, lambda: shows(app, "db\\n\\x1b[31mX · on"))
+        assert "\x1b" not in screen_text(app)

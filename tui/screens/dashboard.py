@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
 from appliance import api
+from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -49,9 +50,10 @@ def vm_tasks(s: api.Session) -> list[tuple[api.Task, str | None]]:
 def task_line(t: api.Task, stage: str | None = None) -> str:
     """One VM of a running session: bar, percentage, bytes, rate, ETA, bottleneck stage."""
     pct = fmt.percent(t.bytes_done, t.bytes_total)
+    name = shown(t.name)[:14]  # a VM's name from vCenter: escaped
     if t.state != "running":
-        return f"  {t.name[:14]:<14} {fmt.result(t.state, t.result)}"
-    return (f"  {t.name[:14]:<14} {fmt.bar(t.bytes_done, t.bytes_total, 10)} {pct:3d}% "
+        return f"  {name:<14} {fmt.result(t.state, t.result)}"
+    return (f"  {name:<14} {fmt.bar(t.bytes_done, t.bytes_total, 10)} {pct:3d}% "
             f"{fmt.sizes(t.bytes_done, t.bytes_total)} {fmt.rate(t.rate)} "
             f"ETA {fmt.duration(t.eta_seconds)} {stage or t.stage or ''}").rstrip()
 
@@ -65,14 +67,14 @@ def running_text(running: list[api.Session], max_lines: int = 4) -> str:
     left = max_lines
     order = {"running": 0, "waiting": 1}
     for s in running:
-        lines.append(f" ▶ {s.job} ({s.kind}) since {fmt.when(s.started)}")
+        lines.append(f" ▶ {shown(s.job)} ({s.kind}) since {fmt.when(s.started)}")
         tasks = sorted(vm_tasks(s), key=lambda ts: order.get(ts[0].state, 2))
-        shown = tasks[:max(1, left)]
-        lines.extend(task_line(t, stage) for t, stage in shown)
-        left -= len(shown)
-        if len(tasks) > len(shown):
+        visible = tasks[:max(1, left)]
+        lines.extend(task_line(t, stage) for t, stage in visible)
+        left -= len(visible)
+        if len(tasks) > len(visible):
             done = sum(t.state not in ("running", "waiting") for t, _ in tasks)
-            lines.append(f"  … {len(tasks) - len(shown)} more VMs ({done}/{len(tasks)} "
+            lines.append(f"  … {len(tasks) - len(visible)} more VMs ({done}/{len(tasks)} "
                          "done; o on the job shows all)")
     return "\n".join(lines)
 
@@ -186,7 +188,7 @@ class DashboardScreen(VmkeepScreen):
                           key=r.name)
         found = alerts(o, self.vmkeep.verified)
         self.query_one("#alerts", Static).update(
-            "\n".join(f"  {a}" for a in found) if found else "  ✓ nothing needs action")
+            "\n".join(f"  {shown(a)}" for a in found) if found else "  ✓ nothing needs action")
 
     def action_refresh(self) -> None:
         self.reload()

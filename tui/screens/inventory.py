@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import Label, Static, Tree
 
 from appliance import api
+from appliance.inputs import shown
 from tui.base import VmkeepScreen, fetch
 
 
@@ -33,11 +34,12 @@ def vm_label(vm: api.InventoryVm) -> str:
 
 def vm_detail(vm: api.InventoryVm) -> str:
     disks = ", ".join(f"{d.index}: {d.capacity_bytes >> 20} MiB" for d in vm.disks)
-    return (f"{vm.name} ({vm.instance_uuid}) on {vm.host}\n"
+    # Names from vCenter: a newline or an escape code in one is shown escaped (\n, \x1b).
+    return (f"{shown(vm.name)} ({shown(vm.instance_uuid)}) on {shown(vm.host)}\n"
             f"power {vm.power_state} · CBT {'on' if vm.cbt_enabled else 'off'} · "
-            f"snapshots: {', '.join(vm.snapshots) or 'none'}"
+            f"snapshots: {shown(', '.join(vm.snapshots)) or 'none'}"
             f"{' · ⚠ needs consolidation' if vm.consolidation_needed else ''}\n"
-            f"disks {disks or 'none'} · jobs {', '.join(vm.jobs) or 'none'} · "
+            f"disks {disks or 'none'} · jobs {shown(', '.join(vm.jobs)) or 'none'} · "
             f"last point {vm.last_point or 'none'}")
 
 
@@ -69,10 +71,10 @@ class InventoryScreen(VmkeepScreen):
                 path = (*path, part)
                 node = nodes.get(path)
                 if node is None:
-                    node = nodes[path] = parent.add(Text(f"{sign} {part}"),  # type: ignore[attr-defined]
+                    node = nodes[path] = parent.add(Text(f"{sign} {shown(part)}"),  # type: ignore[attr-defined]
                                                     expand=True)
                 parent = node
-            parent.add_leaf(Text(vm_label(vm)), data=vm)  # type: ignore[attr-defined]
+            parent.add_leaf(Text(shown(vm_label(vm))), data=vm)  # type: ignore[attr-defined]
         if not message.vms:
             tree.root.add_leaf("no VM: add a vCenter on the Repos screen (key 7)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,6 +14,7 @@ from textual.widgets import DataTable, Label, OptionList
 
 from appliance import api
 from appliance.errors import VmkeepError
+from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
@@ -109,7 +111,7 @@ class PointsScreen(VmkeepScreen):
         vms = self.query_one("#vms", OptionList)
         highlighted = vms.highlighted
         vms.clear_options()
-        vms.add_options([f"{vm} ({len(ps)})" for vm, ps in self.by_vm.items()])
+        vms.add_options([Text(f"{shown(vm)} ({len(ps)})") for vm, ps in self.by_vm.items()])
         if self.by_vm:
             vms.highlighted = min(highlighted or 0, len(self.by_vm) - 1)
             self.show_vm(list(self.by_vm)[vms.highlighted])
@@ -125,7 +127,7 @@ class PointsScreen(VmkeepScreen):
     def show_vm(self, vm: str) -> None:
         self.vm = vm
         points = self.by_vm.get(vm, [])
-        self.query_one("#points-title", Label).update(f"Restore points of {vm}")
+        self.query_one("#points-title", Label).update(Text(f"Restore points of {shown(vm)}"))
         table = self.query_one("#points", DataTable)
         cursor = table.cursor_row
         table.clear()

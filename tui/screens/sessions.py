@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -11,6 +12,7 @@ from textual.widgets import DataTable, Label, RichLog, Static
 
 from appliance import api
 from appliance.errors import VmkeepError
+from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -78,8 +80,7 @@ class SessionUpdated(Message):
 
 def log_line(line: api.LogLine) -> str:
     """A log line; warnings and errors stand out by sign and colour."""
-    text = f"{line.time.strftime('%H:%M:%S')} {line.message}"
-    text = text.replace("[", r"\[")
+    text = escape(f"{line.time.strftime('%H:%M:%S')} {shown(line.message)}")
     if line.level == "error":
         return f"[bold red]✗ {text}[/]"
     if line.level == "warning":
