@@ -354,6 +354,10 @@ def _add_appliance(sub: argparse._SubParsersAction[_Parser]) -> None:
                            help="when the home's catalog is missing or damaged, start on a "
                            "new, empty one on purpose (a damaged file is kept aside as "
                            "catalog.duckdb.damaged-TIME); then `vmkeep config restore`")
+            p.add_argument("--allow-shared-home", action="store_true",
+                           help="leave a home that has group or other access as it is (by "
+                           "default it is made private to its owner at start, each path "
+                           "changed named); what the appliance makes is private either way")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print a JSON object")
 
@@ -878,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # What the commands make is private whatever the caller's umask (files they make
+    # themselves are 0600 anyway; this covers what DuckDB makes, such as a catalog's WAL).
+    umask = os.umask(0o077)
     try:
         args = build_parser().parse_args(argv)
         if args.group == "tui":
@@ -934,6 +941,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vmkeep: internal error: {type(exc).__name__}: {exc}; please report this with "
               "the command you ran", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":

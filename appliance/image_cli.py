@@ -2,12 +2,17 @@
 
 They keep their catalog as a cache per repository under the user's data folder
 (``VMKEEP_CACHE_DIR`` overrides), resynchronised from the repository on every open.
+
+What they make is private (folders 0700, files 0600, whatever the umask): a repository a
+command writes to and the cache folder are tightened first when they have group or other
+access, each path changed named in a warning on stderr (``appliance.private``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -38,9 +43,10 @@ from appliance.jobs.verify import (
 )
 from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import optional_password, password_from_file
+from appliance.private import Tightened, make_dir, summary, tighten_tree
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
-from appliance.repository.address import Address
+from appliance.repository.address import Address, tighten
 from appliance.repository.lock import RepoLock, acquire, read_locks
 from appliance.repository.repo import Repository, repair_config
 from appliance.repository.sftp import is_sftp
@@ -69,8 +75,28 @@ def cache_dir() -> Path:
 _opened: list[Path] = []
 
 
+def warn_tightened(changed: list[Tightened], what: str) -> None:
+    if changed:
+        print(f"vmkeep: warning: {summary(changed, what)}", file=sys.stderr)
+
+
+def private_cache() -> Path:
+    """The cache folder, made 0700 (or tightened, with a warning, when it is shared)."""
+    folder = cache_dir()
+    try:
+        make_dir(folder)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise cache_full(exc) from None
+        raise StorageIOError(f"cannot make the catalog cache folder {folder}: "
+                             f"{exc.strerror}; set VMKEEP_CACHE_DIR to a folder of yours"
+                             ) from None
+    warn_tightened(tighten_tree(folder), f"the catalog cache {folder}")
+    return folder
+
+
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
-    path = cache_dir() / f"{repo.id}.duckdb"
+    path = private_cache() / f"{repo.id}.duckdb"
     _opened.append(path)
     try:
         return checked(Catalog.open(path, wait=lock_wait))
@@ -167,6 +193,8 @@ def opened(args: argparse.Namespace, *, create: bool, lock_wait: float
            ) -> Iterator[tuple[Repository, Catalog]]:
     repo = open_address(address_of(args), create=create)
     try:
+        if create:  # a command that writes to the repository
+            warn_tightened(tighten(repo.backend), f"the repository {repo.location}")
         cat = open_catalog(repo, lock_wait)
         try:
             yield repo, cat

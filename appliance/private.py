@@ -1,0 +1,143 @@
+"""Private by default: what vmkeep makes is its owner's alone, whatever the umask.
+
+Folders are made 0700 and files 0600 (the mode given at creation, then set again, since the
+umask filters it); a repository, the appliance's home and the offline catalog cache that
+already exist with group or other access are *tightened* (:func:`tighten_tree`), each path
+changed named in a warning. A file held immutable (``chattr +i``: a hardened repository's)
+cannot be changed: it is reported as left as it is, never an error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+DIR_MODE: Final = 0o700
+FILE_MODE: Final = 0o600
+SHARED: Final = 0o077  # group and other bits
+
+
+@dataclass(frozen=True, slots=True)
+class Tightened:
+    """A path that had group or other access: ``new`` is its mode now, or None when it could
+    not be changed (``why``)."""
+
+    path: str
+    old: int
+    new: int | None
+    why: str = ""
+
+    def describe(self) -> str:
+        if self.new is not None:
+            return f"{self.path} ({self.old:04o} -> {self.new:04o})"
+        return f"{self.path} ({self.old:04o}: {self.why}, left as it is)"
+
+
+def summary(changed: Iterable[Tightened], what: str, limit: int = 20) -> str:
+    """One line naming what was tightened (the first ``limit`` paths, then a count)."""
+    items = list(changed)
+    named = "; ".join(t.describe() for t in items[:limit])
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return (f"{what} had group or other access, now private to its owner: {named}{more}")
+
+
+def make_dir(path: Path) -> None:
+    """``path`` as a folder (its missing parents too), each folder made here 0700; an
+    existing folder is left as it is."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+        return
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        make_dir(path.parent)
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            return  # made meanwhile by another writer
+    os.chmod(path, DIR_MODE)  # the umask filtered mkdir's mode
+
+
+def open_new(path: Path, flags: int = os.O_WRONLY) -> int:
+    """A new file (``O_CREAT | O_EXCL``), mode 0600 from the moment it exists; its fd."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_mode(mode: int) -> int:
+    """``mode`` without its group and other bits."""
+    return stat.S_IMODE(mode) & ~SHARED
+
+
+def tighten_path(path: str, st: os.stat_result) -> Tightened | None:
+    """Take group and other access off ``path`` (None: it had none, or it is a link)."""
+    if stat.S_ISLNK(st.st_mode) or not stat.S_IMODE(st.st_mode) & SHARED:
+        return None
+    old = stat.S_IMODE(st.st_mode)
+    new = private_mode(st.st_mode)
+    try:
+        os.chmod(path, new, follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # removed meanwhile
+    except OSError as exc:
+        why = ("immutable" if exc.errno == errno.EPERM and _immutable(path)
+               else f"cannot change it: {exc.strerror}")
+        return Tightened(path, old, None, why)
+    return Tightened(path, old, new)
+
+
+def tighten_tree(root: Path) -> list[Tightened]:
+    """Every path under ``root`` (itself included) with group or other access made private;
+    what was changed or could not be. Symbolic links are neither followed nor changed; a
+    missing ``root`` has nothing to change."""
+    out: list[Tightened] = []
+
+    def visit(path: str) -> bool:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        got = tighten_path(path, st)
+        if got is not None:
+            out.append(got)
+        return stat.S_ISDIR(st.st_mode)
+
+    if not visit(os.fspath(root)):
+        return out
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            visit(os.path.join(dirpath, name))
+    return out
+
+
+def _immutable(path: str) -> bool:
+    """Whether ``path`` carries the immutable (or append-only) attribute (``lsattr``'s i/a)."""
+    import fcntl
+    import struct
+
+    fs_ioc_getflags = 0x80086601
+    immutable_fl, append_fl = 0x10, 0x20
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        raw = fcntl.ioctl(fd, fs_ioc_getflags, struct.pack("l", 0))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(struct.unpack("l", raw)[0] & (immutable_fl | append_fl))
