@@ -329,7 +329,9 @@ EPILOG_APPLIANCE = """examples:
 
 The home folder holds the appliance's state, secrets and log; it is --home, else
 $VMKEEP_HOME, else the per-user data folder. The socket is $VMKEEP_SOCKET, else
-HOME/appliance.sock (mode 0600; only the appliance's own user may connect).
+HOME/appliance.sock (mode 0600; only the appliance's own user may connect). The home is
+private (folders 0700, files 0600): one found with group or other access is made so at
+start, each path named, unless --allow-shared-home.
 """
 
 
