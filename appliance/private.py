@@ -89,7 +89,7 @@ def tighten_path(path: str, st: os.stat_result) -> Tightened | None:
     old = stat.S_IMODE(st.st_mode)
     new = private_mode(st.st_mode)
     try:
-        os.chmod(path, new, follow_symlinks=False)
+        os.chmod(path, new)  # not a link (lstat above)
     except FileNotFoundError:
         return None  # removed meanwhile
     except OSError as exc:
