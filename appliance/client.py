@@ -1,21 +1,32 @@
 """The client of the appliance's API, used by the CLI and the TUI.
 
-It imports only ``appliance.api`` and ``appliance.errors`` (and httpx), so a client process
-loads neither DuckDB, pyVmomi nor paramiko. Every call checks the handshake once; an error the
-appliance reports is raised here as the same ``VmkeepError`` family (``RemoteError`` with the
-server's code and exit code, or the local class of that code).
+It imports only ``appliance.api`` and ``appliance.errors`` (and httpx with its httpcore), so a
+client process loads neither DuckDB, pyVmomi nor paramiko. Every call checks the handshake
+once; an error the appliance reports is raised here as the same ``VmkeepError`` family
+(``RemoteError`` with the server's code and exit code, or the local class of that code).
+
+Every connection is checked before a byte goes over it (``SocketTrustError`` otherwise):
+before the connect, the socket's folder must belong to this process's user and be writable by
+nobody else, and the socket file must belong to that user; after it, the process at the other
+end of this very connection must run as that user (``SO_PEERCRED``). The appliance checks its
+clients the same way, so both ends are the same user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import pwd
+import socket
+import stat
+import struct
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import httpcore
 import httpx
 from pydantic import BaseModel, ValidationError
 
@@ -25,16 +36,127 @@ from appliance.errors import (
     ApplianceError,
     ApplianceNotRunningError,
     RemoteError,
+    SocketTrustError,
     VmkeepError,
 )
 
 M = TypeVar("M", bound=BaseModel)
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _who(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid} (no such user here)"
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+_OWN_FOLDER = ("point VMKEEP_SOCKET (or --home) at a folder of your own that only you can "
+               "write")
+
+
+def owned_by_other(what: str, owner: int, uid: int) -> SocketTrustError:
+    """The error for ``what`` (a socket, its folder, its server, a home) of user ``owner``."""
+    name = _name(owner)
+    return SocketTrustError(
+        f"{what} belongs to {_who(owner)}, not to you ({_name(uid)}, uid {uid}): vmkeep "
+        "stops here and sends nothing; if that user's appliance is the one you mean, run "
+        f"vmkeep as {name} (e.g. `sudo -u {name} vmkeep …`), otherwise {_OWN_FOLDER}")
+
+
+def check_socket_folder(path: Path, uid: int) -> None:
+    """The folder of the appliance's socket ``path`` (as named and where it really is) must
+    belong to ``uid`` and be writable by no group or other user: in a shared folder, even a
+    sticky one like /tmp, anyone may put a server. A folder that cannot be looked at passes
+    (a connect then fails with what is wrong)."""
+    real = Path(os.path.realpath(path))
+    for folder in dict.fromkeys((path.parent, real.parent)):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if st.st_uid != uid:
+            raise owned_by_other(f"the appliance socket's folder {folder}", st.st_uid, uid)
+        if st.st_mode & _OTHERS_WRITE:
+            shared = st.st_mode & stat.S_ISVTX  # sticky: shared on purpose, like /tmp
+            raise SocketTrustError(
+                f"the appliance socket's folder {folder} (owner {_name(st.st_uid)}, uid "
+                f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}) may be written by other "
+                "users, so any of them could put their own server there: vmkeep stops here "
+                f"and sends nothing; {_OWN_FOLDER}"
+                + ("" if shared else f" (or `chmod go-w {folder}`)"))
+
+
+def check_socket_path(path: Path, uid: int) -> None:
+    """Before connecting to the appliance's socket ``path``: its folder passes
+    ``check_socket_folder`` and the socket file, when there is one, belongs to ``uid``."""
+    check_socket_folder(path, uid)
+    try:
+        st = os.stat(os.path.realpath(path))
+    except OSError:
+        return
+    if st.st_uid != uid:
+        raise owned_by_other(f"the appliance socket {path}", st.st_uid, uid)
+
+
+def check_peer(sock: socket.socket, path: Path, uid: int) -> None:
+    """After connecting: the process serving ``sock`` (its ``SO_PEERCRED``, taken when it
+    listened) must run as ``uid``."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError as exc:
+        raise SocketTrustError(f"cannot tell which user serves the appliance socket {path} "
+                               f"({exc.strerror}): vmkeep stops here and sends nothing"
+                               ) from None
+    pid, peer, _gid = _PEERCRED.unpack(raw)
+    if peer != uid:
+        raise owned_by_other(f"the process serving the appliance socket {path} (pid {pid})",
+                             peer, uid)
+
+
+class _TrustedBackend(httpcore.SyncBackend):
+    """httpcore's network backend with the checks of ``check_socket_path`` before and
+    ``check_peer`` after each connect to the socket: the connection they pass is the one that
+    carries the requests."""
+
+    def __init__(self, uid: int) -> None:
+        self._uid = uid
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None
+                            ) -> httpcore.NetworkStream:
+        check_socket_path(Path(path), self._uid)
+        stream = super().connect_unix_socket(path, timeout, socket_options)
+        try:
+            check_peer(stream.get_extra_info("socket"), Path(path), self._uid)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+
+class _TrustedTransport(httpx.HTTPTransport):
+    """httpx's transport on a Unix socket whose every connection passes the trust checks."""
+
+    def __init__(self, socket_path: str, uid: int) -> None:
+        super().__init__(uds=socket_path)
+        self._pool = httpcore.ConnectionPool(uds=socket_path,
+                                             network_backend=_TrustedBackend(uid))
 
 
 class ApplianceClient:
     def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.socket_path = Path(socket_path)
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=os.fspath(socket_path)),
+        self.uid = os.geteuid()  # the user the socket, its folder and its server must be
+        self._http = httpx.Client(transport=_TrustedTransport(os.fspath(socket_path), self.uid),
                                   base_url="http://appliance", timeout=timeout)
         self._checked = False
 

@@ -17,6 +17,10 @@
 - The catalog is read in full before the appliance serves (``open_registry``): a damaged
   one, or a missing one in a home with other state, stops it (exit 13) with the commands that
   restore it; ``--new-catalog`` starts on a new, empty one on purpose.
+- Its socket's folder must be its user's and writable by no one else, as its clients check
+  (``appliance.client.check_socket_folder``); ``start`` refuses a home whose lock file is
+  another user's, and reports an appliance already running only after the client's checks
+  of the socket and of the process serving it (``SO_PEERCRED``) passed.
 - ``stop`` asks it to stop over the API and waits until it is gone.
 - At start it has its id (``HOME/appliance.id``, made the first time), marks the sessions a
   crash cut short interrupted, then, in a thread, removes the snapshots its finished sessions
@@ -46,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.client import ApplianceClient
+from appliance.client import ApplianceClient, check_socket_folder, owned_by_other
 from appliance.errors import (
     ApplianceError,
     ApplianceNotRunningError,
@@ -289,6 +293,7 @@ def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = Fa
     from appliance.sessions import SessionManager
 
     _make_home(home)
+    check_socket_folder(home.socket, os.geteuid())
     with _home_lock(home):
         private = None if allow_shared_home else tighten_home(home)
         registry, notice = open_registry(home, new_catalog=new_catalog)
@@ -301,6 +306,7 @@ def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = Fa
         server: Any = None
 
         def request_stop() -> None:
+            registry.stop_queries()  # a console query must not hold the stop up
             if server is not None:
                 server.should_exit = True
 
@@ -385,11 +391,26 @@ def _start_notice(home: Home) -> str | None:
         return None
 
 
+def _check_home_owner(home: Home) -> None:
+    """The home's lock file (it holds the running appliance's pid), when there is one, must be
+    this user's: another user's appliance is not ours to report or to start over."""
+    try:
+        owner = os.stat(home.lock).st_uid
+    except OSError:
+        return
+    if owner != os.geteuid():
+        raise owned_by_other(f"the appliance home {home.root} (its lock file {home.lock})",
+                             owner, os.geteuid())
+
+
 def start(home: Home, *, timeout: float = START_TIMEOUT, new_catalog: bool = False,
           allow_shared_home: bool = False) -> Started:
     """Start the appliance detached; return once it answers (or when one already runs).
     ``new_catalog``: start on a new, empty catalog when the home's is missing or damaged.
-    ``allow_shared_home``: leave a home with group or other access so."""
+    ``allow_shared_home``: leave a home with group or other access so.
+    Raises SocketTrustError when the home's lock file, the socket, its folder or the process
+    serving it is another user's."""
+    _check_home_owner(home)
     pid = _answers(home)
     if pid is not None:
         return Started(pid, True, home.socket)

@@ -119,6 +119,15 @@ class ApplianceNotRunningError(ApplianceError):
     code = "appliance_not_running"
 
 
+class SocketTrustError(ApplianceError):
+    """The appliance's socket is not provably ours: its folder belongs to another user or
+    others may write to it, the socket file belongs to another user, or the process serving
+    it runs as another user (``SO_PEERCRED``). The client sends nothing; the message names
+    that user and what to do."""
+
+    code = "socket_trust"
+
+
 class CatalogDamagedError(ApplianceError):
     """The appliance's own catalog (``HOME/catalog.duckdb``) is damaged: it does not start
     on it. The message says how to restore it from the configuration backup."""

@@ -19,7 +19,13 @@ from secrets import token_urlsafe
 from typing import TYPE_CHECKING, Any
 
 from appliance import api
-from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
+from appliance.errors import (
+    ApplianceError,
+    BadInputError,
+    NotFoundError,
+    UsageError,
+    VmkeepError,
+)
 from appliance.faults import hold_point
 from appliance.home import CATALOG_NAME, Home
 from appliance.jobs.schedule import (
@@ -33,7 +39,7 @@ from appliance.jobs.schedule import (
 )
 from appliance.secret_store import SecretStore
 from catalog.models import DiskRow, JobRow, PointRow, RepositoryName, VCenterRow
-from catalog.query import QueryRefused, QueryResult
+from catalog.query import QueryRefused, QueryResult, QueryStopped, Stopper
 from catalog.store import Catalog
 
 if TYPE_CHECKING:
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.registry")
 MAX_ROWS = 100_000
-MAX_SECONDS = 300.0
+MAX_SECONDS = 60.0
 MAX_PARALLEL_VMS = 16
 CONFIG_PASSWORD = "config-backup/password"  # the secret that seals scheduled config backups
 DEFAULT_CONFIG_AT = "01:30"  # UTC: the default configuration backup's daily time
@@ -152,8 +158,10 @@ class Registry:
         self._remote_space: dict[str, tuple[int, int] | None] = {}
         self._cat = Catalog.open(home.root / CATALOG_NAME, sealed=True)
         self._lock = threading.Lock()
+        self._queries = Stopper()
 
     def close(self) -> None:
+        self.stop_queries()
         with self._lock:
             self._cat.close()
 
@@ -190,13 +198,26 @@ class Registry:
         if not 1 <= max_rows <= MAX_ROWS:
             raise UsageError(f"max_rows must be 1 to {MAX_ROWS}, not {max_rows}")
         if not 0 < timeout <= MAX_SECONDS:
-            raise UsageError(f"the time limit must be more than 0 and at most {MAX_SECONDS} "
+            raise UsageError(f"the time limit must be more than 0 and at most {MAX_SECONDS:g} "
                              f"seconds, not {timeout:g}")
-        with self.catalog() as cat:
-            try:
-                return cat.select(sql, max_rows=max_rows, timeout=timeout)
-            except QueryRefused as exc:
-                raise BadInputError(f"query refused: {exc}") from None
+        check = self.cursor()  # its own cursor: the registry's catalog lock is not held
+        try:
+            log.info("catalog query (limit %g s, %d rows): %s", timeout, max_rows,
+                     " ".join(sql.split())[:500])
+            hold_point("catalog-query")
+            return check.select(sql, max_rows=max_rows, timeout=timeout,
+                                stopper=self._queries)
+        except QueryStopped as exc:
+            raise ApplianceError(str(exc)) from None
+        except QueryRefused as exc:
+            raise BadInputError(f"query refused: {exc}") from None
+        finally:
+            check.close()
+
+    def stop_queries(self) -> None:
+        """Interrupt the administrators' queries that run now and refuse new ones (the
+        appliance is stopping)."""
+        self._queries.stop()
 
     # -- vCenters -----------------------------------------------------------------------------
 

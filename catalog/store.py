@@ -36,7 +36,7 @@ from catalog.models import (
     TaskRow,
     VCenterRow,
 )
-from catalog.query import QueryResult, run_select
+from catalog.query import QueryResult, Stopper, run_select
 
 # A copy of a block (``blocks b``) that no read has found damaged.
 _GOOD_COPY: Final = ("NOT EXISTS (SELECT 1 FROM damaged_blocks d WHERE d.repo_id = b.repo_id "
@@ -209,9 +209,10 @@ class Catalog:
         except duckdb.Error as exc:
             raise CatalogDamaged(self.path, exc) from None
 
-    def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0) -> QueryResult:
+    def select(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0,
+               stopper: Stopper | None = None) -> QueryResult:
         """Run an administrator's read-only SELECT (see ``catalog.query``)."""
-        return run_select(self._con, sql, max_rows=max_rows, timeout=timeout)
+        return run_select(self._con, sql, max_rows=max_rows, timeout=timeout, stopper=stopper)
 
     def close(self) -> None:
         self._con.close()

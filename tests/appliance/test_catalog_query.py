@@ -9,6 +9,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.appliance.lab import run_vmkeep
-from tests.helpers import CliResult, make_image, poll
+from tests.helpers import REPO_ROOT, CliResult, make_image, poll
 
 REFUSED = {
     "insert": "INSERT INTO vcenters VALUES ('x', 'h', 1, 'u', NULL, true, now())",
@@ -41,7 +43,20 @@ REFUSED = {
     "glob": "SELECT * FROM glob('/etc/*')",
     "getenv": "SELECT getenv('HOME')",
     "set through a function": "SELECT set_config('threads', '8')",
+    "delete in a CTE": "WITH d AS (DELETE FROM repository_names RETURNING *) SELECT name FROM d",
+    "update in a CTE": "WITH d AS (UPDATE repository_names SET location = '/etc' RETURNING *) "
+                       "SELECT name FROM d",
+    "insert in a CTE": "WITH d AS (INSERT INTO settings SELECT * FROM settings RETURNING *) "
+                       "SELECT 1 FROM d",
+    "delete in a subquery's CTE": "SELECT * FROM (WITH d AS (DELETE FROM points RETURNING *) "
+                                  "SELECT 1 FROM d)",
+    "checkpoint()": "SELECT * FROM checkpoint()",
+    "force_checkpoint()": "SELECT * FROM force_checkpoint()",
+    "query()": "SELECT * FROM query('SELECT 1')",
+    "nextval": "SELECT nextval('no_such_sequence')",
+    "too long": "SELECT 1 " + " " * (64 * 1024),
 }
+ENDLESS = "SELECT sum(hash(i) % 7) FROM range(100000000000) t(i)"
 
 
 @dataclass
@@ -117,7 +132,12 @@ def test_every_refused_class_leaves_the_catalog_unchanged(appliance: Appliance) 
         reasons[label] = lines[0]
     assert "not INSERT" in reasons["with insert"]
     assert "2 statements" in reasons["hidden after a comment"]
-    assert "file system operations are disabled" in reasons["read_csv"]
+    assert "table function read_csv() is not allowed" in reasons["read_csv"]
+    for write in ("DELETE", "UPDATE", "INSERT"):
+        assert f"holds {'a' if write == 'DELETE' else 'an'} {write}" in \
+            reasons[f"{write.lower()} in a CTE"]
+    assert "checkpoint() is not allowed" in reasons["checkpoint()"]
+    assert "at most 64 KiB" in reasons["too long"]
     assert a.vmkeep("appliance", "stop").code == 0
     assert a.catalog_digest() == before
     assert a.vmkeep("appliance", "start").code == 0
@@ -131,8 +151,40 @@ def test_rows_and_time_are_capped(appliance: Appliance) -> None:
                  "--json")
     assert r.code == 0 and len(json.loads(r.out)) == 10
     assert "only the first 10 rows" in r.err
-    r = a.vmkeep("catalog", "query", "SELECT count(*) FROM range(1000000000000)",
-                 "--timeout", "1")
+    r = a.vmkeep("catalog", "query", ENDLESS, "--timeout", "1")
     assert r.code == 4 and "ran longer than 1 s" in r.err, r.err
+    r = a.vmkeep("catalog", "query", "SELECT 1", "--timeout", "61")
+    assert r.code == 2 and "at most 60 seconds" in r.err, r.err
     r = a.vmkeep("catalog", "query", "SELECT 1", "--max-rows", "0")
     assert r.code == 2 and "max_rows must be 1" in r.err
+
+
+def test_a_running_query_holds_no_one_up(appliance: Appliance) -> None:
+    """While a query runs (up to its limit), the rest of the API answers on its own cursors,
+    and stopping the appliance stops the query instead of waiting for it."""
+    a = appliance
+    log = a.home / "appliance.log"
+    mark = log.stat().st_size
+    query = subprocess.Popen([sys.executable, "-m", "appliance.cli", "catalog", "query",
+                              ENDLESS, "--timeout", "60"], cwd=REPO_ROOT, env=a.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def started() -> bool | None:
+            with log.open("rb") as f:
+                f.seek(mark)
+                return True if b"catalog query (limit 60 s" in f.read() else None
+
+        poll("the appliance to start the endless query", started)
+        r = a.vmkeep("repo", "list", "--json")
+        assert r.code == 0 and [x["name"] for x in json.loads(r.out)] == ["main"], r.err
+        r = a.vmkeep("catalog", "query", "SELECT count(*) AS n FROM points", "--json")
+        assert r.code == 0 and json.loads(r.out) == [{"n": 3}], r.err
+        assert query.poll() is None, "the endless query ended before the others answered"
+        assert a.vmkeep("appliance", "stop").code == 0
+        out, err = query.communicate(timeout=60)
+        assert query.returncode != 0 and "the appliance is stopping" in err, (out, err)
+    finally:
+        if query.poll() is None:
+            query.kill()
+            query.wait()
+        assert a.vmkeep("appliance", "start").code == 0
