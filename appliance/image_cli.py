@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ from appliance.jobs.verify import (
 )
 from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import optional_password, password_from_file
-from appliance.private import Tightened, make_dir, summary, tighten_tree
+from appliance.private import Tightened, make_dir, summary, tighten_files
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
 from appliance.repository.address import Address, tighten
@@ -80,8 +81,14 @@ def warn_tightened(changed: list[Tightened], what: str) -> None:
         print(f"vmkeep: warning: {summary(changed, what)}", file=sys.stderr)
 
 
+# A cache file: <repository id>.duckdb, its WAL, and what was set aside as broken.
+_CACHE_FILE = re.compile(r"[0-9a-f]{32}\.duckdb(\.wal)?(\.broken)?")
+
+
 def private_cache() -> Path:
-    """The cache folder, made 0700 (or tightened, with a warning, when it is shared)."""
+    """The cache folder, made 0700; when it has group or other access, it and its cache files
+    (nothing else there: the folder may be the administrator's) are made private, with a
+    warning."""
     folder = cache_dir()
     try:
         make_dir(folder)
@@ -91,7 +98,8 @@ def private_cache() -> Path:
         raise StorageIOError(f"cannot make the catalog cache folder {folder}: "
                              f"{exc.strerror}; set VMKEEP_CACHE_DIR to a folder of yours"
                              ) from None
-    warn_tightened(tighten_tree(folder), f"the catalog cache {folder}")
+    warn_tightened(tighten_files(folder, lambda n: _CACHE_FILE.fullmatch(n) is not None),
+                   f"the catalog cache {folder}")
     return folder
 
 

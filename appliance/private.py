@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -43,7 +43,7 @@ def summary(changed: Iterable[Tightened], what: str, limit: int = 20) -> str:
     items = list(changed)
     named = "; ".join(t.describe() for t in items[:limit])
     more = f"; and {len(items) - limit} more" if len(items) > limit else ""
-    return (f"{what} had group or other access, now private to its owner: {named}{more}")
+    return f"{what} had group or other access, taken away here: {named}{more}"
 
 
 def make_dir(path: Path) -> None:
@@ -99,10 +99,34 @@ def tighten_path(path: str, st: os.stat_result) -> Tightened | None:
     return Tightened(path, old, new)
 
 
+def shared_by_design(st: os.stat_result) -> bool:
+    """A folder meant for everyone (sticky, like /tmp, or writable by all): never vmkeep's to
+    close."""
+    mode = stat.S_IMODE(st.st_mode)
+    return stat.S_ISDIR(st.st_mode) and bool(mode & (stat.S_ISVTX | stat.S_IWOTH))
+
+
+def _refused(root: Path) -> list[Tightened]:
+    """``root`` left as it is when it is a folder shared by design (else nothing to say)."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return []
+    if not shared_by_design(st):
+        return []
+    return [Tightened(os.fspath(root), stat.S_IMODE(st.st_mode), None,
+                      "a folder shared by design (sticky or writable by all): give vmkeep a "
+                      "folder of its own")]
+
+
 def tighten_tree(root: Path) -> list[Tightened]:
     """Every path under ``root`` (itself included) with group or other access made private;
     what was changed or could not be. Symbolic links are neither followed nor changed; a
-    missing ``root`` has nothing to change."""
+    missing ``root`` has nothing to change; a folder shared by design (/tmp) is reported and
+    neither changed nor entered."""
+    refused = _refused(root)
+    if refused:
+        return refused
     out: list[Tightened] = []
 
     def visit(path: str) -> bool:
@@ -120,6 +144,30 @@ def tighten_tree(root: Path) -> list[Tightened]:
     for dirpath, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
             visit(os.path.join(dirpath, name))
+    return out
+
+
+def tighten_files(folder: Path, names: Callable[[str], bool]) -> list[Tightened]:
+    """``folder`` itself and the files in it whose names ``names`` accepts (not below) made
+    private: for a folder that may hold what is not vmkeep's (a cache folder given by the
+    administrator). A folder shared by design is reported and left."""
+    refused = _refused(folder)
+    if refused:
+        return refused
+    out: list[Tightened] = []
+    try:
+        entries = [os.fspath(folder), *(os.path.join(folder, n) for n in sorted(
+            os.listdir(folder)) if names(n))]
+    except FileNotFoundError:
+        return out
+    for path in entries:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        got = tighten_path(path, st)
+        if got is not None:
+            out.append(got)
     return out
 
 

@@ -159,3 +159,40 @@ def test_tighten_tree_leaves_symbolic_links_and_what_is_outside(open_dir: Path) 
     changed = tighten_tree(inside)
     assert [t.path for t in changed] == [str(inside)]
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+def test_an_open_cache_folder_is_made_private_but_only_its_cache_files(
+        open_dir: Path, tmp_path: Path) -> None:
+    """The cache folder may be the administrator's (VMKEEP_CACHE_DIR): it and vmkeep's cache
+    files in it are made private, named on stderr; what else is there is left as it is. A
+    folder shared by design (sticky, like /tmp) is named and left, and the backup works."""
+    image = tmp_path / "disk.img"
+    make_image(image, 2 * MiB, seed=6)
+    cache = open_dir / "cache"
+    cache.mkdir()  # 0755 under umask 022
+    old = cache / ("0" * 32 + ".duckdb")
+    old.write_bytes(b"")  # an older vmkeep's cache file, 0644
+    other = cache / "notes.txt"
+    other.write_text("not vmkeep's\n")
+    env = {**os.environ, "VMKEEP_CACHE_DIR": str(cache)}
+    r = vmkeep(env, "image", "backup", "--repo", str(open_dir / "repo"), "--name", "a",
+               str(image))
+    assert r.code == 0, r.err
+    warning = next(line for line in r.err.splitlines() if "group or other access" in line)
+    assert f"the catalog cache {cache} had" in warning
+    assert f"{cache} (0755 -> 0700)" in warning and f"{old} (0644 -> 0600)" in warning
+    assert str(other) not in warning
+    assert stat.S_IMODE(other.stat().st_mode) == 0o644
+    assert shared_modes(every_path(cache)) == {str(other): "0644"}
+
+    sticky = open_dir / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    env["VMKEEP_CACHE_DIR"] = str(sticky)
+    r = vmkeep(env, "image", "backup", "--repo", str(open_dir / "repo"), "--name", "a",
+               str(image))
+    assert r.code == 0, r.err
+    assert f"{sticky} (1777: a folder shared by design" in r.err
+    assert stat.S_IMODE(sticky.stat().st_mode) == 0o1777
+    assert shared_modes(every_path(sticky)[1:]) == {}  # its cache file is private anyway
+    assert [t.path for t in tighten_tree(sticky)] == [str(sticky)]
