@@ -399,7 +399,9 @@ EPILOG_APPLIANCE = """examples:
 
 The home folder holds the appliance's state, secrets and log; it is --home, else
 $VMKEEP_HOME, else the per-user data folder. The socket is $VMKEEP_SOCKET, else
-HOME/appliance.sock (mode 0600; only the appliance's own user may connect).
+HOME/appliance.sock (mode 0600; only the appliance's own user may connect). The home is
+private (folders 0700, files 0600): one found with group or other access is made so at
+start, each path named, unless --allow-shared-home.
 """
 
 
@@ -424,6 +426,10 @@ def _add_appliance(sub: argparse._SubParsersAction[_Parser]) -> None:
                            help="when the home's catalog is missing or damaged, start on a "
                            "new, empty one on purpose (a damaged file is kept aside as "
                            "catalog.duckdb.damaged-TIME); then `vmkeep config restore`")
+            p.add_argument("--allow-shared-home", action="store_true",
+                           help="leave a home that has group or other access as it is (by "
+                           "default it is made private to its owner at start, each path "
+                           "changed named); what the appliance makes is private either way")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print a JSON object")
 
@@ -974,6 +980,9 @@ def _request_refused(exc: Exception) -> UsageError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # What the commands make is private whatever the caller's umask (files they make
+    # themselves are 0600 anyway; this covers what DuckDB makes, such as a catalog's WAL).
+    umask = os.umask(0o077)
     try:
         args = build_parser().parse_args(argv)
         if args.group == "tui":
@@ -1035,6 +1044,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vmkeep: internal error: {type(exc).__name__}: {inputs.shown(exc)}; please "
               "report this with the command you ran", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """The appliance process: one per home, serving the API on a Unix socket.
 
-- The home folder is created with mode 0700 when missing.
+- The home folder is created with mode 0700 when missing; one that exists with group or
+  other access is made private at start (each path changed named in the log and in the start
+  notice) unless ``--allow-shared-home``; so are the folders of its local repositories (in a
+  thread: they may be large). The appliance runs under ``umask 077``, so that what DuckDB
+  makes itself (the catalog's WAL) is private too.
 - One appliance per home: it holds ``flock`` on ``HOME/appliance.lock`` for its whole life.
 - The socket is bound by the appliance itself under ``umask 0177``, so it is 0600 from the
   moment it exists (uvicorn's own ``uds=`` creates it world-accessible and chmods it later);
@@ -57,6 +61,7 @@ from appliance.errors import (
     VmkeepError,
 )
 from appliance.home import Home, appliance_id, resolve
+from appliance.private import summary, tighten_tree
 from appliance.secret_store import write_private
 
 if TYPE_CHECKING:
@@ -125,7 +130,9 @@ def _make_home(home: Home) -> None:
     if not home.root.is_dir():
         raise ApplianceError(f"appliance home {home.root} is not a folder; name a folder "
                              "with --home or VMKEEP_HOME")
-    home.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not home.socket.parent.exists():
+        home.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(home.socket.parent, 0o700)
 
 
 @contextlib.contextmanager
@@ -246,9 +253,38 @@ def open_registry(home: Home, *, new_catalog: bool = False) -> tuple[Registry, s
     return Registry(home), notice
 
 
-def serve(home: Home, *, new_catalog: bool = False) -> int:
+def tighten_home(home: Home) -> str | None:
+    """Take group and other access off the home and all it holds; the notice naming what was
+    changed (None: it was private)."""
+    changed = tighten_tree(home.root)
+    if not changed:
+        return None
+    notice = summary(changed, f"the appliance home {home.root}") + \
+        " (start with --allow-shared-home to leave a home as it is)"
+    log.warning("%s", notice)
+    return notice
+
+
+def _tighten_repositories(registry: Registry) -> None:
+    """At start, in a thread: the appliance's local repositories made private, each path
+    changed logged (SSH ones are made private when added, and written 0600/0700)."""
+    from appliance.repository.sftp import is_sftp
+
+    try:
+        for info in registry.repositories():
+            if is_sftp(info.location):
+                continue
+            changed = tighten_tree(Path(info.location))
+            if changed:
+                log.warning("%s", summary(changed, f"repository {info.name} ({info.location})"))
+    except Exception:  # the appliance serves on whatever happens here
+        log.exception("making the repositories private at start failed")
+
+
+def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = False) -> int:
     """Run the appliance in this process until it is asked to stop (SIGTERM, SIGINT or the
-    API's shutdown). Returns the exit status."""
+    API's shutdown). Returns the exit status. ``allow_shared_home``: a home with group or
+    other access is left so (else it is made private)."""
     import uvicorn
 
     from appliance.notifier import Notifier
@@ -259,9 +295,11 @@ def serve(home: Home, *, new_catalog: bool = False) -> int:
     _make_home(home)
     check_socket_folder(home.socket, os.geteuid())
     with _home_lock(home):
+        private = None if allow_shared_home else tighten_home(home)
         registry, notice = open_registry(home, new_catalog=new_catalog)
-        if notice is not None:
-            write_private(home.start_notice, notice.encode())
+        notices = [n for n in (private, notice) if n is not None]
+        if notices:
+            write_private(home.start_notice, "\n".join(notices).encode())
         with contextlib.suppress(FileNotFoundError):
             home.socket.unlink()  # a dead appliance's socket: we hold the home's lock
         sock = bind_socket(home.socket)
@@ -290,6 +328,8 @@ def serve(home: Home, *, new_catalog: bool = False) -> int:
         notifier.start()
         threading.Thread(target=_clean_leftovers, args=(registry, sessions, notifier),
                          name="leftovers", daemon=True).start()
+        threading.Thread(target=_tighten_repositories, args=(registry,),
+                         name="private-repositories", daemon=True).start()
         try:
             server.run(sockets=[sock])
         finally:
@@ -363,9 +403,11 @@ def _check_home_owner(home: Home) -> None:
                              owner, os.geteuid())
 
 
-def start(home: Home, *, timeout: float = START_TIMEOUT, new_catalog: bool = False) -> Started:
+def start(home: Home, *, timeout: float = START_TIMEOUT, new_catalog: bool = False,
+          allow_shared_home: bool = False) -> Started:
     """Start the appliance detached; return once it answers (or when one already runs).
     ``new_catalog``: start on a new, empty catalog when the home's is missing or damaged.
+    ``allow_shared_home``: leave a home with group or other access so.
     Raises SocketTrustError when the home's lock file, the socket, its folder or the process
     serving it is another user's."""
     _check_home_owner(home)
@@ -381,7 +423,8 @@ def start(home: Home, *, timeout: float = START_TIMEOUT, new_catalog: bool = Fal
         os.chmod(home.log, 0o600)
         proc = subprocess.Popen(
             [sys.executable, "-m", "appliance.daemon", "--home", str(home.root),
-             *(["--new-catalog"] if new_catalog else [])],
+             *(["--new-catalog"] if new_catalog else []),
+             *(["--allow-shared-home"] if allow_shared_home else [])],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, env=env,
             start_new_session=True, close_fds=True, cwd="/")
     with contextlib.suppress(OSError):
@@ -447,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-catalog", action="store_true",
                         help="start on a new, empty catalog when the home's is missing or "
                         "damaged (the damaged file is kept aside)")
+    parser.add_argument("--allow-shared-home", action="store_true",
+                        help="leave a home with group or other access so (else it is made "
+                        "private to its owner at start)")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # what DuckDB and libraries make themselves is private too
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -457,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return exc.exit_code
     try:
-        return serve(home, new_catalog=args.new_catalog)
+        return serve(home, new_catalog=args.new_catalog,
+                     allow_shared_home=args.allow_shared_home)
     except VmkeepError as exc:
         log.error("%s", exc)
         _record_failure(home, exc)

@@ -40,8 +40,10 @@ def _no_home(args: argparse.Namespace, home: Home, problem: str) -> UsageError:
 def _start(args: argparse.Namespace, home: Home) -> int:
     if args.foreground:
         return daemon.main(["--home", str(home.root),
-                            *(["--new-catalog"] if args.new_catalog else [])])
-    started = daemon.start(home, new_catalog=args.new_catalog)
+                            *(["--new-catalog"] if args.new_catalog else []),
+                            *(["--allow-shared-home"] if args.allow_shared_home else [])])
+    started = daemon.start(home, new_catalog=args.new_catalog,
+                           allow_shared_home=args.allow_shared_home)
     if started.already_running:
         print(f"the appliance already runs for {home.root} (pid {started.pid}); socket "
               f"{started.socket}", file=sys.stderr)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import ApplianceError, UsageError
+from appliance.private import open_new
 
 SOCKET_NAME = "appliance.sock"
 ID_NAME = "appliance.id"
@@ -87,7 +88,11 @@ def appliance_id(home: Home) -> str:
     except FileNotFoundError:
         new = secrets.token_hex(6)
         tmp = home.id_file.with_name(f".{ID_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(new + "\n")
+        fd = open_new(tmp)
+        try:
+            os.write(fd, f"{new}\n".encode())
+        finally:
+            os.close(fd)
         try:
             os.link(tmp, home.id_file)  # never replaces an id another start just made
         except FileExistsError:

@@ -2,14 +2,20 @@
 
 They keep their catalog as a cache per repository under the user's data folder
 (``VMKEEP_CACHE_DIR`` overrides), resynchronised from the repository on every open.
+
+What they make is private (folders 0700, files 0600, whatever the umask): a repository a
+command writes to and the cache folder are tightened first when they have group or other
+access, each path changed named in a warning on stderr (``appliance.private``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,9 +46,10 @@ from appliance.jobs.verify import (
 )
 from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import optional_password, password_from_file
+from appliance.private import Tightened, make_dir, summary, tighten_files
 from appliance.progress import Progress, human_bytes
 from appliance.repository import codec
-from appliance.repository.address import Address
+from appliance.repository.address import Address, tighten
 from appliance.repository.lock import RepoLock, acquire, read_locks
 from appliance.repository.repo import Repository, repair_config
 from appliance.repository.sftp import is_sftp
@@ -71,26 +78,41 @@ def cache_dir() -> Path:
 _opened: list[Path] = []
 
 
-def usable_cache_dir() -> Path:
-    """``cache_dir()``, once it is known that it can be used (or made): else a usage error
-    that names the variable to set."""
+def warn_tightened(changed: list[Tightened], what: str) -> None:
+    if changed:
+        print(f"vmkeep: warning: {summary(changed, what)}", file=sys.stderr)
+
+
+# A cache file: <repository id>.duckdb, its WAL, and what was set aside as broken.
+_CACHE_FILE = re.compile(r"[0-9a-f]{32}\.duckdb(\.wal)?(\.broken)?")
+
+
+def private_cache() -> Path:
+    """``cache_dir()``, once it is known that it can be used (or made), made 0700: else a
+    usage error that names the variable to set. When it has group or other access, it and its
+    cache files (nothing else there: the folder may be the administrator's) are made private,
+    with a warning."""
     folder = cache_dir()
     problem = inputs.folder_problem(folder)
     if problem is None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dir(folder)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise cache_full(exc) from None
             problem = exc.strerror or type(exc).__name__
     if problem is not None:
         where = ("VMKEEP_CACHE_DIR" if os.environ.get("VMKEEP_CACHE_DIR")
                  else "the per-user data folder (from HOME or XDG_DATA_HOME)")
         raise UsageError(f"no folder for the catalog cache: {folder}, {where}, cannot be used "
                          f"({problem}); set VMKEEP_CACHE_DIR to a folder this user can write")
+    warn_tightened(tighten_files(folder, lambda n: _CACHE_FILE.fullmatch(n) is not None),
+                   f"the catalog cache {folder}")
     return folder
 
 
 def open_catalog(repo: Repository, lock_wait: float) -> Catalog:
-    path = usable_cache_dir() / f"{repo.id}.duckdb"
+    path = private_cache() / f"{repo.id}.duckdb"
     _opened.append(path)
     try:
         return checked(Catalog.open(path, wait=lock_wait))
@@ -187,6 +209,8 @@ def opened(args: argparse.Namespace, *, create: bool, lock_wait: float
            ) -> Iterator[tuple[Repository, Catalog]]:
     repo = open_address(address_of(args), create=create)
     try:
+        if create:  # a command that writes to the repository
+            warn_tightened(tighten(repo.backend), f"the repository {repo.location}")
         cat = open_catalog(repo, lock_wait)
         try:
             yield repo, cat
@@ -416,7 +440,7 @@ COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "verify": cmd_verify,
 
 def run(args: argparse.Namespace) -> int:
     if args.command != "repair-config":
-        usable_cache_dir()  # before a repository is made: no folder for the cache is usage
+        private_cache()  # before a repository is made: no folder for the cache is usage
     with cache_errors():
         return COMMANDS[args.command](args)
 

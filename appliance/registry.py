@@ -334,6 +334,7 @@ class Registry:
         with self.catalog() as cat:
             _check_new_repository(cat, name, location)
         with address.open(create=True) as repo:
+            _tighten(repo, name)
             # Indexed in a workspace of its own (the catalog lock is not held meanwhile).
             with self.workspace(repo, name, exclusive=False, operation="import", rescan=True):
                 pass
@@ -1410,3 +1411,13 @@ class Registry:
                                                    log=lambda lvl, m: log.append(m))
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
                 f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")
+
+
+def _tighten(repo: Repository, name: str) -> None:
+    """A repository being added made private (its owner's alone), each path changed logged."""
+    from appliance.private import summary
+    from appliance.repository.address import tighten
+
+    changed = tighten(repo.backend)
+    if changed:
+        log.warning("%s", summary(changed, f"repository {name} ({repo.location})"))

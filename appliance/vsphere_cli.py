@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from appliance.errors import UsageError, VSphereError
-from appliance.image_cli import cache_errors, noted, opened, rescan_hint, usable_cache_dir
+from appliance.image_cli import cache_errors, noted, opened, private_cache, rescan_hint
 from appliance.inputs import shown
 from appliance.jobs.backup import BackupOptions, block_size_named
 from appliance.jobs.vm_backup import VmBackupResult, backup_vm
@@ -322,6 +322,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def run(args: argparse.Namespace) -> int:
     if args.command in ("backup", "restore-vm", "restore-disk"):
-        usable_cache_dir()  # the repository's catalog cache: say so before any work
+        private_cache()  # the repository's catalog cache: say so before any work
     with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
         return COMMANDS[args.command](args)

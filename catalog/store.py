@@ -9,6 +9,7 @@ backup was based on): an incremental adds rows in proportion to the blocks it ch
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from array import array
@@ -152,15 +153,20 @@ class Catalog:
         migrations, the configuration locked, for the whole database instance: what an
         appliance whose catalog answers administrators' SQL needs (see ``catalog.query``)."""
         deadline = time.monotonic() + wait
+        new = path is not None and not path.exists()
         while True:
             try:
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 config: dict[str, Any] = {"threads": 2, "memory_limit": memory_limit}
                 if sealed:
                     config["enable_external_access"] = False
                 con = duckdb.connect(str(path) if path is not None else ":memory:",
                                      config=config)
+                if new and path is not None:
+                    # DuckDB makes the file as the umask says: a new catalog is its owner's
+                    # alone (its WAL, made and removed by DuckDB, by the umask and the folder).
+                    os.chmod(path, 0o600)
                 break
             except duckdb.IOException as exc:
                 if is_no_space(exc):

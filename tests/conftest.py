@@ -16,9 +16,10 @@ from tests.sshd import Sshd, start_sshd, stop_sshd
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
-    """A private catalog cache folder for CLI runs (VMKEEP_CACHE_DIR)."""
+    """A private catalog cache folder for CLI runs (VMKEEP_CACHE_DIR): 0700, as vmkeep makes
+    it (an open one is made private, with a warning, by the first command)."""
     p = tmp_path / "cache"
-    p.mkdir()
+    p.mkdir(mode=0o700)
     return p
 
 

@@ -464,7 +464,7 @@ def test_restore_of_damaged_manifest_without_catalog_reports_damage(
     point = built.points["A2"]
     flip(work.repo / "manifests" / point, 0, 40, random.Random(304))
     fresh = tmp_path / "fresh-cache"
-    fresh.mkdir()
+    fresh.mkdir(mode=0o700)  # private, as vmkeep makes it (an open one gets a warning line)
     target = work.out / "x.img"
     r = run_cli(["image", "restore", "--repo", str(work.repo), point, str(target)], fresh)
     assert r.code == 9, r

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import UsageError
+from appliance.private import Tightened, tighten_tree
 from appliance.repository.backend import Backend, LocalBackend
 from appliance.repository.repo import Repository
 from appliance.repository.sftp import Reconnect, SftpBackend, is_sftp, parse_sftp_url
@@ -65,3 +66,13 @@ class Address:
         assert self.auth is not None
         return SftpBackend(parse_sftp_url(self.location), self.auth, self.fingerprint,
                            create=create, reconnect=self.reconnect, on_reconnect=on_reconnect)
+
+
+def tighten(backend: Backend) -> list[Tightened]:
+    """Take group and other access off a repository's folder and all it holds (a local one,
+    or an SSH one on its host); what was changed, or could not be (an immutable file)."""
+    if isinstance(backend, LocalBackend):
+        return tighten_tree(backend.root)
+    if isinstance(backend, SftpBackend):
+        return backend.tighten()
+    return []

@@ -14,6 +14,9 @@ conformance suite in ``tests/repository/test_backend_conformance.py`` checks on 
 - ``stat(name)``: size and modification time; :class:`ObjectNotFound` when absent.
 - ``close()``: lets go of connections (a network backend); the backend is not used after.
 
+Every folder a backend makes is 0700 and every file 0600, whatever the umask: a repository is
+its owner's alone (``appliance.private``; the threat model, docs/FORMAT.md).
+
 Errors are final in the local and memory backends (no retry); a network backend retries
 transient failures itself and raises :class:`StorageIOError` once it gives up.
 """
@@ -32,6 +35,7 @@ from typing import Protocol
 
 from appliance.errors import NoSpaceError, NotFoundError, StorageIOError
 from appliance.faults import crash_point
+from appliance.private import make_dir, open_new
 
 TMP_FOLDER = "tmp"
 WRITEBACK_STEP = 4 << 20
@@ -107,9 +111,9 @@ class LocalBackend:
         tmp_dir = self.root / TMP_FOLDER
         tmp = tmp_dir / f"{target.name}.{secrets.token_hex(6)}.tmp"
         try:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            make_dir(tmp_dir)
+            make_dir(target.parent)
+            fd = open_new(tmp)
             try:
                 view = memoryview(data)
                 done = 0

@@ -28,6 +28,7 @@ from appliance.errors import (
     VmkeepError,
 )
 from appliance.faults import crash_point
+from appliance.private import make_dir
 from appliance.repository import codec, objfile, pack
 from appliance.repository import lock as locks
 from appliance.repository import manifest as mf
@@ -149,7 +150,7 @@ class Repository:
         backend = LocalBackend(path)
         if create and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                make_dir(path)
             except OSError as exc:
                 raise RepositoryFormatError(
                     f"cannot create repository folder {path}: {exc.strerror}") from None

@@ -20,6 +20,10 @@ When the connection drops, every call reconnects with back-off (``Reconnect``: b
 every 15 s for up to 30 minutes) and repeats what it was doing: a put starts its temporary
 file afresh, so a backup goes on with the next block instead of starting over, and no point
 can have a hole (its manifest is written last, after every pack is durable).
+
+Folders are made 0700 and files 0600 on the host, whatever the SFTP server's umask (a file is
+made 0600 before a byte is written to it); ``tighten`` takes group and other access off what
+an older vmkeep (or a hand) left open.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
 from appliance.errors import NoSpaceError, NotFoundError, StorageIOError, UsageError
+from appliance.private import DIR_MODE, FILE_MODE, SHARED, Tightened, private_mode
 from appliance.repository.backend import TMP_FOLDER, ObjectInfo, ObjectNotFound
 from appliance.ssh import SshAuth, SshError, SshTarget, connect
 
@@ -279,7 +284,8 @@ class SftpBackend:
         if parent != path and parent not in self._dirs:
             self._makedirs(sftp, parent)
         try:
-            sftp.mkdir(path)
+            sftp.mkdir(path, DIR_MODE)
+            sftp.chmod(path, DIR_MODE)  # the server's umask filtered mkdir's mode
         except OSError:
             try:
                 if not stat_mod.S_ISDIR(sftp.stat(path).st_mode or 0):
@@ -317,6 +323,7 @@ class SftpBackend:
                 self._makedirs(sftp, posixpath.dirname(tmp))
                 self._makedirs(sftp, posixpath.dirname(target))
                 with sftp.open(tmp, "wb") as f:
+                    f.chmod(FILE_MODE)  # before any byte: the server's umask made it 0644
                     f.set_pipelined(True)
                     f.MAX_REQUEST_SIZE = MAX_REQUEST
                     view = memoryview(data)
@@ -343,6 +350,49 @@ class SftpBackend:
                 raise self._error(exc, name) from None
 
         self._call(f"writing {name}", run)
+
+    def tighten(self) -> list[Tightened]:
+        """Take group and other access off the repository's folder and everything in it on
+        the host (what was changed, or could not be: an immutable file of a hardened
+        repository cannot). Links are left as they are."""
+
+        def run(sftp: paramiko.SFTPClient) -> list[Tightened]:
+            out: list[Tightened] = []
+
+            def fix(path: str, mode: int) -> None:
+                if stat_mod.S_ISLNK(mode) or not stat_mod.S_IMODE(mode) & SHARED:
+                    return
+                old, new = stat_mod.S_IMODE(mode), private_mode(mode)
+                try:
+                    sftp.chmod(path, new)
+                except FileNotFoundError:
+                    return
+                except OSError as exc:
+                    if exc.errno is None and not self._alive():
+                        raise
+                    why = ("immutable or not the account's" if exc.errno == errno.EACCES
+                           else f"cannot change it: {exc.strerror or exc}")
+                    out.append(Tightened(f"{self.where.target}:{path}", old, None, why))
+                    return
+                out.append(Tightened(f"{self.where.target}:{path}", old, new))
+
+            def walk(path: str) -> None:
+                try:
+                    entries = sftp.listdir_attr(path)
+                except FileNotFoundError:
+                    return
+                for e in entries:
+                    child = f"{path}/{e.filename}"
+                    fix(child, e.st_mode or 0)
+                    if stat_mod.S_ISDIR(e.st_mode or 0):
+                        walk(child)
+
+            root = self.where.path
+            fix(root, sftp.stat(root).st_mode or 0)
+            walk(root)
+            return out
+
+        return self._call("making the repository private", run)
 
     def run(self, argv: list[str], stdin: bytes = b"", *, timeout: float = 300.0
             ) -> tuple[int, str, str]:
