@@ -121,12 +121,15 @@ def _refused(root: Path) -> list[Tightened]:
 
 def tighten_tree(root: Path) -> list[Tightened]:
     """Every path under ``root`` (itself included) with group or other access made private;
-    what was changed or could not be. Symbolic links are neither followed nor changed; a
-    missing ``root`` has nothing to change; a folder shared by design (/tmp) is reported and
-    neither changed nor entered."""
+    what was changed or could not be. Only a ``root`` that others may enter is walked: behind
+    a private one nothing is theirs to reach, so a private repository costs one ``stat``.
+    Symbolic links are neither followed nor changed; a missing ``root`` has nothing to
+    change; a folder shared by design (/tmp) is reported and neither changed nor entered."""
     refused = _refused(root)
     if refused:
         return refused
+    if not _open(os.fspath(root)):
+        return []
     out: list[Tightened] = []
 
     def visit(path: str) -> bool:
@@ -169,6 +172,15 @@ def tighten_files(folder: Path, names: Callable[[str], bool]) -> list[Tightened]
         if got is not None:
             out.append(got)
     return out
+
+
+def _open(path: str) -> bool:
+    """Whether the folder ``path`` lets group or other users in (False: missing, or a link)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and bool(stat.S_IMODE(st.st_mode) & SHARED)
 
 
 def _immutable(path: str) -> bool:

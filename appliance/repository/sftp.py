@@ -353,7 +353,8 @@ class SftpBackend:
 
     def tighten(self) -> list[Tightened]:
         """Take group and other access off the repository's folder and everything in it on
-        the host (what was changed, or could not be: an immutable file of a hardened
+        the host, when the folder lets others in (else nothing there is theirs to reach):
+        what was changed, or could not be (an immutable file of a hardened
         repository cannot). Links are left as they are."""
 
         def run(sftp: paramiko.SFTPClient) -> list[Tightened]:
@@ -388,7 +389,10 @@ class SftpBackend:
                         walk(child)
 
             root = self.where.path
-            fix(root, sftp.stat(root).st_mode or 0)
+            mode = sftp.stat(root).st_mode or 0
+            if not stat_mod.S_IMODE(mode) & SHARED:
+                return out  # behind a private folder nothing is others' to reach
+            fix(root, mode)
             walk(root)
             return out
 
