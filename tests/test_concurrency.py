@@ -195,7 +195,7 @@ class Setup:
 
     def cache(self, name: str) -> Path:
         path = self.root / f"cache-{name}"
-        path.mkdir(exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)  # as vmkeep makes it: no warning to print
         return path
 
     def backup_args(self, n: int, *, lock_wait: float, name: str = "vm1",
