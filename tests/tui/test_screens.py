@@ -418,3 +418,8 @@ async def test_names_with_a_newline_or_escape_codes_are_shown_escaped() -> None:
         await pilot.press("4")
         await until(pilot, lambda: shows(app, "db\\n\\x1b[31mX · on"))
         assert "\x1b" not in screen_text(app)
+        await pilot.press("2", "n")  # the new job wizard's tree of VMs
+        await until(pilot, lambda: isinstance(app.screen, JobWizard))
+        await pilot.press(*"weekly", "ctrl+n")
+        await until(pilot, lambda: shows(app, "[ ] db\\n\\x1b[31mX"))
+        assert "\x1b" not in screen_text(app)

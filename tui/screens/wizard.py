@@ -3,6 +3,7 @@ retention → processing options → schedule with its backup window → summary
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -10,6 +11,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, ContentSwitcher, Input, Label, Select, Static, Tree
 
 from appliance import api
+from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -156,16 +158,19 @@ class JobWizard(VmkeepScreen):
                 continue
             dc = nodes.get((vm.datacenter,))
             if dc is None:
-                dc = nodes[(vm.datacenter,)] = tree.root.add(f"▣ {vm.datacenter}", expand=True)
+                dc = nodes[(vm.datacenter,)] = tree.root.add(Text(f"▣ {shown(vm.datacenter)}"),
+                                                             expand=True)
             host = nodes.get((vm.datacenter, vm.host))
             if host is None:
                 host = nodes[(vm.datacenter, vm.host)] = dc.add(  # type: ignore[attr-defined]
-                    f"▤ {vm.host}", expand=True)
+                    Text(f"▤ {shown(vm.host)}"), expand=True)
             host.add_leaf(self.vm_label(vm), data=vm)  # type: ignore[attr-defined]
 
-    def vm_label(self, vm: api.InventoryVm) -> str:
+    def vm_label(self, vm: api.InventoryVm) -> Text:
+        """A VM's line in the tree: its name from vCenter as it is (no markup) and escaped (a
+        newline or a control code shows as \\n, \\x9b)."""
         mark = "[x]" if vm.name in self.chosen else "[ ]"
-        return f"{mark} {vm.name}".replace("[", r"\[")
+        return Text(f"{mark} {shown(vm.name)}")
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "vcenter" and self.inventory:
@@ -274,7 +279,7 @@ class JobWizard(VmkeepScreen):
             keep.append(f"last {f['keep_last']} points")
         if f["keep_days"]:
             keep.append(f"{f['keep_days']} days")
-        vms = ", ".join(str(v) for v in f["vms"])  # type: ignore[attr-defined]
+        vms = ", ".join(shown(v) for v in f["vms"])  # type: ignore[attr-defined]
         return "\n".join([
             f"Job          {name}",
             f"vCenter      {self.query_one('#vcenter', Select).value}",
