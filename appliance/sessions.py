@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from appliance import api
-from appliance.errors import LockedError, NotFoundError, VmkeepError
+from appliance.errors import ConflictError, LockedError, NotFoundError, VmkeepError
 from appliance.jobs.backup import DiskProgress
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
-from appliance.registry import ConflictError, Registry, schedule_of
+from appliance.registry import Registry
+from appliance.service.jobs import schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ class SessionManager:
 
     def run_job(self, name: str, *, full: bool = False, scheduled: bool = False
                 ) -> api.SessionSummary:
-        row = self.registry.job(name)
+        row = self.registry.jobs.get(name)
         if not row.enabled:
             raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
                                 f"{name}`")
@@ -328,11 +329,11 @@ class SessionManager:
         from appliance.jobs.workspace import cleanup
 
         reg = self.registry
-        vc = reg.vcenter(spec.vcenter)
-        info = reg.repository(spec.repository)
+        vc = reg.vcenters.get(spec.vcenter)
+        info = reg.repositories.get(spec.repository)
         options = BackupOptions(block_size=block_size_named(spec.block_size),
                                 compression=spec.compression)
-        repo = reg.open_repository(info, on_reconnect=lambda m: self._log(live, "warning", m))
+        repo = reg.repositories.open(info, on_reconnect=lambda m: self._log(live, "warning", m))
         try:
             # What a crashed run left (a dead process's lock, files in tmp/, packs no point
             # uses) goes before anything new is written.
@@ -345,7 +346,7 @@ class SessionManager:
             with reg.catalog() as cat:
                 need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
                                  if p.kind == "full"), 0) for vm in vms)
-            space = reg.repository(info.name).space()
+            space = reg.repositories.get(info.name).space()
             verdict = space_verdict(*space, need) if space else None
             if verdict is not None:
                 self._log(live, verdict[0], verdict[1])
@@ -377,11 +378,11 @@ class SessionManager:
         """A backup copy job: the points of its source jobs' VMs that the target lacks are
         copied (and verified) there, one task per VM; then the copy job's own retention."""
         reg = self.registry
-        dst_info = reg.repository(spec.repository)
+        dst_info = reg.repositories.get(spec.repository)
         self._log(live, "info", f"copy job {spec.name!r}: the points of "
                                 f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
         names: set[str] = set()
-        with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
+        with reg.repositories.open(dst_info, on_reconnect=lambda m: self._log(
                 live, "warning", m)) as dst:
             for source in spec.copy_of:
                 names |= self._copy_source(live, source, dst_info, dst)
@@ -392,15 +393,14 @@ class SessionManager:
                      ) -> set[str]:
         """Copy one source job's points, a task per VM; the VMs it covered."""
         reg = self.registry
-        src_info = reg.repository(
-            api.JobSpec.model_validate_json(reg.job(source).spec_json).repository)
+        src_info = reg.repositories.get(reg.jobs.spec(source).repository)
         if src_info.name == dst_info.name:
             self._log(live, "warning", f"job {source!r} writes to {dst_info.name!r} itself "
                                        "now: nothing to copy")
             return set()
-        vms = reg.job_vm_names(source)
+        vms = reg.jobs.vm_names(source)
         covered: set[str] = set()
-        with reg.open_repository(src_info) as src:
+        with reg.repositories.open(src_info) as src:
             by_vm: dict[str, list[str]] = {}
             with reg.workspace(src, src_info.name, exclusive=False, operation="copy") as sws:
                 for p in sws.cat.points(src.id):
@@ -433,10 +433,10 @@ class SessionManager:
         def log(level: str, message: str) -> None:
             self._log(live, level, f"{logs.vm}: {message}")
 
-        info = reg.repository(spec.repository)
+        info = reg.repositories.get(spec.repository)
         try:
-            with Guest(*reg.guest_login(spec.name, spec.guest)) as guest, \
-                    reg.open_repository(info) as repo:
+            with Guest(*reg.jobs.guest_login(spec.name, spec.guest)) as guest, \
+                    reg.repositories.open(info) as repo:
                 if logs.command:
                     status, out, err = guest.exec(logs.command, timeout=3600)
                     for line in (out + err).splitlines():
@@ -477,8 +477,8 @@ class SessionManager:
                                   operation=f"copy {vm}") as dws:
                 result = copy_points(sws, dws, ids,
                                      log=lambda m: self._log(live, "info", f"{vm}: {m}"))
-                if result.copied and reg.hardening(dst_info) is not None:
-                    reg.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
+                if result.copied and reg.hardening.policy(dst_info) is not None:
+                    reg.hardening.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
             task.result = "success"
             task.bytes_done = task.bytes_total = result.bytes_stored
             if not result.copied:
@@ -499,7 +499,7 @@ class SessionManager:
         if not spec.containers:
             return vms
         known = {vm.instance_uuid for vm in vms}
-        with connect(vc.host, vc.port, vc.user, self.registry.vcenter_password(vc.name),
+        with connect(vc.host, vc.port, vc.user, self.registry.vcenters.password(vc.name),
                      fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
             for path in spec.containers:
                 try:
@@ -529,7 +529,7 @@ class SessionManager:
         def one(vm: api.JobVm) -> None:
             try:
                 with connect(vc.host, vc.port, vc.user,
-                             self.registry.vcenter_password(vc.name),
+                             self.registry.vcenters.password(vc.name),
                              fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
                     self._backup_one(live, spec, vm, session, repo, options, full,
                                      schedule, info)
@@ -563,7 +563,7 @@ class SessionManager:
                 if not plan.remove_points:
                     return
                 try:
-                    plan = self.registry.guard_prune(info, repo, ws.cat, plan)
+                    plan = self.registry.hardening.guard_prune(info, repo, ws.cat, plan)
                 except (ImmutableError, VmkeepError) as exc:
                     self._log(live, "info", f"retention postponed: {exc}")
                     return
@@ -627,7 +627,7 @@ class SessionManager:
             ip = ""
             if guest_spec.host.split(":")[0] == "tools":
                 ip = find_vm(session, vm.instance_uuid).ip_address
-            return reg.guest_login(spec.name, guest_spec, ip)
+            return reg.jobs.guest_login(spec.name, guest_spec, ip)
 
         left_clean = clean_before_backup(reg, session, vm.instance_uuid, self.running_ids, log)
         gp = GuestProcessing(guest_spec, guest_login, log,
@@ -666,8 +666,8 @@ class SessionManager:
                     result = replace(result, status="warning")
                 if dedup is not None and result.point_id is not None:
                     try:
-                        n = reg.lock_files(info, repo, ws.cat, [result.point_id])
-                        until = reg.lock_until(info, repo, datetime.now(UTC))
+                        n = reg.hardening.lock_files(info, repo, ws.cat, [result.point_id])
+                        until = reg.hardening.lock_until(info, repo, datetime.now(UTC))
                         log("info", f"{n} file(s) of point {result.point_id} made immutable "
                                     f"until {until:%Y-%m-%d}")
                     except VmkeepError as exc:
@@ -703,12 +703,12 @@ class SessionManager:
         whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
         from appliance.repository.hardening import epoch_of
 
-        hardening = self.registry.hardening(info)
+        hardening = self.registry.hardening.policy(info)
         if hardening is None:
             return None, False
         repo, cat = ws.repo, ws.cat
         now = datetime.now(UTC)
-        until = self.registry.lock_until(info, repo, now)
+        until = self.registry.hardening.lock_until(info, repo, now)
         start, _end = epoch_of(datetime.fromisoformat(repo.config.created), now,
                                hardening.epoch_days)
         newest = cat.latest_point(repo.id, vm_name)
