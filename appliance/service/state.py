@@ -8,16 +8,13 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from appliance.errors import UsageError
 from appliance.home import CATALOG_NAME, Home
 from appliance.jobs.workspace import Workspace, open_workspace
+from appliance.repository.repo import Repository
 from appliance.secret_store import SecretStore
 from catalog.store import Catalog
-
-if TYPE_CHECKING:
-    from appliance.repository.repo import Repository
 
 log = logging.getLogger("appliance.registry")
 
