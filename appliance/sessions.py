@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appliance import api
 from appliance.errors import ConflictError, LockedError, NotFoundError, VmkeepError
@@ -33,8 +33,14 @@ from appliance.service.jobs import schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
 
 if TYPE_CHECKING:
+    from appliance.jobs.backup import BackupOptions
+    from appliance.jobs.vm_backup import DiskOutcome
     from appliance.jobs.workspace import Workspace
     from appliance.repository.repo import Repository
+    from appliance.service.repositories import RepositoryInfo
+    from appliance.ssh import SshAuth, SshTarget
+    from appliance.vsphere.session import VSphereSession
+    from catalog.models import VCenterRow
 
 FLUSH_SECONDS = 1.0
 RESULT_ORDER = {"success": 0, "warning": 1, "failed": 2}
@@ -389,7 +395,7 @@ class SessionManager:
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
                 self._retention(live, spec, dst, names, dst_info)
 
-    def _copy_source(self, live: _Live, source: str, dst_info: Any, dst: Repository
+    def _copy_source(self, live: _Live, source: str, dst_info: RepositoryInfo, dst: Repository
                      ) -> set[str]:
         """Copy one source job's points, a task per VM; the VMs it covered."""
         reg = self.registry
@@ -463,7 +469,7 @@ class SessionManager:
         self._save(live, force=True)
 
     def _copy_vm(self, live: _Live, vm: str, src: Repository, src_name: str, dst: Repository,
-                 ids: list[str], dst_info: Any) -> None:
+                 ids: list[str], dst_info: RepositoryInfo) -> None:
         from appliance.jobs.copy import copy_points
 
         with live.lock:
@@ -489,7 +495,7 @@ class SessionManager:
         task.state, task.stage = "ended", None
         self._save(live, force=True)
 
-    def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
+    def _job_vms(self, live: _Live, spec: api.JobSpec, vc: VCenterRow) -> list[api.JobVm]:
         """The job's VMs for this run: those it names, then those its containers hold now
         (each once). A container that cannot be read is a failed task of its own."""
         from appliance.vsphere.inventory import vms_in_container
@@ -520,9 +526,9 @@ class SessionManager:
         self._notify(live)
         return vms
 
-    def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
-                     repo: Repository, options: Any, full: bool,
-                     schedule: Schedule, info: Any) -> None:
+    def _backup_some(self, live: _Live, spec: api.JobSpec, vc: VCenterRow,
+                     vms: list[api.JobVm], repo: Repository, options: BackupOptions,
+                     full: bool, schedule: Schedule, info: RepositoryInfo) -> None:
         """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
         from appliance.vsphere.session import connect
 
@@ -546,7 +552,7 @@ class SessionManager:
                 f.result()
 
     def _retention(self, live: _Live, spec: api.JobSpec, repo: Repository,
-                   names: set[str], info: Any) -> None:
+                   names: set[str], info: RepositoryInfo) -> None:
         """Apply the job's retention to the points of this run's VMs (exclusive lock; plan,
         then execute). A busy repository, or points still immutable in a hardened one,
         postpone it to the next run."""
@@ -574,9 +580,9 @@ class SessionManager:
         self._log(live, "info", f"retention removed {result.points_removed} "
                                 f"restore point(s): {', '.join(plan.remove_points)}")
 
-    def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
-                    repo: Repository, options: Any, full: bool,
-                    schedule: Schedule, info: Any) -> None:
+    def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm,
+                    session: VSphereSession, repo: Repository, options: BackupOptions,
+                    full: bool, schedule: Schedule, info: RepositoryInfo) -> None:
         from appliance.home import appliance_id
         from appliance.jobs.guest_processing import GuestProcessing
         from appliance.jobs.vm_backup import backup_vm
@@ -620,7 +626,7 @@ class SessionManager:
             self._notify(live)
             self._save(live)
 
-        def guest_login() -> tuple[Any, Any, str]:
+        def guest_login() -> tuple[SshTarget, SshAuth, str]:
             from appliance.vsphere.inventory import find_vm
 
             assert guest_spec is not None
@@ -697,7 +703,7 @@ class SessionManager:
                     t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
 
-    def _epoch(self, info: Any, ws: Workspace, vm_name: str
+    def _epoch(self, info: RepositoryInfo, ws: Workspace, vm_name: str
                ) -> tuple[Callable[[set[bytes], frozenset[str]], set[bytes]] | None, bool]:
         """In a hardened repository: the deduplication filter of the current epoch, and
         whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
@@ -718,7 +724,8 @@ class SessionManager:
 
         return dedup, newest is not None and newest.created < start
 
-    def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None,
+    def _disk_results(self, live: _Live, vm: str, disks: tuple[DiskOutcome, ...],
+                      point_id: str | None,
                       excluded: frozenset[int]) -> None:
         """Each disk's result once its VM is done: read (success, or warning with a CBT
         fallback), refused (warning), excluded by the job (no task)."""
