@@ -271,7 +271,7 @@ def _tighten_repositories(registry: Registry) -> None:
     from appliance.repository.sftp import is_sftp
 
     try:
-        for info in registry.repositories():
+        for info in registry.repositories.all():
             if is_sftp(info.location):
                 continue
             changed = tighten_tree(Path(info.location))
@@ -306,7 +306,7 @@ def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = Fa
         server: Any = None
 
         def request_stop() -> None:
-            registry.stop_queries()  # a console query must not hold the stop up
+            registry.queries.stop()  # a console query must not hold the stop up
             if server is not None:
                 server.should_exit = True
 

@@ -112,6 +112,13 @@ class SshError(VmkeepError):
     code = "ssh"
 
 
+class ConflictError(VmkeepError):
+    """The name is taken, or the state of the thing forbids what was asked (a running job)."""
+
+    exit_code = 2
+    code = "conflict"
+
+
 class ApplianceError(VmkeepError):
     """The appliance could not be reached, or did not answer as its API says."""
 

@@ -49,9 +49,9 @@ def clean_at_start(registry: Registry, running: Running) -> list[Removal]:
     """Remove this appliance's snapshots of finished sessions on every vCenter; log each."""
     me = appliance_id(registry.home)
     done: list[Removal] = []
-    for vc in registry.vcenters():
+    for vc in registry.vcenters.all():
         try:
-            with connect(vc.host, vc.port, vc.user, registry.vcenter_password(vc.name),
+            with connect(vc.host, vc.port, vc.user, registry.vcenters.password(vc.name),
                          fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
                 removals = remove_leftovers(session, me, running)
         except VmkeepError as exc:

@@ -83,7 +83,8 @@ class Notifier:
         self._last_look = float("-inf")
 
     def _maybe_look(self) -> None:
-        if time.monotonic() - self._last_look < self.registry.notifications().alert_every_seconds:
+        every = self.registry.config.notifications().alert_every_seconds
+        if time.monotonic() - self._last_look < every:
             return
         self._last_look = time.monotonic()
         self.check_alerts(datetime.now(UTC))
@@ -91,18 +92,18 @@ class Notifier:
     def check_alerts(self, now: datetime) -> list[Alert]:
         """Look for every kind of alert; send those new since the last look; return them."""
         reg = self.registry
-        settings = reg.notifications()
-        rows = reg.jobs()
+        settings = reg.config.notifications()
+        rows = reg.jobs.all()
         jobs = [api.JobSpec.model_validate_json(r.spec_json) for r in rows if r.enabled]
-        newest = {p.object_name: p.created for _repo, p, _disks in reg.points()}
+        newest = {p.object_name: p.created for _repo, p, _disks in reg.restores.points()}
         alerts = rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
         busy = self.sessions.busy_vms()
-        for vcenter, findings in reg.hunt_findings().items():
+        for vcenter, findings in reg.vcenters.hunt_findings().items():
             alerts += orphan_alerts(vcenter, findings, busy)
         failures, spaces = [], []
-        for info in reg.repositories():
+        for info in reg.repositories.all():
             try:
-                space = reg.space_now(info)
+                space = reg.repositories.space_now(info)
             except VmkeepError as exc:
                 failures.append((info.name, str(exc)))
                 continue
@@ -110,7 +111,7 @@ class Notifier:
                 spaces.append((info.name, *space))
         alerts += unreachable_alerts(failures)
         alerts += space_alerts(spaces, settings.free_space_alert_percent)
-        alerts += config_backup_alerts(reg.config_schedule())
+        alerts += config_backup_alerts(reg.config.schedule())
         new = [a for a in alerts if a.key not in self._current]  # sent once while it lasts
         self._current = {a.key: (a, self._current.get(a.key, (a, now))[1]) for a in alerts}
         for kind in dict.fromkeys(a.kind for a in new):
@@ -126,7 +127,7 @@ class Notifier:
                        for a, since in current), key=lambda a: (a.since, a.key))
 
     def session_ended(self, job: str, result: str) -> None:
-        settings = self.registry.notifications()
+        settings = self.registry.config.notifications()
         if result not in settings.on:
             return
         last = self.sessions.last_session(job)
@@ -134,7 +135,7 @@ class Notifier:
             return
         session = self.sessions.session(last.id)
         try:
-            extra = api.JobSpec.model_validate_json(self.registry.job(job).spec_json).notify_to
+            extra = self.registry.jobs.spec(job).notify_to
         except Exception:  # the job may be gone; the global recipients still hear of it
             extra = []
         threading.Thread(target=self.send, args=(settings, report(session), extra),

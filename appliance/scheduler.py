@@ -10,7 +10,7 @@ seconds of a change to the configuration (a job, vCenter, repository, setting or
 added, edited or removed), so that a lost catalog costs nothing that was set up. When none
 was ever set (nor turned off), the default one is set up as soon as there is a repository:
 daily into the first repository, sealed with a generated password (see
-``Registry.default_config_backup``).
+``ConfigService.set_default`` in ``appliance.service.config``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from appliance import api
 from appliance.errors import VmkeepError
 from appliance.jobs.schedule import in_window, next_run
-from appliance.registry import Registry, schedule_of
+from appliance.registry import Registry
+from appliance.service.jobs import schedule_of
 from appliance.sessions import SessionManager
 from appliance.ticker import Ticker
 
@@ -60,7 +61,7 @@ class Scheduler:
         """Start every job that is due now; return their names."""
         now = self.clock()
         started = []
-        for row in self.registry.jobs():
+        for row in self.registry.jobs.all():
             spec = api.JobSpec.model_validate_json(row.spec_json)
             schedule = schedule_of(spec.schedule)
             known = self._due.get(row.name)
@@ -92,8 +93,8 @@ class Scheduler:
         look = self._next_config_look is None or now >= self._next_config_look
         if look:
             self._next_config_look = now + CONFIG_LOOK
-            self.registry.default_config_backup()
-        view = self.registry.config_schedule()
+            self.registry.config.set_default()
+        view = self.registry.config.schedule()
         key = view.model_dump_json(include={"repository", "schedule"})
         known = self._due.get(CONFIG_JOB)
         schedule = schedule_of(view.schedule)
@@ -104,9 +105,9 @@ class Scheduler:
         if due is not None and due <= now and in_window(schedule, now):
             self._due[CONFIG_JOB] = (key, next_run(schedule, now, last_run=due))
         elif not (look and view.repository is not None and view.schedule.kind != "none"
-                  and self.registry.config_changed()):
+                  and self.registry.config.changed()):
             return False
-        done = self.registry.scheduled_config_backup(now)
+        done = self.registry.config.scheduled_backup(now)
         if done.last_result == "success":
             log.info("configuration backed up to %s", done.last_message)
         else:
@@ -116,7 +117,7 @@ class Scheduler:
 
     def parent_ended(self, job: str, result: str) -> None:
         """Start the enabled jobs chained after ``job``."""
-        for row in self.registry.jobs():
+        for row in self.registry.jobs.all():
             spec = api.JobSpec.model_validate_json(row.spec_json)
             if row.enabled and spec.schedule.kind == "after" and spec.schedule.after == job:
                 log.info("job %s ended (%s): starting %s, chained after it", job, result,

@@ -25,6 +25,7 @@ from appliance import api
 from appliance.errors import (
     ApplianceError,
     BadInputError,
+    ConflictError,
     InternalError,
     LockedError,
     NotFoundError,
@@ -35,7 +36,7 @@ from appliance.errors import (
     VSphereError,
 )
 from appliance.home import Home
-from appliance.registry import ConflictError, Registry, RepositoryInfo
+from appliance.registry import Registry
 from appliance.sessions import SessionManager
 from catalog.models import VCenterRow
 
@@ -81,24 +82,6 @@ class ApplianceState:
 def _vcenter(row: VCenterRow) -> api.VCenter:
     return api.VCenter(name=row.name, host=row.host, port=row.port, user=row.user,
                        fingerprint=row.fingerprint, insecure=row.insecure, added=row.added)
-
-
-def _repository(info: RepositoryInfo) -> api.Repository:
-    space = info.space()
-    return api.Repository(name=info.name, location=info.location, repo_id=info.repo_id,
-                          added=info.added, points=info.points, stored_bytes=info.stored_bytes,
-                          bytes_read=info.bytes_read,
-                          dedup_ratio=(round(info.bytes_read / info.stored_bytes, 2)
-                                       if info.stored_bytes else None),
-                          free_bytes=space[0] if space else None,
-                          total_bytes=space[1] if space else None,
-                          kind="sftp" if info.remote else "local",
-                          host_key_fingerprint=info.host_key_fingerprint,
-                          encrypted=info.encrypted,
-                          reconnect_every_seconds=info.reconnect_every,
-                          reconnect_for_seconds=info.reconnect_for,
-                          immutable_days=info.immutable_days, epoch_days=info.epoch_days,
-                          immutable_until=info.immutable_until)
 
 
 def _sse(event: api.SessionEvent) -> str:
@@ -297,7 +280,7 @@ def create_app(state: ApplianceState) -> FastAPI:
 
     @app.get(f"{v}/vcenters", response_model=list[api.VCenter], responses=ERRORS)
     def list_vcenters() -> list[api.VCenter]:
-        return [_vcenter(r) for r in reg.vcenters()]
+        return [_vcenter(r) for r in reg.vcenters.all()]
 
     @app.post(f"{v}/vcenters", response_model=api.VCenter, status_code=201,
               responses=ERRORS)
@@ -305,17 +288,17 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Log in once (checks the pinned fingerprint; without one and without ``insecure``
         the error shows the server's), then keep the vCenter; the password goes to the
         secret store."""
-        return _vcenter(reg.add_vcenter(body.name, body.host, body.port, body.user,
+        return _vcenter(reg.vcenters.add(body.name, body.host, body.port, body.user,
                                         body.password, fingerprint=body.fingerprint,
                                         insecure=body.insecure))
 
     @app.get(f"{v}/vcenters/{{name}}", response_model=api.VCenter, responses=ERRORS)
     def get_vcenter(name: str) -> api.VCenter:
-        return _vcenter(reg.vcenter(name))
+        return _vcenter(reg.vcenters.get(name))
 
     @app.patch(f"{v}/vcenters/{{name}}", response_model=api.VCenter, responses=ERRORS)
     def edit_vcenter(name: str, body: api.VCenterEdit) -> api.VCenter:
-        return _vcenter(reg.edit_vcenter(name, host=body.host, port=body.port,
+        return _vcenter(reg.vcenters.edit(name, host=body.host, port=body.port,
                                          user=body.user, password=body.password,
                                          fingerprint=body.fingerprint,
                                          insecure=body.insecure))
@@ -323,78 +306,78 @@ def create_app(state: ApplianceState) -> FastAPI:
     @app.post(f"{v}/vcenters/{{name}}/test", response_model=api.VCenterTest,
               responses=ERRORS)
     def test_vcenter(name: str) -> api.VCenterTest:
-        vms = reg.test_vcenter(name)
+        vms = reg.vcenters.test(name)
         return api.VCenterTest(name=name, ok=True, vms=vms,
                                message=f"logged in to {name!r}; it shows {vms} VMs")
 
     @app.delete(f"{v}/vcenters/{{name}}", response_model=api.Done, responses=ERRORS)
     def remove_vcenter(name: str) -> api.Done:
-        reg.remove_vcenter(name)
+        reg.vcenters.remove(name)
         return api.Done(message=f"removed vCenter {name!r} and its stored password")
 
     @app.get(f"{v}/repositories", response_model=list[api.Repository], responses=ERRORS)
     def list_repositories() -> list[api.Repository]:
-        return [_repository(r) for r in reg.repositories()]
+        return [r.wire() for r in reg.repositories.all()]
 
     @app.post(f"{v}/repositories", response_model=api.Repository, status_code=201,
               responses=ERRORS)
     def add_repository(body: api.RepositoryAdd) -> api.Repository:
         """Create the folder and a repository in it if missing, or import the repository
         there (its points are indexed)."""
-        return _repository(reg.add_repository(
+        return reg.repositories.add(
             body.name, body.path, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
             host_key_fingerprint=body.host_key_fingerprint,
             encryption_password=body.encryption_password,
             reconnect_every=body.reconnect_every_seconds,
-            reconnect_for=body.reconnect_for_seconds))
+            reconnect_for=body.reconnect_for_seconds).wire()
 
     @app.post(f"{v}/repositories/{{name}}/harden", response_model=api.Repository,
               responses=ERRORS)
     def harden_repository(name: str, body: api.RepositoryHarden) -> api.Repository:
         """Make an SSH repository hardened: after each session its files become immutable
         on the host (through the root-owned helper, which must answer first)."""
-        return _repository(reg.harden_repository(name, body.days, body.epoch_days))
+        return reg.hardening.harden(name, body.days, body.epoch_days).wire()
 
     @app.get(f"{v}/repositories/{{name}}/audit", response_model=api.AuditAnswer,
              responses=ERRORS)
     def audit_repository(name: str) -> api.AuditAnswer:
         """A hardened repository's lock ledger against what the host says is immutable."""
-        lines = reg.audit(name)
+        lines = reg.hardening.audit(name)
         return api.AuditAnswer(ok=not lines, lines=lines)
 
     @app.patch(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def edit_repository(name: str, body: api.RepositoryEdit) -> api.Repository:
         """An SSH repository's login or pinned host key, checked by logging in first."""
-        return _repository(reg.edit_repository(
+        return reg.repositories.edit(
             name, ssh_key=body.ssh_key, ssh_password=body.ssh_password,
-            host_key_fingerprint=body.host_key_fingerprint))
+            host_key_fingerprint=body.host_key_fingerprint).wire()
 
     @app.get(f"{v}/repositories/{{name}}", response_model=api.Repository, responses=ERRORS)
     def get_repository(name: str) -> api.Repository:
-        return _repository(reg.repository(name))
+        return reg.repositories.get(name).wire()
 
     @app.post(f"{v}/repositories/{{name}}/rescan", response_model=api.Repository,
               responses=ERRORS)
     def rescan_repository(name: str) -> api.Repository:
-        return _repository(reg.rescan_repository(name))
+        return reg.repositories.rescan(name).wire()
 
     @app.post(f"{v}/repositories/{{name}}/repair-key", response_model=api.Done,
               responses=ERRORS)
     def repair_repository_key(name: str) -> api.Done:
         """Write the appliance's copy of the block-id key file back when it is missing or
         damaged (never over an intact key that differs)."""
-        return api.Done(message=reg.repair_key(name))
+        return api.Done(message=reg.repositories.repair_key(name))
 
     @app.delete(f"{v}/repositories/{{name}}", response_model=api.Done, responses=ERRORS)
     def remove_repository(name: str) -> api.Done:
-        reg.remove_repository(name)
+        reg.repositories.remove(name)
         return api.Done(message=f"forgot repository {name!r}; its files stay where they are")
 
     @app.post(f"{v}/catalog/query", response_model=api.QueryAnswer, responses=ERRORS)
     def catalog_query(body: api.QueryRequest) -> api.QueryAnswer:
         """One read-only SELECT over the catalog, checked by DuckDB's parser; 422 with the
         reason when refused."""
-        result = reg.query(body.sql, max_rows=body.max_rows, timeout=body.timeout)
+        result = reg.queries.run(body.sql, max_rows=body.max_rows, timeout=body.timeout)
         return api.QueryAnswer(columns=list(result.columns),
                                rows=[[_json_value(x) for x in row] for row in result.rows],
                                truncated=result.truncated, seconds=result.seconds)
@@ -402,19 +385,19 @@ def create_app(state: ApplianceState) -> FastAPI:
     mgr = state.sessions
 
     def job_view(name: str) -> api.Job:
-        row = reg.job(name)
+        row = reg.jobs.get(name)
         return api.Job(spec=api.JobSpec.model_validate_json(row.spec_json),
                        enabled=row.enabled, created=row.created,
                        last_session=mgr.last_session(name))
 
     @app.get(f"{v}/jobs", response_model=list[api.Job], responses=ERRORS)
     def list_jobs() -> list[api.Job]:
-        return [job_view(j.name) for j in reg.jobs()]
+        return [job_view(j.name) for j in reg.jobs.all()]
 
     @app.post(f"{v}/jobs", response_model=api.Job, status_code=201, responses=ERRORS)
     def create_job(body: api.JobCreate) -> api.Job:
         """Check the names and resolve the VMs to instance UUIDs (a login to the vCenter)."""
-        return job_view(reg.add_job(body).name)
+        return job_view(reg.jobs.add(body).name)
 
     @app.get(f"{v}/jobs/{{name}}", response_model=api.Job, responses=ERRORS)
     def get_job(name: str) -> api.Job:
@@ -423,21 +406,21 @@ def create_app(state: ApplianceState) -> FastAPI:
     @app.patch(f"{v}/jobs/{{name}}", response_model=api.Job, responses=ERRORS)
     def edit_job(name: str, body: api.JobEdit) -> api.Job:
         """Change what the body gives; VMs given are resolved again."""
-        return job_view(reg.edit_job(name, body).name)
+        return job_view(reg.jobs.edit(name, body).name)
 
     @app.delete(f"{v}/jobs/{{name}}", response_model=api.Done, responses=ERRORS)
     def delete_job(name: str) -> api.Done:
-        reg.remove_job(name)
+        reg.jobs.remove(name)
         return api.Done(message=f"deleted job {name!r}; its restore points stay")
 
     @app.post(f"{v}/jobs/{{name}}/enable", response_model=api.Job, responses=ERRORS)
     def enable_job(name: str) -> api.Job:
-        reg.set_job_enabled(name, True)
+        reg.jobs.set_enabled(name, True)
         return job_view(name)
 
     @app.post(f"{v}/jobs/{{name}}/disable", response_model=api.Job, responses=ERRORS)
     def disable_job(name: str) -> api.Job:
-        reg.set_job_enabled(name, False)
+        reg.jobs.set_enabled(name, False)
         return job_view(name)
 
     @app.post(f"{v}/jobs/{{name}}/run", response_model=api.SessionSummary, status_code=202,
@@ -479,49 +462,49 @@ def create_app(state: ApplianceState) -> FastAPI:
     def list_points(vm: str | None = None) -> list[api.Point]:
         """Restore points of every repository, oldest first (``vm``: only that VM's), with
         the guest processing of their backups."""
-        guest = reg.guest_processing()
+        guest = reg.restores.guest_processing()
         return [api.Point(id=p.point_id, vm=p.object_name, created=p.created, kind=p.kind,
                           bytes_read=p.bytes_read, bytes_stored=p.bytes_stored,
                           repository=repo, parent=p.parent_id, reason=p.reason,
                           disks=[api.PointDisk(index=d.disk_index, label=d.label, size=d.size,
                                                block_size=d.block_size, change_id=d.change_id)
                                  for d in disks], guest_processing=guest.get(p.point_id))
-                for repo, p, disks in reg.points(vm)]
+                for repo, p, disks in reg.restores.points(vm)]
 
     @app.post(f"{v}/config/backup", response_model=api.ConfigBackupDone, responses=ERRORS)
     def config_backup(body: api.ConfigBackup) -> api.ConfigBackupDone:
         """Seal vCenters, repositories, jobs, settings and secrets with the password into
         the repository (``appliance-config/``)."""
-        return api.ConfigBackupDone(path=str(reg.config_backup(body.repository,
+        return api.ConfigBackupDone(path=str(reg.config.backup(body.repository,
                                                                 body.password)))
 
     @app.post(f"{v}/config/restore", response_model=api.ConfigRestored, responses=ERRORS)
     def config_restore(body: api.ConfigRestore) -> api.ConfigRestored:
         """Bring a configuration backup back into this fresh appliance."""
-        return reg.config_restore(body.path, body.password)
+        return reg.config.restore(body.path, body.password)
 
     @app.get(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
              responses=ERRORS)
     def get_config_schedule() -> api.ConfigScheduleView:
         """The configuration backup's schedule and how its last scheduled run went."""
-        return reg.config_schedule()
+        return reg.config.schedule()
 
     @app.put(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
              responses=ERRORS)
     def put_config_schedule(body: api.ConfigSchedule) -> api.ConfigScheduleView:
         """Back the configuration up on a schedule (``schedule.kind`` none: never)."""
-        return reg.set_config_schedule(body)
+        return reg.config.set_schedule(body)
 
     @app.get(f"{v}/settings/notifications", response_model=api.Notifications,
              responses=ERRORS)
     def get_notifications() -> api.Notifications:
-        return reg.notifications()
+        return reg.config.notifications()
 
     @app.put(f"{v}/settings/notifications", response_model=api.Notifications,
              responses=ERRORS)
     def put_notifications(body: api.Notifications) -> api.Notifications:
         """E-mail (SMTP) and webhook for sessions that end with the results in ``on``."""
-        return reg.set_notifications(body)
+        return reg.config.set_notifications(body)
 
     @app.get(f"{v}/alerts", response_model=list[api.Alert], responses=ERRORS)
     def alerts() -> list[api.Alert]:
@@ -534,47 +517,47 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first; with
         ``dry_run`` (the default) nothing is changed."""
         return [api.HuntReport(vcenter=name, lines=lines)
-                for name, lines in reg.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
+                for name, lines in reg.vcenters.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
                                             include_foreign=body.include_foreign)]
 
     @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
     def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
         """Every VM of one vCenter or all, with its state, the jobs that protect it and its
         newest restore point."""
-        return reg.inventory(vcenter)
+        return reg.vcenters.inventory(vcenter)
 
     @app.get(f"{v}/inventory/containers", response_model=list[api.InventoryContainer],
              responses=ERRORS)
     def containers(vcenter: str | None = None) -> list[api.InventoryContainer]:
         """Every datacenter, folder, cluster, host and resource pool of one vCenter or all,
         by inventory path, with the VMs directly in each: what a job's ``containers`` name."""
-        return reg.containers(vcenter)
+        return reg.vcenters.containers(vcenter)
 
     @app.post(f"{v}/move", response_model=api.MoveAnswer, responses=ERRORS)
     def move(body: api.MoveRequest) -> api.MoveAnswer:
         """Move every point of a job (or one VM) to another repository: copy, verify, switch
         the job, then remove at the source (unless immutable there)."""
-        return reg.move(body)
+        return reg.maintenance.move(body)
 
     @app.post(f"{v}/verify", response_model=api.VerifyAnswer, responses=ERRORS)
     def verify(body: api.VerifyRequest) -> api.VerifyAnswer:
         """Health check of a repository, or of one point."""
-        return reg.verify(body.repository, body.point)
+        return reg.maintenance.verify(body.repository, body.point)
 
     @app.post(f"{v}/prune", response_model=api.PruneAnswer, responses=ERRORS)
     def prune(body: api.PruneRequest) -> api.PruneAnswer:
         """Retention over a whole repository (plan; with ``dry_run`` nothing changes)."""
-        return reg.prune(body)
+        return reg.maintenance.prune(body)
 
     @app.post(f"{v}/restore/vm", response_model=api.Done, responses=ERRORS)
     def restore_vm(body: api.VmRestore) -> api.Done:
         """An entire VM: to a new VM (``name``) or over the original (``confirm``)."""
-        return api.Done(message=reg.restore_vm(body))
+        return api.Done(message=reg.restores.vm(body))
 
     @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
     def restore_disk(body: api.DiskRestore) -> api.Done:
         """Write a disk of a point to a new raw image file on the appliance's machine."""
-        size = reg.restore_disk(body.point, body.disk, body.to)
+        size = reg.restores.disk(body.point, body.disk, body.to)
         return api.Done(message=f"restored disk {body.disk} of {body.point} to {body.to} "
                                 f"({size} bytes)")
 
@@ -582,7 +565,7 @@ def create_app(state: ApplianceState) -> FastAPI:
     def restore_postgres(body: api.PostgresRestore) -> api.Done:
         """Prepare a restored PostgreSQL data folder for point-in-time recovery: the backup
         label kept with the point, the WAL of the VM's log backup job, the settings."""
-        return api.Done(message=reg.restore_postgres(body.point, body.data_dir, body.until))
+        return api.Done(message=reg.restores.postgres(body.point, body.data_dir, body.until))
 
     @app.post(f"{api.PREFIX}/shutdown", response_model=api.Accepted, status_code=202)
     def shutdown() -> api.Accepted:

@@ -22,18 +22,25 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appliance import api
-from appliance.errors import LockedError, NotFoundError, VmkeepError
+from appliance.errors import ConflictError, LockedError, NotFoundError, VmkeepError
 from appliance.jobs.backup import DiskProgress
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
-from appliance.registry import ConflictError, Registry, schedule_of
+from appliance.registry import Registry
+from appliance.service.jobs import schedule_of
 from catalog.models import LogRow, SessionRow, TaskRow
 
 if TYPE_CHECKING:
+    from appliance.jobs.backup import BackupOptions
+    from appliance.jobs.vm_backup import DiskOutcome
     from appliance.jobs.workspace import Workspace
     from appliance.repository.repo import Repository
+    from appliance.service.repositories import RepositoryInfo
+    from appliance.ssh import SshAuth, SshTarget
+    from appliance.vsphere.session import VSphereSession
+    from catalog.models import VCenterRow
 
 FLUSH_SECONDS = 1.0
 RESULT_ORDER = {"success": 0, "warning": 1, "failed": 2}
@@ -229,7 +236,7 @@ class SessionManager:
 
     def run_job(self, name: str, *, full: bool = False, scheduled: bool = False
                 ) -> api.SessionSummary:
-        row = self.registry.job(name)
+        row = self.registry.jobs.get(name)
         if not row.enabled:
             raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
                                 f"{name}`")
@@ -328,11 +335,11 @@ class SessionManager:
         from appliance.jobs.workspace import cleanup
 
         reg = self.registry
-        vc = reg.vcenter(spec.vcenter)
-        info = reg.repository(spec.repository)
+        vc = reg.vcenters.get(spec.vcenter)
+        info = reg.repositories.get(spec.repository)
         options = BackupOptions(block_size=block_size_named(spec.block_size),
                                 compression=spec.compression)
-        repo = reg.open_repository(info, on_reconnect=lambda m: self._log(live, "warning", m))
+        repo = reg.repositories.open(info, on_reconnect=lambda m: self._log(live, "warning", m))
         try:
             # What a crashed run left (a dead process's lock, files in tmp/, packs no point
             # uses) goes before anything new is written.
@@ -345,7 +352,7 @@ class SessionManager:
             with reg.catalog() as cat:
                 need = sum(next((p.bytes_stored for p in reversed(cat.points(repo.id, vm.name))
                                  if p.kind == "full"), 0) for vm in vms)
-            space = reg.repository(info.name).space()
+            space = reg.repositories.get(info.name).space()
             verdict = space_verdict(*space, need) if space else None
             if verdict is not None:
                 self._log(live, verdict[0], verdict[1])
@@ -377,30 +384,29 @@ class SessionManager:
         """A backup copy job: the points of its source jobs' VMs that the target lacks are
         copied (and verified) there, one task per VM; then the copy job's own retention."""
         reg = self.registry
-        dst_info = reg.repository(spec.repository)
+        dst_info = reg.repositories.get(spec.repository)
         self._log(live, "info", f"copy job {spec.name!r}: the points of "
                                 f"{', '.join(spec.copy_of)} to repository {dst_info.name!r}")
         names: set[str] = set()
-        with reg.open_repository(dst_info, on_reconnect=lambda m: self._log(
+        with reg.repositories.open(dst_info, on_reconnect=lambda m: self._log(
                 live, "warning", m)) as dst:
             for source in spec.copy_of:
                 names |= self._copy_source(live, source, dst_info, dst)
             if (spec.keep_last or spec.keep_days) and not live.stop.is_set() and names:
                 self._retention(live, spec, dst, names, dst_info)
 
-    def _copy_source(self, live: _Live, source: str, dst_info: Any, dst: Repository
+    def _copy_source(self, live: _Live, source: str, dst_info: RepositoryInfo, dst: Repository
                      ) -> set[str]:
         """Copy one source job's points, a task per VM; the VMs it covered."""
         reg = self.registry
-        src_info = reg.repository(
-            api.JobSpec.model_validate_json(reg.job(source).spec_json).repository)
+        src_info = reg.repositories.get(reg.jobs.spec(source).repository)
         if src_info.name == dst_info.name:
             self._log(live, "warning", f"job {source!r} writes to {dst_info.name!r} itself "
                                        "now: nothing to copy")
             return set()
-        vms = reg.job_vm_names(source)
+        vms = reg.jobs.vm_names(source)
         covered: set[str] = set()
-        with reg.open_repository(src_info) as src:
+        with reg.repositories.open(src_info) as src:
             by_vm: dict[str, list[str]] = {}
             with reg.workspace(src, src_info.name, exclusive=False, operation="copy") as sws:
                 for p in sws.cat.points(src.id):
@@ -433,10 +439,10 @@ class SessionManager:
         def log(level: str, message: str) -> None:
             self._log(live, level, f"{logs.vm}: {message}")
 
-        info = reg.repository(spec.repository)
+        info = reg.repositories.get(spec.repository)
         try:
-            with Guest(*reg.guest_login(spec.name, spec.guest)) as guest, \
-                    reg.open_repository(info) as repo:
+            with Guest(*reg.jobs.guest_login(spec.name, spec.guest)) as guest, \
+                    reg.repositories.open(info) as repo:
                 if logs.command:
                     status, out, err = guest.exec(logs.command, timeout=3600)
                     for line in (out + err).splitlines():
@@ -463,7 +469,7 @@ class SessionManager:
         self._save(live, force=True)
 
     def _copy_vm(self, live: _Live, vm: str, src: Repository, src_name: str, dst: Repository,
-                 ids: list[str], dst_info: Any) -> None:
+                 ids: list[str], dst_info: RepositoryInfo) -> None:
         from appliance.jobs.copy import copy_points
 
         with live.lock:
@@ -477,8 +483,8 @@ class SessionManager:
                                   operation=f"copy {vm}") as dws:
                 result = copy_points(sws, dws, ids,
                                      log=lambda m: self._log(live, "info", f"{vm}: {m}"))
-                if result.copied and reg.hardening(dst_info) is not None:
-                    reg.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
+                if result.copied and reg.hardening.policy(dst_info) is not None:
+                    reg.hardening.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
             task.result = "success"
             task.bytes_done = task.bytes_total = result.bytes_stored
             if not result.copied:
@@ -489,7 +495,7 @@ class SessionManager:
         task.state, task.stage = "ended", None
         self._save(live, force=True)
 
-    def _job_vms(self, live: _Live, spec: api.JobSpec, vc: Any) -> list[api.JobVm]:
+    def _job_vms(self, live: _Live, spec: api.JobSpec, vc: VCenterRow) -> list[api.JobVm]:
         """The job's VMs for this run: those it names, then those its containers hold now
         (each once). A container that cannot be read is a failed task of its own."""
         from appliance.vsphere.inventory import vms_in_container
@@ -499,7 +505,7 @@ class SessionManager:
         if not spec.containers:
             return vms
         known = {vm.instance_uuid for vm in vms}
-        with connect(vc.host, vc.port, vc.user, self.registry.vcenter_password(vc.name),
+        with connect(vc.host, vc.port, vc.user, self.registry.vcenters.password(vc.name),
                      fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
             for path in spec.containers:
                 try:
@@ -520,16 +526,16 @@ class SessionManager:
         self._notify(live)
         return vms
 
-    def _backup_some(self, live: _Live, spec: api.JobSpec, vc: Any, vms: list[api.JobVm],
-                     repo: Repository, options: Any, full: bool,
-                     schedule: Schedule, info: Any) -> None:
+    def _backup_some(self, live: _Live, spec: api.JobSpec, vc: VCenterRow,
+                     vms: list[api.JobVm], repo: Repository, options: BackupOptions,
+                     full: bool, schedule: Schedule, info: RepositoryInfo) -> None:
         """Back up ``vms``, ``spec.parallel_vms`` at a time; each ends as a task result."""
         from appliance.vsphere.session import connect
 
         def one(vm: api.JobVm) -> None:
             try:
                 with connect(vc.host, vc.port, vc.user,
-                             self.registry.vcenter_password(vc.name),
+                             self.registry.vcenters.password(vc.name),
                              fingerprint=vc.fingerprint, insecure=vc.insecure) as session:
                     self._backup_one(live, spec, vm, session, repo, options, full,
                                      schedule, info)
@@ -546,7 +552,7 @@ class SessionManager:
                 f.result()
 
     def _retention(self, live: _Live, spec: api.JobSpec, repo: Repository,
-                   names: set[str], info: Any) -> None:
+                   names: set[str], info: RepositoryInfo) -> None:
         """Apply the job's retention to the points of this run's VMs (exclusive lock; plan,
         then execute). A busy repository, or points still immutable in a hardened one,
         postpone it to the next run."""
@@ -563,7 +569,7 @@ class SessionManager:
                 if not plan.remove_points:
                     return
                 try:
-                    plan = self.registry.guard_prune(info, repo, ws.cat, plan)
+                    plan = self.registry.hardening.guard_prune(info, repo, ws.cat, plan)
                 except (ImmutableError, VmkeepError) as exc:
                     self._log(live, "info", f"retention postponed: {exc}")
                     return
@@ -574,9 +580,9 @@ class SessionManager:
         self._log(live, "info", f"retention removed {result.points_removed} "
                                 f"restore point(s): {', '.join(plan.remove_points)}")
 
-    def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm, session: Any,
-                    repo: Repository, options: Any, full: bool,
-                    schedule: Schedule, info: Any) -> None:
+    def _backup_one(self, live: _Live, spec: api.JobSpec, vm: api.JobVm,
+                    session: VSphereSession, repo: Repository, options: BackupOptions,
+                    full: bool, schedule: Schedule, info: RepositoryInfo) -> None:
         from appliance.home import appliance_id
         from appliance.jobs.guest_processing import GuestProcessing
         from appliance.jobs.vm_backup import backup_vm
@@ -620,14 +626,14 @@ class SessionManager:
             self._notify(live)
             self._save(live)
 
-        def guest_login() -> tuple[Any, Any, str]:
+        def guest_login() -> tuple[SshTarget, SshAuth, str]:
             from appliance.vsphere.inventory import find_vm
 
             assert guest_spec is not None
             ip = ""
             if guest_spec.host.split(":")[0] == "tools":
                 ip = find_vm(session, vm.instance_uuid).ip_address
-            return reg.guest_login(spec.name, guest_spec, ip)
+            return reg.jobs.guest_login(spec.name, guest_spec, ip)
 
         left_clean = clean_before_backup(reg, session, vm.instance_uuid, self.running_ids, log)
         gp = GuestProcessing(guest_spec, guest_login, log,
@@ -666,8 +672,8 @@ class SessionManager:
                     result = replace(result, status="warning")
                 if dedup is not None and result.point_id is not None:
                     try:
-                        n = reg.lock_files(info, repo, ws.cat, [result.point_id])
-                        until = reg.lock_until(info, repo, datetime.now(UTC))
+                        n = reg.hardening.lock_files(info, repo, ws.cat, [result.point_id])
+                        until = reg.hardening.lock_until(info, repo, datetime.now(UTC))
                         log("info", f"{n} file(s) of point {result.point_id} made immutable "
                                     f"until {until:%Y-%m-%d}")
                     except VmkeepError as exc:
@@ -697,18 +703,18 @@ class SessionManager:
                     t.result = "failed" if task.result == "failed" else t.result
         self._save(live, force=True)
 
-    def _epoch(self, info: Any, ws: Workspace, vm_name: str
+    def _epoch(self, info: RepositoryInfo, ws: Workspace, vm_name: str
                ) -> tuple[Callable[[set[bytes], frozenset[str]], set[bytes]] | None, bool]:
         """In a hardened repository: the deduplication filter of the current epoch, and
         whether the VM's newest point is of an older one (then: a full). Else (None, False)."""
         from appliance.repository.hardening import epoch_of
 
-        hardening = self.registry.hardening(info)
+        hardening = self.registry.hardening.policy(info)
         if hardening is None:
             return None, False
         repo, cat = ws.repo, ws.cat
         now = datetime.now(UTC)
-        until = self.registry.lock_until(info, repo, now)
+        until = self.registry.hardening.lock_until(info, repo, now)
         start, _end = epoch_of(datetime.fromisoformat(repo.config.created), now,
                                hardening.epoch_days)
         newest = cat.latest_point(repo.id, vm_name)
@@ -718,7 +724,8 @@ class SessionManager:
 
         return dedup, newest is not None and newest.created < start
 
-    def _disk_results(self, live: _Live, vm: str, disks: Any, point_id: str | None,
+    def _disk_results(self, live: _Live, vm: str, disks: tuple[DiskOutcome, ...],
+                      point_id: str | None,
                       excluded: frozenset[int]) -> None:
         """Each disk's result once its VM is done: read (success, or warning with a CBT
         fallback), refused (warning), excluded by the job (no task)."""

@@ -17,11 +17,18 @@ class RetentionPolicy:
     def __post_init__(self) -> None:
         if self.keep_last is None and self.keep_days is None:
             raise UsageError("a retention policy needs --keep-last N and/or --keep-days D")
-        if self.keep_last is not None and self.keep_last < 1:
-            raise UsageError(f"--keep-last {self.keep_last} is below 1; vmkeep always keeps at "
-                             "least the newest point of each VM")
-        if self.keep_days is not None and self.keep_days < 0:
-            raise UsageError(f"--keep-days {self.keep_days} is negative; give 0 or more days")
+        check_retention(self.keep_last, self.keep_days)
+
+
+def check_retention(keep_last: int | None, keep_days: float | None) -> None:
+    """The one rule for retention settings, a job's and a prune's alike (either may be None):
+    ``keep_last`` at least 1 (the newest point of each VM is always kept), ``keep_days`` more
+    than 0 (as the CLI's ``--keep-days`` and docs/CLI.md say: "younger than D days")."""
+    if keep_last is not None and keep_last < 1:
+        raise UsageError(f"--keep-last must be at least 1, not {keep_last}; vmkeep always "
+                         "keeps at least the newest point of each VM")
+    if keep_days is not None and keep_days <= 0:
+        raise UsageError(f"--keep-days must be more than 0, not {keep_days:g}")
 
 
 @dataclass(frozen=True, slots=True)

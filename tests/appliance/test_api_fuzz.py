@@ -151,7 +151,7 @@ def test_an_unexpected_error_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> N
     internal-error exit code), not as Starlette's plain-text 500."""
     def broken() -> list[Any]:
         raise RuntimeError("a bug")
-    monkeypatch.setattr(_REGISTRY, "vcenters", broken)
+    monkeypatch.setattr(_REGISTRY.vcenters, "all", broken)
     response = schema["/v1/vcenters"]["GET"].Case().call()
     assert response.status_code == 500
     assert response.headers["content-type"][0].startswith("application/json")

@@ -103,8 +103,8 @@ def test_a_prune_cannot_delete_what_a_postgres_restore_is_reading(tmp_path: Path
     a prune meanwhile is refused (locked), and the WAL comes back whole."""
     reg = Registry(Home(tmp_path / "home", tmp_path / "home" / "sock"))
     try:
-        reg.add_repository("main", str(tmp_path / "repo"))
-        repo = reg.open_repository(reg.repository("main"))
+        reg.repositories.add("main", str(tmp_path / "repo"))
+        repo = reg.repositories.open(reg.repositories.get("main"))
         wal = bytes(range(256)) * 4096
         label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
         with reg.workspace(repo, "main", exclusive=False, operation="test") as ws:
@@ -125,7 +125,7 @@ def test_a_prune_cannot_delete_what_a_postgres_restore_is_reading(tmp_path: Path
 
         def restore() -> None:
             try:
-                reg.restore_postgres(point, str(data), None)
+                reg.restores.postgres(point, str(data), None)
             except BaseException as exc:
                 errors.append(exc)
                 held.set()
@@ -136,8 +136,8 @@ def test_a_prune_cannot_delete_what_a_postgres_restore_is_reading(tmp_path: Path
             assert held.wait(DEADLINE)
             try:
                 with pytest.raises(LockedError, match="shared lock of restore postgres"):
-                    reg.prune(api.PruneRequest(repository="main", keep_last=1))
-                assert reg.jobs() == []  # and the registry answers meanwhile
+                    reg.maintenance.prune(api.PruneRequest(repository="main", keep_last=1))
+                assert reg.jobs.all() == []  # and the registry answers meanwhile
             finally:
                 go_on.set()
                 worker.join(DEADLINE)

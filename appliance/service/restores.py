@@ -1,0 +1,139 @@
+"""Restore points and restores: a disk to a file, an entire VM to vCenter, and a PostgreSQL
+data folder made ready for point-in-time recovery from a log backup job's WAL files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from appliance import api
+from appliance.errors import NotFoundError, UsageError
+from appliance.faults import hold_point
+from appliance.jobs import vm_restore
+from appliance.jobs.log_backup import logs_object
+from appliance.jobs.restore import restore_disk
+from appliance.service.repositories import RepositoryService
+from appliance.service.state import State
+from appliance.service.vcenters import VCenterService
+from catalog.models import DiskRow, PointRow
+
+
+class RestoreService:
+    def __init__(self, state: State, vcenters: VCenterService,
+                 repositories: RepositoryService) -> None:
+        self._state = state
+        self._vcenters = vcenters
+        self._repositories = repositories
+
+    def points(self, vm: str | None = None) -> list[tuple[str, PointRow, list[DiskRow]]]:
+        """(repository name, point, its disks) of every repository, oldest first."""
+        with self._state.catalog() as cat:
+            names = {r.repo_id: r.name for r in cat.repository_names()}
+            out = [(names[p.repo_id], p, cat.disks(p.point_id))
+                   for p in cat.points(None, vm) if p.repo_id in names]
+        return sorted(out, key=lambda t: (t[1].created, t[1].point_id))
+
+    def guest_processing(self) -> dict[str, dict[str, object]]:
+        """Per point: the guest processing its backup recorded (quiesced, scripts)."""
+        with self._state.catalog() as cat:
+            return cat.guest_processing()
+
+    def _point(self, point_id: str, hint: str) -> tuple[PointRow, str]:
+        """The point and the name of its repository (NotFoundError, ``hint`` its end)."""
+        with self._state.catalog() as cat:
+            row = cat.point(point_id)
+            names = {r.repo_id: r.name for r in cat.repository_names()}
+        if row is None or row.repo_id not in names:
+            raise NotFoundError(f"no restore point {point_id!r}{hint}; `vmkeep points list` "
+                                "shows them")
+        return row, names[row.repo_id]
+
+    def disk(self, point_id: str, disk: int, target: str) -> int:
+        """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
+        path = Path(target)
+        if not path.is_absolute():
+            raise UsageError(f"restore target {target!r} is relative; give an absolute path")
+        _row, name = self._point(point_id, " in the appliance's repositories")
+        with self._repositories.open_named(name) as repo, self._state.workspace(
+                repo, name, exclusive=False, operation="restore", read_only_ok=True) as ws:
+            return restore_disk(ws, point_id, disk, path).size
+
+    def vm(self, req: api.VmRestore) -> str:
+        """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
+        row, name = self._point(req.point, " in the appliance's repositories")
+        with self._state.catalog() as cat:
+            jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in cat.jobs()]
+        vcenter = next((j.vcenter for j in jobs if any(v.name == row.object_name
+                                                         for v in j.vms)), None)
+        if vcenter is None:
+            vcs = self._vcenters.all()
+            if len(vcs) != 1:
+                raise UsageError(f"no job names VM {row.object_name!r}, so which vCenter to "
+                                 "restore to is unknown; keep exactly one vCenter, or restore "
+                                 "with `vmkeep vsphere restore-vm`")
+            vcenter = vcs[0].name
+        log: list[str] = []
+        with self._repositories.open_named(name) as repo, \
+                self._vcenters.session(vcenter) as session, \
+                self._state.workspace(repo, name, exclusive=False, operation="restore",
+                                      read_only_ok=True) as ws:
+            if req.name:
+                r = vm_restore.restore_new_vm(
+                    session, ws, req.point, req.name, datastore=req.datastore,
+                    host=req.host, power_on=req.power_on,
+                    log=lambda lvl, m: log.append(m))
+            else:
+                plan = vm_restore.plan_restore_original(session, ws, req.point)
+                if not req.confirm:
+                    raise UsageError("restoring over the original VM overwrites its disks: "
+                                     + " / ".join(plan.describe())
+                                     + " — confirm it (--yes)")
+                r = vm_restore.restore_original_vm(session, ws, plan,
+                                                   confirm=True, power_on=req.power_on,
+                                                   log=lambda lvl, m: log.append(m))
+        return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
+                f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")
+
+    def postgres(self, point_id: str, data_dir: str, until: datetime | None) -> str:
+        """Make ``data_dir`` (PostgreSQL's data folder taken out of the point's restored disk)
+        ready for point-in-time recovery: its backup label, every WAL file the VM's log
+        backup job stored (in ``vmkeep-wal/``), recovery.signal and the settings."""
+        folder = Path(data_dir)
+        if not folder.is_absolute() or not (folder / "PG_VERSION").is_file():
+            raise UsageError(f"{data_dir} is not a PostgreSQL data folder (no PG_VERSION): take "
+                             "the data folder out of the restored disk first")
+        row, name = self._point(point_id, "")
+        with self._state.catalog() as cat:
+            pg = (cat.guest_processing().get(point_id) or {}).get("postgres") or {}
+        label = pg.get("backup_label")
+        if not label:
+            raise UsageError(f"point {point_id} holds no PostgreSQL base backup (its job had no "
+                             "--postgres, or pg_backup_stop failed); it can only be started "
+                             "with crash recovery")
+        (folder / "backup_label").write_text(label)
+        for stale in ("postmaster.pid", "postmaster.opts"):  # as pg_basebackup leaves out
+            (folder / stale).unlink(missing_ok=True)
+        if pg.get("tablespace_map"):
+            (folder / "tablespace_map").write_text(pg["tablespace_map"])
+        wal = folder / "vmkeep-wal"
+        wal.mkdir(exist_ok=True)
+        count = 0
+        with self._repositories.open_named(name) as repo, self._state.workspace(
+                repo, name, exclusive=False, operation="restore postgres") as ws:
+            hold_point("restore-postgres-locked", point_id)
+            for p in ws.cat.points(repo.id, logs_object(row.object_name)):
+                for d in ws.cat.disks(p.point_id):
+                    target = wal / d.label
+                    if not target.exists():
+                        restore_disk(ws, p.point_id, d.disk_index, target)
+                        count += 1
+        (folder / "recovery.signal").write_text("")
+        settings = [f"restore_command = 'cp \"{wal}/%f\" \"%p\"'",
+                    "recovery_target_action = 'promote'"]
+        if until is not None:
+            settings.append(f"recovery_target_time = '{until.isoformat()}'")
+        with (folder / "postgresql.auto.conf").open("a") as f:
+            f.write("\n# vmkeep restore postgres\n" + "\n".join(settings) + "\n")
+        return (f"{folder}: backup_label of point {point_id}, {count} WAL file(s) in {wal}, "
+                "recovery.signal and " + ", ".join(s.split(" =")[0] for s in settings)
+                + "; start PostgreSQL on it (as the data folder's owner) to replay")
