@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from appliance.cli import online
 from appliance.cli.args import (
@@ -10,8 +11,11 @@ from appliance.cli.args import (
     Subparsers,
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump
-from appliance.client import ApplianceClient
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:

@@ -13,12 +13,14 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from appliance import inputs
 from appliance.cli.args import RAW, Parser, Subparsers
-from appliance.client import ApplianceClient
 from appliance.errors import ApplianceNotRunningError, UsageError
-from appliance.home import Home, resolve
+
+if TYPE_CHECKING:
+    from appliance.home import Home
 
 EXIT_NOT_RUNNING = 3  # `status` when no appliance answers (as LSB init scripts report it)
 
@@ -34,6 +36,13 @@ def cmd_start(args: argparse.Namespace) -> int:
         if exc.filename is None or not os.fspath(exc.filename).startswith(str(home.root)):
             raise
         raise _no_home(args, home, exc.strerror or type(exc).__name__) from None
+
+
+def resolve(given: str | None) -> Home:
+    """The appliance's home (``appliance.home``, imported when a command runs)."""
+    from appliance.home import resolve as resolve_home
+
+    return resolve_home(given)
 
 
 def _no_home(args: argparse.Namespace, home: Home, problem: str) -> UsageError:
@@ -77,6 +86,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from appliance.client import ApplianceClient
+
     home = resolve(args.home)
     try:
         with ApplianceClient(home.socket, timeout=10) as client:

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from appliance.cli import online
 from appliance.cli.args import (
@@ -15,8 +16,11 @@ from appliance.cli.args import (
     Subparsers,
 )
 from appliance.cli.online import Handler
-from appliance.client import ApplianceClient
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 EPILOG_CATALOG = """examples:
   vmkeep catalog query "SELECT * FROM points_per_vm"

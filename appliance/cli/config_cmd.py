@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -19,9 +19,12 @@ from appliance.cli.args import (
     read_path_arg,
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump, schedule_spec
-from appliance.client import ApplianceClient
 from appliance.errors import UsageError
 from appliance.password import optional_password, read_password
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -74,6 +77,8 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     timed = args.daily or args.monthly or args.every
     if args.after:
         raise UsageError("a configuration backup runs on a time schedule (--daily, --monthly "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from appliance import api, inputs
+from appliance import inputs
 from appliance.cli import online
 from appliance.cli.args import (
     DAYS,
@@ -22,11 +23,15 @@ from appliance.cli.args import (
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump, schedule_spec
 from appliance.cli.session_cmd import follow
-from appliance.client import ApplianceClient
 from appliance.errors import UsageError
 from appliance.inputs import parse_period, shown
 from appliance.password import password_from_file
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -149,6 +154,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     job = client.create_job(api.JobCreate(
         name=args.name, vcenter=args.vcenter or "", vms=args.vm, containers=args.container,
         copy_of=args.copy_of, guest=guest_of(args), quiesce_fallback=args.quiesce_fallback,
@@ -170,6 +177,8 @@ def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     changes: dict[str, object] = {}
     for key, value in (("vms", args.vm), ("containers", args.container),
                        ("parallel_vms", args.parallel_vms), ("repository", args.repo),
@@ -265,6 +274,8 @@ def _read(path: str, what: str) -> str:
 
 
 def logs_of(args: argparse.Namespace) -> api.LogBackupSpec | None:
+    from appliance import api
+
     if not args.logs_of:
         if args.log_folder or args.log_command:
             raise UsageError("--log-folder and --log-command need --logs-of VM")
@@ -278,6 +289,8 @@ def logs_of(args: argparse.Namespace) -> api.LogBackupSpec | None:
 
 def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:
     """The job's guest processing from the --guest-… options (None without --guest-host)."""
+    from appliance import api
+
     if not args.guest_host:
         for flag in ("guest_user", "guest_key", "guest_password_file", "pre_freeze",
                      "post_thaw", "guest_host_key_fingerprint"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -13,8 +13,11 @@ from appliance.cli.args import (
     text_arg,
 )
 from appliance.cli.online import EPILOG_JOB, Handler
-from appliance.client import ApplianceClient
 from appliance.inputs import shown
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -34,6 +37,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     answer = client.move(api.MoveRequest(to=args.to, job=args.job, vm=args.vm,
                                          source=args.source))
     for line in answer.lines:

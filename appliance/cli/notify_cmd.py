@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -14,8 +14,12 @@ from appliance.cli.args import (
     port_arg,
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump
-from appliance.client import ApplianceClient
 from appliance.inputs import parse_period
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -47,6 +51,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_set(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     value = client.set_notifications(api.Notifications(
         on=[x.strip() for x in args.on.split(",") if x.strip()],
         smtp_host=args.smtp_host, smtp_port=args.smtp_port, smtp_starttls=args.starttls,

@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeAlias
 
-from appliance import api
-from appliance.client import ApplianceClient
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
 
-Handler = Callable[[argparse.Namespace, ApplianceClient], int]
+
+
+Handler: TypeAlias = "Callable[[argparse.Namespace, ApplianceClient], int]"
 
 EPILOG_JOB = """examples:
   vmkeep job create nightly --vcenter vc01 --vm db01 --vm web01 --repo main --enable-cbt \\
@@ -33,6 +37,8 @@ EPILOG_JOB = """examples:
 def run(commands: Mapping[str, Handler], args: argparse.Namespace) -> int:
     """The subcommand's handler (``args.command``; a group without subcommands has one
     handler, under ``""``) with a client of the appliance the environment names."""
+    from appliance.client import ApplianceClient  # httpx and pydantic: only when it runs
+
     handler = commands[getattr(args, "command", "")]
     with ApplianceClient.from_environment() as client:
         return handler(args, client)
@@ -55,6 +61,8 @@ def schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
 
 def _schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
     """The schedule options of `job create` as the wire form (checked by the appliance)."""
+    from appliance import api
+
     if args.daily:
         kind, at = "daily", args.daily
     elif args.monthly:

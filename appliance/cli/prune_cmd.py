@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     DAYS,
@@ -14,8 +14,11 @@ from appliance.cli.args import (
     name_arg,
 )
 from appliance.cli.online import EPILOG_JOB, Handler
-from appliance.client import ApplianceClient
 from appliance.inputs import shown
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -30,6 +33,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_prune(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     answer = client.prune(api.PruneRequest(repository=args.repo, keep_last=args.keep_last,
                                            keep_days=args.keep_days, dry_run=args.dry_run))
     for line in answer.lines:

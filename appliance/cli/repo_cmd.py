@@ -10,8 +10,8 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -23,12 +23,16 @@ from appliance.cli.args import (
     whole,
 )
 from appliance.cli.online import Handler
-from appliance.client import ApplianceClient
 from appliance.errors import RemoteError, UsageError
 from appliance.inputs import parse_period, shown
 from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
 
 EPILOG_REPO = """examples:
   vmkeep repo add main --path /backups/main      # creates the folder, or imports a repository
@@ -151,6 +155,8 @@ def _seconds(period: str | None) -> float | None:
 
 
 def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     key = _key_text(args)
     secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
     if key is None and secret is None and args.host_key_fingerprint is None:

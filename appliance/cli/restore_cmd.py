@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from appliance import api, inputs
+from appliance import inputs
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -18,8 +19,11 @@ from appliance.cli.args import (
     whole,
 )
 from appliance.cli.online import EPILOG_JOB, Handler
-from appliance.client import ApplianceClient
 from appliance.errors import UsageError
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -62,6 +66,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     done = client.restore_vm(api.VmRestore(
         point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
         host=args.target_host, power_on=args.power_on))
@@ -70,6 +76,8 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     until = None
     if args.until:
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -14,11 +14,15 @@ from appliance.cli.args import (
     Subparsers,
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump
-from appliance.client import ApplianceClient
 from appliance.errors import ApplianceError
 from appliance.inputs import shown
 from appliance.progress import human_bytes
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
 
 # `job run --wait`: 0 success, 1 warning, 2 failed, stopped or interrupted.
 EXIT_BY_RESULT = {"success": 0, "warning": 1}

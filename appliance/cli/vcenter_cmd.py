@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from appliance import api
 from appliance.cli import online
 from appliance.cli.args import (
     RAW,
@@ -18,9 +18,13 @@ from appliance.cli.args import (
     text_arg,
 )
 from appliance.cli.online import Handler
-from appliance.client import ApplianceClient
 from appliance.password import read_password
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
 
 EPILOG_VCENTER = """examples:
   vmkeep vsphere fingerprint --host vc01.example.com      # check it against vCenter's own
@@ -86,6 +90,8 @@ def _colons(hexed: str) -> str:
 
 
 def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     spec = api.VCenterAdd(name=args.name, host=args.host, port=args.port, user=args.user,
                           password=read_password(args), fingerprint=_pin(args),
                           insecure=args.insecure)
@@ -94,6 +100,8 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     given = args.password_stdin or args.password_file is not None
     spec = api.VCenterEdit(host=args.host, port=args.port, user=args.user,
                            password=read_password(args) if given else None,
