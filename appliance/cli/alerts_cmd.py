@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     ap = sub.add_parser("alerts", help="what needs an administrator now",

@@ -199,7 +199,6 @@ def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = T
                    "new repository encrypted")
 
 
-
 def add_schedule_options(p: argparse.ArgumentParser) -> None:
     when = p.add_argument_group("schedule (one of --daily, --monthly, --every, --after)")
     kind = when.add_mutually_exclusive_group()

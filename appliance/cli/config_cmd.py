@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     cfg = sub.add_parser("config", help="back up and restore the appliance's configuration",

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",

@@ -119,6 +119,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from appliance.jobs.workspace import cleanup, open_workspace
     from appliance.repository import codec
     from appliance.source import ImageFileSource, parse_areas
+
     # Check every input before the repository is created or touched.
     options = BackupOptions(block_size=block_size_named(args.block_size),
                             compression=codec.compression_named(args.compression).name,
@@ -169,6 +170,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
     from appliance.jobs.restore import restore_disk
+
     target = Path(args.file)
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
@@ -203,6 +205,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from appliance.cli.offline import address_of, noted, open_address, open_catalog, rescan_hint
     from appliance.jobs.verify import damaged_config_report, verify_point, verify_repository
     from appliance.jobs.workspace import open_workspace
+
     address = address_of(args)
     try:
         repo = open_address(address, create=False)
@@ -248,6 +251,7 @@ def point_listing(ws: Workspace, name: str | None) -> list[dict[str, object]]:
 
 def cmd_points(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
+
     with workspace(args, exclusive=False, operation="list", read_only_ok=True) as ws:
         listing = point_listing(ws, args.name)
     if args.json:
@@ -267,6 +271,7 @@ def cmd_points(args: argparse.Namespace) -> int:
 
 def cmd_rescan(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
+
     with workspace(args, exclusive=False, operation="rescan", rescan=True) as ws:
         result = ws.synced
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
@@ -280,6 +285,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
     from appliance.jobs.prune import execute_prune, plan_prune, sweep
     from appliance.jobs.retention import RetentionPolicy
+
     policy = RetentionPolicy(args.keep_last, args.keep_days)
     if not 0 < args.compact_below <= 1:
         raise UsageError(f"--compact-below {args.compact_below} must be in (0, 1]")
@@ -310,6 +316,7 @@ def cmd_repair_config(args: argparse.Namespace) -> int:
     from appliance.cli.offline import address_of
     from appliance.repository.lock import acquire
     from appliance.repository.repo import repair_config
+
     address = address_of(args)
     backend = address.backend()
     try:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     jp = sub.add_parser("job", help="backup jobs: what, where, how", epilog=EPILOG_JOB,

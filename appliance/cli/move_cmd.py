@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     mp = sub.add_parser("move", help="move a job's (or a VM's) points to another repository",

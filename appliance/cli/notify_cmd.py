@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     np_ = sub.add_parser("notify", help="e-mail and webhook notifications",

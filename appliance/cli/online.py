@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 Handler: TypeAlias = "Callable[[argparse.Namespace, ApplianceClient], int]"
 
 EPILOG_JOB = """examples:

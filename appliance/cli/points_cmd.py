@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     pp = sub.add_parser("points", help="restore points in the appliance's repositories",

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     pp2 = sub.add_parser("prune", help="retention over a whole repository",

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,

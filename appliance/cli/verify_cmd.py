@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
-
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     vp = sub.add_parser("verify", help="health check of a repository or a point",
