@@ -13,6 +13,9 @@ from __future__ import annotations
 import math
 import os
 import posixpath
+from datetime import timedelta
+
+from appliance.errors import UsageError
 
 NAME_MAX = 80  # vmkeep's own names (vCenters, repositories, jobs); vSphere's VM name limit too
 TEXT_MAX = 1024  # one line of other text: a VM reference, an inventory path, a host, a user
@@ -164,3 +167,19 @@ def shown(text: object) -> str:
     if s.isprintable():
         return s
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+MAX_PERIOD_SECONDS = 366 * 86400  # longer is a typo (and would overflow date arithmetic)
+
+
+def parse_period(text: str) -> timedelta:
+    """``90s``, ``30m``, ``2h`` (a schedule's period, a retry wait, …)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    if len(t) < 2 or t[-1] not in units or not (t[:-1].isascii() and t[:-1].isdigit()) \
+            or int(t[:-1]) < 1:
+        raise UsageError(f"{text!r} is not a period; give a number and s, m or h (e.g. 30m)")
+    seconds = int(t[:-1]) * units[t[-1]]
+    if seconds > MAX_PERIOD_SECONDS:
+        raise UsageError(f"{text!r} is longer than a year; give a shorter period (e.g. 30m)")
+    return timedelta(seconds=seconds)

@@ -32,3 +32,18 @@ def test_cli_help_does_not_import_the_engine() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, check=True)
     assert proc.stdout.strip().endswith("False")
+
+
+def test_cli_parser_loads_no_engine_and_no_client() -> None:
+    """Every command group's parser is built at start: that loads neither the engine (the
+    offline groups import it when they run) nor the HTTP client and API models (the online
+    groups import them when they run), so `vmkeep … --help` answers at once."""
+    code = ("import sys\nfrom appliance import cli\n"
+            "try:\n    cli.build_parser().parse_args(['job', 'create', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print([m for m in ('duckdb', 'pyVmomi', 'paramiko', 'pydantic', 'httpx', "
+            "'appliance.jobs', 'appliance.repository', 'appliance.daemon') "
+            "if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.strip().endswith("[]")

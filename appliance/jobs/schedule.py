@@ -29,6 +29,7 @@ from dateutil import rrule
 from dateutil.tz import resolve_imaginary
 
 from appliance.errors import UsageError
+from appliance.inputs import parse_period as parse_period  # where it was first
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("none", "daily", "monthly", "periodic", "after")
@@ -157,22 +158,6 @@ def parse_time(text: str) -> time:
         return time(parts[0], parts[1], parts[2] if len(parts) == 3 else 0)
     except (ValueError, TypeError):
         raise UsageError(f"{text!r} is not a time of day; give HH:MM (or HH:MM:SS)") from None
-
-
-MAX_PERIOD_SECONDS = 366 * 86400  # longer is a typo (and would overflow date arithmetic)
-
-
-def parse_period(text: str) -> timedelta:
-    """``90s``, ``30m``, ``2h``."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    t = text.strip().lower()
-    if len(t) < 2 or t[-1] not in units or not (t[:-1].isascii() and t[:-1].isdigit()) \
-            or int(t[:-1]) < 1:
-        raise UsageError(f"{text!r} is not a period; give a number and s, m or h (e.g. 30m)")
-    seconds = int(t[:-1]) * units[t[-1]]
-    if seconds > MAX_PERIOD_SECONDS:
-        raise UsageError(f"{text!r} is longer than a year; give a shorter period (e.g. 30m)")
-    return timedelta(seconds=seconds)
 
 
 def parse_days(text: str) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""``vmkeep repo add|edit|list|remove|rescan``: the repositories the appliance writes to."""
+"""``vmkeep repo add|edit|list|remove|rescan|harden|audit|repair-key``: the repositories the
+appliance writes to."""
 
 from __future__ import annotations
 
@@ -9,15 +10,91 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from appliance import api
-from appliance.client import ApplianceClient
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Parser,
+    Subparsers,
+    add_ssh_login,
+    folder_arg,
+    name_arg,
+    whole,
+)
+from appliance.cli.online import Handler
 from appliance.errors import RemoteError, UsageError
-from appliance.inputs import shown
-from appliance.jobs.schedule import parse_period
+from appliance.inputs import parse_period, shown
 from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
 from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
+
+EPILOG_REPO = """examples:
+  vmkeep repo add main --path /backups/main      # creates the folder, or imports a repository
+  vmkeep repo add offsite --path sftp://vmkeep@backup01/srv/vmkeep --ssh-key ~/.ssh/id_ed25519 \\
+      --host-key-fingerprint SHA256:...          # as `ssh-keygen -l -E sha256` prints it
+  vmkeep repo edit offsite --host-key-fingerprint SHA256:...   # trust a host's new key
+  vmkeep repo list --json
+  vmkeep repo rescan main                        # re-index it from its files
+  vmkeep repo remove main                        # forget it; its files stay
+"""
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    rp = sub.add_parser("repo", help="repositories the appliance writes to",
+                        description="Add, list, rescan and remove the appliance's "
+                        "repositories.", epilog=EPILOG_REPO, formatter_class=raw)
+    rsub = rp.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = rsub.add_parser("add", help="add a repository (a missing folder is created)",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME", type=name_arg)
+    p.add_argument("--path", required=True, metavar="DIR|URL", type=folder_arg,
+                   help="the repository's folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
+    add_ssh_login(p)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="opens an encrypted repository; a new one is made encrypted with it "
+                   "(first line of FILE, or VMKEEP_ENCRYPTION_PASSWORD). A lost password "
+                   "cannot be recovered")
+    p.add_argument("--reconnect-every", metavar="PERIOD",
+                   help="SSH: when the connection drops, try again this often (default 15s)")
+    p.add_argument("--reconnect-for", metavar="PERIOD",
+                   help="SSH: and give up after this long (default 30m)")
+    p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    add_ssh_login(p)
+    p = rsub.add_parser("harden", help="make an SSH repository's files immutable",
+                        description="After each session the files a new point needs become "
+                        "immutable on the repository host (chattr +i) for --days after the end "
+                        "of their epoch, through the root-owned helper "
+                        "(scripts/install-immutable-helper.sh on the host).",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--days", type=whole(7, 9999), metavar="N", help="7 … 9999")
+    g.add_argument("--off", action="store_true",
+                   help="no new locks (those set stay until they expire)")
+    p.add_argument("--epoch-days", type=whole(1, 9999), metavar="N",
+                   help="epoch length (default: 30, or --days if shorter)")
+    p = rsub.add_parser("audit", help="compare a hardened repository's ledger with the host",
+                        epilog=EPILOG_REPO, formatter_class=raw)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = rsub.add_parser("list", help="list the repositories", epilog=EPILOG_REPO,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    for name, text in (("rescan", "rebuild the index of a repository from its files"),
+                       ("remove", "forget a repository (its files stay)"),
+                       ("repair-key", "put a damaged or lost block-id key file back from the "
+                        "appliance's copy")):
+        p = rsub.add_parser(name, help=text, epilog=EPILOG_REPO, formatter_class=raw)
+        p.add_argument("name", metavar="NAME")
 
 
 def _show(r: api.Repository) -> str:
@@ -78,6 +155,8 @@ def _seconds(period: str | None) -> float | None:
 
 
 def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
     key = _key_text(args)
     secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
     if key is None and secret is None and args.host_key_fingerprint is None:
@@ -136,11 +215,10 @@ def cmd_audit(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0 if answer.ok else 1
 
 
-COMMANDS = {"add": cmd_add, "edit": cmd_edit, "harden": cmd_harden, "audit": cmd_audit,
-            "list": cmd_list, "rescan": cmd_rescan, "remove": cmd_remove,
-            "repair-key": cmd_repair_key}
+COMMANDS: dict[str, Handler] = {"add": cmd_add, "edit": cmd_edit, "harden": cmd_harden,
+                               "audit": cmd_audit, "list": cmd_list, "rescan": cmd_rescan,
+                               "remove": cmd_remove, "repair-key": cmd_repair_key}
 
 
 def run(args: argparse.Namespace) -> int:
-    with ApplianceClient.from_environment() as client:
-        return COMMANDS[args.command](args, client)
+    return online.run(COMMANDS, args)

@@ -1,0 +1,219 @@
+"""What the ``vmkeep`` command groups share in their parsers: the parser class (a usage
+error is one line and exit 2), argument types that check a value as the API does
+(``appliance.inputs``), and the option sets several groups take (passwords, certificate pins,
+vSphere connections, repositories, schedules)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import TypeAlias
+
+from appliance import inputs
+from appliance.errors import UsageError
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+# What ``add_subparsers`` returns: each group's ``add_parser(sub)`` adds itself to it.
+Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high``."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number; give {low} to {high}") from None
+        problem = inputs.count_problem(value, low=low, high=high)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    return whole_number
+
+
+def number(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """An argument type: a finite number from ``low`` (excluded with ``low_open``) to
+    ``high``; NaN and infinity are refused."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        problem = inputs.number_problem(value, low=low, high=high, low_open=low_open)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return value
+
+    return number
+
+
+SECONDS = number(0.0, inputs.SECONDS_MAX)  # seconds to wait: 0 … a week
+DAYS = number(0.0, inputs.DAYS_MAX, low_open=True)  # retention days: (0, 36500]
+KEEP_LAST = whole(1, inputs.COUNT_MAX)
+THREADS = whole(1, 256)
+
+
+def name_arg(text: str) -> str:
+    """An argument type: a name the administrator gives (a vCenter, repository, job, image
+    or new VM): printable, one line, 1 to 80 characters."""
+    problem = inputs.name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def vm_name_arg(text: str) -> str:
+    """An argument type: a new VM's name (as ``name_arg``; slashes allowed)."""
+    problem = inputs.vm_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def text_arg(text: str) -> str:
+    """An argument type: one line of text that names something (a VM, a point, a path in the
+    inventory): no control characters."""
+    problem = inputs.text_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def folder_arg(text: str) -> str:
+    """An argument type: a local folder or file (relative to the current folder) that is not
+    a system folder, or an sftp:// URL."""
+    if text.startswith("sftp://"):
+        problem = inputs.text_problem(text, limit=inputs.PATH_MAX)
+    else:
+        problem = inputs.path_problem(text, absolute=False)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def read_path_arg(text: str) -> str:
+    """An argument type: a local path that is only read."""
+    problem = inputs.read_path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+class NoPasswordOption(argparse.Action):
+    """``--password``: refused without echoing its value (a password must not be an argument)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        raise UsageError(f"{parser.prog}: there is no {option_string} option: other users of "
+                         "this machine can read command lines; give the password with "
+                         "--password-stdin, --password-file FILE or VMKEEP_VSPHERE_PASSWORD")
+
+
+def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                         env: str = "VMKEEP_VSPHERE_PASSWORD") -> None:
+    """``--password-stdin`` / ``--password-file`` (or ``env``); a plain ``--password`` is
+    refused without echoing its value (``appliance.password.read_password`` reads them)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    g.add_argument("--password-file", metavar="FILE",
+                   help=f"read the password from the first line of FILE (or set {env})")
+    p.add_argument("--password", nargs="?", action=NoPasswordOption, help=argparse.SUPPRESS)
+
+
+def add_pin_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--fingerprint", metavar="SHA256HEX",
+                     help="the server certificate's SHA-256 fingerprint to pin (colons "
+                     "optional; `vmkeep vsphere fingerprint` shows it)")
+    pin.add_argument("--insecure", action="store_true",
+                     help="do not verify the server's certificate at all")
+
+
+def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) -> None:
+    """The options every ``vmkeep vsphere`` command that talks to vSphere takes.
+
+    ``login=False``: only where the server is (``--host``, ``--port``).
+    """
+    conn = p.add_argument_group("vSphere connection")
+    conn.add_argument("--host", required=True, help="vCenter or ESXi host name or address")
+    conn.add_argument("--port", type=port_arg, default=443, help="HTTPS port (default 443)")
+    if not login:
+        return
+    conn.add_argument("--user", required=True, help="user name, e.g. backup@vsphere.local")
+    add_password_options(conn)
+    add_pin_options(conn)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print informational log lines on stderr")
+
+
+def add_ssh_login(p: argparse.ArgumentParser, *, password_options: bool = True) -> None:
+    """--ssh-key, --host-key-fingerprint and the SSH password: --password-stdin /
+    --password-file, or --ssh-password-file where those already give another password."""
+    ssh = p.add_argument_group("SSH repositories (sftp://…)")
+    ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
+    ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
+                     help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
+                     "key is shown and, on a terminal, asked about")
+    if password_options:
+        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+    else:
+        ssh.add_argument("--ssh-password-file", metavar="FILE",
+                         help="the SSH password (or the key's passphrase) from the first line "
+                         "of FILE (or set VMKEEP_SSH_PASSWORD)")
+
+
+def add_repository_options(p: argparse.ArgumentParser, *, ssh_password: bool = True) -> None:
+    """``--repo`` (a folder or sftp://USER@HOST[:PORT]/PATH) with its SSH login options.
+    ``ssh_password``: the SSH password may come by --password-stdin / --password-file (not
+    where those already give another password: then --ssh-password-file)."""
+    p.add_argument("--repo", required=True, metavar="DIR|URL", type=folder_arg,
+                   help="repository folder, or sftp://USER@HOST[:PORT]/ABSOLUTE/PATH")
+    p.add_argument("--lock-wait", type=SECONDS, default=60.0, metavar="SECONDS",
+                   help="how long to wait for a conflicting lock (default 60)")
+    add_ssh_login(p, password_options=ssh_password)
+    p.add_argument("--encryption-password-file", metavar="FILE",
+                   help="the repository's encryption password, first line of FILE (or set "
+                   "VMKEEP_ENCRYPTION_PASSWORD): opens an encrypted repository, and makes a "
+                   "new repository encrypted")
+
+
+def add_schedule_options(p: argparse.ArgumentParser) -> None:
+    when = p.add_argument_group("schedule (one of --daily, --monthly, --every, --after)")
+    kind = when.add_mutually_exclusive_group()
+    kind.add_argument("--daily", metavar="HH:MM", help="every day at this time (see --days)")
+    kind.add_argument("--monthly", metavar="HH:MM",
+                      help="monthly at this time, with --day N or --nth … --weekday …")
+    kind.add_argument("--every", metavar="PERIOD", help="periodically: 90s, 30m, 2h")
+    kind.add_argument("--after", metavar="JOB", help="when that job's session ends (chained)")
+    when.add_argument("--days", metavar="DAYS", help="with --daily: weekdays, or mon,wed,fri")
+    when.add_argument("--day", type=int, metavar="N", help="with --monthly: day of month, "
+                      "-1 = the last")
+    when.add_argument("--nth", choices=("first", "second", "third", "fourth", "last"),
+                      help="with --monthly and --weekday: which one in the month")
+    when.add_argument("--weekday", metavar="DAY", help="with --nth: mon … sun")
+    when.add_argument("--tz", default="UTC", help="IANA time zone of the times (default UTC)")
+    when.add_argument("--window", action="append", default=[], metavar="HH:MM-HH:MM",
+                      help="backup window: when scheduled runs may run (repeatable); a run "
+                      "still going when it closes stops cleanly")

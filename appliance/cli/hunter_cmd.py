@@ -1,0 +1,46 @@
+"""``vmkeep hunter``: the Snapshot Hunter on the appliance's vCenters."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Subparsers,
+)
+from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.inputs import shown
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    hp = sub.add_parser("hunter", help="Snapshot Hunter on the appliance's vCenters",
+                        description="Find vmkeep snapshots left by crashed runs (listed first), "
+                        "disks needing consolidation and orphaned snapshot files on the "
+                        "appliance's vCenters, and fix them (unless --dry-run).",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    hp.add_argument("--vcenter", help="only this vCenter (default: all)")
+    hp.add_argument("--dry-run", action="store_true", help="say what would be done")
+    hp.add_argument("--include-foreign", action="store_true",
+                    help="also remove snapshots that are not vmkeep's")
+
+
+def cmd_hunter(args: argparse.Namespace, client: ApplianceClient) -> int:
+    for report in client.hunter(vcenter=args.vcenter, dry_run=args.dry_run,
+                                include_foreign=args.include_foreign):
+        print(f"vCenter {shown(report.vcenter)}:")
+        for line in report.lines:
+            print(f"  {shown(line)}")
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {"": cmd_hunter}
+
+
+def run(args: argparse.Namespace) -> int:
+    return online.run(COMMANDS, args)

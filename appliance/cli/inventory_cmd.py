@@ -1,0 +1,55 @@
+"""``vmkeep inventory``: the VMs (or containers) of the appliance's vCenters."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Subparsers,
+)
+from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    ip.add_argument("--vcenter", help="only this vCenter")
+    ip.add_argument("--containers", action="store_true",
+                    help="list datacenters, folders, clusters, hosts and resource pools (what "
+                    "`job create --container` takes) instead of VMs")
+    ip.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
+    if args.containers:
+        found = client.containers(args.vcenter)
+        if args.json:
+            print(dump([c.model_dump(mode="json") for c in found]))
+            return 0
+        print(render(("VCENTER", "KIND", "PATH", "VMS"),
+                     [(c.vcenter, c.kind, c.path, ",".join(c.vms) or "-") for c in found]))
+        return 0
+    vms = client.inventory(args.vcenter)
+    if args.json:
+        print(dump([v.model_dump(mode="json") for v in vms]))
+        return 0
+    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT"),
+                 [(v.vcenter, v.name, v.power_state.removeprefix("powered").lower(),
+                   "on" if v.cbt_enabled else "off", len(v.snapshots),
+                   ",".join(v.jobs) or "-", v.last_point or "-") for v in vms]))
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {"": cmd_inventory}
+
+
+def run(args: argparse.Namespace) -> int:
+    return online.run(COMMANDS, args)

@@ -1,0 +1,105 @@
+"""``vmkeep restore vm|disk|postgres``: restore from a restore point, through the appliance."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from appliance import inputs
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Parser,
+    Subparsers,
+    folder_arg,
+    vm_name_arg,
+    whole,
+)
+from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.errors import UsageError
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    rsub = rp.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = rsub.add_parser("vm", help="an entire VM: to a new VM or over the original",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--name", metavar="NEW_VM", type=vm_name_arg,
+                       help="create a new VM with this name")
+    where.add_argument("--original", action="store_true",
+                       help="overwrite the VM the point was taken of (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="--original: the disks are overwritten")
+    p.add_argument("--datastore", help="new VM: its datastore")
+    p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
+    p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
+    p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID")
+    p.add_argument("--disk", type=whole(0, inputs.COUNT_MAX), default=0, metavar="N",
+                   help="disk number: (controller bus, unit) order (default 0)")
+    p.add_argument("--to", required=True, metavar="FILE", type=folder_arg, help="a new file")
+    p = rsub.add_parser("postgres", help="PostgreSQL to a point in time: the base backup's "
+                        "label, the WAL and the recovery settings into a data folder",
+                        description="After the image point's disk was restored and its "
+                        "PostgreSQL data folder taken out of it: writes backup_label (kept with "
+                        "the point), every WAL file the VM's log backup job stored (into "
+                        "vmkeep-wal/), recovery.signal and the recovery settings, so a "
+                        "PostgreSQL started on the folder replays up to --until.",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
+    p.add_argument("--data-dir", required=True, metavar="DIR", type=folder_arg,
+                   help="the restored data folder (on the appliance's machine)")
+    p.add_argument("--until", metavar="TIME",
+                   help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
+                   "everything stored)")
+
+
+def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
+    done = client.restore_vm(api.VmRestore(
+        point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
+        host=args.target_host, power_on=args.power_on))
+    print(done.message, file=sys.stderr)
+    return 0
+
+
+def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance import api
+
+    until = None
+    if args.until:
+        try:
+            until = datetime.fromisoformat(args.until)
+        except ValueError:
+            raise UsageError(f"--until {args.until!r} is not a time; give e.g. "
+                             "'2026-12-02 07:15:00+00:00'") from None
+        if until.tzinfo is None:
+            raise UsageError("--until needs its time zone, e.g. +00:00 for UTC")
+    done = client.restore_postgres(api.PostgresRestore(
+        point=args.point, data_dir=os.path.abspath(args.data_dir), until=until))
+    print(done.message, file=sys.stderr)
+    return 0
+
+
+def cmd_disk(args: argparse.Namespace, client: ApplianceClient) -> int:
+    done = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
+    print(done.message, file=sys.stderr)
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {"vm": cmd_vm, "disk": cmd_disk, "postgres": cmd_postgres}
+
+
+def run(args: argparse.Namespace) -> int:
+    return online.run(COMMANDS, args)

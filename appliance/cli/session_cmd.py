@@ -1,0 +1,111 @@
+"""``vmkeep session list|show|follow``: the runs of jobs, and following one to its end (also
+``job run --wait``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Parser,
+    Subparsers,
+)
+from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.errors import ApplianceError
+from appliance.inputs import shown
+from appliance.progress import human_bytes
+from appliance.table import render
+
+if TYPE_CHECKING:
+    from appliance import api
+    from appliance.client import ApplianceClient
+
+
+# `job run --wait`: 0 success, 1 warning, 2 failed, stopped or interrupted.
+EXIT_BY_RESULT = {"success": 0, "warning": 1}
+EXIT_FAILED = 2
+
+
+def exit_code(s: api.SessionSummary | api.Session) -> int:
+    return EXIT_BY_RESULT.get(s.result or "", EXIT_FAILED) if s.state == "ended" else \
+        EXIT_FAILED
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    ssub = sp.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_JOB,
+                        formatter_class=raw)
+    p.add_argument("id", metavar="ID")
+
+
+def follow(client: ApplianceClient, session_id: str) -> int:
+    """Print the session's log as it comes (its event stream) and a progress line on a
+    terminal; return the exit code of its result."""
+    tty = sys.stderr.isatty()
+    for event in client.events(session_id):
+        if event.line is not None:
+            line = event.line
+            if tty:
+                print("\r\033[K", end="", file=sys.stderr)
+            print(f"{line.time:%H:%M:%S} {line.level:7} {shown(line.message)}",
+                  file=sys.stderr)
+        elif event.tasks is not None and tty:
+            parts = [f"{shown(t.name)} {100 * t.bytes_done / t.bytes_total:.0f}% "
+                     f"{human_bytes(t.rate)}/s" for t in event.tasks
+                     if t.state == "running" and t.bytes_total and t.disk is None]
+            print("\r\033[K" + "; ".join(parts), end="", file=sys.stderr, flush=True)
+        elif event.summary is not None:
+            if tty:
+                print("\r\033[K", end="", file=sys.stderr)
+            return exit_code(event.summary)
+    raise ApplianceError(f"session {session_id}'s events ended before its end")
+
+
+def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
+    rows = client.sessions()
+    if args.json:
+        print(dump([s.model_dump(mode="json") for s in rows]))
+    else:
+        print(render(("ID", "JOB", "STATE", "RESULT", "STARTED", "ENDED"),
+                     [(s.id, s.job, s.state, s.result or "-",
+                       f"{s.started:%Y-%m-%d %H:%M:%S}",
+                       f"{s.ended:%H:%M:%S}" if s.ended else "-") for s in rows]))
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace, client: ApplianceClient) -> int:
+    return follow(client, args.id)
+
+
+def cmd_show(args: argparse.Namespace, client: ApplianceClient) -> int:
+    s = client.session(args.id)
+    if args.json:
+        print(dump(s.model_dump(mode="json")))
+        return 0
+    print(f"session {s.id} of job {s.job!r}: {s.state}, {s.result or 'running'}")
+    for t in s.tasks:
+        print(f"  {shown(t.name)}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
+              f"{human_bytes(t.bytes_total)}" + (f", point {t.point_id}" if t.point_id else ""))
+    for line in s.log:
+        print(f"  {line.time:%H:%M:%S} {line.level:7} {shown(line.message)}")
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {"list": cmd_list, "show": cmd_show, "follow": cmd_follow}
+
+
+def run(args: argparse.Namespace) -> int:
+    return online.run(COMMANDS, args)

@@ -1,0 +1,42 @@
+"""``vmkeep verify``: a health check of a repository or a point, by the appliance."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from appliance.cli import online
+from appliance.cli.args import (
+    RAW,
+    Subparsers,
+    name_arg,
+    text_arg,
+)
+from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.inputs import shown
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
+
+
+def add_parser(sub: Subparsers) -> None:
+    raw = RAW
+    vp = sub.add_parser("verify", help="health check of a repository or a point",
+                        epilog=EPILOG_JOB, formatter_class=raw)
+    vp.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+    vp.add_argument("point", metavar="POINT_ID", nargs="?", type=text_arg)
+
+
+def cmd_verify(args: argparse.Namespace, client: ApplianceClient) -> int:
+    answer = client.verify(args.repo, args.point)
+    for line in answer.damage:
+        print(f"DAMAGED {shown(line)}")
+    print(("ok: " if answer.ok else "damage found: ") + shown(answer.summary))
+    return 0 if answer.ok else 1
+
+
+COMMANDS: dict[str, Handler] = {"": cmd_verify}
+
+
+def run(args: argparse.Namespace) -> int:
+    return online.run(COMMANDS, args)
