@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from appliance.client import ApplianceClient
-from appliance.daemon import process_alive
 from appliance.errors import ApplianceNotRunningError
+from appliance.process import process_alive
 from tests.appliance.lab import run_vmkeep
 from tests.helpers import REPO_ROOT, CliResult, skip_unless_ci
 
