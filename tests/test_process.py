@@ -33,8 +33,7 @@ def test_a_running_child_is_alive_and_an_ended_unreaped_one_a_zombie_is_not(
     assert process_alive(child.pid, process_start(child.pid))
     assert child.stdin is not None
     child.stdin.close()  # the child reads to the end and exits; nobody reaps it yet
-    poll("the child to become a zombie", lambda: _state(child.pid) if _state(child.pid) == "Z"
-         else None)
+    poll("the child to become a zombie", lambda: _state(child.pid) == "Z")
     assert not process_alive(child.pid)
     assert not process_alive(child.pid, process_start(child.pid))
     child.wait(timeout=30)
