@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from appliance import api
 
@@ -19,8 +20,10 @@ class Alert:
     message: str
 
     @property
-    def kind(self) -> str:
-        return self.key.partition("/")[0]
+    def kind(self) -> api.AlertKind:
+        # Every rule below makes its key "KIND/…" with one of api.AlertKind (the wire
+        # model checks it).
+        return cast("api.AlertKind", self.key.partition("/")[0])
 
 
 def rpo_breaches(jobs: Sequence[api.JobSpec], newest_point: dict[str, datetime],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -86,6 +86,38 @@ Days = Annotated[float, Field(le=inputs.DAYS_MAX, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(le=inputs.SECONDS_MAX, allow_inf_nan=False)]
 Hours = Annotated[float, Field(le=inputs.DAYS_MAX * 24, allow_inf_nan=False)]
 Count = Annotated[int, Field(le=inputs.COUNT_MAX)]
+
+
+# Wire enums: the values each field takes. Pydantic checks them both ways and the OpenAPI
+# document lists them as enums (so the API fuzzer sends only these).
+EventKind = Literal["log", "tasks", "end"]
+PointKind = Literal["full", "incremental"]
+AlertKind = Literal["rpo", "orphans", "space", "repository", "config"]
+RepositoryKind = Literal["local", "sftp"]
+ConfigResult = Literal["success", "failed"]
+FailOrWarn = Literal["fail", "warn"]
+if TYPE_CHECKING:
+    # What mypy sees for now: their producers (sessions.py, registry.py, the CLI's schedule
+    # options) still hold them as str. Drop this branch once those carry the Literals (issue
+    # 12's service and CLI split); pydantic, the schema and the fuzzer use the ones below.
+    SessionKind: TypeAlias = str
+    SessionState: TypeAlias = str
+    Result: TypeAlias = str
+    TaskState: TypeAlias = str
+    LogLevel: TypeAlias = str
+    ScheduleKind: TypeAlias = str
+    PowerState: TypeAlias = str
+    ContainerKind: TypeAlias = str
+else:
+    SessionKind = Literal["backup", "copy", "logs"]
+    SessionState = Literal["running", "ended", "stopped", "interrupted"]
+    Result = Literal["success", "warning", "failed"]
+    TaskState = Literal["waiting", "running", "ended", "stopped"]
+    LogLevel = Literal["info", "warning", "error"]
+    ScheduleKind = Literal["none", "daily", "monthly", "periodic", "after"]
+    PowerState = Literal["poweredOn", "poweredOff", "suspended"]
+    ContainerKind = Literal["Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
+                            "HostSystem", "ResourcePool"]
 
 
 class Handshake(Wire):
@@ -175,7 +207,7 @@ class Repository(Wire):
     dedup_ratio: float | None = None  # bytes_read / stored_bytes
     free_bytes: int | None = None  # of its file system; None: not reachable now
     total_bytes: int | None = None
-    kind: str = "local"  # local | sftp
+    kind: RepositoryKind = "local"
     host_key_fingerprint: str | None = None  # sftp: the pinned host key
     encrypted: bool = False
     reconnect_every_seconds: float | None = None  # SSH: None is the default, 15
@@ -224,7 +256,7 @@ class ScheduleSpec(Request):
     """When a job runs (see appliance.jobs.schedule). ``kind``: none | daily | monthly |
     periodic | after."""
 
-    kind: str = "none"
+    kind: ScheduleKind = "none"
     at: str | None = None  # "HH:MM" (daily, monthly)
     days: str | None = None  # daily: "weekdays", "every" or "mon,wed,fri"
     day_of_month: int | None = None  # monthly: 1 … 31, -1 = last day
@@ -246,8 +278,8 @@ class GuestSpec(Wire):
     pre_freeze: str | None = None
     post_thaw: str | None = None
     script_timeout_seconds: float = 600.0
-    on_script_failure: str = "fail"  # fail | warn: a failing pre-freeze script fails the VM
-    unreachable: str = "fail"  # fail | warn: what a VM does when the guest cannot be reached
+    on_script_failure: FailOrWarn = "fail"  # a failing pre-freeze script fails the VM
+    unreachable: FailOrWarn = "fail"  # what a VM does when the guest cannot be reached
     postgres: str | None = None  # HOST:PORT:USER[:DB] for psql in the guest: a base backup
 
 
@@ -299,7 +331,7 @@ class JobCreate(Request):
     parallel_vms: Count = 2  # VMs backed up at once
     copy_of: list[Name] = []  # a backup copy job: copies these jobs' points to repository
     guest: GuestCreate | None = None  # scripts around the snapshot, over SSH
-    quiesce_fallback: str = "warn"  # quiesce without VMware Tools running: fail | warn
+    quiesce_fallback: FailOrWarn = "warn"  # quiesce without VMware Tools running: fail | warn
     logs: LogBackupSpec | None = None  # a log backup job (needs guest)
 
 
@@ -352,20 +384,20 @@ class JobSpec(Wire):
     parallel_vms: int = 2
     copy_of: list[str] = []  # a backup copy job: the jobs whose points it copies
     guest: GuestSpec | None = None
-    quiesce_fallback: str = "warn"
+    quiesce_fallback: FailOrWarn = "warn"
     logs: LogBackupSpec | None = None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> SessionKind:
         return "copy" if self.copy_of else "logs" if self.logs else "backup"
 
 
 class SessionSummary(Wire):
     id: str
     job: str
-    kind: str
-    state: str  # running | ended | stopped | interrupted
-    result: str | None  # success | warning | failed (None while running)
+    kind: SessionKind
+    state: SessionState
+    result: Result | None  # None while running
     started: datetime
     ended: datetime | None
 
@@ -387,8 +419,8 @@ class Task(Wire):
     name: str  # the VM's name, or "VM · disk N"
     vm: str | None = None
     disk: int | None = None  # None: the VM's task
-    state: str  # waiting | running | ended | stopped
-    result: str | None
+    state: TaskState
+    result: Result | None
     bytes_done: int
     bytes_total: int
     rate: float  # bytes per second so far
@@ -400,16 +432,16 @@ class Task(Wire):
 
 class LogLine(Wire):
     time: datetime
-    level: str  # info | warning | error
+    level: LogLevel
     message: str
 
 
 class Session(Wire):
     id: str
     job: str
-    kind: str
-    state: str
-    result: str | None
+    kind: SessionKind
+    state: SessionState
+    result: Result | None
     started: datetime
     ended: datetime | None
     tasks: list[Task]
@@ -421,7 +453,7 @@ class SessionEvent(Wire):
     is ``event``): ``log`` (one line; a client gets the lines so far first), ``tasks`` (every
     task, whenever one changed), ``end`` (the session's summary, after its last line)."""
 
-    event: str  # log | tasks | end
+    event: EventKind
     line: LogLine | None = None
     tasks: list[Task] | None = None
     summary: SessionSummary | None = None
@@ -435,18 +467,58 @@ class PointDisk(Wire):
     change_id: str | None
 
 
+class Reading(BaseModel):
+    """A record read from a restore point's manifest, which another vmkeep version may have
+    written: fields it does not know are left out (FORMAT.md: readers ignore them)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ScriptRecord(Reading):
+    """A pre-freeze or post-thaw script's run, as kept with the point."""
+
+    name: str  # pre-freeze | post-thaw
+    exit_code: int
+    timed_out: bool
+    started: str  # ISO 8601, as recorded
+    ended: str
+    stdout: str
+    stderr: str
+
+
+class PostgresRecord(Reading):
+    """PostgreSQL's base backup around the snapshot: where it started and ended, the backup
+    label and tablespace map to restore with, or why it could not start."""
+
+    target: str | None = None  # HOST:PORT:USER[:DB]
+    start_lsn: str | None = None
+    stop_lsn: str | None = None
+    backup_label: str | None = None
+    tablespace_map: str | None = None
+    error: str | None = None
+
+
+class GuestProcessing(Reading):
+    """What guest processing did for a point's backup."""
+
+    quiesced: bool | None = None  # the snapshot was quiesced (VMware Tools)
+    guest: str | None = None  # USER@HOST it logged in to, or "unreachable: why"
+    scripts: list[ScriptRecord] = []
+    postgres: PostgresRecord | None = None
+
+
 class Point(Wire):
     id: str
     vm: str
     created: datetime
-    kind: str
+    kind: PointKind
     bytes_read: int
     bytes_stored: int
     repository: str
     parent: str | None
     reason: str
     disks: list[PointDisk]
-    guest_processing: dict[str, Any] | None = None  # quiesced, scripts with their output
+    guest_processing: GuestProcessing | None = None
 
 
 class DiskRestore(Request):
@@ -477,7 +549,7 @@ class HuntReport(Wire):
 class Notifications(Request):
     """Where the appliance reports sessions that end (global; a job may add recipients)."""
 
-    on: list[str] = ["failed", "warning"]  # results that are reported: failed, warning, success
+    on: list[Result] = ["failed", "warning"]  # results that are reported
     smtp_host: Text | None = None
     smtp_port: int = 25
     smtp_starttls: bool = False
@@ -493,7 +565,7 @@ class Alert(Wire):
     """A condition that needs an administrator: kind rpo | orphans | space | repository |
     config."""
 
-    kind: str
+    kind: AlertKind
     key: str  # what it is about; the same alert keeps its key while it lasts
     message: str
     since: datetime
@@ -518,7 +590,7 @@ class ConfigScheduleView(Wire):
     repository: str | None
     schedule: ScheduleSpec
     last_backup: datetime | None  # the newest scheduled one, when it ran
-    last_result: str | None  # success | failed
+    last_result: ConfigResult | None
     last_message: str | None  # its file, or why it failed
     # Sealed with a password the appliance generated (the default backup), which only its
     # secret store keeps: an alert says so until the administrator sets one of their own.
@@ -557,7 +629,7 @@ class InventoryVm(Wire):
     host: str
     name: str
     instance_uuid: str
-    power_state: str
+    power_state: PowerState
     cbt_enabled: bool
     snapshots: list[str]
     consolidation_needed: bool
@@ -570,8 +642,7 @@ class InventoryContainer(Wire):
     """What a job may name with ``containers``: its VMs are looked up at each run."""
 
     vcenter: str
-    kind: str  # Datacenter | Folder | ClusterComputeResource | ComputeResource |
-    #            HostSystem | ResourcePool
+    kind: ContainerKind
     path: str  # the inventory path, e.g. /DC0/host/DC0_C0
     vms: list[str]  # the VMs directly in it
 

@@ -62,6 +62,7 @@ from appliance.errors import (
 )
 from appliance.home import Home, appliance_id, resolve
 from appliance.private import summary, tighten_tree
+from appliance.process import process_alive
 from appliance.secret_store import write_private
 
 if TYPE_CHECKING:
@@ -465,21 +466,6 @@ def stop(home: Home, *, timeout: float = STOP_TIMEOUT) -> int | None:
         time.sleep(0.05)
     raise ApplianceError(f"the appliance (pid {pid}) did not stop within {timeout:g} s; see "
                          f"{home.log}, or end it with `kill {pid}`")
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -463,12 +463,15 @@ def create_app(state: ApplianceState) -> FastAPI:
         """Restore points of every repository, oldest first (``vm``: only that VM's), with
         the guest processing of their backups."""
         guest = reg.restores.guest_processing()
-        return [api.Point(id=p.point_id, vm=p.object_name, created=p.created, kind=p.kind,
+        return [api.Point(id=p.point_id, vm=p.object_name, created=p.created,
+                          kind=cast("api.PointKind", p.kind),  # the manifest's; checked here
                           bytes_read=p.bytes_read, bytes_stored=p.bytes_stored,
                           repository=repo, parent=p.parent_id, reason=p.reason,
                           disks=[api.PointDisk(index=d.disk_index, label=d.label, size=d.size,
                                                block_size=d.block_size, change_id=d.change_id)
-                                 for d in disks], guest_processing=guest.get(p.point_id))
+                                 for d in disks],
+                          guest_processing=api.GuestProcessing.model_validate(
+                              guest[p.point_id]) if p.point_id in guest else None)
                 for repo, p, disks in reg.restores.points(vm)]
 
     @app.post(f"{v}/config/backup", response_model=api.ConfigBackupDone, responses=ERRORS)

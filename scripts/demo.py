@@ -9,10 +9,10 @@
 
 3. The appliance: start it (home .demo/home), add the vCenter and a repository, create a
    scheduled job, run a full and an incremental, restore a disk and check it, list the
-   sessions, query the catalog, stop it.
+   sessions, query the catalog, and, on a terminal, open the TUI on it; then stop it.
 
 Everything lives in .demo/ (repositories, catalog cache, images, the appliance's home); run
-it again at will. The TUI arrives with a later issue.
+it again at will.
 """
 
 from __future__ import annotations

@@ -155,17 +155,21 @@ def rescanned(repo: Repository, cat: Catalog) -> SyncResult:
         return ws.synced
 
 
-def poll(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something other than None; fail the test at the
-    deadline, naming ``what`` was awaited (never a fixed sleep in a test)."""
+def poll(what: str | Callable[[], str], probe: Callable[[], T | None], timeout: float = 30.0,
+         every: float = 0.005) -> T:
+    """Call ``probe`` every ``every`` seconds until it returns something true (not None, False,
+    0 or empty) and return that; fail the test at the deadline, naming ``what`` was awaited
+    (a callable: asked then, to show the state last seen). The one way tests wait for
+    something (never a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
-        if value is not None:
+        if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.005)
+            pytest.fail(f"timed out after {timeout:g}s waiting for "
+                        f"{what() if callable(what) else what}")
+        time.sleep(every)
 
 
 def in_ci() -> bool:

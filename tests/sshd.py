@@ -12,11 +12,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import skip_unless_ci
+from tests.helpers import poll, skip_unless_ci
 
 USER = "vmkeep-sftp"
 PASSWORD = "sftp-test-password-7431"
@@ -89,21 +88,23 @@ def _start(config: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             err = proc.stderr.read().decode() if proc.stderr else ""
             raise AssertionError(f"sshd did not start: {err}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    return proc
+                return s.recv(4).startswith(b"SSH-")
         except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("sshd did not answer within 30 s")
-        time.sleep(0.05)
+            return False
+
+    try:
+        poll("sshd to answer", answers, 30, every=0.05)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
 
 
 def _ensure_user() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.helpers import (
     MiB,
     fill_up,
     make_image,
+    poll,
     remount_ro,
     run_cli,
     run_inproc,
@@ -329,10 +329,7 @@ def test_an_exclusive_lock_on_a_full_repository_is_an_empty_file_until_there_is_
     with pytest.raises(LockedError):
         locks.acquire(b, exclusive=False, operation="restore", read_only_ok=True)
     b.full = False  # the prune's deletes made room: the whole lock file is written
-    deadline = time.monotonic() + 10
-    while prune.empty:
-        assert time.monotonic() < deadline, "the empty lock file was never written in full"
-        time.sleep(0.01)
+    poll("the empty lock file to be written in full", lambda: not prune.empty, 10, every=0.01)
     assert [info for _name, info in locks.read_locks(b)] == [prune.info]
     prune.release()
     assert b.list("locks") == []

@@ -7,20 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.helpers import REPO_ROOT, make_image, run_cli, run_inproc, sha256_of
+from tests.helpers import REPO_ROOT, make_image, poll, run_cli, run_inproc, sha256_of
 
 KILLED = -9
-
-
-def _wait_for(what: str, check: object, timeout: float = 60.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
-        time.sleep(0.05)
 
 
 def test_a_dead_restores_partial_file_goes_a_live_ones_stays(tmp_path: Path) -> None:
@@ -41,8 +32,8 @@ def test_a_dead_restores_partial_file_goes_a_live_ones_stays(tmp_path: Path) -> 
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        _wait_for("the held restore's partial file",
-                  lambda: bool(list(out.glob(".b.img.vmkeep-partial-*"))))
+        poll("the held restore's partial file",
+             lambda: list(out.glob(".b.img.vmkeep-partial-*")), 60, every=0.05)
         live = list(out.glob(".b.img.vmkeep-partial-*"))
         assert str(held.pid) in live[0].name
 

@@ -1,2 +1,4 @@
-"""Guest processing over SSH (quiescence scripts, WAL collection). Built in the guest-processing
-issue; the package exists now so the import contracts hold."""
+"""Guest processing over SSH, agentless: pre-freeze and post-thaw scripts (``scripts``), the
+listing, fetching and removal of a guest's log files for log backup jobs (``scripts``), and
+PostgreSQL's backup mode held across a snapshot (``postgres``). Knows nothing of vSphere, the
+repository or the catalog."""

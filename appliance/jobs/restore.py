@@ -36,6 +36,7 @@ from appliance.errors import (
 from appliance.faults import crash_point, hold_point
 from appliance.jobs.reader import BlockReader
 from appliance.jobs.workspace import Workspace
+from appliance.process import process_alive, process_start
 from appliance.repository.backend import ObjectNotFound
 from catalog.models import BlockLocation, PointRow
 
@@ -61,31 +62,11 @@ def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
-def _proc_start(pid: int) -> int:
-    """When process ``pid`` started (clock ticks after boot); 0 when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _alive(pid: int, start: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    now = _proc_start(pid)
-    return not (start and now and now != start)
-
-
 def partial_path(target: Path) -> Path:
     """Where this process writes ``target`` before renaming it into place."""
     pid = os.getpid()
     return target.parent / (f".{target.name}{PARTIAL_MARK}{_host_tag()}-{pid}-"
-                            f"{_proc_start(pid)}-{secrets.token_hex(4)}")
+                            f"{process_start(pid) or 0}-{secrets.token_hex(4)}")
 
 
 def remove_dead_partials(folder: Path) -> tuple[Path, ...]:
@@ -101,7 +82,7 @@ def remove_dead_partials(folder: Path) -> tuple[Path, ...]:
         return ()
     for name in sorted(names):
         m = _PARTIAL.fullmatch(name)
-        if m is None or m["host"] != host or _alive(int(m["pid"]), int(m["start"])):
+        if m is None or m["host"] != host or process_alive(int(m["pid"]), int(m["start"])):
             continue
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()

@@ -39,6 +39,7 @@ from appliance.errors import (
     RepositoryFormatError,
     StorageIOError,
 )
+from appliance.process import process_alive, process_start
 from appliance.repository import objfile
 from appliance.repository.backend import TMP_FOLDER, Backend, ObjectNotFound
 
@@ -47,25 +48,6 @@ JUNK_IGNORED_AFTER: Final = 60.0  # an unreadable lock file older than this: rea
 REFRESH_EVERY: Final = 5 * 60.0
 RETRY_FULL_EVERY: Final = 2.0
 LOCKS: Final = "locks"
-
-
-def _proc_start(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return int(stat.rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return start is None or _proc_start(pid) in (None, start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +79,7 @@ class LockInfo:
         return f"{mode} lock of {self.operation} (pid {self.pid} on {self.host}, since {since})"
 
     def is_stale(self, now: float) -> bool:
-        if self.host == socket.gethostname() and not _alive(self.pid, self.pid_start):
+        if self.host == socket.gethostname() and not process_alive(self.pid, self.pid_start):
             return True
         return now - self.refreshed > STALE_AFTER
 
@@ -213,7 +195,7 @@ def acquire(backend: Backend, *, exclusive: bool, operation: str, wait: float = 
     while True:
         now = time.time()
         info = LockInfo(secrets.token_hex(16), socket.gethostname(), os.getpid(),
-                        _proc_start(os.getpid()), exclusive, operation, now, now)
+                        process_start(os.getpid()), exclusive, operation, now, now)
         name = f"{LOCKS}/{info.lock_id}"
         empty = False
         try:

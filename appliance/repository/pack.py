@@ -12,10 +12,12 @@ Byte layout (little-endian)::
     body: the stored bytes of each block, back to back, in index order
     index: entry_count entries of 72 bytes
       0   32 block_id     keyed BLAKE3 of the plain bytes (the dedup identity)
-      32  1  kind         1 = disk block, 2 = log/WAL stream chunk (reserved)
+      32  1  kind         1 = block (disk blocks, and log files' bytes); 2 is reserved and
+                          never written
       33  1  codec        0 = plain, 1 = zstd frame
       34  2  flags        0
-      36  4  key_id       0 = not encrypted (else: AES-256-GCM envelope, reserved)
+      36  4  key_id       0 = not encrypted; else the encryption key's number, and the stored
+                          bytes are an AES-256-GCM envelope (FORMAT.md section 8)
       40  8  offset       of the stored bytes from the start of the file
       48  4  stored_len
       52  4  plain_len

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,23 +15,18 @@ from typing import Any
 
 import pytest
 
+from tests import helpers
 from tests.appliance.lab import Lab, run_vmkeep
-from tests.helpers import CliResult
+from tests.helpers import CliResult, T
 
 PASSWORD = "my-own-config-password-4711"
 BLOCK = 262144  # DuckDB's block size; blocks start after a 12 KiB header
 HEADER = 12288
 
 
-def poll(what: str, probe: Callable[[], Any], seconds: float = 90) -> Any:
+def poll(what: str, probe: Callable[[], T | None], seconds: float = 90) -> T:
     """``probe()`` once it is truthy; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
-        time.sleep(0.2)
+    return helpers.poll(what, probe, seconds, every=0.2)
 
 
 def truncated(data: bytes) -> bytes:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.appliance.lab import VM, Lab
+from tests.helpers import poll
 
 PASSWORD = "config-backup-password-0815"
 
@@ -69,14 +70,14 @@ def test_the_configuration_is_backed_up_on_a_schedule(lab: Lab) -> None:
     assert r.code == 0 and "every 2s into main" in r.out, r
     assert "generated" not in r.out  # a password of the administrator's own
     folder = lab.tmp / "repo" / "appliance-config"
-    deadline = time.monotonic() + 60
-    while True:
-        view = json.loads(lab.vmkeep("config", "schedule", "--json").out)
-        if view["last_result"] is not None and \
-                datetime.fromisoformat(view["last_backup"]) > set_at:
-            break
-        assert time.monotonic() < deadline, "no scheduled configuration backup in 60 s"
-        time.sleep(0.2)
+
+    def scheduled_backup() -> dict[str, Any] | None:
+        view: dict[str, Any] = json.loads(lab.vmkeep("config", "schedule", "--json").out)
+        done = view["last_result"] is not None and \
+            datetime.fromisoformat(view["last_backup"]) > set_at
+        return view if done else None
+
+    view = poll("a scheduled configuration backup", scheduled_backup, 60, every=0.2)
     assert view["last_result"] == "success", view
     assert Path(view["last_message"]).parent == folder and Path(view["last_message"]).exists()
     assert PASSWORD.encode() not in (lab.home / "catalog.duckdb").read_bytes()

@@ -4,13 +4,13 @@ with their VMs backed up in parallel and a task per disk."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from pyVmomi import vim
 
 from appliance.vsphere.session import connect
 from tests.appliance.lab import VM, Lab
+from tests.helpers import poll
 
 OTHER = "DC0_H0_VM1"
 
@@ -27,10 +27,9 @@ def _move_into_prod(lab: Lab, *names: str) -> None:
             prod = dc.vmFolder.CreateFolder("prod")
         vms = [content.searchIndex.FindByInventoryPath(f"/DC0/vm/{n}") for n in names]
         task = prod.MoveIntoFolder_Task(vms)
-        deadline = time.monotonic() + 60
-        while task.info.state not in (vim.TaskInfo.State.success, vim.TaskInfo.State.error):
-            assert time.monotonic() < deadline, "moving the VMs took too long"
-            time.sleep(0.05)
+        poll("moving the VMs", lambda: task.info.state in (vim.TaskInfo.State.success,
+                                                           vim.TaskInfo.State.error),
+             60, every=0.05)
         assert task.info.state == vim.TaskInfo.State.success, task.info.error
 
 
@@ -80,13 +79,12 @@ def test_a_folder_job_follows_the_inventory_and_backs_up_vms_side_by_side(lab: L
     r = lab.vmkeep("job", "run", "prod")
     assert r.code == 0, r.err
     sid = r.out.strip()
-    deadline = time.monotonic() + 120
-    while True:
+
+    def vm_done() -> dict[str, Any] | None:
         by_name = {t["name"]: t for t in _show(lab, sid)["tasks"]}
-        if by_name.get(VM, {}).get("result") == "success":
-            break
-        assert time.monotonic() < deadline, by_name
-        time.sleep(0.1)
+        return by_name if by_name.get(VM, {}).get("result") == "success" else None
+
+    by_name = poll(f"{VM}'s task to succeed", vm_done, 120, every=0.1)
     assert by_name[OTHER]["state"] == "running", by_name
     release.touch()
     done = lab.vmkeep("session", "follow", sid)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from appliance.client import ApplianceClient
-from appliance.daemon import process_alive
 from appliance.errors import ApplianceNotRunningError
+from appliance.process import process_alive
 from tests.appliance.lab import run_vmkeep
-from tests.helpers import REPO_ROOT, CliResult, skip_unless_ci
+from tests.helpers import REPO_ROOT, CliResult, poll, skip_unless_ci
 
 VMKEEP = [sys.executable, "-m", "appliance.cli"]
 NOBODY = 65534
@@ -169,14 +169,15 @@ def test_a_killed_appliance_is_replaced_by_the_next_start(appliance: Appliance) 
     assert a.cli("start").code == 0
     pid = a.pid()
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             a.pid()
         except ApplianceNotRunningError:
-            break
-    else:
-        pytest.fail("the killed appliance still answers")
+            return True
+        return False
+
+    poll("the killed appliance to stop answering", gone, 30)
     assert a.socket.exists()  # left behind by the kill
     r = a.cli("start")
     assert r.code == 0 and "started the appliance" in r.err, r.err
@@ -194,14 +195,13 @@ def test_two_starts_at_once_make_one_appliance(appliance: Appliance) -> None:
     assert len(pids) == 1
     # The start that lost the race may leave its appliance process still exiting (it found
     # the home locked): within a few seconds exactly one is left.
-    deadline = time.monotonic() + 30
-    while True:
+
+    def running() -> list[int]:
         out = subprocess.run(["pgrep", "-f", f"appliance.daemon --home {a.home}"],
                              capture_output=True, text=True)
-        running = [int(p) for p in out.stdout.split() if process_alive(int(p))]
-        if running == list(pids) or time.monotonic() > deadline:
-            break
-    assert running == list(pids)
+        return [int(p) for p in out.stdout.split() if process_alive(int(p))]
+
+    poll(f"only the appliance {pids} to be left", lambda: running() == list(pids), 30)
 
 
 def test_a_client_without_an_appliance_gets_one_clear_error(tmp_path: Path) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot, session_snapshot_name
 from tests.appliance.lab import VM, Lab
+from tests.helpers import poll
 
 VM1 = "DC0_H0_VM1"
 
@@ -96,10 +96,7 @@ def _snapshot(lab: Lab, name: str, vm: str = VM) -> None:
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
-        time.sleep(0.1)
+    poll(what, check, timeout, every=0.1)
 
 
 def _appliance_id(lab: Lab) -> str:

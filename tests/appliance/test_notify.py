@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 
 from tests.appliance.lab import VM, Lab
 from tests.appliance.test_scheduling import set_disk_mode
+from tests.helpers import poll
 
 
 class _Inbox:
@@ -67,11 +68,7 @@ def webhook() -> Iterator[tuple[list[dict[str, Any]], int]]:
 
 
 def wait_for(what: str, check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    poll(what, check, timeout, every=0.1)
 
 
 def test_a_failing_job_sends_one_mail_and_one_webhook(

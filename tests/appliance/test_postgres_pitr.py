@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tests.appliance.lab import VM, Lab
-from tests.helpers import skip_unless_ci
+from tests.helpers import poll, skip_unless_ci
 from tests.sshd import Sshd
 
 DISK = 128 << 20
@@ -121,13 +121,7 @@ def _hypervisor(lab: Lab, pg: Postgres, mailbox: Path, stop: threading.Event) ->
 
 
 def _wait(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return poll(what, check, timeout, every=0.1)
 
 
 def test_point_in_time_restore_from_vmkeep_alone(lab: Lab, sshd: Sshd, pg: Postgres) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,20 +16,15 @@ from pyVmomi import vim
 
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
+from tests import helpers
 from tests.appliance.lab import VM, Lab
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, T
 
 OTHER = "DC0_H0_VM1"
 
 
-def poll(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def poll(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+    return helpers.poll(what, check, timeout, every=0.2)
 
 
 def sessions_of(lab: Lab, job: str) -> list[dict[str, Any]]:

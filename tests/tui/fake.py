@@ -120,7 +120,7 @@ class FakeClient:
         log = [api.LogLine(time=NOW, level="info",
                            message=f"job '{job}': {len(tasks)} VM(s) to repository "
                                    f"'{spec.repository}'")]
-        self._sessions[sid] = api.Session(id=sid, job=job, kind="full" if full else "backup",
+        self._sessions[sid] = api.Session(id=sid, job=job, kind="backup",
                                           state="running", result=None, started=NOW,
                                           ended=None, tasks=tasks, log=log)
         self._progress[sid] = 0

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
 from appliance import api
 from appliance.client import ApplianceClient
 from tests.appliance.lab import VM, Lab
+from tests.helpers import poll
 from tests.tui.record import RECORDED, load, record, shape
 
 pytestmark = pytest.mark.slow
@@ -32,10 +32,7 @@ def test_a_real_appliance_answers_as_recorded(lab: Lab) -> None:
         # An alert to record: every repository is "short of space" at a 100 % threshold.
         client.set_notifications(api.Notifications(alert_every_seconds=0.2,
                                                    free_space_alert_percent=100.0))
-        deadline = time.monotonic() + 60
-        while not client.alerts():
-            assert time.monotonic() < deadline, "no alert within 60 s"
-            client.session(client.sessions()[-1].id, wait=0.2)  # a short wait, not a sleep
+        poll("an alert", client.alerts, 60, every=0.2)
         fresh = record(client, vcenter=unpinned)
     if os.environ.get("VMKEEP_RECORD"):
         RECORDED.write_text(json.dumps(fresh, indent=1, sort_keys=True) + "\n")

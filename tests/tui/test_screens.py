@@ -389,12 +389,17 @@ async def test_restore_points_say_what_guest_processing_did() -> None:
     so in its timeline; a failed script shows ✗."""
     fake = FakeClient()
     newest, older = fake._points[-1], fake._points[-2]
-    fake._points[-1] = newest.model_copy(update={"guest_processing": {
-        "quiesced": False, "scripts": [{"name": "pre-freeze", "exit_code": 0,
-                                        "timed_out": False}],
-        "postgres": {"backup_label": "START WAL LOCATION: 0/2000028"}}})
-    fake._points[-2] = older.model_copy(update={"guest_processing": {
-        "scripts": [{"name": "pre-freeze", "exit_code": 3, "timed_out": False}]}})
+
+    def script(exit_code: int) -> api.ScriptRecord:
+        return api.ScriptRecord(name="pre-freeze", exit_code=exit_code, timed_out=False,
+                                started="2026-01-01T00:00:00+00:00",
+                                ended="2026-01-01T00:00:01+00:00", stdout="", stderr="")
+
+    fake._points[-1] = newest.model_copy(update={"guest_processing": api.GuestProcessing(
+        quiesced=False, scripts=[script(0)],
+        postgres=api.PostgresRecord(backup_label="START WAL LOCATION: 0/2000028"))})
+    fake._points[-2] = older.model_copy(update={"guest_processing": api.GuestProcessing(
+        scripts=[script(3)])})
     app = app_for(fake)
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.press("5")

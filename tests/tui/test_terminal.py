@@ -8,7 +8,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.appliance.lab import run_vmkeep
+from tests.helpers import poll
 
 VMKEEP = Path(sys.executable).with_name("vmkeep")
 
@@ -32,14 +32,13 @@ class Tmux:
         return self.run("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "tui")
 
     def wait_for(self, *texts: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if all(t in screen for t in texts):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{texts} not on the screen:\n{screen}")
-            time.sleep(0.05)  # polling the terminal, with a deadline
+        last = [""]
+
+        def shown() -> str | None:
+            last[0] = self.screen()
+            return last[0] if all(t in last[0] for t in texts) else None
+
+        return poll(lambda: f"{texts} on the screen:\n{last[0]}", shown, timeout, every=0.05)
 
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", "tui", *keys)
@@ -104,12 +103,9 @@ def test_in_16_colours_it_survives_the_appliance_restarting(
     assert run_vmkeep(appliance_home, "appliance", "stop").code == 0
     tmux.wait_for("appliance not answering — reconnecting")
     assert run_vmkeep(appliance_home, "appliance", "start").code == 0
-    screen = tmux.wait_for("offsite", timeout=30)
-    deadline = time.monotonic() + 30
-    while "not answering" in screen:
-        assert time.monotonic() < deadline, screen
-        screen = tmux.screen()
-        time.sleep(0.05)
+    tmux.wait_for("offsite", timeout=30)
+    poll("'not answering' to leave the screen", lambda: "not answering" not in tmux.screen(),
+         30, every=0.05)
     tmux.wait_for("reconnected")
     tmux.keys("C-q")
     tmux.wait_for("EXIT=0")

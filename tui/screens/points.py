@@ -33,17 +33,13 @@ def guest_note(p: api.Point) -> str:
     if not g:
         return ""
     notes = []
-    scripts = g.get("scripts") or []
-    if scripts:
-        ok = all(s.get("exit_code") == 0 and not s.get("timed_out") for s in scripts)
+    if g.scripts:
+        ok = all(s.exit_code == 0 and not s.timed_out for s in g.scripts)
         notes.append("scripts ✓" if ok else "scripts ✗")
-    if g.get("quiesced"):
+    if g.quiesced:
         notes.append("quiesced")
-    pg = g.get("postgres") or {}
-    if pg.get("backup_label"):
-        notes.append("pg ✓")
-    elif pg:
-        notes.append("pg ✗")
+    if g.postgres is not None:
+        notes.append("pg ✓" if g.postgres.backup_label else "pg ✗")
     return f" ({', '.join(notes)})" if notes else ""
 
 class PointsLoaded(Message):
