@@ -88,7 +88,7 @@ EPILOG_BACKUP = f"""examples:
   vmkeep image points --repo /backups/r1 --name db01
 
 Prints the restore point's id on stdout; log lines go to stderr (informational ones with -v).
-Exit codes, the same as `vmkeep job run --wait` will use: 0 success; 1 backed up with
+Exit codes, the same as `vmkeep job run --wait` uses: 0 success; 1 backed up with
 warnings (a CBT fallback, a skipped disk); 2 the VM failed (no disk could be backed up).
 Errors that stop it before a result (login, lock, repository) exit with their own codes
 (docs/CLI.md).
