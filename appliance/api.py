@@ -4,8 +4,9 @@ frozen dataclasses.
 
 The API is HTTP/JSON on a Unix socket (mode 0600, peer uid checked), versioned by path prefix
 (``/v1``). A client starts with ``GET /v1/handshake`` and refuses to go on when the appliance
-does not speak its version. Errors are JSON ``{"code", "message"}`` with an HTTP status; the
-code names an ``appliance.errors`` class so a client raises the same error the server did.
+does not speak its version. Errors are JSON ``{"code", "message", "exit_code", "detail"?}``
+with an HTTP status; the code names an ``appliance.errors`` class so a client raises the same
+error the server did, and ``detail`` (typed) is what a client acts on, never the message.
 See docs/API.md.
 """
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from appliance import inputs
+from appliance import errors, inputs
 
 API_VERSION = 1
 SUPPORTED_API_VERSIONS = (1,)
@@ -129,10 +130,53 @@ class Handshake(Wire):
     started: datetime
 
 
+class PinDetail(Wire):
+    """The server presented this identity and none was pinned: check it, then send it in
+    ``field`` to pin it."""
+
+    kind: Literal["pin"] = "pin"
+    fingerprint: str  # vCenter: AB:CD:… (SHA-256 of the certificate); SSH host: SHA256:…
+    what: Literal["vcenter", "ssh_host"]
+    field: str  # the request field that pins it: "fingerprint" or "host_key_fingerprint"
+
+
+class ConfirmDetail(Wire):
+    """The request would do what cannot be undone: show ``plan``, then send ``field`` true."""
+
+    kind: Literal["confirm"] = "confirm"
+    plan: list[str]  # one line per thing done, e.g. "disk 0: overwrite [ds] vm/disk1.vmdk"
+    field: str  # the request field that confirms it, e.g. "confirm"
+
+
+ErrorDetail = Annotated[PinDetail | ConfirmDetail, Field(discriminator="kind")]
+
+
 class ErrorBody(Wire):
     code: str  # the error class's code, e.g. "not_found"
-    message: str  # what was wrong and what to do
+    message: str  # what was wrong and what to do; for people, never parsed
     exit_code: int  # what the CLI exits with for it
+    detail: ErrorDetail | None = None  # what a client acts on: the fingerprint to pin, …
+
+    @classmethod
+    def of(cls, error: errors.VmkeepError) -> ErrorBody:
+        """The wire form of ``error``, its detail included."""
+        d = error.detail
+        detail: PinDetail | ConfirmDetail | None = None
+        if isinstance(d, errors.PinDetail):
+            detail = PinDetail(fingerprint=d.fingerprint, what=d.what, field=d.field)
+        elif isinstance(d, errors.ConfirmDetail):
+            detail = ConfirmDetail(plan=list(d.plan), field=d.field)
+        return cls(code=error.code, message=str(error), exit_code=error.exit_code,
+                   detail=detail)
+
+    def error_detail(self) -> errors.ErrorDetail | None:
+        """``detail`` as the value ``VmkeepError.detail`` holds (what clients read)."""
+        d = self.detail
+        if isinstance(d, PinDetail):
+            return errors.PinDetail(fingerprint=d.fingerprint, what=d.what, field=d.field)
+        if isinstance(d, ConfirmDetail):
+            return errors.ConfirmDetail(plan=tuple(d.plan), field=d.field)
+        return None
 
 
 class Accepted(Wire):

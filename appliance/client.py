@@ -469,4 +469,5 @@ def _error_of(resp: httpx.Response) -> VmkeepError:
     except (ValidationError, ValueError):
         return ApplianceError(f"the appliance answered HTTP {resp.status_code} without an "
                               "error description; see its log")
-    return RemoteError(body.message, code=body.code, exit_code=body.exit_code)
+    return RemoteError(body.message, code=body.code, exit_code=body.exit_code,
+                       detail=body.error_detail())

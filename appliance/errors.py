@@ -6,16 +6,43 @@ traceback. The CLI prints ``str(error)`` on one stderr line and exits with ``err
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class PinDetail:
+    """The server presented this identity and none was pinned: the administrator checks it
+    and pins it by sending it in the API field ``field``."""
+
+    fingerprint: str  # as the pin takes it: AB:CD:… (vCenter) or SHA256:… (SSH host)
+    what: Literal["vcenter", "ssh_host"]
+    field: str  # the API field that pins it: "fingerprint", "host_key_fingerprint"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmDetail:
+    """What a request would do that cannot be undone: shown to the administrator, who
+    confirms it by sending the API field ``field`` as true."""
+
+    plan: tuple[str, ...]  # one line per thing done
+    field: str  # e.g. "confirm"
+
+
+ErrorDetail: TypeAlias = PinDetail | ConfirmDetail
+
 
 class VmkeepError(Exception):
-    """Something went wrong in vmkeep."""
+    """Something went wrong in vmkeep. ``detail`` is structured data a client acts on (the
+    fingerprint to pin, the plan to confirm); clients never read it out of the message."""
 
     exit_code: int = 10
     code: str = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, detail: ErrorDetail | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
 
     def __str__(self) -> str:
         return self.message
@@ -169,10 +196,12 @@ class InternalError(VmkeepError):
 
 
 class RemoteError(VmkeepError):
-    """An error the appliance reported: its code, exit code and message as it sent them."""
+    """An error the appliance reported: its code, exit code, message and detail as it sent
+    them."""
 
-    def __init__(self, message: str, *, code: str, exit_code: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, code: str, exit_code: int,
+                 detail: ErrorDetail | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.code = code
         self.exit_code = exit_code
 

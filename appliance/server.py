@@ -140,8 +140,7 @@ class _BodyTooLarge(Exception):
 
 async def _send_error(send: Send, status: int, error: VmkeepError, *,
                       close: bool = False) -> None:
-    body = api.ErrorBody(code=error.code, message=str(error),
-                         exit_code=error.exit_code).model_dump_json().encode()
+    body = api.ErrorBody.of(error).model_dump_json(exclude_none=True).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     if close:  # the rest of the request body is never read: the connection cannot go on
@@ -241,8 +240,9 @@ def create_app(state: ApplianceState) -> FastAPI:
 
     @app.exception_handler(VmkeepError)
     async def vmkeep_error(_request: Request, exc: VmkeepError) -> JSONResponse:
-        body = api.ErrorBody(code=exc.code, message=str(exc), exit_code=exc.exit_code)
-        return JSONResponse(body.model_dump(), status_code=http_status(exc))
+        body = api.ErrorBody.of(exc)
+        return JSONResponse(body.model_dump(mode="json", exclude_none=True),
+                            status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -255,14 +255,14 @@ def create_app(state: ApplianceState) -> FastAPI:
         body = api.ErrorBody(code=BadInputError.code, exit_code=BadInputError.exit_code,
                              message="the request does not fit the API: "
                                      + "; ".join(problems) + "; see docs/API.md")
-        return JSONResponse(body.model_dump(), status_code=422)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = NotFoundError if exc.status_code == 404 else UsageError
         body = api.ErrorBody(code=code.code, exit_code=code.exit_code,
                              message=f"{exc.detail}: see docs/API.md for the API's paths")
-        return JSONResponse(body.model_dump(), status_code=exc.status_code,
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.get(f"{api.PREFIX}/handshake", response_model=api.Handshake,

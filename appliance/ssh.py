@@ -22,7 +22,7 @@ from typing import Any
 
 import paramiko
 
-from appliance.errors import SshError, UsageError
+from appliance.errors import PinDetail, SshError, UsageError
 
 __all__ = [
     "SshAuth",
@@ -57,12 +57,13 @@ class HostKeyMismatchError(SshError):
 
 
 class HostKeyUnpinnedError(SshError):
-    """No fingerprint was pinned; the message shows the host's."""
+    """No fingerprint was pinned; the message shows the host's, the detail holds it (to pin
+    in the request field ``host_key_fingerprint``)."""
 
     code = "host_key_unknown"
 
     def __init__(self, message: str, *, offered: str) -> None:
-        super().__init__(message)
+        super().__init__(message, detail=PinDetail(offered, "ssh_host", "host_key_fingerprint"))
         self.offered = offered
 
 

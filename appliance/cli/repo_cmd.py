@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from appliance.cli.args import (
     whole,
 )
 from appliance.cli.online import Handler
-from appliance.errors import RemoteError, UsageError
+from appliance.errors import PinDetail, RemoteError, UsageError
 from appliance.inputs import parse_period, shown
 from appliance.password import optional_password, password_from_file
 from appliance.progress import human_bytes
@@ -118,20 +117,28 @@ def _key_text(args: argparse.Namespace) -> str | None:
 
 def trusting(fingerprint: str | None, call: Callable[[str | None], api.Repository]
              ) -> api.Repository:
-    """``call(fingerprint)``; when the appliance says no host key was pinned and this runs on
-    a terminal, show the host's and ask whether to trust it (then call again with it)."""
+    """``call(fingerprint)``; when the appliance says no host key was pinned (its error's
+    ``PinDetail``) and this runs on a terminal, show the host's and ask whether to trust it
+    (then call again with it); without a terminal, say which flag takes it."""
     try:
         return call(fingerprint)
     except RemoteError as exc:
-        offered = re.search(r"SHA256:[A-Za-z0-9+/]{43}", str(exc))
-        if exc.code != "host_key_unknown" or offered is None or \
-                not (sys.stdin.isatty() and sys.stderr.isatty()):
+        pin = exc.detail
+        if not isinstance(pin, PinDetail) or pin.what != "ssh_host":
             raise
-        print(str(exc), file=sys.stderr)
-        answer = input(f"Trust host key {offered.group()} and go on? [y/N] ")
+        # The appliance's message names its API field; this one names the flag.
+        unpinned = RemoteError(f"the SSH host offers host key {pin.fingerprint}: check it "
+                               "against the host's own (`ssh-keygen -l -E sha256 -f "
+                               "/etc/ssh/ssh_host_*_key.pub` there) and give it with "
+                               f"--host-key-fingerprint {pin.fingerprint}", code=exc.code,
+                               exit_code=exc.exit_code, detail=pin)
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise unpinned from None
+        print(str(unpinned), file=sys.stderr)
+        answer = input(f"Trust host key {pin.fingerprint} and go on? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise UsageError("the host key was not trusted; nothing was done") from None
-        return call(offered.group())
+        return call(pin.fingerprint)
 
 
 def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:

@@ -19,7 +19,7 @@ from appliance.cli.args import (
     whole,
 )
 from appliance.cli.online import EPILOG_JOB, Handler
-from appliance.errors import UsageError
+from appliance.errors import ConfirmDetail, RemoteError, UsageError
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
@@ -67,9 +67,16 @@ def add_parser(sub: Subparsers) -> None:
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
     from appliance import api
 
-    done = client.restore_vm(api.VmRestore(
-        point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
-        host=args.target_host, power_on=args.power_on))
+    try:
+        done = client.restore_vm(api.VmRestore(
+            point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
+            host=args.target_host, power_on=args.power_on))
+    except RemoteError as exc:
+        if not isinstance(exc.detail, ConfirmDetail):
+            raise
+        raise UsageError("restoring over the original VM overwrites its disks: "
+                         + " / ".join(exc.detail.plan) + " — confirm it (--yes)",
+                         detail=exc.detail) from None
     print(done.message, file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ from appliance.cli.args import (
     text_arg,
 )
 from appliance.cli.online import Handler
+from appliance.errors import PinDetail, RemoteError
 from appliance.password import read_password
 from appliance.table import render
 
@@ -89,13 +90,29 @@ def _colons(hexed: str) -> str:
     return ":".join(hexed[i:i + 2] for i in range(0, len(hexed), 2)).upper()
 
 
+def _in_flags(name: str, exc: RemoteError) -> RemoteError:
+    """The appliance's refusal for want of a pin, in this command's flags (its message names
+    the API's fields); any other error as it is."""
+    pin = exc.detail
+    if not isinstance(pin, PinDetail) or pin.what != "vcenter":
+        return exc
+    return RemoteError(f"vCenter {name!r} presents certificate fingerprint {pin.fingerprint}: "
+                       f"check it, then pass --fingerprint {pin.fingerprint} to pin it (or "
+                       "--insecure to skip verification)", code=exc.code,
+                       exit_code=exc.exit_code, detail=pin)
+
+
 def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
     from appliance import api
 
     spec = api.VCenterAdd(name=args.name, host=args.host, port=args.port, user=args.user,
                           password=read_password(args), fingerprint=_pin(args),
                           insecure=args.insecure)
-    print(_show(client.add_vcenter(spec)))
+    try:
+        added = client.add_vcenter(spec)
+    except RemoteError as exc:
+        raise _in_flags(args.name, exc) from None
+    print(_show(added))
     return 0
 
 
@@ -106,7 +123,11 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
     spec = api.VCenterEdit(host=args.host, port=args.port, user=args.user,
                            password=read_password(args) if given else None,
                            fingerprint=_pin(args), insecure=True if args.insecure else None)
-    print(_show(client.edit_vcenter(args.name, spec)))
+    try:
+        edited = client.edit_vcenter(args.name, spec)
+    except RemoteError as exc:
+        raise _in_flags(args.name, exc) from None
+    print(_show(edited))
     return 0
 
 

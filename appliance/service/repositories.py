@@ -29,7 +29,7 @@ from appliance.repository.hardening import RECORDS
 from appliance.repository.repo import Repository
 from appliance.repository.sftp import Reconnect, is_sftp
 from appliance.service.state import State, check_name, key_secret
-from appliance.ssh import SshAuth
+from appliance.ssh import HostKeyUnpinnedError, SshAuth
 from catalog.models import RepositoryName
 from catalog.store import Catalog
 
@@ -143,7 +143,14 @@ class RepositoryService:
             location = str(folder)
         with self._state.catalog() as cat:
             _check_new(cat, name, location)
-        with address.open(create=True) as repo:
+        try:
+            opened = address.open(create=True)
+        except HostKeyUnpinnedError as exc:  # named in the API's fields (clients map them)
+            raise HostKeyUnpinnedError(
+                f"the SSH host of {location} offers host key {exc.offered}; check it against "
+                "the host's own (`ssh-keygen -l -E sha256 -f /etc/ssh/ssh_host_*_key.pub` "
+                "there) and set `host_key_fingerprint` to it", offered=exc.offered) from None
+        with opened as repo:
             _tighten(repo, name)
             # Indexed in a workspace of its own (the catalog lock is not held meanwhile).
             with self._state.workspace(repo, name, exclusive=False, operation="import",

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance import api
-from appliance.errors import NotFoundError, UsageError
+from appliance.errors import ConfirmDetail, NotFoundError, UsageError
 from appliance.faults import hold_point
 from appliance.jobs import vm_restore
 from appliance.jobs.log_backup import logs_object
@@ -87,7 +87,8 @@ class RestoreService:
                 if not req.confirm:
                     raise UsageError("restoring over the original VM overwrites its disks: "
                                      + " / ".join(plan.describe())
-                                     + " — confirm it (--yes)")
+                                     + " — confirm it (set `confirm`)",
+                                     detail=ConfirmDetail(tuple(plan.describe()), "confirm"))
                 r = vm_restore.restore_original_vm(session, ws, plan,
                                                    confirm=True, power_on=req.power_on,
                                                    log=lambda lvl, m: log.append(m))

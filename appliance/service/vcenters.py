@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from appliance import api
-from appliance.errors import ConflictError, NotFoundError, VmkeepError
+from appliance.errors import ConflictError, NotFoundError, PinDetail, VmkeepError
 from appliance.service.state import State, check_name, vcenter_secret
 from appliance.vsphere import session as vsphere_session
 from appliance.vsphere.hunter import describe, execute_hunt, plan_hunt
@@ -17,6 +17,22 @@ from catalog.models import VCenterRow
 
 log = logging.getLogger("appliance.registry")
 
+
+
+def _connect(host: str, port: int, user: str, password: str, *, fingerprint: str | None,
+             insecure: bool) -> VSphereSession:
+    """Log in; without a pin, the refusal names the request fields (the CLI maps them to its
+    flags) and its detail holds the fingerprint to pin."""
+    try:
+        return vsphere_session.connect(host, port, user, password, fingerprint=fingerprint,
+                                       insecure=insecure)
+    except vsphere_session.FingerprintRequiredError as exc:
+        if not isinstance(exc.detail, PinDetail):
+            raise
+        raise vsphere_session.FingerprintRequiredError(
+            f"{host}:{port} presents certificate fingerprint {exc.detail.fingerprint}: check "
+            "it, then set `fingerprint` to pin it (or `insecure` to skip verification)",
+            detail=exc.detail) from None
 
 class VCenterService:
     def __init__(self, state: State) -> None:
@@ -31,8 +47,8 @@ class VCenterService:
             if cat.vcenter(name) is not None:
                 raise ConflictError(f"a vCenter named {name!r} exists already; choose another "
                                     "name, or `vmkeep vcenter edit` it")
-        with vsphere_session.connect(host, port, user, password, fingerprint=fingerprint,
-                                     insecure=insecure) as session:
+        with _connect(host, port, user, password, fingerprint=fingerprint,
+                      insecure=insecure) as session:
             pinned = session.fingerprint
         row = VCenterRow(name, host, port, user, pinned, insecure, datetime.now(UTC))
         self._state.secrets.put(vcenter_secret(name), password)
@@ -63,8 +79,8 @@ class VCenterService:
         secret = password if password is not None else self.password(name)
         row = VCenterRow(name, host or old.host, port or old.port, user or old.user, pin,
                          new_insecure, old.added)
-        with vsphere_session.connect(row.host, row.port, row.user, secret, fingerprint=pin,
-                                     insecure=new_insecure) as session:
+        with _connect(row.host, row.port, row.user, secret, fingerprint=pin,
+                      insecure=new_insecure) as session:
             row = VCenterRow(row.name, row.host, row.port, row.user, session.fingerprint,
                              row.insecure, row.added)
         if password is not None:

@@ -22,7 +22,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 from pyVmomi.Security import ThumbprintMismatchException
 
-from appliance.errors import VSphereError
+from appliance.errors import PinDetail, VSphereError
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def connect(host: str, port: int, user: str, password: str, *, fingerprint: str 
             raise FingerprintRequiredError(
                 f"{host}:{port} presents certificate fingerprint {format_fingerprint(seen)}: "
                 "check it, then pass --fingerprint to pin it (or --insecure to skip "
-                "verification)")
+                "verification)",
+                detail=PinDetail(format_fingerprint(seen), "vcenter", "fingerprint"))
         pinned = normalize_fingerprint(fingerprint)
         if seen != pinned:
             raise FingerprintMismatchError(

@@ -9,6 +9,7 @@ call in ``calls``; a backup it runs advances one step per look at the session.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import BaseModel
 
 from appliance import api
+from appliance.client import _error_of as error_of
 from appliance.errors import (
     ApplianceNotRunningError,
     BadInputError,
@@ -50,6 +53,7 @@ class FakeClient:
         self.steps = 5  # looks at a running session until its backup ends
         self.advancing = True  # False: running sessions stay where they are
         self.no_events = False  # True: as an appliance without the event stream
+        self.scramble = False  # True: every recorded error's message is random text
         self.lock = threading.Lock()
         self._vcenters = _models(api.VCenter, self.recorded["vcenters"])
         self._repositories = [r.model_copy(update={"location": f"/srv/vmkeep/{r.name}"})
@@ -98,6 +102,15 @@ class FakeClient:
             raise ApplianceNotRunningError(
                 f"no appliance answers on {self.socket_path} (connection refused); start it "
                 "with `vmkeep appliance start` (and check VMKEEP_HOME / VMKEEP_SOCKET)")
+
+    def _recorded_error(self, key: str, *, exit_code: int) -> VmkeepError:
+        """A recorded refusal as the real client raises it: its ``ErrorBody`` through the
+        client's own error mapping (``scramble``: with a random message)."""
+        err = self.recorded["errors"][key]
+        message = secrets.token_urlsafe(24) if self.scramble else err["message"]
+        body = {"code": err["code"], "message": message, "exit_code": exit_code,
+                "detail": err["detail"]}
+        return error_of(httpx.Response(400, json=body))
 
     def called(self, name: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -213,8 +226,7 @@ class FakeClient:
     def add_vcenter(self, spec: api.VCenterAdd) -> api.VCenter:
         self._call("add_vcenter", spec=spec)
         if spec.fingerprint is None and not spec.insecure:
-            err = self.recorded["errors"]["add_vcenter_unpinned"]
-            raise RemoteError(err["message"], code=err["code"], exit_code=12)
+            raise self._recorded_error("add_vcenter_unpinned", exit_code=12)
         vc = api.VCenter(name=spec.name, host=spec.host, port=spec.port, user=spec.user,
                          fingerprint=spec.fingerprint, insecure=spec.insecure, added=NOW)
         self._vcenters.append(vc)
@@ -396,8 +408,7 @@ class FakeClient:
     def restore_vm(self, request: api.VmRestore) -> api.Done:
         self._call("restore_vm", request=request)
         if request.name is None and not request.confirm:
-            err = self.recorded["errors"]["restore_vm_original"]
-            raise RemoteError(err["message"], code=err["code"], exit_code=2)
+            raise self._recorded_error("restore_vm_original", exit_code=2)
         return api.Done(message=f"VM restored from {request.point}")
 
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:

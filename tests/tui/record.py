@@ -31,11 +31,12 @@ def _dump(value: Any) -> Any:
     return value
 
 
-def _error(call: Any) -> dict[str, str]:
+def _error(call: Any) -> dict[str, Any]:
     try:
         call()
     except VmkeepError as exc:
-        return {"code": exc.code, "message": str(exc)}
+        detail = api.ErrorBody.of(exc).model_dump(mode="json")["detail"]
+        return {"code": exc.code, "message": str(exc), "detail": detail}
     raise AssertionError("the call was expected to be refused")
 
 

@@ -428,3 +428,39 @@ async def test_names_with_a_newline_or_escape_codes_are_shown_escaped() -> None:
         await pilot.press(*"weekly", "ctrl+n")
         await until(pilot, lambda: shows(app, "[ ] db\\n\\x1b[31mX"))
         assert "\x1b" not in screen_text(app)
+
+
+async def test_pinning_and_confirming_read_the_errors_detail_not_its_message() -> None:
+    # Every refusal the TUI acts on comes with a random message: the certificate to trust
+    # and the plan to confirm are shown from the error's detail, and acted on.
+    fake = FakeClient()
+    fake.scramble = True
+    fingerprint = fake.recorded["errors"]["add_vcenter_unpinned"]["detail"]["fingerprint"]
+    app = app_for(fake)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("7")
+        await until(pilot, lambda: shows(app, "Repositories", "vCenters", "vc"))
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        for text in ("vc2", "vc2.example", "443", "admin", "secret"):
+            app.screen.focused.value = text  # type: ignore[union-attr]
+            await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert shows(app, "Trust the certificate of vc2.example:443?")
+        unwrapped = "".join(c for c in screen_text(app) if c not in " ┃\n")
+        assert fingerprint in unwrapped  # whole, though the dialog wraps it
+        await pilot.press("y")
+        await until(pilot, lambda: len(fake.called("add_vcenter")) == 2)
+        assert fake.called("add_vcenter")[1]["spec"].fingerprint == fingerprint
+
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
+        await pilot.press("tab", "v")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one(Input).value = ""  # no new name: over the original
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert shows(app, f"Overwrite VM {VM}?", "THIS OVERWRITES its disks",
+                     "the VM is powered on", "disk 0: overwrite [LocalDS_0]")
+        await pilot.press("y")
+        await until(pilot, lambda: fake.called("restore_vm")[-1]["request"].confirm)

@@ -3,8 +3,6 @@ original, after a confirmation saying what is overwritten), a disk to a file, ve
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,18 +11,11 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, OptionList
 
 from appliance import api
-from appliance.errors import VmkeepError
+from appliance.errors import ConfirmDetail, VmkeepError
 from appliance.inputs import shown
 from tui import format as fmt
-from tui.base import VmkeepScreen, fetch
+from tui.base import VmkeepScreen, fetch, report
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
-
-
-def plan_text(refusal: str) -> str:
-    """The appliance's refusal of an unconfirmed restore over the original, as a list."""
-    text = re.sub(r"\s*— confirm it \(--yes\)\s*$", "", refusal)
-    return text.replace(" /   ", "\n  ")
-
 
 
 def guest_note(p: api.Point) -> str:
@@ -49,7 +40,8 @@ class PointsLoaded(Message):
 
 
 class OverwritePlan(Message):
-    """What a restore over the original VM would overwrite, as the appliance says it."""
+    """What a restore over the original VM would overwrite: the plan the appliance sent
+    (``ConfirmDetail``), one line per thing done."""
 
     def __init__(self, point: api.Point, text: str) -> None:
         super().__init__()
@@ -227,7 +219,10 @@ class PointsScreen(VmkeepScreen):
         try:
             self.client.restore_vm(api.VmRestore(point=p.id, confirm=False))
         except VmkeepError as exc:
-            self.post_message(OverwritePlan(p, str(exc)))
+            if not isinstance(exc.detail, ConfirmDetail):
+                report(self, "restore VM", exc)
+                return
+            self.post_message(OverwritePlan(p, "\n".join(exc.detail.plan)))
 
     def on_overwrite_plan(self, message: OverwritePlan) -> None:
         p = message.point
@@ -240,5 +235,5 @@ class PointsScreen(VmkeepScreen):
 
         self.app.push_screen(ConfirmScreen(
             f"Overwrite VM {p.vm}?",
-            f"{plan_text(message.text)}\n\nThe VM is powered off and its disks are "
+            f"{message.text}\n\nThe VM is powered off and its disks are "
             f"overwritten with the point of {fmt.when(p.created)}."), answered)

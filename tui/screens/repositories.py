@@ -3,22 +3,18 @@ confirmation before it is pinned), test, rescan."""
 
 from __future__ import annotations
 
-import re
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Label
 
 from appliance import api
-from appliance.errors import VmkeepError
+from appliance.errors import PinDetail, VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
 from tui.messages import Failed, Succeeded
 from tui.screens.dashboard import free_text
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
-
-FINGERPRINT = re.compile(r"fingerprint ((?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2})")
 
 
 class TargetsLoaded(Message):
@@ -32,11 +28,10 @@ class TargetsLoaded(Message):
 class FingerprintSeen(Message):
     """The vCenter presented this certificate; the user is to confirm it."""
 
-    def __init__(self, spec: api.VCenterAdd, fingerprint: str, text: str) -> None:
+    def __init__(self, spec: api.VCenterAdd, fingerprint: str) -> None:
         super().__init__()
         self.spec = spec
         self.fingerprint = fingerprint
-        self.text = text
 
 
 class RepositoriesScreen(VmkeepScreen):
@@ -156,11 +151,11 @@ class RepositoriesScreen(VmkeepScreen):
         try:
             self.client.add_vcenter(spec)
         except VmkeepError as exc:
-            m = FINGERPRINT.search(str(exc))
-            if m is None:
+            pin = exc.detail
+            if not isinstance(pin, PinDetail) or pin.what != "vcenter":
                 report(self, "add vCenter", exc)
                 return
-            self.post_message(FingerprintSeen(spec, m.group(1), str(exc)))
+            self.post_message(FingerprintSeen(spec, pin.fingerprint))
             return
         self.app.post_message(Succeeded(f"vCenter {spec.name} added"))
         self.app.call_from_thread(self.reload)
