@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -97,28 +97,56 @@ AlertKind = Literal["rpo", "orphans", "space", "repository", "config"]
 RepositoryKind = Literal["local", "sftp"]
 ConfigResult = Literal["success", "failed"]
 FailOrWarn = Literal["fail", "warn"]
-if TYPE_CHECKING:
-    # What mypy sees for now: their producers (sessions.py, registry.py, the CLI's schedule
-    # options) still hold them as str. Drop this branch once those carry the Literals (issue
-    # 12's service and CLI split); pydantic, the schema and the fuzzer use the ones below.
-    SessionKind: TypeAlias = str
-    SessionState: TypeAlias = str
-    Result: TypeAlias = str
-    TaskState: TypeAlias = str
-    LogLevel: TypeAlias = str
-    ScheduleKind: TypeAlias = str
-    PowerState: TypeAlias = str
-    ContainerKind: TypeAlias = str
-else:
-    SessionKind = Literal["backup", "copy", "logs"]
-    SessionState = Literal["running", "ended", "stopped", "interrupted"]
-    Result = Literal["success", "warning", "failed"]
-    TaskState = Literal["waiting", "running", "ended", "stopped"]
-    LogLevel = Literal["info", "warning", "error"]
-    ScheduleKind = Literal["none", "daily", "monthly", "periodic", "after"]
-    PowerState = Literal["poweredOn", "poweredOff", "suspended"]
-    ContainerKind = Literal["Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
-                            "HostSystem", "ResourcePool"]
+SessionKind = Literal["backup", "copy", "logs"]
+SessionState = Literal["running", "ended", "stopped", "interrupted"]
+Result = Literal["success", "warning", "failed"]
+TaskState = Literal["waiting", "running", "ended", "stopped"]
+LogLevel = Literal["info", "warning", "error"]
+ScheduleKind = Literal["none", "daily", "monthly", "periodic", "after"]
+PowerState = Literal["poweredOn", "poweredOff", "suspended"]
+ContainerKind = Literal["Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
+                        "HostSystem", "ResourcePool"]
+
+
+def _member(alias: object, value: str, what: str) -> str:
+    """``value`` when it is one of the Literal ``alias``'s values (a value read back from the
+    catalog or from vSphere), else ValueError naming ``what``."""
+    allowed = get_args(alias)
+    if value not in allowed:
+        raise ValueError(f"{what} {value!r} is none of {', '.join(map(str, allowed))}")
+    return value
+
+
+def as_session_kind(value: str) -> SessionKind:
+    return cast("SessionKind", _member(SessionKind, value, "session kind"))
+
+
+def as_session_state(value: str) -> SessionState:
+    return cast("SessionState", _member(SessionState, value, "session state"))
+
+
+def as_result(value: str | None) -> Result | None:
+    return None if value is None else cast("Result", _member(Result, value, "result"))
+
+
+def as_task_state(value: str) -> TaskState:
+    return cast("TaskState", _member(TaskState, value, "task state"))
+
+
+def as_log_level(value: str) -> LogLevel:
+    return cast("LogLevel", _member(LogLevel, value, "log level"))
+
+
+def as_schedule_kind(value: str) -> ScheduleKind:
+    return cast("ScheduleKind", _member(ScheduleKind, value, "schedule kind"))
+
+
+def as_power_state(value: str) -> PowerState:
+    return cast("PowerState", _member(PowerState, value, "power state"))
+
+
+def as_container_kind(value: str) -> ContainerKind:
+    return cast("ContainerKind", _member(ContainerKind, value, "container kind"))
 
 
 class Handshake(Wire):

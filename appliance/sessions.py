@@ -52,7 +52,7 @@ class SessionStopped(VmkeepError):
     code = "stopped"
 
 
-def space_verdict(free: int, total: int, need: int) -> tuple[str, str] | None:
+def space_verdict(free: int, total: int, need: int) -> tuple[api.LogLevel, str] | None:
     """Whether a repository with ``free`` of ``total`` bytes has room for a run expected to
     store ``need`` bytes (pure): ("error", why) stops the session, ("warning", why) goes on,
     None is fine. ``need`` is what the VMs' last full points stored (0 for new VMs)."""
@@ -70,7 +70,7 @@ def space_verdict(free: int, total: int, need: int) -> tuple[str, str] | None:
     return None
 
 
-def worst(results: list[str | None]) -> str:
+def worst(results: list[api.Result | None]) -> api.Result:
     """The session's result from its tasks' (pure): the worst one; no task is a failure."""
     known = [r for r in results if r is not None]
     if not known:
@@ -83,8 +83,8 @@ class _Task:
     name: str
     vm: str | None = None
     disk: int | None = None
-    state: str = "waiting"
-    result: str | None = None
+    state: api.TaskState = "waiting"
+    result: api.Result | None = None
     bytes_done: int = 0
     bytes_total: int = 0
     stage: str | None = None
@@ -106,11 +106,11 @@ class _Task:
 class _Live:
     id: str
     job: str
-    kind: str
+    kind: api.SessionKind
     started: datetime
     tasks: dict[str, _Task]
-    state: str = "running"
-    result: str | None = None
+    state: api.SessionState = "running"
+    result: api.Result | None = None
     ended: datetime | None = None
     log: list[api.LogLine] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -134,8 +134,10 @@ class _Live:
 
 
 def _summary(row: SessionRow) -> api.SessionSummary:
-    return api.SessionSummary(id=row.id, job=row.job, kind=row.kind, state=row.state,
-                              result=row.result, started=row.started, ended=row.ended)
+    return api.SessionSummary(id=row.id, job=row.job, kind=api.as_session_kind(row.kind),
+                              state=api.as_session_state(row.state),
+                              result=api.as_result(row.result), started=row.started,
+                              ended=row.ended)
 
 
 class SessionManager:
@@ -205,13 +207,16 @@ class SessionManager:
             tasks = cat.tasks(session_id)
             log = cat.log(session_id)
         return api.Session(
-            id=row.id, job=row.job, kind=row.kind, state=row.state, result=row.result,
+            id=row.id, job=row.job, kind=api.as_session_kind(row.kind),
+            state=api.as_session_state(row.state), result=api.as_result(row.result),
             started=row.started, ended=row.ended,
-            tasks=[api.Task(name=t.task, vm=t.vm, disk=t.disk, state=t.state, result=t.result,
+            tasks=[api.Task(name=t.task, vm=t.vm, disk=t.disk, state=api.as_task_state(t.state),
+                            result=api.as_result(t.result),
                             bytes_done=t.bytes_done, bytes_total=t.bytes_total, rate=0.0,
                             eta_seconds=None, stage=t.stage, point_id=t.point_id)
                    for t in tasks],
-            log=[api.LogLine(time=x.time, level=x.level, message=x.message) for x in log])
+            log=[api.LogLine(time=x.time, level=api.as_log_level(x.level), message=x.message)
+                 for x in log])
 
     def busy_vms(self) -> frozenset[str]:
         """The VMs a running session is backing up right now."""
@@ -271,7 +276,7 @@ class SessionManager:
 
     # -- inside a session ---------------------------------------------------------------------
 
-    def _log(self, live: _Live, level: str, message: str) -> None:
+    def _log(self, live: _Live, level: api.LogLevel, message: str) -> None:
         with live.lock:
             live.log.append(api.LogLine(time=datetime.now(UTC), level=level, message=message))
             live.unsaved_log += 1
@@ -437,7 +442,7 @@ class SessionManager:
         self._notify(live)
 
         def log(level: str, message: str) -> None:
-            self._log(live, level, f"{logs.vm}: {message}")
+            self._log(live, api.as_log_level(level), f"{logs.vm}: {message}")
 
         info = reg.repositories.get(spec.repository)
         try:
@@ -602,7 +607,7 @@ class SessionManager:
         self._notify(live)
 
         def log(level: str, message: str) -> None:
-            self._log(live, level, f"{vm.name}: {message}")
+            self._log(live, api.as_log_level(level), f"{vm.name}: {message}")
 
         def disk_progress(p: DiskProgress) -> None:
             name = f"{vm.name} · disk {p.index}"
@@ -637,7 +642,8 @@ class SessionManager:
 
         left_clean = clean_before_backup(reg, session, vm.instance_uuid, self.running_ids, log)
         gp = GuestProcessing(guest_spec, guest_login, log,
-                             verbatim=lambda level, line: self._log(live, level, line))
+                             verbatim=lambda level, line: self._log(live, api.as_log_level(level),
+                                                                 line))
         try:
             with reg.workspace(repo, info.name, exclusive=False,
                                operation=f"backup {vm.name}") as ws:
@@ -680,7 +686,7 @@ class SessionManager:
                         log("warning", f"point {result.point_id} could not be made immutable: "
                                        f"{exc}")
                         result = replace(result, status="warning")
-            task.result, task.point_id = result.status, result.point_id
+            task.result, task.point_id = api.as_result(result.status), result.point_id
             if result.backup is not None:
                 task.bytes_done = task.bytes_total = result.backup.bytes_read
             self._disk_results(live, vm.name, result.disks, result.point_id, excluded)

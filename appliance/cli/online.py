@@ -62,6 +62,7 @@ def _schedule_spec(args: argparse.Namespace) -> api.ScheduleSpec:
     """The schedule options of `job create` as the wire form (checked by the appliance)."""
     from appliance import api
 
+    kind: api.ScheduleKind
     if args.daily:
         kind, at = "daily", args.daily
     elif args.monthly:

@@ -161,7 +161,8 @@ class VCenterService:
                     out.append(api.InventoryVm(
                         vcenter=vc.name, datacenter=vm.datacenter, host=vm.host,
                         name=vm.name, instance_uuid=vm.instance_uuid,
-                        power_state=vm.power_state, cbt_enabled=vm.cbt_enabled,
+                        power_state=api.as_power_state(vm.power_state),
+                        cbt_enabled=vm.cbt_enabled,
                         snapshots=[s.name for s in vm.snapshots],
                         consolidation_needed=vm.consolidation_needed,
                         disks=[api.InventoryDisk(index=d.index, capacity_bytes=d.capacity_bytes,
@@ -179,7 +180,8 @@ class VCenterService:
         out = []
         for vc in self._chosen(vcenter):
             with self.session(vc.name) as session:
-                out += [api.InventoryContainer(vcenter=vc.name, kind=c.kind, path=c.path,
+                out += [api.InventoryContainer(vcenter=vc.name,
+                                               kind=api.as_container_kind(c.kind), path=c.path,
                                                vms=list(c.vms))
                         for c in list_containers(session)]
         return out

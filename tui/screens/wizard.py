@@ -239,16 +239,16 @@ class JobWizard(VmkeepScreen):
         kind = str(self.query_one("#kind", Select).value)
         window = [w.strip() for w in val("window").split(",") if w.strip()]
         if kind == "daily":
-            return api.ScheduleSpec(kind=kind, at=val("at"), days=val("days") or "every",
+            return api.ScheduleSpec(kind="daily", at=val("at"), days=val("days") or "every",
                                     window=window)
         if kind == "monthly":
             day = val("days")
-            return api.ScheduleSpec(kind=kind, at=val("at"), window=window,
+            return api.ScheduleSpec(kind="monthly", at=val("at"), window=window,
                                     day_of_month=int(day) if day.lstrip("-").isdigit() else 1)
         if kind == "periodic":
-            return api.ScheduleSpec(kind=kind, every=val("every"), window=window)
+            return api.ScheduleSpec(kind="periodic", every=val("every"), window=window)
         if kind == "after":
-            return api.ScheduleSpec(kind=kind, after=val("after"), window=window)
+            return api.ScheduleSpec(kind="after", after=val("after"), window=window)
         return api.ScheduleSpec(window=window)
 
     def fields(self) -> dict[str, object]:
