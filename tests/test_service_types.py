@@ -1,6 +1,7 @@
-"""The service layer's seams are typed: no ``Any`` (also not inside ``dict[str, Any]``) in the
-annotations of any public function or method of ``appliance.service``, so ``mypy --strict``
-checks every call across them."""
+"""The service layer's and the sessions' seams are typed: no ``Any`` (also not inside
+``dict[str, Any]``) in the annotations of any public function or method of
+``appliance.service`` or ``appliance.sessions``, so ``mypy --strict`` checks every call across
+them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import appliance.service
 
 def _modules() -> list[ModuleType]:
     return [importlib.import_module(f"appliance.service.{m.name}")
-            for m in pkgutil.iter_modules(appliance.service.__path__)]
+            for m in pkgutil.iter_modules(appliance.service.__path__)] + [
+        importlib.import_module("appliance.sessions")]
 
 
 def _functions(module: ModuleType) -> Iterator[tuple[str, Callable[..., object]]]:
