@@ -78,14 +78,9 @@ def path_problem(text: str, *, absolute: bool = True) -> str | None:
     """A local path: no NUL or control characters, at most ``PATH_MAX`` bytes, absolute
     (unless ``absolute`` is False: then relative to the current folder), and not one of the
     system's own folders (``SYSTEM_FOLDERS``)."""
-    if not text:
-        return "is empty; give a path"
-    if "\0" in text:
-        return "holds a NUL byte; give a path without one"
-    if control_chars(text):
-        return "holds control characters (a newline, tab, escape, …); give a path without them"
-    if len(os.fsencode(text)) > PATH_MAX:
-        return f"is longer than {PATH_MAX} bytes"
+    problem = read_path_problem(text)
+    if problem is not None:
+        return problem
     if absolute and not text.startswith("/"):
         return ("is relative; give an absolute path (the appliance does not share your "
                 "working folder)")

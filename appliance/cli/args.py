@@ -64,50 +64,35 @@ KEEP_LAST = whole(1, inputs.COUNT_MAX)
 THREADS = whole(1, 256)
 
 
-def name_arg(text: str) -> str:
-    """An argument type: a name the administrator gives (a vCenter, repository, job, image
-    or new VM): printable, one line, 1 to 80 characters."""
-    problem = inputs.name_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-    return text
+def _checked(problem_of: Callable[[str], str | None], doc: str) -> Callable[[str], str]:
+    """An argument type that refuses a value ``problem_of`` finds a problem with, naming the
+    value and the problem."""
+    def check(text: str) -> str:
+        problem = problem_of(text)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+        return text
+
+    check.__doc__ = doc
+    return check
 
 
-def vm_name_arg(text: str) -> str:
-    """An argument type: a new VM's name (as ``name_arg``; slashes allowed)."""
-    problem = inputs.vm_name_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-    return text
-
-
-def text_arg(text: str) -> str:
-    """An argument type: one line of text that names something (a VM, a point, a path in the
-    inventory): no control characters."""
-    problem = inputs.text_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-    return text
-
-
-def folder_arg(text: str) -> str:
-    """An argument type: a local folder or file (relative to the current folder) that is not
-    a system folder, or an sftp:// URL."""
+def _folder_problem(text: str) -> str | None:
     if text.startswith("sftp://"):
-        problem = inputs.text_problem(text, limit=inputs.PATH_MAX)
-    else:
-        problem = inputs.path_problem(text, absolute=False)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-    return text
+        return inputs.text_problem(text, limit=inputs.PATH_MAX)
+    return inputs.path_problem(text, absolute=False)
 
 
-def read_path_arg(text: str) -> str:
-    """An argument type: a local path that is only read."""
-    problem = inputs.read_path_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
-    return text
+name_arg = _checked(inputs.name_problem, "A name the administrator gives (a vCenter, "
+                    "repository, job, image or new VM): printable, one line, 1 to 80 "
+                    "characters.")
+vm_name_arg = _checked(inputs.vm_name_problem, "A new VM's name (as ``name_arg``; slashes "
+                       "allowed).")
+text_arg = _checked(inputs.text_problem, "One line of text that names something (a VM, a "
+                    "point, a path in the inventory): no control characters.")
+folder_arg = _checked(_folder_problem, "A local folder or file (relative to the current "
+                      "folder) that is not a system folder, or an sftp:// URL.")
+read_path_arg = _checked(inputs.read_path_problem, "A local path that is only read.")
 
 
 def port_arg(text: str) -> int:
