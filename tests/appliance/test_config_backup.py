@@ -99,3 +99,34 @@ def test_backups_in_the_same_second_are_all_kept_and_the_newest_that_opens_resto
     assert sorted((tmp_path / cb.FOLDER).iterdir()) == [mine, auto]
     assert cb.open_newest(tmp_path, PASSWORD) == (mine, {"which": "mine"}, 1)
     assert cb.open_newest(tmp_path, "generated-by-the-appliance")[1] == {"which": "auto"}
+
+
+def test_the_schedule_says_whether_the_last_backup_is_sealed_with_the_current_password(
+        tmp_path: Path) -> None:
+    """A scheduled backup's time is when the scheduler looked, which may be before a password
+    change it already saw: the view says which password sealed it, not its time."""
+    from appliance import api
+    from appliance import config_backup as cb
+    from appliance.home import Home
+    from appliance.registry import Registry
+
+    reg = Registry(Home(tmp_path / "home", tmp_path / "home" / "sock"))
+    try:
+        reg.repositories.add("main", str(tmp_path / "repo"))
+        daily = api.ScheduleSpec(kind="daily", at="01:30")
+        reg.config.set_schedule(api.ConfigSchedule(repository="main", schedule=daily,
+                                                   password="first-password"))
+        looked = datetime.now(UTC)
+        view = reg.config.set_schedule(api.ConfigSchedule(repository="main", schedule=daily,
+                                                          password=PASSWORD))
+        assert view.last_sealed_with_current is None  # none yet
+        done = reg.config.scheduled_backup(looked)
+        assert done.last_backup == looked and done.last_sealed_with_current is True
+        cb.unseal(Path(str(done.last_message)).read_bytes(), PASSWORD, "the backup")
+
+        view = reg.config.set_schedule(api.ConfigSchedule(repository="main", schedule=daily,
+                                                          password="third-password"))
+        assert view.last_sealed_with_current is False  # the last one needs the earlier one
+        assert reg.config.changed()  # so a backup with the new one runs soon
+    finally:
+        reg.close()
