@@ -120,13 +120,15 @@ def test_the_schedule_says_whether_the_last_backup_is_sealed_with_the_current_pa
         view = reg.config.set_schedule(api.ConfigSchedule(repository="main", schedule=daily,
                                                           password=PASSWORD))
         assert view.last_sealed_with_current is None  # none yet
+        assert reg.config.view().changed_since_backup is True
         done = reg.config.scheduled_backup(looked)
         assert done.last_backup == looked and done.last_sealed_with_current is True
+        assert reg.config.view().changed_since_backup is False  # it holds the state as it is
         cb.unseal(Path(str(done.last_message)).read_bytes(), PASSWORD, "the backup")
 
         view = reg.config.set_schedule(api.ConfigSchedule(repository="main", schedule=daily,
                                                           password="third-password"))
         assert view.last_sealed_with_current is False  # the last one needs the earlier one
-        assert reg.config.changed()  # so a backup with the new one runs soon
+        assert view.changed_since_backup is True  # so a backup with the new one runs soon
     finally:
         reg.close()
