@@ -667,6 +667,13 @@ class ConfigScheduleView(Wire):
     # Sealed with a password the appliance generated (the default backup), which only its
     # secret store keeps: an alert says so until the administrator sets one of their own.
     password_generated: bool = False
+    password_version: int = 0  # counts the passwords set (the one sealing backups now)
+    last_password_version: int | None = None  # the one that sealed the last backup
+    # Whether the last backup opens with the current password (None: none yet). Its time is
+    # when the scheduler looked, which can be before a change it saw: this, not the time, says.
+    last_sealed_with_current: bool | None = None
+    # The configuration changed since the last successful backup (one runs within seconds).
+    changed_since_backup: bool = False
 
 
 class ConfigBackupDone(Wire):

@@ -101,7 +101,8 @@ def digest(doc: dict[str, Any], sealed_secrets: bytes) -> str:
     settings = dict(doc["settings"])
     if "config_backup" in settings:
         view = json.loads(settings["config_backup"])
-        for key in ("last_backup", "last_result", "last_message"):
+        for key in ("last_backup", "last_result", "last_message", "last_password_version",
+                    "last_sealed_with_current", "changed_since_backup"):
             view.pop(key, None)
         settings["config_backup"] = view
     state = {**doc, "created": None, "settings": settings, "secrets": None}

@@ -490,7 +490,7 @@ def create_app(state: ApplianceState) -> FastAPI:
              responses=ERRORS)
     def get_config_schedule() -> api.ConfigScheduleView:
         """The configuration backup's schedule and how its last scheduled run went."""
-        return reg.config.schedule()
+        return reg.config.view()
 
     @app.put(f"{v}/settings/config-backup", response_model=api.ConfigScheduleView,
              responses=ERRORS)

@@ -118,6 +118,11 @@ def cmd_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
     if view.last_backup is not None:
         print(f"last: {view.last_backup:%Y-%m-%d %H:%M:%S} UTC, {view.last_result}: "
               f"{view.last_message}")
+    if view.changed_since_backup:
+        print("the configuration changed since; a backup runs within seconds")
+    if view.last_sealed_with_current is False:
+        print("the last successful backup is sealed with an earlier password (keep it until "
+              "a backup with the current one has run)")
     return 0
 
 

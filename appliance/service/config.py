@@ -65,7 +65,14 @@ class ConfigService:
             return api.ConfigScheduleView(repository=None, schedule=api.ScheduleSpec(),
                                           last_backup=None, last_result=None,
                                           last_message=None)
-        return api.ConfigScheduleView.model_validate_json(text)
+        return _sealed(api.ConfigScheduleView.model_validate_json(text))
+
+    def view(self) -> api.ConfigScheduleView:
+        """The schedule as the administrator sees it: also whether the configuration changed
+        since the last successful backup."""
+        view = self.schedule()
+        return view.model_copy(update={
+            "changed_since_backup": view.repository is not None and self.changed()})
 
     def set_schedule(self, value: api.ConfigSchedule) -> api.ConfigScheduleView:
         """Back the configuration up on a schedule (kind none turns it off). A password given
@@ -88,10 +95,14 @@ class ConfigService:
             repository=value.repository, schedule=value.schedule,
             last_backup=old.last_backup, last_result=old.last_result,
             last_message=old.last_message,
-            password_generated=old.password_generated and value.password is None)
+            password_generated=old.password_generated and value.password is None,
+            # The secret is stored above, before the version that names it is: a backup that
+            # reads this version (then the password) is sealed with it.
+            password_version=old.password_version + (value.password is not None),
+            last_password_version=old.last_password_version)
         with self._state.catalog() as cat:
             cat.put_setting("config_backup", view.model_dump_json())
-        return view
+        return self.view()
 
     def set_default(self) -> api.ConfigScheduleView | None:
         """Set up the default configuration backup when none was ever set (not even turned
@@ -150,17 +161,20 @@ class ConfigService:
 
     def scheduled_backup(self, now: datetime) -> api.ConfigScheduleView:
         """Run the scheduled configuration backup now and keep how it went."""
-        view = self.schedule()
+        digest = self._digest()  # before the state: a change meanwhile is seen next
+        view = self.schedule()  # then the password's version, then the password (in _write)
         if view.repository is None:
             raise UsageError("no configuration backup is scheduled")
-        digest = self._digest()  # before the state: a change meanwhile is seen next
         try:
             path = self._write(view.repository, self._document(),
                                self._state.secrets.get(CONFIG_PASSWORD), record=True)
             result, message = "success", str(path)
         except VmkeepError as exc:
             result, message = "failed", str(exc)
-        update = {"last_backup": now, "last_result": result, "last_message": message}
+        update: dict[str, object] = {"last_backup": now, "last_result": result,
+                                     "last_message": message}
+        if result == "success":
+            update["last_password_version"] = view.password_version
         with self._state.catalog() as cat:
             # The schedule as it is now: it may have been changed (or turned off) meanwhile.
             text = cat.setting("config_backup")
@@ -169,7 +183,7 @@ class ConfigService:
             cat.put_setting("config_backup", done.model_dump_json())
             if result == "success":
                 cat.put_setting("config_backup_digest", json.dumps(digest))
-        return done
+        return _sealed(done)
 
     def backup(self, repository: str, password: str) -> str:
         """Seal the appliance's state and secrets with ``password`` into the repository;
@@ -263,3 +277,10 @@ class ConfigService:
             vcenters=len(doc["vcenters"]), repositories=len(doc["repositories"]),
             jobs=len(doc["jobs"]), secrets=len(doc["secrets"]), path=str(source),
             skipped_newer=skipped)
+
+
+def _sealed(view: api.ConfigScheduleView) -> api.ConfigScheduleView:
+    """``view`` saying whether its last backup is sealed with the current password."""
+    last = view.last_password_version
+    return view.model_copy(update={
+        "last_sealed_with_current": None if last is None else last == view.password_version})
