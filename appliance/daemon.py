@@ -68,7 +68,7 @@ from appliance.secret_store import write_private
 if TYPE_CHECKING:
     from appliance.notifier import Notifier
     from appliance.registry import Registry
-    from appliance.sessions import SessionManager
+    from appliance.sessions.manager import SessionManager
 
 log = logging.getLogger("appliance.daemon")
 
@@ -291,7 +291,7 @@ def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = Fa
     from appliance.notifier import Notifier
     from appliance.scheduler import Scheduler
     from appliance.server import ApplianceState, create_app
-    from appliance.sessions import SessionManager
+    from appliance.sessions.manager import SessionManager
 
     _make_home(home)
     check_socket_folder(home.socket, os.geteuid())

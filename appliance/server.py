@@ -37,7 +37,7 @@ from appliance.errors import (
 )
 from appliance.home import Home
 from appliance.registry import Registry
-from appliance.sessions import SessionManager
+from appliance.sessions.manager import SessionManager
 from catalog.models import VCenterRow
 
 log = logging.getLogger(__name__)
