@@ -1,0 +1,239 @@
+"""The simulator's strict switches (scripts/vcsim/overlay/simulator/vmkeep_strict.go), checked
+directly with pyVmomi and httpx: /folder authentication, single-use URL-bound service tickets,
+the hosts' own endpoints and the counters, Range ignored, disks locked while their VM runs,
+dcPath as an inventory path, datastore types and URLs, encryption key ids. Each test starts a
+simulator with its switches (and, where it matters, one without them)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+from tests.vcsim import Vcsim, start_vcsim
+
+VM = "DC0_H0_VM0"
+DS = "LocalDS_0"
+FILE = f"{VM}/{VM}.vmx"
+
+
+@dataclass
+class Sim:
+    """A running simulator with a logged-in pyVmomi connection."""
+
+    sim: Vcsim
+    si: Any
+
+    @property
+    def base(self) -> str:
+        return f"https://{self.sim.host}:{self.sim.port}"
+
+    def cookie(self) -> str:
+        """The value of the session's vmware_soap_session cookie."""
+        raw: str = self.si._stub.cookie
+        return raw.split("=", 1)[1].split(";", 1)[0].strip('"')
+
+    def url(self, path: str = FILE, *, ds: str = DS, dc: str | None = "DC0",
+            port: int | None = None) -> str:
+        q = f"dsName={ds}" + (f"&dcPath={dc}" if dc is not None else "")
+        return f"https://127.0.0.1:{port or self.sim.port}/folder/{path}?{q}"
+
+    def get(self, url: str, *, cookies: dict[str, str] | None = None,
+            headers: dict[str, str] | None = None, method: str = "GET",
+            content: bytes | None = None) -> httpx.Response:
+        with httpx.Client(verify=False, cookies=cookies) as c:
+            return c.request(method, url, headers=headers, content=content)
+
+    def session(self, url: str, **kw: Any) -> httpx.Response:
+        return self.get(url, cookies={"vmware_soap_session": self.cookie()}, **kw)
+
+    def ticket(self, url: str, method: str = "httpGet") -> Any:
+        spec = vim.SessionManager.HttpServiceRequestSpec(  # type: ignore[no-untyped-call]
+            url=url, method=method)
+        return self.si.content.sessionManager.AcquireGenericServiceTicket(spec)
+
+    def with_ticket(self, url: str, ticket_id: str, **kw: Any) -> httpx.Response:
+        return self.get(url, cookies={"vmware_cgi_ticket": ticket_id}, **kw)
+
+    def counters(self) -> dict[str, Any]:
+        with httpx.Client(verify=False) as c:
+            data: dict[str, Any] = c.get(f"{self.base}/vmkeep/counters").json()
+        return data
+
+    def obj(self, kind: Any, name: str) -> Any:
+        view = self.si.content.viewManager.CreateContainerView(
+            self.si.content.rootFolder, [kind], True)
+        try:
+            found = [o for o in view.view if o.name == name]
+        finally:
+            view.Destroy()
+        assert found, name
+        return found[0]
+
+    def all(self, kind: Any) -> list[Any]:
+        view = self.si.content.viewManager.CreateContainerView(
+            self.si.content.rootFolder, [kind], True)
+        try:
+            return list(view.view)
+        finally:
+            view.Destroy()
+
+
+Start = Callable[..., Sim]
+
+
+@pytest.fixture
+def start(vcsim_binary: Path) -> Iterator[Start]:
+    """Start simulators with the given environment / flags; all are stopped at the end."""
+    running: list[tuple[subprocess.Popen[str], Sim]] = []
+
+    def _start(env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> Sim:
+        proc, sim = start_vcsim(vcsim_binary, env=env, extra=extra)
+        si = SmartConnect(host=sim.host, port=sim.port, user=sim.user,  # type: ignore[no-untyped-call]
+                          pwd=sim.password, disableSslCertValidation=True)
+        s = Sim(sim, si)
+        running.append((proc, s))
+        return s
+
+    try:
+        yield _start
+    finally:
+        for proc, s in running:
+            Disconnect(s.si)  # type: ignore[no-untyped-call]
+            os.kill(s.sim.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _disks(vm: Any) -> list[Any]:
+    return [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+# --- 1. /folder authentication, tickets, counters, host endpoints ---------------------------
+
+def test_folder_is_open_without_switches(start: Start) -> None:
+    s = start()
+    assert s.get(s.url()).status_code == 200  # no cookie at all: upstream's leniency
+    assert s.counters()["vcenter"] == {"requests": 1, "served": 1}
+    assert s.counters()["hosts"] == {}
+
+
+def test_folder_auth_needs_the_session_cookie(start: Start) -> None:
+    s = start({"VCSIM_FOLDER_AUTH": "1"})
+    assert s.get(s.url()).status_code == 401
+    assert s.get(s.url(), cookies={"vmware_soap_session": "not-a-session"}).status_code == 401
+    assert s.session(s.url("data.bin"), method="PUT", content=b"xyz").status_code == 200
+    r = s.session(s.url("data.bin"))
+    assert (r.status_code, r.content) == (200, b"xyz")
+    assert s.counters()["vcenter"] == {"requests": 4, "served": 2}
+
+
+def test_a_ticket_works_once_and_only_at_its_url_and_method(start: Start) -> None:
+    s = start({"VCSIM_FOLDER_AUTH": "1"})
+    url = s.url()
+    t = s.ticket(url)
+    assert t.id
+    assert s.with_ticket(s.url(f"{VM}/{VM}.nvram"), t.id).status_code == 401  # another URL
+    assert s.with_ticket(url, t.id, method="HEAD").status_code == 401  # another method
+    assert s.with_ticket(url, t.id).status_code == 200
+    assert s.with_ticket(url, t.id).status_code == 401  # used up
+    assert s.with_ticket(url, "made-up").status_code == 401
+    put = s.ticket(s.url(f"{VM}/new.bin"), "httpPut")
+    assert s.with_ticket(s.url(f"{VM}/new.bin"), put.id, method="PUT",
+                         content=b"abc").status_code == 200
+    assert s.session(s.url(f"{VM}/new.bin")).content == b"abc"
+
+
+def _host_endpoint(s: Sim, name: str) -> tuple[int, str | None]:
+    host = s.obj(vim.HostSystem, name)
+    cfg = host.summary.config
+    return int(cfg.port), cfg.sslThumbprint
+
+
+def _management_ip(host: Any) -> str:
+    """What a client reads for a host's address: the management vmknic's IP."""
+    for nc in host.config.virtualNicManagerInfo.netConfig:
+        if nc.nicType == "management":
+            for nic in nc.candidateVnic:
+                if nic.key in (nc.selectedVnic or []):
+                    return str(nic.spec.ip.ipAddress)
+    raise AssertionError("no management vmknic")
+
+
+def _served_thumbprint(port: int) -> str:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return ":".join(f"{b:02X}" for b in hashlib.sha1(der).digest())
+
+
+def test_each_host_has_an_endpoint_found_through_the_inventory(start: Start) -> None:
+    s = start({"VCSIM_HOST_ENDPOINTS": "1"})
+    names = sorted(h.name for h in s.all(vim.HostSystem))
+    assert names == ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2", "DC0_H0"]  # names unchanged
+    ports = set()
+    for name in names:
+        host = s.obj(vim.HostSystem, name)
+        port, thumb = _host_endpoint(s, name)
+        assert _management_ip(host) == "127.0.0.1"
+        assert host.config.network.vnic[0].spec.ip.ipAddress == "127.0.0.1"
+        assert _served_thumbprint(port) == thumb
+        assert s.counters()["hosts"][name]["port"] == port
+        ports.add(port)
+    assert len(ports) == 4 and s.sim.port not in ports
+
+    assert s.session(s.url("data.bin"), method="PUT", content=b"xyz").status_code == 200
+    port, thumb = _host_endpoint(s, "DC0_H0")
+    url = s.url("data.bin", port=port, dc=None)
+    assert s.session(url).status_code == 401  # the vCenter's session cookie is not for hosts
+    t = s.ticket(url)
+    assert t.sslThumbprint == thumb and t.hostName == "DC0_H0"
+    other = s.url("data.bin", port=_host_endpoint(s, "DC0_C0_H0")[0], dc=None)
+    assert s.with_ticket(other, t.id).status_code == 401  # the same file on another host
+    r = s.with_ticket(url, t.id)
+    assert (r.status_code, r.content) == (200, b"xyz")
+    assert s.with_ticket(url, t.id).status_code == 401  # used up
+    missing = s.url(port=port, dc=None, ds="NoSuchDS")
+    assert s.with_ticket(missing, s.ticket(missing).id).status_code == 404
+    c = s.counters()
+    assert c["hosts"]["DC0_H0"]["served"] == 1
+    assert c["hosts"]["DC0_H0"]["requests"] == 4
+    assert c["hosts"]["DC0_C0_H0"] == {**c["hosts"]["DC0_C0_H0"], "requests": 1, "served": 0}
+    assert c["vcenter"] == {"requests": 1, "served": 1}
+
+
+def test_without_host_endpoints_hosts_keep_the_models_port(start: Start) -> None:
+    s = start()
+    port, thumb = _host_endpoint(s, "DC0_H0")
+    assert port == 902 and thumb is None
+
+
+def test_the_vcenter_can_refuse_data_requests(start: Start) -> None:
+    s = start({"VCSIM_VC_FOLDER_REFUSE": "1", "VCSIM_HOST_ENDPOINTS": "1"})
+    assert s.session(s.url()).status_code == 403
+    assert s.with_ticket(s.url(), s.ticket(s.url()).id).status_code == 403
+    port, _ = _host_endpoint(s, "DC0_C0_H1")
+    url = s.url(port=port, dc=None)
+    assert s.with_ticket(url, s.ticket(url).id).status_code == 200
+    c = s.counters()
+    assert c["vcenter"] == {"requests": 2, "served": 0}
+    assert c["hosts"]["DC0_C0_H1"]["served"] == 1
