@@ -50,6 +50,9 @@
 //	                            certificate SHA-1 = summary.config.sslThumbprint.
 //	                            config.certificate stays unset (govmomi 0.24.2
 //	                            would encode it in a form pyVmomi cannot read).
+//	VCSIM_FOLDER_IGNORE_RANGE=1 /folder ignores Range: 200 with the whole file.
+//	VCSIM_FOLDER_LOCK_RUNNING=1 the current disk files (descriptor and -flat) of
+//	                            powered-on VMs answer 500 "locked".
 //
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from tests.vcsim import Vcsim, start_vcsim
@@ -237,3 +238,39 @@ def test_the_vcenter_can_refuse_data_requests(start: Start) -> None:
     c = s.counters()
     assert c["vcenter"] == {"requests": 2, "served": 0}
     assert c["hosts"]["DC0_C0_H1"]["served"] == 1
+
+
+# --- 2. Range ignored, running VMs' disks locked --------------------------------------------
+
+def test_range_is_honoured_by_default_and_ignored_on_demand(start: Start) -> None:
+    body = bytes(range(256)) * 16
+    for env, status, want in (({}, 206, body[100:200]),
+                              ({"VCSIM_FOLDER_IGNORE_RANGE": "1"}, 200, body)):
+        s = start(env)
+        assert s.session(s.url("data.bin"), method="PUT", content=body).status_code == 200
+        r = s.session(s.url("data.bin"), headers={"Range": "bytes=100-199"})
+        assert (r.status_code, r.content) == (status, want)
+
+
+def test_a_running_vms_current_disk_is_locked(start: Start) -> None:
+    default = start()
+    vm = default.obj(vim.VirtualMachine, VM)
+    assert vm.runtime.powerState == "poweredOn"
+    assert default.session(default.url(f"{VM}/disk1-flat.vmdk")).status_code == 200
+
+    s = start({"VCSIM_FOLDER_LOCK_RUNNING": "1"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    for name in ("disk1.vmdk", "disk1-flat.vmdk"):
+        r = s.session(s.url(f"{VM}/{name}"))
+        assert r.status_code == 500 and b"locked" in r.content
+    assert s.session(s.url()).status_code == 200  # the .vmx is not a disk
+    WaitForTask(vm.CreateSnapshot_Task(  # type: ignore[no-untyped-call]
+        name="s1", description="", memory=False, quiesce=False))
+    files = [d.backing.fileName for d in _disks(vm.snapshot.currentSnapshot)]
+    assert files and all("-snap" in f for f in files)
+    for f in files:
+        rel = f.split("] ", 1)[1]
+        assert s.session(s.url(rel)).status_code == 200  # the snapshot's frozen copy
+        assert s.session(s.url(rel.replace(".vmdk", "-flat.vmdk"))).status_code == 200
+    WaitForTask(vm.PowerOffVM_Task())  # type: ignore[no-untyped-call]
+    assert s.session(s.url(f"{VM}/disk1-flat.vmdk")).status_code == 200

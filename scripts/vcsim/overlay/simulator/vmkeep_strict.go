@@ -32,6 +32,12 @@
 //     "hosts": {"DC0_H0": {"address", "port", "thumbprint", "requests", "served"}}}
 //     (requests: every /folder request; served: those handed to the file
 //     server after the checks).
+//   - VCSIM_FOLDER_IGNORE_RANGE=1: Range (and If-Range) are ignored: 200 with
+//     the whole file.
+//   - VCSIM_FOLDER_LOCK_RUNNING=1: the files of the current disks (descriptor
+//     and "-flat" extent of each disk backing) of powered-on VMs answer 500
+//     "locked" (any method). Snapshot copies and powered-off VMs' files are
+//     served.
 package simulator
 
 import (
@@ -59,6 +65,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -69,6 +76,8 @@ var (
 	vmkeepFolderAuth    = os.Getenv("VCSIM_FOLDER_AUTH") == "1"
 	vmkeepVCRefuse      = os.Getenv("VCSIM_VC_FOLDER_REFUSE") == "1"
 	vmkeepHostEndpoints = os.Getenv("VCSIM_HOST_ENDPOINTS") == "1"
+	vmkeepIgnoreRange   = os.Getenv("VCSIM_FOLDER_IGNORE_RANGE") == "1"
+	vmkeepLockRunning   = os.Getenv("VCSIM_FOLDER_LOCK_RUNNING") == "1"
 )
 
 // vmkeepCounter counts an endpoint's /folder requests.
@@ -243,6 +252,14 @@ func vmkeepServeFolder(s *Service, ep *vmkeepHostEndpoint, w http.ResponseWriter
 		return
 	}
 
+	if vmkeepLockRunning && vmkeepLocked(ds.Name, strings.TrimPrefix(r.URL.Path, folderPrefix)) {
+		http.Error(w, "vcsim: file is locked (opened by a powered-on VM)", http.StatusInternalServerError)
+		return
+	}
+	if vmkeepIgnoreRange {
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	}
 	atomic.AddInt64(&counter.served, 1)
 	serveDatastoreFile(ds, w, r)
 }
@@ -265,6 +282,45 @@ func vmkeepHostDatastore(ep *vmkeepHostEndpoint, query url.Values) *Datastore {
 		}
 	}
 	return nil
+}
+
+// vmkeepLocked: is file (a path in datastore dsName) one of a powered-on VM's
+// current disk files?
+func vmkeepLocked(dsName, file string) bool {
+	file = strings.TrimPrefix(path.Clean("/"+file), "/")
+	for _, e := range Map.All("VirtualMachine") {
+		vm, ok := e.(*VirtualMachine)
+		if !ok {
+			continue
+		}
+		var names []string
+		Map.WithLock(vm, func() {
+			if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn || vm.Config == nil {
+				return
+			}
+			for _, d := range vm.Config.Hardware.Device {
+				disk, ok := d.(*types.VirtualDisk)
+				if !ok {
+					continue
+				}
+				if b, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+					names = append(names, b.GetVirtualDeviceFileBackingInfo().FileName)
+				}
+			}
+		})
+		for _, n := range names {
+			var p object.DatastorePath
+			if !p.FromString(n) || p.Datastore != dsName {
+				continue
+			}
+			desc := path.Clean(p.Path)
+			flat := strings.TrimSuffix(desc, ".vmdk") + "-flat.vmdk"
+			if file == desc || file == flat {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // VmkeepCounters serves GET /vmkeep/counters (JSON, see the file's comment).
