@@ -53,6 +53,11 @@
 //	VCSIM_FOLDER_IGNORE_RANGE=1 /folder ignores Range: 200 with the whole file.
 //	VCSIM_FOLDER_LOCK_RUNNING=1 the current disk files (descriptor and -flat) of
 //	                            powered-on VMs answer 500 "locked".
+//	VCSIM_STRICT_DCPATH=1       the vCenter's /folder takes dcPath only as the
+//	                            datacenter's inventory path ("F0/DC0" with
+//	                            -folder 1) and dsName as an exact name, both
+//	                            required; else 404 (upstream finds a bare name
+//	                            anywhere, globs, and defaults when empty).
 //
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,

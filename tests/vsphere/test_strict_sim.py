@@ -274,3 +274,22 @@ def test_a_running_vms_current_disk_is_locked(start: Start) -> None:
         assert s.session(s.url(rel.replace(".vmdk", "-flat.vmdk"))).status_code == 200
     WaitForTask(vm.PowerOffVM_Task())  # type: ignore[no-untyped-call]
     assert s.session(s.url(f"{VM}/disk1-flat.vmdk")).status_code == 200
+
+
+# --- 3. dcPath is the datacenter's inventory path -------------------------------------------
+
+def test_dcpath_is_an_inventory_path_in_strict_mode(start: Start) -> None:
+    lenient = start(extra=("-folder", "1"))
+    assert lenient.session(lenient.url(dc="DC0")).status_code == 200  # upstream finds it
+    assert lenient.session(lenient.url(dc=None)).status_code == 200  # the only DC
+
+    s = start({"VCSIM_STRICT_DCPATH": "1"}, extra=("-folder", "1"))
+    assert s.obj(vim.Datacenter, "DC0").parent.name == "F0"
+    assert s.session(s.url(dc="F0/DC0")).status_code == 200
+    assert s.session(s.url(dc="/F0/DC0")).status_code == 200
+    for dc in ("DC0", "F*/DC0", "F0", "F0/DC0/extra", None):
+        assert s.session(s.url(dc=dc)).status_code == 404, dc
+    assert s.session(s.url(dc="F0/DC0", ds="LocalDS_*")).status_code == 404
+
+    flat = start({"VCSIM_STRICT_DCPATH": "1"})  # DC0 in the root folder: its name is its path
+    assert flat.session(flat.url(dc="DC0")).status_code == 200

@@ -38,6 +38,13 @@
 //     and "-flat" extent of each disk backing) of powered-on VMs answer 500
 //     "locked" (any method). Snapshot copies and powered-off VMs' files are
 //     served.
+//   - VCSIM_STRICT_DCPATH=1: the vCenter's /folder resolves dcPath as the
+//     datacenter's inventory path from the root folder ("F0/DC0", a leading
+//     "/" is allowed), each part an exact name (no globs, no search by bare
+//     name), and dsName as the exact name of one of that datacenter's
+//     datastores; both are required. Otherwise 404. (Upstream's
+//     finder.DatacenterOrDefault finds a bare name anywhere in the inventory,
+//     takes globs, and picks the only datacenter/datastore when empty.)
 package simulator
 
 import (
@@ -66,6 +73,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -78,6 +86,7 @@ var (
 	vmkeepHostEndpoints = os.Getenv("VCSIM_HOST_ENDPOINTS") == "1"
 	vmkeepIgnoreRange   = os.Getenv("VCSIM_FOLDER_IGNORE_RANGE") == "1"
 	vmkeepLockRunning   = os.Getenv("VCSIM_FOLDER_LOCK_RUNNING") == "1"
+	vmkeepStrictDCPath  = os.Getenv("VCSIM_STRICT_DCPATH") == "1"
 )
 
 // vmkeepCounter counts an endpoint's /folder requests.
@@ -240,6 +249,8 @@ func vmkeepServeFolder(s *Service, ep *vmkeepHostEndpoint, w http.ResponseWriter
 	switch {
 	case ep != nil:
 		ds = vmkeepHostDatastore(ep, query)
+	case vmkeepStrictDCPath:
+		ds = vmkeepStrictDatastore(query)
 	default:
 		var err error
 		if ds, err = s.findDatastore(query); err != nil {
@@ -277,6 +288,43 @@ func vmkeepHostDatastore(ep *vmkeepHostEndpoint, query url.Values) *Datastore {
 	var refs []types.ManagedObjectReference
 	Map.WithLock(h, func() { refs = append(refs, h.Datastore...) })
 	for _, ref := range refs {
+		if ds, ok := Map.Get(ref).(*Datastore); ok && ds.Name == name {
+			return ds
+		}
+	}
+	return nil
+}
+
+// vmkeepStrictDatastore: dcPath as an inventory path, dsName exact.
+func vmkeepStrictDatastore(query url.Values) *Datastore {
+	dcPath := strings.TrimPrefix(query.Get("dcPath"), "/")
+	name := query.Get("dsName")
+	if dcPath == "" || name == "" {
+		return nil
+	}
+	var cur mo.Reference = Map.Get(Map.content().RootFolder)
+	for _, part := range strings.Split(dcPath, "/") {
+		f, ok := cur.(*Folder)
+		if !ok {
+			return nil
+		}
+		var next mo.Reference
+		for _, ref := range f.ChildEntity {
+			if e, ok := Map.Get(ref).(mo.Entity); ok && e.Entity().Name == part {
+				next = e
+				break
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		cur = next
+	}
+	dc, ok := cur.(*Datacenter)
+	if !ok {
+		return nil
+	}
+	for _, ref := range dc.Datastore {
 		if ds, ok := Map.Get(ref).(*Datastore); ok && ds.Name == name {
 			return ds
 		}
