@@ -58,6 +58,13 @@
 //	                            -folder 1) and dsName as an exact name, both
 //	                            required; else 404 (upstream finds a bare name
 //	                            anywhere, globs, and defaults when empty).
+//	VCSIM_DS_TYPES=NAME=TYPE,.. summary.type of those datastores (VMFS, NFS,
+//	                            NFS41, CIFS, vsan, VVOL, vfat, PMEM, OTHER).
+//	VCSIM_DS_URL=vmfs           datastores' info.url and summary.url read as
+//	                            "ds:///vmfs/volumes/<id>/" (default: the local
+//	                            folder, which vmkeep's "direct" transport uses).
+//	VCSIM_ENCRYPTED_VMS=A,B     those VMs get config.keyId and their disks (also
+//	                            ones added later) backing.keyId.
 //
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,

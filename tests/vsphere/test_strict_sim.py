@@ -293,3 +293,55 @@ def test_dcpath_is_an_inventory_path_in_strict_mode(start: Start) -> None:
 
     flat = start({"VCSIM_STRICT_DCPATH": "1"})  # DC0 in the root folder: its name is its path
     assert flat.session(flat.url(dc="DC0")).status_code == 200
+
+
+# --- 4. Datastore types and URLs, encryption key ids ----------------------------------------
+
+def test_datastore_types_and_vmfs_urls(start: Start) -> None:
+    default = start()
+    ds = default.obj(vim.Datastore, DS)
+    assert ds.summary.type == "OTHER" and Path(ds.info.url).is_dir()
+
+    types = {"LocalDS_0": "VMFS", "LocalDS_1": "NFS", "LocalDS_2": "vsan", "LocalDS_3": "VVOL"}
+    s = start({"VCSIM_DS_TYPES": ",".join(f"{k}={v}" for k, v in types.items()),
+               "VCSIM_DS_URL": "vmfs"}, extra=("-ds", "4"))
+    urls = set()
+    for name, kind in types.items():
+        ds = s.obj(vim.Datastore, name)
+        assert ds.summary.type == kind
+        assert ds.info.url == ds.summary.url
+        assert ds.info.url.startswith("ds:///vmfs/volumes/") and ds.info.url.endswith("/")
+        urls.add(ds.info.url)
+    assert len(urls) == 4
+    assert "vsan:" in s.obj(vim.Datastore, "LocalDS_2").info.url
+    assert s.session(s.url()).status_code == 200  # the simulator still finds its files
+
+
+def test_bad_datastore_types_stop_the_simulator(start: Start) -> None:
+    with pytest.raises(AssertionError, match="did not start"):
+        start({"VCSIM_DS_TYPES": "LocalDS_0=ext4"})
+
+
+def test_encrypted_vms_have_key_ids(start: Start) -> None:
+    s = start({"VCSIM_ENCRYPTED_VMS": VM})
+    vm = s.obj(vim.VirtualMachine, VM)
+    key = vm.config.keyId
+    assert key.keyId and key.providerId.id == "vmkeep-kms"
+    disks = _disks(vm)
+    assert disks and all(d.backing.keyId.keyId == key.keyId for d in disks)
+
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
+        diskMode="persistent", fileName="")
+    disk = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
+        key=-1, controllerKey=disks[0].controllerKey, unitNumber=1, capacityInKB=1024,
+        backing=backing)
+    change = vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+        operation="add", fileOperation="create", device=disk)
+    WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[change])))
+    disks = _disks(vm)
+    assert len(disks) == 2 and all(d.backing.keyId.keyId == key.keyId for d in disks)
+
+    other = s.obj(vim.VirtualMachine, "DC0_H0_VM1")
+    assert other.config.keyId is None
+    assert all(d.backing.keyId is None for d in _disks(other))

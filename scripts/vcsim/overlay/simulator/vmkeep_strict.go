@@ -45,6 +45,8 @@
 //     datastores; both are required. Otherwise 404. (Upstream's
 //     finder.DatacenterOrDefault finds a bare name anywhere in the inventory,
 //     takes globs, and picks the only datacenter/datastore when empty.)
+//
+// The inventory switches are in vmkeep_inventory.go.
 package simulator
 
 import (
@@ -399,10 +401,16 @@ func VmkeepCounters(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// VmkeepStrictSetup starts the hosts'
+// VmkeepStrictSetup applies the inventory switches and starts the hosts'
 // endpoints (with VCSIM_HOST_ENDPOINTS=1). Call it after Model.Create; the
 // returned function closes the endpoints.
 func VmkeepStrictSetup() (func(), error) {
+	if err := vmkeepSetDatastoreTypes(os.Getenv("VCSIM_DS_TYPES")); err != nil {
+		return nil, err
+	}
+	if err := vmkeepMarkEncrypted(os.Getenv("VCSIM_ENCRYPTED_VMS")); err != nil {
+		return nil, err
+	}
 	closeAll := func() {
 		for _, ep := range vmkeepEndpoints {
 			_ = ep.server.Close()
