@@ -60,6 +60,14 @@ def datastore_url_path(datacenter_name: str, datastore_name: str, path: str) -> 
     return "/folder/" + urllib.parse.quote(path.lstrip("/")) + "?" + query
 
 
+def range_ignored(what: str, first: int, last: int) -> str:
+    """The error for a Range request answered with 200 (the whole file)."""
+    return (f"reading {what}: the server answered the request for bytes {first}-{last} with "
+            "HTTP 200 and the whole file (it ignored Range); vmkeep does not read disks from "
+            "the start for every block: check what sits between this appliance and the "
+            "server (a proxy that drops Range), or use another transport")
+
+
 def _pad(data: bytes, offset: int, length: int, size: int) -> bytes:
     want = max(0, min(length, size - offset))
     if len(data) >= want:
@@ -132,11 +140,10 @@ class DatastoreDiskSource:
         })
         resp = conn.getresponse()
         if resp.status == 200:
-            # Range ignored: the whole file follows. Take what was asked for and drop the
-            # connection rather than read (and hold) a whole disk per block.
-            body = resp.read(last + 1)[first:]
+            # Range ignored: the whole file would follow. Never read it (time and memory
+            # would grow with the offset); drop the connection and fail the read.
             self._drop_conn()
-            return body
+            raise TransportError(range_ignored(self._what, first, last))
         body = resp.read()
         if resp.status == 206:
             got = _range_start(resp.getheader("Content-Range"))

@@ -32,8 +32,11 @@ def vcsim_binary() -> Path:
 @pytest.fixture
 def vcsim(vcsim_binary: Path, request: pytest.FixtureRequest) -> Iterator[Vcsim]:
     """A simulator for this test. Its environment can be set with
-    ``@pytest.mark.parametrize("vcsim", [{"VCSIM_…": "…"}], indirect=True)``."""
-    proc, sim = start_vcsim(vcsim_binary, env=getattr(request, "param", None))
+    ``@pytest.mark.parametrize("vcsim", [{"VCSIM_…": "…"}], indirect=True)``, and flags
+    besides with a pair ``({"VCSIM_…": "…"}, ("-folder", "1"))``."""
+    param = getattr(request, "param", None)
+    env, extra = param if isinstance(param, tuple) else (param, ())
+    proc, sim = start_vcsim(vcsim_binary, env=env, extra=extra)
     try:
         yield sim
     finally:
