@@ -323,8 +323,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                 else:
                     endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                                  session.ssl_context, session.fingerprint)
-                    inner = DatastoreDiskSource(endpoint, info.datacenter, ds_name, flat, cap,
-                                                f"disk{index}", allocated)
+                    inner = DatastoreDiskSource(endpoint, info.datacenter_path, ds_name, flat,
+                                                cap, f"disk{index}", allocated)
                 src = _CountingSource(inner)
                 counters[index] = src
                 if changed is not None and prev is not None and prev_point and sample_blocks > 0:

@@ -265,7 +265,7 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
             if tdisk is None:
                 raise VmRestoreError(f"the new VM {name!r} has no disk at bus {action.bus} "
                                      f"unit {action.unit} for disk {action.index}")
-            written += uploader.upload(disks[action.index], placement.datacenter, tdisk)
+            written += uploader.upload(disks[action.index], placement.datacenter_path, tdisk)
             log("info", f"disk {action.index}: {action.size} bytes written to "
                         f"{tdisk.file_name}")
         if power_on:
@@ -330,7 +330,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
     uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
     written = 0
     for d in plan.disks:
-        written += uploader.upload(disks[d.index], target.datacenter, slots[(d.bus, d.unit)])
+        written += uploader.upload(disks[d.index], target.datacenter_path,
+                                   slots[(d.bus, d.unit)])
         log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
     reset = rt.reset_cbt(session, plan.target_moref)
     if reset:
@@ -363,7 +364,7 @@ def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
                 f"{info.name!r} at bus {added.bus} unit {added.unit}")
     try:
         written = _Uploader(session, ws, disk.size, progress).upload(
-            disk, target.datacenter, added)
+            disk, target.datacenter_path, added)
     except BaseException as exc:
         log("error", f"writing disk {disk_index} into VM {info.name!r} failed ({exc}); "
                      "removing the added disk")

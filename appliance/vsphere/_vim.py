@@ -96,6 +96,20 @@ def collect(session: VSphereSession, container: Any, obj_type: Any,
     return session.call(run)
 
 
+def inventory_path(entity: Any) -> str:
+    """The entity's inventory path below the root folder, as ``dcPath`` takes a datacenter's:
+    ``F0/DC0`` for datacenter DC0 in folder F0 (``DC0`` directly under the root)."""
+    names: list[str] = []
+    node = entity
+    while node is not None:
+        parent = node.parent
+        if parent is None:  # the root folder
+            break
+        names.append(str(node.name))
+        node = parent
+    return "/".join(reversed(names))
+
+
 def type_name(obj: Any) -> str:
     """``vim.vm.device.VirtualLsiLogicController`` → ``VirtualLsiLogicController``."""
     return type(obj).__name__.rsplit(".", 1)[-1]

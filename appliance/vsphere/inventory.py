@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from pyVmomi import vim
 
 from appliance.errors import NotFoundError
-from appliance.vsphere._vim import collect, vm_object
+from appliance.vsphere._vim import collect, inventory_path, vm_object
 from appliance.vsphere.session import VSphereSession
 
 VM_PATHS = (
@@ -87,6 +88,7 @@ class VmInfo:
     disks: tuple[DiskInfo, ...]
     snapshots: tuple[SnapshotInfo, ...]
     ip_address: str = ""  # the guest's, as VMware Tools report it ("" without)
+    datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
 
     @property
     def has_snapshots(self) -> bool:
@@ -192,6 +194,7 @@ def list_vms(session: VSphereSession) -> list[VmInfo]:
     vms: list[VmInfo] = []
     for dc_obj, dc_props in collect(session, session.content.rootFolder, vim.Datacenter,
                                      ["name"]):
+        dc_path = session.call(partial(inventory_path, dc_obj))
         for obj, p in collect(session, dc_obj, vim.VirtualMachine, VM_PATHS):
             host_ref = p.get("runtime.host")
             vms.append(VmInfo(
@@ -210,6 +213,7 @@ def list_vms(session: VSphereSession) -> list[VmInfo]:
                 disks=_disks(p.get("config.hardware.device") or []),
                 snapshots=_snapshots(p.get("snapshot")),
                 ip_address=str(p.get("guest.ipAddress", "") or ""),
+                datacenter_path=dc_path,
             ))
     vms.sort(key=lambda v: (v.name, v.instance_uuid))
     return vms

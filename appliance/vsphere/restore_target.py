@@ -18,7 +18,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import BadInputError, NotFoundError, VSphereError
-from appliance.vsphere._vim import VsphereTaskError, vm_object, wait_for_task
+from appliance.vsphere._vim import VsphereTaskError, inventory_path, vm_object, wait_for_task
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.vm_config import DiskConfig, NicConfig, VmConfig
@@ -47,6 +47,7 @@ class Placement:
     host_moref: str | None
     host: str
     datastore: str
+    datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class TargetVm:
     power_state: str
     snapshot_count: int
     disks: tuple[TargetDisk, ...]
+    datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
 
 
 def _fault(exc: BaseException) -> str:
@@ -159,7 +161,8 @@ def resolve_placement(session: VSphereSession, *, datacenter: str | None = None,
         else:
             fold = dc.vmFolder
         return Placement(str(dc.name), str(dc._moId), str(fold._moId), str(pool._moId),
-                         str(host_obj._moId), str(host_obj.name), str(ds.name))
+                         str(host_obj._moId), str(host_obj.name), str(ds.name),
+                         inventory_path(dc))
 
     try:
         return session.call(run)
@@ -291,11 +294,21 @@ def _vm(session: VSphereSession, moref: str) -> Any:
     return vm_object(session, moref)
 
 
-def _datacenter_of(obj: Any) -> str:
+def _datacenter_node(obj: Any) -> Any:
     node = obj
     while node is not None and not isinstance(node, vim.Datacenter):
         node = getattr(node, "parent", None)
+    return node
+
+
+def _datacenter_of(obj: Any) -> str:
+    node = _datacenter_node(obj)
     return str(node.name) if node is not None else ""
+
+
+def _datacenter_path_of(obj: Any) -> str:
+    node = _datacenter_node(obj)
+    return inventory_path(node) if node is not None else ""
 
 
 def describe_vm(session: VSphereSession, moref: str) -> TargetVm:
@@ -312,7 +325,8 @@ def describe_vm(session: VSphereSession, moref: str) -> TargetVm:
             stack += list(node.childSnapshotList or [])
         return TargetVm(str(vm.name), moref, str(config.instanceUuid or ""),
                         _datacenter_of(vm), str(vm.runtime.powerState), count,
-                        _target_disks(list(config.hardware.device or [])))
+                        _target_disks(list(config.hardware.device or [])),
+                        _datacenter_path_of(vm))
 
     try:
         return session.call(run)

@@ -190,7 +190,7 @@ def resize_disk(session: VSphereSession, size: int) -> Disk:
     ds_name, rel = split_datastore_path(str(disk.backing.fileName))
     roots = {str(ds.name): str(ds.info.url) for ds in vm.datastore}
     flat = flat_file_of(rel)
-    return Disk(info.datacenter, ds_name, flat, Path(roots[ds_name]) / flat, size)
+    return Disk(info.datacenter_path, ds_name, flat, Path(roots[ds_name]) / flat, size)
 
 
 def install(image: Path, disk: Disk) -> None:

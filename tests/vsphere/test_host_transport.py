@@ -9,9 +9,13 @@ import tracemalloc
 
 import pytest
 
+from appliance.jobs.vm_restore import restore_disk_into_vm, restore_new_vm
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
-from tests.vsphere.vmenv import Env
+from tests.helpers import in_ws, session_first
+from tests.vsphere.test_vm_restore import flat_bytes
+from tests.vsphere.vmenv import VM, Env
 
 IGNORE_RANGE = {"VCSIM_FOLDER_IGNORE_RANGE": "1"}
 
@@ -45,3 +49,31 @@ def test_a_range_answered_with_200_is_not_read(env: Env) -> None:
         tracemalloc.stop()
         src.close()
     assert peak < 1 << 20, f"{peak} bytes held for a 256 KiB read"
+
+
+STRICT_DCPATH_IN_FOLDER = ({"VCSIM_STRICT_DCPATH": "1"}, ("-folder", "1"))
+
+
+@pytest.mark.parametrize("vcsim", [STRICT_DCPATH_IN_FOLDER], indirect=True)
+def test_a_vm_whose_datacenter_sits_in_a_folder_backs_up(env: Env) -> None:
+    """dcPath is the datacenter's inventory path ("F0/DC0"), not its name."""
+    e = env
+    assert find_vm(e.session, VM).datacenter_path == "F0/DC0"
+    r = e.backup(transport="https")
+    assert r.status == "success" and r.point_id, e.logs
+    assert e.restored(r.point_id, 1) == e.content(1)
+
+
+@pytest.mark.parametrize("vcsim", [STRICT_DCPATH_IN_FOLDER], indirect=True)
+def test_restores_into_a_datacenter_in_a_folder_send_its_path(env: Env) -> None:
+    e = env
+    r = e.backup(transport="https")
+    assert r.point_id, e.logs
+    want = e.content(1)
+    target = "DC0_H0_VM1"
+    result = in_ws(e.repo, e.cat, session_first(restore_disk_into_vm, e.session),
+                   r.point_id, 1, target, log=e.log)
+    assert flat_bytes(e, result.target_disk) == want
+    new = in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), r.point_id,
+                "restored-in-F0", log=e.log)
+    assert new.disks == (0, 1)
