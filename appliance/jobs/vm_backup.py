@@ -35,18 +35,14 @@ from appliance.vsphere.cbt import (
     CbtNotEnabled,
     SnapshotDisk,
     changed_areas,
-    flat_file_of,
     snapshot_disks,
 )
+from appliance.vsphere.descriptor import DescriptorError
+from appliance.vsphere.disk_access import DiskSource, disk_access, open_disk
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
 from appliance.vsphere.inventory import datastore_urls as vsphere_datastore_urls
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
-from appliance.vsphere.transport import (
-    DatastoreDiskSource,
-    DatastoreEndpoint,
-    DirectPathDiskSource,
-)
 from appliance.vsphere.vm_config import read_vm_config
 from catalog.models import DiskRow
 from catalog.store import Catalog
@@ -91,7 +87,7 @@ class VmBackupResult:
 class _CountingSource:
     """A Source that counts the bytes it returned."""
 
-    def __init__(self, inner: DatastoreDiskSource | DirectPathDiskSource) -> None:
+    def __init__(self, inner: DiskSource) -> None:
         self.inner = inner
         self.bytes_read = 0
         self._lock = threading.Lock()
@@ -233,9 +229,9 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     if transport == "https" and not options.read_streams:
         options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
-    datastore_urls: dict[str, str] = {}
-    if transport == "direct":
-        datastore_urls = vsphere_datastore_urls(session, vm)
+    access = disk_access(session, info.datacenter_path,
+                         "direct" if transport == "direct" else "vcenter",
+                         vsphere_datastore_urls(session, vm) if transport == "direct" else None)
 
     outcomes: dict[int, DiskOutcome] = {}
     with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce) as ref:
@@ -310,21 +306,15 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                         msg = f"disk {index}: {reason}; full read with deduplication"
                         dw.append(msg)
                         warn(msg)
-                ds_name, _, rel = sd.file_name[1:].partition("]")
-                flat = flat_file_of(rel.strip())
-                inner: DatastoreDiskSource | DirectPathDiskSource
-                if transport == "direct":
-                    root = datastore_urls.get(ds_name)
-                    if not root:
-                        raise VmBackupError(f"disk {index}: datastore {ds_name!r} is not "
-                                            "reachable locally for the direct transport")
-                    inner = DirectPathDiskSource(f"{root.rstrip('/')}/{flat}", cap,
-                                                 f"disk{index}", allocated)
-                else:
-                    endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
-                                                 session.ssl_context, session.fingerprint)
-                    inner = DatastoreDiskSource(endpoint, info.datacenter_path, ds_name, flat,
-                                                cap, f"disk{index}", allocated)
+                try:
+                    inner = open_disk(session, access, sd.file_name, cap, f"disk{index}",
+                                      allocated, what=label)
+                except DescriptorError as exc:
+                    warn(f"skipping {exc}")
+                    del disk_warnings[index]
+                    outcomes[index] = DiskOutcome(index, sd.key, label, "skipped",
+                                                  skipped_reason=str(exc))
+                    continue
                 src = _CountingSource(inner)
                 counters[index] = src
                 if changed is not None and prev is not None and prev_point and sample_blocks > 0:

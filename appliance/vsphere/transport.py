@@ -252,6 +252,48 @@ class DirectPathDiskSource:
             self._fd = -1
 
 
+def fetch_small_file(endpoint: DatastoreEndpoint, url_path: str, limit: int, what: str, *,
+                     timeout: float = 60.0, headers: dict[str, str] | None = None) -> bytes:
+    """A small datastore file (a disk's descriptor) whole, at most ``limit + 1`` bytes of it
+    (more is the caller's to refuse), with the session cookie (or ``headers``)."""
+    last_error = ""
+    for attempt in range(RETRIES):
+        ctx = endpoint.ssl_context or ssl.create_default_context()
+        conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout,
+                                           context=ctx)
+        try:
+            conn.connect()
+            endpoint.check_peer(conn.sock)
+            conn.request("GET", url_path, headers=headers or {
+                "Cookie": f"vmware_soap_session={endpoint.cookie}"})
+            resp = conn.getresponse()
+            if resp.status == 200:
+                return resp.read(limit + 1)
+            if resp.status in (401, 403):
+                raise TransportError(f"reading {what}: the datastore refused the session "
+                                     f"(HTTP {resp.status}); log in again")
+            if resp.status == 404:
+                raise TransportError(f"reading {what}: the file does not exist on the "
+                                     "datastore (HTTP 404)")
+            last_error = f"HTTP {resp.status} {resp.reason}: {resp.read(200)!r}"
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = " ".join(str(exc).split()) or type(exc).__name__
+        finally:
+            conn.close()
+        if attempt + 1 < RETRIES:
+            time.sleep(BACKOFF * (2 ** attempt))
+    raise TransportError(f"reading {what} failed after {RETRIES} attempts: {last_error}")
+
+
+def read_local_head(path: str, limit: int) -> bytes:
+    """The first ``limit + 1`` bytes of a local file (a descriptor on a mounted datastore)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
+    except OSError as exc:
+        raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def session_cookie_value(raw_cookie: str) -> str:
     """The ``vmware_soap_session`` value out of a Set-Cookie style string (pyVmomi's
     ``stub.cookie``); the input itself when it holds no such name."""

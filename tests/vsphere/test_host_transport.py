@@ -6,16 +6,19 @@ single-use service tickets, its certificate pinned by the thumbprint the vCenter
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import pytest
+from pyVmomi import vim
 
 from appliance.jobs.vm_restore import restore_disk_into_vm, restore_new_vm
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
+from appliance.vsphere.descriptor import DescriptorError, DiskExtent, data_file_of, parse_extents
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
 from tests.helpers import in_ws, session_first
 from tests.vsphere.test_vm_restore import flat_bytes
-from tests.vsphere.vmenv import VM, Env
+from tests.vsphere.vmenv import VM, Env, warnings_of
 
 IGNORE_RANGE = {"VCSIM_FOLDER_IGNORE_RANGE": "1"}
 
@@ -77,3 +80,85 @@ def test_restores_into_a_datacenter_in_a_folder_send_its_path(env: Env) -> None:
     new = in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), r.point_id,
                 "restored-in-F0", log=e.log)
     assert new.disks == (0, 1)
+
+
+# --- the data file comes from the disk's descriptor -----------------------------------------
+
+DESCRIPTOR = """# Disk DescriptorFile
+version=1
+encoding="UTF-8"
+CID=fffffffe
+parentCID=ffffffff
+createType="vmfs"
+
+# Extent description
+{extents}
+
+# The Disk Data Base
+ddb.adapterType = "lsilogic"
+"""
+
+
+def _snapshot_disk_path(e: Env, index: int) -> tuple[Path, str]:
+    """(local descriptor path, datastore-relative path) of disk ``index`` of the current
+    snapshot."""
+    snap = e.vm.snapshot.currentSnapshot
+    disks = [d for d in snap.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+    disks.sort(key=lambda d: (d.controllerKey, d.unitNumber))
+    ds, rel = split_datastore_path(disks[index].backing.fileName)  # type: ignore[union-attr]
+    return Path(e.datastores[ds]) / rel, rel
+
+
+def test_parse_extents() -> None:
+    text = DESCRIPTOR.format(extents='RW 16384 VMFS "a b-flat.vmdk"\nRDONLY 8 FLAT "x.img" 5')
+    assert parse_extents(text) == (DiskExtent("RW", 16384, "VMFS", "a b-flat.vmdk", 0),
+                                   DiskExtent("RDONLY", 8, "FLAT", "x.img", 5))
+    one = DESCRIPTOR.format(extents='RW 16384 VMFS "renamed.vmdk"').encode()
+    assert data_file_of("vm/disk.vmdk", one, what="disk 0") == "vm/renamed.vmdk"
+    assert data_file_of("vm/disk.vmdk", b"", what="disk 0") == "vm/disk-flat.vmdk"  # vcsim
+    for extents, why in (('RW 8 VMFSSPARSE "d-delta.vmdk"', "VMFSSPARSE"),
+                         ('RW 8 SESPARSE "d-sesparse.vmdk"', "SESPARSE"),
+                         ('RW 8 VMFSRDM "d-rdm.vmdk"', "VMFSRDM"),
+                         ('RW 8 FLAT "d.img" 512', "offset 512"),
+                         ('RW 8 VMFS "/vmfs/volumes/x/d-flat.vmdk"', "not a file next"),
+                         ("", "0 extents"),
+                         ('RW 8 VMFS "a-flat.vmdk"\nRW 8 VMFS "b-flat.vmdk"', "2 extents")):
+        with pytest.raises(DescriptorError, match=why):
+            data_file_of("vm/disk.vmdk", DESCRIPTOR.format(extents=extents).encode(),
+                         what="disk 0")
+    with pytest.raises(DescriptorError, match="sparse"):
+        data_file_of("vm/disk.vmdk", b"KDMV\x01\x00\x00\x00", what="disk 0")
+
+
+def test_the_data_file_is_the_one_the_descriptor_names(env: Env) -> None:
+    """A disk whose extent is not "<name>-flat.vmdk" (renamed, migrated) is read from the file
+    its descriptor names; appending "-flat" would read nothing (404)."""
+    e = env
+    want = e.content(1)
+
+    def rename_extent() -> None:
+        descriptor, _ = _snapshot_disk_path(e, 1)
+        flat = descriptor.with_name(descriptor.name.removesuffix(".vmdk") + "-flat.vmdk")
+        flat.rename(descriptor.with_name("moved-extent.vmdk"))
+        descriptor.write_text(DESCRIPTOR.format(extents='RW 16384 VMFS "moved-extent.vmdk"'))
+
+    r = e.backup(transport="https", before_read=rename_extent)
+    assert r.status == "success" and r.point_id, e.logs
+    assert e.restored(r.point_id, 1) == want
+
+
+def test_a_descriptor_with_two_extents_is_refused_clearly(env: Env) -> None:
+    e = env
+
+    def two_extents() -> None:
+        descriptor, _ = _snapshot_disk_path(e, 1)
+        descriptor.write_text(DESCRIPTOR.format(
+            extents='RW 8192 VMFS "part1-flat.vmdk"\nRW 8192 VMFS "part2-flat.vmdk"'))
+
+    r = e.backup(transport="https", before_read=two_extents)
+    assert r.status == "warning" and r.point_id
+    assert [d.read_kind for d in r.disks] == ["full", "skipped"]
+    why = r.disks[1].skipped_reason
+    assert "disk 1" in why and "2 extents" in why and "part2-flat.vmdk" in why, why
+    assert any("2 extents" in w for w in warnings_of(e))
+    assert e.snapshots() == 0

@@ -1,0 +1,117 @@
+"""How a backup reaches one VM's disks: the transport, resolved once per VM, and the disk
+sources it opens (each disk's data file named by its descriptor).
+
+Transports:
+
+- ``host``: the ESXi host that runs the VM serves the files itself (``/folder`` on the host,
+  no ``dcPath``), with single-use generic service tickets, its TLS certificate pinned by the
+  SHA-1 thumbprint the vCenter reports for it (see :mod:`appliance.vsphere.host_endpoint`).
+- ``vcenter``: through the vCenter's ``/folder`` (Range GETs with the session cookie and the
+  datacenter's inventory path as ``dcPath``); the vCenter proxies to a host of its choosing,
+  the slower path for large streams.
+- ``direct``: the datastore's folder mounted on the appliance (an NFS export), named
+  explicitly per datastore (``DS=DIR``); never guessed from ``info.url``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from appliance.errors import BadInputError
+from appliance.source import Extent
+from appliance.vsphere.cbt import split_datastore_path
+from appliance.vsphere.descriptor import MAX_DESCRIPTOR_BYTES, data_file_of
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.transport import (
+    DatastoreDiskSource,
+    DatastoreEndpoint,
+    DirectPathDiskSource,
+    TransportError,
+    datastore_url_path,
+    fetch_small_file,
+    read_local_head,
+)
+
+Transport = Literal["host", "vcenter", "direct"]
+TRANSPORTS: tuple[Transport, ...] = ("host", "vcenter", "direct")
+DEFAULT_TRANSPORT: Transport = "host"
+
+DiskSource = DatastoreDiskSource | DirectPathDiskSource
+
+
+@dataclass(frozen=True, slots=True)
+class DiskAccess:
+    """How one VM's disks are read: the transport, the datacenter's inventory path (dcPath
+    through the vCenter) and, for ``direct``, the local folder of each datastore."""
+
+    transport: Transport
+    datacenter_path: str
+    datastore_paths: tuple[tuple[str, str], ...] = ()
+
+    def local_root(self, datastore: str) -> str:
+        for name, root in self.datastore_paths:
+            if name == datastore:
+                return root
+        named = ", ".join(n for n, _ in self.datastore_paths) or "none"
+        raise TransportError(f"datastore {datastore!r} has no local folder for the direct "
+                             f"transport (given: {named}): add --datastore-path "
+                             f"{datastore}=DIR (its NFS export mounted here), or use "
+                             "--transport host")
+
+
+def parse_datastore_paths(items: Sequence[str]) -> dict[str, str]:
+    """``["DS=DIR", …]`` → ``{DS: DIR}``; BadInputError for a malformed or repeated one."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, root = item.partition("=")
+        name, root = name.strip(), root.strip()
+        if not sep or not name or not root:
+            raise BadInputError(f"--datastore-path {item!r}: write DATASTORE=DIR (the "
+                                "datastore's folder mounted on this machine)")
+        if not os.path.isabs(root):
+            raise BadInputError(f"--datastore-path {item!r}: {root!r} is not an absolute path")
+        if name in out:
+            raise BadInputError(f"--datastore-path names datastore {name!r} twice")
+        out[name] = root
+    return out
+
+
+def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Transport:
+    """The transport named, checked: ``direct`` needs at least one datastore path."""
+    for t in TRANSPORTS:
+        if t == transport:
+            if t == "direct" and not datastore_paths:
+                raise BadInputError("the direct transport reads datastores mounted on this "
+                                    "machine: name each with --datastore-path DS=DIR")
+            return t
+    raise BadInputError(f"unknown transport {transport!r}: choose host, vcenter or direct")
+
+
+def disk_access(session: VSphereSession, datacenter_path: str, transport: Transport,
+                datastore_paths: Mapping[str, str] | None = None) -> DiskAccess:
+    """Resolve how one VM's disks are read (once per VM, before its snapshot)."""
+    del session  # the host transport resolves the VM's host through it
+    return DiskAccess(transport, datacenter_path,
+                      tuple(sorted((datastore_paths or {}).items())))
+
+
+def open_disk(session: VSphereSession, access: DiskAccess, file_name: str, size: int,
+              label: str, allocated: Sequence[Extent], *, what: str) -> DiskSource:
+    """A Source for the flat disk whose descriptor is ``file_name`` (``[ds] folder/d.vmdk``):
+    its descriptor is read first, and the data file it names is opened."""
+    ds_name, rel = split_datastore_path(file_name)
+    if access.transport == "direct":
+        root = access.local_root(ds_name).rstrip("/")
+        head = read_local_head(f"{root}/{rel}", MAX_DESCRIPTOR_BYTES)
+        data = data_file_of(rel, head, what=what)
+        return DirectPathDiskSource(f"{root}/{data}", size, label, allocated)
+    endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
+                                 session.ssl_context, session.fingerprint)
+    head = fetch_small_file(endpoint, datastore_url_path(access.datacenter_path, ds_name, rel),
+                            MAX_DESCRIPTOR_BYTES, f"{file_name} (descriptor of {what})")
+    data = data_file_of(rel, head, what=what)
+    return DatastoreDiskSource(endpoint, access.datacenter_path, ds_name, data, size, label,
+                               allocated)
