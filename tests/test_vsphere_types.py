@@ -39,6 +39,8 @@ OWN_CLASSES: dict[str, str] = {
         "a disk Source reading over HTTPS (an open connection, not a value)",
     "appliance.vsphere.transport.DirectPathDiskSource":
         "a disk Source reading a local file (an open file, not a value)",
+    "appliance.vsphere.host_transport.HostDiskSource":
+        "a disk Source reading from an ESXi host in ticketed streams (open connections)",
 }
 
 #: Public signatures that legitimately deal with pyVmomi, with the reason.

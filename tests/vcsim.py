@@ -14,6 +14,13 @@ from tests.helpers import REPO_ROOT
 BUILD = REPO_ROOT / "scripts" / "vcsim" / "build.sh"
 
 
+def with_host_endpoints(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The shared fixtures' environment: each simulated ESXi host serves /folder itself
+    (VCSIM_HOST_ENDPOINTS=1), as vmkeep's default transport "host" reads from it; ``env``
+    on top (it may set "0")."""
+    return {"VCSIM_HOST_ENDPOINTS": "1", **(env or {})}
+
+
 @dataclass(frozen=True)
 class Vcsim:
     host: str

@@ -85,8 +85,14 @@ EPILOG_BACKUP = f"""examples:
 {_VC}  vmkeep vsphere backup $VC --repo /backups/r1 db01
   vmkeep vsphere backup $VC --repo /backups/r1 --enable-cbt -v db01
   vmkeep vsphere backup $VC --repo /backups/r1 4210a3c1-8e5e-41b3-9d7a-0c2f8e6b1a22
+  vmkeep vsphere backup $VC --repo /backups/r1 --transport vcenter db01
+  vmkeep vsphere backup $VC --repo /backups/r1 --transport direct \
+      --datastore-path nfs01=/mnt/nfs01 db01
   vmkeep image points --repo /backups/r1 --name db01
 
+Disks are read from the ESXi host that runs the VM (--transport host, the default: its
+certificate pinned by the thumbprint the vCenter reports), through the vCenter (vcenter,
+slower) or from NFS datastores mounted here (direct, each named with --datastore-path).
 Prints the restore point's id on stdout; log lines go to stderr (informational ones with -v).
 Exit codes, the same as `vmkeep job run --wait` uses: 0 success; 1 backed up with
 warnings (a CBT fallback, a skipped disk); 2 the VM failed (no disk could be backed up).
@@ -139,12 +145,19 @@ def add_parser(sub: Subparsers) -> None:
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
     p.add_argument("--threads", type=THREADS, default=2, help="worker threads (default 2)")
     p.add_argument("--read-streams", type=whole(0, 256), default=0, metavar="N",
-                   help="disk reads in flight at once (default: 4 over HTTPS, else --threads)")
+                   help="disk reads in flight at once (default: 4 over HTTPS, else "
+                   "--threads)")
     p.add_argument("--enable-cbt", action="store_true",
                    help="turn Changed Block Tracking on when it is off (a VM reconfigure)")
-    p.add_argument("--transport", choices=("https", "direct"), default="https",
-                   help="read disks over the datastore's HTTPS (default) or, with direct, "
-                   "from the datastore's folder mounted on this machine")
+    p.add_argument("--transport", choices=("host", "vcenter", "direct", "https"),
+                   default="host",
+                   help="where disks are read: host (default: the ESXi host that runs the "
+                   "VM, with service tickets), vcenter (through the vCenter, slower; "
+                   "https is its old name) or direct (datastores mounted here, named with "
+                   "--datastore-path)")
+    p.add_argument("--datastore-path", action="append", default=[], metavar="DS=DIR",
+                   type=text_arg, help="with --transport direct: datastore DS is mounted at "
+                   "DIR on this machine (repeat for each datastore)")
     p.add_argument("--sample-blocks", type=whole(0, inputs.COUNT_MAX), default=4, metavar="N",
                    help="blocks CBT calls unchanged to re-read and compare, per disk "
                    "(default 4; 0 turns the check off)")
@@ -241,9 +254,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from appliance.jobs.backup import BackupOptions, block_size_named
     from appliance.jobs.vm_backup import backup_vm
     from appliance.repository import codec
+    from appliance.vsphere.disk_access import check_transport, parse_datastore_paths
     from appliance.vsphere.inventory import find_vm
 
     # Check every input before vSphere or the repository is touched.
+    transport = check_transport("vcenter" if args.transport == "https" else args.transport,
+                                parse_datastore_paths(args.datastore_path))
     options = BackupOptions(block_size=block_size_named(args.block_size),
                             compression=codec.compression_named(args.compression).name,
                             threads=max(1, args.threads), read_streams=args.read_streams)
@@ -254,7 +270,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
             try:
                 result = backup_vm(session, ws, vm.instance_uuid or args.vm, options,
                                    enable_cbt_consent=args.enable_cbt,
-                                   transport=args.transport,
+                                   transport=transport,
+                                   datastore_paths=parse_datastore_paths(
+                                       args.datastore_path),
                                    sample_blocks=args.sample_blocks, quiesce=args.quiesce,
                                    log=log_to_stderr(args.verbose), progress=progress)
             finally:

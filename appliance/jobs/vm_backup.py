@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from appliance.errors import VmkeepError
 from appliance.faults import hold_point
@@ -38,9 +37,15 @@ from appliance.vsphere.cbt import (
     snapshot_disks,
 )
 from appliance.vsphere.descriptor import DescriptorError
-from appliance.vsphere.disk_access import DiskSource, disk_access, open_disk
+from appliance.vsphere.disk_access import (
+    DEFAULT_TRANSPORT,
+    DiskSource,
+    Transport,
+    disk_access,
+    open_disk,
+)
+from appliance.vsphere.host_transport import HostDiskSource
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
-from appliance.vsphere.inventory import datastore_urls as vsphere_datastore_urls
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
 from appliance.vsphere.vm_config import read_vm_config
@@ -48,11 +53,10 @@ from catalog.models import DiskRow
 from catalog.store import Catalog
 
 LogFn = Callable[[str, str], None]  # (level: "info" | "warning" | "error", message)
-Transport = Literal["https", "direct"]
 
 OBJECT_KIND = "vm"
 INDEPENDENT_MODES = ("independent_persistent", "independent_nonpersistent")
-HTTPS_READ_STREAMS = 4  # parallel Range requests when BackupOptions.read_streams is 0
+HTTPS_READ_STREAMS = 4  # parallel reads over HTTPS when BackupOptions.read_streams is 0
 
 
 class VmBackupError(VmkeepError):
@@ -166,7 +170,8 @@ def _vm_moref(session: VSphereSession, info: VmInfo) -> str:
 
 def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               options: BackupOptions, *, enable_cbt_consent: bool,
-              transport: Transport = "https", sample_blocks: int = 4,
+              transport: Transport = DEFAULT_TRANSPORT,
+              datastore_paths: Mapping[str, str] | None = None, sample_blocks: int = 4,
               quiesce: bool = False, force_full: bool = False,
               exclude: frozenset[int] = frozenset(), log: LogFn,
               progress: Callable[[int, int], None] | None = None,
@@ -180,7 +185,9 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
     object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot;
     ``force_full`` reads every allocated area whatever CBT says (an active full); disks whose
-    numbers are in ``exclude`` are left out (not a warning: the job said so).
+    numbers are in ``exclude`` are left out (not a warning: the job said so). ``transport``
+    says where the disks are read from (:mod:`appliance.vsphere.disk_access`; ``direct``
+    needs ``datastore_paths``, each datastore's local folder).
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
     seam). ``snapshot_name`` names the snapshot (an appliance session's carries the appliance
     and session ids); by default it is an offline backup's, which no appliance removes.
@@ -226,12 +233,11 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         {d.disk_index: d for d in cat.disks(prev_point)} if prev_point else {})
     key = repo.block_key()
     bs = options.block_size
-    if transport == "https" and not options.read_streams:
+    if transport != "direct" and not options.read_streams:
         options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
-    access = disk_access(session, info.datacenter_path,
-                         "direct" if transport == "direct" else "vcenter",
-                         vsphere_datastore_urls(session, vm) if transport == "direct" else None)
+    access = disk_access(session, vm, info.datacenter_path, transport, datastore_paths)
+    log("info", f"VM {info.name!r}: {access.described}")
 
     outcomes: dict[int, DiskOutcome] = {}
     with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce) as ref:
@@ -308,7 +314,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                         warn(msg)
                 try:
                     inner = open_disk(session, access, sd.file_name, cap, f"disk{index}",
-                                      allocated, what=label)
+                                      allocated, what=label, block_size=bs)
                 except DescriptorError as exc:
                     warn(f"skipping {exc}")
                     del disk_warnings[index]
@@ -336,6 +342,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                     else:
                         log("info", f"disk {index}: CBT sanity check passed "
                                     f"({min(sample_blocks, len(candidates))} blocks)")
+                if isinstance(inner, HostDiskSource):  # streams over what will be read
+                    inner.expect(changed if changed is not None else allocated)
                 if changed is None and not dw and reason:
                     log("info", f"disk {index}: {reason}; full read of allocated areas")
                 kinds[index] = "incremental" if changed is not None else "full"
@@ -358,6 +366,10 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                     log("info", f"disk {index}: {retried} read(s) failed once and were tried "
                                 "again (the datastore dropped the connection or answered "
                                 "with an error); check the network if this recurs")
+                if isinstance(c.inner, HostDiskSource):
+                    log("info", f"disk {index}: read from host {c.inner.host_name} in "
+                                f"{c.inner.streams} stream(s), {c.inner.tickets} service "
+                                "ticket(s)")
                 c.close()
         for d in inputs:
             read = sdisks[d.index]

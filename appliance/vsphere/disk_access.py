@@ -5,7 +5,8 @@ Transports:
 
 - ``host``: the ESXi host that runs the VM serves the files itself (``/folder`` on the host,
   no ``dcPath``), with single-use generic service tickets, its TLS certificate pinned by the
-  SHA-1 thumbprint the vCenter reports for it (see :mod:`appliance.vsphere.host_endpoint`).
+  SHA-1 thumbprint the vCenter reports for it (see :mod:`appliance.vsphere.host_endpoint`
+  and :mod:`appliance.vsphere.host_transport`).
 - ``vcenter``: through the vCenter's ``/folder`` (Range GETs with the session cookie and the
   datacenter's inventory path as ``dcPath``); the vCenter proxies to a host of its choosing,
   the slower path for large streams.
@@ -24,6 +25,8 @@ from appliance.errors import BadInputError
 from appliance.source import Extent
 from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.descriptor import MAX_DESCRIPTOR_BYTES, data_file_of
+from appliance.vsphere.host_endpoint import HostEndpoint, host_of_vm, service_ticket
+from appliance.vsphere.host_transport import HostDiskSource
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import (
     DatastoreDiskSource,
@@ -39,7 +42,7 @@ Transport = Literal["host", "vcenter", "direct"]
 TRANSPORTS: tuple[Transport, ...] = ("host", "vcenter", "direct")
 DEFAULT_TRANSPORT: Transport = "host"
 
-DiskSource = DatastoreDiskSource | DirectPathDiskSource
+DiskSource = DatastoreDiskSource | DirectPathDiskSource | HostDiskSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,20 @@ class DiskAccess:
     transport: Transport
     datacenter_path: str
     datastore_paths: tuple[tuple[str, str], ...] = ()
+    host: HostEndpoint | None = None  # the host that runs the VM (transport "host")
+
+    @property
+    def described(self) -> str:
+        """For the log: where the disks are read from."""
+        if self.transport == "host" and self.host is not None:
+            return (f"reading disks from {self.host.where} with service tickets, its "
+                    f"certificate pinned (SHA-1 as the vCenter reports it)")
+        if self.transport == "direct":
+            return ("reading disks from the datastores mounted here ("
+                    + ", ".join(f"{n}={r}" for n, r in self.datastore_paths) + ")")
+        return ("reading disks through the vCenter (--transport vcenter): the vCenter relays "
+                "every byte from a host, the slower path; --transport host reads from the "
+                "host that runs the VM")
 
     def local_root(self, datastore: str) -> str:
         for name, root in self.datastore_paths:
@@ -90,24 +107,45 @@ def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Trans
     raise BadInputError(f"unknown transport {transport!r}: choose host, vcenter or direct")
 
 
-def disk_access(session: VSphereSession, datacenter_path: str, transport: Transport,
-                datastore_paths: Mapping[str, str] | None = None) -> DiskAccess:
-    """Resolve how one VM's disks are read (once per VM, before its snapshot)."""
-    del session  # the host transport resolves the VM's host through it
-    return DiskAccess(transport, datacenter_path,
-                      tuple(sorted((datastore_paths or {}).items())))
+def disk_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
+                transport: Transport, datastore_paths: Mapping[str, str] | None = None
+                ) -> DiskAccess:
+    """Resolve how one VM's disks are read (once per VM): for ``host``, the host that runs
+    it now, with the thumbprint to pin."""
+    paths = tuple(sorted((datastore_paths or {}).items()))
+    check_transport(transport, dict(paths))
+    host = host_of_vm(session, vm_moref) if transport == "host" else None
+    return DiskAccess(transport, datacenter_path, paths, host)
 
 
 def open_disk(session: VSphereSession, access: DiskAccess, file_name: str, size: int,
-              label: str, allocated: Sequence[Extent], *, what: str) -> DiskSource:
+              label: str, allocated: Sequence[Extent], *, what: str,
+              block_size: int = 1 << 20) -> DiskSource:
     """A Source for the flat disk whose descriptor is ``file_name`` (``[ds] folder/d.vmdk``):
-    its descriptor is read first, and the data file it names is opened."""
+    its descriptor is read first, and the data file it names is opened. A host source reads
+    in streams once told what will be read (``HostDiskSource.expect``)."""
     ds_name, rel = split_datastore_path(file_name)
     if access.transport == "direct":
         root = access.local_root(ds_name).rstrip("/")
         head = read_local_head(f"{root}/{rel}", MAX_DESCRIPTOR_BYTES)
         data = data_file_of(rel, head, what=what)
         return DirectPathDiskSource(f"{root}/{data}", size, label, allocated)
+    if access.transport == "host":
+        host = access.host
+        if host is None:
+            raise TransportError(f"{what}: the host transport has no host to read from")
+
+        def on_host(path: str, n: int) -> HostDiskSource:
+            return HostDiskSource(host.address, host.port, host.thumbprint, host.name,
+                                  ds_name, path, n, label, allocated,
+                                  lambda url: service_ticket(session, url),
+                                  block_size=block_size)
+
+        descriptor = on_host(rel, 0)
+        head = descriptor.fetch_whole(MAX_DESCRIPTOR_BYTES)
+        source = on_host(data_file_of(rel, head, what=what), size)
+        source.tickets += descriptor.tickets  # the disk's tickets, its descriptor's included
+        return source
     endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                  session.ssl_context, session.fingerprint)
     head = fetch_small_file(endpoint, datastore_url_path(access.datacenter_path, ds_name, rel),

@@ -16,7 +16,7 @@ content (cached in WORKDIR/vsphere/images), then, for run 1..N (interleaved), me
   https reads only   vmkeep's DatastoreDiskSource reading the same file with the same request
                      size from a pool of the backup's thread count, bytes dropped: the
                      transport's own cost next to the baseline;
-  https full         backup_vm full backup, transport "https", into a fresh local repository
+  https full         backup_vm full backup, transport "vcenter", into a fresh local repository
                      with an in-memory catalog (default BackupOptions unless flags say else);
   direct full        the same through the direct-path transport (no TLS): the rest of the
                      backup's cost;
@@ -58,7 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import genimage
 import run as bench_run
@@ -67,7 +67,7 @@ from pyVmomi import vim
 
 from appliance.errors import UsageError
 from appliance.jobs.backup import BackupOptions, block_size_named
-from appliance.jobs.vm_backup import HTTPS_READ_STREAMS, Transport, backup_vm
+from appliance.jobs.vm_backup import HTTPS_READ_STREAMS, backup_vm
 from appliance.jobs.workspace import open_workspace
 from appliance.repository import codec
 from appliance.repository.repo import Repository
@@ -351,15 +351,22 @@ def transport_reads(sim: Sim, session: VSphereSession, disk: Disk, threads: int,
     return Sample(seconds, got, cpu, cpu_sim)
 
 
-def vmkeep_backup(sim: Sim, session: VSphereSession, repo: Repository, cat: Catalog,
-                  options: BackupOptions, transport: Transport, kind: str) -> Sample:
+BenchTransport = Literal["https", "direct"]  # "https": the vCenter's /folder
+
+
+def vmkeep_backup(sim: Sim, session: VSphereSession, disk: Disk, repo: Repository,
+                  cat: Catalog, options: BackupOptions, transport: BenchTransport,
+                  kind: str) -> Sample:
     """One backup_vm call; CPU is counted from the snapshot being taken (``before_read``)."""
     logs: list[tuple[str, str]] = []
     meter = CpuMeter(sim.pid)
     t0 = time.perf_counter()
     with open_workspace(repo, cat.cursor, exclusive=False, operation="bench") as ws:
         r = backup_vm(session, ws, VM, options, enable_cbt_consent=True,
-                      transport=transport, log=lambda lvl, m: logs.append((lvl, m)),
+                      transport="vcenter" if transport == "https" else "direct",
+                      datastore_paths={disk.datastore: str(disk.local)[
+                          : -len(disk.flat_rel)].rstrip("/")},
+                      log=lambda lvl, m: logs.append((lvl, m)),
                       before_read=meter.start)
     wall = time.perf_counter() - t0
     cpu, cpu_sim = meter.stop()
@@ -384,9 +391,10 @@ class Bench:
     streams: int
     samples: dict[str, list[Sample]] = field(default_factory=lambda: {k: [] for k in ROWS})
 
-    def _backup(self, row: str, repo: Repository, cat: Catalog, transport: Transport,
+    def _backup(self, row: str, repo: Repository, cat: Catalog, transport: BenchTransport,
                 kind: str) -> str:
-        s = vmkeep_backup(self.sim, self.session, repo, cat, self.options, transport, kind)
+        s = vmkeep_backup(self.sim, self.session, self.disk, repo, cat, self.options,
+                          transport, kind)
         self.samples[row].append(s)
         return f"{transport} {kind[:4]} {s.seconds:5.2f} s ({s.wall or 0:5.2f} s)"
 

@@ -20,7 +20,7 @@ from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from tests.helpers import REPO_ROOT, CliResult
-from tests.vcsim import Vcsim, start_vcsim
+from tests.vcsim import Vcsim, start_vcsim, with_host_endpoints
 
 VM = "DC0_H0_VM0"
 
@@ -82,7 +82,7 @@ def started_lab(vcsim_binary: Path, tmp_path: Path, extra: tuple[str, ...] = ()
                 ) -> Iterator[Lab]:
     """vcsim (with ``extra`` arguments), an appliance with it as vCenter "vc" and a
     repository "main"; stopped on leaving."""
-    proc, sim = start_vcsim(vcsim_binary, extra=extra)
+    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(), extra=extra)
     env = {**os.environ, "VMKEEP_HOME": str(tmp_path / "home"),
            "VMKEEP_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("VMKEEP_SOCKET", None)

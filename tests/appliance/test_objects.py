@@ -16,7 +16,7 @@ import pytest
 from tests.appliance.lab import run_vmkeep
 from tests.helpers import REPO_ROOT, CliResult, make_image
 from tests.sshd import Sshd
-from tests.vcsim import Vcsim, start_vcsim
+from tests.vcsim import Vcsim, start_vcsim, with_host_endpoints
 
 SECRET = "vmkeep-unique-secret-7f3a9c"  # vcsim's password for these tests
 
@@ -36,7 +36,7 @@ class Setup:
 @pytest.fixture
 def vcsim(vcsim_binary: Path) -> Iterator[Vcsim]:
     """A simulator whose password is SECRET."""
-    proc, sim = start_vcsim(vcsim_binary, password=SECRET)
+    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(), password=SECRET)
     try:
         yield sim
     finally:

@@ -19,7 +19,7 @@ from appliance.repository.repo import Repository
 from appliance.vsphere import inventory
 from appliance.vsphere.session import connect
 from catalog.store import Catalog
-from tests.vcsim import Vcsim, build_vcsim, start_vcsim
+from tests.vcsim import Vcsim, build_vcsim, start_vcsim, with_host_endpoints
 from tests.vsphere.vmenv import DISK1_KB, VM, Env, _add_disk, write
 
 
@@ -36,7 +36,7 @@ def vcsim(vcsim_binary: Path, request: pytest.FixtureRequest) -> Iterator[Vcsim]
     besides with a pair ``({"VCSIM_…": "…"}, ("-folder", "1"))``."""
     param = getattr(request, "param", None)
     env, extra = param if isinstance(param, tuple) else (param, ())
-    proc, sim = start_vcsim(vcsim_binary, env=env, extra=extra)
+    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(env), extra=extra)
     try:
         yield sim
     finally:

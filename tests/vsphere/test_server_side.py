@@ -1,5 +1,6 @@
 """backup_vm as the server sees it: every SOAP call and datastore read goes through a counting
-TLS proxy in front of vcsim (tests/vsphere/proxy.py), reached with vmkeep's own ``connect``.
+TLS proxy in front of vcsim (tests/vsphere/proxy.py), reached with vmkeep's own ``connect``
+(the backups read through the vCenter: ``transport="vcenter"``).
 
 - An incremental reads from the datastore only the blocks that changed plus the CBT sanity
   samples, counted at the server side, and both points restore byte-identical.
@@ -26,7 +27,7 @@ from appliance.vsphere import inventory
 from appliance.vsphere.session import connect
 from catalog.store import Catalog
 from tests.helpers import MiB, make_image
-from tests.vcsim import Vcsim, start_vcsim
+from tests.vcsim import Vcsim, start_vcsim, with_host_endpoints
 from tests.vsphere.proxy import CountingProxy, FailMode, ProxyStats, counting_proxy
 from tests.vsphere.test_cbt_transport import _stop
 from tests.vsphere.vmenv import BS, VM, Env, _add_disk, write
@@ -88,7 +89,8 @@ def small_proxied(vcsim: Vcsim, tmp_path: Path) -> Iterator[tuple[Env, CountingP
 @pytest.fixture
 def paged_proxied(vcsim_binary: Path, tmp_path: Path) -> Iterator[tuple[Env, CountingProxy]]:
     proc: subprocess.Popen[str]
-    proc, sim = start_vcsim(vcsim_binary, env={"VCSIM_CBT_MAX_EXTENTS": str(MAX_EXTENTS)})
+    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(
+        {"VCSIM_CBT_MAX_EXTENTS": str(MAX_EXTENTS)}))
     try:
         with proxied_env(sim, tmp_path, (16, 16), seed=31) as pair:
             yield pair
@@ -126,7 +128,7 @@ def assert_only_changes_read(stats: ProxyStats, r: VmBackupResult, changed_block
 def test_incremental_reads_changed_blocks_and_samples_at_the_server(
         proxied: tuple[Env, CountingProxy]) -> None:
     e, proxy = proxied
-    r1 = e.backup()
+    r1 = e.backup(transport="vcenter")
     assert r1.status == "success" and r1.point_id, e.logs
     assert [d.read_kind for d in r1.disks] == ["full", "full"]
     full = proxy.stats()
@@ -146,7 +148,7 @@ def test_incremental_reads_changed_blocks_and_samples_at_the_server(
     ])
     changed = sum(len(b) for b in touched.values())
     assert changed == 4  # of 256 blocks: about 1.5 %
-    r2 = e.backup()  # sample_blocks=4 by default
+    r2 = e.backup(transport="vcenter")  # sample_blocks=4 by default
     s = proxy.stats()
     assert_only_changes_read(s, r2, changed)
     assert s.folder_bytes * 16 < disk_bytes
@@ -165,7 +167,7 @@ def test_dropped_datastore_reads_make_the_backup_slower_not_wrong(
     e, proxy = small_proxied
     proxy.set_failures(5, mode)
     want = [e.content(0), e.content(1)]
-    r = e.backup()
+    r = e.backup(transport="vcenter")
     s = proxy.stats()
     assert r.status == "success" and r.point_id, e.logs
     assert [d.read_kind for d in r.disks] == ["full", "full"] and e.snapshots() == 0
@@ -178,7 +180,7 @@ def test_dropped_datastore_reads_make_the_backup_slower_not_wrong(
 def test_paged_cbt_replies_give_a_complete_incremental(
         paged_proxied: tuple[Env, CountingProxy]) -> None:
     e, proxy = paged_proxied
-    r1 = e.backup()
+    r1 = e.backup(transport="vcenter")
     assert r1.status == "success" and r1.point_id, e.logs
     want1 = [e.content(0), e.content(1)]
     rnd = random.Random(9)
@@ -188,7 +190,7 @@ def test_paged_cbt_replies_give_a_complete_incremental(
     touched = apply(e, [(disk, b * BS + 1000 + disk * 7, rnd.randbytes(3000))
                         for disk in (0, 1) for b in range(2, 2 + 5 * per_disk, 5)])
     assert all(len(blocks) == per_disk for blocks in touched.values())
-    r2 = e.backup()
+    r2 = e.backup(transport="vcenter")
     s = proxy.stats()
     assert_only_changes_read(s, r2, 2 * per_disk)
     # Unpaged, the incremental asks 4 times (all allocated + changed since, per disk); paged,
