@@ -104,6 +104,9 @@ AlertKind = Literal["rpo", "orphans", "space", "repository", "config"]
 RepositoryKind = Literal["local", "sftp"]
 ConfigResult = Literal["success", "failed"]
 FailOrWarn = Literal["fail", "warn"]
+#: Where a backup reads disks: the ESXi host that runs the VM, through the vCenter, or
+#: datastores mounted on the appliance (each named in ``datastore_paths``).
+DiskTransport = Literal["host", "vcenter", "direct"]
 SessionKind = Literal["backup", "copy", "logs"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]
@@ -412,6 +415,8 @@ class JobCreate(Request):
     guest: GuestCreate | None = None  # scripts around the snapshot, over SSH
     quiesce_fallback: FailOrWarn = "warn"  # quiesce without VMware Tools running: fail | warn
     logs: LogBackupSpec | None = None  # a log backup job (needs guest)
+    transport: DiskTransport = "host"  # where disks are read from
+    datastore_paths: dict[Text, Text] = {}  # transport "direct": datastore -> local folder
 
 
 class JobEdit(Request):
@@ -435,6 +440,8 @@ class JobEdit(Request):
     active_full: Text | None = None
     rpo_hours: Hours | None = None
     parallel_vms: Count | None = None
+    transport: DiskTransport | None = None
+    datastore_paths: dict[Text, Text] | None = None
 
 
 class JobSpec(Wire):
@@ -465,6 +472,8 @@ class JobSpec(Wire):
     guest: GuestSpec | None = None
     quiesce_fallback: FailOrWarn = "warn"
     logs: LogBackupSpec | None = None
+    transport: DiskTransport = "host"  # jobs stored before it existed read from the host
+    datastore_paths: dict[str, str] = {}
 
     @property
     def kind(self) -> SessionKind:

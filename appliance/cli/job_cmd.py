@@ -68,6 +68,7 @@ def add_parser(sub: Subparsers) -> None:
                    "crash-consistent snapshot (default)")
     p.add_argument("--keep-last", type=KEEP_LAST, metavar="N", help="retention: points per VM")
     p.add_argument("--keep-days", type=DAYS, metavar="D", help="retention: days")
+    add_transport_options(p, default="host")
     add_schedule_options(p)
     g = p.add_argument_group("guest processing over SSH (Linux guests)")
     g.add_argument("--guest-host", metavar="HOST[:PORT]",
@@ -134,6 +135,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="retry failed VMs N times")
     p.add_argument("--retry-wait", metavar="PERIOD", help="between retries: 90s, 10m, 1h")
     p.add_argument("--no-schedule", action="store_true", help="run only when asked")
+    add_transport_options(p, default=None)
     add_schedule_options(p)
     for name, text in (("list", "list the jobs"), ("show", "show one job")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
@@ -152,6 +154,28 @@ def add_parser(sub: Subparsers) -> None:
         p.add_argument("name", metavar="NAME")
 
 
+def add_transport_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    p.add_argument("--transport", choices=("host", "vcenter", "direct"), default=default,
+                   help="where disks are read: host (the ESXi host that runs the VM, the "
+                   "default), vcenter (through the vCenter, slower) or direct (datastores "
+                   "mounted here, each named with --datastore-path)")
+    p.add_argument("--datastore-path", action="append", default=[], metavar="DS=DIR",
+                   type=text_arg, help="with --transport direct: datastore DS is mounted at "
+                   "DIR on the appliance (repeat for each datastore)")
+
+
+def datastore_paths_of(args: argparse.Namespace) -> dict[str, str]:
+    """``--datastore-path DS=DIR`` (repeated) → ``{DS: DIR}`` (the appliance checks them)."""
+    out: dict[str, str] = {}
+    for item in args.datastore_path:
+        name, sep, root = item.partition("=")
+        if not sep or not name.strip() or not root.strip() or name.strip() in out:
+            raise UsageError(f"--datastore-path {item!r}: write DATASTORE=DIR, once per "
+                             "datastore")
+        out[name.strip()] = root.strip()
+    return out
+
+
 def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
     from appliance import api
 
@@ -165,7 +189,8 @@ def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
         keep_days=args.keep_days, schedule=schedule_spec(args), retries=args.retries,
         retry_wait_seconds=parse_period(args.retry_wait).total_seconds(),
         notify_to=list(args.notify), exclude_disks=list(args.exclude_disk),
-        active_full=args.active_full, rpo_hours=args.rpo))
+        active_full=args.active_full, rpo_hours=args.rpo, transport=args.transport,
+        datastore_paths=datastore_paths_of(args)))
     what = [f"{v.name} ({v.instance_uuid})" for v in job.spec.vms]
     what += [f"every VM in {c}" for c in job.spec.containers]
     what += [f"copies of job {j}'s points" for j in job.spec.copy_of]
@@ -187,6 +212,10 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
             changes[key] = value
     if args.retry_wait is not None:
         changes["retry_wait_seconds"] = parse_period(args.retry_wait).total_seconds()
+    if args.transport is not None:
+        changes["transport"] = args.transport
+    if args.datastore_path:
+        changes["datastore_paths"] = datastore_paths_of(args)
     if args.no_schedule or args.daily or args.monthly or args.every or args.after:
         changes["schedule"] = schedule_spec(args)
     if not changes:

@@ -24,6 +24,7 @@ from appliance.service.repositories import RepositoryService
 from appliance.service.state import State, check_name
 from appliance.service.vcenters import VCenterService
 from appliance.ssh import SshAuth, SshTarget, SshUnreachableError, normalize_fingerprint
+from appliance.vsphere.disk_access import check_transport, parse_datastore_paths
 from appliance.vsphere.inventory import find_vm, vms_in_container
 from catalog.models import JobRow
 
@@ -93,6 +94,8 @@ def check_job(name: str, spec: api.JobCreate) -> None:
     if spec.quiesce_fallback not in ("fail", "warn"):
         raise UsageError(f"--quiesce-fallback must be fail or warn, not "
                          f"{spec.quiesce_fallback!r}")
+    check_transport(spec.transport, parse_datastore_paths(
+        [f"{k}={v}" for k, v in spec.datastore_paths.items()]))
 
 
 def _check_guest(guest: api.GuestCreate, *, has_login: bool) -> api.GuestSpec:
@@ -169,7 +172,8 @@ class JobService:
             notify_to=spec.notify_to, exclude_disks=spec.exclude_disks,
             active_full=spec.active_full, rpo_hours=spec.rpo_hours,
             copy_of=list(dict.fromkeys(spec.copy_of)), guest=guest,
-            quiesce_fallback=spec.quiesce_fallback, logs=spec.logs)
+            quiesce_fallback=spec.quiesce_fallback, logs=spec.logs,
+            transport=spec.transport, datastore_paths=dict(spec.datastore_paths))
         row = JobRow(name, stored.model_dump_json(),
                      replacing.enabled if replacing else True,
                      replacing.created if replacing else datetime.now(UTC))

@@ -118,6 +118,7 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
                 result = backup_vm(
                     session, ws, vm.instance_uuid, setup.options,
                     enable_cbt_consent=spec.enable_cbt, sample_blocks=spec.sample_blocks,
+                    transport=spec.transport, datastore_paths=spec.datastore_paths,
                     quiesce=spec.quiesce, quiesce_fallback=spec.quiesce_fallback,
                     force_full=vm_full, exclude=excluded,
                     log=log, progress=progress, disk_progress=disk_progress, dedup=dedup,

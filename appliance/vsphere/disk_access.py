@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from appliance.errors import BadInputError
+from appliance.errors import UsageError
 from appliance.source import Extent
 from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.descriptor import MAX_DESCRIPTOR_BYTES, data_file_of
@@ -80,18 +80,18 @@ class DiskAccess:
 
 
 def parse_datastore_paths(items: Sequence[str]) -> dict[str, str]:
-    """``["DS=DIR", …]`` → ``{DS: DIR}``; BadInputError for a malformed or repeated one."""
+    """``["DS=DIR", …]`` → ``{DS: DIR}``; UsageError for a malformed or repeated one."""
     out: dict[str, str] = {}
     for item in items:
         name, sep, root = item.partition("=")
         name, root = name.strip(), root.strip()
         if not sep or not name or not root:
-            raise BadInputError(f"--datastore-path {item!r}: write DATASTORE=DIR (the "
+            raise UsageError(f"--datastore-path {item!r}: write DATASTORE=DIR (the "
                                 "datastore's folder mounted on this machine)")
         if not os.path.isabs(root):
-            raise BadInputError(f"--datastore-path {item!r}: {root!r} is not an absolute path")
+            raise UsageError(f"--datastore-path {item!r}: {root!r} is not an absolute path")
         if name in out:
-            raise BadInputError(f"--datastore-path names datastore {name!r} twice")
+            raise UsageError(f"--datastore-path names datastore {name!r} twice")
         out[name] = root
     return out
 
@@ -101,10 +101,10 @@ def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Trans
     for t in TRANSPORTS:
         if t == transport:
             if t == "direct" and not datastore_paths:
-                raise BadInputError("the direct transport reads datastores mounted on this "
+                raise UsageError("the direct transport reads datastores mounted on this "
                                     "machine: name each with --datastore-path DS=DIR")
             return t
-    raise BadInputError(f"unknown transport {transport!r}: choose host, vcenter or direct")
+    raise UsageError(f"unknown transport {transport!r}: choose host, vcenter or direct")
 
 
 def disk_access(session: VSphereSession, vm_moref: str, datacenter_path: str,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pyVmomi import vim
 
-from appliance.errors import BadInputError
+from appliance.errors import UsageError
 from appliance.jobs.vm_restore import restore_disk_into_vm, restore_new_vm
 from appliance.vsphere import disk_access, host_transport
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
@@ -265,7 +265,7 @@ def test_a_host_answering_range_with_200_fails_the_backup_clearly(env: Env) -> N
 
 def test_the_direct_transport_needs_explicit_datastore_paths(env: Env) -> None:
     e = env
-    with pytest.raises(BadInputError, match="--datastore-path"):
+    with pytest.raises(UsageError, match="--datastore-path"):
         e.backup(transport="direct")
     assert e.snapshots() == 0
     with pytest.raises(TransportError, match="'LocalDS_0' has no local folder"):
