@@ -48,6 +48,7 @@ from appliance.vsphere.host_transport import HostDiskSource
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
+from appliance.vsphere.transport import TransportError
 from appliance.vsphere.vm_config import read_vm_config
 from catalog.models import DiskRow
 from catalog.store import Catalog
@@ -237,6 +238,14 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
     access = disk_access(session, vm, info.datacenter_path, transport, datastore_paths)
+    if transport == "direct":  # every datastore the VM's disks are on, before the snapshot
+        for disk in info.disks:
+            if disk.index in exclude:
+                continue
+            try:
+                access.local_root(disk.datastore_name)
+            except TransportError as exc:
+                raise VmBackupError(f"disk {disk.index}: {exc}") from None
     log("info", f"VM {info.name!r}: {access.described}")
 
     outcomes: dict[int, DiskOutcome] = {}

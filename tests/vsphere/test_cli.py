@@ -506,3 +506,23 @@ def test_vsphere_help_imports_neither_pyvmomi_nor_duckdb() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, check=True)
     assert proc.stdout.strip().endswith("[]")
+
+
+def test_backup_reads_through_the_transport_given(
+        vcsim: Vcsim, lab: Lab, cache: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """host (default), vcenter, direct (only with --datastore-path; never guessed)."""
+    backup = ["vsphere", "backup", *conn(vcsim), "--password-stdin", "--repo",
+              str(tmp_path / "repo"), "--enable-cbt", "-v"]
+    r = vmkeep([*backup, "--transport", "direct", VM], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 2 and "--datastore-path" in r.err, r.err
+    r = vmkeep([*backup, VM], cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0 and "reading disks from host DC0_H0" in r.err, r.err
+    r = vmkeep([*backup, "--transport", "vcenter", VM], cache, monkeypatch,
+               stdin=vcsim.password)
+    assert r.code == 0 and "through the vCenter" in r.err, r.err
+    root = lab.flat().parent.parent
+    r = vmkeep([*backup, "--transport", "direct", "--datastore-path", f"LocalDS_0={root}", VM],
+               cache, monkeypatch, stdin=vcsim.password)
+    assert r.code == 0 and "mounted here" in r.err, r.err
+    assert lab.snapshot_names() == []

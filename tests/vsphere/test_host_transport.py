@@ -16,6 +16,7 @@ import pytest
 from pyVmomi import vim
 
 from appliance.errors import UsageError
+from appliance.jobs.vm_backup import VmBackupError
 from appliance.jobs.vm_restore import restore_disk_into_vm, restore_new_vm
 from appliance.vsphere import disk_access, host_transport
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
@@ -268,7 +269,7 @@ def test_the_direct_transport_needs_explicit_datastore_paths(env: Env) -> None:
     with pytest.raises(UsageError, match="--datastore-path"):
         e.backup(transport="direct")
     assert e.snapshots() == 0
-    with pytest.raises(TransportError, match="'LocalDS_0' has no local folder"):
+    with pytest.raises(VmBackupError, match="disk 0: datastore 'LocalDS_0' has no local folder"):
         e.backup(transport="direct", datastore_paths={"OtherDS": str(e.tmp)})
     assert e.snapshots() == 0
     r = e.backup(transport="direct", datastore_paths=e.datastores)
