@@ -18,6 +18,8 @@ content (cached in WORKDIR/vsphere/images), then, for run 1..N (interleaved), me
                      transport's own cost next to the baseline;
   https full         backup_vm full backup, transport "vcenter", into a fresh local repository
                      with an in-memory catalog (default BackupOptions unless flags say else);
+  host full          the same read from the simulated ESXi host's own endpoint (transport
+                     "host": single-use service tickets, a few long Range streams per disk);
   direct full        the same through the direct-path transport (no TLS): the rest of the
                      backup's cost;
   https incr         after ~2 % of the 1 MiB blocks were rewritten, an incremental (https).
@@ -91,9 +93,10 @@ TARGET = 0.80
 PLAIN = "plain download"
 READS = "vmkeep https reads only"
 HTTPS = "vmkeep https full"
+HOST = "vmkeep host full"
 DIRECT = "vmkeep direct full"
 INCR = "vmkeep https incr"
-ROWS = (PLAIN, READS, HTTPS, DIRECT, INCR)
+ROWS = (PLAIN, READS, HTTPS, HOST, DIRECT, INCR)
 
 
 class BenchError(Exception):
@@ -129,7 +132,7 @@ def running_vcsim(binary: Path, tmpdir: Path, log: Path) -> Iterator[Sim]:
             [str(binary), "-l", "127.0.0.1:0", "-username", USER, "-password", PASSWORD,
              "-stdinexit"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-            env={**os.environ, "TMPDIR": str(tmpdir)})
+            env={**os.environ, "TMPDIR": str(tmpdir), "VCSIM_HOST_ENDPOINTS": "1"})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # vcsim prints this line once it listens
@@ -351,7 +354,7 @@ def transport_reads(sim: Sim, session: VSphereSession, disk: Disk, threads: int,
     return Sample(seconds, got, cpu, cpu_sim)
 
 
-BenchTransport = Literal["https", "direct"]  # "https": the vCenter's /folder
+BenchTransport = Literal["https", "host", "direct"]  # "https": the vCenter's /folder
 
 
 def vmkeep_backup(sim: Sim, session: VSphereSession, disk: Disk, repo: Repository,
@@ -363,7 +366,7 @@ def vmkeep_backup(sim: Sim, session: VSphereSession, disk: Disk, repo: Repositor
     t0 = time.perf_counter()
     with open_workspace(repo, cat.cursor, exclusive=False, operation="bench") as ws:
         r = backup_vm(session, ws, VM, options, enable_cbt_consent=True,
-                      transport="vcenter" if transport == "https" else "direct",
+                      transport="vcenter" if transport == "https" else transport,
                       datastore_paths={disk.datastore: str(disk.local)[
                           : -len(disk.flat_rel)].rstrip("/")},
                       log=lambda lvl, m: logs.append((lvl, m)),
@@ -399,7 +402,8 @@ class Bench:
         return f"{transport} {kind[:4]} {s.seconds:5.2f} s ({s.wall or 0:5.2f} s)"
 
     def one_run(self, n: int) -> None:
-        """Plain download, HTTPS full + incremental, direct full: each in a fresh repository."""
+        """Plain download, HTTPS full + incremental, host full, direct full: each in a fresh
+        repository."""
         install(self.images.base, self.disk)
         s = plain_download(self.sim, self.session, self.disk, self.streams,
                            self.options.block_size)
@@ -409,7 +413,7 @@ class Bench:
                             self.options.block_size)
         self.samples[READS].append(s)
         line.append(f"reads {s.seconds:5.2f} s")
-        for transport in ("https", "direct"):
+        for transport in ("https", "host", "direct"):
             d = self.repo_dir / f"repo-{transport}"
             shutil.rmtree(d, ignore_errors=True)
             repo = Repository.open_local(d, create=True)
@@ -420,6 +424,8 @@ class Bench:
                     install(self.images.incr, self.disk)
                     line.append(self._backup(INCR, repo, cat, "https", "incremental"))
                     install(self.images.base, self.disk)
+                elif transport == "host":
+                    line.append(self._backup(HOST, repo, cat, "host", "full"))
                 else:
                     line.append(self._backup(DIRECT, repo, cat, "direct", "full"))
             finally:
