@@ -115,7 +115,9 @@ class HostDiskSource:
 
     @property
     def url(self) -> str:
-        return f"https://{self.address}:{self.port}{self.url_path}"
+        """The URL a ticket is acquired for (an IPv6 address in brackets)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host}:{self.port}{self.url_path}"
 
     def expect(self, areas: Sequence[Extent]) -> None:
         """The areas the backup will read (block by block, ascending): they are read in

@@ -176,6 +176,8 @@ def test_a_descriptor_with_two_extents_is_refused_clearly(env: Env) -> None:
 # --- the host transport -----------------------------------------------------------------------
 
 HOST_ONLY = {"VCSIM_FOLDER_AUTH": "1", "VCSIM_VC_FOLDER_REFUSE": "1"}
+# … and, as on vSphere, the running VM's own disk files locked (its snapshot's are read)
+HOST_ONLY_LOCKED = {**HOST_ONLY, "VCSIM_FOLDER_LOCK_RUNNING": "1"}
 
 
 def counters(e: Env) -> dict[str, Any]:
@@ -192,7 +194,7 @@ def tickets_logged(e: Env) -> int:
     return sum(int(m.group(2)) for m in found if m)
 
 
-@pytest.mark.parametrize("vcsim", [HOST_ONLY], indirect=True)
+@pytest.mark.parametrize("vcsim", [HOST_ONLY_LOCKED], indirect=True)
 def test_backups_read_from_the_host_with_single_use_tickets(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The vCenter's /folder refuses everything: the default transport reads from the host
