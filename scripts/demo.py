@@ -125,7 +125,10 @@ def start_vcsim() -> tuple[subprocess.Popen[str], str, int]:
     proc = subprocess.Popen([binary, "-l", "127.0.0.1:0", "-username", "admin",
                              "-password", PASSWORD, "-stdinexit"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True,
+                            # each simulated ESXi host serves its datastores: vmkeep reads
+                            # disks from the host that runs the VM
+                            env={**os.environ, "VCSIM_HOST_ENDPOINTS": "1"})
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("VCSIM_URL="):
