@@ -285,7 +285,9 @@ class HostDiskSource:
                 held = self._held.pop(offset, None)
                 if held is not None:
                     self._held_bytes -= len(held)
-                    return held
+                    if len(held) == length:
+                        return held
+                    return None  # not the block it was held as: a request of its own
                 if s.pos > offset:
                     return None  # passed already (a re-read): a request of its own
                 if offset - s.pos + self._held_bytes > self._read_ahead:
