@@ -254,7 +254,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from appliance.jobs.backup import BackupOptions, block_size_named
     from appliance.jobs.vm_backup import backup_vm
     from appliance.repository import codec
-    from appliance.vsphere.disk_access import check_transport, parse_datastore_paths
+    from appliance.vsphere.disk_reader import check_transport, parse_datastore_paths
     from appliance.vsphere.inventory import find_vm
 
     # Check every input before vSphere or the repository is touched.

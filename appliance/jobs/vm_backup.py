@@ -37,12 +37,12 @@ from appliance.vsphere.cbt import (
     snapshot_disks,
 )
 from appliance.vsphere.descriptor import DescriptorError
-from appliance.vsphere.disk_access import (
+from appliance.vsphere.disk_reader import (
     DEFAULT_TRANSPORT,
     DiskSource,
     Transport,
-    disk_access,
     open_disk,
+    resolve_access,
 )
 from appliance.vsphere.host_transport import HostDiskSource
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
@@ -187,7 +187,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot;
     ``force_full`` reads every allocated area whatever CBT says (an active full); disks whose
     numbers are in ``exclude`` are left out (not a warning: the job said so). ``transport``
-    says where the disks are read from (:mod:`appliance.vsphere.disk_access`; ``direct``
+    says where the disks are read from (:mod:`appliance.vsphere.disk_reader`; ``direct``
     needs ``datastore_paths``, each datastore's local folder).
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
     seam). ``snapshot_name`` names the snapshot (an appliance session's carries the appliance
@@ -237,7 +237,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     if transport != "direct" and not options.read_streams:
         options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
-    access = disk_access(session, vm, info.datacenter_path, transport, datastore_paths)
+    access = resolve_access(session, vm, info.datacenter_path, transport, datastore_paths)
     if transport == "direct":  # every datastore the VM's disks are on, before the snapshot
         for disk in info.disks:
             if disk.index in exclude:

@@ -24,7 +24,7 @@ from appliance.service.repositories import RepositoryService
 from appliance.service.state import State, check_name
 from appliance.service.vcenters import VCenterService
 from appliance.ssh import SshAuth, SshTarget, SshUnreachableError, normalize_fingerprint
-from appliance.vsphere.disk_access import check_transport, parse_datastore_paths
+from appliance.vsphere.disk_reader import check_transport, parse_datastore_paths
 from appliance.vsphere.inventory import find_vm, vms_in_container
 from catalog.models import JobRow
 

@@ -18,7 +18,7 @@ from pyVmomi import vim
 from appliance.errors import UsageError
 from appliance.jobs.vm_backup import VmBackupError
 from appliance.jobs.vm_restore import restore_disk_into_vm, restore_new_vm
-from appliance.vsphere import disk_access, host_transport
+from appliance.vsphere import disk_reader, host_transport
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.descriptor import DescriptorError, DiskExtent, data_file_of, parse_extents
 from appliance.vsphere.host_endpoint import HostEndpoint, host_of_vm
@@ -236,7 +236,7 @@ def test_a_host_certificate_other_than_the_reported_one_is_refused(
     def wrong_pin(session: VSphereSession, vm: str) -> HostEndpoint:
         return replace(host_of_vm(session, vm), thumbprint="ab" * 20)
 
-    monkeypatch.setattr(disk_access, "host_of_vm", wrong_pin)
+    monkeypatch.setattr(disk_reader, "host_of_vm", wrong_pin)
     e = env
     with pytest.raises(TransportError, match=r"host DC0_H0 \(127.0.0.1:\d+\) presented a "
                        r"certificate with SHA-1 [0-9A-F:]+, but the vCenter reports AB:AB:"):

@@ -107,7 +107,7 @@ def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Trans
     raise UsageError(f"unknown transport {transport!r}: choose host, vcenter or direct")
 
 
-def disk_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
+def resolve_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
                 transport: Transport, datastore_paths: Mapping[str, str] | None = None
                 ) -> DiskAccess:
     """Resolve how one VM's disks are read (once per VM): for ``host``, the host that runs
