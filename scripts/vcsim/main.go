@@ -66,6 +66,28 @@
 //	VCSIM_ENCRYPTED_VMS=A,B     those VMs get config.keyId and their disks (also
 //	                            ones added later) backing.keyId.
 //
+// vmkeep additions in overlay/simulator/vmkeep_tasks.go (with the patched
+// task.go, snapshot.go and virtual_machine.go): tasks as slow and fallible as
+// vSphere's. KIND is one of CreateSnapshot, RemoveSnapshot, RemoveAllSnapshots,
+// RevertToSnapshot, ReconfigVM, RelocateVM, ConsolidateVMDisks
+// (case-insensitive, "_Task" optional); a bad value stops vcsim at start.
+//
+//	VCSIM_TASK_DELAY=KIND=DUR,..  tasks of that kind answer "running" and stay
+//	                            so for DUR (a Go duration: 2s, 500ms), their
+//	                            info.progress rising by 10; then they execute
+//	                            and complete. Unset: upstream's tasks, complete
+//	                            when the method answers.
+//	VCSIM_TASK_FAIL=KIND:N,..   the Nth task of that kind (from 1, counted from
+//	                            start; a kind may be named several times) fails
+//	                            with GenericVmConfigFault ("vcsim: injected
+//	                            failure ...") without any effect.
+//	                            With either switch, these kinds' TaskInfo.name
+//	                            is vSphere's ("CreateSnapshot_Task", ...).
+//	VCSIM_CONSOLIDATION_NEEDED=1  RemoveSnapshot_Task and RemoveAllSnapshots_Task
+//	                            leave runtime.consolidationNeeded true, and
+//	                            VirtualMachine.ConsolidateVMDisks_Task exists
+//	                            (it clears it). Unset: it answers MethodNotFound.
+//
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,
 // with the host's address, port and thumbprint): "requests" (all) and

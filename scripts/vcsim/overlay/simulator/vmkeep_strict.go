@@ -411,6 +411,9 @@ func VmkeepStrictSetup() (func(), error) {
 	if err := vmkeepMarkEncrypted(os.Getenv("VCSIM_ENCRYPTED_VMS")); err != nil {
 		return nil, err
 	}
+	if err := vmkeepTasksSetup(os.Getenv("VCSIM_TASK_DELAY"), os.Getenv("VCSIM_TASK_FAIL")); err != nil {
+		return nil, err
+	}
 	closeAll := func() {
 		for _, ep := range vmkeepEndpoints {
 			_ = ep.server.Close()

@@ -1,0 +1,170 @@
+"""The simulator's strict switches for tasks, sessions and authorization
+(scripts/vcsim/overlay/simulator/vmkeep_tasks.go, vmkeep_authz.go), checked directly with
+pyVmomi and httpx: slow and failing tasks, consolidation left needed, sessions that expire,
+methods disabled and enabled by source, a restricted account's privileges. Each test starts a
+simulator with its switches (and, where it matters, one without them). Tests never sleep:
+they poll with deadlines (tests.helpers.poll)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from pyVim.task import WaitForTask
+from pyVmomi import vim, vmodl
+
+from tests.helpers import poll
+from tests.vsphere.test_strict_sim import VM, Start, start
+
+__all__ = ["start"]  # the fixture, shared with test_strict_sim.py
+
+
+def _snapshot(vm: Any, name: str = "s1") -> Any:
+    return vm.CreateSnapshot_Task(name=name, description="", memory=False, quiesce=False)
+
+
+def _snapshots(vm: Any) -> Any:
+    """vm.snapshot (typed Any, so that asserting it is None narrows nothing)."""
+    return vm.snapshot
+
+
+def _state(task: Any) -> str:
+    return str(task.info.state)
+
+
+def _done(task: Any, timeout: float = 30.0) -> Any:
+    """Wait (polling) until the task has ended; its info."""
+    return poll(lambda: f"task {task.info.name} to end (now {_state(task)})",
+                lambda: task.info if _state(task) in ("success", "error") else None,
+                timeout=timeout)
+
+
+# --- 1. Tasks: delays, progress, injected failures, consolidation ---------------------------
+
+def test_tasks_complete_at_once_by_default(start: Start) -> None:
+    s = start()
+    vm = s.obj(vim.VirtualMachine, VM)
+    task = _snapshot(vm)
+    assert _state(task) == "success"  # already, when the method answers
+    assert vm.snapshot.currentSnapshot == task.info.result
+    assert _state(vm.ReconfigVM_Task(vim.vm.ConfigSpec(annotation="x"))) == "success"  # type: ignore[no-untyped-call]
+    task = vm.snapshot.currentSnapshot.RemoveSnapshot_Task(removeChildren=False)
+    assert _state(task) == "success" and vm.snapshot is None
+    assert not vm.runtime.consolidationNeeded
+
+
+def test_a_delayed_snapshot_stays_running_with_progress(start: Start) -> None:
+    s = start({"VCSIM_TASK_DELAY": "CreateSnapshot=2s,RemoveSnapshot_Task=1s"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    t0 = time.monotonic()
+    task = _snapshot(vm)
+    assert _state(task) == "running"
+    assert _snapshots(vm) is None  # not taken yet
+    poll("progress while running",
+         lambda: _state(task) == "running" and (task.info.progress or 0) >= 10)
+    info = _done(task)
+    assert info.state == "success" and time.monotonic() - t0 >= 1.9
+    snap = vm.snapshot.currentSnapshot
+    assert snap == info.result and snap is not None
+
+    task = snap.RemoveSnapshot_Task(removeChildren=False)
+    assert _state(task) == "running"
+    assert vm.snapshot.currentSnapshot == snap  # still there while the task runs
+    assert _done(task).state == "success"
+    assert vm.snapshot is None
+
+
+def test_a_delayed_reconfigure_changes_the_vm_at_its_end(start: Start) -> None:
+    s = start({"VCSIM_TASK_DELAY": "reconfigvm=1s"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    before = vm.config.annotation
+    task = vm.ReconfigVM_Task(vim.vm.ConfigSpec(annotation="changed"))  # type: ignore[no-untyped-call]
+    assert _state(task) == "running" and vm.config.annotation == before
+    assert _done(task).state == "success"
+    assert vm.config.annotation == "changed"
+    assert _state(_snapshot(vm)) == "success"  # other kinds are not delayed
+
+
+def test_the_nth_task_of_a_kind_fails_without_effect(start: Start) -> None:
+    s = start({"VCSIM_TASK_FAIL": "CreateSnapshot:2,ReconfigVM:1,CreateSnapshot:3"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    WaitForTask(_snapshot(vm, "a"))  # type: ignore[no-untyped-call]
+    for name in ("b", "c"):
+        task = _snapshot(vm, name)
+        with pytest.raises(vim.fault.GenericVmConfigFault) as exc:
+            WaitForTask(task)  # type: ignore[no-untyped-call]
+        assert "injected failure" in exc.value.reason
+        assert "injected failure" in task.info.error.msg
+    WaitForTask(_snapshot(vm, "d"))  # type: ignore[no-untyped-call]
+    names = [t.name for t in vm.snapshot.rootSnapshotList]
+    names += [c.name for t in vm.snapshot.rootSnapshotList for c in t.childSnapshotList]
+    assert names == ["a", "d"]
+
+    before = vm.config.annotation
+    with pytest.raises(vim.fault.GenericVmConfigFault):
+        WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(annotation="x")))  # type: ignore[no-untyped-call]
+    assert vm.config.annotation == before
+    WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(annotation="y")))  # type: ignore[no-untyped-call]
+    assert vm.config.annotation == "y"
+
+
+def test_a_delayed_failure_fails_at_the_delays_end(start: Start) -> None:
+    s = start({"VCSIM_TASK_DELAY": "RemoveSnapshot=1s", "VCSIM_TASK_FAIL": "RemoveSnapshot:1"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    WaitForTask(_snapshot(vm))  # type: ignore[no-untyped-call]
+    snap = vm.snapshot.currentSnapshot
+    task = snap.RemoveSnapshot_Task(removeChildren=False)
+    assert _state(task) == "running"
+    info = _done(task)
+    assert info.state == "error" and isinstance(info.error, vim.fault.GenericVmConfigFault)
+    assert vm.snapshot.currentSnapshot == snap  # not removed
+    WaitForTask(snap.RemoveSnapshot_Task(removeChildren=False))  # type: ignore[no-untyped-call]
+    assert vm.snapshot is None
+
+
+def test_removal_can_leave_consolidation_needed(start: Start) -> None:
+    default = start()
+    vm = default.obj(vim.VirtualMachine, VM)
+    with pytest.raises(vmodl.fault.MethodNotFound):
+        vm.ConsolidateVMDisks_Task()  # upstream has no such method
+
+    s = start({"VCSIM_CONSOLIDATION_NEEDED": "1", "VCSIM_TASK_DELAY": "ConsolidateVMDisks=1s"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    assert not vm.runtime.consolidationNeeded
+    WaitForTask(_snapshot(vm))  # type: ignore[no-untyped-call]
+    WaitForTask(vm.snapshot.currentSnapshot.RemoveSnapshot_Task(  # type: ignore[no-untyped-call]
+        removeChildren=False))
+    assert vm.runtime.consolidationNeeded is True
+    assert vm.summary.runtime.consolidationNeeded is True
+    task = vm.ConsolidateVMDisks_Task()
+    assert _state(task) == "running" and vm.runtime.consolidationNeeded is True
+    assert _done(task).state == "success"
+    assert vm.runtime.consolidationNeeded is False
+    assert vm.summary.runtime.consolidationNeeded is False
+
+    WaitForTask(_snapshot(vm))
+    WaitForTask(vm.RemoveAllSnapshots_Task())
+    assert vm.runtime.consolidationNeeded is True
+
+
+def test_a_consolidation_can_fail(start: Start) -> None:
+    s = start({"VCSIM_CONSOLIDATION_NEEDED": "1", "VCSIM_TASK_FAIL": "ConsolidateVMDisks:1"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    WaitForTask(_snapshot(vm))  # type: ignore[no-untyped-call]
+    WaitForTask(vm.snapshot.currentSnapshot.RemoveSnapshot_Task(  # type: ignore[no-untyped-call]
+        removeChildren=False))
+    with pytest.raises(vim.fault.GenericVmConfigFault):
+        WaitForTask(vm.ConsolidateVMDisks_Task())  # type: ignore[no-untyped-call]
+    assert vm.runtime.consolidationNeeded is True
+    WaitForTask(vm.ConsolidateVMDisks_Task())  # type: ignore[no-untyped-call]
+    assert vm.runtime.consolidationNeeded is False
+
+
+@pytest.mark.parametrize("env", [{"VCSIM_TASK_DELAY": "PowerOnVM=1s"},
+                                 {"VCSIM_TASK_DELAY": "CreateSnapshot=soon"},
+                                 {"VCSIM_TASK_FAIL": "CreateSnapshot:0"},
+                                 {"VCSIM_TASK_FAIL": "CreateSnapshot"}])
+def test_bad_task_switches_stop_the_simulator(start: Start, env: dict[str, str]) -> None:
+    with pytest.raises(AssertionError, match="did not start"):
+        start(env)
