@@ -88,6 +88,19 @@
 //	                            VirtualMachine.ConsolidateVMDisks_Task exists
 //	                            (it clears it). Unset: it answers MethodNotFound.
 //
+// vmkeep additions in overlay/simulator/vmkeep_authz.go (with the patched
+// session_manager.go and simulator.go): sessions and authorization as on
+// vCenter.
+//
+//	VCSIM_SESSION_IDLE=DUR      SessionIdleTimeout (a Go duration: 5s, 30m): a
+//	                            session without a SOAP call for longer is gone
+//	                            at once; the next call answers NotAuthenticated
+//	                            and its cookie no longer opens /folder (401 with
+//	                            VCSIM_FOLDER_AUTH=1). /folder requests do not
+//	                            keep a session alive. Property reads without a
+//	                            session answer NotAuthenticated too (upstream
+//	                            answers them, each property missing).
+//
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,
 // with the host's address, port and thumbprint): "requests" (all) and

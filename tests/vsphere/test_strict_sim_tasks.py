@@ -11,11 +11,12 @@ import time
 from typing import Any
 
 import pytest
+from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
 
 from tests.helpers import poll
-from tests.vsphere.test_strict_sim import VM, Start, start
+from tests.vsphere.test_strict_sim import VM, Sim, Start, start
 
 __all__ = ["start"]  # the fixture, shared with test_strict_sim.py
 
@@ -168,3 +169,78 @@ def test_a_consolidation_can_fail(start: Start) -> None:
 def test_bad_task_switches_stop_the_simulator(start: Start, env: dict[str, str]) -> None:
     with pytest.raises(AssertionError, match="did not start"):
         start(env)
+
+
+# --- 2. Sessions expire when idle -----------------------------------------------------------
+
+def _alive(s: Sim) -> bool:
+    try:
+        s.si.CurrentTime()
+    except vim.fault.NotAuthenticated:
+        return False
+    return True
+
+
+def test_an_idle_session_expires_for_soap_and_folder(start: Start) -> None:
+    lenient = start({"VCSIM_FOLDER_AUTH": "1"})
+    s = start({"VCSIM_SESSION_IDLE": "2s", "VCSIM_FOLDER_AUTH": "1"})
+    vm = s.obj(vim.VirtualMachine, VM)
+
+    # SOAP calls keep it alive well past the idle time.
+    t0 = time.monotonic()
+    poll("3 s of calls", lambda: _alive(s) and time.monotonic() - t0 > 3, every=0.3)
+    assert vm.name == VM
+
+    # /folder requests do not: the cookie stops working once the session is idle for 2 s.
+    last_call = time.monotonic()
+    assert s.session(s.url()).status_code == 200
+    poll("/folder to refuse the expired session",
+         lambda: s.session(s.url()).status_code == 401, timeout=10, every=0.2)
+    assert time.monotonic() - last_call >= 1.9
+    with pytest.raises(vim.fault.NotAuthenticated):
+        s.si.CurrentTime()
+    with pytest.raises(vim.fault.NotAuthenticated):
+        vm.name  # noqa: B018  (a property read needs a session, as on vSphere)
+
+    # Without the switch, the session (idle for as long) lives on.
+    assert lenient.session(lenient.url()).status_code == 200
+    assert _alive(lenient)
+    assert lenient.obj(vim.VirtualMachine, VM).name == VM
+
+    # A new login works.
+    si = SmartConnect(host=s.sim.host, port=s.sim.port, user=s.sim.user,  # type: ignore[no-untyped-call]
+                      pwd=s.sim.password, disableSslCertValidation=True)
+    try:
+        assert si.CurrentTime()
+    finally:
+        Disconnect(si)  # type: ignore[no-untyped-call]
+
+
+def _read_name(s: Sim, vm: Any) -> Any:
+    """RetrievePropertiesEx of vm.name, as pyVmomi's property access sends it."""
+    spec = vmodl.query.PropertyCollector.FilterSpec(  # type: ignore[no-untyped-call]
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm)],  # type: ignore[no-untyped-call]
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(  # type: ignore[no-untyped-call]
+            type=vim.VirtualMachine, pathSet=["name"])])
+    return s.si.content.propertyCollector.RetrievePropertiesEx(
+        specSet=[spec], options=vmodl.query.PropertyCollector.RetrieveOptions())  # type: ignore[no-untyped-call]
+
+
+def test_property_reads_without_a_session(start: Start) -> None:
+    for env, refused in (({}, False), ({"VCSIM_SESSION_IDLE": "1m"}, True)):
+        s = start(env)
+        vm = s.obj(vim.VirtualMachine, VM)
+        Disconnect(s.si)  # type: ignore[no-untyped-call]
+        if refused:  # the method fails, as on vSphere
+            with pytest.raises(vim.fault.NotAuthenticated):
+                _read_name(s, vm)
+        else:  # upstream answers, with a fault per property
+            result = _read_name(s, vm)
+            missing = result.objects[0].missingSet
+            assert [m.path for m in missing] == ["name"]
+            assert isinstance(missing[0].fault, vim.fault.NotAuthenticated)
+
+
+def test_bad_session_idle_stops_the_simulator(start: Start) -> None:
+    with pytest.raises(AssertionError, match="did not start"):
+        start({"VCSIM_SESSION_IDLE": "soon"})

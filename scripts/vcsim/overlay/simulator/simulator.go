@@ -139,6 +139,11 @@ func (s *Service) call(ctx *Context, method *Method) soap.HasFault {
 		switch method.Name {
 		case "RetrieveServiceContent", "PbmRetrieveServiceContent", "Fetch", "List", "Login", "LoginByToken", "LoginExtensionByCertificate", "RetrieveProperties", "RetrievePropertiesEx", "CloneSession":
 			// ok for now, TODO: authz
+			// vmkeep: with VCSIM_SESSION_IDLE, property reads need a
+			// session too, as on vSphere (see vmkeep_authz.go).
+			if fault := vmkeepNeedsSession(method); fault != nil {
+				return fault
+			}
 		default:
 			fault := &types.NotAuthenticated{
 				NoPermission: types.NoPermission{
