@@ -100,6 +100,14 @@
 //	                            keep a session alive. Property reads without a
 //	                            session answer NotAuthenticated too (upstream
 //	                            answers them, each property missing).
+//	VCSIM_METHOD_DISABLING=1    AuthorizationManager.DisableMethods and
+//	                            EnableMethods exist (vCenter's internal API,
+//	                            urn:internalvim25; upstream has neither): the
+//	                            methods (wsdl names, "RelocateVM_Task") are kept
+//	                            per entity and source in disabledMethod, and
+//	                            calling one answers MethodDisabled (source =
+//	                            sourceId); EnableMethods re-enables only its
+//	                            source's disabling.
 //
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
@@ -244,3 +245,78 @@ def test_property_reads_without_a_session(start: Start) -> None:
 def test_bad_session_idle_stops_the_simulator(start: Start) -> None:
     with pytest.raises(AssertionError, match="did not start"):
         start({"VCSIM_SESSION_IDLE": "soon"})
+
+
+# --- 3. AuthorizationManager.DisableMethods / EnableMethods ---------------------------------
+
+def _soap(s: Sim, body: str) -> httpx.Response:
+    """A raw SOAP call in the session (pyVmomi has no DisableMethods: it is vCenter's internal
+    API, urn:internalvim25)."""
+    envelope = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+                f'<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>')
+    return s.session(f"{s.base}/sdk", method="POST", content=envelope.encode(),
+                     headers={"Content-Type": "text/xml; charset=utf-8",
+                              "SOAPAction": "urn:internalvim25/6.7"})
+
+
+def _refs(s: Sim, entities: list[Any]) -> str:
+    am = s.si.content.authorizationManager._moId
+    return (f'<_this type="AuthorizationManager">{am}</_this>'
+            + "".join(f'<entity type="{e._wsdlName}">{e._moId}</entity>' for e in entities))
+
+
+def _disable(s: Sim, entities: list[Any], methods: list[str], source: str) -> httpx.Response:
+    ms = "".join(f"<method><method>{m}</method><reasonId>vmkeep.backup</reasonId></method>"
+                 for m in methods)
+    return _soap(s, f'<DisableMethods xmlns="urn:internalvim25">{_refs(s, entities)}{ms}'
+                    f"<sourceId>{source}</sourceId></DisableMethods>")
+
+
+def _enable(s: Sim, entities: list[Any], methods: list[str], source: str) -> httpx.Response:
+    ms = "".join(f"<method>{m}</method>" for m in methods)
+    return _soap(s, f'<EnableMethods xmlns="urn:internalvim25">{_refs(s, entities)}{ms}'
+                    f"<sourceId>{source}</sourceId></EnableMethods>")
+
+
+def _disabled(vm: Any) -> list[str]:
+    return sorted(str(m) for m in vm.disabledMethod)
+
+
+def _relocate(vm: Any) -> None:
+    WaitForTask(vm.RelocateVM_Task(vim.vm.RelocateSpec()))  # type: ignore[no-untyped-call]
+
+
+def test_methods_are_disabled_and_enabled_by_source(start: Start) -> None:
+    default = start()
+    vm = default.obj(vim.VirtualMachine, VM)
+    r = _disable(default, [vm], ["RelocateVM_Task"], "vmkeep")
+    assert r.status_code == 500 and b"DisableMethods" in r.content  # upstream has no such method
+    _relocate(vm)
+
+    s = start({"VCSIM_METHOD_DISABLING": "1"})
+    vm, other = s.obj(vim.VirtualMachine, VM), s.obj(vim.VirtualMachine, "DC0_H0_VM1")
+    assert _disabled(vm) == []
+    r = _disable(s, [vm], ["RelocateVM_Task", "Destroy_Task"], "vmkeep")
+    assert r.status_code == 200 and b"DisableMethodsResponse" in r.content
+    assert _disabled(vm) == ["Destroy_Task", "RelocateVM_Task"]
+    with pytest.raises(vim.fault.MethodDisabled) as exc:
+        _relocate(vm)
+    assert exc.value.source == "vmkeep"
+    _relocate(other)  # only the named entities
+    assert _disabled(other) == []
+
+    assert _disable(s, [vm], ["RelocateVM_Task"], "other-tool").status_code == 200
+    assert _enable(s, [vm], ["RelocateVM_Task", "Destroy_Task"], "vmkeep").status_code == 200
+    assert _disabled(vm) == ["RelocateVM_Task"]  # still disabled by the other source
+    with pytest.raises(vim.fault.MethodDisabled) as exc:
+        _relocate(vm)
+    assert exc.value.source == "other-tool"
+    assert _enable(s, [vm], ["RelocateVM_Task"], "other-tool").status_code == 200
+    assert _disabled(vm) == []
+    _relocate(vm)
+    assert _enable(s, [vm], ["RelocateVM_Task"], "vmkeep").status_code == 200  # a no-op
+
+    gone = vim.VirtualMachine("vm-does-not-exist", s.si._stub)  # type: ignore[no-untyped-call]
+    r = _disable(s, [gone], ["RelocateVM_Task"], "vmkeep")
+    assert r.status_code == 500 and b"ManagedObjectNotFound" in r.content

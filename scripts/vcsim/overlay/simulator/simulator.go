@@ -192,6 +192,13 @@ func (s *Service) call(ctx *Context, method *Method) soap.HasFault {
 			}
 		}
 	}
+	// vmkeep: disabledMethod holds wsdl names ("RelocateVM_Task"), which the
+	// check above never matches (it compares "RelocateVMTask"): methods
+	// disabled by AuthorizationManager.DisableMethods are refused here, with
+	// their source (see vmkeep_authz.go).
+	if f := vmkeepMethodDisabled(method.This, method.Name); f != nil {
+		return &serverFaultBody{Reason: f}
+	}
 
 	// We have a valid call. Introduce a delay if requested
 	//

@@ -11,13 +11,27 @@
 //     with SOAP calls, e.g. ServiceInstance.CurrentTime). Property reads
 //     (RetrieveProperties, RetrievePropertiesEx, Fetch) need a session too,
 //     as on vSphere (upstream answers them without one).
+//   - VCSIM_METHOD_DISABLING=1: AuthorizationManager.DisableMethods and
+//     EnableMethods exist (vCenter's internal API, urn:internalvim25, as
+//     govmomi's object.AuthorizationManager sends them; upstream has neither
+//     and answers a SOAP fault). DisableMethods(entity[], method[] {method,
+//     reasonId}, sourceId) adds the methods (wsdl names, e.g.
+//     "RelocateVM_Task") to each entity's disabledMethod; calling one of them
+//     on that entity then answers MethodDisabled (source = the sourceId).
+//     Each (method, source) pair is kept: EnableMethods(entity[], method[],
+//     sourceId) removes that source's disabling only, and a method stays
+//     disabled while any source still disables it. sessionScope is ignored.
 package simulator
 
 import (
 	"fmt"
 	"os"
+	"reflect"
+	"sort"
+	"sync"
 	"time"
 
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -30,6 +44,11 @@ func vmkeepAuthzSetup() error {
 			return fmt.Errorf("VCSIM_SESSION_IDLE: %q is not a positive Go duration (5s, 2m)", v)
 		}
 		SessionIdleTimeout = d
+	}
+	if os.Getenv("VCSIM_METHOD_DISABLING") == "1" {
+		// Without these types the request does not decode: upstream's fault.
+		types.Add("DisableMethods", reflect.TypeOf((*vmkeepDisableMethods)(nil)).Elem())
+		types.Add("EnableMethods", reflect.TypeOf((*vmkeepEnableMethods)(nil)).Elem())
 	}
 	return nil
 }
@@ -50,5 +69,167 @@ func vmkeepNeedsSession(method *Method) soap.HasFault {
 		}
 		return &serverFaultBody{Reason: Fault("", fault)}
 	}
+	return nil
+}
+
+// The internal API's requests (field names as in govmomi's
+// object/authorization_manager_internal.go).
+type vmkeepDisabledMethodRequest struct {
+	Method   string `xml:"method"`
+	ReasonId string `xml:"reasonId,omitempty"`
+}
+
+type vmkeepDisableMethods struct {
+	This         types.ManagedObjectReference   `xml:"_this"`
+	Entity       []types.ManagedObjectReference `xml:"entity"`
+	Method       []vmkeepDisabledMethodRequest  `xml:"method,omitempty"`
+	SourceId     string                         `xml:"sourceId"`
+	SessionScope bool                           `xml:"sessionScope,omitempty"`
+}
+
+type vmkeepEnableMethods struct {
+	This     types.ManagedObjectReference   `xml:"_this"`
+	Entity   []types.ManagedObjectReference `xml:"entity"`
+	Method   []string                       `xml:"method,omitempty"`
+	SourceId string                         `xml:"sourceId"`
+}
+
+// DisableMethodsResponse and EnableMethodsResponse name the answers' elements.
+type DisableMethodsResponse struct{}
+type EnableMethodsResponse struct{}
+
+type vmkeepDisableMethodsBody struct {
+	Res    *DisableMethodsResponse
+	Fault_ *soap.Fault
+}
+
+func (b *vmkeepDisableMethodsBody) Fault() *soap.Fault { return b.Fault_ }
+
+type vmkeepEnableMethodsBody struct {
+	Res    *EnableMethodsResponse
+	Fault_ *soap.Fault
+}
+
+func (b *vmkeepEnableMethodsBody) Fault() *soap.Fault { return b.Fault_ }
+
+var (
+	vmkeepDisabledMu sync.Mutex
+	// entity -> method -> sources disabling it, in the order they did
+	vmkeepDisabled = map[types.ManagedObjectReference]map[string][]string{}
+)
+
+// vmkeepEntities resolves the request's entities (a fault for a missing one).
+func vmkeepEntities(refs []types.ManagedObjectReference) ([]mo.Entity, *soap.Fault) {
+	var out []mo.Entity
+	for _, ref := range refs {
+		e, ok := Map.Get(ref).(mo.Entity)
+		if !ok {
+			return nil, Fault(fmt.Sprintf("managed object not found: %s", ref), &types.ManagedObjectNotFound{Obj: ref})
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// vmkeepPublishDisabled sets the entity's disabledMethod from the table
+// (vmkeepDisabledMu held).
+func vmkeepPublishDisabled(e mo.Entity) {
+	ref := e.Reference()
+	names := []string{}
+	for m := range vmkeepDisabled[ref] {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	Map.WithLock(e, func() {
+		Map.Update(e, []types.PropertyChange{{Name: "disabledMethod", Val: names}})
+	})
+}
+
+// DisableMethods (vmkeep, VCSIM_METHOD_DISABLING=1): see the file's comment.
+func (m *AuthorizationManager) DisableMethods(ctx *Context, req *vmkeepDisableMethods) soap.HasFault {
+	body := &vmkeepDisableMethodsBody{}
+	if fault := vmkeepCheckPrivilege(ctx, "Global.DisableMethods", m.Self); fault != nil {
+		body.Fault_ = fault
+		return body
+	}
+	entities, fault := vmkeepEntities(req.Entity)
+	if fault != nil {
+		body.Fault_ = fault
+		return body
+	}
+	vmkeepDisabledMu.Lock()
+	defer vmkeepDisabledMu.Unlock()
+	for _, e := range entities {
+		ref := e.Reference()
+		if vmkeepDisabled[ref] == nil {
+			vmkeepDisabled[ref] = map[string][]string{}
+		}
+		for _, dm := range req.Method {
+			sources := vmkeepDisabled[ref][dm.Method]
+			known := false
+			for _, s := range sources {
+				known = known || s == req.SourceId
+			}
+			if !known {
+				vmkeepDisabled[ref][dm.Method] = append(sources, req.SourceId)
+			}
+		}
+		vmkeepPublishDisabled(e)
+	}
+	body.Res = &DisableMethodsResponse{}
+	return body
+}
+
+// EnableMethods (vmkeep, VCSIM_METHOD_DISABLING=1): see the file's comment.
+func (m *AuthorizationManager) EnableMethods(ctx *Context, req *vmkeepEnableMethods) soap.HasFault {
+	body := &vmkeepEnableMethodsBody{}
+	if fault := vmkeepCheckPrivilege(ctx, "Global.EnableMethods", m.Self); fault != nil {
+		body.Fault_ = fault
+		return body
+	}
+	entities, fault := vmkeepEntities(req.Entity)
+	if fault != nil {
+		body.Fault_ = fault
+		return body
+	}
+	vmkeepDisabledMu.Lock()
+	defer vmkeepDisabledMu.Unlock()
+	for _, e := range entities {
+		ref := e.Reference()
+		for _, name := range req.Method {
+			var keep []string
+			for _, s := range vmkeepDisabled[ref][name] {
+				if s != req.SourceId {
+					keep = append(keep, s)
+				}
+			}
+			if len(keep) == 0 {
+				delete(vmkeepDisabled[ref], name)
+			} else {
+				vmkeepDisabled[ref][name] = keep
+			}
+		}
+		vmkeepPublishDisabled(e)
+	}
+	body.Res = &EnableMethodsResponse{}
+	return body
+}
+
+// vmkeepMethodDisabled: the MethodDisabled fault for calling method (its wsdl
+// name) on ref when disabled, else nil. Called by the patched simulator.go.
+func vmkeepMethodDisabled(ref types.ManagedObjectReference, method string) *soap.Fault {
+	vmkeepDisabledMu.Lock()
+	sources := vmkeepDisabled[ref][method]
+	vmkeepDisabledMu.Unlock()
+	if len(sources) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("The method is disabled by '%s'", sources[0])
+	return Fault(msg, &types.MethodDisabled{Source: sources[0]})
+}
+
+// vmkeepCheckPrivilege: NoPermission when the caller is the restricted
+// account (VCSIM_RESTRICTED_USER) without the privilege, else nil.
+func vmkeepCheckPrivilege(ctx *Context, priv string, obj types.ManagedObjectReference) *soap.Fault {
 	return nil
 }
