@@ -108,6 +108,20 @@
 //	                            calling one answers MethodDisabled (source =
 //	                            sourceId); EnableMethods re-enables only its
 //	                            source's disabling.
+//	VCSIM_RESTRICTED_USER=NAME:PASSWORD
+//	VCSIM_RESTRICTED_PRIVILEGES=PRIV,..
+//	                            a second account (besides -username) that can
+//	                            log in and is granted exactly PRIV,.. (e.g.
+//	                            System.Anonymous,System.View,VirtualMachine.
+//	                            State.CreateSnapshot) on every entity, as
+//	                            AuthorizationManager.HasPrivilegeOnEntities,
+//	                            HasPrivilegeOnEntity (by session id),
+//	                            HasUserPrivilegeOnEntities and
+//	                            FetchUserPrivilegeOnEntities (by user name)
+//	                            answer; other accounts are granted everything
+//	                            (upstream). Enforced only on DisableMethods /
+//	                            EnableMethods (Global.DisableMethods /
+//	                            Global.EnableMethods, else NoPermission).
 //
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,

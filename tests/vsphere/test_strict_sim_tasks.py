@@ -320,3 +320,81 @@ def test_methods_are_disabled_and_enabled_by_source(start: Start) -> None:
     gone = vim.VirtualMachine("vm-does-not-exist", s.si._stub)  # type: ignore[no-untyped-call]
     r = _disable(s, [gone], ["RelocateVM_Task"], "vmkeep")
     assert r.status_code == 500 and b"ManagedObjectNotFound" in r.content
+
+
+# --- 4. A restricted account ----------------------------------------------------------------
+
+GRANTED = ["System.Anonymous", "System.View", "System.Read",
+           "VirtualMachine.State.CreateSnapshot", "VirtualMachine.State.RemoveSnapshot"]
+ASKED = ["VirtualMachine.State.CreateSnapshot", "Datastore.Browse", "System.View",
+         "Global.DisableMethods", "VirtualMachine.Config.ChangeTracking"]
+RESTRICTED = {"VCSIM_RESTRICTED_USER": "backup:b4ckup-secret",
+              "VCSIM_RESTRICTED_PRIVILEGES": ",".join(GRANTED),
+              "VCSIM_METHOD_DISABLING": "1"}
+
+
+def _login(s: Sim, user: str, pwd: str) -> Sim:
+    si = SmartConnect(host=s.sim.host, port=s.sim.port, user=user,  # type: ignore[no-untyped-call]
+                      pwd=pwd, disableSslCertValidation=True)
+    return Sim(s.sim, si)
+
+
+def _granted(s: Sim, session_key: str, entities: list[Any]) -> dict[str, dict[str, bool]]:
+    am = s.si.content.authorizationManager
+    result = am.HasPrivilegeOnEntities(entity=entities, sessionId=session_key, privId=ASKED)
+    return {r.entity._moId: {p.privId: p.isGranted for p in r.privAvailability}
+            for r in result}
+
+
+def test_a_restricted_account_is_granted_only_its_privileges(start: Start) -> None:
+    s = start(RESTRICTED)
+    with pytest.raises(vim.fault.InvalidLogin):
+        _login(s, "backup", "wrong")
+    r = _login(s, "backup", "b4ckup-secret")
+    try:
+        assert r.si.content.sessionManager.currentSession.userName == "backup"
+        vm, dc = r.obj(vim.VirtualMachine, VM), r.obj(vim.Datacenter, "DC0")
+        key = r.si.content.sessionManager.currentSession.key
+        want = {p: p in GRANTED for p in ASKED}
+        assert _granted(r, key, [vm, dc]) == {vm._moId: want, dc._moId: want}
+        assert _granted(s, key, [vm]) == {vm._moId: want}  # asked by another session
+        am = r.si.content.authorizationManager
+        assert am.HasPrivilegeOnEntity(entity=vm, sessionId=key, privId=ASKED) == \
+            [p in GRANTED for p in ASKED]
+        [fetched] = am.FetchUserPrivilegeOnEntities(entities=[vm], userName="backup")
+        assert sorted(fetched.privileges) == sorted(GRANTED)
+        [user] = am.HasUserPrivilegeOnEntities(entities=[vm], userName="backup", privId=ASKED)
+        assert {p.privId: p.isGranted for p in user.privAvailability} == want
+
+        # The main account is granted everything, as upstream grants everyone.
+        main_key = s.si.content.sessionManager.currentSession.key
+        assert _granted(s, main_key, [vm]) == {vm._moId: dict.fromkeys(ASKED, True)}
+        [fetched] = am.FetchUserPrivilegeOnEntities(entities=[vm], userName=s.sim.user)
+        assert "Datastore.Browse" in fetched.privileges
+        assert _granted(s, "no-such-session", [vm]) == {vm._moId: dict.fromkeys(ASKED, False)}
+
+        # Privileges are not enforced on methods, except DisableMethods/EnableMethods.
+        WaitForTask(_snapshot(vm))  # type: ignore[no-untyped-call]
+        resp = _disable(r, [vm], ["RelocateVM_Task"], "vmkeep")
+        assert resp.status_code == 500 and b"NoPermission" in resp.content
+        assert b"Global.DisableMethods" in resp.content
+        assert _disable(s, [vm], ["RelocateVM_Task"], "vmkeep").status_code == 200
+    finally:
+        Disconnect(r.si)  # type: ignore[no-untyped-call]
+
+
+def test_without_the_switch_everyone_is_granted_everything(start: Start) -> None:
+    s = start()
+    vm = s.obj(vim.VirtualMachine, VM)
+    assert _granted(s, "no-such-session", [vm]) == {vm._moId: dict.fromkeys(ASKED, True)}
+    with pytest.raises(vim.fault.InvalidLogin):
+        _login(s, "backup", "b4ckup-secret")
+
+
+@pytest.mark.parametrize("env", [{"VCSIM_RESTRICTED_USER": "backup"},
+                                 {"VCSIM_RESTRICTED_USER": "backup:x",
+                                  "VCSIM_RESTRICTED_PRIVILEGES": "System.View,No.Such"},
+                                 {"VCSIM_RESTRICTED_PRIVILEGES": "System.View"}])
+def test_bad_restricted_switches_stop_the_simulator(start: Start, env: dict[str, str]) -> None:
+    with pytest.raises(AssertionError, match="did not start"):
+        start(env)

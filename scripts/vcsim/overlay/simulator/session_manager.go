@@ -117,6 +117,10 @@ func (s *SessionManager) validLogin(ctx *Context, req *types.Login) bool {
 	if ctx.Session != nil {
 		return false
 	}
+	// vmkeep: the restricted account (VCSIM_RESTRICTED_USER, vmkeep_authz.go).
+	if handled, ok := vmkeepRestrictedLogin(req.UserName, req.Password); handled {
+		return ok
+	}
 	user := ctx.svc.Listen.User
 	if user == nil || user == DefaultLogin {
 		return req.UserName != "" && req.Password != ""

@@ -21,6 +21,18 @@
 //     Each (method, source) pair is kept: EnableMethods(entity[], method[],
 //     sourceId) removes that source's disabling only, and a method stays
 //     disabled while any source still disables it. sessionScope is ignored.
+//   - VCSIM_RESTRICTED_USER=NAME:PASSWORD with
+//     VCSIM_RESTRICTED_PRIVILEGES=System.Anonymous,System.View,...: a second
+//     account (besides -username) that can log in, for which
+//     AuthorizationManager.HasPrivilegeOnEntities / HasPrivilegeOnEntity (by
+//     its session id), HasUserPrivilegeOnEntities and
+//     FetchUserPrivilegeOnEntities (by its name) grant exactly the listed
+//     privileges, on every entity (as a role given on the root folder); an
+//     unknown session id is granted nothing. Other accounts are granted
+//     everything (upstream). Privileges are not enforced on methods, except
+//     Global.DisableMethods / Global.EnableMethods for DisableMethods /
+//     EnableMethods (NoPermission). A privilege id unknown to the simulator's
+//     Admin role stops vcsim at start.
 package simulator
 
 import (
@@ -28,6 +40,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +57,9 @@ func vmkeepAuthzSetup() error {
 			return fmt.Errorf("VCSIM_SESSION_IDLE: %q is not a positive Go duration (5s, 2m)", v)
 		}
 		SessionIdleTimeout = d
+	}
+	if err := vmkeepRestrictedSetup(os.Getenv("VCSIM_RESTRICTED_USER"), os.Getenv("VCSIM_RESTRICTED_PRIVILEGES")); err != nil {
+		return err
 	}
 	if os.Getenv("VCSIM_METHOD_DISABLING") == "1" {
 		// Without these types the request does not decode: upstream's fault.
@@ -228,8 +244,99 @@ func vmkeepMethodDisabled(ref types.ManagedObjectReference, method string) *soap
 	return Fault(msg, &types.MethodDisabled{Source: sources[0]})
 }
 
-// vmkeepCheckPrivilege: NoPermission when the caller is the restricted
-// account (VCSIM_RESTRICTED_USER) without the privilege, else nil.
-func vmkeepCheckPrivilege(ctx *Context, priv string, obj types.ManagedObjectReference) *soap.Fault {
+// The restricted account (set once at start, read-only after).
+var (
+	vmkeepRestrictedName  string
+	vmkeepRestrictedPass  string
+	vmkeepRestrictedPrivs []string
+	vmkeepRestrictedSet   = map[string]bool{}
+)
+
+func vmkeepRestrictedSetup(user, privs string) error {
+	if user == "" {
+		if privs != "" {
+			return fmt.Errorf("VCSIM_RESTRICTED_PRIVILEGES needs VCSIM_RESTRICTED_USER")
+		}
+		return nil
+	}
+	kv := strings.SplitN(user, ":", 2)
+	if len(kv) != 2 || kv[0] == "" || kv[1] == "" {
+		return fmt.Errorf("VCSIM_RESTRICTED_USER: %q is not NAME:PASSWORD", user)
+	}
+	am := Map.Get(*Map.content().AuthorizationManager).(*AuthorizationManager)
+	for _, p := range strings.Split(privs, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, ok := am.privileges[p]; !ok {
+			return fmt.Errorf("VCSIM_RESTRICTED_PRIVILEGES: unknown privilege %q", p)
+		}
+		if !vmkeepRestrictedSet[p] {
+			vmkeepRestrictedSet[p] = true
+			vmkeepRestrictedPrivs = append(vmkeepRestrictedPrivs, p)
+		}
+	}
+	vmkeepRestrictedName, vmkeepRestrictedPass = kv[0], kv[1]
 	return nil
+}
+
+// vmkeepRestrictedLogin: is this a login of the restricted account (handled:
+// true) and, if so, is the password right (ok)? Called by validLogin.
+func vmkeepRestrictedLogin(user, pass string) (handled, ok bool) {
+	if vmkeepRestrictedName == "" || user != vmkeepRestrictedName {
+		return false, false
+	}
+	return true, pass == vmkeepRestrictedPass
+}
+
+func vmkeepIsRestricted(user string) bool {
+	return vmkeepRestrictedName != "" && user == vmkeepRestrictedName
+}
+
+func vmkeepRestrictedPrivileges() []string {
+	return append([]string(nil), vmkeepRestrictedPrivs...)
+}
+
+// HasPrivilegeOnEntityResponse is types.HasPrivilegeOnEntityResponse with
+// every element of Returnval encoded (the upstream type's omitempty drops the
+// false ones, so a client reads fewer answers than it asked, all true).
+type HasPrivilegeOnEntityResponse struct {
+	Returnval []bool `xml:"returnval"`
+}
+
+type vmkeepHasPrivilegeOnEntityBody struct {
+	Res    *HasPrivilegeOnEntityResponse
+	Fault_ *soap.Fault
+}
+
+func (b *vmkeepHasPrivilegeOnEntityBody) Fault() *soap.Fault { return b.Fault_ }
+
+// vmkeepUserGranted: does the account have the privilege?
+func vmkeepUserGranted(user, priv string) bool {
+	if !vmkeepIsRestricted(user) {
+		return true
+	}
+	return vmkeepRestrictedSet[priv]
+}
+
+// vmkeepSessionGranted: does the session's account have the privilege?
+func vmkeepSessionGranted(sessionID, priv string) bool {
+	if vmkeepRestrictedName == "" {
+		return true // upstream
+	}
+	s, ok := Map.SessionManager().getSession(sessionID)
+	if !ok {
+		return false
+	}
+	return vmkeepUserGranted(s.UserName, priv)
+}
+
+// vmkeepCheckPrivilege: NoPermission when the caller is the restricted
+// account without the privilege, else nil.
+func vmkeepCheckPrivilege(ctx *Context, priv string, obj types.ManagedObjectReference) *soap.Fault {
+	if ctx.Session == nil || vmkeepUserGranted(ctx.Session.UserName, priv) {
+		return nil
+	}
+	return Fault(fmt.Sprintf("Permission to perform this operation was denied (%s)", priv),
+		&types.NoPermission{Object: obj, PrivilegeId: priv})
 }
