@@ -125,6 +125,19 @@ def test_a_delayed_failure_fails_at_the_delays_end(start: Start) -> None:
     assert vm.snapshot is None
 
 
+def test_a_delayed_task_whose_object_went_away_fails_cleanly(start: Start) -> None:
+    s = start({"VCSIM_TASK_DELAY": "RemoveSnapshot=1s"})
+    vm = s.obj(vim.VirtualMachine, VM)
+    WaitForTask(_snapshot(vm))  # type: ignore[no-untyped-call]
+    snap = vm.snapshot.currentSnapshot
+    first = snap.RemoveSnapshot_Task(removeChildren=False)
+    second = snap.RemoveSnapshot_Task(removeChildren=False)
+    assert _done(first).state == "success"
+    info = _done(second)
+    assert info.state == "error" and isinstance(info.error, vmodl.fault.SystemError)
+    assert vm.name == VM  # the simulator is still there
+
+
 def test_removal_can_leave_consolidation_needed(start: Start) -> None:
     default = start()
     vm = default.obj(vim.VirtualMachine, VM)
@@ -184,20 +197,20 @@ def _alive(s: Sim) -> bool:
 
 def test_an_idle_session_expires_for_soap_and_folder(start: Start) -> None:
     lenient = start({"VCSIM_FOLDER_AUTH": "1"})
-    s = start({"VCSIM_SESSION_IDLE": "2s", "VCSIM_FOLDER_AUTH": "1"})
+    s = start({"VCSIM_SESSION_IDLE": "3s", "VCSIM_FOLDER_AUTH": "1"})
     vm = s.obj(vim.VirtualMachine, VM)
 
     # SOAP calls keep it alive well past the idle time.
     t0 = time.monotonic()
-    poll("3 s of calls", lambda: _alive(s) and time.monotonic() - t0 > 3, every=0.3)
+    poll("4 s of calls", lambda: _alive(s) and time.monotonic() - t0 > 4, every=0.3)
+    last_call = time.monotonic()
     assert vm.name == VM
 
-    # /folder requests do not: the cookie stops working once the session is idle for 2 s.
-    last_call = time.monotonic()
+    # /folder requests do not: the cookie stops working once the session is idle for 3 s.
     assert s.session(s.url()).status_code == 200
     poll("/folder to refuse the expired session",
-         lambda: s.session(s.url()).status_code == 401, timeout=10, every=0.2)
-    assert time.monotonic() - last_call >= 1.9
+         lambda: s.session(s.url()).status_code == 401, timeout=15, every=0.2)
+    assert time.monotonic() - last_call >= 3
     with pytest.raises(vim.fault.NotAuthenticated):
         s.si.CurrentTime()
     with pytest.raises(vim.fault.NotAuthenticated):
