@@ -25,6 +25,13 @@ SUPPORTED_API_VERSIONS = (1,)
 PREFIX = f"/v{API_VERSION}"
 APPLIANCE_VERSION = "0.1.0"
 
+# How a client shows wire text that came from elsewhere (a VM's name, a vCenter's message) on
+# a terminal: escaped, so a newline or an escape code cannot split a row or reach the
+# terminal. The rule lives with the input rules (``appliance.inputs``, which the CLI's parsers
+# use without loading pydantic, and which this module imports); it is offered here for the
+# clients that import only ``client``, ``api`` and ``errors`` (the TUI).
+shown: Callable[[object], str] = inputs.shown
+
 
 class Wire(BaseModel):
     """Base of every wire model: unknown fields are refused, values are immutable."""

@@ -30,7 +30,7 @@ from appliance.alerts import (
 )
 from appliance.errors import VmkeepError
 from appliance.registry import Registry
-from appliance.sessions import SessionManager
+from appliance.sessions.manager import SessionManager
 from appliance.ticker import Ticker
 
 log = logging.getLogger("appliance.notifier")

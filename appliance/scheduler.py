@@ -23,7 +23,7 @@ from appliance.errors import VmkeepError
 from appliance.jobs.schedule import in_window, next_run
 from appliance.registry import Registry
 from appliance.service.jobs import schedule_of
-from appliance.sessions import SessionManager
+from appliance.sessions.manager import SessionManager
 from appliance.ticker import Ticker
 
 log = logging.getLogger("appliance.scheduler")

@@ -633,6 +633,16 @@ class Catalog:
                                  [repo_id]).fetchall()
         return {r[0] for r in rows}
 
+    def point_states(self, repo_id: str) -> dict[str, PointRow | None]:
+        """Every point of the repository in one read: complete ones with their row, those
+        not complete (a prune is removing them) with None. One statement, so that a point
+        another cursor records meanwhile is wholly in or wholly out (two reads could see it
+        as not complete, i.e. as being removed)."""
+        rows = self._con.execute(
+            f"SELECT {_POINT_COLS}, complete FROM points WHERE repo_id = ?",
+            [repo_id]).fetchall()
+        return {r[0]: (_point(r[:-1]) if r[-1] else None) for r in rows}
+
     def add_point(self, repo_id: str, point: PointRow, config: dict[str, Any],
                   disks: Sequence[NewDisk]) -> bool:
         """Record a point whose manifest is already durable in the repository; all or nothing,

@@ -91,6 +91,55 @@ def test_a_sync_while_another_backup_writes_packs_leaves_its_point_restorable(
     main.close()
 
 
+def test_a_sync_while_another_worker_records_its_point_leaves_that_point_alone(
+        tmp_path: Path) -> None:
+    """Failure 4 (a parallel session: one VM's point check found its block map empty): VM B's
+    sync read the catalog's points while VM A recorded its point, saw it as a point a prune was
+    removing, took it out of the catalog and recorded it again from its manifest; for that
+    moment A's point had no block map, and A's point check, reading then, found it empty."""
+    image = tmp_path / "a.img"
+    make_image(image, 4 * MiB, seed=4)
+    repo = Repository.open_local(tmp_path / "repo", create=True)
+    main = Catalog.open(tmp_path / "cat.duckdb")
+    held, go_on = threading.Event(), threading.Event()
+    synced: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def hold(_repo: str) -> None:
+        if threading.current_thread().name == "vm-b":
+            held.set()
+            assert go_on.wait(DEADLINE), "the test never released the sync"
+
+    def vm_b() -> None:
+        try:
+            with open_workspace(repo, main.cursor, exclusive=False, operation="backup b") as ws:
+                synced.append((ws.synced.points_added, ws.synced.points_removed))
+        except BaseException as exc:
+            errors.append(exc)
+            held.set()
+
+    with faults.hooked("sync-reading-points", hold):
+        b = threading.Thread(target=vm_b, name="vm-b")
+        b.start()
+        assert held.wait(DEADLINE)
+        try:  # VM A ends its backup while B's sync is reading the catalog's points
+            source = ImageFileSource(image)
+            with open_workspace(repo, main.cursor, exclusive=False, operation="backup a") as ws:
+                point = run_backup(ws, "a", [DiskInput(0, source)],
+                                   BackupOptions(block_size=256 << 10)).point_id
+            source.close()
+        finally:
+            go_on.set()
+        b.join(DEADLINE)
+    assert not errors, errors
+    # B had nothing to record: A's point was recorded by its writer, and never taken out.
+    assert synced == [(0, 0)]
+    with open_workspace(repo, main.cursor, exclusive=False, operation="restore") as ws:
+        restore_disk(ws, point, 0, tmp_path / "out.img")
+    assert sha256_of(tmp_path / "out.img") == sha256_of(image)
+    main.close()
+
+
 # -- the offline CLI -----------------------------------------------------------------------
 
 

@@ -135,7 +135,7 @@ def test_parsers() -> None:
     (50 << 30, 100 << 30, 0, None),               # new VMs, plenty of room
 ])
 def test_free_space_before_a_job(free: int, total: int, need: int, level: str | None) -> None:
-    from appliance.sessions import space_verdict
+    from appliance.sessions.backup import space_verdict
 
     got = space_verdict(free, total, need)
     assert (got[0] if got else None) == level

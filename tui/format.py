@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from appliance import api
-from appliance.inputs import shown
+from appliance.api import shown
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 

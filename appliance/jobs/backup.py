@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from appliance.errors import SourceError, UsageError
 from appliance.faults import crash_point, hold_point
@@ -67,7 +67,7 @@ class DiskInput:
     changed: Sequence[Extent] | None = None
     change_id: str | None = None
     changed_reason: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)  # JSON, stored with the disk
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +416,7 @@ def packs_into(ws: Workspace, dedup: DedupFilter | None = None) -> Iterator[Pack
 
 def run_backup(ws: Workspace, object_name: str, disks: Sequence[DiskInput],
                options: BackupOptions, *, object_kind: str = "image",
-               config: dict[str, Any] | None = None, object_uuid: str | None = None,
+               config: Mapping[str, object] | None = None, object_uuid: str | None = None,
                progress: ProgressFn | None = None,
                disk_progress: DiskProgressFn | None = None,
                dedup: DedupFilter | None = None) -> BackupResult:

@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from appliance.errors import VmkeepError
 from appliance.faults import hold_point
@@ -38,14 +38,16 @@ from appliance.vsphere.cbt import (
     flat_file_of,
     snapshot_disks,
 )
-from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm
+from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
+from appliance.vsphere.inventory import datastore_urls as vsphere_datastore_urls
 from appliance.vsphere.session import VSphereSession
-from appliance.vsphere.snapshot import SnapshotRef, backup_snapshot, enable_cbt, snapshot_object
+from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
 from appliance.vsphere.transport import (
     DatastoreDiskSource,
     DatastoreEndpoint,
     DirectPathDiskSource,
 )
+from appliance.vsphere.vm_config import read_vm_config
 from catalog.models import DiskRow
 from catalog.store import Catalog
 
@@ -89,7 +91,7 @@ class VmBackupResult:
 class _CountingSource:
     """A Source that counts the bytes it returned."""
 
-    def __init__(self, inner: Source) -> None:
+    def __init__(self, inner: DatastoreDiskSource | DirectPathDiskSource) -> None:
         self.inner = inner
         self.bytes_read = 0
         self._lock = threading.Lock()
@@ -138,88 +140,6 @@ def refusal(info: DiskInfo | None, snap: SnapshotDisk) -> str:
     return ""
 
 
-def _device_config(snap_config: Any) -> dict[str, Any]:
-    """What a restore needs to recreate the VM (duck-typed pyVmomi data, no ``vim`` here)."""
-    hw = getattr(snap_config, "hardware", None)
-    devices = list(getattr(hw, "device", None) or [])
-    by_key = {int(d.key): d for d in devices}
-    disks: list[dict[str, Any]] = []
-    nics: list[dict[str, Any]] = []
-    controllers: list[dict[str, Any]] = []
-    for d in devices:
-        kind = type(d).__name__.rsplit(".", 1)[-1]
-        if hasattr(d, "busNumber") and hasattr(d, "device") and kind.endswith("Controller"):
-            controllers.append({"key": int(d.key), "type": kind, "bus": int(d.busNumber or 0)})
-        elif hasattr(d, "capacityInKB") and hasattr(d, "unitNumber"):
-            ctrl = by_key.get(int(d.controllerKey or 0))
-            backing = d.backing
-            disks.append({
-                "key": int(d.key), "controller_key": int(d.controllerKey or 0),
-                "controller_type": type(ctrl).__name__.rsplit(".", 1)[-1] if ctrl else "",
-                "bus": int(getattr(ctrl, "busNumber", 0) or 0),
-                "unit": int(d.unitNumber or 0),
-                "capacity_bytes": int(d.capacityInBytes or 0) or int(d.capacityInKB or 0) * 1024,
-                "disk_mode": str(getattr(backing, "diskMode", "") or ""),
-                "thin": bool(getattr(backing, "thinProvisioned", False)),
-                "file_name": str(getattr(backing, "fileName", "") or ""),
-            })
-        elif hasattr(d, "macAddress"):
-            backing = d.backing
-            network = str(getattr(backing, "deviceName", "") or "")
-            port = getattr(backing, "port", None)
-            nics.append({
-                "key": int(d.key), "type": kind, "mac": str(d.macAddress or ""),
-                "address_type": str(getattr(d, "addressType", "") or ""),
-                "network": network,
-                "portgroup_key": str(getattr(port, "portgroupKey", "") or ""),
-                "switch_uuid": str(getattr(port, "switchUuid", "") or ""),
-            })
-    disks.sort(key=lambda x: (x["bus"], x["unit"], x["key"]))
-    for i, disk in enumerate(disks):
-        disk["index"] = i
-    return {
-        "name": str(getattr(snap_config, "name", "") or ""),
-        "guest_id": str(getattr(snap_config, "guestId", "") or ""),
-        "num_cpu": int(getattr(hw, "numCPU", 0) or 0),
-        "cores_per_socket": int(getattr(hw, "numCoresPerSocket", 0) or 0),
-        "memory_mb": int(getattr(hw, "memoryMB", 0) or 0),
-        "firmware": str(getattr(snap_config, "firmware", "") or ""),
-        "version": str(getattr(snap_config, "version", "") or ""),
-        "controllers": controllers,
-        "disks": disks,
-        "nics": nics,
-    }
-
-
-def vm_config(vm: Any, ref: SnapshotRef, info: VmInfo) -> dict[str, Any]:
-    """The VM's configuration as of the snapshot, for recreating it at restore."""
-    config = _device_config(snapshot_object(vm, ref).config)
-    config["name"] = info.name  # the snapshot's config may lack it; the VM's name is current
-    live = vm.config
-    for k, attr in (("guest_id", "guestId"), ("firmware", "firmware")):
-        if not config[k]:
-            config[k] = str(getattr(live, attr, "") or "")
-    if not config["num_cpu"]:
-        config["num_cpu"] = int(getattr(live.hardware, "numCPU", 0) or 0)
-    if not config["memory_mb"]:
-        config["memory_mb"] = int(getattr(live.hardware, "memoryMB", 0) or 0)
-    portgroups = {str(getattr(n, "key", "") or ""): str(n.name) for n in vm.network or []}
-    live_devices = {int(d.key): d for d in getattr(live.hardware, "device", None) or []}
-    for nic in config["nics"]:
-        if nic["network"]:
-            continue
-        dev = live_devices.get(nic["key"])
-        backing = getattr(dev, "backing", None) if dev is not None else None
-        name = str(getattr(backing, "deviceName", "") or "")
-        net = getattr(backing, "network", None)
-        if not name and net is not None:
-            name = str(getattr(net, "name", "") or "")
-        nic["network"] = name or portgroups.get(nic["portgroup_key"], "")
-    config["instance_uuid"] = info.instance_uuid
-    config["bios_uuid"] = info.bios_uuid
-    return config
-
-
 def _sample(source: Source, key: bytes, prev_map: dict[int, bytes], candidates: list[int],
             count: int, block_size: int, rnd: random.Random) -> tuple[int, list[int]]:
     """Re-read ``count`` of ``candidates``; return (bytes read, blocks that differ)."""
@@ -240,13 +160,12 @@ def _previous_map(cat: Catalog, point_id: str, disk_index: int) -> dict[int, byt
     return {int(b): ids[i * 32:(i + 1) * 32] for i, b in enumerate(idx)}
 
 
-def _vm_object(session: VSphereSession, info: VmInfo) -> Any:
-    vm = session.call(lambda: session.content.searchIndex.FindByUuid(
-        None, info.instance_uuid, True, True))
-    if vm is None:
+def _vm_moref(session: VSphereSession, info: VmInfo) -> str:
+    moref = find_vm_moref(session, info.instance_uuid)
+    if moref is None:
         raise VmBackupError(f"VM {info.name!r} ({info.instance_uuid}) disappeared from "
                             f"{session.host}:{session.port} before the backup started")
-    return vm
+    return moref
 
 
 def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
@@ -258,7 +177,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               disk_progress: DiskProgressFn | None = None,
               dedup: DedupFilter | None = None,
               quiesce_fallback: str = "fail",
-              extra_config: dict[str, Any] | None = None,
+              extra_config: dict[str, object] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None,
               snapshot_name: str | None = None) -> VmBackupResult:
@@ -272,7 +191,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     Errors propagate after the snapshot is removed."""
     repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
-    vm = _vm_object(session, info)
+    vm = _vm_moref(session, info)
     warnings: list[str] = []
 
     def warn(msg: str) -> None:
@@ -294,7 +213,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     if info.cbt_enabled:
         cbt_on = True
     elif enable_cbt_consent:
-        enable_cbt(vm)
+        enable_cbt(session, vm)
         cbt_on = True
         log("info", f"enabled Changed Block Tracking on VM {info.name!r}; this backup reads "
                     "every allocated area (no earlier changeId), deduplicated")
@@ -316,14 +235,14 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
     datastore_urls: dict[str, str] = {}
     if transport == "direct":
-        datastore_urls = {str(ds.name): str(ds.info.url) for ds in vm.datastore or []}
+        datastore_urls = vsphere_datastore_urls(session, vm)
 
     outcomes: dict[int, DiskOutcome] = {}
-    with backup_snapshot(vm, snapshot_name, quiesce=quiesce) as ref:
+    with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce) as ref:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
-        sdisks = snapshot_disks(vm, ref)
-        config = vm_config(vm, ref, info)
+        sdisks = snapshot_disks(session, ref)
+        config: dict[str, object] = {**read_vm_config(session, ref, info).to_record()}
         if extra_config is not None:
             config["guest_processing"] = extra_config  # filled in further by before_read
         hold_point("vm-snapshot-taken", info.name)
@@ -355,8 +274,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                 disk_warnings[index] = dw
                 cap = sd.capacity_bytes
                 try:
-                    allocated = (changed_areas(vm, ref, sd.key, cap, ALL_ALLOCATED) if cbt_on
-                                 else [Extent(0, cap)])
+                    allocated = (changed_areas(session, vm, ref, sd.key, cap, ALL_ALLOCATED)
+                                 if cbt_on else [Extent(0, cap)])
                 except CbtError as exc:
                     allocated = [Extent(0, cap)]
                     msg = f"disk {index}: allocated areas unknown ({exc}); reading all of it"
@@ -380,7 +299,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                     reason = f"block size changed from {prev.block_size} to {bs}"
                 else:
                     try:
-                        changed = changed_areas(vm, ref, sd.key, cap, prev.change_id)
+                        changed = changed_areas(session, vm, ref, sd.key, cap, prev.change_id)
                     except CbtInvalid as exc:
                         reason = f"CBT changeId invalid: {exc}"
                     except CbtNotEnabled as exc:
@@ -393,7 +312,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                         warn(msg)
                 ds_name, _, rel = sd.file_name[1:].partition("]")
                 flat = flat_file_of(rel.strip())
-                inner: Source
+                inner: DatastoreDiskSource | DirectPathDiskSource
                 if transport == "direct":
                     root = datastore_urls.get(ds_name)
                     if not root:
@@ -444,15 +363,16 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                                     disk_progress=disk_progress, dedup=dedup)
         finally:
             for index, c in counters.items():
-                retried = getattr(c.inner, "retried", 0)
+                retried = c.inner.retried
                 if retried:
                     log("info", f"disk {index}: {retried} read(s) failed once and were tried "
                                 "again (the datastore dropped the connection or answered "
                                 "with an error); check the network if this recurs")
                 c.close()
         for d in inputs:
+            read = sdisks[d.index]
             outcomes[d.index] = DiskOutcome(
-                d.index, int(d.meta["key"]), f"disk {d.index} ({d.meta['file_name']})",
+                d.index, read.key, f"disk {d.index} ({read.file_name})",
                 kinds[d.index], counters[d.index].bytes_read + extra_read.get(d.index, 0),
                 tuple(disk_warnings.get(d.index, ())), reason=reasons[d.index])
     log("info", f"snapshot {ref.name} of VM {info.name!r} removed")

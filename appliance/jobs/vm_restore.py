@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
@@ -34,10 +34,11 @@ from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
-from appliance.vsphere.inventory import find_vm
+from appliance.vsphere.inventory import find_vm, find_vm_moref
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
 from appliance.vsphere.upload import upload_file
+from appliance.vsphere.vm_config import DiskConfig, VmConfig
 
 ProgressFn = Callable[[int, int], None]
 Mode = Literal["new", "original"]
@@ -125,11 +126,11 @@ def _vm_manifest(ws: Workspace, point_id: str) -> Manifest:
     return manifest
 
 
-def _recorded(manifest: Manifest) -> tuple[list[tuple[int, dict[str, Any], int]], list[str]]:
+def _recorded(manifest: Manifest) -> tuple[list[tuple[int, DiskConfig, int]], list[str]]:
     """(point disk index, recorded disk config, size) for each disk in the point, and a
     warning for each recorded disk the point lacks."""
-    by_key = {int(d["key"]): d for d in manifest.config.get("disks") or []}
-    out: list[tuple[int, dict[str, Any], int]] = []
+    by_key = {d.key: d for d in VmConfig.from_record(manifest.config).disks}
+    out: list[tuple[int, DiskConfig, int]] = []
     used: set[int] = set()
     for rec in manifest.disks:
         key = int(rec.meta.get("key", -1))
@@ -140,7 +141,7 @@ def _recorded(manifest: Manifest) -> tuple[list[tuple[int, dict[str, Any], int]]
                                 "file instead")
         used.add(key)
         out.append((rec.index, cfg, rec.size))
-    warnings = [f"recorded disk {d.get('index')} ({d.get('file_name')}) is not in this point "
+    warnings = [f"recorded disk {d.index} ({d.file_name}) is not in this point "
                 "(the backup skipped it): the restored VM does not get it"
                 for k, d in by_key.items() if k not in used]
     return out, warnings
@@ -153,7 +154,7 @@ def plan_new_vm(manifest: Manifest, name: str) -> VmRestorePlan:
     disks, warnings = _recorded(manifest)
     return VmRestorePlan(
         manifest.point_id, manifest.object_name, "new", name,
-        tuple(DiskAction(i, size, "create", int(cfg["bus"]), int(cfg["unit"]))
+        tuple(DiskAction(i, size, "create", cfg.bus, cfg.unit)
               for i, cfg, size in disks), warnings=tuple(warnings))
 
 
@@ -168,7 +169,7 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
     slots = {(d.bus, d.unit): d for d in target.disks}
     actions = []
     for i, cfg, size in disks:
-        bus, unit = int(cfg["bus"]), int(cfg["unit"])
+        bus, unit = cfg.bus, cfg.unit
         have = slots.get((bus, unit))
         if have is None:
             raise VmRestoreError(
@@ -247,13 +248,12 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
                                      resource_pool=resource_pool, datastore=datastore,
                                      folder=folder)
-    by_key = {int(d["key"]): d for d in manifest.config.get("disks") or []}
+    config = VmConfig.from_record(manifest.config)
+    by_key = {d.key: d for d in config.disks}
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
-    sized = [{**cfg, "capacity_bytes": rec.size} for cfg, rec in zip(recorded, manifest.disks,
-                                                                     strict=True)]
-    spec = rt.new_vm_spec(manifest.config, sized, name, placement.datastore,
-                          keep_macs=keep_macs)
-    target = rt.create_vm(session, placement, spec)
+    sized = [replace(cfg, capacity_bytes=rec.size)
+             for cfg, rec in zip(recorded, manifest.disks, strict=True)]
+    target = rt.create_vm(session, placement, config, sized, name, keep_macs=keep_macs)
     log("info", f"created VM {name!r} ({target.moref}) on host {placement.host!r}, datastore "
                 f"{placement.datastore!r}")
     written = 0
@@ -290,7 +290,7 @@ def plan_restore_original(session: VSphereSession, ws: Workspace,
     person who has to confirm it."""
     manifest = _vm_manifest(ws, point_id)
     uuid = manifest.object_uuid or str(manifest.config.get("instance_uuid") or "")
-    moref = rt.find_vm_moref(session, uuid) if uuid else None
+    moref = find_vm_moref(session, uuid) if uuid else None
     if moref is None:
         raise NotFoundError(f"the original VM {manifest.object_name!r} (instance UUID {uuid}) "
                             f"no longer exists on {session.host}; restore to a new VM")

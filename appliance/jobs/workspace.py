@@ -221,5 +221,5 @@ def _sync(repo: Repository, cat: Catalog) -> SyncResult:
 def _known_points(cat: Catalog, repo_id: str) -> dict[str, PointRow | None]:
     """Every point the catalog has of the repository: complete ones with their row, those a
     prune is removing (no longer complete) with None."""
-    complete: dict[str, PointRow | None] = {p.point_id: p for p in cat.points(repo_id)}
-    return {pid: complete.get(pid) for pid in cat.point_ids(repo_id)}
+    hold_point("sync-reading-points", repo_id)
+    return cat.point_states(repo_id)

@@ -1,4 +1,4 @@
-"""vSphere adapter (pyvmomi): session and certificate pinning, inventory, snapshots, CBT, disk
-transport (reads and uploads), restore targets, the Snapshot Hunter. It returns frozen values of
-its own, with one exception: `jobs/vm_backup.py` reads a VM's devices and configuration from the
-pyVmomi VM object itself (issue 12 lists it)."""
+"""vSphere adapter (pyvmomi): session and certificate pinning, inventory, snapshots, CBT, the VM
+configuration a backup records, disk transport (reads and uploads), restore targets, the
+Snapshot Hunter. Its public functions take a session, moref ids and our own values, and return
+frozen values of its own: nothing ``vim.*`` leaves it (pyVmomi plumbing is in ``_vim``)."""

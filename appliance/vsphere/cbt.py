@@ -1,18 +1,20 @@
 """Changed Block Tracking: a snapshot's disks and the areas that changed since a changeId.
 
-Takes pyVmomi objects as parameters; returns vmkeep's frozen data (``Extent``, ``SnapshotDisk``).
+Takes a session and moref ids (``SnapshotRef``); returns vmkeep's frozen data (``Extent``,
+``SnapshotDisk``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from appliance.errors import VSphereError
 from appliance.source import Extent
-from appliance.vsphere.snapshot import SnapshotRef, snapshot_object
+from appliance.vsphere._vim import snapshot_object, type_name, vm_object
+from appliance.vsphere.session import VSphereSession
+from appliance.vsphere.snapshot import SnapshotRef
 
 ALL_ALLOCATED = "*"
 
@@ -73,15 +75,10 @@ def flat_file_of(path: str) -> str:
     return path
 
 
-def _backing_type(backing: Any) -> str:
-    name = type(backing).__name__
-    return name.rsplit(".", 1)[-1]
-
-
-def snapshot_disks(vm: Any, snapshot: SnapshotRef | Any) -> list[SnapshotDisk]:
-    """The virtual disks of ``snapshot`` (a SnapshotRef or a ``vim.vm.Snapshot``), ordered
-    by (controller bus, unit number): the index in this list is vmkeep's disk number."""
-    snap = snapshot_object(vm, snapshot) if isinstance(snapshot, SnapshotRef) else snapshot
+def snapshot_disks(session: VSphereSession, snapshot: SnapshotRef) -> list[SnapshotDisk]:
+    """The virtual disks of ``snapshot``, ordered by (controller bus, unit number): the index
+    in this list is vmkeep's disk number."""
+    snap = snapshot_object(session, snapshot.moref)
     try:
         devices = list(snap.config.hardware.device or [])
     except vmodl.MethodFault as exc:
@@ -102,7 +99,7 @@ def snapshot_disks(vm: Any, snapshot: SnapshotRef | Any) -> list[SnapshotDisk]:
             file_name=str(getattr(backing, "fileName", "") or ""),
             capacity_bytes=capacity,
             change_id=getattr(backing, "changeId", None) or None,
-            backing_type=_backing_type(backing),
+            backing_type=type_name(backing),
             bus=bus,
             unit=int(d.unitNumber or 0),
         ))
@@ -124,12 +121,13 @@ def merge_extents(extents: list[Extent]) -> list[Extent]:
     return out
 
 
-def changed_areas(vm: Any, snapshot: SnapshotRef | Any | None, device_key: int, capacity: int,
-                  change_id: str) -> list[Extent]:
-    """Areas of disk ``device_key`` changed since ``change_id`` ("*": all allocated areas),
-    at ``snapshot`` (None: the live disk). Pages with startOffset until ``capacity`` is
-    covered. Raises CbtInvalid (fall back to a full read) or CbtNotEnabled."""
-    snap = snapshot_object(vm, snapshot) if isinstance(snapshot, SnapshotRef) else snapshot
+def changed_areas(session: VSphereSession, vm_moref: str, snapshot: SnapshotRef | None,
+                  device_key: int, capacity: int, change_id: str) -> list[Extent]:
+    """Areas of disk ``device_key`` of VM ``vm_moref`` changed since ``change_id`` ("*": all
+    allocated areas), at ``snapshot`` (None: the live disk). Pages with startOffset until
+    ``capacity`` is covered. Raises CbtInvalid (fall back to a full read) or CbtNotEnabled."""
+    vm = vm_object(session, vm_moref)
+    snap = snapshot_object(session, snapshot.moref) if snapshot is not None else None
     got: list[Extent] = []
     offset = 0
     while offset < capacity:

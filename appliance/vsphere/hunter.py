@@ -33,14 +33,15 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import VmkeepError
-from appliance.vsphere.inventory import SnapshotInfo, VmInfo, collect, list_vms
+from appliance.vsphere import _vim
+from appliance.vsphere._vim import collect, wait_for_task
+from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import (
     SNAPSHOT_PREFIX,
     SnapshotError,
     SnapshotRef,
     remove_snapshot,
-    wait_for_task,
 )
 
 
@@ -276,7 +277,7 @@ def describe(plan: HuntPlan) -> list[str]:
 # -- execution --------------------------------------------------------------------------------
 
 def _vm_object(session: VSphereSession, moref: str) -> Any:
-    return vim.VirtualMachine(moref, session.si._stub)  # type: ignore[no-untyped-call]
+    return _vim.vm_object(session, moref)
 
 
 def _fault_text(exc: BaseException) -> str:
@@ -300,10 +301,9 @@ def _live_snapshot_names(vm: Any) -> list[str]:
 
 def _remove(session: VSphereSession, f: Finding, timeout: float) -> Outcome:
     assert f.snapshot_moref is not None and f.snapshot_name is not None
-    vm = _vm_object(session, f.vm_moref)
     ref = SnapshotRef(moref=f.snapshot_moref, name=f.snapshot_name, vm_moref=f.vm_moref)
     try:
-        session.call(lambda: remove_snapshot(vm, ref, timeout=timeout))
+        session.call(lambda: remove_snapshot(session, ref, timeout=timeout))
     except SnapshotError as exc:
         if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
             return Outcome(f, Status.FIXED, f"snapshot {f.snapshot_name!r} was already gone")

@@ -9,14 +9,15 @@ by controller key: that number is what ``--disk N`` means everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from appliance.errors import NotFoundError
+from appliance.vsphere._vim import collect, vm_object
 from appliance.vsphere.session import VSphereSession
 
 VM_PATHS = (
@@ -104,36 +105,6 @@ class HostInfo:
     moref: str
     connection_state: str
     power_state: str
-
-
-def collect(session: VSphereSession, container: Any, obj_type: Any,
-             paths: Sequence[str]) -> list[tuple[Any, dict[str, Any]]]:
-    """Objects of ``obj_type`` under ``container`` with the named properties (unset: absent)."""
-    pc_types: Any = vmodl.query.PropertyCollector  # pyVmomi data types are untyped
-
-    def run() -> list[tuple[Any, dict[str, Any]]]:
-        content = session.content
-        view = content.viewManager.CreateContainerView(container, [obj_type], True)
-        try:
-            traversal = pc_types.TraversalSpec(
-                name="traverseView", path="view", skip=False, type=vim.view.ContainerView)
-            obj_spec = pc_types.ObjectSpec(obj=view, skip=True, selectSet=[traversal])
-            prop_spec = pc_types.PropertySpec(type=obj_type, pathSet=list(paths), all=False)
-            filter_spec = pc_types.FilterSpec(objectSet=[obj_spec], propSet=[prop_spec])
-            collector = content.propertyCollector
-            result = collector.RetrievePropertiesEx([filter_spec], pc_types.RetrieveOptions())
-            out: list[tuple[Any, dict[str, Any]]] = []
-            while result is not None:
-                for oc in result.objects:
-                    out.append((oc.obj, {p.name: p.val for p in (oc.propSet or [])}))
-                if not result.token:
-                    break
-                result = collector.ContinueRetrievePropertiesEx(result.token)
-            return out
-        finally:
-            view.Destroy()
-
-    return session.call(run)
 
 
 def _datastore_of(file_name: str) -> str:
@@ -264,6 +235,19 @@ def find_vm(session: VSphereSession, name_or_uuid: str) -> VmInfo:
     raise VmNotFoundError(
         f"no VM named {wanted!r} or with that instance UUID on "
         f"{session.host}:{session.port}: check the name (`vmkeep vsphere vms` lists them)")
+
+
+def find_vm_moref(session: VSphereSession, instance_uuid: str) -> str | None:
+    """The moref of the VM with this instance UUID now, or None (it is gone)."""
+    vm = session.call(lambda: session.content.searchIndex.FindByUuid(
+        None, instance_uuid, True, True))
+    return str(vm._moId) if vm is not None else None
+
+
+def datastore_urls(session: VSphereSession, vm_moref: str) -> dict[str, str]:
+    """The local URL (path) of each datastore VM ``vm_moref`` uses, by datastore name."""
+    vm = vm_object(session, vm_moref)
+    return {str(ds.name): str(ds.info.url) for ds in vm.datastore or []}
 
 
 #: The inventory objects a job may name as a container of VMs.

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vmodl
 
 from appliance.errors import VmkeepError
 from appliance.vsphere.inventory import VmInfo, find_vm, list_vms
@@ -39,10 +38,6 @@ class Removal:
     leftover: LeftoverSnapshot
     removed: bool
     message: str  # what an administrator reads: what was removed, or why not
-
-
-def _vm_object(session: VSphereSession, moref: str) -> Any:
-    return vim.VirtualMachine(moref, session.si._stub)  # type: ignore[no-untyped-call]
 
 
 def leftovers_of(vms: Iterable[VmInfo], appliance_id: str,
@@ -72,9 +67,8 @@ def remove_leftovers(session: VSphereSession, appliance_id: str,
         what = (f"snapshot {lo.snapshot_name} of VM {lo.vm_name!r}, left by session "
                 f"{lo.session_id} of this appliance")
         ref = SnapshotRef(moref=lo.snapshot_moref, name=lo.snapshot_name, vm_moref=lo.vm_moref)
-        obj = _vm_object(session, lo.vm_moref)
         try:
-            session.call(lambda: remove_snapshot(obj, ref, timeout=timeout))  # noqa: B023
+            session.call(lambda: remove_snapshot(session, ref, timeout=timeout))  # noqa: B023
         except SnapshotError as exc:
             if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
                 out.append(Removal(lo, True, f"{what}: already gone"))

@@ -1,8 +1,8 @@
 """Restore targets in vSphere: a new VM built from a restore point's recorded configuration,
 the original VM made ready to be overwritten, or a new disk added to an existing VM.
 
-Input is vmkeep's own recorded configuration (the ``config`` of a VM restore point, see
-``appliance.jobs.vm_backup.vm_config``); output is frozen data naming the datastore files a
+Input is vmkeep's own recorded configuration (``vm_config.VmConfig``, the ``config`` of a
+VM restore point); output is frozen data naming the datastore files a
 restore must fill. Nothing ``vim.*`` leaves this module.
 
 Placement names (datacenter, host, resource pool, datastore, folder) are checked before
@@ -18,9 +18,10 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import BadInputError, NotFoundError, VSphereError
+from appliance.vsphere._vim import VsphereTaskError, vm_object, wait_for_task
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
-from appliance.vsphere.snapshot import VsphereTaskError, wait_for_task
+from appliance.vsphere.vm_config import DiskConfig, NicConfig, VmConfig
 
 # Controllers every VM has from creation on; the others are added from the recorded config.
 BUILTIN_CONTROLLERS = frozenset({"VirtualIDEController", "VirtualPCIController",
@@ -198,66 +199,65 @@ def _new_disk(key: int, controller_key: int, unit: int, capacity: int, datastore
         operation="add", fileOperation="create", device=disk)
 
 
-def _nic_backing(nic: dict[str, Any]) -> Any:
-    if nic.get("switch_uuid") and nic.get("portgroup_key"):
+def _nic_backing(nic: NicConfig) -> Any:
+    if nic.switch_uuid and nic.portgroup_key:
         port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
-            switchUuid=nic["switch_uuid"], portgroupKey=nic["portgroup_key"])
+            switchUuid=nic.switch_uuid, portgroupKey=nic.portgroup_key)
         return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(  # type: ignore[no-untyped-call]
             port=port)
     return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
-        deviceName=nic.get("network") or "VM Network")
+        deviceName=nic.network or "VM Network")
 
 
-def new_vm_spec(config: dict[str, Any], disks: Sequence[dict[str, Any]], name: str,
-                datastore: str, *, keep_macs: bool) -> Any:
+def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
+                 datastore: str, *, keep_macs: bool) -> Any:
     """A ``vim.vm.ConfigSpec`` for a VM like the recorded one. ``disks`` are the recorded
-    disks to create (dicts of the config's ``disks`` list); each keeps its controller bus and
-    unit, so disk numbers match the backup's."""
+    disks to create; each keeps its controller bus and unit, so disk numbers match the
+    backup's."""
     spec: Any = vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
-        name=name, guestId=config.get("guest_id") or "otherGuest64",
-        numCPUs=int(config.get("num_cpu") or 1),
-        memoryMB=int(config.get("memory_mb") or 1024),
+        name=name, guestId=config.guest_id or "otherGuest64",
+        numCPUs=config.num_cpu or 1,
+        memoryMB=config.memory_mb or 1024,
         files=vim.vm.FileInfo(vmPathName=f"[{datastore}]"))  # type: ignore[no-untyped-call]
-    if config.get("cores_per_socket"):
-        spec.numCoresPerSocket = int(config["cores_per_socket"])
-    if config.get("firmware"):
-        spec.firmware = str(config["firmware"])
+    if config.cores_per_socket:
+        spec.numCoresPerSocket = config.cores_per_socket
+    if config.firmware:
+        spec.firmware = config.firmware
     changes: list[Any] = []
     new_keys: dict[int, int] = {}
     next_key = -100
-    for c in config.get("controllers") or []:
-        if c["type"] in BUILTIN_CONTROLLERS:
-            if c["type"] == "VirtualIDEController":
-                new_keys[int(c["key"])] = IDE_KEYS.get(int(c["bus"]), 200)
+    for c in config.controllers:
+        if c.type in BUILTIN_CONTROLLERS:
+            if c.type == "VirtualIDEController":
+                new_keys[c.key] = IDE_KEYS.get(c.bus, 200)
             continue
-        if not any(int(d["controller_key"]) == int(c["key"]) for d in disks):
+        if not any(d.controller_key == c.key for d in disks):
             continue  # a controller with no disk to restore is not needed
-        cls = _device_class(c["type"])
-        dev = cls(key=next_key, busNumber=int(c["bus"]))
+        cls = _device_class(c.type)
+        dev = cls(key=next_key, busNumber=c.bus)
         if hasattr(dev, "sharedBus"):
             dev.sharedBus = "noSharing"
         changes.append(vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
             operation="add", device=dev))
-        new_keys[int(c["key"])] = next_key
+        new_keys[c.key] = next_key
         next_key -= 1
     for d in disks:
-        ckey = new_keys.get(int(d["controller_key"]))
+        ckey = new_keys.get(d.controller_key)
         if ckey is None:
-            raise BadInputError(f"disk {d.get('index')} of the restore point hangs on "
-                                f"controller {d['controller_key']}, which the point does not "
+            raise BadInputError(f"disk {d.index} of the restore point hangs on "
+                                f"controller {d.controller_key}, which the point does not "
                                 "describe; restore the disk to a file instead")
-        changes.append(_new_disk(next_key, ckey, int(d["unit"]), int(d["capacity_bytes"]),
-                                 datastore, str(d.get("disk_mode") or "persistent"),
-                                 bool(d.get("thin", True))))
+        changes.append(_new_disk(next_key, ckey, d.unit, d.capacity_bytes,
+                                 datastore, d.disk_mode or "persistent", d.thin))
         next_key -= 1
-    for nic in config.get("nics") or []:
-        cls = _device_class(nic["type"])
+    for nic in config.nics:
+        cls = _device_class(nic.type)
         dev = cls(key=next_key, backing=_nic_backing(nic))
         dev.connectable = vim.vm.device.VirtualDevice.ConnectInfo(  # type: ignore[no-untyped-call]
             startConnected=True, allowGuestControl=True, connected=False)
-        if keep_macs and nic.get("mac"):
+        if keep_macs and nic.mac:
             dev.addressType = "manual"
-            dev.macAddress = str(nic["mac"])
+            dev.macAddress = nic.mac
         else:
             dev.addressType = "generated"
         changes.append(vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
@@ -288,7 +288,7 @@ def _target_disks(devices: Sequence[Any]) -> tuple[TargetDisk, ...]:
 
 
 def _vm(session: VSphereSession, moref: str) -> Any:
-    return vim.VirtualMachine(moref, session.si._stub)  # type: ignore[no-untyped-call]
+    return vm_object(session, moref)
 
 
 def _datacenter_of(obj: Any) -> str:
@@ -333,9 +333,13 @@ def _task(session: VSphereSession, start: Any, what: str, timeout: float) -> Any
         raise RestoreTargetError(str(exc)) from exc
 
 
-def create_vm(session: VSphereSession, placement: Placement, spec: Any, *,
+def create_vm(session: VSphereSession, placement: Placement, config: VmConfig,
+              disks: Sequence[DiskConfig], name: str, *, keep_macs: bool,
               timeout: float = 600.0) -> TargetVm:
-    """Create the VM (its disks are created empty); return what it looks like."""
+    """Create a VM named ``name`` like the recorded ``config`` with ``disks`` (recorded disks,
+    at their controller bus and unit; created empty, of their ``capacity_bytes``); NICs get
+    new MAC addresses unless ``keep_macs``. Return what it looks like."""
+    spec = _new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs)
     folder = vim.Folder(placement.folder_moref, session.si._stub)  # type: ignore[no-untyped-call]
     pool = vim.ResourcePool(placement.pool_moref, session.si._stub)  # type: ignore[no-untyped-call]
     host = (vim.HostSystem(placement.host_moref, session.si._stub)  # type: ignore[no-untyped-call]
@@ -428,13 +432,6 @@ def reset_cbt(session: VSphereSession, moref: str, *, timeout: float = 600.0) ->
             changeTrackingEnabled=on), f"{'enabling' if on else 'disabling'} Changed Block "
                      f"Tracking on VM {moref}", timeout)
     return True
-
-
-def find_vm_moref(session: VSphereSession, instance_uuid: str) -> str | None:
-    """The moref of the VM with this instance UUID, or None."""
-    vm = session.call(lambda: session.content.searchIndex.FindByUuid(
-        None, instance_uuid, True, True))
-    return str(vm._moId) if vm is not None else None
 
 
 def remove_disk(session: VSphereSession, moref: str, key: int, *,

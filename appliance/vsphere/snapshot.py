@@ -1,34 +1,29 @@
-"""Snapshot lifecycle: wait for vSphere tasks, create and always remove vmkeep's snapshot,
-enable Changed Block Tracking.
+"""Snapshot lifecycle: create and always remove vmkeep's snapshot, enable Changed Block
+Tracking.
 
-Functions take pyVmomi objects (a ``vim.VirtualMachine``) as parameters; what they return is
+Functions take a session and moref ids (a VM's, or a ``SnapshotRef``); what they return is
 vmkeep's own frozen data, never a ``vim.*`` object.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from appliance.errors import VmkeepError, VSphereError
+from appliance.vsphere._vim import VsphereTaskError as VsphereTaskError
+from appliance.vsphere._vim import fault_text, snapshot_object, vm_object, wait_for_task
+from appliance.vsphere.session import VSphereSession
 
 SNAPSHOT_PREFIX = "vmkeep-"
 OFFLINE_PREFIX = SNAPSHOT_PREFIX + "offline-"
 _SESSION_NAME = re.compile(r"vmkeep-appliance-([0-9a-f]{12})-session-([0-9A-Za-z_-]+)")
 DEFAULT_DESCRIPTION = "Temporary snapshot taken by vmkeep for a backup; removed when it ends."
-
-
-class VsphereTaskError(VSphereError):
-    """A vSphere task failed, was cancelled or did not finish in time."""
-
-    code = "vsphere_task"
 
 
 class SnapshotError(VSphereError):
@@ -44,39 +39,6 @@ class SnapshotRef:
     moref: str
     name: str
     vm_moref: str
-
-
-def _fault_text(fault: Any) -> str:
-    msg = getattr(fault, "msg", None) or getattr(fault, "localizedMessage", None)
-    text = f"{type(fault).__name__}: {msg}" if msg else type(fault).__name__
-    return " ".join(str(text).split())
-
-
-def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere task") -> Any:
-    """Wait until ``task`` ends; return its result. Polls with back-off (0.05 s up to 2 s)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        try:
-            info = task.info
-            state = info.state
-        except vmodl.MethodFault as exc:
-            raise VsphereTaskError(f"{what}: reading the task's state failed "
-                                   f"({_fault_text(exc)})") from exc
-        if state == vim.TaskInfo.State.success:
-            return info.result
-        if state == vim.TaskInfo.State.error:
-            err = info.error
-            reason = _fault_text(err) if err else "no reason given"
-            exc2 = VsphereTaskError(f"{what} failed: {reason}")
-            if isinstance(err, BaseException):
-                raise exc2 from err
-            raise exc2
-        if time.monotonic() >= deadline:
-            raise VsphereTaskError(f"{what} did not finish within {timeout:g} s "
-                                   f"(state {state}); check the task in vSphere")
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,21 +72,18 @@ def snapshot_owner(name: str) -> SnapshotOwner | None:
     return SnapshotOwner(m.group(1), m.group(2)) if m else None
 
 
-def snapshot_object(vm: Any, ref: SnapshotRef) -> Any:
-    """The pyVmomi snapshot object for ``ref`` on ``vm``'s connection (internal use)."""
-    return vim.vm.Snapshot(ref.moref, vm._stub)  # type: ignore[no-untyped-call]
-
-
-def create_snapshot(vm: Any, name: str | None = None, description: str = DEFAULT_DESCRIPTION,
-                    *, quiesce: bool = False, timeout: float = 3600.0) -> SnapshotRef:
-    """Take a disk-only snapshot of ``vm``."""
+def create_snapshot(session: VSphereSession, vm_moref: str, name: str | None = None,
+                    description: str = DEFAULT_DESCRIPTION, *, quiesce: bool = False,
+                    timeout: float = 3600.0) -> SnapshotRef:
+    """Take a disk-only snapshot of the VM ``vm_moref``."""
     name = name or snapshot_name()
+    vm = vm_object(session, vm_moref)
     try:
         task = vm.CreateSnapshot_Task(name=name, description=description, memory=False,
                                       quiesce=quiesce)
     except vmodl.MethodFault as exc:
         raise SnapshotError(f"creating snapshot {name!r} of VM {vm.name!r} was refused "
-                            f"({_fault_text(exc)})") from exc
+                            f"({fault_text(exc)})") from exc
     try:
         snap = wait_for_task(task, timeout, what=f"creating snapshot {name!r} of VM {vm.name!r}")
     except VsphereTaskError as exc:
@@ -134,16 +93,18 @@ def create_snapshot(vm: Any, name: str | None = None, description: str = DEFAULT
     return SnapshotRef(moref=str(snap._moId), name=name, vm_moref=str(vm._moId))
 
 
-def remove_snapshot(vm: Any, ref: SnapshotRef, *, timeout: float = 3600.0) -> None:
+def remove_snapshot(session: VSphereSession, ref: SnapshotRef, *,
+                    timeout: float = 3600.0) -> None:
     """Remove ``ref`` (not its children); vSphere consolidates its disks."""
-    snap = snapshot_object(vm, ref)
+    vm = vm_object(session, ref.vm_moref)
+    snap = snapshot_object(session, ref.moref)
     what = f"removing snapshot {ref.name!r} ({ref.moref}) of VM {vm.name!r}"
     try:
         task = snap.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
     except vmodl.fault.ManagedObjectNotFound as exc:
         raise SnapshotError(f"{what}: the snapshot no longer exists") from exc
     except vmodl.MethodFault as exc:
-        raise SnapshotError(f"{what} was refused ({_fault_text(exc)})") from exc
+        raise SnapshotError(f"{what} was refused ({fault_text(exc)})") from exc
     try:
         wait_for_task(task, timeout, what=what)
     except VsphereTaskError as exc:
@@ -151,36 +112,35 @@ def remove_snapshot(vm: Any, ref: SnapshotRef, *, timeout: float = 3600.0) -> No
 
 
 @contextmanager
-def backup_snapshot(vm: Any, name: str | None = None, description: str = DEFAULT_DESCRIPTION,
-                    *, quiesce: bool = False, timeout: float = 3600.0) -> Iterator[SnapshotRef]:
+def backup_snapshot(session: VSphereSession, vm_moref: str, name: str | None = None,
+                    description: str = DEFAULT_DESCRIPTION, *, quiesce: bool = False,
+                    timeout: float = 3600.0) -> Iterator[SnapshotRef]:
     """Create a snapshot, yield it, and always remove it — also when the body raises.
 
     If removal fails after the body raised, the body's exception propagates (the removal
     failure is attached as its ``__context__``); otherwise the removal error is raised."""
-    ref = create_snapshot(vm, name, description, quiesce=quiesce, timeout=timeout)
+    ref = create_snapshot(session, vm_moref, name, description, quiesce=quiesce,
+                          timeout=timeout)
     try:
         yield ref
     except BaseException:
         # The body's error is the one to report; Snapshot Hunter finds a leftover snapshot.
         with suppress(VmkeepError):
-            remove_snapshot(vm, ref, timeout=timeout)
+            remove_snapshot(session, ref, timeout=timeout)
         raise
-    remove_snapshot(vm, ref, timeout=timeout)
+    remove_snapshot(session, ref, timeout=timeout)
 
 
-def cbt_enabled(vm: Any) -> bool:
-    return bool(getattr(vm.config, "changeTrackingEnabled", False))
-
-
-def enable_cbt(vm: Any, *, timeout: float = 600.0) -> bool:
+def enable_cbt(session: VSphereSession, vm_moref: str, *, timeout: float = 600.0) -> bool:
     """Turn on Changed Block Tracking when it is off. Returns True when it was changed."""
-    if cbt_enabled(vm):
+    vm = vm_object(session, vm_moref)
+    if bool(getattr(vm.config, "changeTrackingEnabled", False)):
         return False
     spec = vim.vm.ConfigSpec(changeTrackingEnabled=True)  # type: ignore[no-untyped-call]
     what = f"enabling Changed Block Tracking on VM {vm.name!r}"
     try:
         task = vm.ReconfigVM_Task(spec=spec)
     except vmodl.MethodFault as exc:
-        raise VsphereTaskError(f"{what} was refused ({_fault_text(exc)})") from exc
+        raise VsphereTaskError(f"{what} was refused ({fault_text(exc)})") from exc
     wait_for_task(task, timeout, what=what)
     return True

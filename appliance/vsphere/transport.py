@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import socket
 import ssl
 import threading
 import time
@@ -40,7 +41,7 @@ class DatastoreEndpoint:
     ssl_context: ssl.SSLContext | None = None
     fingerprint: str | None = None  # pinned SHA-256 of the server certificate (hex)
 
-    def check_peer(self, sock: object) -> None:
+    def check_peer(self, sock: socket.socket | None) -> None:
         """Refuse a connection whose certificate is not the pinned one (before the cookie is
         sent). Does nothing when nothing is pinned."""
         if self.fingerprint is None:
@@ -202,6 +203,7 @@ class DirectPathDiskSource:
     def __init__(self, path: str | os.PathLike[str], size: int, label: str,
                  allocated: Sequence[Extent]) -> None:
         self.path = os.fspath(path)
+        self.retried = 0  # a local file is read once: nothing is tried again
         self._size = size
         self._label = label
         self._allocated = list(allocated)

@@ -24,6 +24,52 @@
 //	                         replies cover the rest of the disk.
 //	VCSIM_CBT_HIDE_EVERY=N   with an earlier changeId, leave out every Nth
 //	                         changed area (1: all): a CBT bug on demand.
+//
+// vmkeep additions in overlay/simulator/vmkeep_strict.go (with the patched
+// simulator.go and session_manager.go): a data path as strict as vSphere's,
+// each part switched on by the environment (unset: upstream's lenient
+// behaviour). Details in vmkeep_strict.go's header.
+//
+//	VCSIM_FOLDER_AUTH=1         the vCenter's /folder needs a logged-in session's
+//	                            cookie (vmware_soap_session) or a service ticket
+//	                            (cookie vmware_cgi_ticket), else 401. Tickets from
+//	                            SessionManager.AcquireGenericServiceTicket are
+//	                            always single use and bound to their spec's URL
+//	                            (port, path, query) and method.
+//	VCSIM_VC_FOLDER_REFUSE=1    the vCenter's /folder answers 403 to everything
+//	                            (only the hosts' endpoints serve data).
+//	VCSIM_HOST_ENDPOINTS=1      each HostSystem gets its own https listener on
+//	                            127.0.0.1 with its own self-signed certificate,
+//	                            serving /folder for the datastores it mounts to
+//	                            ticket holders only (a session cookie gets 401).
+//	                            A client finds it as on vSphere: address = the
+//	                            management vmknic's IP (config.network.vnic[0],
+//	                            config.virtualNicManagerInfo "management" vmk0:
+//	                            127.0.0.1, as host names DC0_H0... do not resolve
+//	                            and stay unchanged), port = summary.config.port,
+//	                            certificate SHA-1 = summary.config.sslThumbprint.
+//	                            config.certificate stays unset (govmomi 0.24.2
+//	                            would encode it in a form pyVmomi cannot read).
+//	VCSIM_FOLDER_IGNORE_RANGE=1 /folder ignores Range: 200 with the whole file.
+//	VCSIM_FOLDER_LOCK_RUNNING=1 the current disk files (descriptor and -flat) of
+//	                            powered-on VMs answer 500 "locked".
+//	VCSIM_STRICT_DCPATH=1       the vCenter's /folder takes dcPath only as the
+//	                            datacenter's inventory path ("F0/DC0" with
+//	                            -folder 1) and dsName as an exact name, both
+//	                            required; else 404 (upstream finds a bare name
+//	                            anywhere, globs, and defaults when empty).
+//	VCSIM_DS_TYPES=NAME=TYPE,.. summary.type of those datastores (VMFS, NFS,
+//	                            NFS41, CIFS, vsan, VVOL, vfat, PMEM, OTHER).
+//	VCSIM_DS_URL=vmfs           datastores' info.url and summary.url read as
+//	                            "ds:///vmfs/volumes/<id>/" (default: the local
+//	                            folder, which vmkeep's "direct" transport uses).
+//	VCSIM_ENCRYPTED_VMS=A,B     those VMs get config.keyId and their disks (also
+//	                            ones added later) backing.keyId.
+//
+// Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
+// counts of /folder requests per endpoint ("vcenter" and each host by name,
+// with the host's address, port and thumbprint): "requests" (all) and
+// "served" (passed the checks and handed to the file server).
 package main
 
 import (
@@ -111,18 +157,25 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatalf("creating the inventory: %v", err)
 	}
+	closeHosts, err := simulator.VmkeepStrictSetup()
+	if err != nil {
+		model.Remove()
+		log.Fatalf("strict simulator setup: %v", err)
+	}
 
 	model.Service.Listen = &url.URL{Host: *listen}
 	if *user != "" {
 		model.Service.Listen.User = url.UserPassword(*user, *pass)
 	}
 	model.Service.ServeMux = http.NewServeMux()
+	model.Service.ServeMux.HandleFunc("/vmkeep/counters", simulator.VmkeepCounters)
 	model.Service.RegisterEndpoints = true
 	if *useTLS {
 		model.Service.TLS = new(tls.Config)
 		if *certFile != "" {
 			cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 			if err != nil {
+				closeHosts()
 				model.Remove()
 				log.Fatalf("loading TLS certificate: %v", err)
 			}
@@ -148,5 +201,6 @@ func main() {
 	<-done
 
 	server.Close()
+	closeHosts()
 	model.Remove()
 }

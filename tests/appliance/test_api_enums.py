@@ -16,7 +16,7 @@ from appliance import api
 from appliance.home import Home
 from appliance.registry import Registry
 from appliance.server import ApplianceState, create_app
-from appliance.sessions import SessionManager
+from appliance.sessions.manager import SessionManager
 
 RESULTS = {"success", "warning", "failed"}
 EXPECTED: dict[tuple[str, str], set[str]] = {

@@ -28,7 +28,7 @@ from appliance import inputs
 from appliance.home import Home
 from appliance.registry import Registry
 from appliance.server import ApplianceState, create_app
-from appliance.sessions import SessionManager
+from appliance.sessions.manager import SessionManager
 from appliance.vsphere import session as vsphere_session
 from appliance.vsphere.session import VSphereUnreachableError
 

@@ -174,7 +174,7 @@ def test_the_configuration_is_backed_up_by_default_and_restores(lab: Lab) -> Non
     r = lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", "DC0_H0_VM0",
                    "--repo", "main")
     assert r.code == 0, r
-    assert schedule()["changed_since_backup"] is True
+    # (changed_since_backup is true until a backup holds the change: it may already have)
     poll("a configuration backup holding the change",
          lambda: (v := schedule())["last_result"] == "success" and not v["changed_since_backup"])
 

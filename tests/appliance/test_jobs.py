@@ -91,8 +91,7 @@ def _snapshots(lab: Lab, vm: str = VM) -> list[str]:
 def _snapshot(lab: Lab, name: str, vm: str = VM) -> None:
     with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
                  fingerprint=None, insecure=True) as session:
-        create_snapshot(session.content.searchIndex.FindByUuid(
-            None, find_vm(session, vm).instance_uuid, True, True), name)
+        create_snapshot(session, find_vm(session, vm).moref, name)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:

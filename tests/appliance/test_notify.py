@@ -145,7 +145,7 @@ def test_a_leftover_snapshot_and_a_full_repository_are_alerted(
     s = lab.sim
     with connect(s.host, s.port, s.user, s.password, fingerprint=None, insecure=True) as si:
         vm = si.content.searchIndex.FindByUuid(None, find_vm(si, VM).instance_uuid, True, True)
-        create_snapshot(vm, snapshot_name())
+        create_snapshot(si, vm._moId, snapshot_name())
     assert lab.vmkeep("notify", "set", "--webhook", f"http://127.0.0.1:{hook_port}/",
                       "--alert-every", "1s", "--free-space-alert", "100").code == 0
     wait_for("both alerts", lambda: {p["alert"] for p in posts} == {"orphans", "space"})

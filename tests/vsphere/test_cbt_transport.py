@@ -32,6 +32,7 @@ from appliance.vsphere.cbt import (
     snapshot_disks,
     split_datastore_path,
 )
+from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import SnapshotRef, backup_snapshot, enable_cbt
 from appliance.vsphere.transport import (
     DatastoreDiskSource,
@@ -53,6 +54,11 @@ class Env:
     dc: str
     datastores: dict[str, str]
     endpoint: DatastoreEndpoint
+    session: VSphereSession  # the same connection, for the adapter's functions
+
+    @property
+    def moref(self) -> str:
+        return str(self.vm._moId)
 
 
 def _stop(proc: subprocess.Popen[str], sim: Vcsim) -> None:
@@ -78,7 +84,10 @@ def _env(sim: Vcsim) -> Env:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     endpoint = DatastoreEndpoint(sim.host, sim.port, session_cookie_value(si._stub.cookie), ctx)
-    return Env(sim, si, vm, dc.name, {ds.name: ds.info.url for ds in vm.datastore}, endpoint)
+    session = VSphereSession(si, host=sim.host, port=sim.port, user=sim.user,
+                             password=sim.password, fingerprint=None, ssl_context=ctx)
+    return Env(sim, si, vm, dc.name, {ds.name: ds.info.url for ds in vm.datastore}, endpoint,
+               session)
 
 
 @pytest.fixture
@@ -169,20 +178,20 @@ def snapshot_count(e: Env) -> int:
 
 def test_snapshot_cbt_and_both_transports(env: Env) -> None:
     e = env
-    assert enable_cbt(e.vm) is True
-    assert enable_cbt(e.vm) is False
+    assert enable_cbt(e.session, e.moref) is True
+    assert enable_cbt(e.session, e.moref) is False
     disk = live_disk(e)
     live = local_flat(e, disk.backing.fileName)
     content = first_writes(live)
     assert 150 * 1024 < len(content) < 1 << 20
 
-    with backup_snapshot(e.vm) as s1:
+    with backup_snapshot(e.session, e.moref) as s1:
         assert s1.name.startswith("vmkeep-")
-        [d1] = snapshot_disks(e.vm, s1)
+        [d1] = snapshot_disks(e.session, s1)
         assert d1.key == disk.key and d1.capacity_bytes == 1 << 20
         assert d1.file_name != disk.backing.fileName and d1.change_id
         assert "snap" in d1.file_name and d1.backing_type.endswith("FlatVer2BackingInfo")
-        allocated = changed_areas(e.vm, s1, d1.key, d1.capacity_bytes, ALL_ALLOCATED)
+        allocated = changed_areas(e.session, e.moref, s1, d1.key, d1.capacity_bytes, ALL_ALLOCATED)
         assert allocated == FIRST_AREAS
 
         want = content + bytes(d1.capacity_bytes - len(content))
@@ -204,13 +213,14 @@ def test_snapshot_cbt_and_both_transports(env: Env) -> None:
             https.close()
             direct.close()
 
-        with backup_snapshot(e.vm) as s2:
-            [d2] = snapshot_disks(e.vm, s2)
+        with backup_snapshot(e.session, e.moref) as s2:
+            [d2] = snapshot_disks(e.session, s2)
             assert d2.change_id and d2.change_id != d1.change_id
             assert d1.change_id is not None
-            since = changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, d1.change_id)
+            since = changed_areas(e.session, e.moref, s2, d2.key, d2.capacity_bytes, d1.change_id)
             assert since == SECOND_CHANGES
-            assert changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, d2.change_id) == []
+            assert changed_areas(e.session, e.moref, s2, d2.key, d2.capacity_bytes,
+                                 d2.change_id) == []
             https2, _ = sources(e, d2, since)
             try:
                 assert read_all(https2) == expected_disk(live, d2.capacity_bytes)
@@ -222,22 +232,22 @@ def test_snapshot_cbt_and_both_transports(env: Env) -> None:
 
 def test_paging_gives_the_same_union(paged_env: Env) -> None:
     e = paged_env
-    enable_cbt(e.vm)
+    enable_cbt(e.session, e.moref)
     disk = live_disk(e)
     live = local_flat(e, disk.backing.fileName)
     first_writes(live)
-    with backup_snapshot(e.vm) as s1:
-        [d1] = snapshot_disks(e.vm, s1)
-        assert changed_areas(e.vm, s1, d1.key, d1.capacity_bytes, "*") == FIRST_AREAS
+    with backup_snapshot(e.session, e.moref) as s1:
+        [d1] = snapshot_disks(e.session, s1)
+        assert changed_areas(e.session, e.moref, s1, d1.key, d1.capacity_bytes, "*") == FIRST_AREAS
         # The simulator really answers in pieces.
         reply = e.vm.QueryChangedDiskAreas(snapshot=e.vm.snapshot.currentSnapshot,
                                            deviceKey=d1.key, startOffset=0, changeId="*")
         assert reply.length < d1.capacity_bytes
         second_writes(live)
-        with backup_snapshot(e.vm) as s2:
-            [d2] = snapshot_disks(e.vm, s2)
+        with backup_snapshot(e.session, e.moref) as s2:
+            [d2] = snapshot_disks(e.session, s2)
             assert d1.change_id is not None
-            assert changed_areas(e.vm, s2, d2.key, d2.capacity_bytes,
+            assert changed_areas(e.session, e.moref, s2, d2.key, d2.capacity_bytes,
                                  d1.change_id) == SECOND_CHANGES
     assert snapshot_count(e) == 0
 
@@ -246,20 +256,20 @@ def test_cbt_faults_are_typed(env: Env) -> None:
     e = env
     disk = live_disk(e)
     with pytest.raises(CbtNotEnabled):
-        changed_areas(e.vm, None, disk.key, disk.capacityInKB * 1024, "*")
-    enable_cbt(e.vm)
-    with backup_snapshot(e.vm) as s1:
-        [d1] = snapshot_disks(e.vm, s1)
+        changed_areas(e.session, e.moref, None, disk.key, disk.capacityInKB * 1024, "*")
+    enable_cbt(e.session, e.moref)
+    with backup_snapshot(e.session, e.moref) as s1:
+        [d1] = snapshot_disks(e.session, s1)
         unknown = "52 00 00 00 00 00 00 00-00 00 00 00 00 00 00 00/1"
         with pytest.raises(CbtInvalid) as info:
-            changed_areas(e.vm, s1, d1.key, d1.capacity_bytes, unknown)
+            changed_areas(e.session, e.moref, s1, d1.key, d1.capacity_bytes, unknown)
         assert "changeId" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_backup_snapshot_is_removed_when_the_body_raises(env: Env) -> None:
     e = env
     seen: list[SnapshotRef] = []
-    with pytest.raises(RuntimeError, match="injected"), backup_snapshot(e.vm) as ref:
+    with pytest.raises(RuntimeError, match="injected"), backup_snapshot(e.session, e.moref) as ref:
         seen.append(ref)
         assert snapshot_count(e) == 1
         raise RuntimeError("injected failure after the snapshot")
@@ -273,7 +283,7 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
     from catalog.store import Catalog
 
     e = env
-    enable_cbt(e.vm)
+    enable_cbt(e.session, e.moref)
     live = local_flat(e, live_disk(e).backing.fileName)
     first_writes(live)
     repo = Repository.open_local(tmp_path / "repo", create=True)
@@ -281,9 +291,9 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
     options = BackupOptions(block_size=256 << 10)
     points: list[tuple[str, bytes]] = []
     try:
-        with backup_snapshot(e.vm) as s1:
-            [d1] = snapshot_disks(e.vm, s1)
-            allocated = changed_areas(e.vm, s1, d1.key, d1.capacity_bytes, "*")
+        with backup_snapshot(e.session, e.moref) as s1:
+            [d1] = snapshot_disks(e.session, s1)
+            allocated = changed_areas(e.session, e.moref, s1, d1.key, d1.capacity_bytes, "*")
             src, _ = sources(e, d1, allocated)
             try:
                 res = in_ws(repo, cat, run_backup,
@@ -294,11 +304,12 @@ def test_engine_backs_up_and_restores_through_the_datastore(env: Env, tmp_path: 
             points.append((res.point_id, expected_disk(local_flat(e, d1.file_name),
                                                        d1.capacity_bytes)))
         second_writes(live)
-        with backup_snapshot(e.vm) as s2:
-            [d2] = snapshot_disks(e.vm, s2)
+        with backup_snapshot(e.session, e.moref) as s2:
+            [d2] = snapshot_disks(e.session, s2)
             assert d1.change_id is not None
-            since = changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, d1.change_id)
-            src, _ = sources(e, d2, changed_areas(e.vm, s2, d2.key, d2.capacity_bytes, "*"))
+            since = changed_areas(e.session, e.moref, s2, d2.key, d2.capacity_bytes, d1.change_id)
+            src, _ = sources(e, d2, changed_areas(e.session, e.moref, s2, d2.key,
+                                                  d2.capacity_bytes, "*"))
             try:
                 res = in_ws(repo, cat, run_backup, "vm",
                                  [DiskInput(0, src, since, change_id=d2.change_id)],

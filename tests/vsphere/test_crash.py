@@ -48,7 +48,7 @@ def test_killed_backup_leaves_a_snapshot_the_hunter_removes(vcsim: Vcsim, env: E
                                                            tmp_path: Path) -> None:
     e = env
     # A snapshot of the user's own, which the hunter must leave alone.
-    create_snapshot(e.vm, "before-upgrade", "the admin's")
+    create_snapshot(e.session, e.vm._moId, "before-upgrade", "the admin's")
     repo_dir = tmp_path / "crashrepo"
     args = {"host": vcsim.host, "port": vcsim.port, "user": vcsim.user,
             "password": vcsim.password, "repo": str(repo_dir), "vm": VM}

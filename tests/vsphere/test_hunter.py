@@ -47,9 +47,10 @@ def test_no_leftovers_is_an_empty_plan_and_execute_is_a_no_op(session: VSphereSe
 def test_leftover_is_listed_first_and_removed_user_snapshot_untouched(
         session: VSphereSession) -> None:
     vm = vm_object(session)
-    create_snapshot(vm, "before-upgrade", "the user's own")
-    leftover = create_snapshot(vm, snapshot_name())  # a crashed run: never removed
-    other = create_snapshot(vm_object(session, "DC0_H0_VM1"), snapshot_name())
+    create_snapshot(session, vm._moId, "before-upgrade", "the user's own")
+    leftover = create_snapshot(session, vm._moId, snapshot_name())  # a crashed run: not removed
+    other = create_snapshot(session, vm_object(session, "DC0_H0_VM1")._moId,
+                            snapshot_name())
 
     plan = plan_hunt(session)
     assert [f.snapshot_moref for f in plan.findings[:2]] == [leftover.moref, other.moref]
@@ -69,7 +70,8 @@ def test_leftover_is_listed_first_and_removed_user_snapshot_untouched(
 
 
 def test_user_snapshot_removed_only_with_include_foreign(session: VSphereSession) -> None:
-    user = create_snapshot(vm_object(session), "before-upgrade", "the user's own")
+    user = create_snapshot(session, vm_object(session)._moId, "before-upgrade",
+                           "the user's own")
     assert not [f for f in plan_hunt(session).findings if f.snapshot_moref == user.moref]
 
     plan = plan_hunt(session, include_foreign=True)
@@ -87,7 +89,7 @@ def test_user_snapshot_removed_only_with_include_foreign(session: VSphereSession
 def test_executing_a_stale_plan_counts_a_vanished_snapshot_as_fixed(
         session: VSphereSession) -> None:
     vm = vm_object(session)
-    create_snapshot(vm, snapshot_name())
+    create_snapshot(session, vm._moId, snapshot_name())
     plan = plan_hunt(session)
     assert execute_hunt(session, plan).ok
     again = execute_hunt(session, plan)
@@ -116,7 +118,7 @@ def _consolidation_plan(session: VSphereSession, monkeypatch: pytest.MonkeyPatch
 
 def test_failed_consolidation_escalates_to_remove_all(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    create_snapshot(vm_object(session), snapshot_name())
+    create_snapshot(session, vm_object(session)._moId, snapshot_name())
     plan = _consolidation_plan(session, monkeypatch)
     assert [f.kind for f in plan.findings] == [FindingKind.LEFTOVER_SNAPSHOT,
                                               FindingKind.CONSOLIDATION_NEEDED]
@@ -130,7 +132,7 @@ def test_failed_consolidation_escalates_to_remove_all(
 
 def test_remove_all_never_deletes_a_user_snapshot(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    create_snapshot(vm_object(session), "before-upgrade")
+    create_snapshot(session, vm_object(session)._moId, "before-upgrade")
     plan = _consolidation_plan(session, monkeypatch)
     (f,) = plan.findings
     assert f.action is Action.CONSOLIDATE and not f.remove_all_allowed
@@ -144,7 +146,7 @@ def test_remove_all_rechecks_for_user_snapshots_taken_since_the_plan(
         session: VSphereSession, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = _consolidation_plan(session, monkeypatch)
     assert plan.findings[0].remove_all_allowed
-    create_snapshot(vm_object(session), "taken-meanwhile")
+    create_snapshot(session, vm_object(session)._moId, "taken-meanwhile")
     (outcome,) = execute_hunt(session, plan).outcomes
     assert outcome.status is Status.FAILED and "taken-meanwhile" in outcome.detail
     assert snapshot_names(session) == ["taken-meanwhile"]
@@ -168,7 +170,7 @@ def test_orphan_snapshot_file_is_reported_not_touched(session: VSphereSession) -
 
 
 def test_snapshot_files_of_live_snapshots_are_not_orphans(session: VSphereSession) -> None:
-    create_snapshot(vm_object(session), "before-upgrade")
+    create_snapshot(session, vm_object(session)._moId, "before-upgrade")
     vm_object(session).RefreshStorageInfo()
     assert plan_hunt(session).empty
 

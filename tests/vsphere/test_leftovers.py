@@ -47,12 +47,13 @@ def test_a_snapshot_name_says_whose_it_is() -> None:
 def test_only_this_appliances_finished_sessions_snapshots_are_removed(
         session: VSphereSession) -> None:
     vm = vm_object(session)
-    create_snapshot(vm, "before-upgrade", "the user's own")
-    ended = create_snapshot(vm, session_snapshot_name(ME, ENDED))
-    create_snapshot(vm, session_snapshot_name(ME, RUNNING))
-    create_snapshot(vm, session_snapshot_name(OTHER, ENDED))
-    create_snapshot(vm, "vmkeep-offline-20260101T000000Z")
-    create_snapshot(vm_object(session, VM1), session_snapshot_name(ME, ENDED))
+    create_snapshot(session, vm._moId, "before-upgrade", "the user's own")
+    ended = create_snapshot(session, vm._moId, session_snapshot_name(ME, ENDED))
+    create_snapshot(session, vm._moId, session_snapshot_name(ME, RUNNING))
+    create_snapshot(session, vm._moId, session_snapshot_name(OTHER, ENDED))
+    create_snapshot(session, vm._moId, "vmkeep-offline-20260101T000000Z")
+    create_snapshot(session, vm_object(session, VM1)._moId,
+                    session_snapshot_name(ME, ENDED))
     kept = [n for n in snapshot_names(session) if n != ended.name]
 
     # Before one VM's backup: that VM only.
@@ -81,7 +82,8 @@ def test_a_session_that_starts_while_looking_keeps_its_snapshot(
     late = session_snapshot_name(ME, RUNNING)
 
     def running() -> frozenset[str]:
-        create_snapshot(vm, late)  # a session starts now; the answer was computed before
+        # a session starts now; the answer was computed before
+        create_snapshot(session, vm._moId, late)
         return frozenset()
 
     assert remove_leftovers(session, ME, running) == ()

@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import Label, Static, Tree
 
 from appliance import api
-from appliance.inputs import shown
+from appliance.api import shown
 from tui.base import VmkeepScreen, fetch
 
 

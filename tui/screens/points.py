@@ -11,8 +11,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, OptionList
 
 from appliance import api
+from appliance.api import shown
 from appliance.errors import ConfirmDetail, VmkeepError
-from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen

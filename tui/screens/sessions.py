@@ -11,8 +11,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, RichLog, Static
 
 from appliance import api
+from appliance.api import shown
 from appliance.errors import VmkeepError
-from appliance.inputs import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 

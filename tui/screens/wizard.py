@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, ContentSwitcher, Input, Label, Select, Static, Tree
 
 from appliance import api
-from appliance.inputs import shown
+from appliance.api import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 

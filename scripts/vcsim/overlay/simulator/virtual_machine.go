@@ -1131,6 +1131,10 @@ func (vm *VirtualMachine) configureDevice(devices object.VirtualDeviceList, spec
 
 			vm.updateDiskLayouts()
 
+			// vmkeep: disks of VMs marked encrypted get backing.keyId
+			// (VCSIM_ENCRYPTED_VMS, see vmkeep_strict.go).
+			vmkeepEncryptDisk(vm, x)
+
 			if disk, ok := b.(*types.VirtualDiskFlatVer2BackingInfo); ok {
 				// These properties default to false
 				props := []**bool{

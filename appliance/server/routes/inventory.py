@@ -1,0 +1,35 @@
+"""Routes that look into the vCenters: their VMs and containers, and the Snapshot Hunter."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from appliance import api
+from appliance.server.responses import ERRORS
+from appliance.server.state import ApplianceState
+
+
+def add_routes(app: FastAPI, state: ApplianceState) -> None:
+    reg = state.registry
+    v = api.PREFIX
+
+    @app.post(f"{v}/hunter", response_model=list[api.HuntReport], responses=ERRORS)
+    def hunter(body: api.HuntRequest) -> list[api.HuntReport]:
+        """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first; with
+        ``dry_run`` (the default) nothing is changed."""
+        return [api.HuntReport(vcenter=name, lines=lines)
+                for name, lines in reg.vcenters.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
+                                            include_foreign=body.include_foreign)]
+
+    @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
+    def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
+        """Every VM of one vCenter or all, with its state, the jobs that protect it and its
+        newest restore point."""
+        return reg.vcenters.inventory(vcenter)
+
+    @app.get(f"{v}/inventory/containers", response_model=list[api.InventoryContainer],
+             responses=ERRORS)
+    def containers(vcenter: str | None = None) -> list[api.InventoryContainer]:
+        """Every datacenter, folder, cluster, host and resource pool of one vCenter or all,
+        by inventory path, with the VMs directly in each: what a job's ``containers`` name."""
+        return reg.vcenters.containers(vcenter)

@@ -1,0 +1,32 @@
+"""Routes of what is restored from a point: a VM, a disk, a PostgreSQL data folder."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from appliance import api
+from appliance.server.responses import ERRORS
+from appliance.server.state import ApplianceState
+
+
+def add_routes(app: FastAPI, state: ApplianceState) -> None:
+    reg = state.registry
+    v = api.PREFIX
+
+    @app.post(f"{v}/restore/vm", response_model=api.Done, responses=ERRORS)
+    def restore_vm(body: api.VmRestore) -> api.Done:
+        """An entire VM: to a new VM (``name``) or over the original (``confirm``)."""
+        return api.Done(message=reg.restores.vm(body))
+
+    @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
+    def restore_disk(body: api.DiskRestore) -> api.Done:
+        """Write a disk of a point to a new raw image file on the appliance's machine."""
+        size = reg.restores.disk(body.point, body.disk, body.to)
+        return api.Done(message=f"restored disk {body.disk} of {body.point} to {body.to} "
+                                f"({size} bytes)")
+
+    @app.post(f"{v}/restore/postgres", response_model=api.Done, responses=ERRORS)
+    def restore_postgres(body: api.PostgresRestore) -> api.Done:
+        """Prepare a restored PostgreSQL data folder for point-in-time recovery: the backup
+        label kept with the point, the WAL of the VM's log backup job, the settings."""
+        return api.Done(message=reg.restores.postgres(body.point, body.data_dir, body.until))
