@@ -16,7 +16,7 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
 
     def job_view(name: str) -> api.Job:
         row = reg.jobs.get(name)
-        return api.Job(spec=api.JobSpec.model_validate_json(row.spec_json),
+        return api.Job(spec=row.spec,
                        enabled=row.enabled, created=row.created,
                        last_session=mgr.last_session(name))
 
