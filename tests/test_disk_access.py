@@ -14,6 +14,7 @@ from appliance.vsphere.disk_access import (
     datastore_refusal,
     disk_verdicts,
     refusal_message,
+    write_refusal,
 )
 from appliance.vsphere.inventory import DiskInfo, VmInfo
 
@@ -100,3 +101,10 @@ def test_the_refusal_names_each_disk_and_how_to_leave_it_out() -> None:
     assert "disk 0" not in msg
     assert "--exclude-disk db01:1 --exclude-disk db01:2" in msg
     assert refusal_message(v, disk_verdicts(v, frozenset({1, 2}))) == ""
+
+
+def test_a_restore_writes_only_plain_disk_files() -> None:
+    assert write_refusal("ds1", "VMFS") == "" and write_refusal("nfs", "NFS41") == ""
+    assert "vVols" in write_refusal("vv", "VVOL")
+    assert "unknown type" in write_refusal("x", "")
+    assert "backing.keyId" in write_refusal("ds1", "VMFS", encrypted=True)

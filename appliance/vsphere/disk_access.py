@@ -28,7 +28,8 @@ too: their files hold ciphertext that only the ESXi host with the key can read; 
 of the file would store ciphertext that no restore can use.
 
 A refused disk fails its VM before the snapshot unless the job excludes it
-(``--exclude-disk``). Disks vmkeep leaves out with a warning (independent, raw device
+(``--exclude-disk``); a restore refuses such a target before it creates or changes anything
+(``write_refusal``). Disks vmkeep leaves out with a warning (independent, raw device
 mappings, bases that are deltas, non-flat backings) stay skipped, as after the snapshot
 (``jobs.vm_backup.refusal``): they are never read, so they are not refused.
 """
@@ -92,6 +93,17 @@ def datastore_refusal(ds_type: str, datastore: str) -> str:
     if kind.by_file:
         return ""
     return f"datastore {datastore!r} is a {kind.name} datastore ({kind.type}): {kind.why}"
+
+
+def write_refusal(datastore: str, ds_type: str, *, encrypted: bool = False) -> str:
+    """Why a restore cannot write a disk's bytes as a file on ``datastore`` (of
+    ``summary.type`` ``ds_type``), or into an existing disk that is ``encrypted`` ("" when
+    it can): a PUT to an object datastore makes a stray file and leaves the disk empty, and
+    plain bytes written into an encrypted disk's file are garbage to the host."""
+    if encrypted:
+        return ("it is encrypted (backing.keyId): plain bytes written into its file would "
+                "be read as ciphertext")
+    return datastore_refusal(ds_type, datastore)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from appliance.client import ApplianceClient
-from appliance.vsphere.inventory import find_vm
-from appliance.vsphere.session import connect
+from appliance.vsphere.inventory import find_vm, list_vms
+from appliance.vsphere.session import connect, fetch_fingerprint
 from tests.appliance.lab import Lab, started_lab
 
 VM0, VM1 = "DC0_H0_VM0", "DC0_H0_VM1"
@@ -148,3 +148,71 @@ def test_job_check_says_what_a_plain_job_will_do(lab: Lab) -> None:
     (vm,) = json.loads(r.out)["vms"]
     assert (vm["status"], [d["status"] for d in vm["disks"]]) == ("ok", ["readable"])
     assert lab.vmkeep("job", "check", "no-such-job").code == 3
+
+
+def encrypt_first_disk(lab: Lab, vm: str = VM0) -> None:
+    """Give disk 0 of ``vm`` a key id (as vSphere shows a disk encrypted after the fact)."""
+    sim = lab.sim
+    with connect(sim.host, sim.port, sim.user, sim.password, fingerprint=None,
+                 insecure=True) as s:
+        obj = _vm(s, vm)
+        disk: Any = next(d for d in obj.config.hardware.device
+                         if isinstance(d, vim.vm.device.VirtualDisk))
+        disk.backing.keyId = vim.encryption.CryptoKeyId(  # type: ignore[no-untyped-call]
+            keyId="late-key", providerId=vim.encryption.KeyProviderId(  # type: ignore[no-untyped-call]
+                id="kms"))
+        WaitForTask(obj.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+            deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                operation="edit", device=disk)])))
+
+
+def vm_state(lab: Lab) -> dict[str, tuple[str, int]]:
+    """Each VM's power state and number of disks."""
+    sim = lab.sim
+    with connect(sim.host, sim.port, sim.user, sim.password, fingerprint=None,
+                 insecure=True) as s:
+        return {v.name: (v.power_state, len(v.disks)) for v in list_vms(s)}
+
+
+def backed_up(lab: Lab) -> str:
+    """A point of VM0 (its disk 0: the job leaves the others out)."""
+    assert lab.vmkeep("job", "create", "rest", "--vcenter", "vc", "--vm", VM0, "--repo",
+                      "main", "--retries", "0", "--exclude-disk", f"{VM0}:1",
+                      "--exclude-disk", f"{VM0}:2", "--exclude-disk", f"{VM0}:3").code == 0
+    assert lab.vmkeep("job", "run", "rest", "--wait").code in (0, 1)
+    (point,) = json.loads(lab.vmkeep("points", "list", "--vm", VM0, "--json").out)
+    return str(point["id"])
+
+
+def test_a_new_vm_is_not_restored_onto_vsan_or_vvols(lab: Lab) -> None:
+    point = backed_up(lab)
+    before = vm_state(lab)
+    for ds, named in (("LocalDS_1", "vSAN"), ("LocalDS_2", "vVols")):
+        r = lab.vmkeep("restore", "vm", point, "--name", "copy", "--datastore", ds)
+        assert r.code == 10, r.err
+        assert "nothing was created" in r.err and f"datastore '{ds}' is a {named}" in r.err
+    assert vm_state(lab) == before  # no VM "copy"
+
+
+def test_an_encrypted_original_disk_is_not_overwritten(lab: Lab) -> None:
+    point = backed_up(lab)
+    encrypt_first_disk(lab)
+    before = vm_state(lab)
+    r = lab.vmkeep("restore", "vm", point, "--original", "--yes")
+    assert r.code == 10, r.err
+    assert "[LocalDS_0] DC0_H0_VM0" in r.err and "encrypted (backing.keyId)" in r.err
+    assert vm_state(lab) == before  # still powered on, its disks as they were
+
+
+def test_a_disk_is_not_restored_into_a_vm_on_vsan(lab: Lab) -> None:
+    point = backed_up(lab)
+    before = vm_state(lab)
+    sim = lab.sim
+    r = lab.vmkeep("vsphere", "restore-disk", "--host", sim.host, "--port", str(sim.port),
+                   "--user", sim.user, "--fingerprint", fetch_fingerprint(sim.host, sim.port),
+                   "--password-stdin", "--repo", str(lab.tmp / "repo"), "--disk", "0",
+                   "--vm", "DC0_C0_RP0_VM0", "--datastore", "LocalDS_1", point,
+                   stdin=sim.password)
+    assert r.code == 10, r.err
+    assert "nothing was changed" in r.err and "vSAN" in r.err
+    assert vm_state(lab) == before
