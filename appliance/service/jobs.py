@@ -22,6 +22,7 @@ from appliance.jobs.schedule import (
     parse_window,
 )
 from appliance.repository import codec
+from appliance.service.job_check import check_disks
 from appliance.service.job_definition import JobDefinition, parse_job, row_of
 from appliance.service.repositories import RepositoryService
 from appliance.service.state import State, check_name
@@ -212,6 +213,17 @@ class JobService:
         merged["vms"] = [v.instance_uuid for v in old.vms]
         merged.update(changes.model_dump(exclude_unset=True))
         return self.add(api.JobCreate.model_validate(merged), replacing=job)
+
+    def check(self, name: str) -> api.JobCheck:
+        """What job ``name``'s next run will do with each VM and disk (``job_check``): the
+        inventory is read, nothing is changed."""
+        spec = self.spec(name)
+        if spec.copy_of or spec.logs is not None:
+            kind = "backup copy" if spec.copy_of else "log backup"
+            raise UsageError(f"job {name!r} is a {kind} job: it reads no VM disks, so there "
+                             "is nothing to check in vSphere")
+        with self._vcenters.session(spec.vcenter) as session:
+            return check_disks(spec, session)
 
     def all(self) -> list[JobDefinition]:
         """Every stored job, by name."""
