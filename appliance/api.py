@@ -114,6 +114,8 @@ TaskState = Literal["waiting", "running", "ended", "stopped"]
 LogLevel = Literal["info", "warning", "error"]
 ScheduleKind = Literal["none", "daily", "monthly", "periodic", "after"]
 PowerState = Literal["poweredOn", "poweredOff", "suspended"]
+DiskCheckStatus = Literal["readable", "refused", "skipped", "excluded"]
+VmCheckStatus = Literal["ok", "warning", "refused"]
 ContainerKind = Literal["Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
                         "HostSystem", "ResourcePool"]
 
@@ -499,6 +501,31 @@ class Job(Wire):
 
 class JobRun(Request):
     full: bool = False  # active full: read every allocated area, whatever CBT says
+
+
+class DiskCheck(Wire):
+    """What the job's next run will do with one disk (``GET /v1/jobs/{name}/check``)."""
+
+    index: int
+    file_name: str
+    datastore: str
+    datastore_type: str  # its summary.type: VMFS, NFS, NFS41, vsan, VVOL, …
+    status: DiskCheckStatus  # refused: the VM fails before its snapshot
+    reason: str  # "" when readable
+
+
+class VmCheck(Wire):
+    name: str
+    instance_uuid: str  # "" when the VM is not found
+    status: VmCheckStatus  # ok: every disk read; warning: some skipped; refused: it fails
+    reason: str  # why a VM is refused or warned about ("" when ok)
+    disks: list[DiskCheck]
+
+
+class JobCheck(Wire):
+    job: str
+    result: VmCheckStatus  # the worst of its VMs'
+    vms: list[VmCheck]
 
 
 class Task(Wire):

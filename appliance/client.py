@@ -286,6 +286,10 @@ class ApplianceClient:
     def job(self, name: str) -> api.Job:
         return self._call("GET", f"/jobs/{_seg(name)}", api.Job)
 
+    def check_job(self, name: str) -> api.JobCheck:
+        """What job ``name``'s next run will do with each VM and disk (reads only)."""
+        return self._call("GET", f"/jobs/{_seg(name)}/check", api.JobCheck)
+
     def create_job(self, spec: api.JobCreate) -> api.Job:
         return self._call("POST", "/jobs", api.Job, json=spec.model_dump())
 

@@ -94,7 +94,7 @@ class Notifier:
         reg = self.registry
         settings = reg.config.notifications()
         rows = reg.jobs.all()
-        jobs = [api.JobSpec.model_validate_json(r.spec_json) for r in rows if r.enabled]
+        jobs = [r.spec for r in rows if r.enabled]
         newest = {p.object_name: p.created for _repo, p, _disks in reg.restores.points()}
         alerts = rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
         busy = self.sessions.busy_vms()

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from appliance import api
 from appliance.errors import VmkeepError
 from appliance.jobs.schedule import in_window, next_run
 from appliance.registry import Registry
@@ -62,16 +61,16 @@ class Scheduler:
         now = self.clock()
         started = []
         for row in self.registry.jobs.all():
-            spec = api.JobSpec.model_validate_json(row.spec_json)
-            schedule = schedule_of(spec.schedule)
+            key = row.spec.model_dump_json()
+            schedule = schedule_of(row.spec.schedule)
             known = self._due.get(row.name)
-            if known is None or known[0] != row.spec_json:  # new or edited: from now on
-                self._due[row.name] = (row.spec_json, next_run(schedule, now))
+            if known is None or known[0] != key:  # new or edited: from now on
+                self._due[row.name] = (key, next_run(schedule, now))
                 continue
             due = known[1]
             if due is None or due > now:
                 continue
-            self._due[row.name] = (row.spec_json, next_run(schedule, now, last_run=due))
+            self._due[row.name] = (key, next_run(schedule, now, last_run=due))
             if not row.enabled:
                 continue
             if not in_window(schedule, now):
@@ -118,7 +117,7 @@ class Scheduler:
     def parent_ended(self, job: str, result: str) -> None:
         """Start the enabled jobs chained after ``job``."""
         for row in self.registry.jobs.all():
-            spec = api.JobSpec.model_validate_json(row.spec_json)
+            spec = row.spec
             if row.enabled and spec.schedule.kind == "after" and spec.schedule.after == job:
                 log.info("job %s ended (%s): starting %s, chained after it", job, result,
                          row.name)

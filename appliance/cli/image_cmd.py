@@ -114,9 +114,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import noted, opened, rescan_hint
+    from appliance.cli.offline import workspace
     from appliance.jobs.backup import BackupOptions, DiskInput, block_size_named, run_backup
-    from appliance.jobs.workspace import cleanup, open_workspace
     from appliance.repository import codec
     from appliance.source import ImageFileSource, parse_areas
 
@@ -142,19 +141,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
             changed = parse_areas(text, args.changed, source.size)
         disk = DiskInput(0, source, changed,
                          changed_reason="" if changed is not None else "no --changed list given")
-        with opened(args, create=True, lock_wait=args.lock_wait) as (repo, cat):
-            cleanup(repo, cat.cursor)
+        with workspace(args, operation="backup", writes=True) as ws:
             progress = Progress(f"backup {args.name}")
             try:
-                with open_workspace(repo, cat.cursor, exclusive=False, operation="backup",
-                                    wait=args.lock_wait, rescan_hint=rescan_hint(args)) as ws:
-                    noted(ws.lock)
-                    result = run_backup(ws, args.name, [disk], options, progress=progress)
-            except BaseException:
+                result = run_backup(ws, args.name, [disk], options, progress=progress)
+            finally:
                 progress.done()
-                cleanup(repo, cat.cursor, force=True)
-                raise
-            progress.done()
     finally:
         source.close()
     print(result.point_id)
@@ -174,7 +166,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     target = Path(args.file)
     if target.exists():
         raise UsageError(f"restore target {target} already exists; remove it or name a new file")
-    with workspace(args, exclusive=False, operation="restore", read_only_ok=True) as ws:
+    with workspace(args, operation="restore", read_only_ok=True) as ws:
         progress = Progress(f"restore {args.point}")
         try:
             result = restore_disk(ws, args.point, args.disk, target, progress=progress)
@@ -202,13 +194,12 @@ def print_report(report: VerifyReport) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import address_of, noted, open_address, open_catalog, rescan_hint
+    from appliance.cli.offline import address_of, workspace_of
     from appliance.jobs.verify import damaged_config_report, verify_point, verify_repository
-    from appliance.jobs.workspace import open_workspace
 
     address = address_of(args)
     try:
-        repo = open_address(address, create=False)
+        repo = address.open(create=False)
     except IntegrityError as exc:
         if args.point is not None:
             raise
@@ -218,16 +209,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         finally:
             backend.close()
         return EXIT_DAMAGE_FOUND
-    cat = open_catalog(repo, args.lock_wait)
-    try:
-        with open_workspace(repo, cat.cursor, exclusive=False, operation="verify",
-                            wait=args.lock_wait, read_only_ok=True,
-                            rescan_hint=rescan_hint(args)) as ws:
-            noted(ws.lock)
-            report = verify_point(ws, args.point) if args.point else verify_repository(ws)
-    finally:
-        cat.close()
-        repo.close()
+    with repo, workspace_of(args, repo, operation="verify", read_only_ok=True) as ws:
+        report = verify_point(ws, args.point) if args.point else verify_repository(ws)
     print_report(report)
     return 0 if report.ok else EXIT_DAMAGE_FOUND
 
@@ -252,7 +235,7 @@ def point_listing(ws: Workspace, name: str | None) -> list[dict[str, object]]:
 def cmd_points(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
 
-    with workspace(args, exclusive=False, operation="list", read_only_ok=True) as ws:
+    with workspace(args, operation="list", read_only_ok=True) as ws:
         listing = point_listing(ws, args.name)
     if args.json:
         print(json.dumps(listing, indent=2))
@@ -272,7 +255,7 @@ def cmd_points(args: argparse.Namespace) -> int:
 def cmd_rescan(args: argparse.Namespace) -> int:
     from appliance.cli.offline import workspace
 
-    with workspace(args, exclusive=False, operation="rescan", rescan=True) as ws:
+    with workspace(args, operation="rescan", rescan=True) as ws:
         result = ws.synced
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")

@@ -1,4 +1,4 @@
-"""``vmkeep job create|edit|list|show|run|stop|enable|disable|delete``: backup jobs."""
+"""``vmkeep job create|edit|list|show|check|run|stop|enable|disable|delete``: backup jobs."""
 
 from __future__ import annotations
 
@@ -142,6 +142,13 @@ def add_parser(sub: Subparsers) -> None:
         if name == "show":
             p.add_argument("name", metavar="NAME")
         p.add_argument("--json", action="store_true", help="print JSON")
+    p = jsub.add_parser("check", help="what the next run will do with each VM and disk",
+                        epilog=EPILOG_JOB, formatter_class=raw,
+                        description="Reads the inventory only (no snapshot, nothing written). "
+                        "Exit 0: every disk will be read; 1: some will be skipped with a "
+                        "warning; 2: a VM will fail (a disk refused, a VM not found).")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = jsub.add_parser("run", help="run a job now", epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--full", action="store_true", help="active full: read every allocated area")
@@ -262,6 +269,30 @@ def cmd_show(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+CHECK_EXIT = {"ok": 0, "warning": 1, "refused": 2}  # as `job run --wait` would end
+
+
+def cmd_check(args: argparse.Namespace, client: ApplianceClient) -> int:
+    check = client.check_job(args.name)
+    if args.json:
+        print(dump(check.model_dump(mode="json")))
+        return CHECK_EXIT[check.result]
+    rows: list[tuple[object, ...]] = []
+    for vm in check.vms:
+        if not vm.disks:
+            rows.append((vm.name, "-", "-", vm.status, vm.reason))
+        for d in vm.disks:
+            rows.append((vm.name, d.index, f"{d.datastore} ({d.datastore_type or '?'})",
+                         d.status, d.reason))
+    if rows:
+        print(render(("VM", "DISK", "DATASTORE", "STATUS", "REASON"), rows))
+    counts = {s: sum(1 for vm in check.vms if vm.status == s) for s in CHECK_EXIT}
+    print(f"job {check.job!r}: {len(check.vms)} VM(s): {counts['ok']} will back up, "
+          f"{counts['warning']} with warnings (disks skipped), {counts['refused']} will fail",
+          file=sys.stderr)
+    return CHECK_EXIT[check.result]
+
+
 def cmd_run(args: argparse.Namespace, client: ApplianceClient) -> int:
     started = client.run_job(args.name, full=args.full)
     print(started.id)
@@ -345,7 +376,7 @@ def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:
 COMMANDS: dict[str, Handler] = {"create": cmd_create, "edit": cmd_edit, "list": cmd_list,
                                "show": cmd_show, "run": cmd_run, "stop": cmd_stop,
                                "enable": cmd_enable, "disable": cmd_disable,
-                               "delete": cmd_delete}
+                               "delete": cmd_delete, "check": cmd_check}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """What the offline commands (``vmkeep image …``, ``vmkeep vsphere …``) share: a repository
-folder opened with its catalog cache, locked and synchronised, the only way they touch a
+folder opened by its address (``Address.open``, as the appliance opens its repositories) with
+its catalog cache, locked and synchronised (``workspace``), the only way they touch a
 repository. Imported when such a command runs, never to build the parser: it loads the engine
 (DuckDB, the repository layer).
 
@@ -30,7 +31,7 @@ from appliance.errors import (
     StorageIOError,
     UsageError,
 )
-from appliance.jobs.workspace import Workspace, open_workspace
+from appliance.jobs.workspace import Workspace, cleanup, open_workspace
 from appliance.password import optional_password, password_from_file
 from appliance.private import Tightened, make_dir, summary, tighten_files
 from appliance.repository.address import Address, tighten
@@ -150,7 +151,8 @@ def noted(held: RepoLock) -> RepoLock:
 
 
 def address_of(args: argparse.Namespace) -> Address:
-    """The repository the command names: ``--repo`` and, for sftp://, its SSH options."""
+    """The repository the command names: ``--repo`` and, for sftp://, its SSH options (an SSH
+    host key nobody pinned is asked about on a terminal: ``trust_on_terminal``)."""
     location = args.repo
     encryption = encryption_password(args)
     if not is_sftp(location):
@@ -160,7 +162,7 @@ def address_of(args: argparse.Namespace) -> Address:
         return Address(location, password=encryption)
     secret = optional_password(args, "VMKEEP_SSH_PASSWORD", "SSH password")
     return Address(location, SshAuth(key_file=args.ssh_key, password=secret),
-                   args.host_key_fingerprint, password=encryption)
+                   args.host_key_fingerprint, password=encryption, trust=trust_on_terminal)
 
 
 def encryption_password(args: argparse.Namespace) -> str | None:
@@ -171,36 +173,17 @@ def encryption_password(args: argparse.Namespace) -> str | None:
     return os.environ.get("VMKEEP_ENCRYPTION_PASSWORD") or None
 
 
-def open_address(address: Address, *, create: bool) -> Repository:
-    """Open the repository; an SSH host key nobody pinned is shown and, on a terminal,
-    asked about (elsewhere the error names the fingerprint to pass)."""
-    try:
-        return address.open(create=create)
-    except HostKeyUnpinnedError as exc:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            raise
-        print(str(exc), file=sys.stderr)
-        answer = input(f"Trust host key {exc.offered} and go on? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            raise UsageError("the host key was not trusted; nothing was done") from None
-        print(f"(next time pass --host-key-fingerprint {exc.offered})", file=sys.stderr)
-        return address.with_fingerprint(exc.offered).open(create=create)
-
-
-@contextmanager
-def opened(args: argparse.Namespace, *, create: bool, lock_wait: float
-           ) -> Iterator[tuple[Repository, Catalog]]:
-    repo = open_address(address_of(args), create=create)
-    try:
-        if create:  # a command that writes to the repository
-            warn_tightened(tighten(repo.backend), f"the repository {repo.location}")
-        cat = open_catalog(repo, lock_wait)
-        try:
-            yield repo, cat
-        finally:
-            cat.close()
-    finally:
-        repo.close()
+def trust_on_terminal(exc: HostKeyUnpinnedError) -> bool:
+    """An SSH host key nobody pinned, shown and, on a terminal, asked about (elsewhere False:
+    the error names the fingerprint to pass)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(str(exc), file=sys.stderr)
+    answer = input(f"Trust host key {exc.offered} and go on? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("the host key was not trusted; nothing was done") from None
+    print(f"(next time pass --host-key-fingerprint {exc.offered})", file=sys.stderr)
+    return True
 
 
 def rescan_hint(args: argparse.Namespace) -> str:
@@ -208,17 +191,44 @@ def rescan_hint(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def workspace(args: argparse.Namespace, *, exclusive: bool, operation: str,
-              create: bool = False, read_only_ok: bool = False, rescan: bool = False
+def workspace(args: argparse.Namespace, *, operation: str, exclusive: bool = False,
+              writes: bool = False, read_only_ok: bool = False, rescan: bool = False
               ) -> Iterator[Workspace]:
-    """The repository the command names, locked, with its catalog cache in step (the only
-    way the offline commands touch a repository)."""
-    with opened(args, create=create, lock_wait=args.lock_wait) as (repo, cat), \
-            open_workspace(repo, cat.cursor, exclusive=exclusive, operation=operation,
-                           wait=args.lock_wait, read_only_ok=read_only_ok, rescan=rescan,
-                           rescan_hint=rescan_hint(args)) as ws:
-        noted(ws.lock)
-        yield ws
+    """The repository the command names (opened by its address, ``address_of``), locked,
+    with its catalog cache in step: the only way the offline commands touch a repository.
+
+    ``writes``: the command adds to the repository: it is created when missing (and made
+    private), crash leftovers are swept first, and a run that fails is cleaned up after."""
+    with address_of(args).open(create=writes) as repo:
+        if writes:
+            warn_tightened(tighten(repo.backend), f"the repository {repo.location}")
+        with workspace_of(args, repo, operation=operation, exclusive=exclusive, writes=writes,
+                          read_only_ok=read_only_ok, rescan=rescan) as ws:
+            yield ws
+
+
+@contextmanager
+def workspace_of(args: argparse.Namespace, repo: Repository, *, operation: str,
+                 exclusive: bool = False, writes: bool = False, read_only_ok: bool = False,
+                 rescan: bool = False) -> Iterator[Workspace]:
+    """``workspace`` of a repository the command opened itself (its catalog cache opened
+    here, closed on leaving; the repository is the caller's to close)."""
+    cat = open_catalog(repo, args.lock_wait)
+    try:
+        if writes:
+            cleanup(repo, cat.cursor)
+        try:
+            with open_workspace(repo, cat.cursor, exclusive=exclusive, operation=operation,
+                                wait=args.lock_wait, read_only_ok=read_only_ok,
+                                rescan=rescan, rescan_hint=rescan_hint(args)) as ws:
+                noted(ws.lock)
+                yield ws
+        except BaseException:
+            if writes:
+                cleanup(repo, cat.cursor, force=True)
+            raise
+    finally:
+        cat.close()
 
 
 @contextmanager

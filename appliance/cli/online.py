@@ -22,6 +22,7 @@ Handler: TypeAlias = "Callable[[argparse.Namespace, ApplianceClient], int]"
 EPILOG_JOB = """examples:
   vmkeep job create nightly --vcenter vc01 --vm db01 --vm web01 --repo main --enable-cbt \\
       --keep-last 14
+  vmkeep job check nightly                  # before the first run: which disks will be read
   vmkeep job run nightly --wait             # exit 0 success, 1 warning, 2 failed/stopped
   vmkeep job run nightly --full --wait      # active full: read everything, CBT or not
   vmkeep job list --json

@@ -92,22 +92,10 @@ def repository(args: argparse.Namespace, *, operation: str, writes: bool
     ``writes``: the command adds to the repository; it is created when missing, crash
     leftovers are swept first, and a run that fails is cleaned up after (as `image backup`).
     """
-    from appliance.cli.offline import noted, opened, rescan_hint
-    from appliance.jobs.workspace import cleanup, open_workspace
+    from appliance.cli.offline import workspace
 
-    with opened(args, create=writes, lock_wait=args.lock_wait) as (repo, cat):
-        if writes:
-            cleanup(repo, cat.cursor)
-        try:
-            with open_workspace(repo, cat.cursor, exclusive=False, operation=operation,
-                                wait=args.lock_wait, read_only_ok=not writes,
-                                rescan_hint=rescan_hint(args)) as ws:
-                noted(ws.lock)
-                yield ws
-        except BaseException:
-            if writes:
-                cleanup(repo, cat.cursor, force=True)
-            raise
+    with workspace(args, operation=operation, writes=writes, read_only_ok=not writes) as ws:
+        yield ws
 
 
 def count(n: int, noun: str) -> str:

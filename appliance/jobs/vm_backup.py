@@ -3,8 +3,9 @@ snapshot's frozen flat disks, always remove the snapshot.
 
 Disks are numbered 0, 1, … in (controller bus, unit) order of the snapshot's configuration.
 A disk that cannot be read correctly through a flat-file transport (a delta/sesparse base, an
-RDM, an independent disk, a vSAN/vVol object) is refused with a reason; the others are still
-backed up.
+RDM, an independent disk) is skipped with a warning; the others are still backed up. A disk
+whose file holds no plain bytes to read (encrypted, or a vSAN/vVols object: the rule is
+``vsphere.disk_access``) fails the VM before its snapshot unless the job excludes it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from appliance.vsphere.cbt import (
     snapshot_disks,
 )
 from appliance.vsphere.descriptor import DescriptorError
+from appliance.vsphere.disk_access import disk_verdicts, refusal_message
 from appliance.vsphere.disk_reader import (
     DEFAULT_TRANSPORT,
     DiskSource,
@@ -192,9 +194,14 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     ``before_read`` runs after the snapshot is taken and before any disk is read (a test
     seam). ``snapshot_name`` names the snapshot (an appliance session's carries the appliance
     and session ids); by default it is an offline backup's, which no appliance removes.
+    A disk that is encrypted or not a file (``disk_access.disk_verdicts``) and not in
+    ``exclude`` fails the VM before anything is changed on it (VmBackupError naming each).
     Errors propagate after the snapshot is removed."""
     repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
+    refused = refusal_message(info, disk_verdicts(info, exclude))
+    if refused:
+        raise VmBackupError(refused)
     vm = _vm_moref(session, info)
     warnings: list[str] = []
 

@@ -34,6 +34,7 @@ from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
+from appliance.vsphere.disk_access import write_refusal
 from appliance.vsphere.inventory import find_vm, find_vm_moref
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
@@ -181,6 +182,15 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
                 f"disk at bus {bus} unit {unit} of VM {target.name!r} has a "
                 f"{have.backing_type} backing, not a flat VMDK this restore can write; "
                 "restore to a new VM")
+        why = ""
+        if have.datastore_type is not None or have.encrypted:  # None: its type was not read
+            why = write_refusal(have.datastore, have.datastore_type or "",
+                                encrypted=have.encrypted)
+        if why:
+            raise VmRestoreError(
+                f"disk at bus {bus} unit {unit} of VM {target.name!r} ({have.file_name}) "
+                f"cannot be overwritten by file: {why}; restore to a new VM on a VMFS or NFS "
+                "datastore")
         if have.capacity_bytes > size:
             raise VmRestoreError(
                 f"disk at bus {bus} unit {unit} of VM {target.name!r} is "
@@ -248,6 +258,10 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
                                      resource_pool=resource_pool, datastore=datastore,
                                      folder=folder)
+    why = write_refusal(placement.datastore, placement.datastore_type)
+    if why:
+        raise VmRestoreError(f"cannot restore VM {name!r} there, nothing was created: {why}; "
+                             "choose a VMFS or NFS datastore (--datastore)")
     config = VmConfig.from_record(manifest.config)
     by_key = {d.key: d for d in config.disks}
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
@@ -359,6 +373,11 @@ def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
     if ds is None:
         raise UsageError(f"VM {info.name!r} has no disk to take a datastore from: name one "
                          "with --datastore")
+    why = write_refusal(ds, rt.datastore_type(session, target.datacenter, ds))
+    if why:
+        raise VmRestoreError(f"cannot add disk {disk_index} to VM {info.name!r} on datastore "
+                             f"{ds!r}, nothing was changed: {why}; choose a VMFS or NFS "
+                             "datastore (--datastore)")
     added = rt.add_disk(session, info.moref, disk.size, ds)
     log("info", f"added disk {added.index} ({added.file_name}, {disk.size} bytes) to VM "
                 f"{info.name!r} at bus {added.bus} unit {added.unit}")

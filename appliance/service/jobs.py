@@ -1,9 +1,11 @@
 """Jobs: checked (``check_job``: what can be checked without the catalog or vCenter), their
 VMs resolved to instance UUIDs, kept as ``api.JobSpec`` in the catalog; guest logins in the
-secret store."""
+secret store. A stored job is read as one ``JobDefinition``
+(``appliance.service.job_definition``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from appliance import api
@@ -20,6 +22,8 @@ from appliance.jobs.schedule import (
     parse_window,
 )
 from appliance.repository import codec
+from appliance.service.job_check import check_disks
+from appliance.service.job_definition import JobDefinition, parse_job, row_of
 from appliance.service.repositories import RepositoryService
 from appliance.service.state import State, check_name
 from appliance.service.vcenters import VCenterService
@@ -29,6 +33,7 @@ from appliance.vsphere.inventory import find_vm, vms_in_container
 from catalog.models import JobRow
 
 MAX_PARALLEL_VMS = 16
+
 
 
 def schedule_of(spec: api.ScheduleSpec) -> Schedule:
@@ -60,7 +65,9 @@ def guest_target(guest: api.GuestSpec) -> SshTarget:
 
 def check_job(name: str, spec: api.JobCreate) -> None:
     """What of a new job can be checked on its own (UsageError): its kind's fields, limits,
-    retention, schedule, disks, active full."""
+    retention, schedule, disks, active full. What one field alone can check is the wire
+    model's (``api.JobCreate``: types, lengths, fail | warn); what is left here stays a usage
+    error (400, exit 2) with the CLI's option names, as clients and tests expect."""
     block_size_named(spec.block_size)
     codec.compression_named(spec.compression)
     if spec.copy_of and (spec.vms or spec.containers):
@@ -91,9 +98,6 @@ def check_job(name: str, spec: api.JobCreate) -> None:
         raise UsageError(f"--rpo must be more than 0 hours, not {spec.rpo_hours:g}")
     if not 0 <= spec.retries <= 100 or spec.retry_wait_seconds < 0:
         raise UsageError("retries must be 0 … 100 and the wait between them not negative")
-    if spec.quiesce_fallback not in ("fail", "warn"):
-        raise UsageError(f"--quiesce-fallback must be fail or warn, not "
-                         f"{spec.quiesce_fallback!r}")
     check_transport(spec.transport, parse_datastore_paths(
         [f"{k}={v}" for k, v in spec.datastore_paths.items()]))
 
@@ -101,11 +105,7 @@ def check_job(name: str, spec: api.JobCreate) -> None:
 def _check_guest(guest: api.GuestCreate, *, has_login: bool) -> api.GuestSpec:
     """The guest processing a job keeps (its secret apart), checked; ``has_login``: the job
     being replaced has a guest login stored already."""
-    guest_target(guest)
-    for what, value in (("--on-script-failure", guest.on_script_failure),
-                        ("--guest-unreachable", guest.unreachable)):
-        if value not in ("fail", "warn"):
-            raise UsageError(f"{what} must be fail or warn, not {value!r}")
+    guest_target(guest)  # fail | warn fields: the wire model's (api.FailOrWarn)
     if not 1 <= guest.script_timeout_seconds <= 86400:
         raise UsageError("a script's time limit must be 1 s to 1 day")
     if not guest.key and guest.password is None and not has_login:
@@ -127,7 +127,8 @@ class JobService:
         self._vcenters = vcenters
         self._repositories = repositories
 
-    def add(self, spec: api.JobCreate, *, replacing: JobRow | None = None) -> JobRow:
+    def add(self, spec: api.JobCreate, *, replacing: JobDefinition | None = None
+            ) -> JobDefinition:
         """Check the job's names, resolve its VMs to instance UUIDs, keep it (enabled; or, when
         ``replacing`` an existing job, with that one's state and creation time)."""
         name = check_name("job", spec.name)
@@ -174,18 +175,17 @@ class JobService:
             copy_of=list(dict.fromkeys(spec.copy_of)), guest=guest,
             quiesce_fallback=spec.quiesce_fallback, logs=spec.logs,
             transport=spec.transport, datastore_paths=dict(spec.datastore_paths))
-        row = JobRow(name, stored.model_dump_json(),
-                     replacing.enabled if replacing else True,
-                     replacing.created if replacing else datetime.now(UTC))
+        job = JobDefinition(name, stored, replacing.enabled if replacing else True,
+                            replacing.created if replacing else datetime.now(UTC))
         with self._state.catalog() as cat:
-            cat.put_job(row)
+            cat.put_job(row_of(job))
         if spec.guest is not None and (spec.guest.key or spec.guest.password is not None):
             secrets.delete(f"job/{name}/")
             for kind, value in (("guest-key", spec.guest.key),
                                 ("guest-password", spec.guest.password)):
                 if value:
                     secrets.put(f"job/{name}/{kind}", value)
-        return row
+        return job
 
     def guest_login(self, job: str, guest: api.GuestSpec, reported_ip: str = ""
                     ) -> tuple[SshTarget, SshAuth, str]:
@@ -209,39 +209,62 @@ class JobService:
             seen = cat.job_task_vms(name)
         return {v.name for v in spec.vms} | seen
 
-    def edit(self, name: str, changes: api.JobEdit) -> JobRow:
+    def edit(self, name: str, changes: api.JobEdit) -> JobDefinition:
         """Change what is given; the rest stays. VMs given again are resolved again."""
-        row = self.get(name)
-        old = api.JobSpec.model_validate_json(row.spec_json)
+        job = self.get(name)
+        old = job.spec
         merged = old.model_dump(exclude={"vms"})
         merged["vms"] = [v.instance_uuid for v in old.vms]
         merged.update(changes.model_dump(exclude_unset=True))
-        return self.add(api.JobCreate.model_validate(merged), replacing=row)
+        return self.add(api.JobCreate.model_validate(merged), replacing=job)
 
-    def all(self) -> list[JobRow]:
+    def check(self, name: str) -> api.JobCheck:
+        """What job ``name``'s next run will do with each VM and disk (``job_check``): the
+        inventory is read, nothing is changed."""
+        spec = self.spec(name)
+        if spec.copy_of or spec.logs is not None:
+            kind = "backup copy" if spec.copy_of else "log backup"
+            raise UsageError(f"job {name!r} is a {kind} job: it reads no VM disks, so there "
+                             "is nothing to check in vSphere")
+        with self._vcenters.session(spec.vcenter) as session:
+            return check_disks(spec, session)
+
+    def all(self) -> list[JobDefinition]:
+        """Every stored job, by name."""
         with self._state.catalog() as cat:
-            return cat.jobs()
+            return [parse_job(row) for row in cat.jobs()]
 
-    def get(self, name: str) -> JobRow:
+    def get(self, name: str) -> JobDefinition:
+        """Job ``name`` (NotFoundError when there is none)."""
+        return parse_job(self._row(name))
+
+    def spec(self, name: str) -> api.JobSpec:
+        """Job ``name``'s stored definition (NotFoundError when there is none)."""
+        return self.get(name).spec
+
+    def _row(self, name: str) -> JobRow:
         with self._state.catalog() as cat:
             row = cat.job(name)
         if row is None:
             raise NotFoundError(f"no job named {name!r}; `vmkeep job list` shows them")
         return row
 
-    def spec(self, name: str) -> api.JobSpec:
-        """Job ``name``'s stored definition (NotFoundError when there is none)."""
-        return api.JobSpec.model_validate_json(self.get(name).spec_json)
-
-    def set_enabled(self, name: str, enabled: bool) -> JobRow:
-        row = self.get(name)
+    def set_enabled(self, name: str, enabled: bool) -> JobDefinition:
+        row = self._row(name)  # its definition kept as it is stored
         new = JobRow(row.name, row.spec_json, enabled, row.created)
         with self._state.catalog() as cat:
             cat.put_job(new)
-        return new
+        return parse_job(new)
+
+    def switch_repository(self, job: JobDefinition, repository: str) -> JobDefinition:
+        """Keep ``job`` writing to ``repository`` from now on (its points moved there)."""
+        moved = replace(job, spec=job.spec.model_copy(update={"repository": repository}))
+        with self._state.catalog() as cat:
+            cat.put_job(row_of(moved))
+        return moved
 
     def remove(self, name: str) -> None:
-        self.get(name)
+        self._row(name)
         with self._state.catalog() as cat:
             cat.remove_job(name)
         self._state.secrets.delete(f"job/{name}/")

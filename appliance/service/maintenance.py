@@ -15,11 +15,11 @@ from appliance.jobs.verify import verify_point, verify_repository
 from appliance.progress import human_bytes
 from appliance.repository.hardening import ImmutableError
 from appliance.service.hardening import HardeningService
+from appliance.service.job_definition import JobDefinition
 from appliance.service.jobs import JobService
 from appliance.service.repositories import RepositoryInfo, RepositoryService
 from appliance.service.restores import RestoreService
 from appliance.service.state import State
-from catalog.models import JobRow
 
 
 class MaintenanceService:
@@ -67,17 +67,17 @@ class MaintenanceService:
                                removed=list(plan.remove_points))
 
     def _move_source(self, req: api.MoveRequest) -> tuple[RepositoryInfo, set[str],
-                                                          JobRow | None]:
+                                                          JobDefinition | None]:
         """Where the points to move are, the VM names whose they are, and the job (moving a
         job's points switches the job over)."""
         if req.job is not None and req.vm is None:
-            job_row = self._jobs.get(req.job)
-            spec = api.JobSpec.model_validate_json(job_row.spec_json)
+            job = self._jobs.get(req.job)
+            spec = job.spec
             if spec.copy_of:
                 raise UsageError(f"job {req.job!r} is a copy job; move the points of a backup "
                                  "job")
             return (self._repositories.get(spec.repository), self._jobs.vm_names(req.job),
-                    job_row)
+                    job)
         if req.vm is not None and req.job is None:
             if req.source is not None:
                 return self._repositories.get(req.source), {req.vm}, None
@@ -95,7 +95,7 @@ class MaintenanceService:
         the job switched over (its next run goes on incrementally there), then removed at the
         source, unless immutable there (then kept, and said so)."""
         dst_info = self._repositories.get(req.to)
-        src_info, names, job_row = self._move_source(req)
+        src_info, names, job = self._move_source(req)
         if src_info.name == dst_info.name:
             raise UsageError(f"the points are in repository {dst_info.name!r} already")
         lines: list[str] = []
@@ -112,13 +112,9 @@ class MaintenanceService:
             result = copy_points(sws, dws, ids, log=lines.append)
             if result.copied and self._hardening.policy(dst_info) is not None:
                 self._hardening.lock_files(dst_info, dst, dws.cat, list(result.copied.values()))
-            if job_row is not None:
-                moved_spec = api.JobSpec.model_validate_json(job_row.spec_json)
-                with state.catalog() as cat:
-                    cat.put_job(JobRow(job_row.name, moved_spec.model_copy(
-                        update={"repository": dst_info.name}).model_dump_json(),
-                        job_row.enabled, job_row.created))
-                lines.append(f"job {job_row.name!r} now writes to repository "
+            if job is not None:
+                self._jobs.switch_repository(job, dst_info.name)
+                lines.append(f"job {job.name!r} now writes to repository "
                              f"{dst_info.name!r}")
             done = [i for i in ids if i in result.copied or i in result.present]
             try:

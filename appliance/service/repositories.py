@@ -200,27 +200,29 @@ class RepositoryService:
     def address(self, info: RepositoryInfo, secrets: dict[str, str] | None = None
                 ) -> Address:
         """Where the repository is and how to log in (``appliance.repository.address``),
-        with the secrets of the store (or of ``secrets``)."""
+        with the secrets of the store (or of ``secrets``): the appliance's way to name the
+        repository to ``Address.open``, the one way to open it."""
         find = secrets.get if secrets is not None else self._state.secrets.find
         encryption = find(f"repository/{info.name}/encryption-password")
+        key_repair = (f"run `vmkeep repo repair-key {info.name}` to put it back from the "
+                      "appliance's copy")
         if not info.remote:
-            return Address(info.location, password=encryption)
+            return Address(info.location, password=encryption, key_repair=key_repair)
         auth = SshAuth(key_data=find(f"repository/{info.name}/ssh-key"),
                        password=find(f"repository/{info.name}/ssh-password"))
         default = Reconnect()
         reconnect = Reconnect(info.reconnect_every or default.every,
                               info.reconnect_for or default.give_up)
         return Address(info.location, auth, info.host_key_fingerprint, reconnect,
-                       password=encryption)
+                       password=encryption, key_repair=key_repair)
 
     def open(self, info: RepositoryInfo, *,
              on_reconnect: Callable[[str], None] | None = None) -> Repository:
-        """The repository, opened (close it, or use it in ``with``). An SSH repository's
-        free space is noted for ``RepositoryInfo.space``."""
+        """The repository, opened (close it, or use it in ``with``) by its address. An SSH
+        repository's free space is noted for ``RepositoryInfo.space``; the block-id key's
+        copy is kept when there is none yet."""
         repo = self.address(info).open(create=False, on_reconnect=on_reconnect)
         self._note_space(info.name, repo)
-        repo.key_repair = (f"run `vmkeep repo repair-key {info.name}` to put it back from "
-                           "the appliance's copy")
         if key_secret(info.name) not in self._state.secrets.names():
             self._keep_key(info.name, repo)
         return repo

@@ -12,6 +12,7 @@ from appliance.faults import hold_point
 from appliance.jobs import vm_restore
 from appliance.jobs.log_backup import logs_object
 from appliance.jobs.restore import restore_disk
+from appliance.service.job_definition import parse_job
 from appliance.service.repositories import RepositoryService
 from appliance.service.state import State
 from appliance.service.vcenters import VCenterService
@@ -62,7 +63,7 @@ class RestoreService:
         """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
         row, name = self._point(req.point, " in the appliance's repositories")
         with self._state.catalog() as cat:
-            jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in cat.jobs()]
+            jobs = [parse_job(j).spec for j in cat.jobs()]
         vcenter = next((j.vcenter for j in jobs if any(v.name == row.object_name
                                                          for v in j.vms)), None)
         if vcenter is None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from appliance import api
 from appliance.errors import ConflictError, NotFoundError, PinDetail, VmkeepError
+from appliance.service.job_definition import parse_job
 from appliance.service.state import State, check_name, vcenter_secret
 from appliance.vsphere import session as vsphere_session
 from appliance.vsphere.hunter import describe, execute_hunt, plan_hunt
@@ -146,7 +147,7 @@ class VCenterService:
 
     def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
         with self._state.catalog() as cat:
-            jobs = [api.JobSpec.model_validate_json(j.spec_json) for j in cat.jobs()]
+            jobs = [parse_job(j).spec for j in cat.jobs()]
             newest = {p.object_name: p.point_id for p in cat.points()}  # oldest first
         out = []
         for vc in self._chosen(vcenter):

@@ -143,7 +143,7 @@ class SessionManager:
         if not row.enabled:
             raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
                                 f"{name}`")
-        spec = api.JobSpec.model_validate_json(row.spec_json)
+        spec = row.spec
         with self._lock:
             if any(s.job == name and s.state == "running" for s in self._live.values()):
                 raise ConflictError(f"job {name!r} is running already; follow it with "

@@ -28,6 +28,7 @@ VM_PATHS = (
     "config.guestId",
     "config.template",
     "config.changeTrackingEnabled",
+    "config.keyId",
     "config.hardware.device",
     "runtime.powerState",
     "runtime.consolidationNeeded",
@@ -59,6 +60,8 @@ class DiskInfo:
     disk_mode: str | None  # "persistent", "independent_persistent", …
     controller_key: int = 0
     parent_file_name: str | None = None  # set when the backing is a delta of another file
+    encrypted: bool = False  # backing.keyId is set: the data file holds ciphertext
+    datastore_type: str = ""  # its datastore's summary.type ("VMFS", "NFS", "vsan", …)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class VmInfo:
     disks: tuple[DiskInfo, ...]
     snapshots: tuple[SnapshotInfo, ...]
     ip_address: str = ""  # the guest's, as VMware Tools report it ("" without)
+    encrypted: bool = False  # config.keyId is set: VM encryption (its home files too)
     datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
 
     @property
@@ -123,7 +127,12 @@ def _backing_type(backing: Any) -> str:
     return name.removesuffix("BackingInfo")
 
 
-def _disks(devices: Iterable[Any]) -> tuple[DiskInfo, ...]:
+def _disks(devices: Iterable[Any], ds_types: dict[str, str] | None = None
+           ) -> tuple[DiskInfo, ...]:
+    """The VM's disks in (bus, unit) order; ``ds_types``: datastores' summary.type by moref
+    id and by name (the backing's datastore reference first, its file name's bracket
+    second)."""
+    ds_types = ds_types or {}
     devices = list(devices or [])
     buses = {d.key: int(d.busNumber) for d in devices
              if isinstance(d, vim.vm.device.VirtualController)}
@@ -141,6 +150,9 @@ def _disks(devices: Iterable[Any]) -> tuple[DiskInfo, ...]:
         capacity = int(d.capacityInBytes or 0) or int(d.capacityInKB or 0) * 1024
         file_name = str(getattr(backing, "fileName", "") or "")
         parent = getattr(backing, "parent", None)
+        ds_ref = getattr(backing, "datastore", None)
+        ds_type = (ds_types.get(str(ds_ref._moId), "") if ds_ref is not None else "") or \
+            ds_types.get(_datastore_of(file_name), "")
         disks.append(DiskInfo(
             index=index, key=int(d.key), label=str(getattr(d.deviceInfo, "label", "") or ""),
             controller_bus=bus, unit_number=unit, capacity_bytes=capacity,
@@ -150,6 +162,8 @@ def _disks(devices: Iterable[Any]) -> tuple[DiskInfo, ...]:
             disk_mode=getattr(backing, "diskMode", None) or None,
             controller_key=ckey,
             parent_file_name=(str(getattr(parent, "fileName", "")) or None) if parent else None,
+            encrypted=getattr(backing, "keyId", None) is not None,
+            datastore_type=ds_type,
         ))
     return tuple(disks)
 
@@ -195,6 +209,11 @@ def list_vms(session: VSphereSession) -> list[VmInfo]:
     for dc_obj, dc_props in collect(session, session.content.rootFolder, vim.Datacenter,
                                      ["name"]):
         dc_path = session.call(partial(inventory_path, dc_obj))
+        ds_types: dict[str, str] = {}
+        for ds_obj, ds_props in collect(session, dc_obj, vim.Datastore,
+                                        ["name", "summary.type"]):
+            kind = str(ds_props.get("summary.type", "") or "")
+            ds_types[str(ds_obj._moId)] = ds_types[str(ds_props.get("name", ""))] = kind
         for obj, p in collect(session, dc_obj, vim.VirtualMachine, VM_PATHS):
             host_ref = p.get("runtime.host")
             vms.append(VmInfo(
@@ -210,10 +229,11 @@ def list_vms(session: VSphereSession) -> list[VmInfo]:
                 template=bool(p.get("config.template")),
                 datacenter=str(dc_props.get("name", "")),
                 host=hosts.get(str(host_ref._moId), "") if host_ref is not None else "",
-                disks=_disks(p.get("config.hardware.device") or []),
+                disks=_disks(p.get("config.hardware.device") or [], ds_types),
                 snapshots=_snapshots(p.get("snapshot")),
                 ip_address=str(p.get("guest.ipAddress", "") or ""),
                 datacenter_path=dc_path,
+                encrypted=p.get("config.keyId") is not None,
             ))
     vms.sort(key=lambda v: (v.name, v.instance_uuid))
     return vms

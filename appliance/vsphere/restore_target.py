@@ -18,7 +18,13 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import BadInputError, NotFoundError, VSphereError
-from appliance.vsphere._vim import VsphereTaskError, inventory_path, vm_object, wait_for_task
+from appliance.vsphere._vim import (
+    VsphereTaskError,
+    collect,
+    inventory_path,
+    vm_object,
+    wait_for_task,
+)
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.vm_config import DiskConfig, NicConfig, VmConfig
@@ -47,6 +53,7 @@ class Placement:
     host_moref: str | None
     host: str
     datastore: str
+    datastore_type: str = ""  # its summary.type (VMFS, NFS, vsan, …): disk_access's rule
     datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
 
 
@@ -61,6 +68,8 @@ class TargetDisk:
     capacity_bytes: int
     file_name: str  # "[datastore] folder/disk.vmdk"
     backing_type: str
+    datastore_type: str | None = None  # its datastore's summary.type (None: not read)
+    encrypted: bool = False  # backing.keyId: its file holds ciphertext
 
     @property
     def datastore(self) -> str:
@@ -162,7 +171,8 @@ def resolve_placement(session: VSphereSession, *, datacenter: str | None = None,
             fold = dc.vmFolder
         return Placement(str(dc.name), str(dc._moId), str(fold._moId), str(pool._moId),
                          str(host_obj._moId), str(host_obj.name), str(ds.name),
-                         inventory_path(dc))
+                         str(ds.summary.type or ""),
+                         datacenter_path=inventory_path(dc))
 
     try:
         return session.call(run)
@@ -282,11 +292,14 @@ def _target_disks(devices: Sequence[Any]) -> tuple[TargetDisk, ...]:
     out = []
     for i, (bus, unit, _ckey, d) in enumerate(raw):
         backing = d.backing
+        ds_ref = getattr(backing, "datastore", None)
         out.append(TargetDisk(
             index=i, key=int(d.key), bus=bus, unit=unit,
             capacity_bytes=int(d.capacityInBytes or 0) or int(d.capacityInKB or 0) * 1024,
             file_name=str(getattr(backing, "fileName", "") or ""),
-            backing_type=type(backing).__name__.rsplit(".", 1)[-1]))
+            backing_type=type(backing).__name__.rsplit(".", 1)[-1],
+            datastore_type=str(ds_ref.summary.type or "") if ds_ref is not None else "",
+            encrypted=getattr(backing, "keyId", None) is not None))
     return tuple(out)
 
 
@@ -334,6 +347,25 @@ def describe_vm(session: VSphereSession, moref: str) -> TargetVm:
         raise NotFoundError(f"VM {moref} no longer exists on {session.host}") from exc
     except vmodl.MethodFault as exc:
         raise RestoreTargetError(f"reading VM {moref} failed ({_fault(exc)})") from exc
+
+
+def datastore_type(session: VSphereSession, datacenter: str, name: str) -> str:
+    """The ``summary.type`` of datastore ``name`` in ``datacenter`` (NotFoundError when it
+    has none of that name)."""
+
+    def run() -> str:
+        dcs = [d for d in _children(session.content.rootFolder, vim.Datacenter)
+               if str(d.name) == datacenter]
+        stores = [(str(p.get("name", "")), str(p.get("summary.type", "") or ""))
+                  for dc in dcs
+                  for _obj, p in collect(session, dc, vim.Datastore, ["name", "summary.type"])]
+        for n, kind in stores:
+            if n == name:
+                return kind
+        raise NotFoundError(f"no datastore named {name!r} in datacenter {datacenter!r}; "
+                            f"choose one of: {', '.join(sorted(n for n, _ in stores)) or 'none'}")
+
+    return session.call(run)
 
 
 def _task(session: VSphereSession, start: Any, what: str, timeout: float) -> Any:

@@ -66,6 +66,63 @@
 //	VCSIM_ENCRYPTED_VMS=A,B     those VMs get config.keyId and their disks (also
 //	                            ones added later) backing.keyId.
 //
+// vmkeep additions in overlay/simulator/vmkeep_tasks.go (with the patched
+// task.go, snapshot.go and virtual_machine.go): tasks as slow and fallible as
+// vSphere's. KIND is one of CreateSnapshot, RemoveSnapshot, RemoveAllSnapshots,
+// RevertToSnapshot, ReconfigVM, RelocateVM, ConsolidateVMDisks
+// (case-insensitive, "_Task" optional); a bad value stops vcsim at start.
+//
+//	VCSIM_TASK_DELAY=KIND=DUR,..  tasks of that kind answer "running" and stay
+//	                            so for DUR (a Go duration: 2s, 500ms), their
+//	                            info.progress rising by 10; then they execute
+//	                            and complete. Unset: upstream's tasks, complete
+//	                            when the method answers.
+//	VCSIM_TASK_FAIL=KIND:N,..   the Nth task of that kind (from 1, counted from
+//	                            start; a kind may be named several times) fails
+//	                            with GenericVmConfigFault ("vcsim: injected
+//	                            failure ...") without any effect.
+//	                            With either switch, these kinds' TaskInfo.name
+//	                            is vSphere's ("CreateSnapshot_Task", ...).
+//	VCSIM_CONSOLIDATION_NEEDED=1  RemoveSnapshot_Task and RemoveAllSnapshots_Task
+//	                            leave runtime.consolidationNeeded true, and
+//	                            VirtualMachine.ConsolidateVMDisks_Task exists
+//	                            (it clears it). Unset: it answers MethodNotFound.
+//
+// vmkeep additions in overlay/simulator/vmkeep_authz.go (with the patched
+// session_manager.go and simulator.go): sessions and authorization as on
+// vCenter.
+//
+//	VCSIM_SESSION_IDLE=DUR      SessionIdleTimeout (a Go duration: 5s, 30m): a
+//	                            session without a SOAP call for longer is gone
+//	                            at once; the next call answers NotAuthenticated
+//	                            and its cookie no longer opens /folder (401 with
+//	                            VCSIM_FOLDER_AUTH=1). /folder requests do not
+//	                            keep a session alive. Property reads without a
+//	                            session answer NotAuthenticated too (upstream
+//	                            answers them, each property missing).
+//	VCSIM_METHOD_DISABLING=1    AuthorizationManager.DisableMethods and
+//	                            EnableMethods exist (vCenter's internal API,
+//	                            urn:internalvim25; upstream has neither): the
+//	                            methods (wsdl names, "RelocateVM_Task") are kept
+//	                            per entity and source in disabledMethod, and
+//	                            calling one answers MethodDisabled (source =
+//	                            sourceId); EnableMethods re-enables only its
+//	                            source's disabling.
+//	VCSIM_RESTRICTED_USER=NAME:PASSWORD
+//	VCSIM_RESTRICTED_PRIVILEGES=PRIV,..
+//	                            a second account (besides -username) that can
+//	                            log in and is granted exactly PRIV,.. (e.g.
+//	                            System.Anonymous,System.View,VirtualMachine.
+//	                            State.CreateSnapshot) on every entity, as
+//	                            AuthorizationManager.HasPrivilegeOnEntities,
+//	                            HasPrivilegeOnEntity (by session id),
+//	                            HasUserPrivilegeOnEntities and
+//	                            FetchUserPrivilegeOnEntities (by user name)
+//	                            answer; other accounts are granted everything
+//	                            (upstream). Enforced only on DisableMethods /
+//	                            EnableMethods (Global.DisableMethods /
+//	                            Global.EnableMethods, else NoPermission).
+//
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,
 // with the host's address, port and thumbprint): "requests" (all) and

@@ -78,11 +78,11 @@ class Lab:
 
 
 @contextmanager
-def started_lab(vcsim_binary: Path, tmp_path: Path, extra: tuple[str, ...] = ()
-                ) -> Iterator[Lab]:
-    """vcsim (with ``extra`` arguments), an appliance with it as vCenter "vc" and a
-    repository "main"; stopped on leaving."""
-    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(), extra=extra)
+def started_lab(vcsim_binary: Path, tmp_path: Path, extra: tuple[str, ...] = (),
+                vcsim_env: dict[str, str] | None = None) -> Iterator[Lab]:
+    """vcsim (with ``extra`` arguments and ``vcsim_env`` in its environment), an appliance
+    with it as vCenter "vc" and a repository "main"; stopped on leaving."""
+    proc, sim = start_vcsim(vcsim_binary, env=with_host_endpoints(vcsim_env), extra=extra)
     env = {**os.environ, "VMKEEP_HOME": str(tmp_path / "home"),
            "VMKEEP_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("VMKEEP_SOCKET", None)

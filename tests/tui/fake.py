@@ -262,6 +262,21 @@ class FakeClient:
             raise NotFoundError(f"no job named {name!r}")
         return self._jobs[name]
 
+    def check_job(self, name: str) -> api.JobCheck:
+        """Every disk of the job's VMs readable (the fake's datastores are all VMFS)."""
+        self._call("check_job", name=name)
+        by_uuid = {vm.instance_uuid: vm for vm in self._inventory}
+        vms = []
+        for v in self.job(name).spec.vms:
+            inv = by_uuid.get(v.instance_uuid)
+            disks = [api.DiskCheck(index=d.index, file_name=d.file_name,
+                                   datastore=d.file_name[1:].partition("]")[0],
+                                   datastore_type="VMFS", status="readable", reason="")
+                     for d in (inv.disks if inv else [])]
+            vms.append(api.VmCheck(name=v.name, instance_uuid=v.instance_uuid, status="ok",
+                                   reason="", disks=disks))
+        return api.JobCheck(job=name, result="ok", vms=vms)
+
     def create_job(self, spec: api.JobCreate) -> api.Job:
         self._call("create_job", spec=spec)
         if spec.name in self._jobs:

@@ -1,4 +1,4 @@
-"""Routes of the jobs: create, list, edit, enable or disable, run and stop, delete."""
+"""Routes of the jobs: create, list, edit, check, enable or disable, run and stop, delete."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
 
     def job_view(name: str) -> api.Job:
         row = reg.jobs.get(name)
-        return api.Job(spec=api.JobSpec.model_validate_json(row.spec_json),
+        return api.Job(spec=row.spec,
                        enabled=row.enabled, created=row.created,
                        last_session=mgr.last_session(name))
 
@@ -37,6 +37,12 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
     def edit_job(name: str, body: api.JobEdit) -> api.Job:
         """Change what the body gives; VMs given are resolved again."""
         return job_view(reg.jobs.edit(name, body).name)
+
+    @app.get(f"{v}/jobs/{{name}}/check", response_model=api.JobCheck, responses=ERRORS)
+    def check_job(name: str) -> api.JobCheck:
+        """What the next run will do with each VM and disk: read, refuse (the VM fails
+        before its snapshot), skip with a warning, or leave out (reads the inventory only)."""
+        return reg.jobs.check(name)
 
     @app.delete(f"{v}/jobs/{{name}}", response_model=api.Done, responses=ERRORS)
     def delete_job(name: str) -> api.Done:

@@ -86,10 +86,18 @@ func createSession(ctx *Context, name string, locale string) types.UserSession {
 	return ctx.Session.UserSession
 }
 
+// getSession (vmkeep): with SessionIdleTimeout set (VCSIM_SESSION_IDLE), a
+// session idle for longer is gone at once, for SOAP calls and /folder alike;
+// upstream only drops it when SessionIdleWatch next looks (up to twice the
+// timeout after the last call).
 func (m *SessionManager) getSession(id string) (Session, bool) {
 	sessionMutex.Lock()
 	defer sessionMutex.Unlock()
 	s, ok := m.sessions[id]
+	if ok && SessionIdleTimeout > 0 && time.Since(s.LastActiveTime) > SessionIdleTimeout {
+		delete(m.sessions, id)
+		return Session{}, false
+	}
 	return s, ok
 }
 
@@ -108,6 +116,10 @@ func (m *SessionManager) putSession(s Session) {
 func (s *SessionManager) validLogin(ctx *Context, req *types.Login) bool {
 	if ctx.Session != nil {
 		return false
+	}
+	// vmkeep: the restricted account (VCSIM_RESTRICTED_USER, vmkeep_authz.go).
+	if handled, ok := vmkeepRestrictedLogin(req.UserName, req.Password); handled {
+		return ok
 	}
 	user := ctx.svc.Listen.User
 	if user == nil || user == DefaultLogin {

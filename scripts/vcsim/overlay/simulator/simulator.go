@@ -139,6 +139,11 @@ func (s *Service) call(ctx *Context, method *Method) soap.HasFault {
 		switch method.Name {
 		case "RetrieveServiceContent", "PbmRetrieveServiceContent", "Fetch", "List", "Login", "LoginByToken", "LoginExtensionByCertificate", "RetrieveProperties", "RetrievePropertiesEx", "CloneSession":
 			// ok for now, TODO: authz
+			// vmkeep: with VCSIM_SESSION_IDLE, property reads need a
+			// session too, as on vSphere (see vmkeep_authz.go).
+			if fault := vmkeepNeedsSession(method); fault != nil {
+				return fault
+			}
 		default:
 			fault := &types.NotAuthenticated{
 				NoPermission: types.NoPermission{
@@ -186,6 +191,13 @@ func (s *Service) call(ctx *Context, method *Method) soap.HasFault {
 				return &serverFaultBody{Reason: Fault(msg, fault)}
 			}
 		}
+	}
+	// vmkeep: disabledMethod holds wsdl names ("RelocateVM_Task"), which the
+	// check above never matches (it compares "RelocateVMTask"): methods
+	// disabled by AuthorizationManager.DisableMethods are refused here, with
+	// their source (see vmkeep_authz.go).
+	if f := vmkeepMethodDisabled(method.This, method.Name); f != nil {
+		return &serverFaultBody{Reason: f}
 	}
 
 	// We have a valid call. Introduce a delay if requested

@@ -139,6 +139,8 @@ func (v *VirtualMachineSnapshot) RemoveSnapshotTask(ctx *Context, req *types.Rem
 			}
 			Map.Get(req.This).(*VirtualMachineSnapshot).removeSnapshotFiles(ctx)
 
+			// vmkeep: VCSIM_CONSOLIDATION_NEEDED (see vmkeep_tasks.go).
+			changes = append(changes, vmkeepConsolidationChanges(vm)...)
 			Map.Update(vm, changes)
 		})
 

@@ -33,6 +33,10 @@ type Task struct {
 	mo.Task
 
 	Execute func(*Task) (types.AnyType, types.BaseMethodFault)
+
+	// vmkeep: the object the task runs on, locked while a delayed task
+	// executes (see vmkeep_tasks.go).
+	obj mo.Reference
 }
 
 func NewTask(runner TaskRunner) *Task {
@@ -53,6 +57,7 @@ func CreateTask(e mo.Reference, name string, run func(*Task) (types.AnyType, typ
 
 	task := &Task{
 		Execute: run,
+		obj:     e,
 	}
 
 	task.Self = Map.newReference(task)
@@ -103,6 +108,11 @@ type TaskRunner interface {
 	Run(*Task) (types.AnyType, types.BaseMethodFault)
 }
 
+// Run starts the task. vmkeep: a task named in VCSIM_TASK_DELAY stays
+// "running" (with progress) for that long and then executes in the
+// background; one picked by VCSIM_TASK_FAIL fails with an injected fault
+// instead of executing (see vmkeep_tasks.go). Otherwise, as upstream, the
+// task has completed when Run returns.
 func (t *Task) Run() types.ManagedObjectReference {
 	now := time.Now()
 
@@ -111,18 +121,37 @@ func (t *Task) Run() types.ManagedObjectReference {
 		{Name: "info.state", Val: types.TaskInfoStateRunning},
 	})
 
-	res, err := t.Execute(t)
+	delay, injected := vmkeepTaskPlan(t)
+	if delay > 0 {
+		go t.vmkeepRunLater(delay, injected)
+		return t.Self
+	}
+
+	var res types.AnyType
+	var err types.BaseMethodFault
+	if injected != nil {
+		err = injected
+	} else {
+		res, err = t.Execute(t)
+	}
+	t.complete(res, err)
+
+	return t.Self
+}
+
+// complete records the task's outcome (upstream's end of Run).
+func (t *Task) complete(res types.AnyType, err types.BaseMethodFault) {
 	state := types.TaskInfoStateSuccess
 	var fault interface{}
 	if err != nil {
 		state = types.TaskInfoStateError
 		fault = types.LocalizedMethodFault{
 			Fault:            err,
-			LocalizedMessage: fmt.Sprintf("%T", err),
+			LocalizedMessage: vmkeepFaultMessage(err),
 		}
 	}
 
-	now = time.Now()
+	now := time.Now()
 
 	Map.Update(t, []types.PropertyChange{
 		{Name: "info.completeTime", Val: now},
@@ -130,6 +159,4 @@ func (t *Task) Run() types.ManagedObjectReference {
 		{Name: "info.result", Val: res},
 		{Name: "info.error", Val: fault},
 	})
-
-	return t.Self
 }

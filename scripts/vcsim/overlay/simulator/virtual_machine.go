@@ -1988,9 +1988,10 @@ func (vm *VirtualMachine) RemoveAllSnapshotsTask(ctx *Context, req *types.Remove
 
 		refs := allSnapshotsInTree(vm.Snapshot.RootSnapshotList)
 
-		Map.Update(vm, []types.PropertyChange{
+		// vmkeep: VCSIM_CONSOLIDATION_NEEDED (see vmkeep_tasks.go).
+		Map.Update(vm, append([]types.PropertyChange{
 			{Name: "snapshot", Val: nil},
-		})
+		}, vmkeepConsolidationChanges(vm)...))
 
 		for _, ref := range refs {
 			Map.Get(ref).(*VirtualMachineSnapshot).removeSnapshotFiles(ctx)

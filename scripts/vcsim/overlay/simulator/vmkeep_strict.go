@@ -46,7 +46,8 @@
 //     finder.DatacenterOrDefault finds a bare name anywhere in the inventory,
 //     takes globs, and picks the only datacenter/datastore when empty.)
 //
-// The inventory switches are in vmkeep_inventory.go.
+// The inventory switches are in vmkeep_inventory.go, the tasks' in
+// vmkeep_tasks.go, the sessions' and authorization's in vmkeep_authz.go.
 package simulator
 
 import (
@@ -409,6 +410,12 @@ func VmkeepStrictSetup() (func(), error) {
 		return nil, err
 	}
 	if err := vmkeepMarkEncrypted(os.Getenv("VCSIM_ENCRYPTED_VMS")); err != nil {
+		return nil, err
+	}
+	if err := vmkeepTasksSetup(os.Getenv("VCSIM_TASK_DELAY"), os.Getenv("VCSIM_TASK_FAIL")); err != nil {
+		return nil, err
+	}
+	if err := vmkeepAuthzSetup(); err != nil {
 		return nil, err
 	}
 	closeAll := func() {
