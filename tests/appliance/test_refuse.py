@@ -23,6 +23,7 @@ from appliance.client import ApplianceClient
 from appliance.vsphere.inventory import find_vm, list_vms
 from appliance.vsphere.session import connect, fetch_fingerprint
 from tests.appliance.lab import Lab, started_lab
+from tests.helpers import poll
 
 VM0, VM1 = "DC0_H0_VM0", "DC0_H0_VM1"
 SIM_ENV = {"VCSIM_DS_TYPES": "LocalDS_1=vsan,LocalDS_2=VVOL", "VCSIM_ENCRYPTED_VMS": VM1}
@@ -216,3 +217,24 @@ def test_a_disk_is_not_restored_into_a_vm_on_vsan(lab: Lab) -> None:
     assert r.code == 10, r.err
     assert "nothing was changed" in r.err and "vSAN" in r.err
     assert vm_state(lab) == before
+
+
+def test_a_refused_vm_is_not_retried(lab: Lab) -> None:
+    """Retrying cannot make an encrypted disk readable: the VM fails once, the session ends
+    at once instead of waiting to retry it (here: an hour), and the log says why."""
+    assert lab.vmkeep("job", "create", "enc", "--vcenter", "vc", "--vm", VM1, "--repo", "main",
+                      "--retries", "3", "--retry-wait", "1h").code == 0
+    r = lab.vmkeep("job", "run", "enc")
+    assert r.code == 0, r.err
+    sid = r.out.strip()
+
+    def ended() -> dict[str, Any] | None:
+        s: dict[str, Any] = json.loads(lab.vmkeep("session", "show", sid, "--json").out)
+        return s if s["state"] != "running" else None
+
+    s = poll("the session to end without waiting to retry the refused VM", ended, 60)
+    assert s["result"] == "failed", s
+    log = [line["message"] for line in s["log"]]
+    assert not any(m.startswith("retry ") for m in log), log
+    assert any(VM1 in m and "not retried" in m for m in log), log
+    assert snapshots(lab, VM1) == 0
