@@ -68,6 +68,21 @@ class VmBackupError(VmkeepError):
     code = "vm_backup"
 
 
+class VmRefusedError(VmBackupError):
+    """The VM cannot be backed up as it is (a disk vmkeep cannot read by file): nothing was
+    changed on it, and trying again does not help until the VM or the job changes."""
+
+
+def check_readable(session: VSphereSession, vm_name_or_uuid: str,
+                   exclude: frozenset[int] = frozenset()) -> None:
+    """Refuse the VM (VmRefusedError naming each disk and why) when a disk it would read is
+    encrypted or not a file (``disk_access.disk_verdicts``); reads the inventory only."""
+    info = find_vm(session, vm_name_or_uuid)
+    refused = refusal_message(info, disk_verdicts(info, exclude))
+    if refused:
+        raise VmRefusedError(refused)
+
+
 @dataclass(frozen=True, slots=True)
 class DiskOutcome:
     index: int
@@ -201,7 +216,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     info = find_vm(session, vm_name_or_uuid)
     refused = refusal_message(info, disk_verdicts(info, exclude))
     if refused:
-        raise VmBackupError(refused)
+        raise VmRefusedError(refused)
     vm = _vm_moref(session, info)
     warnings: list[str] = []
 

@@ -71,6 +71,12 @@ def run_backup(run: SessionRun, spec: api.JobSpec) -> None:
         while True:
             _backup_some(run, setup, pending)
             failed = [vm for vm in pending if live.tasks[vm.name].result == "failed"]
+            refused = [vm.name for vm in failed if not live.tasks[vm.name].retry_helps]
+            if refused and spec.retries and attempt < spec.retries:
+                run.log("warning", f"not retried: {', '.join(refused)} (refused before the "
+                                   "snapshot: a retry cannot help until the VM or the job "
+                                   "changes; see `vmkeep job check`)")
+            failed = [vm for vm in failed if live.tasks[vm.name].retry_helps]
             if not failed or live.stop.is_set() or attempt >= spec.retries:
                 break
             attempt += 1

@@ -53,6 +53,8 @@ class LiveTask:
     stage: str | None = None
     point_id: str | None = None
     started: float = 0.0
+    #: False when the task failed in a way a retry cannot change (a refused VM).
+    retry_helps: bool = True
 
     def view(self) -> api.Task:
         elapsed = time.monotonic() - self.started if self.started else 0.0

@@ -16,7 +16,7 @@ from appliance.home import appliance_id
 from appliance.jobs.backup import BackupOptions, DiskProgress
 from appliance.jobs.guest_processing import GuestProcessing
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
-from appliance.jobs.vm_backup import DiskOutcome, backup_vm
+from appliance.jobs.vm_backup import DiskOutcome, VmRefusedError, backup_vm, check_readable
 from appliance.jobs.workspace import Workspace, cleanup
 from appliance.leftovers import clean_before_backup
 from appliance.repository.hardening import epoch_of
@@ -113,6 +113,8 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
                 log("info", "a new immutability epoch began: this backup reads and stores "
                             "everything, deduplicating only within the epoch, so older "
                             "packs can expire")
+            # A disk it cannot read fails the VM before the guest is touched.
+            check_readable(session, vm.instance_uuid, excluded)
             gp.before_snapshot()
             try:
                 result = backup_vm(
@@ -143,6 +145,9 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
         if result.backup is not None:
             task.bytes_done = task.bytes_total = result.backup.bytes_read
         _disk_results(run, vm.name, result.disks, result.point_id, excluded)
+    except VmRefusedError as exc:
+        task.result, task.retry_helps = "failed", False
+        log("error", str(exc))
     except SessionStopped:
         task.result = "failed"
         log("warning", "stopped")

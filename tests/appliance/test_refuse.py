@@ -24,6 +24,7 @@ from appliance.vsphere.inventory import find_vm, list_vms
 from appliance.vsphere.session import connect, fetch_fingerprint
 from tests.appliance.lab import Lab, started_lab
 from tests.helpers import poll
+from tests.sshd import Sshd
 
 VM0, VM1 = "DC0_H0_VM0", "DC0_H0_VM1"
 SIM_ENV = {"VCSIM_DS_TYPES": "LocalDS_1=vsan,LocalDS_2=VVOL", "VCSIM_ENCRYPTED_VMS": VM1}
@@ -238,3 +239,19 @@ def test_a_refused_vm_is_not_retried(lab: Lab) -> None:
     assert not any(m.startswith("retry ") for m in log), log
     assert any(VM1 in m and "not retried" in m for m in log), log
     assert snapshots(lab, VM1) == 0
+
+
+def test_a_refused_vm_s_guest_is_not_touched(lab: Lab, sshd: Sshd) -> None:
+    """The refusal comes before guest processing: no pre-freeze script runs in the guest of
+    a VM that will not be backed up (a database is not frozen for nothing)."""
+    marks = sshd.owned_folder(f"marks-{lab.tmp.name}")
+    pre = lab.tmp / "pre-freeze.sh"
+    pre.write_text(f"#!/bin/sh\ntouch {marks}/pre\n")
+    r = lab.vmkeep("job", "create", "app", "--vcenter", "vc", "--vm", VM1, "--repo", "main",
+                   "--guest-host", f"127.0.0.1:{sshd.port}", "--guest-user", sshd.user,
+                   "--guest-key", str(sshd.key_file), "--guest-host-key-fingerprint",
+                   sshd.fingerprint, "--pre-freeze", str(pre), "--retries", "0")
+    assert r.code == 0, r.err
+    run = lab.vmkeep("job", "run", "app", "--wait")
+    assert run.code == 2 and "cannot be backed up by file" in run.err, run.err
+    assert not (marks / "pre").exists()
