@@ -40,6 +40,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("JobSpec", "quiesce_fallback"): {"fail", "warn"},
     ("Notifications", "on"): RESULTS,
     ("InventoryVm", "power_state"): {"poweredOn", "poweredOff", "suspended"},
+    ("VCenterPurposeCheck", "purpose"): {"backup", "restore", "hunter"},
     ("InventoryContainer", "kind"): {"Datacenter", "Folder", "ClusterComputeResource",
                                      "ComputeResource", "HostSystem", "ResourcePool"},
 }
