@@ -116,6 +116,7 @@ ScheduleKind = Literal["none", "daily", "monthly", "periodic", "after"]
 PowerState = Literal["poweredOn", "poweredOff", "suspended"]
 DiskCheckStatus = Literal["readable", "refused", "skipped", "excluded"]
 VmCheckStatus = Literal["ok", "warning", "refused"]
+PrivilegePurpose = Literal["backup", "restore", "hunter"]
 ContainerKind = Literal["Datacenter", "Folder", "ClusterComputeResource", "ComputeResource",
                         "HostSystem", "ResourcePool"]
 
@@ -259,6 +260,23 @@ class VCenterTest(Wire):
     ok: bool
     vms: int
     message: str
+
+
+class VCenterPurposeCheck(Wire):
+    """One purpose's privileges (``GET /v1/vcenters/{name}/check``): docs/VSPHERE.md."""
+
+    purpose: PrivilegePurpose
+    ok: bool  # nothing missing
+    required: list[str]  # privilege ids, as the vSphere API names them
+    missing: list[str]  # those of them the account lacks on the root folder
+
+
+class VCenterCheck(Wire):
+    name: str
+    user: str  # the account, as vCenter names it
+    entity: str  # where the privileges were checked: the root folder's moref id
+    ok: bool  # no purpose lacks a privilege
+    purposes: list[VCenterPurposeCheck]
 
 
 class RepositoryAdd(Request):

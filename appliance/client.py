@@ -276,6 +276,10 @@ class ApplianceClient:
     def test_vcenter(self, name: str) -> api.VCenterTest:
         return self._call("POST", f"/vcenters/{_seg(name)}/test", api.VCenterTest)
 
+    def check_vcenter(self, name: str) -> api.VCenterCheck:
+        """Which privileges the stored account lacks, per purpose (reads only)."""
+        return self._call("GET", f"/vcenters/{_seg(name)}/check", api.VCenterCheck)
+
     def remove_vcenter(self, name: str) -> api.Done:
         return self._call("DELETE", f"/vcenters/{_seg(name)}", api.Done)
 

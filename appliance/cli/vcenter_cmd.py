@@ -1,9 +1,11 @@
-"""``vmkeep vcenter add|edit|list|remove|test``: the vCenters the appliance backs up from."""
+"""``vmkeep vcenter add|edit|list|remove|test|check``: the vCenters the appliance backs up
+from."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from appliance.cli import online
@@ -33,6 +35,7 @@ EPILOG_VCENTER = """examples:
       --password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
   vmkeep vcenter list --json
   vmkeep vcenter test vc01
+  vmkeep vcenter check vc01                         # exit 1: the account lacks privileges
   vmkeep vcenter edit vc01 --fingerprint 12:34:…:78      # re-pin a renewed certificate
   vmkeep vcenter remove vc01
 
@@ -75,6 +78,13 @@ def add_parser(sub: Subparsers) -> None:
                        ("remove", "forget a vCenter and its stored password")):
         p = vsub.add_parser(name, help=text, epilog=EPILOG_VCENTER, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
+    p = vsub.add_parser("check", help="which privileges the account lacks (backup, restore, "
+                        "Snapshot Hunter)", epilog=EPILOG_VCENTER, formatter_class=raw,
+                        description="Ask vCenter which of the privileges docs/VSPHERE.md "
+                        "lists the stored account lacks, per purpose, on the inventory's "
+                        "root folder. Exit 0: none missing; 1: some missing.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def _pin(args: argparse.Namespace) -> str | None:
@@ -150,13 +160,32 @@ def cmd_test(args: argparse.Namespace, client: ApplianceClient) -> int:
     return 0
 
 
+CHECK_EXIT = {True: 0, False: 1}  # nothing missing / some privilege missing
+
+
+def cmd_check(args: argparse.Namespace, client: ApplianceClient) -> int:
+    check = client.check_vcenter(args.name)
+    if args.json:
+        print(json.dumps(check.model_dump(mode="json"), indent=2))
+        return CHECK_EXIT[check.ok]
+    rows: list[tuple[object, ...]] = []
+    for p in check.purposes:
+        rows += [(p.purpose, m) for m in p.missing] or [(p.purpose, "(none)")]
+    print(render(("PURPOSE", "MISSING PRIVILEGE"), rows))
+    lacks = ", ".join(f"{p.purpose} lacks {len(p.missing)}" for p in check.purposes)
+    print(f"vCenter {check.name!r}, account {check.user!r}, privileges checked on the root "
+          f"folder ({check.entity}): {lacks}"
+          + ("" if check.ok else "; docs/VSPHERE.md says what each is for"), file=sys.stderr)
+    return CHECK_EXIT[check.ok]
+
+
 def cmd_remove(args: argparse.Namespace, client: ApplianceClient) -> int:
     print(client.remove_vcenter(args.name).message)
     return 0
 
 
 COMMANDS: dict[str, Handler] = {"add": cmd_add, "edit": cmd_edit, "list": cmd_list,
-                               "test": cmd_test, "remove": cmd_remove}
+                               "test": cmd_test, "check": cmd_check, "remove": cmd_remove}
 
 
 def run(args: argparse.Namespace) -> int:

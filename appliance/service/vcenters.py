@@ -13,6 +13,7 @@ from appliance.service.state import State, check_name, vcenter_secret
 from appliance.vsphere import session as vsphere_session
 from appliance.vsphere.hunter import describe, execute_hunt, plan_hunt
 from appliance.vsphere.inventory import list_containers, list_vms, vms_in_container
+from appliance.vsphere.privilege_check import check_privileges
 from appliance.vsphere.session import VSphereSession
 from catalog.models import VCenterRow
 
@@ -94,6 +95,18 @@ class VCenterService:
         """Log in with what is stored; returns the number of VMs it sees."""
         with self.session(name) as session:
             return len(list_vms(session))
+
+    def check(self, name: str) -> api.VCenterCheck:
+        """Which privileges of each purpose (docs/VSPHERE.md) the stored account lacks, as
+        vCenter answers for this session on the root folder; nothing is changed."""
+        with self.session(name) as session:
+            found = check_privileges(session)
+        return api.VCenterCheck(
+            name=name, user=found.user, entity=found.entity, ok=found.ok,
+            purposes=[api.VCenterPurposeCheck(purpose=p.purpose, ok=not p.missing,
+                                              required=list(p.required),
+                                              missing=list(p.missing))
+                      for p in found.purposes])
 
     def remove(self, name: str) -> None:
         self.get(name)

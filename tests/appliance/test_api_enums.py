@@ -43,6 +43,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("JobSpec", "transport"): {"host", "vcenter", "direct"},
     ("Notifications", "on"): RESULTS,
     ("InventoryVm", "power_state"): {"poweredOn", "poweredOff", "suspended"},
+    ("VCenterPurposeCheck", "purpose"): {"backup", "restore", "hunter"},
     ("InventoryContainer", "kind"): {"Datacenter", "Folder", "ClusterComputeResource",
                                      "ComputeResource", "HostSystem", "ResourcePool"},
 }

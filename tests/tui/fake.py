@@ -247,6 +247,16 @@ class FakeClient:
         self._vcenter(name)
         return api.VCenterTest.model_validate({**self.recorded["test_vcenter"], "name": name})
 
+    def check_vcenter(self, name: str) -> api.VCenterCheck:
+        """The fake's account holds every privilege."""
+        self._call("check_vcenter", name=name)
+        self._vcenter(name)
+        return api.VCenterCheck(name=name, user="backup@vsphere.local", entity="group-d1",
+                                ok=True, purposes=[
+                                    api.VCenterPurposeCheck(purpose=p, ok=True, required=[],
+                                                            missing=[])
+                                    for p in ("backup", "restore", "hunter")])
+
     def remove_vcenter(self, name: str) -> api.Done:
         self._call("remove_vcenter", name=name)
         self._vcenters = [v for v in self._vcenters if v.name != name]

@@ -1,4 +1,4 @@
-"""Routes of the vCenters the appliance knows: add, list, edit, test, remove."""
+"""Routes of the vCenters the appliance knows: add, list, edit, test, check, remove."""
 
 from __future__ import annotations
 
@@ -50,6 +50,13 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         vms = reg.vcenters.test(name)
         return api.VCenterTest(name=name, ok=True, vms=vms,
                                message=f"logged in to {name!r}; it shows {vms} VMs")
+
+    @app.get(f"{v}/vcenters/{{name}}/check", response_model=api.VCenterCheck,
+             responses=ERRORS)
+    def check_vcenter(name: str) -> api.VCenterCheck:
+        """Which privileges the stored account lacks, per purpose (backup, restore, hunter),
+        on the inventory's root folder (``AuthorizationManager.HasPrivilegeOnEntities``)."""
+        return reg.vcenters.check(name)
 
     @app.delete(f"{v}/vcenters/{{name}}", response_model=api.Done, responses=ERRORS)
     def remove_vcenter(name: str) -> api.Done:
