@@ -147,7 +147,8 @@ def open_disk(session: VSphereSession, access: DiskAccess, file_name: str, size:
         source.tickets += descriptor.tickets  # the disk's tickets, its descriptor's included
         return source
     endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
-                                 session.ssl_context, session.fingerprint)
+                                 session.ssl_context, session.fingerprint,
+                                 renew=session.renewed_cookie)
     head = fetch_small_file(endpoint, datastore_url_path(access.datacenter_path, ds_name, rel),
                             MAX_DESCRIPTOR_BYTES, f"{file_name} (descriptor of {what})")
     data = data_file_of(rel, head, what=what)

@@ -14,6 +14,7 @@ import http.client
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COOKIE_NAME = "vmware_soap_session"
+#: Seconds between keepalive calls: well inside vCenter's default idle timeout (30 minutes).
+KEEPALIVE_EVERY = 240.0
 
 
 class VSphereUnreachableError(VSphereError):
@@ -114,10 +117,15 @@ def fetch_fingerprint(host: str, port: int, *, timeout: float = 30) -> str:
 
 
 class VSphereSession:
-    """A logged-in session. Use ``call(fn)`` for API calls that should survive expiry."""
+    """A logged-in session. Use ``call(fn)`` for API calls that should survive expiry.
+
+    While it is open, a thread asks the server for ``CurrentTime`` every ``keepalive``
+    seconds (None: never), so that a session whose work is all datastore reads (which do not
+    count as activity) is not ended by the server's idle timeout (vCenter: 30 minutes)."""
 
     def __init__(self, si: Any, *, host: str, port: int, user: str, password: str,
-                 fingerprint: str | None, ssl_context: ssl.SSLContext) -> None:
+                 fingerprint: str | None, ssl_context: ssl.SSLContext,
+                 keepalive: float | None = None) -> None:
         self.si = si
         self.host = host
         self.port = port
@@ -126,6 +134,18 @@ class VSphereSession:
         self._user = user
         self._password = password
         self._closed = False
+        self._login_lock = threading.Lock()
+        self._stop = threading.Event()
+        if keepalive is not None:
+            threading.Thread(target=self._keep_alive, args=(keepalive,), daemon=True,
+                             name=f"vsphere-keepalive-{host}:{port}").start()
+
+    def _keep_alive(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.call(self.si.CurrentTime)
+            except Exception as exc:  # the next real call says what is wrong
+                log.debug("vSphere keepalive at %s:%s failed: %s", self.host, self.port, exc)
 
     @property
     def content(self) -> Any:
@@ -156,7 +176,7 @@ class VSphereSession:
     def login(self) -> None:
         """Log in again on the same connection (after the session expired)."""
         try:
-            self.content.sessionManager.Login(self._user, self._password)
+            self.si.RetrieveContent().sessionManager.Login(self._user, self._password)
         except vim.fault.InvalidLogin as exc:
             raise VSphereLoginError(
                 f"vSphere at {self.host}:{self.port} refused user {self._user!r}: check the "
@@ -167,14 +187,29 @@ class VSphereSession:
         try:
             return fn()
         except vim.fault.NotAuthenticated:
-            log.info("vSphere session at %s:%s expired; logging in again", self.host, self.port)
-            self.login()
+            self.renewed_cookie()
             return fn()
+
+    def renewed_cookie(self) -> str:
+        """Log in again if the session is gone (once, however many threads find it gone at
+        the same time) and return the cookie of the live session: for a datastore read that
+        was refused its session."""
+        with self._login_lock:
+            try:
+                alive = self.si.RetrieveContent().sessionManager.currentSession is not None
+            except vim.fault.NotAuthenticated:
+                alive = False
+            if not alive:
+                log.info("vSphere session at %s:%s expired; logging in again", self.host,
+                         self.port)
+                self.login()
+        return self.cookie
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
         try:
             Disconnect(self.si)  # type: ignore[no-untyped-call]
         except Exception as exc:  # logging out of a dead session must not mask real errors
@@ -189,8 +224,10 @@ class VSphereSession:
 
 
 def connect(host: str, port: int, user: str, password: str, *, fingerprint: str | None,
-            insecure: bool = False, timeout: float = 30) -> VSphereSession:
-    """Log in to vCenter/ESXi. Pins ``fingerprint`` unless ``insecure``; one of them is needed."""
+            insecure: bool = False, timeout: float = 30,
+            keepalive: float | None = KEEPALIVE_EVERY) -> VSphereSession:
+    """Log in to vCenter/ESXi. Pins ``fingerprint`` unless ``insecure``; one of them is
+    needed. The session is kept alive every ``keepalive`` seconds while open (None: not)."""
     pinned: str | None = None
     if not insecure:
         seen = fetch_fingerprint(host, port, timeout=timeout)
@@ -232,4 +269,4 @@ def connect(host: str, port: int, user: str, password: str, *, fingerprint: str 
     except (OSError, http.client.HTTPException) as exc:
         raise _unreachable(host, port, exc) from exc
     return VSphereSession(si, host=host, port=port, user=user, password=password,
-                          fingerprint=pinned, ssl_context=ctx)
+                          fingerprint=pinned, ssl_context=ctx, keepalive=keepalive)

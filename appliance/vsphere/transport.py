@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from appliance.errors import SourceError
@@ -40,6 +40,9 @@ class DatastoreEndpoint:
     cookie: str
     ssl_context: ssl.SSLContext | None = None
     fingerprint: str | None = None  # pinned SHA-256 of the server certificate (hex)
+    #: Logs in again when the session is gone and returns the live session's cookie
+    #: (``VSphereSession.renewed_cookie``): a read refused its session (401/403) asks it once.
+    renew: Callable[[], str] | None = None
 
     def check_peer(self, sock: socket.socket | None) -> None:
         """Refuse a connection whose certificate is not the pinned one (before the cookie is
@@ -95,6 +98,7 @@ class DatastoreDiskSource:
         self._lock = threading.Lock()
         self._conns: list[http.client.HTTPSConnection] = []
         self._closed = False
+        self._cookie = endpoint.cookie  # renewed when the session is found gone
         self.retried = 0  # reads that failed once and were tried again
 
     @property
@@ -132,19 +136,27 @@ class DatastoreDiskSource:
                     self._conns.remove(conn)
 
     def _get(self, first: int, last: int) -> bytes:
-        conn = self._conn()
-        conn.request("GET", self.url_path, headers={
-            "Range": f"bytes={first}-{last}",
-            "Cookie": f"vmware_soap_session={self.endpoint.cookie}",
-            "Accept": "application/octet-stream",
-        })
-        resp = conn.getresponse()
-        if resp.status == 200:
-            # Range ignored: the whole file would follow. Never read it (time and memory
-            # would grow with the offset); drop the connection and fail the read.
-            self._drop_conn()
-            raise TransportError(range_ignored(self._what, first, last))
-        body = resp.read()
+        for renewed in (False, True):
+            conn = self._conn()
+            conn.request("GET", self.url_path, headers={
+                "Range": f"bytes={first}-{last}",
+                "Cookie": f"vmware_soap_session={self._cookie}",
+                "Accept": "application/octet-stream",
+            })
+            resp = conn.getresponse()
+            if resp.status == 200:
+                # Range ignored: the whole file would follow. Never read it (time and memory
+                # would grow with the offset); drop the connection and fail the read.
+                self._drop_conn()
+                raise TransportError(range_ignored(self._what, first, last))
+            body = resp.read()
+            if resp.status in (401, 403) and not renewed and self.endpoint.renew is not None:
+                self._cookie = self.endpoint.renew()  # the session expired: log in again
+                continue
+            return self._answer(resp, body, first)
+        raise AssertionError("unreachable")
+
+    def _answer(self, resp: http.client.HTTPResponse, body: bytes, first: int) -> bytes:
         if resp.status == 206:
             got = _range_start(resp.getheader("Content-Range"))
             if got is not None and got != first:
@@ -257,6 +269,7 @@ def fetch_small_file(endpoint: DatastoreEndpoint, url_path: str, limit: int, wha
     """A small datastore file (a disk's descriptor) whole, at most ``limit + 1`` bytes of it
     (more is the caller's to refuse), with the session cookie (or ``headers``)."""
     last_error = ""
+    cookie, renewed = endpoint.cookie, False
     for attempt in range(RETRIES):
         ctx = endpoint.ssl_context or ssl.create_default_context()
         conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=timeout,
@@ -265,10 +278,14 @@ def fetch_small_file(endpoint: DatastoreEndpoint, url_path: str, limit: int, wha
             conn.connect()
             endpoint.check_peer(conn.sock)
             conn.request("GET", url_path, headers=headers or {
-                "Cookie": f"vmware_soap_session={endpoint.cookie}"})
+                "Cookie": f"vmware_soap_session={cookie}"})
             resp = conn.getresponse()
             if resp.status == 200:
                 return resp.read(limit + 1)
+            if resp.status in (401, 403) and not renewed and headers is None \
+                    and endpoint.renew is not None:
+                cookie, renewed = endpoint.renew(), True  # the session expired: log in again
+                continue
             if resp.status in (401, 403):
                 raise TransportError(f"reading {what}: the datastore refused the session "
                                      f"(HTTP {resp.status}); log in again")

@@ -58,23 +58,25 @@ def test_a_session_kept_alive_outlives_the_idle_timeout(vcsim: Vcsim) -> None:
 
 def test_a_backup_outlives_the_idle_timeout(env: Env, vcsim: Vcsim,
                                             caplog: pytest.LogCaptureFixture) -> None:
+    want = env.content(1)  # (env's own session is not kept alive: read it now)
     with _login(vcsim, None) as idle, _login(vcsim, 0.5) as kept:
         env.session = kept
         with caplog.at_level(logging.INFO, "appliance.vsphere"), \
                 faults.hooked("vm-snapshot-taken", _until_expired(vcsim, idle)):
             r = env.backup(transport="vcenter")
     assert r.status == "success", env.logs
-    assert env.restored(r.point_id or "", 1) == env.content(1)
+    assert env.restored(r.point_id or "", 1) == want
     assert "logging in again" not in caplog.text  # it never expired
 
 
 def test_a_read_that_finds_its_session_expired_logs_in_again(
         env: Env, vcsim: Vcsim, caplog: pytest.LogCaptureFixture) -> None:
+    want = env.content(1)
     with _login(vcsim, None) as lone:
         env.session = lone
         with caplog.at_level(logging.INFO, "appliance.vsphere"), \
                 faults.hooked("vm-snapshot-taken", _until_expired(vcsim, lone)):
             r = env.backup(transport="vcenter")
     assert r.status == "success", env.logs
-    assert env.restored(r.point_id or "", 1) == env.content(1)
+    assert env.restored(r.point_id or "", 1) == want
     assert "logging in again" in caplog.text
