@@ -39,13 +39,16 @@ def snapshot_object(session: VSphereSession, moref: str) -> Any:
     return vim.vm.Snapshot(moref, session.si._stub)  # type: ignore[no-untyped-call]
 
 
-def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere task") -> Any:
-    """Wait until ``task`` ends; return its result. Polls with back-off (0.05 s up to 2 s)."""
+def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere task",
+                  session: VSphereSession | None = None) -> Any:
+    """Wait until ``task`` ends; return its result. Polls with back-off (0.05 s up to 2 s).
+    With ``session``, the task's state is read through ``session.call`` (an expired session
+    is logged in again)."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
         try:
-            info = task.info
+            info = session.call(lambda: task.info) if session is not None else task.info
             state = info.state
         except vmodl.MethodFault as exc:
             raise VsphereTaskError(f"{what}: reading the task's state failed "

@@ -156,7 +156,7 @@ class VSphereSession:
     def login(self) -> None:
         """Log in again on the same connection (after the session expired)."""
         try:
-            self.content.sessionManager.Login(self._user, self._password)
+            self.si.RetrieveContent().sessionManager.Login(self._user, self._password)
         except vim.fault.InvalidLogin as exc:
             raise VSphereLoginError(
                 f"vSphere at {self.host}:{self.port} refused user {self._user!r}: check the "

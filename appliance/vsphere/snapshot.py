@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pyVmomi import vim, vmodl
 
@@ -75,22 +76,34 @@ def snapshot_owner(name: str) -> SnapshotOwner | None:
 def create_snapshot(session: VSphereSession, vm_moref: str, name: str | None = None,
                     description: str = DEFAULT_DESCRIPTION, *, quiesce: bool = False,
                     timeout: float = 3600.0) -> SnapshotRef:
-    """Take a disk-only snapshot of the VM ``vm_moref``."""
+    """Take a disk-only snapshot of the VM ``vm_moref``. Every call goes through
+    ``session.call``: an expired session is logged in again."""
     name = name or snapshot_name()
     vm = vm_object(session, vm_moref)
+    vm_name = _vm_name(session, vm)
     try:
-        task = vm.CreateSnapshot_Task(name=name, description=description, memory=False,
-                                      quiesce=quiesce)
+        task = session.call(lambda: vm.CreateSnapshot_Task(
+            name=name, description=description, memory=False, quiesce=quiesce))
     except vmodl.MethodFault as exc:
-        raise SnapshotError(f"creating snapshot {name!r} of VM {vm.name!r} was refused "
+        raise SnapshotError(f"creating snapshot {name!r} of VM {vm_name!r} was refused "
                             f"({fault_text(exc)})") from exc
     try:
-        snap = wait_for_task(task, timeout, what=f"creating snapshot {name!r} of VM {vm.name!r}")
+        snap = wait_for_task(task, timeout, what=f"creating snapshot {name!r} of VM {vm_name!r}",
+                             session=session)
     except VsphereTaskError as exc:
         raise SnapshotError(str(exc)) from exc
     if snap is None:
-        raise SnapshotError(f"creating snapshot {name!r} of VM {vm.name!r} returned no snapshot")
-    return SnapshotRef(moref=str(snap._moId), name=name, vm_moref=str(vm._moId))
+        raise SnapshotError(f"creating snapshot {name!r} of VM {vm_name!r} returned no snapshot")
+    return SnapshotRef(moref=str(snap._moId), name=name, vm_moref=vm_moref)
+
+
+def _vm_name(session: VSphereSession, vm: Any) -> str:
+    try:
+        return str(session.call(lambda: vm.name))
+    except vmodl.fault.ManagedObjectNotFound as exc:
+        raise SnapshotError(f"VM {vm._moId} no longer exists") from exc
+    except vmodl.MethodFault as exc:
+        raise SnapshotError(f"reading VM {vm._moId} failed ({fault_text(exc)})") from exc
 
 
 def remove_snapshot(session: VSphereSession, ref: SnapshotRef, *,
@@ -98,15 +111,17 @@ def remove_snapshot(session: VSphereSession, ref: SnapshotRef, *,
     """Remove ``ref`` (not its children); vSphere consolidates its disks."""
     vm = vm_object(session, ref.vm_moref)
     snap = snapshot_object(session, ref.moref)
-    what = f"removing snapshot {ref.name!r} ({ref.moref}) of VM {vm.name!r}"
+    vm_name = _vm_name(session, vm)
+    what = f"removing snapshot {ref.name!r} ({ref.moref}) of VM {vm_name!r}"
     try:
-        task = snap.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
+        task = session.call(lambda: snap.RemoveSnapshot_Task(removeChildren=False,
+                                                              consolidate=True))
     except vmodl.fault.ManagedObjectNotFound as exc:
         raise SnapshotError(f"{what}: the snapshot no longer exists") from exc
     except vmodl.MethodFault as exc:
         raise SnapshotError(f"{what} was refused ({fault_text(exc)})") from exc
     try:
-        wait_for_task(task, timeout, what=what)
+        wait_for_task(task, timeout, what=what, session=session)
     except VsphereTaskError as exc:
         raise SnapshotError(str(exc)) from exc
 
@@ -134,13 +149,13 @@ def backup_snapshot(session: VSphereSession, vm_moref: str, name: str | None = N
 def enable_cbt(session: VSphereSession, vm_moref: str, *, timeout: float = 600.0) -> bool:
     """Turn on Changed Block Tracking when it is off. Returns True when it was changed."""
     vm = vm_object(session, vm_moref)
-    if bool(getattr(vm.config, "changeTrackingEnabled", False)):
+    if session.call(lambda: bool(getattr(vm.config, "changeTrackingEnabled", False))):
         return False
     spec = vim.vm.ConfigSpec(changeTrackingEnabled=True)  # type: ignore[no-untyped-call]
-    what = f"enabling Changed Block Tracking on VM {vm.name!r}"
+    what = f"enabling Changed Block Tracking on VM {_vm_name(session, vm)!r}"
     try:
-        task = vm.ReconfigVM_Task(spec=spec)
+        task = session.call(lambda: vm.ReconfigVM_Task(spec=spec))
     except vmodl.MethodFault as exc:
         raise VsphereTaskError(f"{what} was refused ({fault_text(exc)})") from exc
-    wait_for_task(task, timeout, what=what)
+    wait_for_task(task, timeout, what=what, session=session)
     return True
