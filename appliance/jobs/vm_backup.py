@@ -245,7 +245,10 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         datastore_urls = vsphere_datastore_urls(session, vm)
 
     outcomes: dict[int, DiskOutcome] = {}
-    with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce) as ref:
+    def say(level: str, msg: str) -> None:  # the snapshot's removal and consolidation
+        warn(msg) if level == "warning" else log(level, msg)
+
+    with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(session, ref)
@@ -382,7 +385,6 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                 d.index, read.key, f"disk {d.index} ({read.file_name})",
                 kinds[d.index], counters[d.index].bytes_read + extra_read.get(d.index, 0),
                 tuple(disk_warnings.get(d.index, ())), reason=reasons[d.index])
-    log("info", f"snapshot {ref.name} of VM {info.name!r} removed")
     ordered = tuple(outcomes[i] for i in sorted(outcomes))
     if result is None:
         msg = (f"no disk of VM {info.name!r} could be backed up: see the reason given for "

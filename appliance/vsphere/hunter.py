@@ -303,7 +303,7 @@ def _remove(session: VSphereSession, f: Finding, timeout: float) -> Outcome:
     assert f.snapshot_moref is not None and f.snapshot_name is not None
     ref = SnapshotRef(moref=f.snapshot_moref, name=f.snapshot_name, vm_moref=f.vm_moref)
     try:
-        session.call(lambda: remove_snapshot(session, ref, timeout=timeout))
+        remove_snapshot(session, ref)
     except SnapshotError as exc:
         if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
             return Outcome(f, Status.FIXED, f"snapshot {f.snapshot_name!r} was already gone")

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.vsphere import cbt, snapshot
 from appliance.vsphere.inventory import find_vm, find_vm_moref
-from tests.vsphere.vmenv import VM, Env
+from tests.vsphere.vmenv import VM, Env, warnings_of
 
 IDLE = {"VCSIM_SESSION_IDLE": "10m"}  # a logged-out session is refused, as on vSphere
 
@@ -48,3 +48,53 @@ def test_a_backup_whose_session_expires_after_the_snapshot_succeeds(env: Env) ->
     r = e.backup(before_read=lambda: _expire(e))
     assert r.status == "success", e.logs
     assert e.snapshots() == 0
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_CONSOLIDATION_NEEDED": "1",
+                                    "VCSIM_TASK_DELAY": "ConsolidateVMDisks=1s"}],
+                         indirect=True)
+def test_a_removal_that_leaves_consolidation_needed_is_consolidated(env: Env) -> None:
+    e = env
+    r = e.backup()
+    assert r.status == "success", e.logs
+    assert e.snapshots() == 0
+    assert e.vm.runtime.consolidationNeeded is False
+    said = [m for _, m in e.logs]
+    assert any("needs its disks consolidated" in m for m in said), said
+    assert any(m == f"consolidated the disks of VM {VM!r}" for m in said), said
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_CONSOLIDATION_NEEDED": "1",
+                                    "VCSIM_TASK_FAIL": "ConsolidateVMDisks:1"}],
+                         indirect=True)
+def test_a_failed_consolidation_is_a_warning_of_the_vms_backup(env: Env) -> None:
+    e = env
+    r = e.backup()
+    assert r.status == "warning" and r.point_id, e.logs
+    assert e.vm.runtime.consolidationNeeded is True
+    [w] = warnings_of(e)
+    assert "still needs its disks consolidated" in w and "injected failure" in w, w
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_TASK_DELAY": "RemoveSnapshot=3s"}], indirect=True)
+def test_a_slow_removal_is_followed_to_its_end_with_progress(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    monkeypatch.setattr(snapshot, "PROGRESS_EVERY", 0.5)
+    r = e.backup()
+    assert r.status == "success", e.logs
+    assert e.snapshots() == 0
+    progress = [m for lvl, m in e.logs if "still running after" in m]
+    assert progress and all(m.startswith("removing snapshot") for m in progress), e.logs
+    assert any("% done" in m for m in progress), progress
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_TASK_FAIL": "RemoveSnapshot:1"}], indirect=True)
+def test_a_failed_removal_is_a_warning_and_the_snapshot_is_left(env: Env) -> None:
+    e = env
+    r = e.backup()
+    assert r.status == "warning" and r.point_id, e.logs
+    assert e.snapshots() == 1
+    [w] = warnings_of(e)
+    assert "injected failure" in w and "left on the VM" in w and "Snapshot Hunter" in w, w
+    assert e.restored(r.point_id, 0) == e.content(0)
