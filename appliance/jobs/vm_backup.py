@@ -1,5 +1,6 @@
 """Back up one vSphere VM: snapshot, Changed Block Tracking with sanity sampling, read the
-snapshot's frozen flat disks, always remove the snapshot.
+snapshot's frozen flat disks, always remove the snapshot. The VM's relocation is disabled
+while it is backed up (``vsphere.relocation``).
 
 Disks are numbered 0, 1, … in (controller bus, unit) order of the snapshot's configuration.
 A disk that cannot be read correctly through a flat-file transport (a delta/sesparse base, an
@@ -42,6 +43,7 @@ from appliance.vsphere.cbt import (
 from appliance.vsphere.disk_access import disk_verdicts, refusal_message
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
 from appliance.vsphere.inventory import datastore_urls as vsphere_datastore_urls
+from appliance.vsphere.relocation import relocation_disabled
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
 from appliance.vsphere.transport import (
@@ -248,7 +250,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     def say(level: str, msg: str) -> None:  # the snapshot's removal and consolidation
         warn(msg) if level == "warning" else log(level, msg)
 
-    with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref:
+    with relocation_disabled(session, vm, info.name, log, warn), \
+            backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(session, ref)

@@ -118,16 +118,18 @@ class VCenterService:
     # -- the Snapshot Hunter ------------------------------------------------------------------
 
     def hunt(self, *, vcenter: str | None, dry_run: bool, include_foreign: bool,
-             running: Callable[[], Collection[str]] = frozenset
+             running: Callable[[], Collection[str]] = frozenset,
+             busy: Callable[[], Collection[str]] = frozenset
              ) -> list[tuple[str, list[str]]]:
         """Run the Snapshot Hunter on one vCenter or all; (vCenter, lines) for each. The
-        snapshots of this appliance's ``running`` sessions are left alone."""
+        snapshots of this appliance's ``running`` sessions are left alone, and the
+        relocation of the VMs it is backing up (``busy``)."""
         out = []
         me = appliance_id(self._state.home)
         for vc in self._chosen(vcenter):
             with self.session(vc.name) as session:
                 plan = plan_hunt(session, include_foreign=include_foreign, appliance_id=me,
-                                 running=running)
+                                 running=running, busy=busy)
                 lines = describe(plan)
                 if not dry_run and not plan.empty:
                     result = execute_hunt(session, plan)

@@ -18,7 +18,11 @@ What is found, in the order it is reported:
    (ConsolidateVMDisks_Task); if that fails, escalate as Veeam does to remove-all
    (RemoveAllSnapshots_Task) — but only when the VM has no snapshot that is not vmkeep's
    (checked again at execute time), or with ``include_foreign``.
-4. snapshot files in the VM's file layout (``layoutEx``) that no snapshot or disk chain
+4. VMs whose relocation (``RelocateVM_Task``) is disabled (``disabledMethod``), as a backup
+   killed with its appliance leaves them → enable it for vmkeep's source
+   (``vsphere.relocation``; another source's disabling stays, and is reported). Not on a VM
+   a running session of the appliance is backing up (``busy``) or has a snapshot on.
+5. snapshot files in the VM's file layout (``layoutEx``) that no snapshot or disk chain
    references: a ``.vmsn``/memory file no snapshot owns, or a delta disk (``-000001.vmdk``)
    in no disk chain, looked for on VMs without snapshots only (see ``orphan_files``) →
    report only; vmkeep never deletes datastore files on a guess.
@@ -40,6 +44,8 @@ from appliance.errors import VmkeepError
 from appliance.vsphere import _vim
 from appliance.vsphere._vim import collect, wait_for_task
 from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
+from appliance.vsphere.relocation import METHOD as RELOCATE
+from appliance.vsphere.relocation import MethodsError, enable_relocation
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import (
     SNAPSHOT_PREFIX,
@@ -56,6 +62,7 @@ class FindingKind(StrEnum):
     CONSOLIDATION_NEEDED = "consolidation_needed"
     ORPHAN_SNAPSHOT_FILE = "orphan_snapshot_file"
     SNAPSHOT_IN_USE = "snapshot_in_use"  # a running session's: left alone
+    RELOCATION_DISABLED = "relocation_disabled"  # RelocateVM_Task disabled, no backup runs
 
 
 class Action(StrEnum):
@@ -63,6 +70,7 @@ class Action(StrEnum):
     CONSOLIDATE = "consolidate"  # escalates to remove-all when allowed
     REPORT_ONLY = "report_only"
     LEAVE = "leave"  # in use by a running session
+    ENABLE_RELOCATION = "enable_relocation"
 
 
 class Status(StrEnum):
@@ -92,6 +100,8 @@ class Finding:
             return f"remove snapshot {self.snapshot_name!r}"
         if self.action is Action.LEAVE:
             return "leave it alone"
+        if self.action is Action.ENABLE_RELOCATION:
+            return "enable relocation (for vmkeep's source)"
         if self.action is Action.CONSOLIDATE:
             if self.in_use_by:
                 return (f"consolidate disks; if that fails, stop (running session "
@@ -205,6 +215,14 @@ def orphan_files(layout: FileLayout, *, has_snapshots: bool = False) -> list[Lay
     return out
 
 
+def _relocation_disabled(session: VSphereSession) -> frozenset[str]:
+    """The morefs of the VMs whose ``disabledMethod`` lists ``RelocateVM_Task``."""
+    return frozenset(str(obj._moId)
+                     for obj, props in collect(session, session.content.rootFolder,
+                                               vim.VirtualMachine, ["disabledMethod"])
+                     if RELOCATE in [str(m) for m in props.get("disabledMethod") or []])
+
+
 def _layouts(session: VSphereSession) -> dict[str, FileLayout | None]:
     """``layoutEx`` of every VM, by moref, in one PropertyCollector pass."""
     return {str(obj._moId): _file_layout(props.get("layoutEx"))
@@ -230,10 +248,12 @@ def _snap_what(s: SnapshotInfo, ours: bool, in_use_by: str = "") -> str:
 
 def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
                     include_foreign: bool = False,
-                    in_use: Mapping[str, str] | None = None) -> list[Finding]:
+                    in_use: Mapping[str, str] | None = None,
+                    relocation_disabled: bool = False) -> list[Finding]:
     """The findings for one VM, in report order (pure: no vSphere calls). ``in_use`` maps the
     names of snapshots of running sessions to the session's id: they are left alone
-    (``Action.LEAVE``)."""
+    (``Action.LEAVE``). ``relocation_disabled``: the VM's ``disabledMethod`` lists
+    ``RelocateVM_Task`` and no running session is backing it up."""
     in_use = in_use or {}
     out: list[Finding] = []
     # Children before parents, so each removal leaves a valid tree either way.
@@ -263,6 +283,10 @@ def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
                            remove_all_allowed=allowed,
                            remove_all_blocked_by=() if allowed else foreign,
                            in_use_by=running))
+    if relocation_disabled and not any(s.name in in_use for s in vm.snapshots):
+        out.append(Finding(FindingKind.RELOCATION_DISABLED, vm.name, vm.moref,
+                           f"relocation ({RELOCATE}) is disabled and no backup is running",
+                           Action.ENABLE_RELOCATION))
     if layout is not None:
         for f in orphan_files(layout, has_snapshots=bool(vm.snapshots)):
             out.append(Finding(FindingKind.ORPHAN_SNAPSHOT_FILE, vm.name, vm.moref,
@@ -272,8 +296,8 @@ def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
 
 
 _ORDER = {FindingKind.LEFTOVER_SNAPSHOT: 0, FindingKind.FOREIGN_SNAPSHOT: 1,
-          FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.ORPHAN_SNAPSHOT_FILE: 3,
-          FindingKind.SNAPSHOT_IN_USE: 4}
+          FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.RELOCATION_DISABLED: 3,
+          FindingKind.ORPHAN_SNAPSHOT_FILE: 4, FindingKind.SNAPSHOT_IN_USE: 5}
 
 
 def order_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -297,19 +321,24 @@ def in_use_snapshots(vms: Iterable[VmInfo], appliance_id: str,
 
 def plan_hunt(session: VSphereSession, *, include_foreign: bool = False,
               appliance_id: str | None = None,
-              running: Callable[[], Collection[str]] | None = None) -> HuntPlan:
+              running: Callable[[], Collection[str]] | None = None,
+              busy: Callable[[], Collection[str]] | None = None) -> HuntPlan:
     """Look at every VM and plan what to fix. Reads only. With ``appliance_id`` and
     ``running`` (the appliance's running sessions, asked after the VMs are listed: a session
     starting meanwhile takes its snapshot later), the snapshots of running sessions of that
-    appliance are left alone."""
+    appliance are left alone; ``busy`` names the VMs the appliance is backing up now (their
+    relocation is the backup's to enable)."""
     vms = list_vms(session)
     layouts = _layouts(session)
+    disabled = _relocation_disabled(session)
+    busy_now = frozenset(busy()) if busy is not None else frozenset()
     in_use = (in_use_snapshots(vms, appliance_id, frozenset(running()))
               if appliance_id is not None and running is not None else {})
     findings: list[Finding] = []
     for vm in vms:
-        findings += findings_for_vm(vm, layouts.get(vm.moref), include_foreign=include_foreign,
-                                    in_use=in_use)
+        findings += findings_for_vm(
+            vm, layouts.get(vm.moref), include_foreign=include_foreign, in_use=in_use,
+            relocation_disabled=vm.moref in disabled and vm.name not in busy_now)
     return HuntPlan(order_findings(f for f in findings if f.action is not Action.LEAVE),
                     vms_checked=len(vms), include_foreign=include_foreign,
                     left_alone=tuple(f for f in findings if f.action is Action.LEAVE))
@@ -412,6 +441,20 @@ def _consolidate(session: VSphereSession, f: Finding, include_foreign: bool,
     return Outcome(f, Status.FIXED, f"{why}; removed all snapshots instead")
 
 
+def _enable_relocation(session: VSphereSession, f: Finding) -> Outcome:
+    try:
+        enable_relocation(session, f.vm_moref)
+        vm = _vm_object(session, f.vm_moref)
+        still = RELOCATE in [str(m) for m in session.call(lambda: vm.disabledMethod) or []]
+    except (MethodsError, vmodl.MethodFault) as exc:
+        why = str(exc) if isinstance(exc, MethodsError) else _fault_text(exc)
+        return Outcome(f, Status.FAILED, f"enabling relocation failed ({why})")
+    if still:
+        return Outcome(f, Status.REPORTED, "enabled for vmkeep's source; relocation stays "
+                                           "disabled by another source (not vmkeep's)")
+    return Outcome(f, Status.FIXED, "enabled relocation")
+
+
 def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
                  timeout: float = 3600.0) -> HuntResult:
     """Carry out ``plan`` in order; one finding failing does not stop the others."""
@@ -425,6 +468,8 @@ def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
             outcomes.append(_remove(session, f, timeout))
         elif f.action is Action.CONSOLIDATE:
             outcomes.append(_consolidate(session, f, plan.include_foreign, timeout))
+        elif f.action is Action.ENABLE_RELOCATION:
+            outcomes.append(_enable_relocation(session, f))
         else:
             outcomes.append(Outcome(f, Status.REPORTED, "reported only; nothing changed"))
     return HuntResult(tuple(outcomes))

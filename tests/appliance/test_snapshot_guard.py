@@ -1,15 +1,22 @@
 """A running backup's snapshot and VM, guarded against the rest of the appliance: the Snapshot
-Hunter leaves the snapshot of a running session alone."""
+Hunter leaves the snapshot of a running session alone; the VM's relocation is disabled while
+it is backed up and enabled after, also by the Hunter after the appliance was killed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import random
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot, session_snapshot_name
-from tests.appliance.lab import VM, Lab
+from tests.appliance.lab import VM, Lab, started_lab
 from tests.helpers import poll
 
 VM1 = "DC0_H0_VM1"
@@ -76,3 +83,58 @@ def test_the_hunter_leaves_a_running_backups_snapshot_alone(lab: Lab) -> None:
     s = json.loads(lab.vmkeep("session", "show", sid, "--json").out)
     assert s["result"] == "success", s["log"]
     assert _snapshots(lab) == []
+
+
+@pytest.fixture
+def disabling_lab(vcsim_binary: Path, tmp_path: Path) -> Iterator[Lab]:
+    """The lab on a simulator with DisableMethods/EnableMethods."""
+    with started_lab(vcsim_binary, tmp_path,
+                     vcsim_env={"VCSIM_METHOD_DISABLING": "1"}) as lab:
+        lab.write(0, random.Random(4).randbytes(300 << 10))
+        yield lab
+
+
+def _disabled(lab: Lab, vm: str = VM) -> list[str]:
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as session:
+        found = session.content.searchIndex.FindByUuid(
+            None, find_vm(session, vm).instance_uuid, True, True)
+        return sorted(str(m) for m in found.disabledMethod)
+
+
+def test_relocation_is_disabled_during_the_backup_and_enabled_after(
+        disabling_lab: Lab) -> None:
+    lab = disabling_lab
+    sid = _held(lab)
+    assert _disabled(lab) == ["RelocateVM_Task"]
+    dry = lab.vmkeep("hunter", "--dry-run")  # the running backup's, not left over
+    assert dry.code == 0 and "relocation" not in dry.out, dry.out
+    (lab.tmp / "release").touch()
+    _wait("the session to end", lambda: _ended(lab, sid))
+    s = json.loads(lab.vmkeep("session", "show", sid, "--json").out)
+    assert s["result"] == "success", s["log"]
+    assert _disabled(lab) == []
+    said = [line["message"] for line in s["log"]]
+    assert any("relocation of VM" in m and "disabled for the backup" in m for m in said), said
+    assert any("enabled again" in m for m in said), said
+
+
+def test_after_a_kill_the_hunter_enables_relocation_again(disabling_lab: Lab) -> None:
+    lab = disabling_lab
+    _held(lab)
+    assert _disabled(lab) == ["RelocateVM_Task"]
+    pid = json.loads(lab.vmkeep("appliance", "status", "--json").out)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    _wait("the killed appliance to stop answering",
+          lambda: lab.vmkeep("appliance", "status").code != 0)
+    assert _disabled(lab) == ["RelocateVM_Task"]
+    del lab.env["VMKEEP_HOLD_AT"]
+    assert lab.vmkeep("appliance", "start").code == 0
+    dry = lab.vmkeep("hunter", "--dry-run")
+    assert "relocation (RelocateVM_Task) is disabled and no backup is running" in dry.out, \
+        dry.out
+    assert _disabled(lab) == ["RelocateVM_Task"]
+    r = lab.vmkeep("hunter")
+    assert r.code == 0 and "enabled relocation" in r.out, (r.out, r.err)
+    assert _disabled(lab) == []
+    assert "relocation" not in lab.vmkeep("hunter", "--dry-run").out

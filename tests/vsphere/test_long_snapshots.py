@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.vsphere import cbt, snapshot
+from appliance.vsphere import cbt, hunter, relocation, snapshot
 from appliance.vsphere.inventory import find_vm, find_vm_moref
 from tests.vsphere.vmenv import VM, Env, warnings_of
 
@@ -72,7 +72,7 @@ def test_a_failed_consolidation_is_a_warning_of_the_vms_backup(env: Env) -> None
     r = e.backup()
     assert r.status == "warning" and r.point_id, e.logs
     assert e.vm.runtime.consolidationNeeded is True
-    [w] = warnings_of(e)
+    [w] = [w for w in warnings_of(e) if "relocation" not in w]
     assert "still needs its disks consolidated" in w and "injected failure" in w, w
 
 
@@ -95,6 +95,54 @@ def test_a_failed_removal_is_a_warning_and_the_snapshot_is_left(env: Env) -> Non
     r = e.backup()
     assert r.status == "warning" and r.point_id, e.logs
     assert e.snapshots() == 1
-    [w] = warnings_of(e)
+    [w] = [w for w in warnings_of(e) if "relocation" not in w]
     assert "injected failure" in w and "left on the VM" in w and "Snapshot Hunter" in w, w
     assert e.restored(r.point_id, 0) == e.content(0)
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_METHOD_DISABLING": "1"}], indirect=True)
+def test_relocation_is_disabled_during_the_backup_and_enabled_after(env: Env) -> None:
+    e = env
+    seen: list[list[str]] = []
+    r = e.backup(before_read=lambda: seen.append(list(e.vm.disabledMethod)))
+    assert r.status == "success", e.logs
+    assert seen == [["RelocateVM_Task"]]
+    assert list(e.vm.disabledMethod) == []
+    assert not warnings_of(e), e.logs
+
+
+def test_without_disable_methods_the_backup_goes_on_with_a_logged_warning(env: Env) -> None:
+    e = env
+    r = e.backup()
+    assert r.status == "success", e.logs  # a logged warning, not one of the VM's result
+    [w] = warnings_of(e)
+    assert "could not disable relocation" in w and "Global.DisableMethods" in w, w
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_METHOD_DISABLING": "1"}], indirect=True)
+def test_the_hunter_enables_relocation_vmkeep_left_disabled(env: Env) -> None:
+    e = env
+    moref = _moref(e)
+    relocation.disable_relocation(e.session, moref)
+    assert list(e.vm.disabledMethod) == ["RelocateVM_Task"]
+    busy = hunter.plan_hunt(e.session, busy=lambda: {VM})
+    assert not [f for f in busy.findings if f.vm_moref == moref]  # a backup runs on it
+    plan = hunter.plan_hunt(e.session)
+    [f] = [f for f in plan.findings if f.vm_moref == moref]
+    assert f.kind is hunter.FindingKind.RELOCATION_DISABLED, f
+    assert "enable relocation" in hunter.describe(plan)[1]
+    [o] = hunter.execute_hunt(e.session, plan).outcomes
+    assert o.status is hunter.Status.FIXED, o
+    assert list(e.vm.disabledMethod) == []
+    assert hunter.plan_hunt(e.session).empty
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_METHOD_DISABLING": "1", **IDLE}], indirect=True)
+def test_expired_session_then_disable_methods_logs_in_again(env: Env) -> None:
+    e = env
+    moref = _moref(e)
+    _expire(e)
+    relocation.disable_relocation(e.session, moref)
+    _expire(e)
+    relocation.enable_relocation(e.session, moref)
+    assert list(e.vm.disabledMethod) == []

@@ -20,7 +20,8 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         return [api.HuntReport(vcenter=name, lines=lines)
                 for name, lines in reg.vcenters.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
                                                      include_foreign=body.include_foreign,
-                                                     running=state.sessions.running_ids)]
+                                                     running=state.sessions.running_ids,
+                                                     busy=state.sessions.busy_vms)]
 
     @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
     def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
