@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 SOURCE = "vmkeep"
 METHOD = "RelocateVM_Task"
 REASON = "vmkeep.backup"
+# Faults of a server without vCenter's internal API (an ESXi host answers so; vcsim too).
+_ABSENT = frozenset({"MethodNotFound", "InvalidRequest", "NotImplemented", "NotSupported"})
 
 
 class MethodsError(VSphereError):
@@ -38,6 +40,10 @@ class MethodsError(VSphereError):
     account lacks Global.DisableMethods / Global.EnableMethods)."""
 
     code = "vsphere_methods"
+
+    def __init__(self, message: str, *, absent: bool = False) -> None:
+        super().__init__(message)
+        self.absent = absent  # the server has no such method (an ESXi host, a simulator)
 
 
 def _envelope(body: str) -> bytes:
@@ -88,7 +94,8 @@ def _post(session: VSphereSession, body: str) -> None:
     kind, text = _fault(payload)
     if kind == "NotAuthenticated":
         raise vim.fault.NotAuthenticated()  # type: ignore[no-untyped-call]
-    raise MethodsError(f"{kind or f'HTTP {resp.status}'}: {text or 'no reason given'}")
+    raise MethodsError(f"{kind or f'HTTP {resp.status}'}: {text or 'no reason given'}",
+                       absent=kind in _ABSENT)
 
 
 def _call(session: VSphereSession, name: str, vm_moref: str, methods: str) -> None:
@@ -121,16 +128,21 @@ def relocation_disabled(session: VSphereSession, vm_moref: str, vm_name: str,
                         log_line: Callable[[str, str], None],
                         warn: Callable[[str], None]) -> Iterator[bool]:
     """Relocation of the VM disabled for the body (yields whether it is). When it cannot be
-    disabled, ``log_line`` says so as a warning and the body runs all the same; when it cannot
-    be enabled again, ``warn`` says so (a warning of the backup: the Snapshot Hunter enables
-    it)."""
+    disabled, ``log_line`` says so and the body runs all the same: as a warning when it was
+    refused (a missing privilege), as info when the server has no such method (an ESXi host:
+    nothing relocates a VM there); when it cannot be enabled again, ``warn`` says so (a
+    warning of the backup: the Snapshot Hunter enables it)."""
     try:
         disable_relocation(session, vm_moref)
     except MethodsError as exc:
-        log_line("warning", f"could not disable relocation of VM {vm_name!r} ({exc}): a "
-                            "Storage vMotion or Storage DRS could move its disks during the "
-                            "backup (DisableMethods needs a vCenter and the privilege "
-                            "Global.DisableMethods)")
+        if exc.absent:  # no vCenter: no Storage vMotion or Storage DRS either
+            log_line("info", f"relocation of VM {vm_name!r} not disabled: "
+                             f"{session.host} has no DisableMethods ({exc})")
+        else:
+            log_line("warning", f"could not disable relocation of VM {vm_name!r} ({exc}): a "
+                                "Storage vMotion or Storage DRS could move its disks during "
+                                "the backup (DisableMethods needs the privilege "
+                                "Global.DisableMethods)")
         yield False
         return
     log_line("info", f"relocation of VM {vm_name!r} disabled for the backup "

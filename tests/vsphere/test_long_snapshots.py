@@ -8,6 +8,8 @@ import pytest
 
 from appliance.vsphere import cbt, hunter, relocation, snapshot
 from appliance.vsphere.inventory import find_vm, find_vm_moref
+from appliance.vsphere.session import connect
+from tests.vcsim import Vcsim
 from tests.vsphere.vmenv import VM, Env, warnings_of
 
 IDLE = {"VCSIM_SESSION_IDLE": "10m"}  # a logged-out session is refused, as on vSphere
@@ -111,12 +113,32 @@ def test_relocation_is_disabled_during_the_backup_and_enabled_after(env: Env) ->
     assert not warnings_of(e), e.logs
 
 
-def test_without_disable_methods_the_backup_goes_on_with_a_logged_warning(env: Env) -> None:
+def test_a_server_without_disable_methods_backs_up_without_a_warning(env: Env) -> None:
     e = env
     r = e.backup()
-    assert r.status == "success", e.logs  # a logged warning, not one of the VM's result
-    [w] = warnings_of(e)
-    assert "could not disable relocation" in w and "Global.DisableMethods" in w, w
+    assert r.status == "success" and not warnings_of(e), e.logs
+    assert any("not disabled" in m and "has no DisableMethods" in m for _, m in e.logs), e.logs
+
+
+RESTRICTED = {"VCSIM_METHOD_DISABLING": "1", "VCSIM_RESTRICTED_USER": "backup:b4ckup-secret",
+              "VCSIM_RESTRICTED_PRIVILEGES": "System.View,System.Read"}
+
+
+@pytest.mark.parametrize("vcsim", [RESTRICTED], indirect=True)
+def test_an_account_without_the_privilege_gets_a_logged_warning(vcsim: Vcsim) -> None:
+    said: list[tuple[str, str]] = []
+    warned: list[str] = []
+    ran = False
+    with connect(vcsim.host, vcsim.port, "backup", "b4ckup-secret", fingerprint=None,
+                 insecure=True) as s:
+        moref = find_vm_moref(s, find_vm(s, VM).instance_uuid)
+        assert moref
+        with relocation.relocation_disabled(s, moref, VM, lambda lvl, m: said.append((lvl, m)),
+                                            warned.append) as disabled:
+            ran = True
+    assert ran and not disabled and not warned
+    [(level, msg)] = said
+    assert level == "warning" and "NoPermission" in msg and "Global.DisableMethods" in msg, msg
 
 
 @pytest.mark.parametrize("vcsim", [{"VCSIM_METHOD_DISABLING": "1"}], indirect=True)
