@@ -1,5 +1,6 @@
 """Back up one vSphere VM: snapshot, Changed Block Tracking with sanity sampling, read the
-snapshot's frozen flat disks, always remove the snapshot.
+snapshot's frozen flat disks, always remove the snapshot. The VM's relocation is disabled
+while it is backed up (``vsphere.relocation``).
 
 Disks are numbered 0, 1, … in (controller bus, unit) order of the snapshot's configuration.
 A disk that cannot be read correctly through a flat-file transport (a delta/sesparse base, an
@@ -48,6 +49,7 @@ from appliance.vsphere.disk_reader import (
 )
 from appliance.vsphere.host_transport import HostDiskSource
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
+from appliance.vsphere.relocation import relocation_disabled
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import backup_snapshot, enable_cbt
 from appliance.vsphere.transport import TransportError
@@ -271,7 +273,11 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     log("info", f"VM {info.name!r}: {access.described}")
 
     outcomes: dict[int, DiskOutcome] = {}
-    with backup_snapshot(session, vm, snapshot_name, quiesce=quiesce) as ref:
+    def say(level: str, msg: str) -> None:  # the snapshot's removal and consolidation
+        warn(msg) if level == "warning" else log(level, msg)
+
+    with relocation_disabled(session, vm, info.name, log, warn), \
+            backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(session, ref)
@@ -408,7 +414,6 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
                 d.index, read.key, f"disk {d.index} ({read.file_name})",
                 kinds[d.index], counters[d.index].bytes_read + extra_read.get(d.index, 0),
                 tuple(disk_warnings.get(d.index, ())), reason=reasons[d.index])
-    log("info", f"snapshot {ref.name} of VM {info.name!r} removed")
     ordered = tuple(outcomes[i] for i in sorted(outcomes))
     if result is None:
         msg = (f"no disk of VM {info.name!r} could be backed up: see the reason given for "

@@ -4,10 +4,12 @@ read from them (inventory, containers, the Snapshot Hunter)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from appliance import api
 from appliance.errors import ConflictError, NotFoundError, PinDetail, VmkeepError
+from appliance.home import appliance_id
 from appliance.service.job_definition import parse_job
 from appliance.service.state import State, check_name, vcenter_secret
 from appliance.vsphere import session as vsphere_session
@@ -128,13 +130,19 @@ class VCenterService:
 
     # -- the Snapshot Hunter ------------------------------------------------------------------
 
-    def hunt(self, *, vcenter: str | None, dry_run: bool, include_foreign: bool
+    def hunt(self, *, vcenter: str | None, dry_run: bool, include_foreign: bool,
+             running: Callable[[], Collection[str]] = frozenset,
+             busy: Callable[[], Collection[str]] = frozenset
              ) -> list[tuple[str, list[str]]]:
-        """Run the Snapshot Hunter on one vCenter or all; (vCenter, lines) for each."""
+        """Run the Snapshot Hunter on one vCenter or all; (vCenter, lines) for each. The
+        snapshots of this appliance's ``running`` sessions are left alone, and the
+        relocation of the VMs it is backing up (``busy``)."""
         out = []
+        me = appliance_id(self._state.home)
         for vc in self._chosen(vcenter):
             with self.session(vc.name) as session:
-                plan = plan_hunt(session, include_foreign=include_foreign)
+                plan = plan_hunt(session, include_foreign=include_foreign, appliance_id=me,
+                                 running=running, busy=busy)
                 lines = describe(plan)
                 if not dry_run and not plan.empty:
                     result = execute_hunt(session, plan)

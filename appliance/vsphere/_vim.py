@@ -8,7 +8,7 @@ takes and returns our own values and resolves them here.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -39,13 +39,21 @@ def snapshot_object(session: VSphereSession, moref: str) -> Any:
     return vim.vm.Snapshot(moref, session.si._stub)  # type: ignore[no-untyped-call]
 
 
-def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere task") -> Any:
-    """Wait until ``task`` ends; return its result. Polls with back-off (0.05 s up to 2 s)."""
-    deadline = time.monotonic() + timeout
+def wait_for_task(task: Any, timeout: float | None = 3600.0, *, what: str = "vSphere task",
+                  session: VSphereSession | None = None,
+                  progress: Callable[[str], None] | None = None,
+                  every: float = 60.0) -> Any:
+    """Wait until ``task`` ends; return its result. Polls with back-off (0.05 s up to 2 s).
+    ``timeout`` None follows the task to its end however long it takes. With ``session``,
+    the task's state is read through ``session.call`` (an expired session is logged in
+    again). ``progress`` is told how far the task is every ``every`` seconds it runs."""
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    told = start
     delay = 0.05
     while True:
         try:
-            info = task.info
+            info = session.call(lambda: task.info) if session is not None else task.info
             state = info.state
         except vmodl.MethodFault as exc:
             raise VsphereTaskError(f"{what}: reading the task's state failed "
@@ -59,10 +67,16 @@ def wait_for_task(task: Any, timeout: float = 3600.0, *, what: str = "vSphere ta
             if isinstance(err, BaseException):
                 raise exc2 from err
             raise exc2
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             raise VsphereTaskError(f"{what} did not finish within {timeout:g} s "
                                    f"(state {state}); check the task in vSphere")
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        if progress is not None and now - told >= every:
+            told = now
+            done = f"{info.progress} % done" if info.progress is not None else str(state)
+            progress(f"{what}: still running after {now - start:.0f} s ({done})")
+        wait = delay if deadline is None else min(delay, max(0.0, deadline - now))
+        time.sleep(wait)
         delay = min(delay * 2, 2.0)
 
 

@@ -6,6 +6,7 @@ Takes a session and moref ids (``SnapshotRef``); returns vmkeep's frozen data (`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pyVmomi import vim, vmodl
@@ -80,7 +81,7 @@ def snapshot_disks(session: VSphereSession, snapshot: SnapshotRef) -> list[Snaps
     in this list is vmkeep's disk number."""
     snap = snapshot_object(session, snapshot.moref)
     try:
-        devices = list(snap.config.hardware.device or [])
+        devices = session.call(lambda: list(snap.config.hardware.device or []))
     except vmodl.MethodFault as exc:
         raise CbtError(f"reading the configuration of snapshot {snap._moId} failed "
                        f"({type(exc).__name__})") from exc
@@ -132,8 +133,9 @@ def changed_areas(session: VSphereSession, vm_moref: str, snapshot: SnapshotRef 
     offset = 0
     while offset < capacity:
         try:
-            reply = vm.QueryChangedDiskAreas(snapshot=snap, deviceKey=device_key,
-                                             startOffset=offset, changeId=change_id)
+            reply = session.call(functools.partial(
+                vm.QueryChangedDiskAreas, snapshot=snap, deviceKey=device_key,
+                startOffset=offset, changeId=change_id))
         except vmodl.fault.InvalidArgument as exc:
             prop = getattr(exc, "invalidProperty", None) or "an argument"
             raise CbtInvalid(f"vSphere rejected {prop} in the CBT query for disk {device_key} "

@@ -7,14 +7,22 @@ VM, what is wrong, the planned action). ``describe`` turns a plan into lines for
 What is found, in the order it is reported:
 
 1. vmkeep snapshots (name starts with ``SNAPSHOT_PREFIX``) left behind by a crashed run →
-   remove the snapshot (vSphere consolidates its disks).
+   remove the snapshot (vSphere consolidates its disks). In the appliance, a snapshot whose
+   name says it is this appliance's and belongs to a session still running is in use: it is
+   left alone and listed apart (``HuntPlan.left_alone``: "in use by running session N"), and
+   no remove-all is ever done on its VM. The offline ``vmkeep vsphere hunter`` knows no
+   running session.
 2. with ``include_foreign`` only: every other snapshot → remove it. Without it, snapshots that
    are not vmkeep's are never listed for removal and never touched.
 3. VMs whose disks need consolidation (``runtime.consolidationNeeded``) → consolidate
    (ConsolidateVMDisks_Task); if that fails, escalate as Veeam does to remove-all
    (RemoveAllSnapshots_Task) — but only when the VM has no snapshot that is not vmkeep's
    (checked again at execute time), or with ``include_foreign``.
-4. snapshot files in the VM's file layout (``layoutEx``) that no snapshot or disk chain
+4. VMs whose relocation (``RelocateVM_Task``) is disabled (``disabledMethod``), as a backup
+   killed with its appliance leaves them → enable it for vmkeep's source
+   (``vsphere.relocation``; another source's disabling stays, and is reported). Not on a VM
+   a running session of the appliance is backing up (``busy``) or has a snapshot on.
+5. snapshot files in the VM's file layout (``layoutEx``) that no snapshot or disk chain
    references: a ``.vmsn``/memory file no snapshot owns, or a delta disk (``-000001.vmdk``)
    in no disk chain, looked for on VMs without snapshots only (see ``orphan_files``) →
    report only; vmkeep never deletes datastore files on a guess.
@@ -25,7 +33,7 @@ What is found, in the order it is reported:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -36,12 +44,15 @@ from appliance.errors import VmkeepError
 from appliance.vsphere import _vim
 from appliance.vsphere._vim import collect, wait_for_task
 from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
+from appliance.vsphere.relocation import METHOD as RELOCATE
+from appliance.vsphere.relocation import MethodsError, enable_relocation
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.snapshot import (
     SNAPSHOT_PREFIX,
     SnapshotError,
     SnapshotRef,
     remove_snapshot,
+    snapshot_owner,
 )
 
 
@@ -50,12 +61,16 @@ class FindingKind(StrEnum):
     FOREIGN_SNAPSHOT = "foreign_snapshot"  # not ours; only with include_foreign
     CONSOLIDATION_NEEDED = "consolidation_needed"
     ORPHAN_SNAPSHOT_FILE = "orphan_snapshot_file"
+    SNAPSHOT_IN_USE = "snapshot_in_use"  # a running session's: left alone
+    RELOCATION_DISABLED = "relocation_disabled"  # RelocateVM_Task disabled, no backup runs
 
 
 class Action(StrEnum):
     REMOVE_SNAPSHOT = "remove_snapshot"
     CONSOLIDATE = "consolidate"  # escalates to remove-all when allowed
     REPORT_ONLY = "report_only"
+    LEAVE = "leave"  # in use by a running session
+    ENABLE_RELOCATION = "enable_relocation"
 
 
 class Status(StrEnum):
@@ -77,12 +92,20 @@ class Finding:
     # For CONSOLIDATE: may a failed consolidation escalate to remove-all? If not, why not.
     remove_all_allowed: bool = False
     remove_all_blocked_by: tuple[str, ...] = ()  # names of snapshots that are not vmkeep's
+    in_use_by: str = ""  # the running session whose snapshot is on the VM (never remove-all)
 
     @property
     def planned(self) -> str:
         if self.action is Action.REMOVE_SNAPSHOT:
             return f"remove snapshot {self.snapshot_name!r}"
+        if self.action is Action.LEAVE:
+            return "leave it alone"
+        if self.action is Action.ENABLE_RELOCATION:
+            return "enable relocation (for vmkeep's source)"
         if self.action is Action.CONSOLIDATE:
+            if self.in_use_by:
+                return (f"consolidate disks; if that fails, stop (running session "
+                        f"{self.in_use_by} has a snapshot on the VM)")
             if self.remove_all_allowed:
                 return "consolidate disks; if that fails, remove all snapshots"
             if self.remove_all_blocked_by:
@@ -98,6 +121,7 @@ class HuntPlan:
     findings: tuple[Finding, ...]
     vms_checked: int
     include_foreign: bool = False
+    left_alone: tuple[Finding, ...] = ()  # snapshots in use by running sessions
 
     @property
     def empty(self) -> bool:
@@ -191,6 +215,14 @@ def orphan_files(layout: FileLayout, *, has_snapshots: bool = False) -> list[Lay
     return out
 
 
+def _relocation_disabled(session: VSphereSession) -> frozenset[str]:
+    """The morefs of the VMs whose ``disabledMethod`` lists ``RelocateVM_Task``."""
+    return frozenset(str(obj._moId)
+                     for obj, props in collect(session, session.content.rootFolder,
+                                               vim.VirtualMachine, ["disabledMethod"])
+                     if RELOCATE in [str(m) for m in props.get("disabledMethod") or []])
+
+
 def _layouts(session: VSphereSession) -> dict[str, FileLayout | None]:
     """``layoutEx`` of every VM, by moref, in one PropertyCollector pass."""
     return {str(obj._moId): _file_layout(props.get("layoutEx"))
@@ -204,21 +236,35 @@ def is_ours(snapshot_name: str) -> bool:
     return snapshot_name.startswith(SNAPSHOT_PREFIX)
 
 
-def _snap_what(s: SnapshotInfo, ours: bool) -> str:
+def _snap_what(s: SnapshotInfo, ours: bool, in_use_by: str = "") -> str:
     when = f", taken {s.created:%Y-%m-%d %H:%M:%S %Z}".rstrip() if s.created else ""
+    if in_use_by:
+        return f"vmkeep snapshot {s.name!r} ({s.moref}{when}) in use by running session " \
+            f"{in_use_by}"
     if ours:
         return f"vmkeep snapshot {s.name!r} ({s.moref}{when}) left behind by a crashed run"
     return f"snapshot {s.name!r} ({s.moref}{when}) is not vmkeep's (included on request)"
 
 
 def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
-                    include_foreign: bool = False) -> list[Finding]:
-    """The findings for one VM, in report order (pure: no vSphere calls)."""
+                    include_foreign: bool = False,
+                    in_use: Mapping[str, str] | None = None,
+                    relocation_disabled: bool = False) -> list[Finding]:
+    """The findings for one VM, in report order (pure: no vSphere calls). ``in_use`` maps the
+    names of snapshots of running sessions to the session's id: they are left alone
+    (``Action.LEAVE``). ``relocation_disabled``: the VM's ``disabledMethod`` lists
+    ``RelocateVM_Task`` and no running session is backing it up."""
+    in_use = in_use or {}
     out: list[Finding] = []
     # Children before parents, so each removal leaves a valid tree either way.
     snaps = list(reversed(vm.snapshots))
     for s in snaps:
-        if is_ours(s.name):
+        if s.name in in_use:
+            out.append(Finding(FindingKind.SNAPSHOT_IN_USE, vm.name, vm.moref,
+                               _snap_what(s, True, in_use[s.name]), Action.LEAVE,
+                               snapshot_moref=s.moref, snapshot_name=s.name,
+                               in_use_by=in_use[s.name]))
+        elif is_ours(s.name):
             out.append(Finding(FindingKind.LEFTOVER_SNAPSHOT, vm.name, vm.moref,
                                _snap_what(s, True), Action.REMOVE_SNAPSHOT,
                                snapshot_moref=s.moref, snapshot_name=s.name))
@@ -230,11 +276,17 @@ def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
                                    snapshot_moref=s.moref, snapshot_name=s.name))
     if vm.consolidation_needed:
         foreign = tuple(s.name for s in vm.snapshots if not is_ours(s.name))
-        allowed = include_foreign or not foreign
+        running = next((in_use[s.name] for s in vm.snapshots if s.name in in_use), "")
+        allowed = (include_foreign or not foreign) and not running
         out.append(Finding(FindingKind.CONSOLIDATION_NEEDED, vm.name, vm.moref,
                            "disks need consolidation", Action.CONSOLIDATE,
                            remove_all_allowed=allowed,
-                           remove_all_blocked_by=() if allowed else foreign))
+                           remove_all_blocked_by=() if allowed else foreign,
+                           in_use_by=running))
+    if relocation_disabled and not any(s.name in in_use for s in vm.snapshots):
+        out.append(Finding(FindingKind.RELOCATION_DISABLED, vm.name, vm.moref,
+                           f"relocation ({RELOCATE}) is disabled and no backup is running",
+                           Action.ENABLE_RELOCATION))
     if layout is not None:
         for f in orphan_files(layout, has_snapshots=bool(vm.snapshots)):
             out.append(Finding(FindingKind.ORPHAN_SNAPSHOT_FILE, vm.name, vm.moref,
@@ -244,7 +296,8 @@ def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
 
 
 _ORDER = {FindingKind.LEFTOVER_SNAPSHOT: 0, FindingKind.FOREIGN_SNAPSHOT: 1,
-          FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.ORPHAN_SNAPSHOT_FILE: 3}
+          FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.RELOCATION_DISABLED: 3,
+          FindingKind.ORPHAN_SNAPSHOT_FILE: 4, FindingKind.SNAPSHOT_IN_USE: 5}
 
 
 def order_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
@@ -252,26 +305,56 @@ def order_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(findings, key=lambda f: _ORDER[f.kind]))
 
 
-def plan_hunt(session: VSphereSession, *, include_foreign: bool = False) -> HuntPlan:
-    """Look at every VM and plan what to fix. Reads only."""
+def in_use_snapshots(vms: Iterable[VmInfo], appliance_id: str,
+                     running: Collection[str]) -> dict[str, str]:
+    """Snapshot name → session id for the snapshots of appliance ``appliance_id``'s sessions
+    in ``running`` (pure)."""
+    out: dict[str, str] = {}
+    for vm in vms:
+        for s in vm.snapshots:
+            owner = snapshot_owner(s.name)
+            if (owner is not None and owner.appliance_id == appliance_id
+                    and owner.session_id in running):
+                out[s.name] = owner.session_id
+    return out
+
+
+def plan_hunt(session: VSphereSession, *, include_foreign: bool = False,
+              appliance_id: str | None = None,
+              running: Callable[[], Collection[str]] | None = None,
+              busy: Callable[[], Collection[str]] | None = None) -> HuntPlan:
+    """Look at every VM and plan what to fix. Reads only. With ``appliance_id`` and
+    ``running`` (the appliance's running sessions, asked after the VMs are listed: a session
+    starting meanwhile takes its snapshot later), the snapshots of running sessions of that
+    appliance are left alone; ``busy`` names the VMs the appliance is backing up now (their
+    relocation is the backup's to enable)."""
     vms = list_vms(session)
     layouts = _layouts(session)
+    disabled = _relocation_disabled(session)
+    busy_now = frozenset(busy()) if busy is not None else frozenset()
+    in_use = (in_use_snapshots(vms, appliance_id, frozenset(running()))
+              if appliance_id is not None and running is not None else {})
     findings: list[Finding] = []
     for vm in vms:
-        findings += findings_for_vm(vm, layouts.get(vm.moref), include_foreign=include_foreign)
-    return HuntPlan(order_findings(findings), vms_checked=len(vms),
-                    include_foreign=include_foreign)
+        findings += findings_for_vm(
+            vm, layouts.get(vm.moref), include_foreign=include_foreign, in_use=in_use,
+            relocation_disabled=vm.moref in disabled and vm.name not in busy_now)
+    return HuntPlan(order_findings(f for f in findings if f.action is not Action.LEAVE),
+                    vms_checked=len(vms), include_foreign=include_foreign,
+                    left_alone=tuple(f for f in findings if f.action is Action.LEAVE))
 
 
 def describe(plan: HuntPlan) -> list[str]:
-    """Human lines for a dry run, one per finding, in plan order."""
+    """Human lines for a dry run, one per finding, in plan order; then what is left alone."""
+    left = [f"VM {f.vm_name!r} ({f.vm_moref}): {f.what} -> {f.planned}"
+            for f in plan.left_alone]
     if plan.empty:
-        return [f"Snapshot Hunter: nothing to fix ({plan.vms_checked} VMs checked)"]
+        return [f"Snapshot Hunter: nothing to fix ({plan.vms_checked} VMs checked)", *left]
     lines = [f"Snapshot Hunter: {len(plan.findings)} finding(s) on {plan.vms_checked} VMs"
              + (" (snapshots that are not vmkeep's included)" if plan.include_foreign else "")]
     for n, f in enumerate(plan.findings, 1):
         lines.append(f"{n}. VM {f.vm_name!r} ({f.vm_moref}): {f.what} -> {f.planned}")
-    return lines
+    return lines + left
 
 
 # -- execution --------------------------------------------------------------------------------
@@ -303,7 +386,7 @@ def _remove(session: VSphereSession, f: Finding, timeout: float) -> Outcome:
     assert f.snapshot_moref is not None and f.snapshot_name is not None
     ref = SnapshotRef(moref=f.snapshot_moref, name=f.snapshot_name, vm_moref=f.vm_moref)
     try:
-        session.call(lambda: remove_snapshot(session, ref, timeout=timeout))
+        remove_snapshot(session, ref)
     except SnapshotError as exc:
         if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
             return Outcome(f, Status.FIXED, f"snapshot {f.snapshot_name!r} was already gone")
@@ -328,6 +411,9 @@ def _consolidate(session: VSphereSession, f: Finding, include_foreign: bool,
     except (vmodl.MethodFault, VmkeepError) as exc:
         why = str(exc) if isinstance(exc, VmkeepError) else f"{what} was refused " \
             f"({_fault_text(exc)})"
+    if f.in_use_by:
+        return Outcome(f, Status.FAILED, f"{why}; not removing all snapshots: running session "
+                                         f"{f.in_use_by} has a snapshot on the VM")
     if not (f.remove_all_allowed or include_foreign):
         names = ", ".join(repr(n) for n in f.remove_all_blocked_by)
         return Outcome(f, Status.FAILED,
@@ -355,6 +441,20 @@ def _consolidate(session: VSphereSession, f: Finding, include_foreign: bool,
     return Outcome(f, Status.FIXED, f"{why}; removed all snapshots instead")
 
 
+def _enable_relocation(session: VSphereSession, f: Finding) -> Outcome:
+    try:
+        enable_relocation(session, f.vm_moref)
+        vm = _vm_object(session, f.vm_moref)
+        still = RELOCATE in [str(m) for m in session.call(lambda: vm.disabledMethod) or []]
+    except (MethodsError, vmodl.MethodFault) as exc:
+        why = str(exc) if isinstance(exc, MethodsError) else _fault_text(exc)
+        return Outcome(f, Status.FAILED, f"enabling relocation failed ({why})")
+    if still:
+        return Outcome(f, Status.REPORTED, "enabled for vmkeep's source; relocation stays "
+                                           "disabled by another source (not vmkeep's)")
+    return Outcome(f, Status.FIXED, "enabled relocation")
+
+
 def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
                  timeout: float = 3600.0) -> HuntResult:
     """Carry out ``plan`` in order; one finding failing does not stop the others."""
@@ -368,6 +468,8 @@ def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
             outcomes.append(_remove(session, f, timeout))
         elif f.action is Action.CONSOLIDATE:
             outcomes.append(_consolidate(session, f, plan.include_foreign, timeout))
+        elif f.action is Action.ENABLE_RELOCATION:
+            outcomes.append(_enable_relocation(session, f))
         else:
             outcomes.append(Outcome(f, Status.REPORTED, "reported only; nothing changed"))
     return HuntResult(tuple(outcomes))

@@ -68,7 +68,7 @@ def remove_leftovers(session: VSphereSession, appliance_id: str,
                 f"{lo.session_id} of this appliance")
         ref = SnapshotRef(moref=lo.snapshot_moref, name=lo.snapshot_name, vm_moref=lo.vm_moref)
         try:
-            session.call(lambda: remove_snapshot(session, ref, timeout=timeout))  # noqa: B023
+            remove_snapshot(session, ref)
         except SnapshotError as exc:
             if isinstance(exc.__cause__, vmodl.fault.ManagedObjectNotFound):
                 out.append(Removal(lo, True, f"{what}: already gone"))

@@ -7,11 +7,13 @@ vmkeep's own frozen data, never a ``vim.*`` object.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pyVmomi import vim, vmodl
 
@@ -20,6 +22,11 @@ from appliance.vsphere._vim import VsphereTaskError as VsphereTaskError
 from appliance.vsphere._vim import fault_text, snapshot_object, vm_object, wait_for_task
 from appliance.vsphere.session import VSphereSession
 
+log = logging.getLogger(__name__)
+
+Say = Callable[[str, str], None]  # (level: "info" | "warning", message)
+
+PROGRESS_EVERY = 60.0  # seconds between progress lines of a long removal or consolidation
 SNAPSHOT_PREFIX = "vmkeep-"
 OFFLINE_PREFIX = SNAPSHOT_PREFIX + "offline-"
 _SESSION_NAME = re.compile(r"vmkeep-appliance-([0-9a-f]{12})-session-([0-9A-Za-z_-]+)")
@@ -75,50 +82,108 @@ def snapshot_owner(name: str) -> SnapshotOwner | None:
 def create_snapshot(session: VSphereSession, vm_moref: str, name: str | None = None,
                     description: str = DEFAULT_DESCRIPTION, *, quiesce: bool = False,
                     timeout: float = 3600.0) -> SnapshotRef:
-    """Take a disk-only snapshot of the VM ``vm_moref``."""
+    """Take a disk-only snapshot of the VM ``vm_moref``. Every call goes through
+    ``session.call``: an expired session is logged in again."""
     name = name or snapshot_name()
     vm = vm_object(session, vm_moref)
+    vm_name = _vm_name(session, vm)
     try:
-        task = vm.CreateSnapshot_Task(name=name, description=description, memory=False,
-                                      quiesce=quiesce)
+        task = session.call(lambda: vm.CreateSnapshot_Task(
+            name=name, description=description, memory=False, quiesce=quiesce))
     except vmodl.MethodFault as exc:
-        raise SnapshotError(f"creating snapshot {name!r} of VM {vm.name!r} was refused "
+        raise SnapshotError(f"creating snapshot {name!r} of VM {vm_name!r} was refused "
                             f"({fault_text(exc)})") from exc
     try:
-        snap = wait_for_task(task, timeout, what=f"creating snapshot {name!r} of VM {vm.name!r}")
+        snap = wait_for_task(task, timeout, what=f"creating snapshot {name!r} of VM {vm_name!r}",
+                             session=session)
     except VsphereTaskError as exc:
         raise SnapshotError(str(exc)) from exc
     if snap is None:
-        raise SnapshotError(f"creating snapshot {name!r} of VM {vm.name!r} returned no snapshot")
-    return SnapshotRef(moref=str(snap._moId), name=name, vm_moref=str(vm._moId))
+        raise SnapshotError(f"creating snapshot {name!r} of VM {vm_name!r} returned no snapshot")
+    return SnapshotRef(moref=str(snap._moId), name=name, vm_moref=vm_moref)
+
+
+def _vm_name(session: VSphereSession, vm: Any) -> str:
+    try:
+        return str(session.call(lambda: vm.name))
+    except vmodl.fault.ManagedObjectNotFound as exc:
+        raise SnapshotError(f"VM {vm._moId} no longer exists") from exc
+    except vmodl.MethodFault as exc:
+        raise SnapshotError(f"reading VM {vm._moId} failed ({fault_text(exc)})") from exc
 
 
 def remove_snapshot(session: VSphereSession, ref: SnapshotRef, *,
-                    timeout: float = 3600.0) -> None:
-    """Remove ``ref`` (not its children); vSphere consolidates its disks."""
+                    say: Say | None = None) -> None:
+    """Remove ``ref`` (not its children); vSphere consolidates its disks. The task is followed
+    to its end however long it takes (a removal given up half-way leaves a snapshot to the
+    Hunter that vSphere is still removing); ``say`` is told its progress every
+    ``PROGRESS_EVERY`` seconds."""
     vm = vm_object(session, ref.vm_moref)
     snap = snapshot_object(session, ref.moref)
-    what = f"removing snapshot {ref.name!r} ({ref.moref}) of VM {vm.name!r}"
+    vm_name = _vm_name(session, vm)
+    what = f"removing snapshot {ref.name!r} ({ref.moref}) of VM {vm_name!r}"
     try:
-        task = snap.RemoveSnapshot_Task(removeChildren=False, consolidate=True)
+        task = session.call(lambda: snap.RemoveSnapshot_Task(removeChildren=False,
+                                                              consolidate=True))
     except vmodl.fault.ManagedObjectNotFound as exc:
         raise SnapshotError(f"{what}: the snapshot no longer exists") from exc
     except vmodl.MethodFault as exc:
         raise SnapshotError(f"{what} was refused ({fault_text(exc)})") from exc
     try:
-        wait_for_task(task, timeout, what=what)
+        wait_for_task(task, None, what=what, session=session, every=PROGRESS_EVERY,
+                      progress=None if say is None else (lambda m: say("info", m)))
     except VsphereTaskError as exc:
         raise SnapshotError(str(exc)) from exc
+
+
+def consolidate_if_needed(session: VSphereSession, vm_moref: str, say: Say) -> bool:
+    """After a snapshot removal: when the VM's disks need consolidation
+    (``runtime.consolidationNeeded``), consolidate them (ConsolidateVMDisks_Task, followed to
+    its end). Says what it does; False, with a warning said, when they still need it."""
+    vm = vm_object(session, vm_moref)
+    try:
+        if not session.call(lambda: bool(vm.runtime.consolidationNeeded)):
+            return True
+        name = _vm_name(session, vm)
+    except (vmodl.MethodFault, SnapshotError) as exc:
+        why = str(exc) if isinstance(exc, SnapshotError) else fault_text(exc)
+        say("warning", f"could not check whether VM {vm_moref} needs its disks consolidated "
+                       f"({why})")
+        return False
+    what = f"consolidating the disks of VM {name!r}"
+    say("info", f"VM {name!r} needs its disks consolidated after the snapshot's removal: "
+                f"{what}")
+    try:
+        task = session.call(lambda: vm.ConsolidateVMDisks_Task())
+        wait_for_task(task, None, what=what, session=session, every=PROGRESS_EVERY,
+                      progress=lambda m: say("info", m))
+        still = session.call(lambda: bool(vm.runtime.consolidationNeeded))
+    except vmodl.MethodFault as exc:
+        why = f"{what} was refused ({fault_text(exc)})"
+    except VsphereTaskError as exc:
+        why = str(exc)
+    else:
+        if not still:
+            say("info", f"consolidated the disks of VM {name!r}")
+            return True
+        why = f"{what} ended but vSphere still says they need it"
+    say("warning", f"{why}: VM {name!r} still needs its disks consolidated; consolidate them "
+                   "in vSphere or run the Snapshot Hunter")
+    return False
 
 
 @contextmanager
 def backup_snapshot(session: VSphereSession, vm_moref: str, name: str | None = None,
                     description: str = DEFAULT_DESCRIPTION, *, quiesce: bool = False,
-                    timeout: float = 3600.0) -> Iterator[SnapshotRef]:
-    """Create a snapshot, yield it, and always remove it — also when the body raises.
+                    timeout: float = 3600.0, say: Say | None = None) -> Iterator[SnapshotRef]:
+    """Create a snapshot, yield it, and always remove it — also when the body raises — then
+    consolidate the VM's disks if the removal left them needing it.
 
     If removal fails after the body raised, the body's exception propagates (the removal
-    failure is attached as its ``__context__``); otherwise the removal error is raised."""
+    failure is attached as its ``__context__``). Otherwise a failed removal is said as a
+    warning with ``say`` (the snapshot is left to the appliance's clean-up and the Snapshot
+    Hunter), or raised without it."""
+    tell: Say = say or _log_say
     ref = create_snapshot(session, vm_moref, name, description, quiesce=quiesce,
                           timeout=timeout)
     try:
@@ -126,21 +191,35 @@ def backup_snapshot(session: VSphereSession, vm_moref: str, name: str | None = N
     except BaseException:
         # The body's error is the one to report; Snapshot Hunter finds a leftover snapshot.
         with suppress(VmkeepError):
-            remove_snapshot(session, ref, timeout=timeout)
+            remove_snapshot(session, ref, say=say)
+            consolidate_if_needed(session, vm_moref, tell)
         raise
-    remove_snapshot(session, ref, timeout=timeout)
+    try:
+        remove_snapshot(session, ref, say=say)
+    except VmkeepError as exc:
+        if say is None:
+            raise
+        say("warning", f"{exc}; the snapshot is left on the VM: this appliance removes it "
+                       "before the VM's next backup, or the Snapshot Hunter does")
+        return
+    tell("info", f"snapshot {ref.name} removed")
+    consolidate_if_needed(session, vm_moref, tell)
+
+
+def _log_say(level: str, message: str) -> None:
+    log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", message)
 
 
 def enable_cbt(session: VSphereSession, vm_moref: str, *, timeout: float = 600.0) -> bool:
     """Turn on Changed Block Tracking when it is off. Returns True when it was changed."""
     vm = vm_object(session, vm_moref)
-    if bool(getattr(vm.config, "changeTrackingEnabled", False)):
+    if session.call(lambda: bool(getattr(vm.config, "changeTrackingEnabled", False))):
         return False
     spec = vim.vm.ConfigSpec(changeTrackingEnabled=True)  # type: ignore[no-untyped-call]
-    what = f"enabling Changed Block Tracking on VM {vm.name!r}"
+    what = f"enabling Changed Block Tracking on VM {_vm_name(session, vm)!r}"
     try:
-        task = vm.ReconfigVM_Task(spec=spec)
+        task = session.call(lambda: vm.ReconfigVM_Task(spec=spec))
     except vmodl.MethodFault as exc:
         raise VsphereTaskError(f"{what} was refused ({fault_text(exc)})") from exc
-    wait_for_task(task, timeout, what=what)
+    wait_for_task(task, timeout, what=what, session=session)
     return True

@@ -15,11 +15,13 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
 
     @app.post(f"{v}/hunter", response_model=list[api.HuntReport], responses=ERRORS)
     def hunter(body: api.HuntRequest) -> list[api.HuntReport]:
-        """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first; with
-        ``dry_run`` (the default) nothing is changed."""
+        """Snapshot Hunter on one vCenter or all: leftover vmkeep snapshots first (a running
+        session's are left alone); with ``dry_run`` (the default) nothing is changed."""
         return [api.HuntReport(vcenter=name, lines=lines)
                 for name, lines in reg.vcenters.hunt(vcenter=body.vcenter, dry_run=body.dry_run,
-                                            include_foreign=body.include_foreign)]
+                                                     include_foreign=body.include_foreign,
+                                                     running=state.sessions.running_ids,
+                                                     busy=state.sessions.busy_vms)]
 
     @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
     def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
