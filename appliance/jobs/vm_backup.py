@@ -75,16 +75,6 @@ class VmRefusedError(VmBackupError):
     changed on it, and trying again does not help until the VM or the job changes."""
 
 
-def check_readable(session: VSphereSession, vm_name_or_uuid: str,
-                   exclude: frozenset[int] = frozenset()) -> None:
-    """Refuse the VM (VmRefusedError naming each disk and why) when a disk it would read is
-    encrypted or not a file (``disk_access.disk_verdicts``); reads the inventory only."""
-    info = find_vm(session, vm_name_or_uuid)
-    refused = refusal_message(info, disk_verdicts(info, exclude))
-    if refused:
-        raise VmRefusedError(refused)
-
-
 @dataclass(frozen=True, slots=True)
 class DiskOutcome:
     index: int
@@ -199,6 +189,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               dedup: DedupFilter | None = None,
               quiesce_fallback: str = "fail",
               extra_config: dict[str, object] | None = None,
+              before_snapshot: Callable[[], None] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None,
               snapshot_name: str | None = None) -> VmBackupResult:
@@ -208,17 +199,21 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     numbers are in ``exclude`` are left out (not a warning: the job said so). ``transport``
     says where the disks are read from (:mod:`appliance.vsphere.disk_reader`; ``direct``
     needs ``datastore_paths``, each datastore's local folder).
-    ``before_read`` runs after the snapshot is taken and before any disk is read (a test
-    seam). ``snapshot_name`` names the snapshot (an appliance session's carries the appliance
-    and session ids); by default it is an offline backup's, which no appliance removes.
+    ``before_snapshot`` runs once the VM is known to be readable, before anything is changed
+    on it (guest processing's pre-freeze); ``before_read`` runs after the snapshot is taken
+    and before any disk is read. ``snapshot_name`` names the snapshot (an appliance
+    session's carries the appliance and session ids); by default it is an offline backup's,
+    which no appliance removes.
     A disk that is encrypted or not a file (``disk_access.disk_verdicts``) and not in
-    ``exclude`` fails the VM before anything is changed on it (VmBackupError naming each).
+    ``exclude`` fails the VM before anything is changed on it (VmRefusedError naming each).
     Errors propagate after the snapshot is removed."""
     repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
     refused = refusal_message(info, disk_verdicts(info, exclude))
     if refused:
         raise VmRefusedError(refused)
+    if before_snapshot is not None:
+        before_snapshot()
     vm = _vm_moref(session, info)
     warnings: list[str] = []
 

@@ -16,7 +16,7 @@ from appliance.home import appliance_id
 from appliance.jobs.backup import BackupOptions, DiskProgress
 from appliance.jobs.guest_processing import GuestProcessing
 from appliance.jobs.schedule import Schedule, active_full_due, excluded_disks, in_window
-from appliance.jobs.vm_backup import DiskOutcome, VmRefusedError, backup_vm, check_readable
+from appliance.jobs.vm_backup import DiskOutcome, VmRefusedError, backup_vm
 from appliance.jobs.workspace import Workspace, cleanup
 from appliance.leftovers import clean_before_backup
 from appliance.repository.hardening import epoch_of
@@ -113,9 +113,6 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
                 log("info", "a new immutability epoch began: this backup reads and stores "
                             "everything, deduplicating only within the epoch, so older "
                             "packs can expire")
-            # A disk it cannot read fails the VM before the guest is touched.
-            check_readable(session, vm.instance_uuid, excluded)
-            gp.before_snapshot()
             try:
                 result = backup_vm(
                     session, ws, vm.instance_uuid, setup.options,
@@ -125,7 +122,9 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
                     force_full=vm_full, exclude=excluded,
                     log=log, progress=progress, disk_progress=disk_progress, dedup=dedup,
                     extra_config=gp.record if guest_spec is not None else None,
-                    before_read=gp.after_snapshot,
+                    # after the check that every disk is readable: a refused VM's guest
+                    # is never touched
+                    before_snapshot=gp.before_snapshot, before_read=gp.after_snapshot,
                     snapshot_name=session_snapshot_name(appliance_id(reg.home), live.id))
             finally:
                 gp.after_snapshot()  # when the snapshot failed: thaw all the same
