@@ -19,7 +19,7 @@ import inspect
 import pkgutil
 import re
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import GenericAlias, ModuleType
 
@@ -27,6 +27,7 @@ import pytest
 
 import appliance.jobs
 import appliance.vsphere
+from tests.signatures import has_any, leaves, public_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,44 +68,10 @@ def _public_modules(package: ModuleType) -> list[ModuleType]:
             for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
 
 
-def _functions(module: ModuleType) -> Iterator[tuple[str, Callable[..., object]]]:
-    """The module's own public functions, and the public methods (and ``__init__``) of its
-    own public classes (properties' getters included)."""
-    for name, value in vars(module).items():
-        if getattr(value, "__module__", None) != module.__name__ or name.startswith("_"):
-            continue
-        if inspect.isfunction(value):
-            yield name, value
-        elif inspect.isclass(value):
-            for attr, member in vars(value).items():
-                if isinstance(member, property) and member.fget is not None:
-                    member = member.fget
-                if isinstance(member, staticmethod | classmethod):
-                    member = member.__func__
-                if inspect.isfunction(member) and (attr == "__init__"
-                                                   or not attr.startswith("_")):
-                    yield f"{name}.{attr}", member
-
-
-def _leaves(hint: object) -> Iterator[object]:
-    """``hint`` and every type inside it (generic arguments, unions, Callable's list)."""
-    yield hint
-    if isinstance(hint, list | tuple):
-        for h in hint:
-            yield from _leaves(h)
-        return
-    for arg in typing.get_args(hint):
-        yield from _leaves(arg)
-
-
-def _has_any(hint: object) -> bool:
-    return any(h is typing.Any for h in _leaves(hint))
-
-
 def _foreign(hint: object) -> list[str]:
     """What in ``hint`` is not our own value, a builtin or the standard library's."""
     bad = []
-    for h in _leaves(hint):
+    for h in leaves(hint):
         if h is typing.Any or h is object:
             bad.append(repr(h))
             continue
@@ -128,7 +95,7 @@ def _frozen(cls: type) -> bool:
 def _violations(module: ModuleType, check: Callable[[object], list[str]]
                 ) -> tuple[int, list[str]]:
     checked, bad = 0, []
-    for name, fn in _functions(module):
+    for name, fn in public_functions(module):
         where = f"{module.__name__}.{name}"
         hints = typing.get_type_hints(fn)  # fails when an annotation names no real type
         checked += 1
@@ -149,7 +116,7 @@ def test_vsphere_public_signatures_take_and_return_our_own_values(module: Module
 
 @pytest.mark.parametrize("module", _public_modules(appliance.jobs), ids=lambda m: m.__name__)
 def test_no_any_in_jobs_signatures(module: ModuleType) -> None:
-    _checked, bad = _violations(module, lambda h: ["Any"] if _has_any(h) else [])
+    _checked, bad = _violations(module, lambda h: ["Any"] if has_any(h) else [])
     assert not bad
 
 
@@ -157,7 +124,7 @@ def test_allow_lists_are_not_stale() -> None:
     """A stale entry would hide nothing but mislead: every allowed signature still exists
     and still needs the exemption."""
     needed = {f"{m.__name__}.{n}" for m in _public_modules(appliance.vsphere)
-              for n, fn in _functions(m)
+              for n, fn in public_functions(m)
               if any(_foreign(h) for h in typing.get_type_hints(fn).values())}
     assert set(ALLOWED) == needed
     for qual in OWN_CLASSES:
