@@ -35,7 +35,9 @@ from appliance.vsphere.transport import (
     TransportError,
     _pad,
     _range_start,
+    _Retryable,
     range_ignored,
+    retrying,
 )
 
 TICKET_COOKIE = "vmware_cgi_ticket"
@@ -317,24 +319,20 @@ class HostDiskSource:
         if offset >= self._size or length <= 0:
             return b""
         length = min(length, self._size - offset)
-        last_error = ""
-        for attempt in range(self._retries):
-            try:
-                s = self._stream_for(offset, length)
-                data = self._from_stream(s, offset, length) if s is not None else None
-                if data is None:
-                    data = self._exact(offset, length)
-                return _pad(data, offset, length, self._size)
-            except TransportError:
-                raise
-            except (_Retryable, OSError, http.client.HTTPException) as exc:
-                with self._lock:
-                    self.retried += 1
-                last_error = " ".join(str(exc).split()) or type(exc).__name__
-                if attempt + 1 < self._retries:
-                    time.sleep(self._backoff * (2 ** attempt))
-        raise TransportError(f"reading {self._what} at byte {offset} ({length} bytes) failed "
-                             f"after {self._retries} attempts: {last_error}")
+
+        def attempt() -> bytes:
+            s = self._stream_for(offset, length)
+            data = self._from_stream(s, offset, length) if s is not None else None
+            if data is None:
+                data = self._exact(offset, length)
+            return _pad(data, offset, length, self._size)
+
+        def failed() -> None:
+            with self._lock:
+                self.retried += 1
+
+        return retrying(f"{self._what} at byte {offset} ({length} bytes)", self._retries,
+                        self._backoff, attempt, failed)
 
     def close(self) -> None:
         self._closed = True
@@ -344,10 +342,6 @@ class HostDiskSource:
             self._held_bytes = 0
         for s in streams:
             self._close_stream(s)
-
-
-class _Retryable(Exception):
-    """A failure worth another request (a dropped stream, 5xx)."""
 
 
 def _colons(hexed: str) -> str:

@@ -178,23 +178,19 @@ class DatastoreDiskSource:
         if offset >= self._size or length <= 0:
             return b""
         length = min(length, self._size - offset)
-        last_error = ""
-        for attempt in range(self._retries):
-            try:
-                data = self._get(offset, offset + length - 1)
-                return _pad(data, offset, length, self._size)
-            except TransportError:
-                self._drop_conn()
-                raise
-            except (_Retryable, OSError, http.client.HTTPException) as exc:
-                self._drop_conn()
-                with self._lock:
-                    self.retried += 1
-                last_error = " ".join(str(exc).split()) or type(exc).__name__
-                if attempt + 1 < self._retries:
-                    time.sleep(self._backoff * (2 ** attempt))
-        raise TransportError(f"reading {self._what} at byte {offset} ({length} bytes) failed "
-                             f"after {self._retries} attempts: {last_error}")
+
+        def failed() -> None:
+            self._drop_conn()
+            with self._lock:
+                self.retried += 1
+
+        try:
+            return retrying(f"{self._what} at byte {offset} ({length} bytes)", self._retries,
+                            self._backoff, lambda: _pad(self._get(offset, offset + length - 1),
+                                                        offset, length, self._size), failed)
+        except TransportError:
+            self._drop_conn()
+            raise
 
     def close(self) -> None:
         self._closed = True
@@ -206,6 +202,24 @@ class DatastoreDiskSource:
 
 class _Retryable(Exception):
     """A response worth retrying (5xx, unexpected status)."""
+
+
+def retrying(what: str, retries: int, backoff: float, attempt: Callable[[], bytes],
+             failed: Callable[[], None]) -> bytes:
+    """``attempt()``, tried up to ``retries`` times with a doubling ``backoff`` between (a
+    disk source's read): a TransportError is final; after each failure worth retrying
+    (an unexpected answer, a dropped connection) ``failed()`` runs; the last failure is
+    named in the TransportError that ends it."""
+    last_error = ""
+    for n in range(retries):
+        try:
+            return attempt()
+        except (_Retryable, OSError, http.client.HTTPException) as exc:
+            failed()
+            last_error = " ".join(str(exc).split()) or type(exc).__name__
+            if n + 1 < retries:
+                time.sleep(backoff * (2 ** n))
+    raise TransportError(f"reading {what} failed after {retries} attempts: {last_error}")
 
 
 def _range_start(content_range: str | None) -> int | None:
