@@ -66,6 +66,16 @@
 //	VCSIM_ENCRYPTED_VMS=A,B     those VMs get config.keyId and their disks (also
 //	                            ones added later) backing.keyId.
 //
+// vmkeep addition in overlay/simulator/vmkeep_hotadd.go (with the patched
+// virtual_machine.go): hot-add. A FlatVer2 disk added without backing.uuid
+// gets one ("6000C29…", as ESXi gives).
+//
+//	VCSIM_BY_ID_DIR=/path       a disk added to a VM as an existing file
+//	                            (ReconfigVM, no fileOperation) gets a symlink
+//	                            /path/wwn-0x<uuid hex lower> to its flat file,
+//	                            removed when the disk is removed (udev's
+//	                            /dev/disk/by-id, played for vmkeep's tests).
+//
 // vmkeep additions in overlay/simulator/vmkeep_tasks.go (with the patched
 // task.go, snapshot.go and virtual_machine.go): tasks as slow and fallible as
 // vSphere's. KIND is one of CreateSnapshot, RemoveSnapshot, RemoveAllSnapshots,

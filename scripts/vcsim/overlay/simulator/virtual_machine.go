@@ -1134,6 +1134,9 @@ func (vm *VirtualMachine) configureDevice(devices object.VirtualDeviceList, spec
 			// vmkeep: disks of VMs marked encrypted get backing.keyId
 			// (VCSIM_ENCRYPTED_VMS, see vmkeep_strict.go).
 			vmkeepEncryptDisk(vm, x)
+			// vmkeep: backing.uuid and by-id links for hot-add
+			// (VCSIM_BY_ID_DIR, see vmkeep_hotadd.go).
+			vmkeepHotaddAttached(vm, x, spec.FileOperation)
 
 			if disk, ok := b.(*types.VirtualDiskFlatVer2BackingInfo); ok {
 				// These properties default to false
@@ -1194,6 +1197,9 @@ func (vm *VirtualMachine) removeDevice(devices object.VirtualDeviceList, spec *t
 			continue
 		}
 
+		// vmkeep: the disk's by-id link goes (VCSIM_BY_ID_DIR, see
+		// vmkeep_hotadd.go).
+		vmkeepHotaddDetached(d)
 		devices = append(devices[:i], devices[i+1:]...)
 
 		switch device := spec.Device.(type) {
