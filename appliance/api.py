@@ -105,8 +105,9 @@ RepositoryKind = Literal["local", "sftp"]
 ConfigResult = Literal["success", "failed"]
 FailOrWarn = Literal["fail", "warn"]
 #: Where a backup reads disks: the ESXi host that runs the VM, through the vCenter, or
-#: datastores mounted on the appliance (each named in ``datastore_paths``).
-DiskTransport = Literal["host", "vcenter", "direct"]
+#: datastores mounted on the appliance (each named in ``datastore_paths``), or attached to
+#: the appliance's own VM (hot-add).
+DiskTransport = Literal["host", "vcenter", "direct", "hotadd"]
 SessionKind = Literal["backup", "copy", "logs"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]

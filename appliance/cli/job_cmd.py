@@ -162,10 +162,12 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def add_transport_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
-    p.add_argument("--transport", choices=("host", "vcenter", "direct"), default=default,
+    p.add_argument("--transport", choices=("host", "vcenter", "direct", "hotadd"),
+                   default=default,
                    help="where disks are read: host (the ESXi host that runs the VM, the "
-                   "default), vcenter (through the vCenter, slower) or direct (datastores "
-                   "mounted here, each named with --datastore-path)")
+                   "default), vcenter (through the vCenter, slower), direct (datastores "
+                   "mounted here, each named with --datastore-path) or hotadd (attached to "
+                   "the appliance's own VM)")
     p.add_argument("--datastore-path", action="append", default=[], metavar="DS=DIR",
                    type=text_arg, help="with --transport direct: datastore DS is mounted at "
                    "DIR on the appliance (repeat for each datastore)")

@@ -149,12 +149,12 @@ def add_parser(sub: Subparsers) -> None:
                    "--threads)")
     p.add_argument("--enable-cbt", action="store_true",
                    help="turn Changed Block Tracking on when it is off (a VM reconfigure)")
-    p.add_argument("--transport", choices=("host", "vcenter", "direct", "https"),
+    p.add_argument("--transport", choices=("host", "vcenter", "direct", "hotadd", "https"),
                    default="host",
                    help="where disks are read: host (default: the ESXi host that runs the "
                    "VM, with service tickets), vcenter (through the vCenter, slower; "
-                   "https is its old name) or direct (datastores mounted here, named with "
-                   "--datastore-path)")
+                   "https is its old name), direct (datastores mounted here, named with "
+                   "--datastore-path) or hotadd (attached to the appliance's own VM)")
     p.add_argument("--datastore-path", action="append", default=[], metavar="DS=DIR",
                    type=text_arg, help="with --transport direct: datastore DS is mounted at "
                    "DIR on this machine (repeat for each datastore)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 from appliance.errors import VmkeepError
@@ -42,8 +43,10 @@ from appliance.vsphere.descriptor import DescriptorError
 from appliance.vsphere.disk_access import disk_verdicts, refusal_message
 from appliance.vsphere.disk_reader import (
     DEFAULT_TRANSPORT,
+    LOCAL_TRANSPORTS,
     DiskSource,
     Transport,
+    attached_for_reading,
     open_disk,
     resolve_access,
 )
@@ -209,7 +212,7 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     Errors propagate after the snapshot is removed."""
     repo, cat = ws.repo, ws.cat
     info = find_vm(session, vm_name_or_uuid)
-    refused = refusal_message(info, disk_verdicts(info, exclude))
+    refused = refusal_message(info, disk_verdicts(info, exclude, hotadd=transport == "hotadd"))
     if refused:
         raise VmRefusedError(refused)
     if before_snapshot is not None:
@@ -253,10 +256,15 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         {d.disk_index: d for d in cat.disks(prev_point)} if prev_point else {})
     key = repo.block_key()
     bs = options.block_size
-    if transport != "direct" and not options.read_streams:
+    if transport not in LOCAL_TRANSPORTS and not options.read_streams:
         options = replace(options, read_streams=max(options.threads, HTTPS_READ_STREAMS))
     rnd = random.Random(seed if seed is not None else f"{info.instance_uuid}/{prev_point}")
-    access = resolve_access(session, vm, info.datacenter_path, transport, datastore_paths)
+    try:
+        access = resolve_access(session, vm, info.datacenter_path, transport, datastore_paths,
+                                encrypted=info.encrypted or any(d.encrypted for d in info.disks
+                                                                if d.index not in exclude))
+    except TransportError as exc:
+        raise VmBackupError(f"VM {info.name!r}: {exc}") from None
     if transport == "direct":  # every datastore the VM's disks are on, before the snapshot
         for disk in info.disks:
             if disk.index in exclude:
@@ -272,7 +280,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         warn(msg) if level == "warning" else log(level, msg)
 
     with relocation_disabled(session, vm, info.name, log, warn), \
-            backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref:
+            backup_snapshot(session, vm, snapshot_name, quiesce=quiesce, say=say) as ref, \
+            ExitStack() as reading:
         log("info", f"snapshot {ref.name} of VM {info.name!r} taken"
                     + (" (quiesced)" if quiesce else ""))
         sdisks = snapshot_disks(session, ref)
@@ -282,6 +291,9 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         hold_point("vm-snapshot-taken", info.name)
         if before_read is not None:
             before_read()
+        access = reading.enter_context(attached_for_reading(session, access, [
+            sd.file_name for i, sd in enumerate(sdisks)
+            if i not in exclude and not refusal(by_key.get(sd.key), sd)], log))
         inputs: list[DiskInput] = []
         counters: dict[int, _CountingSource] = {}
         extra_read: dict[int, int] = {}

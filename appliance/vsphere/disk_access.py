@@ -25,7 +25,9 @@ API: ``HostFileSystemVolumeFileSystemType``):
 
 Encrypted disks (``backing.keyId``) and VMs (``config.keyId``, VM encryption) are refused
 too: their files hold ciphertext that only the ESXi host with the key can read; a backup
-of the file would store ciphertext that no restore can use.
+of the file would store ciphertext that no restore can use. Through hot-add
+(``hotadd=True``) they are read: the host decrypts a disk for the (encrypted) VM it is
+attached to, the appliance's.
 
 A refused disk fails its VM before the snapshot unless the job excludes it
 (``--exclude-disk``); a restore refuses such a target before it creates or changes anything
@@ -141,7 +143,9 @@ def _skip_reason(disk: DiskInfo) -> str:
     return ""
 
 
-def _refusal(vm: VmInfo, disk: DiskInfo) -> str:
+def _refusal(vm: VmInfo, disk: DiskInfo, hotadd: bool) -> str:
+    if hotadd:  # the host decrypts for the VM it is attached to; no file is read here
+        return datastore_refusal(disk.datastore_type, disk.datastore_name)
     if vm.encrypted:
         return ("its VM is encrypted (config.keyId, VM encryption): its files hold "
                 "ciphertext only the ESXi host with the key reads; decrypt the VM or exclude "
@@ -153,11 +157,12 @@ def _refusal(vm: VmInfo, disk: DiskInfo) -> str:
     return datastore_refusal(disk.datastore_type, disk.datastore_name)
 
 
-def disk_verdicts(vm: VmInfo, exclude: frozenset[int] = frozenset()
-                  ) -> tuple[DiskVerdict, ...]:
+def disk_verdicts(vm: VmInfo, exclude: frozenset[int] = frozenset(), *,
+                  hotadd: bool = False) -> tuple[DiskVerdict, ...]:
     """Each disk of ``vm`` in disk-number order: excluded (its number is in ``exclude``),
-    skipped (independent, RDM, delta base, not flat), refused (encrypted, or on a datastore
-    that is not read by file: ``DATASTORE_KINDS``) or readable."""
+    skipped (independent, RDM, delta base, not flat), refused (encrypted unless read
+    through ``hotadd``, or on a datastore that is not read by file: ``DATASTORE_KINDS``)
+    or readable."""
     out = []
     for d in vm.disks:
         status: DiskStatus = "readable"
@@ -166,7 +171,7 @@ def disk_verdicts(vm: VmInfo, exclude: frozenset[int] = frozenset()
             status, reason = "excluded", "excluded by the job"
         elif why := _skip_reason(d):
             status, reason = "skipped", why
-        elif why := _refusal(vm, d):
+        elif why := _refusal(vm, d, hotadd):
             status, reason = "refused", why
         out.append(DiskVerdict(d.index, d.key, d.file_name, d.datastore_name,
                                d.datastore_type, status, reason))

@@ -12,13 +12,18 @@ Transports:
   the slower path for large streams.
 - ``direct``: the datastore's folder mounted on the appliance (an NFS export), named
   explicitly per datastore (``DS=DIR``); never guessed from ``info.url``.
+- ``hotadd``: the snapshot's disks are attached to the appliance's own VM and read as its
+  block devices (:mod:`appliance.vsphere.hotadd`); ``attached_for_reading`` attaches them
+  once per VM and detaches them afterwards. Encrypted disks are read this way (the host
+  decrypts them for the VM they are attached to, which must itself be encrypted).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from appliance.errors import UsageError
@@ -27,6 +32,7 @@ from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.descriptor import MAX_DESCRIPTOR_BYTES, data_file_of
 from appliance.vsphere.host_endpoint import HostEndpoint, host_of_vm, service_ticket
 from appliance.vsphere.host_transport import HostDiskSource
+from appliance.vsphere.hotadd import ApplianceVm, HotaddError, LogFn, attached, find_appliance
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import (
     DatastoreDiskSource,
@@ -38,8 +44,9 @@ from appliance.vsphere.transport import (
     read_local_head,
 )
 
-Transport = Literal["host", "vcenter", "direct"]
-TRANSPORTS: tuple[Transport, ...] = ("host", "vcenter", "direct")
+Transport = Literal["host", "vcenter", "direct", "hotadd"]
+TRANSPORTS: tuple[Transport, ...] = ("host", "vcenter", "direct", "hotadd")
+LOCAL_TRANSPORTS: tuple[Transport, ...] = ("direct", "hotadd")  # read here, not over HTTPS
 DEFAULT_TRANSPORT: Transport = "host"
 
 DiskSource = DatastoreDiskSource | DirectPathDiskSource | HostDiskSource
@@ -54,6 +61,8 @@ class DiskAccess:
     datacenter_path: str
     datastore_paths: tuple[tuple[str, str], ...] = ()
     host: HostEndpoint | None = None  # the host that runs the VM (transport "host")
+    appliance: ApplianceVm | None = None  # the appliance's own VM (transport "hotadd")
+    devices: tuple[tuple[str, str], ...] = ()  # hotadd: (disk file, block device) attached
 
     @property
     def described(self) -> str:
@@ -61,6 +70,9 @@ class DiskAccess:
         if self.transport == "host" and self.host is not None:
             return (f"reading disks from {self.host.where} with service tickets, its "
                     f"certificate pinned (SHA-1 as the vCenter reports it)")
+        if self.transport == "hotadd" and self.appliance is not None:
+            return (f"reading disks attached to the appliance VM {self.appliance.name!r} "
+                    "(hot-add, independent non-persistent: the source is never changed)")
         if self.transport == "direct":
             return ("reading disks from the datastores mounted here ("
                     + ", ".join(f"{n}={r}" for n, r in self.datastore_paths) + ")")
@@ -104,18 +116,40 @@ def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Trans
                 raise UsageError("the direct transport reads datastores mounted on this "
                                     "machine: name each with --datastore-path DS=DIR")
             return t
-    raise UsageError(f"unknown transport {transport!r}: choose host, vcenter or direct")
+    raise UsageError(f"unknown transport {transport!r}: choose host, vcenter, direct or "
+                     "hotadd")
 
 
 def resolve_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
-                transport: Transport, datastore_paths: Mapping[str, str] | None = None
-                ) -> DiskAccess:
+                transport: Transport, datastore_paths: Mapping[str, str] | None = None,
+                *, encrypted: bool = False) -> DiskAccess:
     """Resolve how one VM's disks are read (once per VM): for ``host``, the host that runs
-    it now, with the thumbprint to pin."""
+    it now, with the thumbprint to pin; for ``hotadd``, the appliance's own VM (which must
+    be encrypted itself when the VM's disks are: ``encrypted``)."""
     paths = tuple(sorted((datastore_paths or {}).items()))
     check_transport(transport, dict(paths))
     host = host_of_vm(session, vm_moref) if transport == "host" else None
-    return DiskAccess(transport, datacenter_path, paths, host)
+    appliance = find_appliance(session) if transport == "hotadd" else None
+    if appliance is not None and encrypted and not appliance.encrypted:
+        raise HotaddError(f"hot-add: the VM's disks are encrypted, and ESXi attaches an "
+                          f"encrypted disk only to an encrypted VM: the appliance VM "
+                          f"{appliance.name!r} has no config.keyId (encrypt it with the same "
+                          "key provider, or back the VM up by another way)")
+    return DiskAccess(transport, datacenter_path, paths, host, appliance)
+
+
+@contextmanager
+def attached_for_reading(session: VSphereSession, access: DiskAccess, files: Sequence[str],
+                         log: LogFn) -> Iterator[DiskAccess]:
+    """For ``hotadd``: attach ``files`` (the snapshot's disks to read) to the appliance VM
+    read-only and yield the access that knows their devices; detach them afterwards, also
+    on failure. Other transports: ``access`` as it is."""
+    if access.transport != "hotadd" or not files:
+        yield access
+        return
+    with attached(session, files, mode="independent_nonpersistent", log=log,
+                  appliance=access.appliance) as devices:
+        yield replace(access, devices=tuple(devices.items()))
 
 
 def open_disk(session: VSphereSession, access: DiskAccess, file_name: str, size: int,
@@ -124,6 +158,11 @@ def open_disk(session: VSphereSession, access: DiskAccess, file_name: str, size:
     """A Source for the flat disk whose descriptor is ``file_name`` (``[ds] folder/d.vmdk``):
     its descriptor is read first, and the data file it names is opened. A host source reads
     in streams once told what will be read (``HostDiskSource.expect``)."""
+    if access.transport == "hotadd":
+        device = dict(access.devices).get(file_name)
+        if device is None:
+            raise TransportError(f"{what}: not attached to the appliance VM for hot-add")
+        return DirectPathDiskSource(device, size, label, allocated)
     ds_name, rel = split_datastore_path(file_name)
     if access.transport == "direct":
         root = access.local_root(ds_name).rstrip("/")

@@ -6,6 +6,11 @@ VM, what is wrong, the planned action). ``describe`` turns a plan into lines for
 
 What is found, in the order it is reported:
 
+0. disks of other VMs attached to the appliance's own VM (hot-add, ``vsphere.hotadd``) left
+   by a crashed run → detach them (never delete: the files are the other VM's). Detached
+   first, so that the snapshot they belong to can be removed. Found only when the appliance
+   VM is known (``hotadd.find_appliance``: DMI or ``$VMKEEP_APPLIANCE_VM``); a disk of a VM
+   a running session is backing up is left alone.
 1. vmkeep snapshots (name starts with ``SNAPSHOT_PREFIX``) left behind by a crashed run →
    remove the snapshot (vSphere consolidates its disks). In the appliance, a snapshot whose
    name says it is this appliance's and belongs to a session still running is in use: it is
@@ -41,7 +46,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from appliance.errors import VmkeepError
-from appliance.vsphere import _vim
+from appliance.vsphere import _vim, hotadd
 from appliance.vsphere._vim import collect, wait_for_task
 from appliance.vsphere.inventory import SnapshotInfo, VmInfo, list_vms
 from appliance.vsphere.relocation import METHOD as RELOCATE
@@ -57,6 +62,7 @@ from appliance.vsphere.snapshot import (
 
 
 class FindingKind(StrEnum):
+    ATTACHED_DISK = "attached_disk"  # another VM's disk on the appliance VM (hot-add)
     LEFTOVER_SNAPSHOT = "leftover_snapshot"  # ours, left by a crashed run
     FOREIGN_SNAPSHOT = "foreign_snapshot"  # not ours; only with include_foreign
     CONSOLIDATION_NEEDED = "consolidation_needed"
@@ -66,6 +72,7 @@ class FindingKind(StrEnum):
 
 
 class Action(StrEnum):
+    DETACH_DISK = "detach_disk"
     REMOVE_SNAPSHOT = "remove_snapshot"
     CONSOLIDATE = "consolidate"  # escalates to remove-all when allowed
     REPORT_ONLY = "report_only"
@@ -93,11 +100,14 @@ class Finding:
     remove_all_allowed: bool = False
     remove_all_blocked_by: tuple[str, ...] = ()  # names of snapshots that are not vmkeep's
     in_use_by: str = ""  # the running session whose snapshot is on the VM (never remove-all)
+    device_key: int = 0  # ATTACHED_DISK: the disk's key on the appliance VM
 
     @property
     def planned(self) -> str:
         if self.action is Action.REMOVE_SNAPSHOT:
             return f"remove snapshot {self.snapshot_name!r}"
+        if self.action is Action.DETACH_DISK:
+            return "detach it from the appliance VM (its file is kept)"
         if self.action is Action.LEAVE:
             return "leave it alone"
         if self.action is Action.ENABLE_RELOCATION:
@@ -295,13 +305,15 @@ def findings_for_vm(vm: VmInfo, layout: FileLayout | None, *,
     return out
 
 
-_ORDER = {FindingKind.LEFTOVER_SNAPSHOT: 0, FindingKind.FOREIGN_SNAPSHOT: 1,
+_ORDER = {FindingKind.ATTACHED_DISK: -1, FindingKind.LEFTOVER_SNAPSHOT: 0,
+          FindingKind.FOREIGN_SNAPSHOT: 1,
           FindingKind.CONSOLIDATION_NEEDED: 2, FindingKind.RELOCATION_DISABLED: 3,
           FindingKind.ORPHAN_SNAPSHOT_FILE: 4, FindingKind.SNAPSHOT_IN_USE: 5}
 
 
 def order_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """vmkeep's leftover snapshots first, then by kind; stable within a kind (VM order)."""
+    """Disks attached by hot-add first, then vmkeep's leftover snapshots, then by kind;
+    stable within a kind (VM order)."""
     return tuple(sorted(findings, key=lambda f: _ORDER[f.kind]))
 
 
@@ -319,6 +331,35 @@ def in_use_snapshots(vms: Iterable[VmInfo], appliance_id: str,
     return out
 
 
+def attached_disk_findings(appliance: hotadd.ApplianceVm, vms: Sequence[VmInfo],
+                           in_use: Mapping[str, str], busy: Collection[str]
+                           ) -> list[Finding]:
+    """Disks of other VMs on the appliance VM (pure); a disk of a VM that a running session
+    is backing up (``busy``, or a snapshot of its in ``in_use``) is left alone."""
+    out = []
+    running = {vm.name: in_use[s.name] for vm in vms for s in vm.snapshots if s.name in in_use}
+    for d in hotadd.foreign_disks(appliance, vms):
+        what = (f"disk {d.file_name} of VM {d.owner!r} is attached to the appliance VM "
+                f"(key {d.key})")
+        if d.owner in running or d.owner in busy:
+            out.append(Finding(FindingKind.ATTACHED_DISK, appliance.name, appliance.moref,
+                               f"{what}, in use by a running backup", Action.LEAVE,
+                               file_name=d.file_name, device_key=d.key,
+                               in_use_by=running.get(d.owner, "")))
+        else:
+            out.append(Finding(FindingKind.ATTACHED_DISK, appliance.name, appliance.moref,
+                               f"{what}, left by a crashed hot-add run", Action.DETACH_DISK,
+                               file_name=d.file_name, device_key=d.key))
+    return out
+
+
+def _appliance_vm(session: VSphereSession) -> hotadd.ApplianceVm | None:
+    try:
+        return hotadd.find_appliance(session)
+    except hotadd.HotaddError:
+        return None  # not in a VM of this vCenter, or not told which: nothing attached
+
+
 def plan_hunt(session: VSphereSession, *, include_foreign: bool = False,
               appliance_id: str | None = None,
               running: Callable[[], Collection[str]] | None = None,
@@ -334,7 +375,9 @@ def plan_hunt(session: VSphereSession, *, include_foreign: bool = False,
     busy_now = frozenset(busy()) if busy is not None else frozenset()
     in_use = (in_use_snapshots(vms, appliance_id, frozenset(running()))
               if appliance_id is not None and running is not None else {})
-    findings: list[Finding] = []
+    appliance = _appliance_vm(session)
+    findings: list[Finding] = (attached_disk_findings(appliance, vms, in_use, busy_now)
+                               if appliance is not None else [])
     for vm in vms:
         findings += findings_for_vm(
             vm, layouts.get(vm.moref), include_foreign=include_foreign, in_use=in_use,
@@ -455,6 +498,18 @@ def _enable_relocation(session: VSphereSession, f: Finding) -> Outcome:
     return Outcome(f, Status.FIXED, "enabled relocation")
 
 
+def _detach(session: VSphereSession, f: Finding) -> Outcome:
+    assert f.file_name is not None
+    app = hotadd.ApplianceVm(f.vm_moref, f.vm_name, "", False)
+    try:
+        if not hotadd.detach_key(session, app, f.device_key, f.file_name):
+            return Outcome(f, Status.FIXED, f"{f.file_name} was already detached")
+    except (hotadd.HotaddError, vmodl.MethodFault) as exc:
+        why = str(exc) if isinstance(exc, hotadd.HotaddError) else _fault_text(exc)
+        return Outcome(f, Status.FAILED, f"detaching {f.file_name} failed ({why})")
+    return Outcome(f, Status.FIXED, f"detached {f.file_name} from the appliance VM")
+
+
 def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
                  timeout: float = 3600.0) -> HuntResult:
     """Carry out ``plan`` in order; one finding failing does not stop the others."""
@@ -466,6 +521,8 @@ def execute_hunt(session: VSphereSession, plan: HuntPlan, *,
                                         "include_foreign was not given; left alone"))
                 continue
             outcomes.append(_remove(session, f, timeout))
+        elif f.action is Action.DETACH_DISK:
+            outcomes.append(_detach(session, f))
         elif f.action is Action.CONSOLIDATE:
             outcomes.append(_consolidate(session, f, plan.include_foreign, timeout))
         elif f.action is Action.ENABLE_RELOCATION:

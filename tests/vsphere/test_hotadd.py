@@ -1,0 +1,200 @@
+"""Hot-add transport (issue 14 item 1): the snapshot's disks are attached to the appliance's
+own VM (here DC0_H0_VM1, named by ``$VMKEEP_APPLIANCE_VM``) and read as block devices.
+
+Everything up to the device lookup runs against the simulator: the ReconfigVM that attaches
+the frozen base files as existing disks on free SCSI units, the disks' ``backing.uuid``, the
+detach. The device lookup is mapped to the simulator's disk file: vcsim runs with
+``VCSIM_BY_ID_DIR`` (overlay vmkeep_hotadd.go) and plays udev, making
+``<dir>/wwn-0x<uuid>`` a symlink to the attached disk's flat file while it is attached;
+``$VMKEEP_HOTADD_BY_ID`` points the appliance's ``/dev/disk/by-id`` lookup at that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.jobs.vm_backup import VmBackupError, VmRefusedError
+from appliance.vsphere import hotadd
+from appliance.vsphere.hunter import FindingKind, execute_hunt, plan_hunt
+from appliance.vsphere.inventory import find_vm
+from tests.helpers import REPO_ROOT
+from tests.vcsim import Vcsim
+from tests.vsphere.vmenv import VM, Env
+
+APPLIANCE = "DC0_H0_VM1"
+BY_ID = Path(f"/tmp/vmkeep-test-by-id-{os.getpid()}")  # vcsim's env is fixed per test
+SIM = {"VCSIM_BY_ID_DIR": str(BY_ID)}
+ENCRYPTED = {**SIM, "VCSIM_ENCRYPTED_VMS": f"{VM},{APPLIANCE}"}
+
+sim = pytest.mark.parametrize("vcsim", [SIM], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def appliance_vm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    BY_ID.mkdir(exist_ok=True)
+    for p in BY_ID.iterdir():
+        p.unlink()
+    monkeypatch.setenv(hotadd.APPLIANCE_VM_ENV, APPLIANCE)
+    monkeypatch.setenv(hotadd.BY_ID_ENV, str(BY_ID))
+    yield
+    for p in BY_ID.iterdir():
+        p.unlink()
+
+
+def appliance_disks(e: Env) -> list[str]:
+    info = find_vm(e.session, APPLIANCE)
+    return [d.file_name for d in info.disks]
+
+
+def foreign(e: Env) -> list[str]:
+    """The appliance VM's disks whose file is not in its own folder."""
+    return [f for f in appliance_disks(e) if f"] {APPLIANCE}/" not in f]
+
+
+@sim
+def test_backup_through_hotadd_is_byte_identical_and_detaches(env: Env) -> None:
+    e = env
+    seen: list[list[str]] = []
+    r = e.backup(transport="hotadd",
+                 progress=lambda done, total: seen.append(sorted(os.listdir(BY_ID))))
+    assert r.point_id and r.status == "success", (r.warnings, e.logs)
+    for i in (0, 1):
+        assert e.restored(r.point_id, i) == e.content(i)
+    assert seen and len(seen[0]) == 2 and all(n.startswith("wwn-0x6000c29") for n in seen[0])
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == []
+    logs = "\n".join(m for _, m in e.logs)
+    assert f"attached 2 disk(s) to the appliance VM {APPLIANCE!r}" in logs
+    assert "SCSI 0:1" in logs and "detached 2 disk(s)" in logs
+    assert e.snapshots() == 0
+    # The source was attached non-persistent and never written: an incremental finds nothing.
+    r2 = e.backup(transport="hotadd")
+    assert r2.point_id and [d.read_kind for d in r2.disks] == ["incremental"] * 2
+
+
+@sim
+def test_attach_spec_existing_file_nonpersistent_free_unit(env: Env) -> None:
+    e = env
+    snap_files: list[list[Any]] = []
+
+    def look() -> None:
+        devices = find_vm(e.session, APPLIANCE).disks
+        snap_files.append([(d.file_name, d.disk_mode, d.controller_bus, d.unit_number)
+                           for d in devices])
+
+    e.backup(transport="hotadd", progress=lambda done, total: look() if not snap_files else None)
+    attached = [d for d in snap_files[0] if f"] {APPLIANCE}/" not in d[0]]
+    assert len(attached) == 2
+    for name, mode, bus, unit in attached:
+        assert f"] {VM}/" in name and "-snap" in name  # the snapshot's frozen base
+        assert mode == "independent_nonpersistent" and bus == 0 and unit not in (0, 7)
+    assert e.vm.config is not None and foreign(e) == []
+
+
+@sim
+def test_a_failing_backup_still_detaches(env: Env) -> None:
+    e = env
+
+    def fail(done: int, total: int) -> None:
+        raise OSError(5, "injected read failure")
+
+    with pytest.raises(OSError, match="injected"):
+        e.backup(transport="hotadd", progress=fail)
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == [] and e.snapshots() == 0
+
+
+@sim
+def test_a_device_that_never_appears_fails_and_detaches(env: Env, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    empty = tmp_path / "no-udev"
+    empty.mkdir()
+    monkeypatch.setenv(hotadd.BY_ID_ENV, str(empty))  # the links appear where no one looks
+    monkeypatch.setattr(hotadd, "DEVICE_WAIT", 0.3)
+    with pytest.raises(hotadd.HotaddError, match="did not appear"):
+        e.backup(transport="hotadd")
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == [] and e.snapshots() == 0
+
+
+@sim
+def test_no_appliance_vm_is_a_clear_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(hotadd.APPLIANCE_VM_ENV, "no-such-vm")
+    with pytest.raises(VmBackupError, match=r"no-such-vm.*VMKEEP_APPLIANCE_VM"):
+        env.backup(transport="hotadd")
+    assert env.snapshots() == 0
+
+
+CHILD = """
+import json, os, signal, sys
+from pathlib import Path
+from appliance.jobs.backup import BackupOptions
+from appliance.jobs.vm_backup import backup_vm
+from appliance.jobs.workspace import open_workspace
+from appliance.repository.repo import Repository
+from appliance.vsphere.session import connect
+from catalog.store import Catalog
+
+a = json.loads(sys.argv[1])
+with connect(a["host"], a["port"], a["user"], a["password"], fingerprint=None,
+             insecure=True) as s:
+    repo = Repository.open_local(Path(a["repo"]), create=True)
+    with open_workspace(repo, Catalog.open(None).cursor, exclusive=False,
+                        operation="backup") as ws:
+        backup_vm(s, ws, a["vm"], BackupOptions(block_size=256 << 10),
+                  enable_cbt_consent=True, log=lambda lvl, m: None, transport="hotadd",
+                  progress=lambda done, total: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+@sim
+def test_sigkill_mid_read_the_hunter_detaches_and_removes_the_snapshot(
+        vcsim: Vcsim, env: Env, tmp_path: Path) -> None:
+    e = env
+    args = {"host": vcsim.host, "port": vcsim.port, "user": vcsim.user,
+            "password": vcsim.password, "repo": str(tmp_path / "crashrepo"), "vm": VM}
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = foreign(e)
+    assert len(left) == 2 and len(list(BY_ID.iterdir())) == 2 and e.snapshots() == 1
+
+    plan = plan_hunt(e.session)
+    kinds = [f.kind for f in plan.findings]
+    assert kinds[:2] == [FindingKind.ATTACHED_DISK] * 2, kinds
+    assert FindingKind.LEFTOVER_SNAPSHOT in kinds
+    assert {f.file_name for f in plan.findings if f.file_name} >= set(left)
+    result = execute_hunt(e.session, plan)
+    assert result.ok, result.outcomes
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == [] and e.snapshots() == 0
+    # The appliance's own disk stays, and its file too.
+    assert appliance_disks(e) and all(f"] {APPLIANCE}/" in f for f in appliance_disks(e))
+    assert plan_hunt(e.session).empty
+
+
+@pytest.mark.parametrize("vcsim", [ENCRYPTED], indirect=True)
+def test_an_encrypted_vm_backs_up_through_hotadd_not_the_host(env: Env) -> None:
+    e = env
+    assert e.vm.config.keyId is not None
+    with pytest.raises(VmRefusedError, match=r"encrypted \(config.keyId"):
+        e.backup(transport="host")
+    assert e.snapshots() == 0
+    r = e.backup(transport="hotadd")
+    assert r.point_id and r.status == "success", (r.warnings, e.logs)
+    for i in (0, 1):
+        assert e.restored(r.point_id, i) == e.content(i)
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == []
+
+
+@pytest.mark.parametrize("vcsim", [{**SIM, "VCSIM_ENCRYPTED_VMS": VM}], indirect=True)
+def test_an_encrypted_vm_needs_an_encrypted_appliance_vm(env: Env) -> None:
+    with pytest.raises(VmBackupError, match=f"appliance VM {APPLIANCE!r} has no config.keyId"):
+        env.backup(transport="hotadd")
+    assert env.snapshots() == 0
