@@ -108,6 +108,9 @@ FailOrWarn = Literal["fail", "warn"]
 #: datastores mounted on the appliance (each named in ``datastore_paths``), or attached to
 #: the appliance's own VM (hot-add).
 DiskTransport = Literal["host", "vcenter", "direct", "hotadd"]
+#: How a restore over the original VM writes its disks: through the vCenter, or attached to
+#: the appliance's own VM (hot-add).
+RestoreTransport = Literal["vcenter", "hotadd"]
 SessionKind = Literal["backup", "copy", "logs"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]
@@ -830,6 +833,7 @@ class VmRestore(Request):
     point: Text
     name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
+    transport: RestoreTransport = "vcenter"  # over the original: how its disks are written
     datastore: Text | None = None
     host: Text | None = None
     power_on: bool = False

@@ -42,6 +42,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--datastore", help="new VM: its datastore")
     p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
+    p.add_argument("--transport", choices=("vcenter", "hotadd"), default="vcenter",
+                   help="--original: write its disks through the vCenter (default) or "
+                   "attached to the appliance's own VM (hotadd)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
@@ -70,7 +73,7 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
     try:
         done = client.restore_vm(api.VmRestore(
             point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
-            host=args.target_host, power_on=args.power_on))
+            host=args.target_host, power_on=args.power_on, transport=args.transport))
     except RemoteError as exc:
         if not isinstance(exc.detail, ConfirmDetail):
             raise

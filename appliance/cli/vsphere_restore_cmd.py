@@ -80,6 +80,10 @@ def add_parsers(vsub: Subparsers) -> None:
     p.add_argument("--keep-macs", action="store_true",
                    help="new VM: keep the recorded MAC addresses (default: new ones)")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
+    p.add_argument("--transport", choices=("vcenter", "hotadd"), default="vcenter",
+                   help="--original: write its disks through the vCenter (default) or attach "
+                   "them to the appliance's own VM (hotadd: writes the point's blocks and "
+                   "zeroes what is allocated now but zero in the point)")
     p.add_argument("--dry-run", action="store_true", help="say what would be done; change "
                    "nothing")
     p.add_argument("--yes", action="store_true",
@@ -127,6 +131,9 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
             repository(args, operation="restore", writes=False) as ws:
         if args.original:
             plan = plan_restore_original(session, ws, args.point)
+        elif args.transport != "vcenter":
+            raise UsageError("--transport hotadd writes over the original VM only "
+                             "(--original)")
         else:
             plan = plan_restore_new(ws, args.point, args.name)
         if args.dry_run:
@@ -141,7 +148,7 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                     return EXIT_NOT_CONFIRMED
                 result = restore_original_vm(session, ws, plan, confirm=True,
                                              power_on=args.power_on, log=log,
-                                             progress=progress)
+                                             progress=progress, transport=args.transport)
             else:
                 result = restore_new_vm(
                     session, ws, args.point, args.name, datacenter=args.datacenter,

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
+from appliance.jobs import hotadd_restore
+from appliance.jobs.hotadd_restore import RestoreTransport
 from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
 from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
@@ -313,9 +315,11 @@ def plan_restore_original(session: VSphereSession, ws: Workspace,
 
 def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
-                        log: LogFn, progress: ProgressFn | None = None) -> VmRestoreResult:
+                        log: LogFn, progress: ProgressFn | None = None,
+                        transport: RestoreTransport = "vcenter") -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
-    CBT. Refuses without ``confirm``; refuses if the VM changed since the plan."""
+    CBT. Refuses without ``confirm``; refuses if the VM changed since the plan. ``transport``
+    "hotadd" writes through disks attached to the appliance VM (``jobs.hotadd_restore``)."""
     started = time.monotonic()
     if plan.mode != "original" or plan.target_moref is None:
         raise UsageError("restore_original_vm needs a plan for the original VM")
@@ -343,10 +347,16 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
     slots = {(t.bus, t.unit): t for t in target.disks}
     uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
     written = 0
-    for d in plan.disks:
-        written += uploader.upload(disks[d.index], target.datacenter_path,
-                                   slots[(d.bus, d.unit)])
-        log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
+    if transport == "hotadd":
+        written = hotadd_restore.write_disks(
+            session, ws, plan.target_moref,
+            [(disks[d.index], slots[(d.bus, d.unit)]) for d in plan.disks],
+            log=log, progress=progress)
+    else:
+        for d in plan.disks:
+            written += uploader.upload(disks[d.index], target.datacenter_path,
+                                       slots[(d.bus, d.unit)])
+            log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
     reset = rt.reset_cbt(session, plan.target_moref)
     if reset:
         log("info", f"reset Changed Block Tracking on VM {plan.target_name!r}: its next backup "

@@ -78,6 +78,9 @@ class RestoreService:
                 self._vcenters.session(vcenter) as session, \
                 self._state.workspace(repo, name, exclusive=False, operation="restore",
                                       read_only_ok=True) as ws:
+            if req.name and req.transport != "vcenter":
+                raise UsageError("--transport hotadd writes over the original VM only; a new "
+                                 "VM's disks are written through the vCenter")
             if req.name:
                 r = vm_restore.restore_new_vm(
                     session, ws, req.point, req.name, datastore=req.datastore,
@@ -92,7 +95,8 @@ class RestoreService:
                                      detail=ConfirmDetail(tuple(plan.describe()), "confirm"))
                 r = vm_restore.restore_original_vm(session, ws, plan,
                                                    confirm=True, power_on=req.power_on,
-                                                   log=lambda lvl, m: log.append(m))
+                                                   log=lambda lvl, m: log.append(m),
+                                                   transport=req.transport)
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
                 f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")
 

@@ -135,7 +135,7 @@ def _devices(session: VSphereSession, appliance: ApplianceVm) -> list[Any]:
     return list(session.call(lambda: vm.config.hardware.device) or [])
 
 
-def free_units(devices: Sequence[Any]) -> list[tuple[int, int, int]]:
+def _free_units(devices: Sequence[Any]) -> list[tuple[int, int, int]]:
     """(controller key, bus, unit) of each free unit of the SCSI controllers, in order."""
     used = {(d.controllerKey, d.unitNumber) for d in devices
             if getattr(d, "unitNumber", None) is not None}
@@ -163,7 +163,7 @@ def attach(session: VSphereSession, appliance: ApplianceVm, files: Sequence[str]
            mode: DiskMode) -> list[AttachedDisk]:
     """Attach each existing disk file in ``files`` to the appliance VM (one ReconfigVM)."""
     devices = _devices(session, appliance)
-    slots = free_units(devices)
+    slots = _free_units(devices)
     if len(slots) < len(files):
         ctrls = [f"{type(d).__name__} bus {d.busNumber}" for d in devices
                  if isinstance(d, vim.vm.device.VirtualSCSIController)]

@@ -21,9 +21,10 @@ from typing import Final, Literal
 
 Purpose = Literal["backup", "restore", "hunter"]
 PURPOSES: Final[tuple[Purpose, ...]] = ("backup", "restore", "hunter")
-Transport = Literal["host", "vcenter", "direct"]
-ALL_TRANSPORTS: Final[tuple[Transport, ...]] = ("host", "vcenter", "direct")
+Transport = Literal["host", "vcenter", "direct", "hotadd"]
+ALL_TRANSPORTS: Final[tuple[Transport, ...]] = ("host", "vcenter", "direct", "hotadd")
 _HTTP: Final[tuple[Transport, ...]] = ("host", "vcenter")
+_HOTADD: Final[tuple[Transport, ...]] = ("hotadd",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +120,15 @@ PRIVILEGES: Final[tuple[Privilege, ...]] = (
     Privilege("VirtualMachine.Config.AddNewDisk", "Virtual machine > Change Configuration > "
               "Add new disk", ("restore",),
               "the new VM's disks; restore-disk adds a disk to a VM", ("api", "vddk")),
+    Privilege("VirtualMachine.Config.AddExistingDisk", "Virtual machine > Change "
+              "Configuration > Add existing disk", ("backup", "restore"),
+              "hot-add: attaching the snapshot's disks (a restore: the VM's own disks) to the "
+              "appliance's VM", ("vddk", "api"), _HOTADD),
     Privilege("VirtualMachine.Config.RemoveDisk", "Virtual machine > Change Configuration > "
-              "Remove disk", ("restore",),
-              "restore-disk removes the disk it added when writing fails", ("vddk",)),
+              "Remove disk", ("backup", "restore", "hunter"),
+              "restore-disk removes the disk it added when writing fails; hot-add detaches "
+              "the disks it attached (the Hunter: those a crashed run left)", ("vddk",),
+              _HOTADD),
     Privilege("VirtualMachine.Config.DiskExtend", "Virtual machine > Change Configuration > "
               "Extend virtual disk", ("restore",),
               "a restore over the original VM grows a disk smaller than the backup's",

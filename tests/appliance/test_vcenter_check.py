@@ -21,7 +21,8 @@ GRANTED = ["System.Anonymous", "System.View", "System.Read",
            "VirtualMachine.State.CreateSnapshot", "VirtualMachine.State.RemoveSnapshot",
            "VirtualMachine.Config.ChangeTracking", "VirtualMachine.Provisioning.DiskRandomRead",
            "VirtualMachine.Provisioning.GetVmFiles", "Datastore.Browse",
-           "Datastore.AllocateSpace", "Global.EnableMethods"]
+           "Datastore.AllocateSpace", "Global.EnableMethods",
+           "VirtualMachine.Config.AddExistingDisk", "VirtualMachine.Config.RemoveDisk"]
 USER, PASSWORD = "backup", "b4ckup-secret"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,12 +24,13 @@ from typing import Any
 import pytest
 
 from appliance.jobs.vm_backup import VmBackupError, VmRefusedError
+from appliance.jobs.vm_restore import plan_restore_original, restore_original_vm
 from appliance.vsphere import hotadd
 from appliance.vsphere.hunter import FindingKind, execute_hunt, plan_hunt
 from appliance.vsphere.inventory import find_vm
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, in_ws, session_first
 from tests.vcsim import Vcsim
-from tests.vsphere.vmenv import VM, Env
+from tests.vsphere.vmenv import VM, Env, write
 
 APPLIANCE = "DC0_H0_VM1"
 BY_ID = Path(f"/tmp/vmkeep-test-by-id-{os.getpid()}")  # vcsim's env is fixed per test
@@ -198,3 +200,30 @@ def test_an_encrypted_vm_needs_an_encrypted_appliance_vm(env: Env) -> None:
     with pytest.raises(VmBackupError, match=f"appliance VM {APPLIANCE!r} has no config.keyId"):
         env.backup(transport="hotadd")
     assert env.snapshots() == 0
+
+
+@sim
+def test_restore_over_the_original_through_hotadd_zeroes_what_the_point_has_not(
+        env: Env) -> None:
+    """The VM's own disks are attached to the appliance VM persistent (the lookup mapped to
+    their flat files by the simulator's by-id links) and written through the link."""
+    e = env
+    r = e.backup()
+    assert r.point_id, e.logs
+    want = [e.content(0), e.content(1)]
+    hole = 3 * (1 << 20) + (800 << 10)  # disk 1: zero in the point (a whole 256 KiB block)
+    assert want[1][hole:hole + 10000] == bytes(10000)
+    write(e.live(1), hole, b"ransomware" * 1000)
+    write(e.live(0), 0, b"ransomware" * 1000)  # over stored blocks
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), r.point_id)
+    e.logs.clear()
+    result = in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan,
+                   confirm=True, log=e.log, transport="hotadd")
+    assert result.cbt_reset and e.vm.runtime.powerState == "poweredOff"
+    assert [e.content(0), e.content(1)] == want
+    logs = "\n".join(m for _, m in e.logs)
+    assert "(persistent)" in logs and "through hot-add" in logs
+    # CBT reports allocation in 64 KiB areas: the one the write touched is zeroed, no more.
+    assert re.search(r"disk 1: .* zeroed 65536 bytes .* \(1 area\(s\)\)", logs), logs
+    assert re.search(r"disk 0: .* zeroed 0 bytes", logs), logs
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == []
