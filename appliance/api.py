@@ -238,6 +238,7 @@ class VCenterAdd(Request):
     password: str  # kept in the secret store; never sent back
     fingerprint: Text | None = None  # SHA-256 hex, colons optional
     insecure: bool = False
+    appliance_vm: Text = ""  # hot-add: the appliance's own VM (name or BIOS UUID); "": DMI
 
 
 class VCenterEdit(Request):
@@ -247,6 +248,7 @@ class VCenterEdit(Request):
     password: str | None = None
     fingerprint: Text | None = None  # re-pin a renewed certificate
     insecure: bool | None = None
+    appliance_vm: Text | None = None  # "" forgets it (found by its BIOS UUID again)
 
 
 class VCenter(Wire):
@@ -257,6 +259,7 @@ class VCenter(Wire):
     fingerprint: str | None  # pinned, lower-case hex; None when insecure
     insecure: bool
     added: datetime
+    appliance_vm: str = ""  # hot-add: the appliance's own VM as named; "": by its BIOS UUID
 
 
 class VCenterTest(Wire):

@@ -80,7 +80,8 @@ def state_document(vcenters: list[VCenterRow], repositories: list[RepositoryName
         "created": datetime.now(UTC).isoformat(),
         "vcenters": [{"name": v.name, "host": v.host, "port": v.port, "user": v.user,
                       "fingerprint": v.fingerprint, "insecure": v.insecure,
-                      "added": v.added.isoformat()} for v in vcenters],
+                      "added": v.added.isoformat(), "appliance_vm": v.appliance_vm}
+                     for v in vcenters],
         "repositories": [{"name": r.name, "location": r.location, "repo_id": r.repo_id,
                           "added": r.added.isoformat(),
                           "host_key_fingerprint": r.host_key_fingerprint,

@@ -9,7 +9,8 @@ reconnect periods (version 8); hardened repositories and their lock ledger (vers
 ledger is an index too: a rescan rebuilds it from the repository's immutable/ records); version
 10 forgets the index of a repository that held a pack or a point twice (the next sync indexes
 it again from its files; a pack and a point are recorded once since, see Catalog.add_pack),
-and adds what checks found: damaged copies of blocks, and points whose manifest vanished.
+and adds what checks found: damaged copies of blocks, and points whose manifest vanished;
+version 11 names the appliance's own VM per vCenter (hot-add).
 Secrets are in neither: the appliance keeps them in its secret store.
 """
 
@@ -184,5 +185,8 @@ MIGRATIONS.append((
     );
     """,
 ))
+
+# 11: the appliance's own VM in each vCenter (hot-add), "" when found by its BIOS UUID.
+MIGRATIONS.append((11, "ALTER TABLE vcenters ADD COLUMN appliance_vm VARCHAR;"))
 
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]

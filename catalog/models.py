@@ -97,6 +97,7 @@ class VCenterRow:
     fingerprint: str | None  # pinned SHA-256, lower-case hex; None with insecure
     insecure: bool
     added: datetime
+    appliance_vm: str = ""  # hot-add: the appliance's own VM (name or BIOS UUID); "": by DMI
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,21 +293,22 @@ class Catalog:
 
     # -- authoritative state: vCenters and repository names -------------------------------------
     def add_vcenter(self, row: VCenterRow) -> None:
-        self._con.execute("INSERT INTO vcenters VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._con.execute('INSERT INTO vcenters (name, host, port, "user", fingerprint, '
+                          "insecure, added, appliance_vm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                           [row.name, row.host, row.port, row.user, row.fingerprint,
-                           row.insecure, _naive_utc(row.added)])
+                           row.insecure, _naive_utc(row.added), row.appliance_vm or None])
 
     def update_vcenter(self, row: VCenterRow) -> None:
         self._con.execute('UPDATE vcenters SET host = ?, port = ?, "user" = ?, fingerprint = ?, '
-                          "insecure = ? WHERE name = ?",
+                          "insecure = ?, appliance_vm = ? WHERE name = ?",
                           [row.host, row.port, row.user, row.fingerprint, row.insecure,
-                           row.name])
+                           row.appliance_vm or None, row.name])
 
     def vcenters(self) -> list[VCenterRow]:
-        rows = self._con.execute('SELECT name, host, port, "user", fingerprint, insecure, added '
-                                 "FROM vcenters ORDER BY name").fetchall()
-        return [VCenterRow(r[0], r[1], int(r[2]), r[3], r[4], bool(r[5]), _utc(r[6]))
-                for r in rows]
+        rows = self._con.execute('SELECT name, host, port, "user", fingerprint, insecure, added, '
+                                 "appliance_vm FROM vcenters ORDER BY name").fetchall()
+        return [VCenterRow(r[0], r[1], int(r[2]), r[3], r[4], bool(r[5]), _utc(r[6]),
+                           r[7] or "") for r in rows]
 
     def vcenter(self, name: str) -> VCenterRow | None:
         return next((v for v in self.vcenters() if v.name == name), None)

@@ -37,6 +37,7 @@ EPILOG_VCENTER = """examples:
   vmkeep vcenter test vc01
   vmkeep vcenter check vc01                         # exit 1: the account lacks privileges
   vmkeep vcenter edit vc01 --fingerprint 12:34:…:78      # re-pin a renewed certificate
+  vmkeep vcenter edit vc01 --appliance-vm vmkeep-appliance  # hot-add: the appliance's VM
   vmkeep vcenter remove vc01
 
 Without --fingerprint or --insecure, `add` fails and shows the server's fingerprint. The
@@ -55,6 +56,10 @@ def add_parser(sub: Subparsers) -> None:
     def secret(p: argparse.ArgumentParser) -> None:
         add_password_options(p)
         add_pin_options(p)
+        p.add_argument("--appliance-vm", metavar="VM", type=text_arg,
+                       help="hot-add (--transport hotadd): the VM the appliance runs in, by "
+                       "name or BIOS UUID, when it cannot read its own BIOS UUID (root "
+                       "only: /sys/class/dmi/id/product_uuid); with edit, \"\" forgets it")
 
     p = vsub.add_parser("add", help="add a vCenter (logs in once to check)",
                         epilog=EPILOG_VCENTER, formatter_class=raw)
@@ -93,7 +98,8 @@ def _pin(args: argparse.Namespace) -> str | None:
 
 def _show(v: api.VCenter) -> str:
     pin = "not verified (--insecure)" if v.insecure else _colons(v.fingerprint or "")
-    return f"vCenter {v.name!r}: {v.user}@{v.host}:{v.port}, certificate {pin}"
+    vm = f", appliance VM {v.appliance_vm!r} (hot-add)" if v.appliance_vm else ""
+    return f"vCenter {v.name!r}: {v.user}@{v.host}:{v.port}, certificate {pin}{vm}"
 
 
 def _colons(hexed: str) -> str:
@@ -117,7 +123,7 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
 
     spec = api.VCenterAdd(name=args.name, host=args.host, port=args.port, user=args.user,
                           password=read_password(args), fingerprint=_pin(args),
-                          insecure=args.insecure)
+                          insecure=args.insecure, appliance_vm=args.appliance_vm or "")
     try:
         added = client.add_vcenter(spec)
     except RemoteError as exc:
@@ -132,7 +138,8 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
     given = args.password_stdin or args.password_file is not None
     spec = api.VCenterEdit(host=args.host, port=args.port, user=args.user,
                            password=read_password(args) if given else None,
-                           fingerprint=_pin(args), insecure=True if args.insecure else None)
+                           fingerprint=_pin(args), insecure=True if args.insecure else None,
+                           appliance_vm=args.appliance_vm)
     try:
         edited = client.edit_vcenter(args.name, spec)
     except RemoteError as exc:

@@ -19,7 +19,7 @@ from appliance.jobs.workspace import Workspace
 from appliance.source import Extent
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.cbt import CbtError, changed_areas
-from appliance.vsphere.hotadd import HotaddError, attached
+from appliance.vsphere.hotadd import HotaddError, attached, find_appliance
 from appliance.vsphere.session import VSphereSession
 
 LogFn = Callable[[str, str], None]
@@ -64,13 +64,16 @@ def _allocated_now(session: VSphereSession, vm_moref: str, target: rt.TargetDisk
 
 def write_disks(session: VSphereSession, ws: Workspace, vm_moref: str,
                 disks: Sequence[tuple[DiskToRestore, rt.TargetDisk]], *, log: LogFn,
-                progress: ProgressFn | None = None) -> int:
-    """Write each point disk into its target disk through hot-add; bytes written."""
+                progress: ProgressFn | None = None, appliance_vm: str = "") -> int:
+    """Write each point disk into its target disk through hot-add; bytes written.
+    ``appliance_vm`` names the appliance's own VM (else ``hotadd.find_appliance`` finds
+    it)."""
+    appliance = find_appliance(session, appliance_vm or None)
     total = sum(d.size for d, _ in disks)
     done = 0
     allocated = {t.file_name: _allocated_now(session, vm_moref, t, log) for _, t in disks}
     with attached(session, [t.file_name for _, t in disks], mode="persistent",
-                  log=log) as devices:
+                  log=log, appliance=appliance) as devices:
         for disk, target in disks:
             if target.capacity_bytes != disk.size:
                 raise HotaddError(f"target disk {target.file_name} is "

@@ -51,6 +51,7 @@ from appliance.vsphere.disk_reader import (
     resolve_access,
 )
 from appliance.vsphere.host_transport import HostDiskSource
+from appliance.vsphere.hotadd import HotaddError
 from appliance.vsphere.inventory import DiskInfo, VmInfo, find_vm, find_vm_moref
 from appliance.vsphere.relocation import relocation_disabled
 from appliance.vsphere.session import VSphereSession
@@ -195,13 +196,14 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
               before_snapshot: Callable[[], None] | None = None,
               before_read: Callable[[], None] | None = None,
               seed: int | str | None = None,
-              snapshot_name: str | None = None) -> VmBackupResult:
+              snapshot_name: str | None = None, appliance_vm: str = "") -> VmBackupResult:
     """Back up one VM as a restore point of object kind "vm" (object name: the VM's name,
     object uuid: its instanceUuid). ``quiesce`` asks VMware Tools for a quiesced snapshot;
     ``force_full`` reads every allocated area whatever CBT says (an active full); disks whose
     numbers are in ``exclude`` are left out (not a warning: the job said so). ``transport``
     says where the disks are read from (:mod:`appliance.vsphere.disk_reader`; ``direct``
-    needs ``datastore_paths``, each datastore's local folder).
+    needs ``datastore_paths``, each datastore's local folder; ``hotadd`` the appliance's own
+    VM, ``appliance_vm`` if the vCenter's setting names it).
     ``before_snapshot`` runs once the VM is known to be readable, before anything is changed
     on it (guest processing's pre-freeze); ``before_read`` runs after the snapshot is taken
     and before any disk is read. ``snapshot_name`` names the snapshot (an appliance
@@ -262,9 +264,10 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
     try:
         access = resolve_access(session, vm, info.datacenter_path, transport, datastore_paths,
                                 encrypted=info.encrypted or any(d.encrypted for d in info.disks
-                                                                if d.index not in exclude))
-    except TransportError as exc:
-        raise VmBackupError(f"VM {info.name!r}: {exc}") from None
+                                                                if d.index not in exclude),
+                                appliance_vm=appliance_vm)
+    except HotaddError as exc:  # the appliance's VM: not found, or cannot take its disks
+        raise VmRefusedError(f"VM {info.name!r}: {exc}") from None
     if transport == "direct":  # every datastore the VM's disks are on, before the snapshot
         for disk in info.disks:
             if disk.index in exclude:

@@ -316,7 +316,8 @@ def plan_restore_original(session: VSphereSession, ws: Workspace,
 def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
                         log: LogFn, progress: ProgressFn | None = None,
-                        transport: RestoreTransport = "vcenter") -> VmRestoreResult:
+                        transport: RestoreTransport = "vcenter",
+                        appliance_vm: str = "") -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
     CBT. Refuses without ``confirm``; refuses if the VM changed since the plan. ``transport``
     "hotadd" writes through disks attached to the appliance VM (``jobs.hotadd_restore``)."""
@@ -351,7 +352,7 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
         written = hotadd_restore.write_disks(
             session, ws, plan.target_moref,
             [(disks[d.index], slots[(d.bus, d.unit)]) for d in plan.disks],
-            log=log, progress=progress)
+            log=log, progress=progress, appliance_vm=appliance_vm)
     else:
         for d in plan.disks:
             written += uploader.upload(disks[d.index], target.datacenter_path,

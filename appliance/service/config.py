@@ -257,7 +257,8 @@ class ConfigService:
             for v in doc["vcenters"]:
                 cat.add_vcenter(VCenterRow(v["name"], v["host"], int(v["port"]), v["user"],
                                            v["fingerprint"], bool(v["insecure"]),
-                                           datetime.fromisoformat(v["added"])))
+                                           datetime.fromisoformat(v["added"]),
+                                           str(v.get("appliance_vm") or "")))
             for name, text in doc["settings"].items():
                 cat.put_setting(name, text)
             for j in doc["jobs"]:

@@ -96,7 +96,9 @@ class RestoreService:
                 r = vm_restore.restore_original_vm(session, ws, plan,
                                                    confirm=True, power_on=req.power_on,
                                                    log=lambda lvl, m: log.append(m),
-                                                   transport=req.transport)
+                                                   transport=req.transport,
+                                                   appliance_vm=self._vcenters.get(
+                                                       vcenter).appliance_vm)
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
                 f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")
 

@@ -43,7 +43,7 @@ class VCenterService:
         self._state = state
 
     def add(self, name: str, host: str, port: int, user: str, password: str, *,
-            fingerprint: str | None, insecure: bool) -> VCenterRow:
+            fingerprint: str | None, insecure: bool, appliance_vm: str = "") -> VCenterRow:
         """Log in once (which checks the pin, or shows the server's fingerprint when none
         was given), then remember the vCenter and its password."""
         name = check_name("vCenter", name)
@@ -54,7 +54,8 @@ class VCenterService:
         with _connect(host, port, user, password, fingerprint=fingerprint,
                       insecure=insecure) as session:
             pinned = session.fingerprint
-        row = VCenterRow(name, host, port, user, pinned, insecure, datetime.now(UTC))
+        row = VCenterRow(name, host, port, user, pinned, insecure, datetime.now(UTC),
+                         appliance_vm.strip())
         self._state.secrets.put(vcenter_secret(name), password)
         with self._state.catalog() as cat:
             cat.add_vcenter(row)
@@ -73,7 +74,8 @@ class VCenterService:
 
     def edit(self, name: str, *, host: str | None = None, port: int | None = None,
              user: str | None = None, password: str | None = None,
-             fingerprint: str | None = None, insecure: bool | None = None) -> VCenterRow:
+             fingerprint: str | None = None, insecure: bool | None = None,
+             appliance_vm: str | None = None) -> VCenterRow:
         """Change what is given; log in with the result before keeping it (re-pinning a
         renewed certificate is ``fingerprint=``)."""
         old = self.get(name)
@@ -81,12 +83,13 @@ class VCenterService:
         pin = fingerprint if fingerprint is not None else (None if new_insecure
                                                            else old.fingerprint)
         secret = password if password is not None else self.password(name)
+        vm = old.appliance_vm if appliance_vm is None else appliance_vm.strip()
         row = VCenterRow(name, host or old.host, port or old.port, user or old.user, pin,
-                         new_insecure, old.added)
+                         new_insecure, old.added, vm)
         with _connect(row.host, row.port, row.user, secret, fingerprint=pin,
                       insecure=new_insecure) as session:
             row = VCenterRow(row.name, row.host, row.port, row.user, session.fingerprint,
-                             row.insecure, row.added)
+                             row.insecure, row.added, vm)
         if password is not None:
             self._state.secrets.put(vcenter_secret(name), password)
         with self._state.catalog() as cat:
@@ -142,7 +145,7 @@ class VCenterService:
         for vc in self._chosen(vcenter):
             with self.session(vc.name) as session:
                 plan = plan_hunt(session, include_foreign=include_foreign, appliance_id=me,
-                                 running=running, busy=busy)
+                                 running=running, busy=busy, appliance_vm=vc.appliance_vm)
                 lines = describe(plan)
                 if not dry_run and not plan.empty:
                     result = execute_hunt(session, plan)
@@ -158,7 +161,8 @@ class VCenterService:
         for vc in self.all():
             try:
                 with self.session(vc.name) as session:
-                    out[vc.name] = [(f.vm_name, f.what) for f in plan_hunt(session).findings]
+                    out[vc.name] = [(f.vm_name, f.what) for f in plan_hunt(
+                        session, appliance_vm=vc.appliance_vm).findings]
             except VmkeepError as exc:
                 log.warning("the Snapshot Hunter could not look at vCenter %s: %s", vc.name,
                             exc)

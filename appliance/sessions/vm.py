@@ -125,7 +125,8 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
                     # after the check that every disk is readable: a refused VM's guest
                     # is never touched
                     before_snapshot=gp.before_snapshot, before_read=gp.after_snapshot,
-                    snapshot_name=session_snapshot_name(appliance_id(reg.home), live.id))
+                    snapshot_name=session_snapshot_name(appliance_id(reg.home), live.id),
+                    appliance_vm=setup.vc.appliance_vm)
             finally:
                 gp.after_snapshot()  # when the snapshot failed: thaw all the same
             if (gp.warnings or not left_clean) and result.status == "success":

@@ -122,14 +122,15 @@ def check_transport(transport: str, datastore_paths: Mapping[str, str]) -> Trans
 
 def resolve_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
                 transport: Transport, datastore_paths: Mapping[str, str] | None = None,
-                *, encrypted: bool = False) -> DiskAccess:
+                *, encrypted: bool = False, appliance_vm: str = "") -> DiskAccess:
     """Resolve how one VM's disks are read (once per VM): for ``host``, the host that runs
     it now, with the thumbprint to pin; for ``hotadd``, the appliance's own VM (which must
-    be encrypted itself when the VM's disks are: ``encrypted``)."""
+    be encrypted itself when the VM's disks are: ``encrypted``), named by ``appliance_vm``
+    (the vCenter's setting) or found as ``hotadd.find_appliance`` says."""
     paths = tuple(sorted((datastore_paths or {}).items()))
     check_transport(transport, dict(paths))
     host = host_of_vm(session, vm_moref) if transport == "host" else None
-    appliance = find_appliance(session) if transport == "hotadd" else None
+    appliance = find_appliance(session, appliance_vm or None) if transport == "hotadd" else None
     if appliance is not None and encrypted and not appliance.encrypted:
         raise HotaddError(f"hot-add: the VM's disks are encrypted, and ESXi attaches an "
                           f"encrypted disk only to an encrypted VM: the appliance VM "

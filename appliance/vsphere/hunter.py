@@ -353,9 +353,9 @@ def attached_disk_findings(appliance: hotadd.ApplianceVm, vms: Sequence[VmInfo],
     return out
 
 
-def _appliance_vm(session: VSphereSession) -> hotadd.ApplianceVm | None:
+def _appliance_vm(session: VSphereSession, name: str) -> hotadd.ApplianceVm | None:
     try:
-        return hotadd.find_appliance(session)
+        return hotadd.find_appliance(session, name or None)
     except hotadd.HotaddError:
         return None  # not in a VM of this vCenter, or not told which: nothing attached
 
@@ -363,19 +363,21 @@ def _appliance_vm(session: VSphereSession) -> hotadd.ApplianceVm | None:
 def plan_hunt(session: VSphereSession, *, include_foreign: bool = False,
               appliance_id: str | None = None,
               running: Callable[[], Collection[str]] | None = None,
-              busy: Callable[[], Collection[str]] | None = None) -> HuntPlan:
+              busy: Callable[[], Collection[str]] | None = None,
+              appliance_vm: str = "") -> HuntPlan:
     """Look at every VM and plan what to fix. Reads only. With ``appliance_id`` and
     ``running`` (the appliance's running sessions, asked after the VMs are listed: a session
     starting meanwhile takes its snapshot later), the snapshots of running sessions of that
     appliance are left alone; ``busy`` names the VMs the appliance is backing up now (their
-    relocation is the backup's to enable)."""
+    relocation is the backup's to enable). ``appliance_vm`` names the appliance's own VM
+    (hot-add; else its BIOS UUID or ``$VMKEEP_APPLIANCE_VM`` finds it, if it can)."""
     vms = list_vms(session)
     layouts = _layouts(session)
     disabled = _relocation_disabled(session)
     busy_now = frozenset(busy()) if busy is not None else frozenset()
     in_use = (in_use_snapshots(vms, appliance_id, frozenset(running()))
               if appliance_id is not None and running is not None else {})
-    appliance = _appliance_vm(session)
+    appliance = _appliance_vm(session, appliance_vm)
     findings: list[Finding] = (attached_disk_findings(appliance, vms, in_use, busy_now)
                                if appliance is not None else [])
     for vm in vms:

@@ -12,7 +12,8 @@ from catalog.models import VCenterRow
 
 def _vcenter(row: VCenterRow) -> api.VCenter:
     return api.VCenter(name=row.name, host=row.host, port=row.port, user=row.user,
-                       fingerprint=row.fingerprint, insecure=row.insecure, added=row.added)
+                       fingerprint=row.fingerprint, insecure=row.insecure, added=row.added,
+                       appliance_vm=row.appliance_vm)
 
 
 def add_routes(app: FastAPI, state: ApplianceState) -> None:
@@ -31,7 +32,8 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         secret store."""
         return _vcenter(reg.vcenters.add(body.name, body.host, body.port, body.user,
                                         body.password, fingerprint=body.fingerprint,
-                                        insecure=body.insecure))
+                                        insecure=body.insecure,
+                                        appliance_vm=body.appliance_vm))
 
     @app.get(f"{v}/vcenters/{{name}}", response_model=api.VCenter, responses=ERRORS)
     def get_vcenter(name: str) -> api.VCenter:
@@ -42,7 +44,8 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         return _vcenter(reg.vcenters.edit(name, host=body.host, port=body.port,
                                          user=body.user, password=body.password,
                                          fingerprint=body.fingerprint,
-                                         insecure=body.insecure))
+                                         insecure=body.insecure,
+                                         appliance_vm=body.appliance_vm))
 
     @app.post(f"{v}/vcenters/{{name}}/test", response_model=api.VCenterTest,
               responses=ERRORS)
