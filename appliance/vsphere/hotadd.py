@@ -214,9 +214,10 @@ def detach(session: VSphereSession, appliance: ApplianceVm, disks: Sequence[Atta
 
 
 def device_of(disk: AttachedDisk, *, by_id: str | None = None, sysfs: str = SYSFS,
-              wait: float = DEVICE_WAIT) -> str:
+              wait: float | None = None) -> str:
     """The block device of an attached disk, waited for (polled) up to ``wait`` seconds:
     ``by_id``/wwn-0x<uuid> or scsi-3<uuid>, else the sysfs SCSI device whose wwid is it."""
+    wait = DEVICE_WAIT if wait is None else wait
     hexid = disk.uuid.replace("-", "").lower()
     if not hexid:
         raise HotaddError(f"hot-add: disk {disk.file_name} has no backing.uuid to find it by")
