@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from appliance.jobs.vm_backup import VmBackupError, VmRefusedError
 from appliance.jobs.vm_restore import plan_restore_original, restore_original_vm
@@ -226,4 +228,28 @@ def test_restore_over_the_original_through_hotadd_zeroes_what_the_point_has_not(
     # CBT reports allocation in 64 KiB areas: the one the write touched is zeroed, no more.
     assert re.search(r"disk 1: .* zeroed 65536 bytes .* \(1 area\(s\)\)", logs), logs
     assert re.search(r"disk 0: .* zeroed 0 bytes", logs), logs
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == []
+
+
+@sim
+def test_restore_through_hotadd_with_cbt_off_zeroes_every_area_zero_in_the_point(
+        env: Env) -> None:
+    """As above (the lookup mapped to the simulator's flat files), with CBT turned off on the
+    VM after the backup: what is allocated now is unknown, so every area zero in the point
+    is zeroed."""
+    e = env
+    r = e.backup()
+    assert r.point_id, e.logs
+    want = [e.content(0), e.content(1)]
+    WaitForTask(e.vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        changeTrackingEnabled=False)))
+    hole = 3 * (1 << 20) + (800 << 10)
+    write(e.live(1), hole, b"ransomware" * 1000)
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), r.point_id)
+    e.logs.clear()
+    in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan,
+          confirm=True, log=e.log, transport="hotadd")
+    assert [e.content(0), e.content(1)] == want
+    logs = "\n".join(m for _, m in e.logs)
+    assert "allocated now is unknown" in logs and "Changed Block Tracking is not enabled" in logs
     assert foreign(e) == [] and list(BY_ID.iterdir()) == []
