@@ -109,3 +109,19 @@ def test_a_hotadd_restore_zeroes_what_is_allocated_but_not_stored() -> None:
     assert zero_areas(allocated, stored, bs, 2300) == [
         Extent(256, 256), Extent(1500, 100), Extent(2000, 300)]
     assert zero_areas([], stored, bs, 2300) == []
+
+
+def test_encrypted_disks_are_read_through_hotadd_only() -> None:
+    from dataclasses import replace
+
+    from appliance.vsphere.disk_access import disk_verdicts
+
+    vm = _vm("db", "vm-1", ["[LocalDS_0] db/db.vmdk"])
+    vm = replace(vm, encrypted=True,
+                 disks=tuple(replace(d, encrypted=True, datastore_type="VMFS")
+                             for d in vm.disks))
+    assert [v.status for v in disk_verdicts(vm)] == ["refused"]
+    assert "config.keyId" in disk_verdicts(vm)[0].reason
+    assert [v.status for v in disk_verdicts(vm, hotadd=True)] == ["readable"]
+    vsan = replace(vm, disks=tuple(replace(d, datastore_type="vsan") for d in vm.disks))
+    assert [v.status for v in disk_verdicts(vsan, hotadd=True)] == ["refused"]

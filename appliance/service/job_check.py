@@ -19,10 +19,10 @@ def _disk(v: DiskVerdict) -> api.DiskCheck:
                          datastore_type=v.datastore_type, status=v.status, reason=v.reason)
 
 
-def vm_check(info: VmInfo, exclude: frozenset[int]) -> api.VmCheck:
+def vm_check(info: VmInfo, exclude: frozenset[int], *, hotadd: bool = False) -> api.VmCheck:
     """One VM's verdict: refused when a disk is refused or no disk is left to read, a
-    warning when a disk is skipped, else ok."""
-    verdicts = disk_verdicts(info, exclude)
+    warning when a disk is skipped, else ok. Through ``hotadd``, encrypted disks are read."""
+    verdicts = disk_verdicts(info, exclude, hotadd=hotadd)
     refused = [v for v in verdicts if v.status == "refused"]
     skipped = [v for v in verdicts if v.status == "skipped"]
     status: api.VmCheckStatus = "ok"
@@ -51,7 +51,8 @@ def check_disks(spec: api.JobSpec, session: VSphereSession) -> api.JobCheck:
         if info.instance_uuid in seen:
             return
         seen.add(info.instance_uuid)
-        checks.append(vm_check(info, excluded_disks(spec.exclude_disks, info.name)))
+        checks.append(vm_check(info, excluded_disks(spec.exclude_disks, info.name),
+                               hotadd=spec.transport == "hotadd"))
 
     for vm in spec.vms:
         try:
