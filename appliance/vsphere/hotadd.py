@@ -274,11 +274,13 @@ def attached(session: VSphereSession, files: Sequence[str], *, mode: DiskMode, l
         yield {d.file_name: device_of(d) for d in disks}
     finally:
         # What is attached now (an attach that failed half-way included).
-        now = attached_disks(session, app, files) if files else []
+        now: list[AttachedDisk] = []
         try:
+            now = attached_disks(session, app, files) if files else []
             detach(session, app, now)
-        except HotaddError as exc:
-            log("error", f"{exc}; the Snapshot Hunter detaches them on its next run")
+        except (HotaddError, vmodl.MethodFault) as exc:
+            log("error", f"hot-add: detaching from the appliance VM {app.name!r} failed "
+                         f"({exc}); the Snapshot Hunter detaches them on its next run")
         else:
             if now:
                 log("info", f"hot-add: detached {len(now)} disk(s) from the appliance VM "
