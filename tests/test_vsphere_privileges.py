@@ -28,7 +28,7 @@ SECTIONS: dict[Purpose, str] = {"backup": "Backup", "restore": "Restore",
                                 "hunter": "Snapshot Hunter"}
 # A privilege id as the API names it: Group.Name or Group.Sub.Name.
 _ID = re.compile(r"\b(?:System|VirtualMachine|Datastore|Global|Resource|Network|Sessions|Host|"
-                 r"Cryptographer|Folder|Task|StorageProfile)\.[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)?")
+                 r"Cryptographer|Folder|Task|StorageProfile|VApp)\.[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)?")
 _ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 
 

@@ -3,16 +3,20 @@ original VM, or one disk into an existing VM. Plan (pure), then execute.
 
 The plan checks everything that can be checked before vSphere is touched: which disks the
 point has, which recorded disks it lacks (a disk the backup skipped), and for the original VM
-what will be overwritten. Execution creates or prepares the target, then uploads each disk's
-bytes, read from the repository and checked block by block, to the target disk's flat file.
+what will be overwritten. Execution creates or prepares the target, then sends each disk's
+bytes, read from the repository and checked block by block.
 
 - A new VM gets the recorded hardware (CPUs, memory, guest OS, firmware, controllers, disks at
   their controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
-  networks, with new MAC addresses unless asked to keep them). If any step fails, the new VM
-  is deleted again: no half-restored VM is left behind.
+  networks, with new MAC addresses unless asked to keep them). It is imported through an NFC
+  lease (``appliance.vsphere.nfc_import``): vSphere creates the VM, and each disk goes to the
+  ESXi host as a streamOptimized VMDK of the point's stored blocks only (zeros are not sent);
+  a dropped upload is sent again for that disk. If any step fails, the new VM is deleted
+  again: no half-restored VM is left behind.
 - Over the original VM (found by its instance UUID): it must have no snapshots (writing a base
   disk under a snapshot would corrupt the chain), it is powered off, disks the backup had
-  larger than now are grown, then overwritten. Its hardware is left as it is. Because the
+  larger than now are grown, then overwritten (a PUT of each whole flat file through the
+  vCenter's ``/folder``). Its hardware is left as it is. Because the
   disk files were written behind Changed Block Tracking's back, CBT is reset: the next backup
   of that VM reads every allocated area (deduplicated) instead of trusting stale change IDs.
   This cannot be undone, so it needs ``confirm=True`` (the CLI asks).
@@ -23,19 +27,27 @@ bytes, read from the repository and checked block by block, to the target disk's
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
-from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
+from appliance.jobs.restore import (
+    DiskToRestore,
+    disk_bytes,
+    find_point,
+    prepare_disk,
+    read_blocks,
+)
 from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.disk_access import write_refusal
 from appliance.vsphere.inventory import find_vm, find_vm_moref
+from appliance.vsphere.nfc_import import ImportDisk, import_new_vm
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
 from appliance.vsphere.upload import upload_file
@@ -231,6 +243,13 @@ class _Uploader:
                            disk.size, disk_bytes(self.ws, disk), progress=report)
 
 
+def _allocated(ws: Workspace, disk: DiskToRestore) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, data) of each stored block of ``disk``, ascending: what an NFC import
+    sends (blocks not stored are zeros, and are not sent)."""
+    for index, data in read_blocks(ws, disk):
+        yield index * disk.block_size, data
+
+
 def plan_restore_new(ws: Workspace, point_id: str,
                      name: str) -> VmRestorePlan:
     """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
@@ -267,34 +286,49 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
     sized = [replace(cfg, capacity_bytes=rec.size)
              for cfg, rec in zip(recorded, manifest.disks, strict=True)]
-    target = rt.create_vm(session, placement, config, sized, name, keep_macs=keep_macs)
-    log("info", f"created VM {name!r} ({target.moref}) on host {placement.host!r}, datastore "
-                f"{placement.datastore!r}")
-    written = 0
+    total = sum(d.size for d in plan.disks)
+    done: dict[tuple[int, int], int] = {}
+
+    def disk_progress(bus: int, unit: int, n: int) -> None:
+        done[(bus, unit)] = n
+        if progress is not None:
+            progress(sum(done.values()), total)
+
+    sources = [ImportDisk(a.bus, a.unit, a.size, functools.partial(_allocated, ws, disks[a.index]))
+               for a in plan.disks]
+    moref = ""
     try:
+        imported = import_new_vm(session, placement, config, sized, name, keep_macs=keep_macs,
+                                 sources=sources, progress=disk_progress)
+        moref = imported.vm_moref
+        log("info", f"created VM {name!r} ({moref}) on host {placement.host!r}, datastore "
+                    f"{placement.datastore!r} (imported through an NFC lease)")
+        target = rt.describe_vm(session, moref)
         slots = {(d.bus, d.unit): d for d in target.disks}
-        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
+        sent = {(d.bus, d.unit): d.bytes_sent for d in imported.disks}
         for action in plan.disks:
             tdisk = slots.get((action.bus, action.unit))
             if tdisk is None:
                 raise VmRestoreError(f"the new VM {name!r} has no disk at bus {action.bus} "
                                      f"unit {action.unit} for disk {action.index}")
-            written += uploader.upload(disks[action.index], placement.datacenter_path, tdisk)
             log("info", f"disk {action.index}: {action.size} bytes written to "
-                        f"{tdisk.file_name}")
+                        f"{tdisk.file_name} ({sent.get((action.bus, action.unit), 0)} bytes "
+                        "sent)")
+        written = total
         if power_on:
-            rt.power_on(session, target.moref)
+            rt.power_on(session, moref)
             log("info", f"powered on VM {name!r}")
     except BaseException as exc:
         log("error", f"restore to new VM {name!r} failed ({exc}); deleting the half-restored "
                      "VM")
-        try:
-            rt.destroy_vm(session, target.moref)
-        except VmkeepError as cleanup:
-            log("error", f"deleting VM {name!r} ({target.moref}) failed too: {cleanup}; "
-                         "delete it by hand")
+        if moref:  # the import itself aborts its lease, which deletes the VM it created
+            try:
+                rt.destroy_vm(session, moref)
+            except VmkeepError as cleanup:
+                log("error", f"deleting VM {name!r} ({moref}) failed too: {cleanup}; "
+                             "delete it by hand")
         raise
-    return VmRestoreResult(point_id, name, target.moref, tuple(d.index for d in plan.disks),
+    return VmRestoreResult(point_id, name, moref, tuple(d.index for d in plan.disks),
                            written, time.monotonic() - started, warnings=plan.warnings)
 
 

@@ -3,6 +3,7 @@ and one disk into an existing VM; failures leave nothing half-restored."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pyVim.task import WaitForTask
 
 from appliance.errors import UsageError, VmkeepError
 from appliance.jobs import vm_restore
+from appliance.jobs.restore import read_blocks
 from appliance.jobs.vm_restore import (
     plan_new_vm,
     plan_original_vm,
@@ -78,16 +80,17 @@ def test_a_failed_new_vm_restore_leaves_no_vm(env: Env,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     e = env
     point, _ = backed_up(e)
-    calls: list[str] = []
+    calls: list[int] = []
+    real = read_blocks
 
-    def failing(*a: Any, **k: Any) -> int:
-        calls.append(a[3])
+    def failing(ws: Any, disk: Any, **k: Any) -> Iterator[tuple[int, bytes]]:
+        # the disks' data, read while the NFC import sends them: the second one fails
+        calls.append(disk.disk_index)
         if len(calls) == 2:
             raise UploadError("injected: the datastore went away")
-        chunks = a[5]
-        return sum(len(c) for c in chunks)
+        yield from real(ws, disk, **k)
 
-    monkeypatch.setattr(vm_restore, "upload_file", failing)
+    monkeypatch.setattr(vm_restore, "read_blocks", failing)
     with pytest.raises(UploadError, match="injected"):
         in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW, log=e.log)
     assert len(calls) == 2  # the first disk was written, the second failed
