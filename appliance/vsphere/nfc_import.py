@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 RETRIES = 3  # more attempts per disk after a failure on the way
 BACKOFF = 2.0  # seconds before the first retry, doubling
+PROGRESS_EVERY = 5.0  # seconds between HttpNfcLeaseProgress calls
 
 BlocksFn = Callable[[], Iterable[tuple[int, bytes]]]
 DiskProgressFn = Callable[[int, int, int], None]  # bus, unit, bytes of the disk's capacity done
@@ -129,13 +130,13 @@ def import_new_vm(session: VSphereSession, placement: rt.Placement, config: VmCo
 def import_vm(session: VSphereSession, placement: rt.Placement, spec: Any,
               sources: Sequence[ImportDisk], *, progress: DiskProgressFn | None = None,
               retries: int | None = None, backoff: float | None = None,
-              ready_timeout: float = 600.0, progress_every: float = 5.0,
+              ready_timeout: float = 600.0, progress_every: float | None = None,
               timeout: float = 300.0) -> ImportResult:
     """Create the VM of ``spec`` (a ``vim.vm.ConfigSpec``) at ``placement`` through
     ``ImportVApp`` and send each disk of ``sources`` (by bus and unit) as a streamOptimized
     VMDK. ``retries`` more attempts per disk after a dropped upload. On failure the lease is
     aborted and the created VM is gone; the error says why. ``retries`` and ``backoff``
-    default to RETRIES and BACKOFF."""
+    default to RETRIES and BACKOFF, ``progress_every`` to PROGRESS_EVERY."""
     retries = RETRIES if retries is None else retries
     backoff = BACKOFF if backoff is None else backoff
     stub = session.si._stub
@@ -164,7 +165,7 @@ def import_vm(session: VSphereSession, placement: rt.Placement, spec: Any,
         total = sum(s.capacity for s in sources) or 1
         done: dict[tuple[int, int], int] = {}
         keeper = _LeaseKeeper(session, lease, lambda: int(100 * sum(done.values()) / total),
-                              progress_every)
+                              PROGRESS_EVERY if progress_every is None else progress_every)
         sent: list[DiskSent] = []
         with keeper:
             for source in sources:
@@ -321,18 +322,25 @@ def _put(session: VSphereSession, target: _Target, source: ImportDisk,
                         skip_accept_encoding=True)
         conn.putheader("Content-Type", CONTENT_TYPE)
         conn.putheader("Transfer-Encoding", "chunked")
-        conn.putheader("Overwrite", "t")
         if to_vcenter and not target.thumbprint:
             conn.putheader("Cookie", f"vmware_soap_session={session.cookie}")
         conn.endheaders()
         told = 0
-        for chunk in stream:
-            conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            if end - told >= (4 << 20):
-                told = end
-                report(end)
-        conn.send(b"0\r\n\r\n")
-        resp = conn.getresponse()
+        try:
+            for chunk in stream:
+                conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if end - told >= (4 << 20):
+                    told = end
+                    report(end)
+            conn.send(b"0\r\n\r\n")
+        except OSError:
+            # the server may have answered (and closed) before taking the whole body: its
+            # answer says why; without one, the dropped connection is the error
+            resp = _early_answer(conn)
+            if resp is None:
+                raise
+        else:
+            resp = conn.getresponse()
         body = resp.read(4096)
     finally:
         conn.close()
@@ -344,6 +352,13 @@ def _put(session: VSphereSession, target: _Target, source: ImportDisk,
     if resp.status >= 500:
         raise _Retryable(answer)
     raise NfcImportError(f"{what} was refused: {answer}; the import was aborted")
+
+
+def _early_answer(conn: http.client.HTTPSConnection) -> http.client.HTTPResponse | None:
+    try:
+        return conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 def _check_peer(session: VSphereSession, target: _Target, sock: socket.socket | None,

@@ -6,9 +6,11 @@ and leaves no VM. The simulator's lease is checked to be as strict as vCenter's.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +18,8 @@ import pytest
 from pyVmomi import vim
 
 from appliance.errors import VmkeepError
-from appliance.jobs.restore import prepare_disk
+from appliance.jobs import vm_restore
+from appliance.jobs.restore import prepare_disk, read_blocks
 from appliance.jobs.vm_restore import restore_new_vm
 from appliance.vsphere import inventory, nfc_import
 from appliance.vsphere import restore_target as rt
@@ -218,3 +221,74 @@ def test_without_host_endpoints_the_lease_is_served_by_the_vcenter(env: Env) -> 
 
 def test_a_restore_error_is_a_vmkeep_error() -> None:
     assert issubclass(NfcImportError, VmkeepError)
+
+
+def test_device_urls_are_matched_by_controller_and_unit_or_by_order() -> None:
+    """vCenter names a device "/<vm>/<controller type><bus>:<unit>"; a key "/<vm>/disk:<n>"
+    (older simulators) names the n-th disk of the created VM."""
+    dev = vim.vm.device
+    ide = dev.VirtualDisk(key=-3, controllerKey=201, unitNumber=0)  # type: ignore[no-untyped-call]
+    scsi = dev.VirtualDisk(key=-2, controllerKey=-1, unitNumber=1)  # type: ignore[no-untyped-call]
+    spec = vim.vm.ConfigSpec(deviceChange=[  # type: ignore[no-untyped-call]
+        dev.VirtualDeviceSpec(operation="add",  # type: ignore[no-untyped-call]
+                              device=dev.ParaVirtualSCSIController(key=-1, busNumber=2)),  # type: ignore[no-untyped-call]
+        dev.VirtualDeviceSpec(operation="add", device=scsi),  # type: ignore[no-untyped-call]
+        dev.VirtualDeviceSpec(operation="add", device=ide)])  # type: ignore[no-untyped-call]
+
+    class Url:
+        def __init__(self, key: str, url: str, disk: bool = True) -> None:
+            self.key = self.importKey = key
+            self.url, self.disk, self.sslThumbprint = url, disk, "AA:BB"
+
+    devices = [dev.VirtualIDEController(key=201, busNumber=1),  # type: ignore[no-untyped-call]
+               dev.ParaVirtualSCSIController(key=1000, busNumber=2),  # type: ignore[no-untyped-call]
+               dev.VirtualDisk(key=2000, controllerKey=1000, unitNumber=1),  # type: ignore[no-untyped-call]
+               dev.VirtualDisk(key=3000, controllerKey=201, unitNumber=0)]  # type: ignore[no-untyped-call]
+
+    class Info:
+        def __init__(self, urls: list[Url]) -> None:
+            self.deviceUrl = urls
+            self.entity = SimpleNamespace(config=SimpleNamespace(
+                hardware=SimpleNamespace(device=devices)))
+
+    class Session:
+        def call(self, fn: Any) -> Any:
+            return fn()
+
+    s: Any = Session()
+    vcenter = Info([Url("/vm-9/VirtualIDEController1:0", "a"),
+                    Url("/vm-9/ParaVirtualSCSIController2:1", "b"),
+                    Url("/vm-9/nvram:0", "c", disk=False)])
+    found = nfc_import._targets(s, vcenter, spec, "test")
+    assert {k: v.url for k, v in found.items()} == {(1, 0): "a", (2, 1): "b"}
+    assert found[(1, 0)].thumbprint == "aabb"
+    older = Info([Url("/vm-9/disk:0", "x"), Url("/vm-9/disk:1", "y")])
+    assert {k: v.url for k, v in nfc_import._targets(s, older, spec, "test").items()} == \
+        {(2, 1): "x", (1, 0): "y"}
+    with pytest.raises(NfcImportError, match="matches no disk"):
+        nfc_import._targets(s, Info([Url("/vm-9/VirtualIDEController0:0", "z")]), spec, "t")
+
+
+def test_the_lease_hears_of_the_progress_while_disks_are_sent(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = env
+    point, want = backed_up(e)
+    monkeypatch.setattr(nfc_import, "PROGRESS_EVERY", 0.02)
+    def slow(ws: Any, disk: Any, **k: Any) -> Iterator[tuple[int, bytes]]:
+        for block in read_blocks(ws, disk, **k):
+            time.sleep(0.02)  # a slow repository: the lease must be kept alive meanwhile
+            yield block
+
+    monkeypatch.setattr(vm_restore, "read_blocks", slow)
+    told: list[int] = []
+    real_report = nfc_import._LeaseKeeper._report
+
+    def spy(self: Any, percent: int) -> None:
+        told.append(percent)
+        real_report(self, percent)
+
+    monkeypatch.setattr(nfc_import._LeaseKeeper, "_report", spy)
+    result = restore(e, point)
+    assert len(told) >= 3 and told == sorted(told) and told[0] >= 0 and told[-1] <= 99
+    target = rt.describe_vm(e.session, result.vm_moref)
+    assert [flat_bytes(e, d) for d in target.disks] == want
