@@ -201,3 +201,36 @@ def test_datastore_connections_check_the_pinned_certificate(env: Env) -> None:
         finally:
             src.close()
     assert e.content(0) == before  # the refused upload wrote nothing
+
+
+def _counters(e: Env) -> dict[str, Any]:
+    import json
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    url = f"https://{e.session.host}:{e.session.port}/vmkeep/counters"
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+        return dict(json.load(resp))
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_VC_FOLDER_REFUSE": "1"}], indirect=True)
+def test_restores_into_existing_vms_write_to_the_host(env: Env) -> None:
+    """Over the original VM and one disk into an existing VM: the disks are written on the
+    host that runs the VM (its /folder, PUT tickets, pinned certificate), not relayed by a
+    vCenter; here the vCenter's /folder refuses every request."""
+    e = env
+    point, want = backed_up(e)
+    write(e.live(1), 3 * BS, b"ransomware" * 1000)
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), point)
+    in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan, confirm=True,
+          log=e.log)
+    assert [e.content(0), e.content(1)] == want
+    other = "DC0_H0_VM1"
+    result = in_ws(e.repo, e.cat, session_first(restore_disk_into_vm, e.session),
+                   point, 1, other, log=e.log)
+    assert flat_bytes(e, result.target_disk) == want[1]
+    counts = _counters(e)
+    assert counts["vcenter"]["served"] == 0
+    assert sum(h["served"] for h in counts["hosts"].values()) >= 3  # two disks, one disk
+    assert any("written on host DC0_H0" in m for lvl, m in e.logs if lvl == "info"), e.logs
