@@ -84,6 +84,7 @@ def add_parsers(vsub: Subparsers) -> None:
                    "nothing")
     p.add_argument("--yes", action="store_true",
                    help="--original: do not ask; the disks are overwritten")
+    _transport_option(p, "--original: ")
     p.add_argument("point", metavar="POINT")
 
     p = vsub.add_parser("restore-disk", help="restore one disk into an existing VM",
@@ -97,7 +98,15 @@ def add_parsers(vsub: Subparsers) -> None:
                    help="the VM to add the disk to (name or UUID)")
     p.add_argument("--datastore", help="datastore for the new disk (default: the VM's first "
                    "disk's)")
+    _transport_option(p, "")
     p.add_argument("point", metavar="POINT")
+
+
+def _transport_option(p: argparse.ArgumentParser, prefix: str) -> None:
+    p.add_argument("--transport", choices=("host", "vcenter"), default="host",
+                   help=prefix + "where the disk bytes are written: host (default: the ESXi "
+                   "host that runs the VM, with service tickets and its certificate pinned) "
+                   "or vcenter (relayed by the vCenter's /folder)")
 
 
 def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
@@ -140,7 +149,8 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                     say("error", "not confirmed; nothing was changed")
                     return EXIT_NOT_CONFIRMED
                 result = restore_original_vm(session, ws, plan, confirm=True,
-                                             power_on=args.power_on, log=log,
+                                             power_on=args.power_on,
+                                             transport=args.transport, log=log,
                                              progress=progress)
             else:
                 result = restore_new_vm(
@@ -167,6 +177,7 @@ def cmd_restore_disk(args: argparse.Namespace) -> int:
         try:
             result = restore_disk_into_vm(session, ws, args.point, args.disk, args.vm,
                                           datastore=args.datastore,
+                                          transport=args.transport,
                                           log=log_to_stderr(args.verbose), progress=progress)
         finally:
             progress.done()

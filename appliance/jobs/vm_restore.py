@@ -35,10 +35,11 @@ from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.disk_access import write_refusal
+from appliance.vsphere.host_endpoint import host_of_vm, service_ticket
 from appliance.vsphere.inventory import find_vm, find_vm_moref
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
-from appliance.vsphere.upload import upload_file
+from appliance.vsphere.upload import upload_file, upload_to_host
 from appliance.vsphere.vm_config import DiskConfig, VmConfig
 
 ProgressFn = Callable[[int, int], None]
@@ -204,17 +205,32 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
                          warnings=tuple(warnings))
 
 
+UploadTransport = Literal["host", "vcenter"]
+
+
 class _Uploader:
-    """Streams disks from the repository to datastore files, counting for progress."""
+    """Streams disks from the repository to datastore files, counting for progress: on the
+    host that runs the target VM (``host``, the default: tickets, pinned certificate) or
+    through the vCenter's ``/folder`` (``vcenter``)."""
 
     def __init__(self, session: VSphereSession, ws: Workspace, total: int,
-                 progress: ProgressFn | None) -> None:
+                 progress: ProgressFn | None, *, vm_moref: str,
+                 transport: UploadTransport = "host") -> None:
+        self.session = session
         self.endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                           session.ssl_context, session.fingerprint)
+        self.host = host_of_vm(session, vm_moref) if transport == "host" else None
         self.ws = ws
         self.total = total
         self.done = 0
         self.progress = progress
+
+    @property
+    def where(self) -> str:
+        """For the log: where the bytes went."""
+        if self.host is not None:
+            return f"written on host {self.host.name}"
+        return "written through the vCenter"
 
     def upload(self, disk: DiskToRestore, datacenter: str, target: rt.TargetDisk) -> int:
         if target.capacity_bytes != disk.size:
@@ -227,6 +243,11 @@ class _Uploader:
             if self.progress is not None:
                 self.progress(self.done, self.total)
 
+        if self.host is not None:
+            session = self.session
+            return upload_to_host(self.host, lambda url: service_ticket(session, url, "PUT"),
+                                  target.datastore, target.flat_path, disk.size,
+                                  disk_bytes(self.ws, disk), progress=report)
         return upload_file(self.endpoint, datacenter, target.datastore, target.flat_path,
                            disk.size, disk_bytes(self.ws, disk), progress=report)
 
@@ -273,7 +294,8 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     written = 0
     try:
         slots = {(d.bus, d.unit): d for d in target.disks}
-        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
+        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress,
+                             vm_moref=target.moref)
         for action in plan.disks:
             tdisk = slots.get((action.bus, action.unit))
             if tdisk is None:
@@ -313,7 +335,8 @@ def plan_restore_original(session: VSphereSession, ws: Workspace,
 
 def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
-                        log: LogFn, progress: ProgressFn | None = None) -> VmRestoreResult:
+                        transport: UploadTransport = "host", log: LogFn,
+                        progress: ProgressFn | None = None) -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
     CBT. Refuses without ``confirm``; refuses if the VM changed since the plan."""
     started = time.monotonic()
@@ -341,12 +364,14 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
             log("info", f"disk {d.index}: grown from {d.target_size} to {d.size} bytes")
     target = rt.describe_vm(session, plan.target_moref)
     slots = {(t.bus, t.unit): t for t in target.disks}
-    uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
+    uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress,
+                         vm_moref=plan.target_moref, transport=transport)
     written = 0
     for d in plan.disks:
         written += uploader.upload(disks[d.index], target.datacenter_path,
                                    slots[(d.bus, d.unit)])
-        log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
+        log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes, "
+                    f"{uploader.where})")
     reset = rt.reset_cbt(session, plan.target_moref)
     if reset:
         log("info", f"reset Changed Block Tracking on VM {plan.target_name!r}: its next backup "
@@ -362,8 +387,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
 
 def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
                          point_id: str, disk_index: int, vm_name_or_uuid: str, *,
-                         datastore: str | None = None, log: LogFn,
-                         progress: ProgressFn | None = None) -> DiskIntoVmResult:
+                         datastore: str | None = None, transport: UploadTransport = "host",
+                         log: LogFn, progress: ProgressFn | None = None) -> DiskIntoVmResult:
     """Add disk ``disk_index`` of ``point_id`` to an existing VM as a new disk."""
     started = time.monotonic()
     disk = prepare_disk(ws, point_id, disk_index)
@@ -382,16 +407,17 @@ def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
     log("info", f"added disk {added.index} ({added.file_name}, {disk.size} bytes) to VM "
                 f"{info.name!r} at bus {added.bus} unit {added.unit}")
     try:
-        written = _Uploader(session, ws, disk.size, progress).upload(
-            disk, target.datacenter_path, added)
+        uploader = _Uploader(session, ws, disk.size, progress, vm_moref=info.moref,
+                             transport=transport)
+        written = uploader.upload(disk, target.datacenter_path, added)
     except BaseException as exc:
         log("error", f"writing disk {disk_index} into VM {info.name!r} failed ({exc}); "
                      "removing the added disk")
         with contextlib.suppress(VmkeepError):
             rt.remove_disk(session, info.moref, added.key)
         raise
-    log("info", f"disk {disk_index} of point {point_id}: {written} bytes written to "
-                f"{added.file_name}")
+    log("info", f"disk {disk_index} of point {point_id}: {written} bytes {uploader.where} "
+                f"to {added.file_name}")
     return DiskIntoVmResult(point_id, disk_index, info.name, added, written,
                             time.monotonic() - started)
 

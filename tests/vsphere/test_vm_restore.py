@@ -88,6 +88,7 @@ def test_a_failed_new_vm_restore_leaves_no_vm(env: Env,
         return sum(len(c) for c in chunks)
 
     monkeypatch.setattr(vm_restore, "upload_file", failing)
+    monkeypatch.setattr(vm_restore, "upload_to_host", failing)
     with pytest.raises(UploadError, match="injected"):
         in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW, log=e.log)
     assert len(calls) == 2  # the first disk was written, the second failed
