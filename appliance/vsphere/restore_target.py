@@ -216,7 +216,10 @@ def _new_disk(key: int, controller_key: int, unit: int, capacity: int, datastore
         operation="add", fileOperation="create", device=disk)
 
 
-def _nic_backing(nic: NicConfig) -> Any:
+def _nic_backing(nic: NicConfig, stand_in: str = "") -> Any:
+    if stand_in:  # its own network is missing at the placement
+        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+            deviceName=stand_in)
     if nic.switch_uuid and nic.portgroup_key:
         port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
             switchUuid=nic.switch_uuid, portgroupKey=nic.portgroup_key)
@@ -300,8 +303,8 @@ def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
         next_key -= 1
     for nic in config.nics:
         cls = _device_class(nic.type)
-        dev = cls(key=next_key, backing=_nic_backing(nic))
         how = settings.nic(nic.key)
+        dev = cls(key=next_key, backing=_nic_backing(nic, how.stand_in if how else ""))
         dev.connectable = vim.vm.device.VirtualDevice.ConnectInfo(  # type: ignore[no-untyped-call]
             startConnected=how is None or how.connect, allowGuestControl=True,
             connected=False)
@@ -417,8 +420,8 @@ def _task(session: VSphereSession, start: Any, what: str, timeout: float) -> Any
 
 
 def placement_networks(session: VSphereSession, placement: Placement) -> PlacementNetworks:
-    """The networks at ``placement`` (its host's, or its datacenter's without a host):
-    their names and the keys of the distributed port groups among them."""
+    """The networks at ``placement`` (its host's, or its datacenter's without a host): the
+    standard networks' names and the distributed port groups' keys."""
 
     def run() -> PlacementNetworks:
         owner: Any
@@ -427,10 +430,11 @@ def placement_networks(session: VSphereSession, placement: Placement) -> Placeme
         else:
             owner = vim.Datacenter(placement.datacenter_moref, session.si._stub)  # type: ignore[no-untyped-call]
         nets = list(owner.network or [])
+        portgroups = [n for n in nets if isinstance(n, vim.dvs.DistributedVirtualPortgroup)]
         return PlacementNetworks(
-            frozenset(str(n.name) for n in nets),
-            frozenset(str(n.key) for n in nets
-                      if isinstance(n, vim.dvs.DistributedVirtualPortgroup)))
+            frozenset(str(n.name) for n in nets if not isinstance(
+                n, vim.dvs.DistributedVirtualPortgroup | vim.OpaqueNetwork)),
+            frozenset(str(n.key) for n in portgroups))
 
     try:
         return session.call(run)

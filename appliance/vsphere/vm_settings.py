@@ -65,15 +65,22 @@ ENCRYPTION_REASON = ("vmkeep does not talk to the key provider: the new VM is cr
 
 @dataclass(frozen=True, slots=True)
 class PlacementNetworks:
-    """The networks a new VM's NICs can be connected to where it is placed."""
+    """The networks a new VM's NICs can be connected to where it is placed: standard
+    networks by name, distributed port groups by key."""
 
     names: frozenset[str]
-    portgroup_keys: frozenset[str] = frozenset()  # distributed port groups
+    portgroup_keys: frozenset[str] = frozenset()
 
     def has(self, nic: NicConfig) -> bool:
         if nic.portgroup_key and nic.switch_uuid:
             return nic.portgroup_key in self.portgroup_keys
         return (nic.network or "VM Network") in self.names
+
+    def stand_in(self) -> str:
+        """A standard network to put a NIC on whose own is missing ("" when none)."""
+        if "VM Network" in self.names:
+            return "VM Network"
+        return min(self.names, default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,7 @@ class NicSetting:
     type: str  # pyVmomi device class name
     mac: str  # "" = a generated address
     connect: bool  # False: its network is missing at the placement
+    stand_in: str = ""  # its network is missing: the standard network it is put on instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +206,18 @@ def _nic_settings(config: VmConfig, keep_macs: bool, networks: PlacementNetworks
     for i, nic in enumerate(config.nics):
         mac = nic.mac if keep_macs and nic.mac else ""
         connect = networks is None or networks.has(nic)
-        nics.append(NicSetting(nic.key, nic.type, mac, connect))
+        stand_in = "" if networks is None or connect else networks.stand_in()
+        nics.append(NicSetting(nic.key, nic.type, mac, connect, stand_in))
         where = nic.network or nic.portgroup_key or "VM Network"
-        will.append(Setting(f"NIC {i}", f"{nic.type} on {where!r}, "
+        will.append(Setting(f"NIC {i}", f"{nic.type} on {(stand_in or where)!r}, "
+                            + ("not connected, " if not connect else "")
                             + (f"MAC {mac} kept" if mac else "a new MAC address")))
         if not connect:
             cannot.append(Unsupported(
                 f"connect NIC {i} to network {where!r}",
-                "the placement has no such network: the NIC is created not connected at "
-                "power-on; connect it to a network in vSphere"))
+                "the placement has no such network: the NIC is created on "
+                f"{stand_in!r}, not connected at power-on; connect it to a network in "
+                "vSphere"))
     return nics, will, cannot
 
 

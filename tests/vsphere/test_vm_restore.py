@@ -281,5 +281,40 @@ def test_a_new_vm_has_the_recorded_vm_configuration(env: Env) -> None:
     assert any("cannot apply the VM's storage policy" in m for m in warnings_of(e))
     assert result.disks == (0, 1, 2)
     nets = rt.placement_networks(e.session, rt.resolve_placement(e.session))
-    assert "VM Network" in nets.names and "DC0_DVPG0" in nets.names
+    assert "VM Network" in nets.names and "DC0_DVPG0" not in nets.names
     assert any(k.startswith("dvportgroup-") for k in nets.portgroup_keys)
+
+
+def test_a_nic_whose_network_is_missing_at_the_placement(env: Env) -> None:
+    """The point's NIC is on a port group of its own host only; restored onto another host,
+    the plan says it cannot connect it there, and the new VM's NIC is put on a network the
+    host has, not connected at power-on."""
+    e = env
+    host = e.vm.runtime.host
+    host.configManager.networkSystem.AddPortGroup(vim.host.PortGroup.Specification(  # type: ignore[no-untyped-call]
+        name="Only Here", vlanId=0, vswitchName="vSwitch0",
+        policy=vim.host.NetworkPolicy()))  # type: ignore[no-untyped-call]
+    nic = next(d for d in e.vm.config.hardware.device if hasattr(d, "macAddress"))
+    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+        deviceName="Only Here")
+    WaitForTask(e.vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+            operation="edit", device=nic)])))
+    r = e.backup()
+    assert r.point_id and r.status == "success", e.logs
+    other = next(h for h in e.session.content.viewManager.CreateContainerView(
+        e.session.content.rootFolder, [vim.HostSystem], True).view
+        if h.name != host.name and "Only Here" not in [n.name for n in h.network])
+    placement = rt.resolve_placement(e.session, host=other.name)
+    networks = rt.placement_networks(e.session, placement)
+    plan = plan_new_vm(e.repo.read_manifest(r.point_id), NEW, networks=networks)
+    assert any(line.startswith("  cannot connect NIC 0 to network 'Only Here': the placement "
+                               "has no such network") for line in plan.describe())
+    e.logs.clear()
+    in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), r.point_id, NEW,
+          host=other.name, log=e.log)
+    assert any("cannot connect NIC 0 to network 'Only Here'" in m for m in warnings_of(e))
+    nics: list[Any] = [d for d in vm_object(e.session, NEW).config.hardware.device
+                       if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    assert [(n.backing.deviceName, n.connectable.startConnected) for n in nics] == \
+        [("VM Network", False)]

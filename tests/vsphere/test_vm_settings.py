@@ -115,10 +115,13 @@ def test_a_network_missing_at_the_placement_is_a_cannot() -> None:
     cfg = config_of(info())
     there = new_vm_settings(cfg, networks=PlacementNetworks(frozenset({"VM Network"})))
     assert [n.connect for n in there.nics] == [True]
-    missing = new_vm_settings(cfg, networks=PlacementNetworks(frozenset({"Other"})))
-    assert [n.connect for n in missing.nics] == [False]
+    missing = new_vm_settings(cfg, networks=PlacementNetworks(frozenset({"Z", "Other"})))
+    assert [(n.connect, n.stand_in) for n in missing.nics] == [(False, "Other")]
     cannot = {u.what: u.reason for u in missing.cannot}
-    assert "no such network" in cannot["connect NIC 0 to network 'VM Network'"]
+    assert cannot["connect NIC 0 to network 'VM Network'"].startswith(
+        "the placement has no such network: the NIC is created on 'Other', not connected")
+    assert "set NIC 0: VirtualE1000e on 'Other', not connected, a new MAC address" in \
+        missing.describe()
     dvs = NicConfig(9, "VirtualVmxnet3", "", "generated", "DC0_DVPG0", "dvportgroup-11", "u-1")
     assert PlacementNetworks(frozenset({"DC0_DVPG0"}), frozenset({"dvportgroup-11"})).has(dvs)
     assert not PlacementNetworks(frozenset({"DC0_DVPG0"})).has(dvs)
@@ -171,9 +174,9 @@ def test_the_config_spec_sets_what_the_settings_say() -> None:
         [(True, False), (False, True)]
     nics: list[Any] = [d for d in devices
                        if isinstance(d, vim.vm.device.VirtualEthernetCard)]
-    assert [(type(n).__name__, n.macAddress, n.addressType, n.connectable.startConnected)
-            for n in nics] == [("vim.vm.device.VirtualE1000e", "00:50:56:aa:bb:cc", "manual",
-                                False)]
+    assert [(type(n).__name__, n.macAddress, n.addressType, n.connectable.startConnected,
+             n.backing.deviceName) for n in nics] == \
+        [("vim.vm.device.VirtualE1000e", "00:50:56:aa:bb:cc", "manual", False, "Other")]
     old = rt._new_vm_spec(config_of(info(), vim_config=False), cfg.disks, "copy",
                           "LocalDS_0", keep_macs=False)
     assert (old.version, old.firmware, old.extraConfig, old.bootOptions) == \
