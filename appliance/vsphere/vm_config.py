@@ -254,8 +254,12 @@ def read_vm_config(session: VSphereSession, snapshot: SnapshotRef, info: VmInfo)
 
 def _encode_config_info(config_info: Any) -> JsonObject | None:
     """A ``VirtualMachineConfigInfo`` as JSON, encoded by pyVmomi's ``VmomiJSONEncoder``
-    (None when there is none to encode)."""
+    (None when there is none, or the encoder cannot encode it: the point then restores as
+    one from before vmkeep recorded it, rather than the backup failing)."""
     if config_info is None:
         return None
-    doc = json.loads(json.dumps(config_info, cls=VmomiJSONEncoder, strip_dynamic=True))
+    try:
+        doc = json.loads(json.dumps(config_info, cls=VmomiJSONEncoder, strip_dynamic=True))
+    except (TypeError, ValueError, RecursionError):
+        return None
     return _object(doc)

@@ -281,9 +281,9 @@ def _as_before(config: VmConfig, nics: list[NicSetting], nic_will: list[Setting]
     will += [Setting(f"disk {d.index} provisioning", p.name)
              for d, p in zip(made, provisioning, strict=True)]
     rest = Unsupported("recreate the rest of the VM's configuration",
-                       "this point was made before vmkeep recorded the whole VM "
-                       "configuration: hardware version, extraConfig, secure boot and hot-add "
-                       "are vSphere's defaults")
+                       "this point has no recorded VM configuration (it was made before vmkeep "
+                       "recorded the whole VM configuration): hardware version, extraConfig, "
+                       "secure boot and hot-add are vSphere's defaults")
     return NewVmSettings(None, config.firmware or None, None, (), None, None, None, None,
                          tuple(nics), tuple(provisioning), tuple(will),
                          (*nic_cannot, rest))

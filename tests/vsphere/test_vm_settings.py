@@ -149,6 +149,17 @@ def test_a_point_without_the_config_info_restores_as_before() -> None:
     assert "before vmkeep recorded the whole VM configuration" in "\n".join(s.describe())
 
 
+def test_a_config_info_the_encoder_cannot_encode_is_left_out() -> None:
+    from appliance.vsphere.vm_config import _encode_config_info
+
+    assert _encode_config_info(None) is None
+    assert _encode_config_info(object()) is None  # not a vSphere data object
+    spec = vim.vm.ConfigInfo(version="vmx-19")  # type: ignore[no-untyped-call]
+    doc = _encode_config_info(spec)
+    assert doc is not None and doc["_vimtype"] == "vim.vm.ConfigInfo"
+    assert doc["version"] == "vmx-19"
+
+
 def test_the_record_carries_the_config_info_and_old_records_still_read() -> None:
     cfg = config_of(info())
     record = json.loads(json.dumps(cfg.to_record()))
