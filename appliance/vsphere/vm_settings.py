@@ -182,6 +182,11 @@ def _kind(device: JsonObject) -> str:
     return str(device.get("_vimtype") or "").rsplit(".", 1)[-1]
 
 
+def _key(device: JsonObject) -> int:
+    key = device.get("key")
+    return key if isinstance(key, int) and not isinstance(key, bool) else 0
+
+
 def _bool(value: Json) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -223,7 +228,7 @@ def _nic_settings(config: VmConfig, keep_macs: bool, networks: PlacementNetworks
 
 def _disks(config: VmConfig, devices: Sequence[JsonObject], disks: Sequence[int] | None
            ) -> tuple[list[DiskProvisioning], list[Setting], list[Unsupported]]:
-    by_key = {int(_text(d.get("key")) or 0): d for d in devices}
+    by_key = {_key(d): d for d in devices}
     out: list[DiskProvisioning] = []
     will: list[Setting] = []
     cannot: list[Unsupported] = []
@@ -262,7 +267,7 @@ def _other_devices(config: VmConfig, devices: Sequence[JsonObject]) -> list[Unsu
     names = sorted({_kind(d) for d in devices
                     if _kind(d) not in _OWN_DEVICES and _kind(d) != "VirtualTPM"
                     and not _kind(d).endswith("Controller")
-                    and int(_text(d.get("key")) or 0) not in made})
+                    and _key(d) not in made})
     if not names:
         return []
     return [Unsupported(f"recreate {', '.join(names)}",
