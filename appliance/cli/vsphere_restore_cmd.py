@@ -41,11 +41,13 @@ EPILOG_RESTORE_VM = f"""examples:
   vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --dry-run
   vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --yes
 
---name: a new VM with the recorded hardware (CPUs, memory, controllers, disks at their bus
-and unit, NICs on the same networks with new MAC addresses unless --keep-macs); if anything
-fails the new VM is deleted again. --original: over the VM the point was taken of (found by
-its instance UUID): it is powered off and its disks are overwritten; it must have no
-snapshots. Without --yes this asks for the VM's name on a terminal. Its Changed Block
+--name: a new VM with the recorded hardware (CPUs, memory, hardware version, firmware and
+secure boot, extraConfig, controllers, disks at their bus and unit with their provisioning,
+NICs of their type on the same networks with new MAC addresses unless --keep-macs); --dry-run
+lists what it sets and what it cannot (a vTPM, a storage policy, a missing network) and why;
+if anything fails the new VM is deleted again. --original: over the VM the point was taken
+of (found by its instance UUID): it is powered off and its disks are overwritten; it must
+have no snapshots. Without --yes this asks for the VM's name on a terminal. Its Changed Block
 Tracking is reset, so its next backup reads every allocated area (deduplicated).
 """
 
@@ -125,6 +127,7 @@ def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
 
 def cmd_restore_vm(args: argparse.Namespace) -> int:
     from appliance.jobs.vm_restore import (
+        new_vm_networks,
         plan_restore_new,
         plan_restore_original,
         restore_new_vm,
@@ -137,7 +140,12 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
         if args.original:
             plan = plan_restore_original(session, ws, args.point)
         else:
-            plan = plan_restore_new(ws, args.point, args.name)
+            networks = new_vm_networks(
+                session, datacenter=args.datacenter, host=args.target_host,
+                resource_pool=args.resource_pool, datastore=args.datastore,
+                folder=args.folder) if args.dry_run else None
+            plan = plan_restore_new(ws, args.point, args.name, keep_macs=args.keep_macs,
+                                    networks=networks)
         if args.dry_run:
             for line in plan.describe():
                 print(shown(line))

@@ -6,10 +6,13 @@ point has, which recorded disks it lacks (a disk the backup skipped), and for th
 what will be overwritten. Execution creates or prepares the target, then uploads each disk's
 bytes, read from the repository and checked block by block, to the target disk's flat file.
 
-- A new VM gets the recorded hardware (CPUs, memory, guest OS, firmware, controllers, disks at
-  their controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
-  networks, with new MAC addresses unless asked to keep them). If any step fails, the new VM
-  is deleted again: no half-restored VM is left behind.
+- A new VM gets the recorded hardware (CPUs, memory, guest OS, controllers, disks at their
+  controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
+  networks, with new MAC addresses unless asked to keep them) and what
+  ``vsphere.vm_settings`` decides from the recorded ConfigInfo (hardware version, firmware,
+  secure boot, extraConfig, NIC types, disk provisioning; the plan lists it and what cannot
+  be recreated, with the reason). If any step fails, the new VM is deleted again: no
+  half-restored VM is left behind.
 - Over the original VM (found by its instance UUID): it must have no snapshots (writing a base
   disk under a snapshot would corrupt the chain), it is powered off, disks the backup had
   larger than now are grown, then overwritten. Its hardware is left as it is. Because the
@@ -41,6 +44,7 @@ from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
 from appliance.vsphere.upload import upload_file, upload_to_host
 from appliance.vsphere.vm_config import DiskConfig, VmConfig
+from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
 
 ProgressFn = Callable[[int, int], None]
 Mode = Literal["new", "original"]
@@ -75,6 +79,7 @@ class VmRestorePlan:
     target_moref: str | None = None  # original VM
     power_off: bool = False  # original VM: it is on and will be powered off
     warnings: tuple[str, ...] = ()
+    settings: NewVmSettings | None = None  # new VM: what it gets and cannot get, and why
 
     def describe(self) -> list[str]:
         """Human lines: what the restore will do (the confirmation text)."""
@@ -83,6 +88,8 @@ class VmRestorePlan:
                      f"{self.target_name!r} with {len(self.disks)} disk(s):"]
             lines += [f"  disk {d.index}: create {d.size} bytes at bus {d.bus} unit {d.unit}"
                       for d in self.disks]
+            if self.settings is not None:
+                lines += [f"  {line}" for line in self.settings.describe()]
         else:
             lines = [f"restore point {self.point_id} over VM {self.target_name!r} "
                      f"({self.target_moref}): THIS OVERWRITES its disks"]
@@ -149,15 +156,19 @@ def _recorded(manifest: Manifest) -> tuple[list[tuple[int, DiskConfig, int]], li
     return out, warnings
 
 
-def plan_new_vm(manifest: Manifest, name: str) -> VmRestorePlan:
-    """Restore to a new VM named ``name`` (pure)."""
+def plan_new_vm(manifest: Manifest, name: str, *, keep_macs: bool = False,
+                networks: PlacementNetworks | None = None) -> VmRestorePlan:
+    """Restore to a new VM named ``name`` (pure). ``networks``: those at the placement (None:
+    not checked)."""
     if not name.strip():
         raise UsageError("give the new VM a name")
     disks, warnings = _recorded(manifest)
+    settings = new_vm_settings(VmConfig.from_record(manifest.config), keep_macs=keep_macs,
+                               networks=networks, disks=[cfg.key for _i, cfg, _s in disks])
     return VmRestorePlan(
         manifest.point_id, manifest.object_name, "new", name,
         tuple(DiskAction(i, size, "create", cfg.bus, cfg.unit)
-              for i, cfg, size in disks), warnings=tuple(warnings))
+              for i, cfg, size in disks), warnings=tuple(warnings), settings=settings)
 
 
 def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
@@ -253,9 +264,22 @@ class _Uploader:
 
 
 def plan_restore_new(ws: Workspace, point_id: str,
-                     name: str) -> VmRestorePlan:
+                     name: str, *, keep_macs: bool = False,
+                     networks: PlacementNetworks | None = None) -> VmRestorePlan:
     """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
-    return plan_new_vm(_vm_manifest(ws, point_id), name)
+    return plan_new_vm(_vm_manifest(ws, point_id), name, keep_macs=keep_macs,
+                       networks=networks)
+
+
+def new_vm_networks(session: VSphereSession, *, datacenter: str | None = None,
+                    host: str | None = None, resource_pool: str | None = None,
+                    datastore: str | None = None,
+                    folder: str | None = None) -> PlacementNetworks:
+    """The networks where a new VM with these placement names would go (for the plan)."""
+    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
+                                     resource_pool=resource_pool, datastore=datastore,
+                                     folder=folder)
+    return rt.placement_networks(session, placement)
 
 
 def _prepare(ws: Workspace, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
@@ -288,7 +312,12 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
     sized = [replace(cfg, capacity_bytes=rec.size)
              for cfg, rec in zip(recorded, manifest.disks, strict=True)]
-    target = rt.create_vm(session, placement, config, sized, name, keep_macs=keep_macs)
+    networks = rt.placement_networks(session, placement)
+    for u in new_vm_settings(config, keep_macs=keep_macs, networks=networks,
+                             disks=[d.key for d in sized]).cannot:
+        log("warning", f"the new VM cannot {u.describe()}")
+    target = rt.create_vm(session, placement, config, sized, name, keep_macs=keep_macs,
+                          networks=networks)
     log("info", f"created VM {name!r} ({target.moref}) on host {placement.host!r}, datastore "
                 f"{placement.datastore!r}")
     written = 0
