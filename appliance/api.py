@@ -107,6 +107,7 @@ FailOrWarn = Literal["fail", "warn"]
 #: Where a backup reads disks: the ESXi host that runs the VM, through the vCenter, or
 #: datastores mounted on the appliance (each named in ``datastore_paths``).
 DiskTransport = Literal["host", "vcenter", "direct"]
+RestoreTransport = Literal["host", "vcenter"]  # where a restore over a VM writes its disks
 SessionKind = Literal["backup", "copy", "logs"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]
@@ -832,3 +833,4 @@ class VmRestore(Request):
     datastore: Text | None = None
     host: Text | None = None
     power_on: bool = False
+    transport: RestoreTransport = "host"  # over the original: where the disks are written

@@ -92,6 +92,7 @@ class RestoreService:
                                      detail=ConfirmDetail(tuple(plan.describe()), "confirm"))
                 r = vm_restore.restore_original_vm(session, ws, plan,
                                                    confirm=True, power_on=req.power_on,
+                                                   transport=req.transport,
                                                    log=lambda lvl, m: log.append(m))
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
                 f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")

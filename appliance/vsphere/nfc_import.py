@@ -55,6 +55,7 @@ from appliance.vsphere._vim import fault_text
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.stream_vmdk import CONTENT_TYPE, StreamVmdk
 from appliance.vsphere.vm_config import DiskConfig, VmConfig
+from appliance.vsphere.vm_settings import PlacementNetworks
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,14 @@ class _Target:
 
 def import_new_vm(session: VSphereSession, placement: rt.Placement, config: VmConfig,
                   disks: Sequence[DiskConfig], name: str, *, keep_macs: bool,
-                  sources: Sequence[ImportDisk], progress: DiskProgressFn | None = None,
-                  retries: int | None = None, backoff: float | None = None) -> ImportResult:
+                  sources: Sequence[ImportDisk], networks: PlacementNetworks | None = None,
+                  progress: DiskProgressFn | None = None, retries: int | None = None,
+                  backoff: float | None = None) -> ImportResult:
     """``import_vm`` with the spec ``restore_target`` builds for a VM like the recorded
-    ``config`` (``disks`` at their controller bus and unit, of their ``capacity_bytes``)."""
-    spec = rt._new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs)
+    ``config`` (``disks`` at their controller bus and unit, of their ``capacity_bytes``;
+    ``networks``: those at the placement, see ``restore_target._new_vm_spec``)."""
+    spec = rt._new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs,
+                           networks=networks)
     return import_vm(session, placement, spec, sources, progress=progress, retries=retries,
                      backoff=backoff)
 
