@@ -108,9 +108,9 @@ FailOrWarn = Literal["fail", "warn"]
 #: datastores mounted on the appliance (each named in ``datastore_paths``), or attached to
 #: the appliance's own VM (hot-add).
 DiskTransport = Literal["host", "vcenter", "direct", "hotadd"]
-#: How a restore over the original VM writes its disks: through the vCenter, or attached to
-#: the appliance's own VM (hot-add).
-RestoreTransport = Literal["vcenter", "hotadd"]
+#: Where a restore over a VM writes its disks: on its host, through the vCenter, or attached
+#: to the appliance's own VM (hot-add; over the original VM only).
+RestoreTransport = Literal["host", "vcenter", "hotadd"]
 SessionKind = Literal["backup", "copy", "logs"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]
@@ -836,7 +836,7 @@ class VmRestore(Request):
     point: Text
     name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
-    transport: RestoreTransport = "vcenter"  # over the original: how its disks are written
     datastore: Text | None = None
     host: Text | None = None
     power_on: bool = False
+    transport: RestoreTransport = "host"  # over the original: where the disks are written

@@ -28,7 +28,7 @@ SECTIONS: dict[Purpose, str] = {"backup": "Backup", "restore": "Restore",
                                 "hunter": "Snapshot Hunter"}
 # A privilege id as the API names it: Group.Name or Group.Sub.Name.
 _ID = re.compile(r"\b(?:System|VirtualMachine|Datastore|Global|Resource|Network|Sessions|Host|"
-                 r"Cryptographer|Folder|Task|StorageProfile)\.[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)?")
+                 r"Cryptographer|Folder|Task|StorageProfile|VApp)\.[A-Z][A-Za-z]*(?:\.[A-Z][A-Za-z]*)?")
 _ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 
 
@@ -37,9 +37,11 @@ def _section_ids(text: str, title: str) -> list[str]:
     lines = text.splitlines()
     start = lines.index(f"### {title}")
     ids = []
+    in_table = False
     for line in lines[start + 1:]:
-        if line.startswith("#"):
-            break
+        if line.startswith("#") or (in_table and not line.startswith("|")):
+            break  # the next section, or the end of the section's first table
+        in_table = line.startswith("|")
         m = _ROW.match(line)
         if m:
             ids.append(m.group(1))

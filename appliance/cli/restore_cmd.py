@@ -42,9 +42,10 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--datastore", help="new VM: its datastore")
     p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
-    p.add_argument("--transport", choices=("vcenter", "hotadd"), default="vcenter",
-                   help="--original: write its disks through the vCenter (default) or "
-                   "attached to the appliance's own VM (hotadd)")
+    p.add_argument("--transport", choices=("host", "vcenter", "hotadd"), default="host",
+                   help="--original: where its disks are written: host (default: on the "
+                   "ESXi host that runs it), vcenter (through the vCenter) or hotadd "
+                   "(attached to the appliance's own VM)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
                         epilog=EPILOG_JOB, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")

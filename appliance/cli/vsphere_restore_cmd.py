@@ -41,11 +41,13 @@ EPILOG_RESTORE_VM = f"""examples:
   vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --dry-run
   vmkeep vsphere restore-vm $VC --repo /backups/r1 POINT --original --yes
 
---name: a new VM with the recorded hardware (CPUs, memory, controllers, disks at their bus
-and unit, NICs on the same networks with new MAC addresses unless --keep-macs); if anything
-fails the new VM is deleted again. --original: over the VM the point was taken of (found by
-its instance UUID): it is powered off and its disks are overwritten; it must have no
-snapshots. Without --yes this asks for the VM's name on a terminal. Its Changed Block
+--name: a new VM with the recorded hardware (CPUs, memory, hardware version, firmware and
+secure boot, extraConfig, controllers, disks at their bus and unit with their provisioning,
+NICs of their type on the same networks with new MAC addresses unless --keep-macs); --dry-run
+lists what it sets and what it cannot (a vTPM, a storage policy, a missing network) and why;
+if anything fails the new VM is deleted again. --original: over the VM the point was taken
+of (found by its instance UUID): it is powered off and its disks are overwritten; it must
+have no snapshots. Without --yes this asks for the VM's name on a terminal. Its Changed Block
 Tracking is reset, so its next backup reads every allocated area (deduplicated).
 """
 
@@ -80,14 +82,11 @@ def add_parsers(vsub: Subparsers) -> None:
     p.add_argument("--keep-macs", action="store_true",
                    help="new VM: keep the recorded MAC addresses (default: new ones)")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
-    p.add_argument("--transport", choices=("vcenter", "hotadd"), default="vcenter",
-                   help="--original: write its disks through the vCenter (default) or attach "
-                   "them to the appliance's own VM (hotadd: writes the point's blocks and "
-                   "zeroes what is allocated now but zero in the point)")
     p.add_argument("--dry-run", action="store_true", help="say what would be done; change "
                    "nothing")
     p.add_argument("--yes", action="store_true",
                    help="--original: do not ask; the disks are overwritten")
+    _transport_option(p, "--original: ", hotadd=True)
     p.add_argument("point", metavar="POINT")
 
     p = vsub.add_parser("restore-disk", help="restore one disk into an existing VM",
@@ -101,7 +100,20 @@ def add_parsers(vsub: Subparsers) -> None:
                    help="the VM to add the disk to (name or UUID)")
     p.add_argument("--datastore", help="datastore for the new disk (default: the VM's first "
                    "disk's)")
+    _transport_option(p, "")
     p.add_argument("point", metavar="POINT")
+
+
+def _transport_option(p: argparse.ArgumentParser, prefix: str, *, hotadd: bool = False
+                      ) -> None:
+    choices = ("host", "vcenter", "hotadd") if hotadd else ("host", "vcenter")
+    p.add_argument("--transport", choices=choices, default="host",
+                   help=prefix + "where the disk bytes are written: host (default: the ESXi "
+                   "host that runs the VM, with service tickets and its certificate pinned) "
+                   "or vcenter (relayed by the vCenter's /folder)"
+                   + (", or hotadd (attached to the VM this machine runs in: the point's "
+                      "blocks are written and what is allocated now but zero in the point "
+                      "is zeroed)" if hotadd else ""))
 
 
 def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
@@ -120,6 +132,7 @@ def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
 
 def cmd_restore_vm(args: argparse.Namespace) -> int:
     from appliance.jobs.vm_restore import (
+        new_vm_networks,
         plan_restore_new,
         plan_restore_original,
         restore_new_vm,
@@ -131,11 +144,16 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
             repository(args, operation="restore", writes=False) as ws:
         if args.original:
             plan = plan_restore_original(session, ws, args.point)
-        elif args.transport != "vcenter":
+        elif args.transport == "hotadd":
             raise UsageError("--transport hotadd writes over the original VM only "
                              "(--original)")
         else:
-            plan = plan_restore_new(ws, args.point, args.name)
+            networks = new_vm_networks(
+                session, datacenter=args.datacenter, host=args.target_host,
+                resource_pool=args.resource_pool, datastore=args.datastore,
+                folder=args.folder) if args.dry_run else None
+            plan = plan_restore_new(ws, args.point, args.name, keep_macs=args.keep_macs,
+                                    networks=networks)
         if args.dry_run:
             for line in plan.describe():
                 print(shown(line))
@@ -147,8 +165,9 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                     say("error", "not confirmed; nothing was changed")
                     return EXIT_NOT_CONFIRMED
                 result = restore_original_vm(session, ws, plan, confirm=True,
-                                             power_on=args.power_on, log=log,
-                                             progress=progress, transport=args.transport)
+                                             power_on=args.power_on,
+                                             transport=args.transport, log=log,
+                                             progress=progress)
             else:
                 result = restore_new_vm(
                     session, ws, args.point, args.name, datacenter=args.datacenter,
@@ -174,6 +193,7 @@ def cmd_restore_disk(args: argparse.Namespace) -> int:
         try:
             result = restore_disk_into_vm(session, ws, args.point, args.disk, args.vm,
                                           datastore=args.datastore,
+                                          transport=args.transport,
                                           log=log_to_stderr(args.verbose), progress=progress)
         finally:
             progress.done()

@@ -25,10 +25,9 @@ from appliance.vsphere.session import VSphereSession
 LogFn = Callable[[str, str], None]
 ProgressFn = Callable[[int, int], None]
 ZERO_CHUNK = 1 << 20
-#: How a restore over the original VM writes: through the vCenter's /folder (PUT of each
-#: flat file) or through disks attached to the appliance VM.
-RestoreTransport = Literal["vcenter", "hotadd"]
-RESTORE_TRANSPORTS: tuple[RestoreTransport, ...] = ("vcenter", "hotadd")
+#: How a restore over the original VM writes: a PUT of each flat file to the host that runs
+#: it or through the vCenter's /folder, or through disks attached to the appliance VM.
+RestoreTransport = Literal["host", "vcenter", "hotadd"]
 
 
 def zero_areas(allocated: Sequence[Extent], stored: Sequence[int], block_size: int,

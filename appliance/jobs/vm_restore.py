@@ -3,16 +3,23 @@ original VM, or one disk into an existing VM. Plan (pure), then execute.
 
 The plan checks everything that can be checked before vSphere is touched: which disks the
 point has, which recorded disks it lacks (a disk the backup skipped), and for the original VM
-what will be overwritten. Execution creates or prepares the target, then uploads each disk's
-bytes, read from the repository and checked block by block, to the target disk's flat file.
+what will be overwritten. Execution creates or prepares the target, then sends each disk's
+bytes, read from the repository and checked block by block.
 
-- A new VM gets the recorded hardware (CPUs, memory, guest OS, firmware, controllers, disks at
-  their controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
-  networks, with new MAC addresses unless asked to keep them). If any step fails, the new VM
-  is deleted again: no half-restored VM is left behind.
+- A new VM gets the recorded hardware (CPUs, memory, guest OS, controllers, disks at their
+  controller bus and unit, so ``--disk N`` means the same disk; NICs on the recorded
+  networks, with new MAC addresses unless asked to keep them) and what
+  ``vsphere.vm_settings`` decides from the recorded ConfigInfo (hardware version, firmware,
+  secure boot, extraConfig, NIC types, disk provisioning; the plan lists it and what cannot
+  be recreated, with the reason). It is imported through an NFC lease
+  (``appliance.vsphere.nfc_import``): vSphere creates the VM, and each disk goes to the ESXi
+  host as a streamOptimized VMDK of the point's stored blocks only (zeros are not sent); a
+  dropped upload is sent again for that disk. If any step fails, the new VM is deleted
+  again: no half-restored VM is left behind.
 - Over the original VM (found by its instance UUID): it must have no snapshots (writing a base
   disk under a snapshot would corrupt the chain), it is powered off, disks the backup had
-  larger than now are grown, then overwritten. Its hardware is left as it is. Because the
+  larger than now are grown, then overwritten (a PUT of each whole flat file through the
+  vCenter's ``/folder``). Its hardware is left as it is. Because the
   disk files were written behind Changed Block Tracking's back, CBT is reset: the next backup
   of that VM reads every allocated area (deduplicated) instead of trusting stale change IDs.
   This cannot be undone, so it needs ``confirm=True`` (the CLI asks).
@@ -23,25 +30,35 @@ bytes, read from the repository and checked block by block, to the target disk's
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from appliance.errors import BadInputError, NotFoundError, UsageError, VmkeepError
 from appliance.jobs import hotadd_restore
 from appliance.jobs.hotadd_restore import RestoreTransport
-from appliance.jobs.restore import DiskToRestore, disk_bytes, find_point, prepare_disk
+from appliance.jobs.restore import (
+    DiskToRestore,
+    disk_bytes,
+    find_point,
+    prepare_disk,
+    read_blocks,
+)
 from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.disk_access import write_refusal
+from appliance.vsphere.host_endpoint import host_of_vm, service_ticket
 from appliance.vsphere.inventory import find_vm, find_vm_moref
+from appliance.vsphere.nfc_import import ImportDisk, import_new_vm
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import DatastoreEndpoint
-from appliance.vsphere.upload import upload_file
+from appliance.vsphere.upload import upload_file, upload_to_host
 from appliance.vsphere.vm_config import DiskConfig, VmConfig
+from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
 
 ProgressFn = Callable[[int, int], None]
 Mode = Literal["new", "original"]
@@ -76,6 +93,7 @@ class VmRestorePlan:
     target_moref: str | None = None  # original VM
     power_off: bool = False  # original VM: it is on and will be powered off
     warnings: tuple[str, ...] = ()
+    settings: NewVmSettings | None = None  # new VM: what it gets and cannot get, and why
 
     def describe(self) -> list[str]:
         """Human lines: what the restore will do (the confirmation text)."""
@@ -84,6 +102,8 @@ class VmRestorePlan:
                      f"{self.target_name!r} with {len(self.disks)} disk(s):"]
             lines += [f"  disk {d.index}: create {d.size} bytes at bus {d.bus} unit {d.unit}"
                       for d in self.disks]
+            if self.settings is not None:
+                lines += [f"  {line}" for line in self.settings.describe()]
         else:
             lines = [f"restore point {self.point_id} over VM {self.target_name!r} "
                      f"({self.target_moref}): THIS OVERWRITES its disks"]
@@ -150,15 +170,19 @@ def _recorded(manifest: Manifest) -> tuple[list[tuple[int, DiskConfig, int]], li
     return out, warnings
 
 
-def plan_new_vm(manifest: Manifest, name: str) -> VmRestorePlan:
-    """Restore to a new VM named ``name`` (pure)."""
+def plan_new_vm(manifest: Manifest, name: str, *, keep_macs: bool = False,
+                networks: PlacementNetworks | None = None) -> VmRestorePlan:
+    """Restore to a new VM named ``name`` (pure). ``networks``: those at the placement (None:
+    not checked)."""
     if not name.strip():
         raise UsageError("give the new VM a name")
     disks, warnings = _recorded(manifest)
+    settings = new_vm_settings(VmConfig.from_record(manifest.config), keep_macs=keep_macs,
+                               networks=networks, disks=[cfg.key for _i, cfg, _s in disks])
     return VmRestorePlan(
         manifest.point_id, manifest.object_name, "new", name,
         tuple(DiskAction(i, size, "create", cfg.bus, cfg.unit)
-              for i, cfg, size in disks), warnings=tuple(warnings))
+              for i, cfg, size in disks), warnings=tuple(warnings), settings=settings)
 
 
 def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
@@ -206,17 +230,32 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
                          warnings=tuple(warnings))
 
 
+UploadTransport = Literal["host", "vcenter"]
+
+
 class _Uploader:
-    """Streams disks from the repository to datastore files, counting for progress."""
+    """Streams disks from the repository to datastore files, counting for progress: on the
+    host that runs the target VM (``host``, the default: tickets, pinned certificate) or
+    through the vCenter's ``/folder`` (``vcenter``)."""
 
     def __init__(self, session: VSphereSession, ws: Workspace, total: int,
-                 progress: ProgressFn | None) -> None:
+                 progress: ProgressFn | None, *, vm_moref: str,
+                 transport: UploadTransport = "host") -> None:
+        self.session = session
         self.endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                           session.ssl_context, session.fingerprint)
+        self.host = host_of_vm(session, vm_moref) if transport == "host" else None
         self.ws = ws
         self.total = total
         self.done = 0
         self.progress = progress
+
+    @property
+    def where(self) -> str:
+        """For the log: where the bytes went."""
+        if self.host is not None:
+            return f"written on host {self.host.name}"
+        return "written through the vCenter"
 
     def upload(self, disk: DiskToRestore, datacenter: str, target: rt.TargetDisk) -> int:
         if target.capacity_bytes != disk.size:
@@ -229,14 +268,39 @@ class _Uploader:
             if self.progress is not None:
                 self.progress(self.done, self.total)
 
+        if self.host is not None:
+            session = self.session
+            return upload_to_host(self.host, lambda url: service_ticket(session, url, "PUT"),
+                                  target.datastore, target.flat_path, disk.size,
+                                  disk_bytes(self.ws, disk), progress=report)
         return upload_file(self.endpoint, datacenter, target.datastore, target.flat_path,
                            disk.size, disk_bytes(self.ws, disk), progress=report)
 
 
+def _allocated(ws: Workspace, disk: DiskToRestore) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, data) of each stored block of ``disk``, ascending: what an NFC import
+    sends (blocks not stored are zeros, and are not sent)."""
+    for index, data in read_blocks(ws, disk):
+        yield index * disk.block_size, data
+
+
 def plan_restore_new(ws: Workspace, point_id: str,
-                     name: str) -> VmRestorePlan:
+                     name: str, *, keep_macs: bool = False,
+                     networks: PlacementNetworks | None = None) -> VmRestorePlan:
     """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
-    return plan_new_vm(_vm_manifest(ws, point_id), name)
+    return plan_new_vm(_vm_manifest(ws, point_id), name, keep_macs=keep_macs,
+                       networks=networks)
+
+
+def new_vm_networks(session: VSphereSession, *, datacenter: str | None = None,
+                    host: str | None = None, resource_pool: str | None = None,
+                    datastore: str | None = None,
+                    folder: str | None = None) -> PlacementNetworks:
+    """The networks where a new VM with these placement names would go (for the plan)."""
+    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
+                                     resource_pool=resource_pool, datastore=datastore,
+                                     folder=folder)
+    return rt.placement_networks(session, placement)
 
 
 def _prepare(ws: Workspace, plan: VmRestorePlan) -> dict[int, DiskToRestore]:
@@ -269,34 +333,53 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
     sized = [replace(cfg, capacity_bytes=rec.size)
              for cfg, rec in zip(recorded, manifest.disks, strict=True)]
-    target = rt.create_vm(session, placement, config, sized, name, keep_macs=keep_macs)
-    log("info", f"created VM {name!r} ({target.moref}) on host {placement.host!r}, datastore "
-                f"{placement.datastore!r}")
-    written = 0
+    networks = rt.placement_networks(session, placement)
+    for u in new_vm_settings(config, keep_macs=keep_macs, networks=networks,
+                             disks=[d.key for d in sized]).cannot:
+        log("warning", f"the new VM cannot {u.describe()}")
+    total = sum(d.size for d in plan.disks)
+    done: dict[tuple[int, int], int] = {}
+
+    def disk_progress(bus: int, unit: int, n: int) -> None:
+        done[(bus, unit)] = n
+        if progress is not None:
+            progress(sum(done.values()), total)
+
+    sources = [ImportDisk(a.bus, a.unit, a.size, functools.partial(_allocated, ws, disks[a.index]))
+               for a in plan.disks]
+    moref = ""
     try:
+        imported = import_new_vm(session, placement, config, sized, name, keep_macs=keep_macs,
+                                 networks=networks, sources=sources, progress=disk_progress)
+        moref = imported.vm_moref
+        log("info", f"created VM {name!r} ({moref}) on host {placement.host!r}, datastore "
+                    f"{placement.datastore!r} (imported through an NFC lease)")
+        target = rt.describe_vm(session, moref)
         slots = {(d.bus, d.unit): d for d in target.disks}
-        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
+        sent = {(d.bus, d.unit): d.bytes_sent for d in imported.disks}
         for action in plan.disks:
             tdisk = slots.get((action.bus, action.unit))
             if tdisk is None:
                 raise VmRestoreError(f"the new VM {name!r} has no disk at bus {action.bus} "
                                      f"unit {action.unit} for disk {action.index}")
-            written += uploader.upload(disks[action.index], placement.datacenter_path, tdisk)
             log("info", f"disk {action.index}: {action.size} bytes written to "
-                        f"{tdisk.file_name}")
+                        f"{tdisk.file_name} ({sent.get((action.bus, action.unit), 0)} bytes "
+                        "sent)")
+        written = total
         if power_on:
-            rt.power_on(session, target.moref)
+            rt.power_on(session, moref)
             log("info", f"powered on VM {name!r}")
     except BaseException as exc:
         log("error", f"restore to new VM {name!r} failed ({exc}); deleting the half-restored "
                      "VM")
-        try:
-            rt.destroy_vm(session, target.moref)
-        except VmkeepError as cleanup:
-            log("error", f"deleting VM {name!r} ({target.moref}) failed too: {cleanup}; "
-                         "delete it by hand")
+        if moref:  # the import itself aborts its lease, which deletes the VM it created
+            try:
+                rt.destroy_vm(session, moref)
+            except VmkeepError as cleanup:
+                log("error", f"deleting VM {name!r} ({moref}) failed too: {cleanup}; "
+                             "delete it by hand")
         raise
-    return VmRestoreResult(point_id, name, target.moref, tuple(d.index for d in plan.disks),
+    return VmRestoreResult(point_id, name, moref, tuple(d.index for d in plan.disks),
                            written, time.monotonic() - started, warnings=plan.warnings)
 
 
@@ -315,8 +398,8 @@ def plan_restore_original(session: VSphereSession, ws: Workspace,
 
 def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
-                        log: LogFn, progress: ProgressFn | None = None,
-                        transport: RestoreTransport = "vcenter",
+                        transport: RestoreTransport = "host", log: LogFn,
+                        progress: ProgressFn | None = None,
                         appliance_vm: str = "") -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
     CBT. Refuses without ``confirm``; refuses if the VM changed since the plan. ``transport``
@@ -346,7 +429,6 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
             log("info", f"disk {d.index}: grown from {d.target_size} to {d.size} bytes")
     target = rt.describe_vm(session, plan.target_moref)
     slots = {(t.bus, t.unit): t for t in target.disks}
-    uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress)
     written = 0
     if transport == "hotadd":
         written = hotadd_restore.write_disks(
@@ -354,10 +436,14 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
             [(disks[d.index], slots[(d.bus, d.unit)]) for d in plan.disks],
             log=log, progress=progress, appliance_vm=appliance_vm)
     else:
+        uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress,
+                             vm_moref=plan.target_moref,
+                             transport="vcenter" if transport == "vcenter" else "host")
         for d in plan.disks:
             written += uploader.upload(disks[d.index], target.datacenter_path,
                                        slots[(d.bus, d.unit)])
-            log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes)")
+            log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes, "
+                        f"{uploader.where})")
     reset = rt.reset_cbt(session, plan.target_moref)
     if reset:
         log("info", f"reset Changed Block Tracking on VM {plan.target_name!r}: its next backup "
@@ -373,8 +459,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
 
 def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
                          point_id: str, disk_index: int, vm_name_or_uuid: str, *,
-                         datastore: str | None = None, log: LogFn,
-                         progress: ProgressFn | None = None) -> DiskIntoVmResult:
+                         datastore: str | None = None, transport: UploadTransport = "host",
+                         log: LogFn, progress: ProgressFn | None = None) -> DiskIntoVmResult:
     """Add disk ``disk_index`` of ``point_id`` to an existing VM as a new disk."""
     started = time.monotonic()
     disk = prepare_disk(ws, point_id, disk_index)
@@ -393,16 +479,17 @@ def restore_disk_into_vm(session: VSphereSession, ws: Workspace,
     log("info", f"added disk {added.index} ({added.file_name}, {disk.size} bytes) to VM "
                 f"{info.name!r} at bus {added.bus} unit {added.unit}")
     try:
-        written = _Uploader(session, ws, disk.size, progress).upload(
-            disk, target.datacenter_path, added)
+        uploader = _Uploader(session, ws, disk.size, progress, vm_moref=info.moref,
+                             transport=transport)
+        written = uploader.upload(disk, target.datacenter_path, added)
     except BaseException as exc:
         log("error", f"writing disk {disk_index} into VM {info.name!r} failed ({exc}); "
                      "removing the added disk")
         with contextlib.suppress(VmkeepError):
             rt.remove_disk(session, info.moref, added.key)
         raise
-    log("info", f"disk {disk_index} of point {point_id}: {written} bytes written to "
-                f"{added.file_name}")
+    log("info", f"disk {disk_index} of point {point_id}: {written} bytes {uploader.where} "
+                f"to {added.file_name}")
     return DiskIntoVmResult(point_id, disk_index, info.name, added, written,
                             time.monotonic() - started)
 

@@ -156,7 +156,10 @@ def record_point_of(repo: Repository, cat: Catalog, m: Manifest, manifest_bytes:
     point = PointRow(m.point_id, repo.id, m.object_name, m.object_kind, m.created, m.kind,
                      m.parent, m.compression, m.reason, m.bytes_read, m.bytes_stored,
                      manifest_bytes)
-    return cat.add_point(repo.id, point, m.config, disks)
+    # The catalog keeps the config but the VM's whole ConfigInfo (tens of KiB a point, read
+    # only by a restore, from the manifest).
+    config = {k: v for k, v in m.config.items() if k != "vim_config"}
+    return cat.add_point(repo.id, point, config, disks)
 
 
 def _sync(repo: Repository, cat: Catalog) -> SyncResult:

@@ -78,7 +78,7 @@ class RestoreService:
                 self._vcenters.session(vcenter) as session, \
                 self._state.workspace(repo, name, exclusive=False, operation="restore",
                                       read_only_ok=True) as ws:
-            if req.name and req.transport != "vcenter":
+            if req.name and req.transport == "hotadd":
                 raise UsageError("--transport hotadd writes over the original VM only; a new "
                                  "VM's disks are written through the vCenter")
             if req.name:
@@ -95,8 +95,8 @@ class RestoreService:
                                      detail=ConfirmDetail(tuple(plan.describe()), "confirm"))
                 r = vm_restore.restore_original_vm(session, ws, plan,
                                                    confirm=True, power_on=req.power_on,
-                                                   log=lambda lvl, m: log.append(m),
                                                    transport=req.transport,
+                                                   log=lambda lvl, m: log.append(m),
                                                    appliance_vm=self._vcenters.get(
                                                        vcenter).appliance_vm)
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "

@@ -11,6 +11,9 @@ used once (cookie ``vmware_cgi_ticket``).
 
 from __future__ import annotations
 
+import hashlib
+import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,30 @@ def normalize_sha1(thumbprint: str) -> str:
     if len(hexed) != 40 or any(c not in "0123456789abcdef" for c in hexed):
         return ""
     return hexed
+
+
+def pin_mismatch(sock: socket.socket | None, thumbprint: str, where: str) -> str:
+    """Why the peer on ``sock`` is not the host pinned by ``thumbprint`` (SHA-1 hex as the
+    vCenter reports it), or "" when it is."""
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    got = hashlib.sha1(der or b"").hexdigest()
+    if got == thumbprint:
+        return ""
+    return (f"{where} presented a certificate with SHA-1 {_colons(got)}, but the vCenter "
+            f"reports {_colons(thumbprint)} for it: refusing to send it a ticket; check the "
+            "host (or reconnect it in vCenter if its certificate was renewed)")
+
+
+def check_pinned(sock: socket.socket | None, host: HostEndpoint) -> None:
+    """Refuse a connection to ``host`` whose certificate is not the one the vCenter reports
+    (before a ticket is sent)."""
+    why = pin_mismatch(sock, host.thumbprint, host.where)
+    if why:
+        raise HostEndpointError(why)
+
+
+def _colons(hexed: str) -> str:
+    return ":".join(hexed[i:i + 2] for i in range(0, len(hexed), 2)).upper()
 
 
 def _management_address(host: Any) -> str:

@@ -19,7 +19,6 @@ at once (the body is never read).
 from __future__ import annotations
 
 import bisect
-import hashlib
 import http.client
 import socket
 import ssl
@@ -29,6 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 
 from appliance.source import Extent, blocks_touched
+from appliance.vsphere.host_endpoint import TICKET_COOKIE, pin_mismatch
 from appliance.vsphere.transport import (
     BACKOFF,
     RETRIES,
@@ -40,7 +40,6 @@ from appliance.vsphere.transport import (
     retrying,
 )
 
-TICKET_COOKIE = "vmware_cgi_ticket"
 STREAM_BYTES = 256 << 20  # one ticket and one GET per this much of a contiguous run
 READ_AHEAD = 64 << 20  # bytes held for other readers at most
 CHUNK = 1 << 20
@@ -157,14 +156,10 @@ class HostDiskSource:
         return conn
 
     def _check_peer(self, sock: socket.socket | None) -> None:
-        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        got = hashlib.sha1(der or b"").hexdigest()
-        if got != self.thumbprint:
-            raise TransportError(
-                f"host {self.host_name} ({self.address}:{self.port}) presented a certificate "
-                f"with SHA-1 {_colons(got)}, but the vCenter reports {_colons(self.thumbprint)} "
-                "for it: refusing to send it a ticket; check the host (or reconnect it in "
-                "vCenter if its certificate was renewed)")
+        why = pin_mismatch(sock, self.thumbprint,
+                           f"host {self.host_name} ({self.address}:{self.port})")
+        if why:
+            raise TransportError(why)
 
     def _open(self, first: int, last: int
               ) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse | None, int]:
@@ -343,6 +338,3 @@ class HostDiskSource:
         for s in streams:
             self._close_stream(s)
 
-
-def _colons(hexed: str) -> str:
-    return ":".join(hexed[i:i + 2] for i in range(0, len(hexed), 2)).upper()

@@ -108,13 +108,16 @@ PRIVILEGES: Final[tuple[Privilege, ...]] = (
               "AuthorizationManager.EnableMethods: relocation allowed again after the "
               "backup, or by the Hunter after a crash", ("vddk",)),
     Privilege("VirtualMachine.Inventory.Create", "Virtual machine > Edit Inventory > Create "
-              "new", ("restore",), "CreateVM_Task (restore to a new VM)",
+              "new", ("restore",), "ImportVApp creates the new VM (restore to a new VM)",
               ("api", "security")),
+    Privilege("VApp.Import", "vApp > Import", ("restore",),
+              "ResourcePool.ImportVApp: a restore to a new VM imports it through an NFC lease "
+              "(its disks sent to the host as streamOptimized VMDKs)", ("api", "security")),
     Privilege("VirtualMachine.Inventory.Delete", "Virtual machine > Edit Inventory > Remove",
               ("restore",), "Destroy_Task: a new VM whose restore failed is deleted again",
               ("security",)),
     Privilege("Resource.AssignVMToPool", "Resource > Assign virtual machine to resource pool",
-              ("restore",), "CreateVM_Task's resource pool", ("api", "security")),
+              ("restore",), "ImportVApp's resource pool", ("api", "security")),
     Privilege("Network.Assign", "Network > Assign network", ("restore",),
               "the restored VM's NICs on their recorded networks", ("api", "security")),
     Privilege("VirtualMachine.Config.AddNewDisk", "Virtual machine > Change Configuration > "
@@ -140,7 +143,8 @@ PRIVILEGES: Final[tuple[Privilege, ...]] = (
               ("restore",), "restore-vm --power-on", ("security",)),
     Privilege("VirtualMachine.Provisioning.PutVmFiles", "Virtual machine > Provisioning > "
               "Allow virtual machine files upload", ("restore",),
-              "write the restored disks' bytes over HTTPS", ("security",)),
+              "write the restored disks' bytes over HTTPS (over the original VM, restore-disk)",
+              ("security",)),
 )
 
 BY_ID: Final[Mapping[str, Privilege]] = MappingProxyType({p.id: p for p in PRIVILEGES})

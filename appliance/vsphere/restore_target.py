@@ -28,6 +28,7 @@ from appliance.vsphere._vim import (
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.vm_config import DiskConfig, NicConfig, VmConfig
+from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
 
 # Controllers every VM has from creation on; the others are added from the recorded config.
 BUILTIN_CONTROLLERS = frozenset({"VirtualIDEController", "VirtualPCIController",
@@ -197,22 +198,28 @@ def _device_class(type_name: str) -> Any:
     return cls
 
 
-def _disk_backing(datastore: str, disk_mode: str, thin: bool) -> Any:
-    return vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
+def _disk_backing(datastore: str, disk_mode: str, thin: bool, eager_zero: bool = False) -> Any:
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
         fileName=f"[{datastore}]", diskMode=disk_mode or "persistent", thinProvisioned=thin)
+    if not thin and eager_zero:
+        backing.eagerlyScrub = True
+    return backing
 
 
 def _new_disk(key: int, controller_key: int, unit: int, capacity: int, datastore: str,
-              disk_mode: str = "persistent", thin: bool = True) -> Any:
+              disk_mode: str = "persistent", thin: bool = True, eager_zero: bool = False) -> Any:
     disk = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
         key=key, controllerKey=controller_key, unitNumber=unit,
         capacityInKB=(capacity + 1023) // 1024, capacityInBytes=capacity,
-        backing=_disk_backing(datastore, disk_mode, thin))
+        backing=_disk_backing(datastore, disk_mode, thin, eager_zero))
     return vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
         operation="add", fileOperation="create", device=disk)
 
 
-def _nic_backing(nic: NicConfig) -> Any:
+def _nic_backing(nic: NicConfig, stand_in: str = "") -> Any:
+    if stand_in:  # its own network is missing at the placement
+        return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+            deviceName=stand_in)
     if nic.switch_uuid and nic.portgroup_key:
         port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
             switchUuid=nic.switch_uuid, portgroupKey=nic.portgroup_key)
@@ -222,11 +229,40 @@ def _nic_backing(nic: NicConfig) -> Any:
         deviceName=nic.network or "VM Network")
 
 
+def _apply_settings(spec: Any, settings: NewVmSettings) -> None:
+    """Hardware version, firmware, secure boot, hot-add, notes and extraConfig (what
+    ``vm_settings`` decided; None leaves vSphere's default)."""
+    if settings.version:
+        spec.version = settings.version
+    if settings.firmware:
+        spec.firmware = settings.firmware
+    if settings.secure_boot is not None:
+        spec.bootOptions = vim.vm.BootOptions(  # type: ignore[no-untyped-call]
+            efiSecureBootEnabled=settings.secure_boot)
+    for attr, value in (("cpuHotAddEnabled", settings.cpu_hot_add),
+                        ("cpuHotRemoveEnabled", settings.cpu_hot_remove),
+                        ("memoryHotAddEnabled", settings.memory_hot_add)):
+        if value is not None:
+            setattr(spec, attr, value)
+    if settings.annotation:
+        spec.annotation = settings.annotation
+    if settings.extra_config:
+        spec.extraConfig = [vim.option.OptionValue(key=k, value=v)  # type: ignore[no-untyped-call]
+                            for k, v in settings.extra_config]
+
+
 def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
-                 datastore: str, *, keep_macs: bool) -> Any:
+                 datastore: str, *, keep_macs: bool,
+                 networks: PlacementNetworks | None = None,
+                 settings: NewVmSettings | None = None) -> Any:
     """A ``vim.vm.ConfigSpec`` for a VM like the recorded one. ``disks`` are the recorded
     disks to create; each keeps its controller bus and unit, so disk numbers match the
-    backup's."""
+    backup's. What it sets beyond vmkeep's own fields is ``settings`` (default: decided
+    by ``vm_settings.new_vm_settings`` from the recorded configuration; ``networks``, those
+    at the placement: a NIC whose network is missing there is not connected at power-on)."""
+    if settings is None:
+        settings = new_vm_settings(config, keep_macs=keep_macs, networks=networks,
+                                   disks=[d.key for d in disks])
     spec: Any = vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
         name=name, guestId=config.guest_id or "otherGuest64",
         numCPUs=config.num_cpu or 1,
@@ -234,8 +270,7 @@ def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
         files=vim.vm.FileInfo(vmPathName=f"[{datastore}]"))  # type: ignore[no-untyped-call]
     if config.cores_per_socket:
         spec.numCoresPerSocket = config.cores_per_socket
-    if config.firmware:
-        spec.firmware = config.firmware
+    _apply_settings(spec, settings)
     changes: list[Any] = []
     new_keys: dict[int, int] = {}
     next_key = -100
@@ -260,17 +295,22 @@ def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
             raise BadInputError(f"disk {d.index} of the restore point hangs on "
                                 f"controller {d.controller_key}, which the point does not "
                                 "describe; restore the disk to a file instead")
+        prov = settings.disk(d.key)
         changes.append(_new_disk(next_key, ckey, d.unit, d.capacity_bytes,
-                                 datastore, d.disk_mode or "persistent", d.thin))
+                                 datastore, d.disk_mode or "persistent",
+                                 prov.thin if prov is not None else d.thin,
+                                 prov.eager_zero if prov is not None else False))
         next_key -= 1
     for nic in config.nics:
         cls = _device_class(nic.type)
-        dev = cls(key=next_key, backing=_nic_backing(nic))
+        how = settings.nic(nic.key)
+        dev = cls(key=next_key, backing=_nic_backing(nic, how.stand_in if how else ""))
         dev.connectable = vim.vm.device.VirtualDevice.ConnectInfo(  # type: ignore[no-untyped-call]
-            startConnected=True, allowGuestControl=True, connected=False)
-        if keep_macs and nic.mac:
+            startConnected=how is None or how.connect, allowGuestControl=True,
+            connected=False)
+        if how is not None and how.mac:
             dev.addressType = "manual"
-            dev.macAddress = nic.mac
+            dev.macAddress = how.mac
         else:
             dev.addressType = "generated"
         changes.append(vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
@@ -379,13 +419,40 @@ def _task(session: VSphereSession, start: Any, what: str, timeout: float) -> Any
         raise RestoreTargetError(str(exc)) from exc
 
 
+def placement_networks(session: VSphereSession, placement: Placement) -> PlacementNetworks:
+    """The networks at ``placement`` (its host's, or its datacenter's without a host): the
+    standard networks' names and the distributed port groups' keys."""
+
+    def run() -> PlacementNetworks:
+        owner: Any
+        if placement.host_moref:
+            owner = vim.HostSystem(placement.host_moref, session.si._stub)  # type: ignore[no-untyped-call]
+        else:
+            owner = vim.Datacenter(placement.datacenter_moref, session.si._stub)  # type: ignore[no-untyped-call]
+        nets = list(owner.network or [])
+        portgroups = [n for n in nets if isinstance(n, vim.dvs.DistributedVirtualPortgroup)]
+        return PlacementNetworks(
+            frozenset(str(n.name) for n in nets if not isinstance(
+                n, vim.dvs.DistributedVirtualPortgroup | vim.OpaqueNetwork)),
+            frozenset(str(n.key) for n in portgroups))
+
+    try:
+        return session.call(run)
+    except vmodl.MethodFault as exc:
+        raise RestoreTargetError(f"reading the networks at host {placement.host!r} failed "
+                                 f"({_fault(exc)})") from exc
+
+
 def create_vm(session: VSphereSession, placement: Placement, config: VmConfig,
               disks: Sequence[DiskConfig], name: str, *, keep_macs: bool,
-              timeout: float = 600.0) -> TargetVm:
+              timeout: float = 600.0,
+              networks: PlacementNetworks | None = None) -> TargetVm:
     """Create a VM named ``name`` like the recorded ``config`` with ``disks`` (recorded disks,
-    at their controller bus and unit; created empty, of their ``capacity_bytes``); NICs get
+    at their controller bus and unit; created empty, of their ``capacity_bytes``) and the
+    settings ``vm_settings`` decides (hardware version, firmware, extraConfig, …); NICs get
     new MAC addresses unless ``keep_macs``. Return what it looks like."""
-    spec = _new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs)
+    spec = _new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs,
+                        networks=networks)
     folder = vim.Folder(placement.folder_moref, session.si._stub)  # type: ignore[no-untyped-call]
     pool = vim.ResourcePool(placement.pool_moref, session.si._stub)  # type: ignore[no-untyped-call]
     host = (vim.HostSystem(placement.host_moref, session.si._stub)  # type: ignore[no-untyped-call]

@@ -9,9 +9,12 @@ missing gets the default the restore has always used).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
+
+from pyVmomi.VmomiJSONEncoder import VmomiJSONEncoder
 
 from appliance.vsphere._vim import snapshot_object, type_name, vm_object
 from appliance.vsphere.inventory import VmInfo
@@ -22,8 +25,12 @@ from appliance.vsphere.snapshot import SnapshotRef
 Field = str | int | bool
 #: A row of the recorded configuration (a controller, a disk, a NIC).
 Row = dict[str, Field]
+#: A JSON value (what ``json.loads`` gives).
+Json: TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | None"
+#: A JSON object: the encoded ``VirtualMachineConfigInfo`` (``vim_config``).
+JsonObject: TypeAlias = dict[str, Json]
 #: The recorded configuration as a restore point stores it (JSON).
-Record = dict[str, Field | list[Row]]
+Record = dict[str, Field | list[Row] | JsonObject]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +93,14 @@ class VmConfig:
     nics: tuple[NicConfig, ...]
     instance_uuid: str
     bios_uuid: str
+    #: The snapshot's ``VirtualMachineConfigInfo`` as JSON (None: a point from before
+    #: vmkeep recorded it; its restore sets what it always did).
+    vim_config: JsonObject | None = None
 
     def to_record(self) -> Record:
-        """The JSON a restore point stores (keys in this order, as vmkeep always wrote it)."""
-        return {
+        """The JSON a restore point stores (keys in this order, as vmkeep always wrote it;
+        ``vim_config`` last, when there is one)."""
+        record: Record = {
             "name": self.name, "guest_id": self.guest_id, "num_cpu": self.num_cpu,
             "cores_per_socket": self.cores_per_socket, "memory_mb": self.memory_mb,
             "firmware": self.firmware, "version": self.version,
@@ -98,10 +109,13 @@ class VmConfig:
             "nics": [n.to_record() for n in self.nics],
             "instance_uuid": self.instance_uuid, "bios_uuid": self.bios_uuid,
         }
+        if self.vim_config is not None:
+            record["vim_config"] = self.vim_config
+        return record
 
     @staticmethod
-    def from_record(doc: Mapping[str, Field | Sequence[Mapping[str, Field]] | None]
-                    ) -> VmConfig:
+    def from_record(doc: Mapping[str, Field | Sequence[Mapping[str, Field]] | JsonObject
+                                 | None]) -> VmConfig:
         """Read a restore point's recorded configuration. A disk without ``key``, ``bus``
         or ``unit`` is an error (KeyError): nothing places it."""
         return VmConfig(
@@ -125,7 +139,14 @@ class VmConfig:
                 portgroup_key=_str(n.get("portgroup_key")),
                 switch_uuid=_str(n.get("switch_uuid")))
                 for n in _rows(doc.get("nics"))),
-            instance_uuid=_str(doc.get("instance_uuid")), bios_uuid=_str(doc.get("bios_uuid")))
+            instance_uuid=_str(doc.get("instance_uuid")), bios_uuid=_str(doc.get("bios_uuid")),
+            vim_config=_object(doc.get("vim_config")))
+
+
+def _object(value: object) -> JsonObject | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v for k, v in value.items()}
 
 
 def _str(value: object) -> str:
@@ -192,8 +213,8 @@ def _devices(snap_config: Any) -> tuple[dict[str, Any], list[ControllerConfig],
 
 def read_vm_config(session: VSphereSession, snapshot: SnapshotRef, info: VmInfo) -> VmConfig:
     """The configuration of VM ``info`` as of ``snapshot``, for recreating it at restore."""
-    hw, controllers, disks, nics = _devices(
-        snapshot_object(session, snapshot.moref).config)
+    snap_config = snapshot_object(session, snapshot.moref).config
+    hw, controllers, disks, nics = _devices(snap_config)
     vm = vm_object(session, snapshot.vm_moref)
     live = vm.config
     for k, attr in (("guest_id", "guestId"), ("firmware", "firmware")):
@@ -227,4 +248,18 @@ def read_vm_config(session: VSphereSession, snapshot: SnapshotRef, info: VmInfo)
         disks=tuple(DiskConfig(d.key, d.controller_key, d.controller_type, d.bus, d.unit,
                                d.capacity_bytes, d.disk_mode, d.thin, d.file_name, i)
                     for i, d in enumerate(disks)),
-        nics=tuple(named), instance_uuid=info.instance_uuid, bios_uuid=info.bios_uuid)
+        nics=tuple(named), instance_uuid=info.instance_uuid, bios_uuid=info.bios_uuid,
+        vim_config=_encode_config_info(snap_config))
+
+
+def _encode_config_info(config_info: Any) -> JsonObject | None:
+    """A ``VirtualMachineConfigInfo`` as JSON, encoded by pyVmomi's ``VmomiJSONEncoder``
+    (None when there is none, or the encoder cannot encode it: the point then restores as
+    one from before vmkeep recorded it, rather than the backup failing)."""
+    if config_info is None:
+        return None
+    try:
+        doc = json.loads(json.dumps(config_info, cls=VmomiJSONEncoder, strip_dynamic=True))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return _object(doc)

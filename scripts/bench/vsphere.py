@@ -82,8 +82,8 @@ from appliance.repository import codec
 from appliance.repository.repo import Repository
 from appliance.source import Extent
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
-from appliance.vsphere.host_endpoint import host_of_vm, service_ticket
-from appliance.vsphere.host_transport import TICKET_COOKIE, host_url_path
+from appliance.vsphere.host_endpoint import TICKET_COOKIE, host_of_vm, service_ticket
+from appliance.vsphere.host_transport import host_url_path
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import VSphereSession, connect
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint

@@ -133,10 +133,31 @@
 //	                            EnableMethods (Global.DisableMethods /
 //	                            Global.EnableMethods, else NoPermission).
 //
+// vmkeep additions in overlay/simulator/vmkeep_nfc.go (with the patched
+// http_nfc_lease.go and resource_pool.go): NFC imports that keep what is sent.
+// Always on: an upload to an ImportVApp lease's disk URL must be a
+// streamOptimized VMDK (else 400, the disk untouched); its grains are written
+// into the disk's "-flat.vmdk" (sparse, sized to the disk). Device keys are
+// vCenter's ("/<vm>/VirtualLsiLogicController0:1"); after
+// HttpNfcLeaseComplete/Abort the URLs answer 404; HttpNfcLeaseAbort destroys
+// the imported VM. With VCSIM_HOST_ENDPOINTS=1 the device URLs name the
+// endpoint of the VM's host (127.0.0.1:<port>, sslThumbprint = its SHA-1),
+// which serves /nfc/ (the vCenter's /nfc then answers 404 for them); without
+// it, upstream's "https://*/nfc/..." on the vCenter's listener.
+//
+//	VCSIM_NFC_FAIL_ONCE=N       the Nth NFC upload (from 1, counted from start)
+//	                            is dropped: 64 KiB of its body are read, then
+//	                            the connection is closed without an answer.
+//	VCSIM_NFC_FAIL_FROM=N       the Nth NFC upload and every later one are
+//	                            dropped so.
+//
 // Always on: GET /vmkeep/counters on the vCenter's listener answers JSON
 // counts of /folder requests per endpoint ("vcenter" and each host by name,
 // with the host's address, port and thumbprint): "requests" (all) and
-// "served" (passed the checks and handed to the file server).
+// "served" (passed the checks and handed to the file server); and "nfc":
+// NFC upload "bytes_received" (body bytes read, failed uploads too),
+// "attempts" (uploads started), "uploads" (written), the same per lease id
+// under "leases".
 package main
 
 import (

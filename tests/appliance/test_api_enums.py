@@ -41,7 +41,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("JobCreate", "transport"): {"host", "vcenter", "direct", "hotadd"},
     ("JobEdit", "transport"): {"host", "vcenter", "direct", "hotadd"},
     ("JobSpec", "transport"): {"host", "vcenter", "direct", "hotadd"},
-    ("VmRestore", "transport"): {"vcenter", "hotadd"},
+    ("VmRestore", "transport"): {"host", "vcenter", "hotadd"},
     ("Notifications", "on"): RESULTS,
     ("InventoryVm", "power_state"): {"poweredOn", "poweredOff", "suspended"},
     ("VCenterPurposeCheck", "purpose"): {"backup", "restore", "hunter"},

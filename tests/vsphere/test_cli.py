@@ -416,6 +416,8 @@ def test_restore_vm_to_a_new_vm_over_the_original_and_a_disk_into_a_vm(
                stdin=vcsim.password)
     assert r.code == 0, r.err
     assert "to a new VM 'copy'" in r.out and "disk 0: create 1048576 bytes" in r.out
+    assert "  set hardware version: vmx-" in r.out and "  set NIC 0: " in r.out
+    assert "  cannot apply the VM's storage policy: the VM configuration does not carry" in r.out
     assert "copy" not in [v.name for v in inventory.list_vms(lab.session)]
     r = vmkeep([*restore, "--name", "copy"], cache, monkeypatch, stdin=vcsim.password)
     assert r.code == 0, r.err

@@ -44,6 +44,11 @@ def test_full_then_incremental_reads_only_changes(env: Env) -> None:
     assert [d["unit"] for d in m.config["disks"]] == [0, 1]
     assert m.config["num_cpu"] >= 1 and len(m.config["disks"]) == 2
     assert m.config["nics"] and m.config["nics"][0]["mac"] and m.config["nics"][0]["network"]
+    # the snapshot's whole VirtualMachineConfigInfo, as pyVmomi's VmomiJSONEncoder wrote it
+    vim_config = m.config["vim_config"]
+    assert vim_config["_vimtype"] == "vim.vm.ConfigInfo" and vim_config["name"] == VM
+    assert len([d for d in vim_config["hardware"]["device"]
+                if d["_vimtype"] == "vim.vm.device.VirtualDisk"]) == 2
 
 
 def test_writes_after_the_snapshot_are_not_in_the_point(env: Env) -> None:

@@ -3,14 +3,17 @@ and one disk into an existing VM; failures leave nothing half-restored."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyVim.task import WaitForTask
+from pyVmomi import vim
 
 from appliance.errors import UsageError, VmkeepError
 from appliance.jobs import vm_restore
+from appliance.jobs.restore import read_blocks
 from appliance.jobs.vm_restore import (
     plan_new_vm,
     plan_original_vm,
@@ -26,7 +29,7 @@ from appliance.vsphere.session import fetch_fingerprint
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
 from appliance.vsphere.upload import UploadError, upload_file
 from tests.helpers import in_ws, session_first
-from tests.vsphere.vmenv import BS, VM, Env, write
+from tests.vsphere.vmenv import BS, VM, Env, vm_object, warnings_of, write
 
 NEW = "restored-vm"
 
@@ -78,16 +81,17 @@ def test_a_failed_new_vm_restore_leaves_no_vm(env: Env,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     e = env
     point, _ = backed_up(e)
-    calls: list[str] = []
+    calls: list[int] = []
+    real = read_blocks
 
-    def failing(*a: Any, **k: Any) -> int:
-        calls.append(a[3])
+    def failing(ws: Any, disk: Any, **k: Any) -> Iterator[tuple[int, bytes]]:
+        # the disks' data, read while the NFC import sends them: the second one fails
+        calls.append(disk.disk_index)
         if len(calls) == 2:
             raise UploadError("injected: the datastore went away")
-        chunks = a[5]
-        return sum(len(c) for c in chunks)
+        yield from real(ws, disk, **k)
 
-    monkeypatch.setattr(vm_restore, "upload_file", failing)
+    monkeypatch.setattr(vm_restore, "read_blocks", failing)
     with pytest.raises(UploadError, match="injected"):
         in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW, log=e.log)
     assert len(calls) == 2  # the first disk was written, the second failed
@@ -201,3 +205,152 @@ def test_datastore_connections_check_the_pinned_certificate(env: Env) -> None:
         finally:
             src.close()
     assert e.content(0) == before  # the refused upload wrote nothing
+
+
+def _counters(e: Env) -> dict[str, Any]:
+    import json
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    url = f"https://{e.session.host}:{e.session.port}/vmkeep/counters"
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+        return dict(json.load(resp))
+
+
+@pytest.mark.parametrize("vcsim", [{"VCSIM_VC_FOLDER_REFUSE": "1"}], indirect=True)
+def test_restores_into_existing_vms_write_to_the_host(env: Env) -> None:
+    """Over the original VM and one disk into an existing VM: the disks are written on the
+    host that runs the VM (its /folder, PUT tickets, pinned certificate), not relayed by a
+    vCenter; here the vCenter's /folder refuses every request."""
+    e = env
+    point, want = backed_up(e)
+    write(e.live(1), 3 * BS, b"ransomware" * 1000)
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), point)
+    in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan, confirm=True,
+          log=e.log)
+    assert [e.content(0), e.content(1)] == want
+    other = "DC0_H0_VM1"
+    result = in_ws(e.repo, e.cat, session_first(restore_disk_into_vm, e.session),
+                   point, 1, other, log=e.log)
+    assert flat_bytes(e, result.target_disk) == want[1]
+    counts = _counters(e)
+    assert counts["vcenter"]["served"] == 0
+    assert sum(h["served"] for h in counts["hosts"].values()) >= 3  # two disks, one disk
+    assert any("written on host DC0_H0" in m for lvl, m in e.logs if lvl == "info"), e.logs
+
+
+def _non_default(e: Env) -> dict[str, str]:
+    """Reconfigure the VM away from vcsim's defaults: vmx-19, EFI with secure boot,
+    extraConfig keys, hot add, its NIC replaced by an E1000e with a fixed MAC, and a third,
+    thick eager-zeroed disk. Returns the extraConfig keys set."""
+    extra = {"disk.EnableUUID": "TRUE", "vmkeep.custom": "kept"}
+    old_nic = next(d for d in e.vm.config.hardware.device if hasattr(d, "macAddress"))
+    nic = vim.vm.device.VirtualE1000e(  # type: ignore[no-untyped-call]
+        key=-5, addressType="manual", macAddress="00:50:56:3f:01:02",
+        backing=vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+            deviceName="VM Network"))
+    eager = vim.vm.device.VirtualDisk(  # type: ignore[no-untyped-call]
+        key=-6, controllerKey=202, unitNumber=2, capacityInKB=1024,
+        backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(  # type: ignore[no-untyped-call]
+            diskMode="persistent", thinProvisioned=False, eagerlyScrub=True, fileName=""))
+    spec = vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        version="vmx-19", firmware="efi", cpuHotAddEnabled=True, memoryHotAddEnabled=True,
+        bootOptions=vim.vm.BootOptions(efiSecureBootEnabled=True),  # type: ignore[no-untyped-call]
+        extraConfig=[vim.option.OptionValue(key=k, value=v)  # type: ignore[no-untyped-call]
+                     for k, v in extra.items()],
+        deviceChange=[
+            vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                operation="remove", device=old_nic),
+            vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                operation="add", device=nic),
+            vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+                operation="add", fileOperation="create", device=eager)])
+    WaitForTask(e.vm.ReconfigVM_Task(spec))  # type: ignore[no-untyped-call]
+    return extra
+
+
+def _hardware(vm: Any) -> dict[str, Any]:
+    """What the acceptance compares, read through the API."""
+    c = vm.config
+    devices: list[Any] = list(c.hardware.device)
+    buses = {d.key: d.busNumber for d in devices
+             if isinstance(d, vim.vm.device.VirtualController)}
+    disks: list[Any] = sorted((d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)),
+                              key=lambda d: (buses[d.controllerKey], d.unitNumber))
+    return {
+        "version": c.version, "firmware": c.firmware,
+        "secure_boot": c.bootOptions.efiSecureBootEnabled if c.bootOptions else None,
+        "hot_add": (c.cpuHotAddEnabled, c.memoryHotAddEnabled),
+        "extra": {o.key: o.value for o in c.extraConfig or []},
+        "nics": [(type(d).__name__, d.macAddress) for d in devices
+                 if isinstance(d, vim.vm.device.VirtualEthernetCard)],
+        "disks": [(bool(d.backing.thinProvisioned), bool(d.backing.eagerlyScrub))
+                  for d in disks]}
+
+
+def test_a_new_vm_has_the_recorded_vm_configuration(env: Env) -> None:
+    """Issue 14's acceptance: the same hardware version, firmware, secure boot, extraConfig
+    keys, NIC types (and MACs with keep_macs) and disk provisioning, through the API."""
+    e = env
+    extra = _non_default(e)
+    original = _hardware(e.vm)
+    assert original["version"] == "vmx-19" and original["disks"][2] == (False, True)
+    assert original["nics"] == [("vim.vm.device.VirtualE1000e", "00:50:56:3f:01:02")]
+    r = e.backup()
+    assert r.point_id and r.status == "success", e.logs
+    plan = plan_new_vm(e.repo.read_manifest(r.point_id), NEW, keep_macs=True)
+    lines = plan.describe()
+    for want in ("  set hardware version: vmx-19", "  set firmware: efi",
+                 "  set EFI secure boot: on", "  set disk 2 provisioning: thick eager-zeroed",
+                 "  set NIC 0: VirtualE1000e on 'VM Network', MAC 00:50:56:3f:01:02 kept"):
+        assert want in lines, lines
+    assert any(line.startswith("  cannot apply the VM's storage policy: ") for line in lines)
+    e.logs.clear()
+    result = in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), r.point_id, NEW,
+                   keep_macs=True, log=e.log)
+    new = _hardware(vm_object(e.session, NEW))
+    for key in ("version", "firmware", "secure_boot", "hot_add", "nics", "disks"):
+        assert new[key] == original[key], key
+    assert {k: new["extra"].get(k) for k in extra} == extra
+    assert "nvram" not in new["extra"]
+    assert any("cannot apply the VM's storage policy" in m for m in warnings_of(e))
+    assert result.disks == (0, 1, 2)
+    nets = rt.placement_networks(e.session, rt.resolve_placement(e.session))
+    assert "VM Network" in nets.names and "DC0_DVPG0" not in nets.names
+    assert any(k.startswith("dvportgroup-") for k in nets.portgroup_keys)
+
+
+def test_a_nic_whose_network_is_missing_at_the_placement(env: Env) -> None:
+    """The point's NIC is on a port group of its own host only; restored onto another host,
+    the plan says it cannot connect it there, and the new VM's NIC is put on a network the
+    host has, not connected at power-on."""
+    e = env
+    host = e.vm.runtime.host
+    host.configManager.networkSystem.AddPortGroup(vim.host.PortGroup.Specification(  # type: ignore[no-untyped-call]
+        name="Only Here", vlanId=0, vswitchName="vSwitch0",
+        policy=vim.host.NetworkPolicy()))  # type: ignore[no-untyped-call]
+    nic = next(d for d in e.vm.config.hardware.device if hasattr(d, "macAddress"))
+    nic.backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
+        deviceName="Only Here")
+    WaitForTask(e.vm.ReconfigVM_Task(vim.vm.ConfigSpec(  # type: ignore[no-untyped-call]
+        deviceChange=[vim.vm.device.VirtualDeviceSpec(  # type: ignore[no-untyped-call]
+            operation="edit", device=nic)])))
+    r = e.backup()
+    assert r.point_id and r.status == "success", e.logs
+    other = next(h for h in e.session.content.viewManager.CreateContainerView(
+        e.session.content.rootFolder, [vim.HostSystem], True).view
+        if h.name != host.name and "Only Here" not in [n.name for n in h.network])
+    placement = rt.resolve_placement(e.session, host=other.name)
+    networks = rt.placement_networks(e.session, placement)
+    plan = plan_new_vm(e.repo.read_manifest(r.point_id), NEW, networks=networks)
+    assert any(line.startswith("  cannot connect NIC 0 to network 'Only Here': the placement "
+                               "has no such network") for line in plan.describe())
+    e.logs.clear()
+    in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), r.point_id, NEW,
+          host=other.name, log=e.log)
+    assert any("cannot connect NIC 0 to network 'Only Here'" in m for m in warnings_of(e))
+    nics: list[Any] = [d for d in vm_object(e.session, NEW).config.hardware.device
+                       if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    assert [(n.backing.deviceName, n.connectable.startConnected) for n in nics] == \
+        [("VM Network", False)]

@@ -31,7 +31,9 @@
 //     {"vcenter": {"requests": n, "served": n},
 //     "hosts": {"DC0_H0": {"address", "port", "thumbprint", "requests", "served"}}}
 //     (requests: every /folder request; served: those handed to the file
-//     server after the checks).
+//     server after the checks), and "nfc" (vmkeep_nfc.go: NFC upload bytes).
+//   - A host's listener also serves /nfc/ for the NFC leases whose device URLs
+//     name it (vmkeep_nfc.go).
 //   - VCSIM_FOLDER_IGNORE_RANGE=1: Range (and If-Range) are ignored: 200 with
 //     the whole file.
 //   - VCSIM_FOLDER_LOCK_RUNNING=1: the files of the current disks (descriptor
@@ -390,9 +392,11 @@ func VmkeepCounters(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		VCenter vcCount              `json:"vcenter"`
 		Hosts   map[string]hostCount `json:"hosts"`
+		NFC     vmkeepNfcCounts      `json:"nfc"` // vmkeep_nfc.go
 	}{
 		VCenter: vcCount{atomic.LoadInt64(&vmkeepVCCounter.requests), atomic.LoadInt64(&vmkeepVCCounter.served)},
 		Hosts:   map[string]hostCount{},
+		NFC:     vmkeepNfcCountersNow(),
 	}
 	for _, ep := range vmkeepEndpoints {
 		out.Hosts[ep.name] = hostCount{"127.0.0.1", ep.port, ep.thumbprint,
@@ -482,6 +486,9 @@ func vmkeepStartEndpoint(h *HostSystem) (*vmkeepHostEndpoint, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(folderPrefix, func(w http.ResponseWriter, r *http.Request) {
 		vmkeepServeFolder(nil, ep, w, r)
+	})
+	mux.HandleFunc(nfcPrefix, func(w http.ResponseWriter, r *http.Request) {
+		vmkeepServeNFC(ep, w, r) // vmkeep_nfc.go: the host's NFC leases
 	})
 	ep.server = &http.Server{
 		Handler: mux,
