@@ -284,6 +284,13 @@ def _allocated(ws: Workspace, disk: DiskToRestore) -> Iterator[tuple[int, bytes]
         yield index * disk.block_size, data
 
 
+def _extents(disk: DiskToRestore) -> tuple[tuple[int, int], ...]:
+    """The byte extents ``_allocated`` gives, from the block map alone."""
+    bs = disk.block_size
+    return tuple((b.block_index * bs, min(bs, disk.size - b.block_index * bs))
+                 for b in disk.plan)
+
+
 def plan_restore_new(ws: Workspace, point_id: str,
                      name: str, *, keep_macs: bool = False,
                      networks: PlacementNetworks | None = None) -> VmRestorePlan:
@@ -345,7 +352,8 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
         if progress is not None:
             progress(sum(done.values()), total)
 
-    sources = [ImportDisk(a.bus, a.unit, a.size, functools.partial(_allocated, ws, disks[a.index]))
+    sources = [ImportDisk(a.bus, a.unit, a.size, _extents(disks[a.index]),
+                          functools.partial(_allocated, ws, disks[a.index]))
                for a in plan.disks]
     moref = ""
     try:

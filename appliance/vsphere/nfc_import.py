@@ -1,7 +1,7 @@
 """Import a new VM through an NFC lease: ``ResourcePool.ImportVApp`` with a
 ``VirtualMachineImportSpec`` made from the restore point's recorded configuration, then one
-HTTPS PUT per disk of a streamOptimized VMDK (``stream_vmdk``) to the host, so only the
-point's allocated grains travel, compressed.
+HTTPS POST per disk of a streamOptimized VMDK (``stream_vmdk``) to the host, so only the
+point's stored blocks travel (zeros the point does not store are not sent).
 
 The steps, as vSphere's own tools do them:
 
@@ -14,11 +14,14 @@ The steps, as vSphere's own tools do them:
    on a controller of that type and bus number, at that unit, is the one. A key of another
    form, ``/<vm>/<kind>:<n>`` (older simulators), names the n-th disk of the created VM in
    its device list. Every disk of the spec needs exactly one URL.
-4. Per disk, a PUT (``Content-Type: application/x-vnd.vmware-streamVmdk``, chunked) to the
-   URL; host ``*`` means the server this session talks to. A URL with ``sslThumbprint`` is
-   the ESXi host's: its certificate is pinned by that SHA-1 (as ``host_transport`` does) and
-   the vCenter's session cookie is not sent to it; otherwise the vCenter's own TLS settings
-   (CA or pinned SHA-256) apply and the cookie is sent.
+4. Per disk, a POST (``Content-Type: application/x-vnd.vmware-streamVmdk``, as ovftool and
+   govc send a disk; PUT is theirs for other files) with a ``Content-Length``, which every
+   NFC client sends: the stream is written in ``stream_vmdk``'s stored mode (grains at
+   deflate level 0), whose length is known from the disk's block extents before a byte is
+   read. Host ``*`` in the URL means the server this session talks to. A URL with
+   ``sslThumbprint`` is the ESXi host's: its certificate is pinned by that SHA-1 (as
+   ``host_transport`` does) and the vCenter's session cookie is not sent to it; otherwise
+   the vCenter's own TLS settings (CA or pinned SHA-256) apply and the cookie is sent.
 5. ``HttpNfcLeaseProgress`` every few seconds from a helper thread (it keeps the lease
    alive while disks are read from the repository).
 6. A disk whose upload fails on the way (dropped connection, 5xx) is sent again from its
@@ -53,7 +56,7 @@ from appliance.errors import VSphereError
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere._vim import fault_text
 from appliance.vsphere.session import VSphereSession
-from appliance.vsphere.stream_vmdk import CONTENT_TYPE, StreamVmdk
+from appliance.vsphere.stream_vmdk import CONTENT_TYPE, StreamVmdk, stream_length
 from appliance.vsphere.vm_config import DiskConfig, VmConfig
 from appliance.vsphere.vm_settings import PlacementNetworks
 
@@ -83,13 +86,15 @@ class _Retryable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ImportDisk:
-    """One disk to import: where it hangs (controller bus, unit), its size, and a callable
-    giving its allocated data as ``(byte offset, bytes)``, ascending, 64 KiB-aligned; it
-    is called again for each attempt."""
+    """One disk to import: where it hangs (controller bus, unit), its size, the byte
+    extents ``(offset, length)`` its data covers, and a callable giving that data as
+    ``(byte offset, bytes)``, ascending, 64 KiB-aligned, exactly those extents; it is called
+    again for each attempt."""
 
     bus: int
     unit: int
     capacity: int
+    extents: tuple[tuple[int, int], ...]
     blocks: BlocksFn
 
 
@@ -312,31 +317,44 @@ def _put(session: VSphereSession, target: _Target, source: ImportDisk,
     conn = http.client.HTTPSConnection(address, port, timeout=timeout, context=ctx)
     end = 0
 
+    promised = iter(source.extents)
+
     def blocks() -> Iterator[tuple[int, bytes]]:
         nonlocal end
         for offset, data in source.blocks():
+            if next(promised, None) != (offset, len(data)):
+                raise NfcImportError(f"{what}: the repository gave {len(data)} bytes at "
+                                     f"{offset}, not the block the upload's length counts; "
+                                     "nothing more was sent")
             yield offset, data
             end = offset + len(data)
+        if next(promised, None) is not None:
+            raise NfcImportError(f"{what}: the repository gave fewer blocks than the upload's "
+                                 "length counts; nothing more was sent")
 
-    stream = StreamVmdk(source.capacity, blocks(), name=f"disk-{source.bus}-{source.unit}.vmdk")
+    name = f"disk-{source.bus}-{source.unit}.vmdk"
+    stream = StreamVmdk(source.capacity, blocks(), name=name, stored=True)
+    length = stream_length(source.capacity, source.extents, name=name)
     try:
         conn.connect()
         _check_peer(session, target, conn.sock, what)
-        conn.putrequest("PUT", url.path + (f"?{url.query}" if url.query else ""),
+        conn.putrequest("POST", url.path + (f"?{url.query}" if url.query else ""),
                         skip_accept_encoding=True)
         conn.putheader("Content-Type", CONTENT_TYPE)
-        conn.putheader("Transfer-Encoding", "chunked")
+        conn.putheader("Content-Length", str(length))
         if to_vcenter and not target.thumbprint:
             conn.putheader("Cookie", f"vmware_soap_session={session.cookie}")
         conn.endheaders()
         told = 0
         try:
             for chunk in stream:
-                conn.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                conn.send(chunk)
                 if end - told >= (4 << 20):
                     told = end
                     report(end)
-            conn.send(b"0\r\n\r\n")
+            if stream.bytes_out != length:  # stream_length and the writer disagree: a bug
+                raise NfcImportError(f"{what}: {stream.bytes_out} bytes were written where "
+                                     f"{length} were announced")
         except OSError:
             # the server may have answered (and closed) before taking the whole body: its
             # answer says why; without one, the dropped connection is the error

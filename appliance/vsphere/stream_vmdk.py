@@ -20,6 +20,14 @@ The writer is pure (no vSphere): it keeps the grain directory and the current gr
 nothing else, whatever the disk's size. Data comes as ``(offset, bytes)`` in ascending,
 non-overlapping order, 64 KiB-aligned (the repository's blocks are multiples of it); a
 block may end short only at the disk's end.
+
+**Stored mode** (``stored=True``, what an NFC import sends): every grain of the given
+blocks is written, zero or not, deflated at level 0 (zlib's stored blocks: the grain's bytes
+framed, 65,552 bytes per 64 KiB grain whatever they hold). The stream's length then depends
+only on which 64 KiB areas the blocks cover, so ``stream_length`` gives it before a byte is
+read, and the upload carries a ``Content-Length`` as every NFC client (ovftool, govc, the
+pyVmomi samples) sends one. The price is no compression on the wire: the bytes sent are
+the point's stored blocks plus the framing, never more.
 """
 
 from __future__ import annotations
@@ -114,13 +122,38 @@ def framing_bound(capacity: int, grains: int) -> int:
             + (1 + gd_sectors) * SECTOR + 3 * SECTOR)
 
 
+_STORED_GRAIN = len(zlib.compress(_ZERO_GRAIN, 0))  # the same for any 64 KiB at level 0
+_STORED_RECORD = -(-(_GRAIN_MARKER.size + _STORED_GRAIN) // SECTOR) * SECTOR
+
+
+def stream_length(capacity: int, extents: Iterable[tuple[int, int]], *,
+                  name: str = "disk.vmdk", adapter_type: str = "lsilogic") -> int:
+    """The exact length of a stored-mode stream (``StreamVmdk(..., stored=True)``) of a disk
+    of ``capacity`` bytes whose blocks cover ``extents`` (``(offset, length)``, ascending,
+    as the blocks will come)."""
+    cap_sectors = capacity // SECTOR
+    desc = _pad(descriptor(cap_sectors, name=name, adapter_type=adapter_type))
+    grains = 0
+    tables: set[int] = set()
+    for offset, length in extents:
+        first = offset // GRAIN
+        last = (offset + length - 1) // GRAIN if length else first - 1
+        grains += max(0, last - first + 1)
+        tables.update(range(first // GTES_PER_GT, last // GTES_PER_GT + 1))
+    n_tables = -(-cap_sectors // (GRAIN_SECTORS * GTES_PER_GT))
+    gd_bytes = len(_pad(bytes(4 * n_tables))) if n_tables else SECTOR
+    return (SECTOR + len(desc) + grains * _STORED_RECORD
+            + len(tables) * (1 + GT_SECTORS) * SECTOR + SECTOR + gd_bytes + 3 * SECTOR)
+
+
 class StreamVmdk:
     """Iterate to get the VMDK's bytes, chunk by chunk; ``bytes_out`` counts what was given
-    so far and ``grains`` the grains written. One pass only."""
+    so far and ``grains`` the grains written. One pass only. ``stored``: every grain of the
+    blocks, at deflate level 0 (see the module's docstring)."""
 
     def __init__(self, capacity: int, blocks: Iterable[tuple[int, bytes]], *,
                  name: str = "disk.vmdk", adapter_type: str = "lsilogic",
-                 level: int = 1) -> None:
+                 level: int = 1, stored: bool = False) -> None:
         if capacity < 0 or capacity % SECTOR:
             raise StreamVmdkError(f"a disk's capacity must be a multiple of {SECTOR} bytes, "
                                   f"not {capacity}")
@@ -128,7 +161,8 @@ class StreamVmdk:
         self._blocks = blocks
         self._name = name
         self._adapter = adapter_type
-        self._level = level
+        self._level = 0 if stored else level
+        self._stored = stored
         self.bytes_out = 0
         self.grains = 0
         self._started = False
@@ -206,5 +240,5 @@ class StreamVmdk:
                 grain = bytes(view[at:at + GRAIN])
                 if len(grain) < GRAIN:
                     grain += bytes(GRAIN - len(grain))
-                if grain != _ZERO_GRAIN:
+                if self._stored or grain != _ZERO_GRAIN:
                     yield offset + at, grain

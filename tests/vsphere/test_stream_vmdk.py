@@ -20,17 +20,22 @@ from appliance.vsphere.stream_vmdk import (
     StreamVmdk,
     StreamVmdkError,
     framing_bound,
+    stream_length,
 )
+from tests.helpers import skip_unless_ci
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
-                                reason="qemu-img (qemu-utils) is not installed")
+
+@pytest.fixture(autouse=True)
+def _qemu_img() -> None:
+    if shutil.which("qemu-img") is None:
+        skip_unless_ci("qemu-img (Debian qemu-utils) is not installed")
 
 MIB = 1 << 20
 
 
-def _write(tmp_path: Path, capacity: int,
-           blocks: list[tuple[int, bytes]]) -> tuple[Path, StreamVmdk]:
-    stream = StreamVmdk(capacity, iter(blocks), name="disk.vmdk")
+def _write(tmp_path: Path, capacity: int, blocks: list[tuple[int, bytes]],
+           stored: bool = False) -> tuple[Path, StreamVmdk]:
+    stream = StreamVmdk(capacity, iter(blocks), name="disk.vmdk", stored=stored)
     path = tmp_path / "disk.vmdk"
     with path.open("wb") as f:
         for chunk in stream:
@@ -39,8 +44,9 @@ def _write(tmp_path: Path, capacity: int,
     return path, stream
 
 
-def _roundtrip(tmp_path: Path, capacity: int, blocks: list[tuple[int, bytes]]) -> StreamVmdk:
-    path, stream = _write(tmp_path, capacity, blocks)
+def _roundtrip(tmp_path: Path, capacity: int, blocks: list[tuple[int, bytes]],
+               stored: bool = False) -> StreamVmdk:
+    path, stream = _write(tmp_path, capacity, blocks, stored)
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)],
                                      check=True, capture_output=True, text=True).stdout)
     assert info["format"] == "vmdk"
@@ -135,3 +141,22 @@ def test_grain_markers_carry_their_lba(tmp_path: Path) -> None:
     assert at + SECTOR == len(body)
     assert seen == {GRAIN: blocks[0][1], 40 * MIB: blocks[1][1][:GRAIN],
                     40 * MIB + GRAIN: blocks[1][1][GRAIN:]}
+
+
+def test_stored_streams_have_the_length_computed_before_reading(tmp_path: Path) -> None:
+    """An NFC upload carries a Content-Length: in stored mode the stream's length follows
+    from which 64 KiB areas the blocks cover, whatever they hold (zeros included), and
+    qemu-img reads the disk back exactly."""
+    rnd = random.Random(5)
+    capacity = 80 * MIB + 3 * SECTOR  # a short last grain, more than one grain table
+    bs = 256 << 10
+    blocks = [(0, rnd.randbytes(bs)), (bs, bytes(bs)),  # a zero block is still sent
+              (bs * 2, rnd.randbytes(GRAIN) + bytes(bs - GRAIN)),
+              (40 * MIB, rnd.randbytes(bs)), (capacity - 3 * SECTOR, rnd.randbytes(3 * SECTOR))]
+    extents = [(o, len(d)) for o, d in blocks]
+    stream = _roundtrip(tmp_path, capacity, blocks, stored=True)
+    assert stream.bytes_out == stream_length(capacity, extents, name="disk.vmdk")
+    assert stream.grains == 4 * 3 + 1 + 4  # every grain of the blocks, zero or not
+    for empty in (0, GRAIN):
+        _path, s = _write(tmp_path, empty, [], stored=True)
+        assert s.bytes_out == stream_length(empty, [], name="disk.vmdk")

@@ -13,8 +13,9 @@
 //     and only that host's listener serves it (the vCenter's /nfc answers 404);
 //     without it, upstream's "https://*/nfc/<lease>/<file>" on the vCenter's
 //     listener, no thumbprint. The disks ImportVApp creates are vcsim's own.
-//   - Uploads (PUT or POST, Content-Length or chunked) to a disk's URL must be a
-//     streamOptimized VMDK: header magic KDMV, version 3, flags with compressed
+//   - Uploads to a disk's URL are POSTs with a Content-Length, as ovftool and
+//     govc send a disk (PUT, theirs for other files, answers 405; a chunked body
+//     without a length 411), and the body must be a streamOptimized VMDK: header magic KDMV, version 3, flags with compressed
 //     grains (bit 16) and markers (bit 17), deflate, a capacity not larger than
 //     the disk's. Each grain marker's zlib data is inflated and written at
 //     lba*512 of the disk's "-flat.vmdk" (beside its descriptor), which is sized
@@ -236,6 +237,16 @@ func vmkeepNfcUpload(lease *HttpNfcLease, name, file string, w http.ResponseWrit
 		return
 	}
 	capacity, isDisk := lease.vmkeep.disks[name]
+	if isDisk && r.Method != http.MethodPost {
+		_, _ = io.Copy(ioutil.Discard, body)
+		http.Error(w, "vcsim: a disk is uploaded with POST (application/x-vnd.vmware-streamVmdk)", http.StatusMethodNotAllowed)
+		return
+	}
+	if isDisk && r.ContentLength < 0 {
+		_, _ = io.Copy(ioutil.Discard, body)
+		http.Error(w, "vcsim: a disk upload needs a Content-Length", http.StatusLengthRequired)
+		return
+	}
 	target := file
 	if isDisk {
 		target = vmkeepFlatName(file)
