@@ -21,9 +21,8 @@ from appliance.vsphere import hotadd
 from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from tests.appliance.lab import Lab, started_lab
-from tests.vsphere.test_hotadd import APPLIANCE
 
-ME = APPLIANCE
+ME = "DC0_H0_VM1"  # the VM the appliance runs in, as the vCenter's setting names it
 
 
 @pytest.fixture
