@@ -127,16 +127,16 @@ def import_new_vm(session: VSphereSession, placement: rt.Placement, config: VmCo
                   sources: Sequence[ImportDisk], networks: PlacementNetworks | None = None,
                   progress: DiskProgressFn | None = None, retries: int | None = None,
                   backoff: float | None = None) -> ImportResult:
-    """``import_vm`` with the spec ``restore_target`` builds for a VM like the recorded
+    """``_import_vm`` with the spec ``restore_target`` builds for a VM like the recorded
     ``config`` (``disks`` at their controller bus and unit, of their ``capacity_bytes``;
     ``networks``: those at the placement, see ``restore_target._new_vm_spec``)."""
     spec = rt._new_vm_spec(config, disks, name, placement.datastore, keep_macs=keep_macs,
                            networks=networks)
-    return import_vm(session, placement, spec, sources, progress=progress, retries=retries,
+    return _import_vm(session, placement, spec, sources, progress=progress, retries=retries,
                      backoff=backoff)
 
 
-def import_vm(session: VSphereSession, placement: rt.Placement, spec: Any,
+def _import_vm(session: VSphereSession, placement: rt.Placement, spec: Any,
               sources: Sequence[ImportDisk], *, progress: DiskProgressFn | None = None,
               retries: int | None = None, backoff: float | None = None,
               ready_timeout: float = 600.0, progress_every: float | None = None,
