@@ -134,15 +134,18 @@ class Sim:
 
 
 @contextmanager
-def running_vcsim(binary: Path, tmpdir: Path, log: Path) -> Iterator[Sim]:
-    """vcsim on 127.0.0.1, a free port (its datastores under ``tmpdir``, stderr to ``log``);
-    stopped by PID on leaving (it also exits when our end of its stdin closes)."""
+def running_vcsim(binary: Path, tmpdir: Path, log: Path,
+                  env: dict[str, str] | None = None) -> Iterator[Sim]:
+    """vcsim on 127.0.0.1, a free port (its datastores under ``tmpdir``, stderr to ``log``,
+    ``env`` added to its environment); stopped by PID on leaving (it also exits when our end
+    of its stdin closes)."""
     with log.open("w") as err:
         proc = subprocess.Popen(
             [str(binary), "-l", "127.0.0.1:0", "-username", USER, "-password", PASSWORD,
              "-stdinexit"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-            env={**os.environ, "TMPDIR": str(tmpdir), "VCSIM_HOST_ENDPOINTS": "1"})
+            env={**os.environ, "TMPDIR": str(tmpdir), "VCSIM_HOST_ENDPOINTS": "1",
+                 **(env or {})})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # vcsim prints this line once it listens

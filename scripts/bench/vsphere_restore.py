@@ -38,7 +38,6 @@ import shutil
 import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -89,7 +88,7 @@ class Sim:
     host: str
     port: int
     pid: int
-    by_id: Path
+    by_id: Path  # where the simulator makes the by-id links of hot-added disks
 
 
 @contextmanager
@@ -97,28 +96,9 @@ def running_vcsim(binary: Path, tmpdir: Path, log: Path) -> Iterator[Sim]:
     """vcsim as bench/vsphere.py starts it, plus by-id links in ``tmpdir/by-id``."""
     by_id = tmpdir / "by-id"
     by_id.mkdir()
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [str(binary), "-l", "127.0.0.1:0", "-username", USER, "-password", PASSWORD,
-             "-stdinexit"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-            env={**os.environ, "TMPDIR": str(tmpdir), "VCSIM_HOST_ENDPOINTS": "1",
-                 "VCSIM_BY_ID_DIR": str(by_id)})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("VCSIM_URL="):
-            raise BenchError(f"vcsim did not start: {line!r}; see {log}")
-        info = dict(kv.split("=", 1) for kv in line.split())
-        yield Sim(info["VCSIM_HOST"], int(info["VCSIM_PORT"]), int(info["VCSIM_PID"]), by_id)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with bench_vsphere.running_vcsim(binary, tmpdir, log,
+                                     {"VCSIM_BY_ID_DIR": str(by_id)}) as sim:
+        yield Sim(sim.host, sim.port, sim.pid, by_id)
 
 
 def nfc_received(sim: Sim) -> int:
