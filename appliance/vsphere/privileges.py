@@ -123,6 +123,10 @@ PRIVILEGES: Final[tuple[Privilege, ...]] = (
     Privilege("VirtualMachine.Config.AddNewDisk", "Virtual machine > Change Configuration > "
               "Add new disk", ("restore",),
               "the new VM's disks; restore-disk adds a disk to a VM", ("api", "vddk")),
+    Privilege("VirtualMachine.Config.AdvancedConfig", "Virtual machine > Change "
+              "Configuration > Advanced configuration", ("restore",),
+              "the new VM's extraConfig keys (disk.EnableUUID, …), recreated from the point",
+              ("api",)),
     Privilege("VirtualMachine.Config.AddExistingDisk", "Virtual machine > Change "
               "Configuration > Add existing disk", ("backup", "restore"),
               "hot-add: attaching the snapshot's disks (a restore: the VM's own disks) to the "
