@@ -25,6 +25,7 @@ import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
+from appliance.errors import VmkeepError
 from appliance.jobs.vm_backup import VmBackupError, VmRefusedError
 from appliance.jobs.vm_restore import plan_restore_original, restore_original_vm
 from appliance.vsphere import hotadd
@@ -253,3 +254,35 @@ def test_restore_through_hotadd_with_cbt_off_zeroes_every_area_zero_in_the_point
     logs = "\n".join(m for _, m in e.logs)
     assert "allocated now is unknown" in logs and "Changed Block Tracking is not enabled" in logs
     assert foreign(e) == [] and list(BY_ID.iterdir()) == []
+
+
+@pytest.mark.parametrize("vcsim", [ENCRYPTED], indirect=True)
+def test_an_encrypted_vm_is_restored_over_through_hotadd_not_the_host(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An encrypted VM's disks cannot take plain bytes as files (host, vcenter), but through
+    hot-add the host encrypts what the (encrypted) appliance VM writes; an appliance VM that
+    is not encrypted is refused before anything is attached. The lookup is mapped to the
+    simulator's flat files by its by-id links."""
+    e = env
+    r = e.backup(transport="hotadd")
+    assert r.point_id, e.logs
+    want = [e.content(0), e.content(1)]
+    write(e.live(0), 0, b"ransomware" * 1000)
+    with pytest.raises(VmkeepError, match="encrypted"):
+        in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), r.point_id)
+    plan = in_ws(e.repo, e.cat, session_first(plan_restore_original, e.session), r.point_id,
+                 transport="hotadd")
+    with pytest.raises(VmkeepError, match="encrypted"):  # the plan is checked again
+        in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan,
+              confirm=True, log=e.log, transport="host")
+    monkeypatch.setenv(hotadd.APPLIANCE_VM_ENV, "DC0_C0_RP0_VM0")  # not encrypted
+    with pytest.raises(VmkeepError, match=r"DC0_C0_RP0_VM0.*keyId"):
+        in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan,
+              confirm=True, log=e.log, transport="hotadd")
+    assert e.content(0) != want[0] and foreign(e) == []
+    monkeypatch.setenv(hotadd.APPLIANCE_VM_ENV, APPLIANCE)
+    in_ws(e.repo, e.cat, session_first(restore_original_vm, e.session), plan,
+          confirm=True, log=e.log, transport="hotadd")
+    assert [e.content(0), e.content(1)] == want
+    assert foreign(e) == [] and list(BY_ID.iterdir()) == []
+
