@@ -143,7 +143,8 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
     with connected(args) as session, \
             repository(args, operation="restore", writes=False) as ws:
         if args.original:
-            plan = plan_restore_original(session, ws, args.point)
+            plan = plan_restore_original(session, ws, args.point,
+                                         transport=args.transport)
         elif args.transport == "hotadd":
             raise UsageError("--transport hotadd writes over the original VM only "
                              "(--original)")

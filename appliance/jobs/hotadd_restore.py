@@ -19,7 +19,7 @@ from appliance.jobs.workspace import Workspace
 from appliance.source import Extent
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.cbt import CbtError, changed_areas
-from appliance.vsphere.hotadd import HotaddError, attached, find_appliance
+from appliance.vsphere.hotadd import HotaddError, attached, check_encrypted, find_appliance
 from appliance.vsphere.session import VSphereSession
 
 LogFn = Callable[[str, str], None]
@@ -68,6 +68,7 @@ def write_disks(session: VSphereSession, ws: Workspace, vm_moref: str,
     ``appliance_vm`` names the appliance's own VM (else ``hotadd.find_appliance`` finds
     it)."""
     appliance = find_appliance(session, appliance_vm or None)
+    check_encrypted(appliance, any(t.encrypted for _, t in disks), "the VM's disks are")
     total = sum(d.size for d, _ in disks)
     done = 0
     allocated = {t.file_name: _allocated_now(session, vm_moref, t, log) for _, t in disks}

@@ -185,8 +185,11 @@ def plan_new_vm(manifest: Manifest, name: str, *, keep_macs: bool = False,
               for i, cfg, size in disks), warnings=tuple(warnings), settings=settings)
 
 
-def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
-    """Restore over ``target``, the VM the point was taken of (pure)."""
+def plan_original_vm(manifest: Manifest, target: rt.TargetVm, *,
+                     transport: RestoreTransport = "host") -> VmRestorePlan:
+    """Restore over ``target``, the VM the point was taken of (pure). An encrypted disk
+    can be written through ``hotadd`` only (the host encrypts what an encrypted appliance VM
+    writes); as a file (``host``, ``vcenter``) it cannot."""
     if target.snapshot_count:
         raise VmRestoreError(
             f"VM {target.name!r} has {target.snapshot_count} snapshot(s): overwriting its base "
@@ -209,14 +212,16 @@ def plan_original_vm(manifest: Manifest, target: rt.TargetVm) -> VmRestorePlan:
                 f"{have.backing_type} backing, not a flat VMDK this restore can write; "
                 "restore to a new VM")
         why = ""
-        if have.datastore_type is not None or have.encrypted:  # None: its type was not read
-            why = write_refusal(have.datastore, have.datastore_type or "",
-                                encrypted=have.encrypted)
+        encrypted = have.encrypted and transport != "hotadd"
+        if have.datastore_type is not None or encrypted:  # None: its type was not read
+            why = write_refusal(have.datastore, have.datastore_type or "", encrypted=encrypted)
         if why:
+            hint = ("restore through hot-add (--transport hotadd, an encrypted appliance VM) "
+                    "or to a new VM" if encrypted else
+                    "restore to a new VM on a VMFS or NFS datastore")
             raise VmRestoreError(
                 f"disk at bus {bus} unit {unit} of VM {target.name!r} ({have.file_name}) "
-                f"cannot be overwritten by file: {why}; restore to a new VM on a VMFS or NFS "
-                "datastore")
+                f"cannot be overwritten by file: {why}; {hint}")
         if have.capacity_bytes > size:
             raise VmRestoreError(
                 f"disk at bus {bus} unit {unit} of VM {target.name!r} is "
@@ -391,17 +396,17 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
                            written, time.monotonic() - started, warnings=plan.warnings)
 
 
-def plan_restore_original(session: VSphereSession, ws: Workspace,
-                          point_id: str) -> VmRestorePlan:
-    """The plan for a restore over the original VM (reads only): show ``describe()`` to the
-    person who has to confirm it."""
+def plan_restore_original(session: VSphereSession, ws: Workspace, point_id: str, *,
+                          transport: RestoreTransport = "host") -> VmRestorePlan:
+    """The plan for a restore over the original VM through ``transport`` (reads only): show
+    ``describe()`` to the person who has to confirm it."""
     manifest = _vm_manifest(ws, point_id)
     uuid = manifest.object_uuid or str(manifest.config.get("instance_uuid") or "")
     moref = find_vm_moref(session, uuid) if uuid else None
     if moref is None:
         raise NotFoundError(f"the original VM {manifest.object_name!r} (instance UUID {uuid}) "
                             f"no longer exists on {session.host}; restore to a new VM")
-    return plan_original_vm(manifest, rt.describe_vm(session, moref))
+    return plan_original_vm(manifest, rt.describe_vm(session, moref), transport=transport)
 
 
 def restore_original_vm(session: VSphereSession, ws: Workspace,
@@ -420,7 +425,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
                          "undone: confirm it (--yes) or restore to a new VM")
     disks = _prepare(ws, plan)
     manifest = ws.repo.read_manifest(plan.point_id)
-    now = plan_original_vm(manifest, rt.describe_vm(session, plan.target_moref))
+    now = plan_original_vm(manifest, rt.describe_vm(session, plan.target_moref),
+                           transport=transport)
     if [(d.bus, d.unit, d.action, d.target_file) for d in now.disks] != \
             [(d.bus, d.unit, d.action, d.target_file) for d in plan.disks]:
         raise VmRestoreError(f"VM {plan.target_name!r} changed since the restore was planned; "

@@ -87,7 +87,8 @@ class RestoreService:
                     host=req.host, power_on=req.power_on,
                     log=lambda lvl, m: log.append(m))
             else:
-                plan = vm_restore.plan_restore_original(session, ws, req.point)
+                plan = vm_restore.plan_restore_original(session, ws, req.point,
+                                                          transport=req.transport)
                 if not req.confirm:
                     raise UsageError("restoring over the original VM overwrites its disks: "
                                      + " / ".join(plan.describe())

@@ -32,7 +32,13 @@ from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.descriptor import MAX_DESCRIPTOR_BYTES, data_file_of
 from appliance.vsphere.host_endpoint import HostEndpoint, host_of_vm, service_ticket
 from appliance.vsphere.host_transport import HostDiskSource
-from appliance.vsphere.hotadd import ApplianceVm, HotaddError, LogFn, attached, find_appliance
+from appliance.vsphere.hotadd import (
+    ApplianceVm,
+    LogFn,
+    attached,
+    check_encrypted,
+    find_appliance,
+)
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.transport import (
     DatastoreDiskSource,
@@ -131,11 +137,8 @@ def resolve_access(session: VSphereSession, vm_moref: str, datacenter_path: str,
     check_transport(transport, dict(paths))
     host = host_of_vm(session, vm_moref) if transport == "host" else None
     appliance = find_appliance(session, appliance_vm or None) if transport == "hotadd" else None
-    if appliance is not None and encrypted and not appliance.encrypted:
-        raise HotaddError(f"hot-add: the VM's disks are encrypted, and ESXi attaches an "
-                          f"encrypted disk only to an encrypted VM: the appliance VM "
-                          f"{appliance.name!r} has no config.keyId (encrypt it with the same "
-                          "key provider, or back the VM up by another way)")
+    if appliance is not None:
+        check_encrypted(appliance, encrypted, "the VM's disks are")
     return DiskAccess(transport, datacenter_path, paths, host, appliance)
 
 

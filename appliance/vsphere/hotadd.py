@@ -130,6 +130,16 @@ def find_appliance(session: VSphereSession, override: str | None = None) -> Appl
                       f"run in a VM of this vCenter, or name it in {APPLIANCE_VM_ENV}")
 
 
+def check_encrypted(appliance: ApplianceVm, encrypted: bool, what: str) -> None:
+    """Refuse to attach encrypted disks (``encrypted``) to an appliance VM that is not
+    encrypted itself: ESXi attaches an encrypted disk only to an encrypted VM."""
+    if encrypted and not appliance.encrypted:
+        raise HotaddError(f"hot-add: {what} encrypted, and ESXi attaches an encrypted disk "
+                          f"only to an encrypted VM: the appliance VM {appliance.name!r} has "
+                          "no config.keyId (encrypt it with the same key provider, or use "
+                          "another way)")
+
+
 def _devices(session: VSphereSession, appliance: ApplianceVm) -> list[Any]:
     vm = vm_object(session, appliance.moref)
     return list(session.call(lambda: vm.config.hardware.device) or [])
