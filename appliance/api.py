@@ -836,7 +836,32 @@ class VmRestore(Request):
     point: Text
     name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
-    datastore: Text | None = None
+    # A new VM's placement; each left out: where the original VM was, as far as it exists.
+    datacenter: Text | None = None
     host: Text | None = None
+    resource_pool: Text | None = None
+    datastore: Text | None = None
+    folder: Text | None = None
+    keep_macs: bool = False
     power_on: bool = False
     transport: RestoreTransport = "host"  # over the original: where the disks are written
+
+
+class VmPlacement(Wire):
+    """Where a new VM goes, by name."""
+
+    datacenter: str
+    host: str
+    resource_pool: str
+    datastore: str
+    folder: str
+    as_original: list[str]  # which of these were the original VM's ("host", "datastore", …)
+
+
+class VmRestorePlan(Wire):
+    """What ``POST /v1/restore/vm`` with the same body would do (nothing is changed)."""
+
+    mode: Literal["new", "original"]
+    target: str  # the new VM's name, or the original VM's
+    lines: list[str]  # the plan, one line per thing done (as `restore-vm --dry-run`)
+    placement: VmPlacement | None  # a new VM: where it goes

@@ -20,6 +20,7 @@ from appliance.cli.args import (
 )
 from appliance.cli.online import EPILOG_JOB, Handler
 from appliance.errors import ConfirmDetail, RemoteError, UsageError
+from appliance.inputs import shown
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
@@ -39,8 +40,17 @@ def add_parser(sub: Subparsers) -> None:
     where.add_argument("--original", action="store_true",
                        help="overwrite the VM the point was taken of (needs --yes)")
     p.add_argument("--yes", action="store_true", help="--original: the disks are overwritten")
-    p.add_argument("--datastore", help="new VM: its datastore")
-    p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
+    p.add_argument("--datacenter", help="new VM: its datacenter (default: the original's)")
+    p.add_argument("--target-host", metavar="ESX_HOST",
+                   help="new VM: its host (default: the original VM's, if it still exists)")
+    p.add_argument("--resource-pool", metavar="POOL",
+                   help="new VM: its resource pool (default: the original's)")
+    p.add_argument("--datastore", help="new VM: its datastore (default: the original's)")
+    p.add_argument("--folder", help="new VM: its VM folder (default: the original's)")
+    p.add_argument("--keep-macs", action="store_true",
+                   help="new VM: keep the recorded MAC addresses (default: new ones)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (for a new VM: where it goes) and change nothing")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
     p.add_argument("--transport", choices=("host", "vcenter", "hotadd"), default="host",
                    help="--original: where its disks are written: host (default: on the "
@@ -71,10 +81,17 @@ def add_parser(sub: Subparsers) -> None:
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
     from appliance import api
 
+    request = api.VmRestore(
+        point=args.point, name=args.name, confirm=args.yes, datacenter=args.datacenter,
+        host=args.target_host, resource_pool=args.resource_pool, datastore=args.datastore,
+        folder=args.folder, keep_macs=args.keep_macs, power_on=args.power_on,
+        transport=args.transport)
+    if args.dry_run:
+        for line in client.plan_restore_vm(request).lines:
+            print(shown(line))
+        return 0
     try:
-        done = client.restore_vm(api.VmRestore(
-            point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
-            host=args.target_host, power_on=args.power_on, transport=args.transport))
+        done = client.restore_vm(request)
     except RemoteError as exc:
         if not isinstance(exc.detail, ConfirmDetail):
             raise

@@ -436,6 +436,31 @@ class FakeClient:
             raise self._recorded_error("restore_vm_original", exit_code=2)
         return api.Done(message=f"VM restored from {request.point}")
 
+    def plan_restore_vm(self, request: api.VmRestore) -> api.VmRestorePlan:
+        """The original VM's plan is the recorded refusal's; a new VM's placement is where the
+        point's VM runs in the recorded inventory (each name given replaces its own)."""
+        self._call("plan_restore_vm", request=request)
+        point = next(p for p in self._points if p.id == request.point)
+        if not request.name:
+            detail = self.recorded["errors"]["restore_vm_original"]["detail"]
+            return api.VmRestorePlan(mode="original", target=point.vm,
+                                     lines=list(detail["plan"]), placement=None)
+        vm = next(v for v in self._inventory if v.name == point.vm)
+        names = {"datacenter": vm.datacenter, "host": vm.host, "resource_pool": "Resources",
+                 "datastore": vm.disks[0].file_name[1:].split("]")[0] if vm.disks else "",
+                 "folder": "vm"}
+        given = {k: getattr(request, k) for k in names if getattr(request, k)}
+        placement = api.VmPlacement(**{**names, **given},
+                                    as_original=[k.replace("_", " ") for k in names
+                                                 if k not in given])
+        return api.VmRestorePlan(
+            mode="new", target=request.name, placement=placement,
+            lines=[f"restore point {point.id} of VM {point.vm!r} to a new VM "
+                   f"{request.name!r}:",
+                   f"  placed on host {placement.host!r}, resource pool "
+                   f"{placement.resource_pool!r}, datastore {placement.datastore!r}, folder "
+                   f"{placement.folder!r} in datacenter {placement.datacenter!r}"])
+
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
         self._call("restore_disk", point=point, disk=disk, to=to)
         return api.Done(message=f"disk {disk} of {point} restored to {to}")
