@@ -467,6 +467,7 @@ class JobEdit(Request):
     active_full: Text | None = None
     rpo_hours: Hours | None = None
     parallel_vms: Count | None = None
+    quiesce_fallback: FailOrWarn | None = None
     transport: DiskTransport | None = None
     datastore_paths: dict[Text, Text] | None = None
 

@@ -89,16 +89,20 @@ def bar(done: int, total: int, width: int = 20) -> str:
 
 
 def schedule(s: api.ScheduleSpec) -> str:
-    """A job's schedule in a few words."""
-    window = f" in {','.join(s.window)}" if s.window else ""
+    """A job's schedule in a few words; its times and window with the job's time zone."""
+    zone = f" {s.tz}"  # the times are the job's zone's: shown with it (once)
+    timed = s.kind in ("daily", "monthly")
+    window = f" in {','.join(s.window)}{'' if timed else zone}" if s.window else ""
     if s.kind == "daily":
         days = "" if s.days in (None, "every") else f" {s.days}"
-        return f"daily {s.at or '00:00'}{days}{window}"
+        return f"daily {s.at or '00:00'}{zone}{days}{window}"
     if s.kind == "monthly":
+        at = f"{s.at or '00:00'}{zone}"
         if s.nth is not None:
             nth = "last" if s.nth == -1 else f"#{s.nth}"
-            return f"monthly {nth} {s.weekday} {s.at or '00:00'}{window}"
-        return f"monthly day {s.day_of_month} {s.at or '00:00'}{window}"
+            return f"monthly {nth} {s.weekday} {at}{window}"
+        day = "last" if s.day_of_month == -1 else s.day_of_month or 1
+        return f"monthly day {day} {at}{window}"
     if s.kind == "periodic":
         return f"every {s.every}{window}"
     if s.kind == "after":

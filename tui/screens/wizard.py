@@ -14,12 +14,16 @@ from appliance import api
 from appliance.api import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.job_form import form_of, job_fields
 
 STEPS = (("name", "1/6 Name"), ("vms", "2/6 Virtual machines"),
          ("storage", "3/6 Repository and retention"), ("processing", "4/6 Processing"),
          ("schedule", "5/6 Schedule and backup window"), ("summary", "6/6 Summary"))
 KINDS = (("none (run by hand)", "none"), ("daily", "daily"), ("every N minutes/hours",
          "periodic"), ("after another job", "after"), ("monthly", "monthly"))
+FALLBACKS = (("warn, crash-consistent snapshot", "warn"), ("fail the VM", "fail"))
+TRANSPORTS = (("host (the ESXi host)", "host"), ("vcenter", "vcenter"),
+              ("direct (mounted datastores)", "direct"), ("hotadd", "hotadd"))
 
 
 class WizardData(Message):
@@ -66,7 +70,12 @@ class JobWizard(VmkeepScreen):
 
     def body(self) -> ComposeResult:
         spec = self.job.spec if self.job else None
-        sched = spec.schedule if spec else api.ScheduleSpec()
+        v = form_of(spec)
+
+        def text(label: str, wid: str, placeholder: str = "") -> ComposeResult:
+            yield Label(label)
+            yield Input(str(v[wid]), id=wid, placeholder=placeholder)
+
         yield Label("", id="step-title", classes="panel-title", markup=False)
         with ContentSwitcher(initial="name", id="steps"):
             with Vertical(id="name"):
@@ -78,38 +87,58 @@ class JobWizard(VmkeepScreen):
             with Vertical(id="vms"):
                 yield Label("enter: add or remove the VM under the cursor", id="vms-help")
                 yield Tree("inventory", id="tree")
-            with Vertical(id="storage"):
+                yield from text("Containers: every VM in them at each run (inventory paths, "
+                                "comma separated)", "containers", "e.g. /DC0/host/DC0_C0")
+            with VerticalScroll(id="storage"):
                 yield Label("Repository")
                 yield Select([], id="repository", allow_blank=True, prompt="loading…")
                 yield Label("Keep the last N restore points per VM (empty: no limit)")
-                yield Input(str(spec.keep_last) if spec and spec.keep_last else "",
-                            id="keep-last", type="integer")
+                yield Input(str(v["keep-last"]), id="keep-last", type="integer")
                 yield Label("Keep restore points for D days (empty: no limit)")
-                yield Input(str(spec.keep_days) if spec and spec.keep_days else "",
-                            id="keep-days", type="number")
+                yield Input(str(v["keep-days"]), id="keep-days", type="number")
+                yield from text("RPO: alert when a VM has no good point for H hours (empty: "
+                                "never)", "rpo")
+                yield from text("Also e-mail (addresses, comma separated)", "notify")
             with VerticalScroll(id="processing"):
-                yield Label("Block size (256K, 512K, 1M, 4M)")
-                yield Input(spec.block_size if spec else "1M", id="block-size")
-                yield Label("Compression (none, zstd-fast, zstd-3, zstd-9)")
-                yield Input(spec.compression if spec else "zstd-fast", id="compression")
-                yield Checkbox("Enable Changed Block Tracking on the VMs when off",
-                               spec.enable_cbt if spec else True, id="cbt")
-                yield Checkbox("Quiesce the guest (VMware Tools)",
-                               spec.quiesce if spec else False, id="quiesce")
-                yield Label("Exclude disks (\"N\" or \"VM:N\", comma separated)")
-                yield Input(",".join(spec.exclude_disks) if spec else "", id="exclude")
+                yield from text("Block size (256K, 512K, 1M, 4M)", "block-size")
+                yield from text("Compression (none, zstd-fast, zstd-3, zstd-9)", "compression")
+                yield Checkbox("Consent to turn Changed Block Tracking on where it is off",
+                               bool(v["cbt"]), id="cbt")
+                yield Checkbox("Quiesce the guest (VMware Tools)", bool(v["quiesce"]),
+                               id="quiesce")
+                yield Label("Without VMware Tools running")
+                yield Select(FALLBACKS, value=v["quiesce-fallback"], id="quiesce-fallback",
+                             allow_blank=False)
+                yield from text("Exclude disks (\"N\" or \"VM:N\", comma separated)",
+                                "exclude")
+                yield Label("Transport: where disks are read")
+                yield Select(TRANSPORTS, value=v["transport"], id="transport",
+                             allow_blank=False)
+                yield from text("Datastore paths for direct (DS=DIR, comma separated)",
+                                "datastore-paths")
+                yield from text("VMs at once · retries · wait between retries (seconds)",
+                                "parallel-vms")
+                yield Input(str(v["retries"]), id="retries")
+                yield Input(str(v["retry-wait"]), id="retry-wait")
+                yield from text("Active full on (sat, or 1 … 31; empty: never)", "active-full")
             with VerticalScroll(id="schedule"):
-                yield Select(KINDS, value=sched.kind, id="kind", allow_blank=False)
-                yield Label("At (HH:MM) · days (every, weekdays, mon,wed,fri; monthly: 1-31)")
-                yield Input(sched.at or "22:00", id="at")
-                yield Input(sched.days or "every", id="days")
+                yield Select(KINDS, value=v["kind"], id="kind", allow_blank=False)
+                yield from text("Time zone of the times (IANA, e.g. Europe/Berlin)", "tz")
+                yield from text("At (HH:MM; daily, monthly)", "at")
+                yield from text("Daily: days (every, weekdays, mon,wed,fri)", "days",
+                                "every")
+                yield from text("Monthly: day (1 … 31, last), or which weekday (first … "
+                                "fourth, last) and the weekday (mon … sun)", "day")
+                yield Input(str(v["nth"]), id="nth", placeholder="e.g. last")
+                yield Input(str(v["weekday"]), id="weekday", placeholder="e.g. sun")
                 yield Label("Every (30m, 2h) · after job")
-                yield Input(sched.every or "", id="every", placeholder="e.g. 4h")
-                yield Input(sched.after or "", id="after", placeholder="job name")
-                yield Label("Backup window (HH:MM-HH:MM, comma separated; empty: always)")
-                yield Input(",".join(sched.window), id="window")
+                yield Input(str(v["every"]), id="every", placeholder="e.g. 4h")
+                yield Input(str(v["after"]), id="after", placeholder="job name")
+                yield from text("Backup window (HH:MM-HH:MM, comma separated; empty: always)",
+                                "window")
             with VerticalScroll(id="summary"):
                 yield Static("", id="summary-text", markup=False)
+                yield Static("", id="preflight", markup=False)
         yield Static("", id="wizard-error", markup=False)
 
     def on_mount(self) -> None:
@@ -204,10 +233,15 @@ class JobWizard(VmkeepScreen):
         if key == "name":
             if not self.query_one("#job-name", Input).value.strip():
                 return "give the job a name"
-            if self.query_one("#vcenter", Select).value in (Select.BLANK, None):
+            if self.job is None and self.query_one("#vcenter", Select).value in (
+                    Select.BLANK, None):
                 return "choose a vCenter (add one on the Repos screen, key 7)"
-        if key == "vms" and not self.chosen:
-            return "choose at least one VM: move to it and press enter"
+        spec = self.job.spec if self.job else None
+        copies = spec is not None and (bool(spec.copy_of) or spec.logs is not None)
+        if key == "vms" and not self.chosen and not copies and not self.query_one(
+                "#containers", Input).value.strip():
+            return ("choose at least one VM: move to it and press enter (or give a "
+                    "container)")
         if key == "storage" and self.query_one("#repository", Select).value in (Select.BLANK,
                                                                                 None):
             return "choose a repository (add one on the Repos screen, key 7)"
@@ -232,45 +266,31 @@ class JobWizard(VmkeepScreen):
     def action_cancel(self) -> None:
         self.dismiss()
 
-    def schedule_spec(self) -> api.ScheduleSpec:
-        def val(wid: str) -> str:
-            return self.query_one(f"#{wid}", Input).value.strip()
-
-        kind = str(self.query_one("#kind", Select).value)
-        window = [w.strip() for w in val("window").split(",") if w.strip()]
-        if kind == "daily":
-            return api.ScheduleSpec(kind="daily", at=val("at"), days=val("days") or "every",
-                                    window=window)
-        if kind == "monthly":
-            day = val("days")
-            return api.ScheduleSpec(kind="monthly", at=val("at"), window=window,
-                                    day_of_month=int(day) if day.lstrip("-").isdigit() else 1)
-        if kind == "periodic":
-            return api.ScheduleSpec(kind="periodic", every=val("every"), window=window)
-        if kind == "after":
-            return api.ScheduleSpec(kind="after", after=val("after"), window=window)
-        return api.ScheduleSpec(window=window)
+    def values(self) -> dict[str, str | bool]:
+        """Every input's value, by its id (as ``tui.job_form`` names them)."""
+        out: dict[str, str | bool] = {}
+        for wid in form_of(None):
+            widget = self.query_one(f"#{wid}")
+            if isinstance(widget, Checkbox):
+                out[wid] = widget.value
+            elif isinstance(widget, Select):
+                out[wid] = str(widget.value)
+            elif isinstance(widget, Input):
+                out[wid] = widget.value
+        return out
 
     def fields(self) -> dict[str, object]:
-        def val(wid: str) -> str:
-            return self.query_one(f"#{wid}", Input).value.strip()
-
-        keep_last, keep_days = _opt(val("keep-last")), _opt(val("keep-days"))
-        return {
-            "vms": sorted(self.chosen),
-            "repository": str(self.query_one("#repository", Select).value),
-            "block_size": val("block-size") or "1M",
-            "compression": val("compression") or "zstd-fast",
-            "enable_cbt": self.query_one("#cbt", Checkbox).value,
-            "quiesce": self.query_one("#quiesce", Checkbox).value,
-            "keep_last": int(keep_last) if keep_last else None,
-            "keep_days": float(keep_days) if keep_days else None,
-            "schedule": self.schedule_spec(),
-            "exclude_disks": [d.strip() for d in val("exclude").split(",") if d.strip()],
-        }
+        spec = self.job.spec if self.job else None
+        old = [v.name for v in spec.vms] if spec else []
+        vms = [v for v in old if v in self.chosen] + sorted(self.chosen - set(old))
+        return {"vms": vms, "repository": str(self.query_one("#repository", Select).value),
+                **job_fields(self.values(), spec)}
 
     def summary(self) -> str:
-        f = self.fields()
+        try:
+            f = self.fields()
+        except ValueError as exc:
+            return f"✗ {exc}"
         sched = f["schedule"]
         assert isinstance(sched, api.ScheduleSpec)
         name = self.query_one("#job-name", Input).value.strip()
@@ -279,17 +299,27 @@ class JobWizard(VmkeepScreen):
             keep.append(f"last {f['keep_last']} points")
         if f["keep_days"]:
             keep.append(f"{f['keep_days']} days")
-        vms = ", ".join(shown(v) for v in f["vms"])  # type: ignore[attr-defined]
+
+        def listed(key: str) -> str:
+            items = f[key]
+            assert isinstance(items, list)
+            return ", ".join(shown(str(i)) for i in items) or "none"
+
+        rpo = f"{f['rpo_hours']} h" if f["rpo_hours"] else "no alert"
         return "\n".join([
             f"Job          {name}",
             f"vCenter      {self.query_one('#vcenter', Select).value}",
-            f"VMs          {vms}",
+            f"VMs          {listed('vms')}",
+            f"Containers   {listed('containers')}",
             f"Repository   {f['repository']}",
-            f"Retention    {' and '.join(keep) or 'keep everything'}",
+            f"Retention    {' and '.join(keep) or 'keep everything'} · RPO {rpo}",
             f"Processing   block {f['block_size']}, {f['compression']}, "
-            f"CBT {'on' if f['enable_cbt'] else 'as is'}, "
-            f"quiesce {'on' if f['quiesce'] else 'off'}",
-            f"Excluded     {', '.join(str(d) for d in f['exclude_disks']) or 'none'}",  # type: ignore[attr-defined]
+            f"CBT {'consent' if f['enable_cbt'] else 'as is'}, "
+            f"quiesce {'on' if f['quiesce'] else 'off'} (else {f['quiesce_fallback']}), "
+            f"transport {f['transport']}",
+            f"Excluded     {listed('exclude_disks')}",
+            f"Retries      {f['retries']}, {f['parallel_vms']} VM(s) at once",
+            f"Notify       {listed('notify_to')}",
             f"Schedule     {fmt.schedule(sched)}",
             "",
             "ctrl+s (or ctrl+n) saves the job.",
@@ -307,7 +337,7 @@ class JobWizard(VmkeepScreen):
         try:
             f = self.fields()
         except ValueError as exc:
-            self.post_message(WizardError(f"a number is not right: {exc}"))
+            self.post_message(WizardError(str(exc)))
             return
         name = self.query_one("#job-name", Input).value.strip()
         vcenter = str(self.query_one("#vcenter", Select).value)
