@@ -447,10 +447,16 @@ class JobCreate(Request):
 
 
 class JobEdit(Request):
-    """What ``PATCH /v1/jobs/{name}`` may change; fields left out stay."""
+    """What ``PATCH /v1/jobs/{name}`` may change: every field of ``JobCreate`` but ``name``
+    and ``vcenter``; fields left out stay. ``guest`` given replaces the job's guest
+    processing (without ``key`` and ``password`` the stored login stays); ``null`` ends it
+    and forgets the login."""
 
     vms: list[Text] | None = None
     containers: list[Text] | None = None
+    copy_of: list[Name] | None = None
+    guest: GuestCreate | None = None
+    logs: LogBackupSpec | None = None
     repository: Name | None = None
     block_size: Text | None = None
     compression: Text | None = None

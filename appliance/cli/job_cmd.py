@@ -4,32 +4,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance import inputs
 from appliance.cli import online
-from appliance.cli.args import (
-    DAYS,
-    KEEP_LAST,
-    RAW,
-    Parser,
-    Subparsers,
-    add_schedule_options,
-    name_arg,
-    number,
-    text_arg,
-    whole,
+from appliance.cli.args import RAW, Parser, Subparsers, name_arg
+from appliance.cli.job_options import (
+    GUEST_FLAGS,
+    LOG_FLAGS,
+    add_job_options,
+    datastore_paths_of,
+    edited_guest,
+    edited_logs,
+    guest_of,
+    logs_of,
 )
 from appliance.cli.online import EPILOG_JOB, Handler, dump, schedule_spec
 from appliance.cli.session_cmd import follow
 from appliance.errors import UsageError
 from appliance.inputs import parse_period, shown
-from appliance.password import password_from_file
 from appliance.table import render
 
 if TYPE_CHECKING:
-    from appliance import api
     from appliance.client import ApplianceClient
 
 
@@ -42,101 +37,14 @@ def add_parser(sub: Subparsers) -> None:
     p = jsub.add_parser("create", help="create a backup job", epilog=EPILOG_JOB,
                         formatter_class=raw)
     p.add_argument("name", metavar="NAME", type=name_arg)
-    p.add_argument("--vcenter", type=name_arg, help="the vCenter's name (vmkeep vcenter list)")
-    p.add_argument("--copy-of", action="append", default=[], metavar="JOB", type=name_arg,
-                   help="a backup copy job: copy this backup job's points to --repo (repeat "
-                   "for more; its own schedule and retention)")
-    p.add_argument("--vm", action="append", default=[], metavar="VM", type=text_arg,
-                   help="a VM by name or instance UUID (repeat for more); resolved to its "
-                   "instance UUID now, so a rename keeps it in the job")
-    p.add_argument("--container", action="append", default=[], metavar="PATH", type=text_arg,
-                   help="every VM in this folder, cluster, host or resource pool, looked up "
-                   "at each run, by inventory path such as /DC0/host/DC0_C0 (repeatable; "
-                   "`vmkeep inventory --containers` lists them)")
-    p.add_argument("--parallel-vms", type=whole(1, 16), default=2, metavar="N",
-                   help="back up N VMs at once (default 2)")
-    p.add_argument("--repo", required=True, type=name_arg,
-                   help="the repository's name (vmkeep repo list)")
-    p.add_argument("--block-size", default="1M", help="256K, 512K, 1M (default) or 4M")
-    p.add_argument("--compression", default="zstd-fast",
-                   help="none, zstd-fast (default), zstd-3 or zstd-9")
-    p.add_argument("--enable-cbt", action="store_true",
-                   help="allow turning Changed Block Tracking on where it is off")
-    p.add_argument("--quiesce", action="store_true", help="quiesced snapshots (VMware Tools)")
-    p.add_argument("--quiesce-fallback", choices=("fail", "warn"), default="warn",
-                   help="when VMware Tools are not running: fail the VM, or warn and take a "
-                   "crash-consistent snapshot (default)")
-    p.add_argument("--keep-last", type=KEEP_LAST, metavar="N", help="retention: points per VM")
-    p.add_argument("--keep-days", type=DAYS, metavar="D", help="retention: days")
-    add_transport_options(p, default="host")
-    add_schedule_options(p)
-    g = p.add_argument_group("guest processing over SSH (Linux guests)")
-    g.add_argument("--guest-host", metavar="HOST[:PORT]",
-                   help="the guest's SSH address; tools[:PORT]: the IP address VMware Tools "
-                   "report at each backup")
-    g.add_argument("--guest-user", metavar="USER", help="the guest account")
-    g.add_argument("--guest-key", metavar="FILE", help="private key of the guest account")
-    g.add_argument("--guest-password-file", metavar="FILE",
-                   help="its password (or the key's passphrase), first line of FILE")
-    g.add_argument("--guest-host-key-fingerprint", metavar="SHA256:…",
-                   help="the guest's host key as `ssh-keygen -l -E sha256` prints it")
-    g.add_argument("--pre-freeze", metavar="LOCAL_SCRIPT",
-                   help="run this script in the guest before the snapshot")
-    g.add_argument("--post-thaw", metavar="LOCAL_SCRIPT",
-                   help="run this script in the guest right after the snapshot")
-    g.add_argument("--script-timeout", default="10m", metavar="PERIOD",
-                   help="kill a script (and its children) after this long (default 10m)")
-    g.add_argument("--on-script-failure", choices=("fail", "warn"), default="fail",
-                   help="a failing pre-freeze script fails the VM (default) or warns")
-    g.add_argument("--guest-unreachable", choices=("fail", "warn"), default="fail",
-                   help="a guest that cannot be reached fails the VM (default) or warns")
-    g.add_argument("--postgres", metavar="HOST:PORT:USER[:DB]",
-                   help="PostgreSQL in the guest, as psql there reaches it: held in backup "
-                   "mode (pg_backup_start/stop) across the snapshot")
-    lg = p.add_argument_group("log backup jobs (database logs from a guest folder)")
-    lg.add_argument("--logs-of", metavar="VM",
-                    help="make this a log backup job for VM's database logs (with --guest-…)")
-    lg.add_argument("--log-folder", metavar="DIR",
-                    help="the guest folder the logs are written to (PostgreSQL: the "
-                    "archive_command's target)")
-    lg.add_argument("--log-pattern", default="*", metavar="GLOB",
-                    help="which file names to collect (default: all)")
-    lg.add_argument("--log-command", metavar="CMD",
-                    help="run this in the guest first (e.g. sqlcmd … BACKUP LOG …)")
-    lg.add_argument("--log-settle", default="10s", metavar="PERIOD",
-                    help="leave files changed more recently than this (default 10s)")
-    p.add_argument("--exclude-disk", action="append", default=[], metavar="N|VM:N",
-                   help="leave out disk N of every VM, or of one VM (repeatable)")
-    p.add_argument("--rpo", type=number(0.0, inputs.DAYS_MAX * 24, low_open=True),
-                   metavar="HOURS",
-                   help="alert when a VM has had no good point for longer than this")
-    p.add_argument("--active-full", metavar="DAY",
-                   help="read everything on this day: a weekday (sat) or a day of the month")
-    p.add_argument("--notify", action="append", default=[], metavar="ADDRESS",
-                   help="also e-mail this address about this job (repeatable)")
-    p.add_argument("--retries", type=whole(0, 100), default=3, metavar="N",
-                   help="retry failed VMs N times (default 3)")
-    p.add_argument("--retry-wait", default="10m", metavar="PERIOD",
-                   help="between retries: 90s, 10m, 1h (default 10m)")
+    add_job_options(p, edit=False)
     p = jsub.add_parser("edit", help="change a job (what is given; the rest stays)",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_JOB, formatter_class=raw,
+                        description="Every option of `job create` but --vcenter: what is "
+                        "given replaces the job's (repeatable ones: the whole list); "
+                        "--no-… takes a setting back.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--vm", action="append", metavar="VM", type=text_arg,
-                   help="the job's VMs from now on (repeat for more)")
-    p.add_argument("--container", action="append", metavar="PATH", type=text_arg,
-                   help="the job's inventory containers from now on (repeat for more)")
-    p.add_argument("--parallel-vms", type=whole(1, 16), metavar="N",
-                   help="back up N VMs at once")
-    p.add_argument("--repo", type=name_arg,
-                   help="another repository (its next run is a full read there)")
-    p.add_argument("--keep-last", type=KEEP_LAST, metavar="N", help="retention: points per VM")
-    p.add_argument("--keep-days", type=DAYS, metavar="D", help="retention: days")
-    p.add_argument("--retries", type=whole(0, 100), metavar="N",
-                   help="retry failed VMs N times")
-    p.add_argument("--retry-wait", metavar="PERIOD", help="between retries: 90s, 10m, 1h")
-    p.add_argument("--no-schedule", action="store_true", help="run only when asked")
-    add_transport_options(p, default=None)
-    add_schedule_options(p)
+    add_job_options(p, edit=True)
     for name, text in (("list", "list the jobs"), ("show", "show one job")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
         if name == "show":
@@ -159,30 +67,6 @@ def add_parser(sub: Subparsers) -> None:
                        ("delete", "delete a job (its restore points stay)")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
-
-
-def add_transport_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
-    p.add_argument("--transport", choices=("host", "vcenter", "direct", "hotadd"),
-                   default=default,
-                   help="where disks are read: host (the ESXi host that runs the VM, the "
-                   "default), vcenter (through the vCenter, slower), direct (datastores "
-                   "mounted here, each named with --datastore-path) or hotadd (attached to "
-                   "the appliance's own VM)")
-    p.add_argument("--datastore-path", action="append", default=[], metavar="DS=DIR",
-                   type=text_arg, help="with --transport direct: datastore DS is mounted at "
-                   "DIR on the appliance (repeat for each datastore)")
-
-
-def datastore_paths_of(args: argparse.Namespace) -> dict[str, str]:
-    """``--datastore-path DS=DIR`` (repeated) → ``{DS: DIR}`` (the appliance checks them)."""
-    out: dict[str, str] = {}
-    for item in args.datastore_path:
-        name, sep, root = item.partition("=")
-        if not sep or not name.strip() or not root.strip() or name.strip() in out:
-            raise UsageError(f"--datastore-path {item!r}: write DATASTORE=DIR, once per "
-                             "datastore")
-        out[name.strip()] = root.strip()
-    return out
 
 
 def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -214,19 +98,47 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
 
     changes: dict[str, object] = {}
     for key, value in (("vms", args.vm), ("containers", args.container),
-                       ("parallel_vms", args.parallel_vms), ("repository", args.repo),
+                       ("copy_of", args.copy_of), ("parallel_vms", args.parallel_vms),
+                       ("repository", args.repo), ("block_size", args.block_size),
+                       ("compression", args.compression), ("enable_cbt", args.enable_cbt),
+                       ("quiesce", args.quiesce), ("quiesce_fallback", args.quiesce_fallback),
                        ("keep_last", args.keep_last), ("keep_days", args.keep_days),
-                       ("retries", args.retries)):
+                       ("retries", args.retries), ("notify_to", args.notify),
+                       ("exclude_disks", args.exclude_disk),
+                       ("active_full", args.active_full), ("rpo_hours", args.rpo),
+                       ("transport", args.transport)):
         if value is not None:
             changes[key] = value
+    for flag, key, off in (("enable_cbt", "enable_cbt", False), ("quiesce", "quiesce", False),
+                           ("keep_last", "keep_last", None), ("keep_days", "keep_days", None),
+                           ("rpo", "rpo_hours", None), ("active_full", "active_full", None),
+                           ("notify", "notify_to", []), ("exclude_disk", "exclude_disks", []),
+                           ("guest", "guest", None)):
+        if getattr(args, f"no_{flag}"):
+            if key in changes:
+                raise UsageError(f"give --{flag.replace('_', '-')} or --no-"
+                                 f"{flag.replace('_', '-')}, not both")
+            changes[key] = off
     if args.retry_wait is not None:
         changes["retry_wait_seconds"] = parse_period(args.retry_wait).total_seconds()
-    if args.transport is not None:
-        changes["transport"] = args.transport
     if args.datastore_path:
         changes["datastore_paths"] = datastore_paths_of(args)
     if args.no_schedule or args.daily or args.monthly or args.every or args.after:
         changes["schedule"] = schedule_spec(args)
+    elif any(getattr(args, f) for f in ("days", "day", "nth", "weekday", "window")) or (
+            args.tz != "UTC"):
+        raise UsageError("give the schedule whole: --daily, --monthly, --every or --after "
+                         "with its options (--tz, --window, …)")
+    guest = any(getattr(args, f) is not None for f in GUEST_FLAGS)
+    logs = any(getattr(args, f) is not None for f in LOG_FLAGS)
+    if guest or logs:
+        stored = client.job(args.name).spec
+        if guest:
+            if args.no_guest:
+                raise UsageError("give --guest-… options or --no-guest, not both")
+            changes["guest"] = edited_guest(args, stored.guest)
+        if logs:
+            changes["logs"] = edited_logs(args, stored.logs)
     if not changes:
         raise UsageError("nothing to change: give an option such as --vm or --daily")
     job = client.edit_job(args.name, api.JobEdit.model_validate(changes))
@@ -323,56 +235,6 @@ def cmd_disable(args: argparse.Namespace, client: ApplianceClient) -> int:
 def cmd_delete(args: argparse.Namespace, client: ApplianceClient) -> int:
     print(client.delete_job(args.name).message, file=sys.stderr)
     return 0
-
-
-def _read(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc}") from None
-
-
-def logs_of(args: argparse.Namespace) -> api.LogBackupSpec | None:
-    from appliance import api
-
-    if not args.logs_of:
-        if args.log_folder or args.log_command:
-            raise UsageError("--log-folder and --log-command need --logs-of VM")
-        return None
-    if not args.log_folder:
-        raise UsageError("a log backup job needs --log-folder DIR (in the guest)")
-    return api.LogBackupSpec(vm=args.logs_of, folder=args.log_folder,
-                             pattern=args.log_pattern, command=args.log_command,
-                             settle_seconds=parse_period(args.log_settle).total_seconds())
-
-
-def guest_of(args: argparse.Namespace) -> api.GuestCreate | None:
-    """The job's guest processing from the --guest-… options (None without --guest-host)."""
-    from appliance import api
-
-    if not args.guest_host:
-        for flag in ("guest_user", "guest_key", "guest_password_file", "pre_freeze",
-                     "post_thaw", "guest_host_key_fingerprint"):
-            if getattr(args, flag):
-                raise UsageError(f"--{flag.replace('_', '-')} needs --guest-host HOST[:PORT]")
-        return None
-    if not args.guest_user or not args.guest_host_key_fingerprint:
-        raise UsageError("guest processing needs --guest-user and "
-                         "--guest-host-key-fingerprint (as `ssh-keygen -l -E sha256` prints "
-                         "the guest's host key)")
-    return api.GuestCreate(
-        host=args.guest_host, user=args.guest_user,
-        host_key_fingerprint=args.guest_host_key_fingerprint,
-        key=_read(args.guest_key, "guest key file") if args.guest_key else None,
-        password=(password_from_file(args.guest_password_file)
-                  if args.guest_password_file else None),
-        pre_freeze=_read(args.pre_freeze, "pre-freeze script") if args.pre_freeze else None,
-        post_thaw=_read(args.post_thaw, "post-thaw script") if args.post_thaw else None,
-        script_timeout_seconds=parse_period(args.script_timeout).total_seconds(),
-        on_script_failure=args.on_script_failure, unreachable=args.guest_unreachable,
-        postgres=args.postgres)
 
 
 COMMANDS: dict[str, Handler] = {"create": cmd_create, "edit": cmd_edit, "list": cmd_list,

@@ -179,6 +179,8 @@ class JobService:
                             replacing.created if replacing else datetime.now(UTC))
         with self._state.catalog() as cat:
             cat.put_job(row_of(job))
+        if spec.guest is None and replacing is not None:
+            secrets.delete(f"job/{name}/guest-")  # guest processing ended: its login too
         if spec.guest is not None and (spec.guest.key or spec.guest.password is not None):
             secrets.delete(f"job/{name}/")
             for kind, value in (("guest-key", spec.guest.key),
