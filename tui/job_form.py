@@ -39,7 +39,8 @@ def form_of(spec: api.JobSpec | None) -> dict[str, Value]:
                 "datastore-paths": "", "parallel-vms": "2", "retries": "3",
                 "retry-wait": "600", "active-full": "", "notify": "", "containers": "",
                 "kind": "none", "at": "22:00", "days": "", "day": "1", "nth": "",
-                "weekday": "", "every": "", "after": "", "tz": "UTC", "window": ""}
+                "weekday": "", "every": "", "after": "", "tz": "UTC", "window": "",
+                **guest_form(None)}
     s = spec.schedule
     return {
         "keep-last": number(spec.keep_last), "keep-days": number(spec.keep_days),
@@ -55,7 +56,41 @@ def form_of(spec: api.JobSpec | None) -> dict[str, Value]:
         "day": ("last" if s.day_of_month == -1 else number(s.day_of_month)),
         "nth": NTH_WORDS.get(s.nth, str(s.nth)) if s.nth is not None else "",
         "weekday": s.weekday or "", "every": s.every or "", "after": s.after or "",
-        "tz": s.tz, "window": listed(s.window)}
+        "tz": s.tz, "window": listed(s.window), **guest_form(spec.guest)}
+
+
+def guest_form(g: api.GuestSpec | None) -> dict[str, Value]:
+    """The guest processing inputs (its password is never shown: empty keeps it)."""
+    return {"guest-host": g.host if g else "", "guest-user": g.user if g else "",
+            "guest-fingerprint": g.host_key_fingerprint if g else "", "guest-password": "",
+            "pre-freeze": (g.pre_freeze or "") if g else "",
+            "post-thaw": (g.post_thaw or "") if g else "",
+            "script-timeout": number(g.script_timeout_seconds) if g else "600",
+            "on-script-failure": g.on_script_failure if g else "fail",
+            "guest-unreachable": g.unreachable if g else "fail",
+            "postgres": (g.postgres or "") if g else ""}
+
+
+def guest_changes(v: Mapping[str, Value], stored: api.GuestSpec | None
+                  ) -> dict[str, object]:
+    """``{"guest": …}`` when the inputs change the guest processing (or give its password);
+    ``{}`` when they show it as stored. No host: none."""
+    host = str(v["guest-host"]).strip()
+    password = str(v["guest-password"])
+    if not host:
+        return {} if stored is None else {"guest": None}
+    fields: dict[str, object] = {
+        "host": host, "user": str(v["guest-user"]).strip(),
+        "host_key_fingerprint": str(v["guest-fingerprint"]).strip(),
+        "pre_freeze": str(v["pre-freeze"]) or None, "post_thaw": str(v["post-thaw"]) or None,
+        "script_timeout_seconds": _real(str(v["script-timeout"]), "script time limit")
+        or 600.0,
+        "on_script_failure": str(v["on-script-failure"]),
+        "unreachable": str(v["guest-unreachable"]),
+        "postgres": str(v["postgres"]).strip() or None}
+    if stored is not None and fields == stored.model_dump() and not password:
+        return {}
+    return {"guest": {**fields, "password": password or None}}
 
 
 def _items(text: str) -> list[str]:
@@ -137,4 +172,5 @@ def job_fields(v: Mapping[str, Value], stored: api.JobSpec | None) -> dict[str, 
         "active_full": str(v["active-full"]).strip() or None,
         "notify_to": _items(str(v["notify"])),
         "schedule": schedule_of(v, stored.schedule if stored else None),
+        **guest_changes(v, stored.guest if stored else None),
     }

@@ -313,6 +313,9 @@ class FakeClient:
                              for v in update["vms"]]
         if "schedule" in update:
             update["schedule"] = changes.schedule
+        if "guest" in update:  # kept as the appliance keeps it: its login apart
+            update["guest"] = None if changes.guest is None else api.GuestSpec(
+                **changes.guest.model_dump(exclude={"key", "password"}))
         job = self._jobs[name] = job.model_copy(update={
             "spec": job.spec.model_copy(update=update)})
         return job

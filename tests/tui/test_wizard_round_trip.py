@@ -6,6 +6,7 @@ the test, so a new field needs wizard support (or a deliberate carry-through) an
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input, TextArea
 
 from appliance import api
 from tests.tui.fake import FakeClient
@@ -108,3 +109,59 @@ async def test_saving_an_unchanged_job_in_the_wizard_changes_nothing(which: str)
     for name in api.JobSpec.model_fields:
         assert getattr(saved, name) == getattr(original, name), name
     assert saved == original
+
+
+async def test_the_wizard_changes_the_time_zone_nth_weekday_rpo_and_guest_scripts() -> None:
+    fake = FakeClient()
+    job = fake._jobs["nightly"]
+    original = api.JobSpec.model_validate(every_field(SCHEDULES["daily"]))
+    fake._jobs["nightly"] = job.model_copy(update={"spec": original})
+    app = app_for(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+        wizard = app.screen
+        for wid, value in (("kind", "monthly"), ("tz", "Europe/Berlin"), ("at", "01:30"),
+                           ("nth", "last"), ("weekday", "sun"), ("rpo", "12"),
+                           ("pre-freeze", "#!/bin/sh\necho frozen\n"), ("notify", "")):
+            widget = wizard.query_one(f"#{wid}")
+            if isinstance(widget, TextArea):
+                widget.text = value
+            else:
+                widget.value = value  # type: ignore[attr-defined]
+        for _ in range(5):
+            await pilot.press("ctrl+n")
+        await until(pilot, lambda: shows(app, "6/6 Summary"))
+        assert shows(app, "monthly last sun 01:30 Europe/Berlin")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: fake.called("edit_job"), why="the job saved")
+    changes = fake.called("edit_job")[0]["changes"]
+    assert changes.guest is not None and changes.guest.password is None  # the login stays
+    saved = fake._jobs["nightly"].spec
+    assert saved.schedule == api.ScheduleSpec(
+        kind="monthly", at="01:30", nth=-1, weekday="sun", tz="Europe/Berlin",
+        days="mon,wed,fri", window=["20:00-23:00", "01:00-05:00"])  # days kept, not read
+    assert saved.rpo_hours == 12.0 and saved.notify_to == []
+    assert saved.guest == original.guest.model_copy(  # type: ignore[union-attr]
+        update={"pre_freeze": "#!/bin/sh\necho frozen\n"})
+    assert (saved.block_size, saved.containers, saved.transport) == (
+        original.block_size, original.containers, original.transport)
+
+
+async def test_a_new_job_of_a_container_only_saves() -> None:
+    fake = FakeClient()
+    app = app_for(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+        await pilot.press(*"bycontainer")
+        app.screen.query_one("#containers", Input).value = "/DC0/host/DC0_C0"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: fake.called("create_job"), why="the job saved")
+    spec = fake.called("create_job")[0]["spec"]
+    assert (spec.vms, spec.containers, spec.guest) == ([], ["/DC0/host/DC0_C0"], None)

@@ -8,7 +8,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Checkbox, ContentSwitcher, Input, Label, Select, Static, Tree
+from textual.widgets import (
+    Checkbox,
+    ContentSwitcher,
+    Input,
+    Label,
+    Select,
+    Static,
+    TextArea,
+    Tree,
+)
 
 from appliance import api
 from appliance.api import shown
@@ -21,6 +30,7 @@ STEPS = (("name", "1/6 Name"), ("vms", "2/6 Virtual machines"),
          ("schedule", "5/6 Schedule and backup window"), ("summary", "6/6 Summary"))
 KINDS = (("none (run by hand)", "none"), ("daily", "daily"), ("every N minutes/hours",
          "periodic"), ("after another job", "after"), ("monthly", "monthly"))
+FAIL_WARN = (("fails the VM", "fail"), ("warns", "warn"))
 FALLBACKS = (("warn, crash-consistent snapshot", "warn"), ("fail the VM", "fail"))
 TRANSPORTS = (("host (the ESXi host)", "host"), ("vcenter", "vcenter"),
               ("direct (mounted datastores)", "direct"), ("hotadd", "hotadd"))
@@ -121,6 +131,26 @@ class JobWizard(VmkeepScreen):
                 yield Input(str(v["retries"]), id="retries")
                 yield Input(str(v["retry-wait"]), id="retry-wait")
                 yield from text("Active full on (sat, or 1 … 31; empty: never)", "active-full")
+                yield Label("Guest processing over SSH (empty host: none)", classes="section")
+                yield from text("Guest host[:port] (tools: VMware Tools' address) · user · "
+                                "host key (SHA256:…)", "guest-host")
+                yield Input(str(v["guest-user"]), id="guest-user", placeholder="user")
+                yield Input(str(v["guest-fingerprint"]), id="guest-fingerprint",
+                            placeholder="SHA256:…")
+                yield Label("Guest password (empty: the stored login stays; a key: "
+                            "`vmkeep job edit --guest-key`)")
+                yield Input("", id="guest-password", password=True)
+                yield Label("Pre-freeze script · post-thaw script")
+                yield TextArea(str(v["pre-freeze"]), id="pre-freeze")
+                yield TextArea(str(v["post-thaw"]), id="post-thaw")
+                yield from text("Script time limit (seconds)", "script-timeout")
+                yield Label("A failing pre-freeze script · an unreachable guest")
+                yield Select(FAIL_WARN, value=v["on-script-failure"], id="on-script-failure",
+                             allow_blank=False)
+                yield Select(FAIL_WARN, value=v["guest-unreachable"], id="guest-unreachable",
+                             allow_blank=False)
+                yield from text("PostgreSQL in the guest (HOST:PORT:USER[:DB]; empty: none)",
+                                "postgres")
             with VerticalScroll(id="schedule"):
                 yield Select(KINDS, value=v["kind"], id="kind", allow_blank=False)
                 yield from text("Time zone of the times (IANA, e.g. Europe/Berlin)", "tz")
@@ -277,6 +307,8 @@ class JobWizard(VmkeepScreen):
                 out[wid] = str(widget.value)
             elif isinstance(widget, Input):
                 out[wid] = widget.value
+            elif isinstance(widget, TextArea):
+                out[wid] = widget.text
         return out
 
     def fields(self) -> dict[str, object]:
