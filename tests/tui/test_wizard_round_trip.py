@@ -135,6 +135,9 @@ async def test_the_wizard_changes_the_time_zone_nth_weekday_rpo_and_guest_script
             await pilot.press("ctrl+n")
         await until(pilot, lambda: shows(app, "6/6 Summary"))
         assert shows(app, "monthly last sun 01:30 Europe/Berlin")
+        await until(pilot, lambda: shows(app, "Pre-flight   ✓ 1 VM(s): 1 will back up"),
+                    why="job check's answer in the summary")
+        assert fake.called("check_job") == [{"name": "nightly"}]
         await pilot.press("ctrl+s")
         await until(pilot, lambda: fake.called("edit_job"), why="the job saved")
     changes = fake.called("edit_job")[0]["changes"]

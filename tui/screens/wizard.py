@@ -45,6 +45,27 @@ class WizardData(Message):
         self.inventory = inventory
 
 
+class Preflight(Message):
+    """What ``job check`` says of the stored job's next run, as lines."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+def preflight_text(check: api.JobCheck) -> str:
+    """``job check``'s answer in a few lines: the counts, then each VM that is not ok."""
+    counts = {s: sum(1 for vm in check.vms if vm.status == s)
+              for s in ("ok", "warning", "refused")}
+    mark = {"ok": "✓", "warning": "⚠", "refused": "✗"}[check.result]
+    lines = [f"Pre-flight   {mark} {len(check.vms)} VM(s): {counts['ok']} will back up, "
+             f"{counts['warning']} with disks skipped, {counts['refused']} will fail "
+             "(job check, of the job as stored)"]
+    lines += [f"  {shown(vm.name)}: {vm.status} — {shown(vm.reason)}" for vm in check.vms
+              if vm.status != "ok"]
+    return "\n".join(lines)
+
+
 class JobSaved(Message):
     def __init__(self, job: api.Job) -> None:
         super().__init__()
@@ -253,6 +274,8 @@ class JobWizard(VmkeepScreen):
         self.query_one("#wizard-error", Static).update("")
         if key == "summary":
             self.query_one("#summary-text", Static).update(self.summary())
+            if self.job is not None:
+                self.preflight(self.job.spec.name)
         first = {"name": "#job-name" if not self.job else "#vcenter", "vms": "#tree",
                  "storage": "#repository", "processing": "#block-size", "schedule": "#kind"}
         if key in first:
@@ -356,6 +379,23 @@ class JobWizard(VmkeepScreen):
             "",
             "ctrl+s (or ctrl+n) saves the job.",
         ])
+
+    def preflight(self, name: str) -> None:
+        """Ask the appliance what the job's next run would do (``job check``), in a worker."""
+        self.query_one("#preflight", Static).update("Pre-flight   checking (job check)…")
+
+        def work() -> None:
+            try:
+                text = preflight_text(self.client.check_job(name))
+            except Exception as exc:  # a copy or log job, vCenter not reachable: said so
+                text = f"Pre-flight   not checked: {exc}"
+            self.post_message(Preflight(text))
+
+        self.run_worker(work, thread=True, group="preflight", exclusive=True,
+                        exit_on_error=False)
+
+    def on_preflight(self, message: Preflight) -> None:
+        self.query_one("#preflight", Static).update(message.text)
 
     def action_finish(self) -> None:
         for step in range(len(STEPS) - 1):
