@@ -49,6 +49,7 @@ async def test_a_cli_job_saved_unchanged_in_the_wizard_stays_as_it_was(lab: Lab,
             await until(pilot, lambda: isinstance(app.screen, JobWizard) and shows(
                 "Edit job every"), timeout=30)
             wizard = app.screen
+            assert isinstance(wizard, JobWizard)
             await until(pilot, lambda: wizard.inventory, timeout=60, why="the inventory")
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.screen, JobsScreen), timeout=60,
