@@ -87,13 +87,16 @@ def shows(app: VmkeepApp, text: str) -> bool:
     return text in screen_text(app)
 
 
-@pytest.mark.parametrize("which", [*sorted(SCHEDULES), "containers-only"])
+@pytest.mark.parametrize("which", [*sorted(SCHEDULES), "containers-only", "copy"])
 async def test_saving_an_unchanged_job_in_the_wizard_changes_nothing(which: str) -> None:
     fake = FakeClient()
     job = fake._jobs["nightly"]
     original = api.JobSpec.model_validate(
         every_field(SCHEDULES.get(which, SCHEDULES["monthly-nth"]),
-                    vms=which != "containers-only"))
+                    vms=which not in ("containers-only", "copy")))
+    if which == "copy":  # a copy job: no vCenter, no VMs, no containers
+        original = original.model_copy(update={"vcenter": "", "containers": [], "logs": None,
+                                               "guest": None})
     fake._jobs["nightly"] = job.model_copy(update={"spec": original})
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:

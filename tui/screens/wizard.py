@@ -212,14 +212,20 @@ class JobWizard(VmkeepScreen):
     def on_wizard_data(self, message: WizardData) -> None:
         spec = self.job.spec if self.job else None
         vc = self.query_one("#vcenter", Select)
-        vc.set_options([(v.name, v.name) for v in message.vcenters])
+        names = [v.name for v in message.vcenters]
+        if spec and spec.vcenter not in names:  # a copy or log job has none; or it is gone
+            names.append(spec.vcenter)
+        vc.set_options([(n or "none (a copy or log job)", n) for n in names])
         if spec:
             vc.value = spec.vcenter
             vc.disabled = True
         elif message.vcenters:
             vc.value = message.vcenters[0].name
         repo = self.query_one("#repository", Select)
-        repo.set_options([(f"{r.name} ({r.location})", r.name) for r in message.repositories])
+        repos = [(f"{r.name} ({r.location})", r.name) for r in message.repositories]
+        if spec and spec.repository not in {r.name for r in message.repositories}:
+            repos.append((spec.repository, spec.repository))
+        repo.set_options(repos)
         if spec:
             repo.value = spec.repository
         elif message.repositories:
