@@ -5,6 +5,7 @@ not given stays), and ``--no-…`` options take a setting back (``EDIT_ONLY``)."
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,7 +126,10 @@ def add_job_options(p: argparse.ArgumentParser, *, edit: bool) -> None:
                    help="retry failed VMs N times (default 3)")
     p.add_argument("--retry-wait", default=d("10m"), metavar="PERIOD",
                    help="between retries: 90s, 10m, 1h (default 10m)")
-    if edit:
+    if edit:  # a default says what create takes; editing, what is not given stays
+        for action in p._actions:
+            if action.help and action.dest not in ("transport", "tz"):  # still so
+                action.help = re.sub(r" \(default[^)]*\)", "", action.help)
         p.add_argument("--no-schedule", action="store_true", help="run only when asked")
         for flag, text in (("enable-cbt", "no consent to turn CBT on"),
                            ("quiesce", "crash-consistent snapshots"),
