@@ -814,10 +814,21 @@ class VerifyRequest(Request):
     point: Text | None = None
 
 
+class DamagedPoint(Wire):
+    """A restore point that verify found damaged: whose it is and why."""
+
+    point: str
+    vm: str  # the point's object name (a VM's name for VM points)
+    jobs: list[str]  # the jobs that back that VM up now
+    causes: list[str]  # "<file>: <problem>" of each damaged file the point needs
+
+
 class VerifyAnswer(Wire):
     ok: bool
     damage: list[str]  # "<file>: <problem>; affects <points>"
     summary: str
+    points: list[DamagedPoint] = []  # each damaged point, with its VM, jobs and causes
+    next_step: str = ""  # what to do about it ("" when nothing is damaged)
 
 
 class PruneRequest(Request):

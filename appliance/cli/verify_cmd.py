@@ -31,7 +31,12 @@ def cmd_verify(args: argparse.Namespace, client: ApplianceClient) -> int:
     answer = client.verify(args.repo, args.point)
     for line in answer.damage:
         print(f"DAMAGED {shown(line)}")
+    for p in answer.points:
+        jobs = f" (job {', '.join(p.jobs)})" if p.jobs else ""
+        print(shown(f"point {p.point} of VM {p.vm}{jobs}: {'; '.join(p.causes)}"))
     print(("ok: " if answer.ok else "damage found: ") + shown(answer.summary))
+    if answer.next_step:
+        print(f"next: {shown(answer.next_step)}")
     return 0 if answer.ok else 1
 
 
