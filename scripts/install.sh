@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install vmkeep for real use (`make install`, as root): vmkeep and its Python dependencies in
+# a virtualenv of their own, $VMKEEP_VENV (default /opt/vmkeep), and the command linked as
+# $PREFIX/bin/vmkeep (default /usr/local/bin/vmkeep: the path scripts/vmkeep-appliance.service
+# runs). Run it again after pulling to upgrade: the virtualenv is updated in place.
+#
+# Usage: scripts/install.sh [--service]
+#   --service  (`make install-service`) also installs the systemd unit into $SYSTEMD_UNIT_DIR
+#              (default /etc/systemd/system) with ExecStart naming $PREFIX/bin/vmkeep; into the
+#              default folder, as root, it also creates the `vmkeep` system user (home
+#              /var/lib/vmkeep) and reloads systemd. It enables nothing: the last line says how.
+#
+# Environment: PREFIX, VMKEEP_VENV, SYSTEMD_UNIT_DIR as above; PYTHON (default python3, 3.11
+# or newer) makes the virtualenv; pip's own PIP_* settings apply (e.g. PIP_INDEX_URL).
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+prefix=${PREFIX:-/usr/local}
+venv=${VMKEEP_VENV:-/opt/vmkeep}
+unit_dir=${SYSTEMD_UNIT_DIR:-/etc/systemd/system}
+python=${PYTHON:-python3}
+service=0
+case ${1:-} in
+    --service) service=1 ;;
+    "") ;;
+    *) echo "usage: scripts/install.sh [--service]" >&2; exit 2 ;;
+esac
+
+say() { echo "install: $*"; }
+die() { echo "install: error: $*" >&2; exit 1; }
+
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null ||
+    die "$python is missing or older than 3.11; set PYTHON to a Python 3.11+"
+
+# A virtualenv whose Python went away (a Python upgrade) is made again; anything else that is
+# not a virtualenv is left alone.
+if [[ -e $venv && ! -f $venv/pyvenv.cfg ]]; then
+    die "$venv exists and is not a virtualenv; set VMKEEP_VENV to another folder"
+fi
+if [[ -f $venv/pyvenv.cfg ]] && ! "$venv/bin/python" -c '' 2>/dev/null; then
+    say "$venv: its Python no longer runs; making it again"
+    rm -rf -- "$venv"
+fi
+if [[ ! -f $venv/pyvenv.cfg ]]; then
+    say "making the virtualenv $venv"
+    "$python" -m venv "$venv"
+fi
+
+say "installing vmkeep and its dependencies from $src into $venv (a minute or two the first time)"
+# pip installs a source folder again even when the version number is the same (a newer
+# checkout), and adds or upgrades the dependencies pyproject.toml asks for.
+"$venv/bin/python" -m pip install -q "$src"
+
+mkdir -p "$prefix/bin"
+ln -sfn "$venv/bin/vmkeep" "$prefix/bin/vmkeep"
+say "$prefix/bin/vmkeep -> $venv/bin/vmkeep: $("$prefix/bin/vmkeep" --version)"
+
+if [[ $service -eq 1 ]]; then
+    mkdir -p "$unit_dir"
+    unit=$unit_dir/vmkeep-appliance.service
+    sed "s|/usr/local/bin/vmkeep|$prefix/bin/vmkeep|g" "$src/scripts/vmkeep-appliance.service" \
+        >"$unit.tmp"
+    chmod 0644 "$unit.tmp"
+    mv -f "$unit.tmp" "$unit"
+    say "installed $unit (ExecStart=$prefix/bin/vmkeep appliance start --foreground)"
+    if [[ $unit_dir == /etc/systemd/system && $(id -u) -eq 0 ]]; then
+        if ! id vmkeep >/dev/null 2>&1; then
+            useradd --system --home-dir /var/lib/vmkeep --create-home \
+                --shell /usr/sbin/nologin vmkeep
+            say "created the system user vmkeep (home /var/lib/vmkeep)"
+        fi
+        if [[ -d /run/systemd/system ]]; then
+            systemctl daemon-reload
+        fi
+    fi
+    say "start it now and at boot: systemctl enable --now vmkeep-appliance"
+fi
