@@ -9,13 +9,19 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vmkeep needs Python 3.11 or newer")'
+	@echo "make: installing vmkeep and its Python dependencies into $(VENV)/"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The Debian packages the tests need (as root; not root, it says which are missing), or only
+# the demo's: scripts/system-packages*.txt.
 sysdeps:
 	@bash scripts/install-system-deps.sh
+
+sysdeps-demo:
+	@bash scripts/install-system-deps.sh --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -42,7 +48,7 @@ test: sysdeps $(STAMP) check
 test-all: sysdeps $(STAMP) check
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m ''
 
-demo: sysdeps $(STAMP)
+demo: sysdeps-demo $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: sysdeps $(STAMP)
