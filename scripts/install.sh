@@ -47,9 +47,17 @@ if [[ ! -f $venv/pyvenv.cfg ]]; then
 fi
 
 say "installing vmkeep and its dependencies from $src into $venv (a minute or two the first time)"
-# pip installs a source folder again even when the version number is the same (a newer
-# checkout), and adds or upgrades the dependencies pyproject.toml asks for.
-"$venv/bin/python" -m pip install -q "$src"
+# Built from a copy of what the package is made of: setuptools builds in the source folder,
+# leaving build/ there (root's, after a `sudo make install`), whose stale modules a later
+# build would ship. pip installs a source folder again even when the version number is the
+# same (a newer checkout), and adds or upgrades the dependencies pyproject.toml asks for.
+stage=$(mktemp -d)
+trap 'rm -rf -- "$stage"' EXIT
+for part in pyproject.toml README.md appliance catalog tui; do
+    cp -R -- "$src/$part" "$stage/"
+done
+find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+"$venv/bin/python" -m pip install -q "$stage"
 
 mkdir -p "$prefix/bin"
 ln -sfn "$venv/bin/vmkeep" "$prefix/bin/vmkeep"

@@ -55,6 +55,7 @@ def test_the_default_install_puts_vmkeep_where_the_unit_runs_it() -> None:
 
 
 def test_make_install_service_installs_a_vmkeep_the_unit_runs(tmp_path: Path) -> None:
+    built_before = (REPO_ROOT / "build").exists()
     first = make_install(tmp_path, deps=False)
     assert first.returncode == 0, first.stderr
     command = tmp_path / "prefix" / "bin" / "vmkeep"
@@ -64,6 +65,12 @@ def test_make_install_service_installs_a_vmkeep_the_unit_runs(tmp_path: Path) ->
     done = run_installed(command, "--version", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, f"vmkeep {version()}\n"), done.stderr
     assert Path(os.path.realpath(command)).is_relative_to(tmp_path / "venv")
+    # what `vmkeep tui` loads besides Python modules: its stylesheets
+    wanted = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "tui").rglob("*.tcss")}
+    site = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
+    assert {p.relative_to(site).as_posix() for p in (site / "tui").rglob("*.tcss")} == wanted
+    if not built_before:
+        assert not (REPO_ROOT / "build").exists(), "the install built in the source folder"
 
     again = make_install(tmp_path, deps=False)  # upgrading is running it again
     assert again.returncode == 0, again.stderr
