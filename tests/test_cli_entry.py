@@ -9,6 +9,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 
+from appliance import api
 from appliance.cli import build_parser
 from appliance.cli.commands import GROUPS
 from tests.helpers import REPO_ROOT
@@ -45,6 +46,8 @@ def test_version_prints_the_projects_version() -> None:
     done = vmkeep("--version")
     assert (done.returncode, done.stdout, done.stderr) == (
         0, f"vmkeep {project['project']['version']}\n", "")
+    # the version `vmkeep appliance status` (and the TUI) show for the running appliance
+    assert project["project"]["version"] == api.APPLIANCE_VERSION
 
 
 def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
