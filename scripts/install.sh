@@ -32,6 +32,19 @@ die() { echo "install: error: $*" >&2; exit 1; }
 "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null ||
     die "$python is missing or older than 3.11; set PYTHON to a Python 3.11+"
 
+# Not root with the default folders: say so before anything is made.
+writable() {  # the folder, or the nearest one above it that exists, can be written
+    local dir=$1
+    while [[ ! -e $dir ]]; do dir=$(dirname "$dir"); done
+    [[ -w $dir ]]
+}
+dirs=("$venv" "$prefix/bin")
+[[ $service -eq 1 ]] && dirs+=("$unit_dir")
+for dir in "${dirs[@]}"; do
+    writable "$dir" || die "cannot write $dir: run it as root (sudo make install), or set" \
+        "PREFIX and VMKEEP_VENV (and SYSTEMD_UNIT_DIR) to folders of yours"
+done
+
 # A virtualenv whose Python went away (a Python upgrade) is made again; anything else that is
 # not a virtualenv is left alone.
 if [[ -e $venv && ! -f $venv/pyvenv.cfg ]]; then
