@@ -26,6 +26,11 @@ case ${1:-} in
     *) echo "usage: scripts/install.sh [--service]" >&2; exit 2 ;;
 esac
 
+# Absolute, so that the link and the unit name the same files from anywhere.
+prefix=$(realpath -m -- "$prefix")
+venv=$(realpath -m -- "$venv")
+unit_dir=$(realpath -m -- "$unit_dir")
+
 say() { echo "install: $*"; }
 die() { echo "install: error: $*" >&2; exit 1; }
 
