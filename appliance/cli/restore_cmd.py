@@ -18,7 +18,7 @@ from appliance.cli.args import (
     vm_name_arg,
     whole,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler
 from appliance.errors import ConfirmDetail, RemoteError, UsageError
 from appliance.inputs import shown
 
@@ -26,13 +26,22 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_RESTORE = """examples:
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --name db01-restored --power-on
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --original --yes
+  vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+  vmkeep restore postgres 20261202T010203Z-9f8e7d6c --data-dir /restore/pgdata \\
+      --until '2026-12-02 07:15:00+00:00'
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
-    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
+    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_RESTORE,
                         formatter_class=raw)
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = rsub.add_parser("vm", help="an entire VM: to a new VM or over the original",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", metavar="NEW_VM", type=vm_name_arg,
@@ -57,7 +66,7 @@ def add_parser(sub: Subparsers) -> None:
                    "ESXi host that runs it), vcenter (through the vCenter) or hotadd "
                    "(attached to the appliance's own VM)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     p.add_argument("--disk", type=whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
@@ -69,7 +78,7 @@ def add_parser(sub: Subparsers) -> None:
                         "the point), every WAL file the VM's log backup job stored (into "
                         "vmkeep-wal/), recovery.signal and the recovery settings, so a "
                         "PostgreSQL started on the folder replays up to --until.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
     p.add_argument("--data-dir", required=True, metavar="DIR", type=folder_arg,
                    help="the restored data folder (on the appliance's machine)")

@@ -13,7 +13,7 @@ from appliance.cli.args import (
     Parser,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.errors import ApplianceError
 from appliance.inputs import shown
 from appliance.progress import human_bytes
@@ -34,19 +34,26 @@ def exit_code(s: api.SessionSummary | api.Session) -> int:
         EXIT_FAILED
 
 
+EPILOG_SESSION = """examples:
+  vmkeep session list --json
+  vmkeep session show 20261202T010203Z-1a2b3c --json
+  vmkeep session follow 20261202T010203Z-1a2b3c     # live log; exit 0 success, 1 warning, 2 failed
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
-    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_JOB,
+    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     ssub = sp.add_subparsers(dest="command", required=True, parser_class=Parser)
-    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_JOB,
+    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_JOB,
+    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true", help="print a JSON object")
-    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_JOB,
+    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("id", metavar="ID")
 
