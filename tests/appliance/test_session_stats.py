@@ -51,3 +51,8 @@ def test_a_finished_session_shows_its_summary(lab: Lab) -> None:
     assert f"bottleneck: {st['bottleneck']} (source read " in text_out
     # The log speaks in human sizes; the exact numbers stay in --json.
     assert "bytes read" not in text_out and "KiB read, " in text_out
+
+    # Kept with the session in the catalog: the same after a restart.
+    assert lab.vmkeep("appliance", "stop").code == 0
+    assert lab.vmkeep("appliance", "start").code == 0
+    assert json.loads(lab.vmkeep("session", "show", sid, "--json").out)["stats"] == st
