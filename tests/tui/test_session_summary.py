@@ -19,7 +19,8 @@ async def test_a_finished_backup_session_shows_its_summary() -> None:
     app = create_app(fake, clock=lambda: NOW, reconnect_every=0.05)
     async with app.run_test(size=SIZE) as pilot:
         app.action_open_session(sid)
-        await until(pilot, lambda: "session ended: success" in screen_text(app))
+        await until(pilot, lambda: all(x in screen_text(app) for x in (
+            "session ended: success", "Bottleneck", "└ disk 0")))  # all drawn
         assert isinstance(app.screen, SessionScreen)
         text = screen_text(app)
         lines = [line.strip() for line in text.splitlines()]
