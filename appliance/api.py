@@ -576,6 +576,45 @@ class LogLine(Wire):
     message: str
 
 
+class StageShare(Wire):
+    """One stage of the backup pipeline: the seconds it was waited on and its share of all the
+    waiting (0..1; the shares add up to 1)."""
+
+    stage: str  # source read | hashing/compression | repository write
+    seconds: float
+    share: float
+
+
+class VmStats(Wire):
+    """One VM of a finished backup session (bytes as in ``SessionStats``)."""
+
+    vm: str
+    duration_seconds: float  # its snapshot, reads and cleanup
+    processed: int
+    read: int
+    transferred: int
+    bottleneck: str | None  # None: nothing was read
+
+
+class SessionStats(Wire):
+    """A finished backup session's statistics (Veeam's terms): processed (the disks'
+    capacity), read (from the source), new (the new unique blocks' bytes before compression),
+    transferred (written to the repository); dedup ratio = read / new, compression ratio =
+    new / transferred (None: nothing new, nothing stored); the bottleneck over the whole run."""
+
+    duration_seconds: float
+    rate: float  # bytes read per second of the session
+    processed: int
+    read: int
+    new: int
+    transferred: int
+    dedup_ratio: float | None
+    compression_ratio: float | None
+    bottleneck: str | None  # None: nothing was read
+    stages: list[StageShare]
+    vms: list[VmStats]
+
+
 class Session(Wire):
     id: str
     job: str
@@ -586,6 +625,7 @@ class Session(Wire):
     ended: datetime | None
     tasks: list[Task]
     log: list[LogLine]
+    stats: SessionStats | None = None  # a finished backup session's
 
 
 class SessionEvent(Wire):
