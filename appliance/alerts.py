@@ -136,3 +136,31 @@ def config_backup_alerts(view: api.ConfigScheduleView) -> list[Alert]:
                          "opened; set a password you keep elsewhere with `vmkeep config "
                          "schedule --password-stdin`"))
     return out
+
+
+def covered(vms: Sequence[api.InventoryVm], jobs: Sequence[api.JobSpec],
+            created: dict[str, datetime], last: Sequence[api.Session], now: datetime
+            ) -> list[api.InventoryVm]:
+    """The VMs with what covers them (pure): their result in the newest of their jobs' last
+    sessions (``last``) that backed them up, with its reasons, and their RPO status by the
+    rule of ``rpo_breaches`` (``jobs``: the enabled ones; ``created``: job -> when)."""
+    newest = {v.name: v.last_point_time for v in vms if v.last_point_time is not None}
+    breached = {a.key for a in rpo_breaches(jobs, newest, created, now)}
+    with_rpo = {(j.name, v.name) for j in jobs if j.rpo_hours is not None for v in j.vms}
+    by_job = {s.job: s for s in last}
+    out = []
+    for vm in vms:
+        runs = sorted(((s.started, s, t) for j in vm.jobs if (s := by_job.get(j)) is not None
+                       for t in s.tasks if t.disk is None and t.name == vm.name and t.result),
+                      key=lambda r: r[0])
+        rpo = [j for j in vm.jobs if (j, vm.name) in with_rpo]
+        status: api.RpoStatus = ("none" if not rpo else "breached" if any(
+            f"rpo/{j}/{vm.name}" in breached for j in rpo) else "ok")
+        update: dict[str, object] = {"rpo_status": status}
+        if runs:
+            _, s, t = runs[-1]
+            update |= {"last_result": t.result, "last_job": s.job,
+                       "last_reason": "" if t.result == "success"
+                       else "; ".join(dict.fromkeys(vm_reasons(s, vm.name)))}
+        out.append(vm.model_copy(update=update))
+    return out

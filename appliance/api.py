@@ -103,6 +103,9 @@ EventKind = Literal["log", "tasks", "end"]
 PointKind = Literal["full", "incremental"]
 AlertKind = Literal["rpo", "orphans", "space", "repository", "config", "session", "vm"]
 AlertSeverity = Literal["warning", "error"]
+#: A VM against its jobs' RPO: within it, past it (an ``rpo`` alert says so), or no job with
+#: an RPO protects it.
+RpoStatus = Literal["ok", "breached", "none"]
 RepositoryKind = Literal["local", "sftp"]
 ConfigResult = Literal["success", "failed"]
 FailOrWarn = Literal["fail", "warn"]
@@ -809,6 +812,13 @@ class InventoryVm(Wire):
     disks: list[InventoryDisk]
     jobs: list[str]  # jobs that protect it
     last_point: str | None  # its newest restore point
+    last_point_time: datetime | None = None  # when that point was taken
+    # Its result in the newest ended session of the jobs that protect it, and why (the
+    # warnings and errors that session logged for it; "" on success). None: none backed it up.
+    last_result: Result | None = None
+    last_reason: str = ""
+    last_job: str | None = None  # the job of that session
+    rpo_status: RpoStatus = "none"
 
 
 class InventoryContainer(Wire):

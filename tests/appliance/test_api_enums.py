@@ -45,6 +45,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("VmRestore", "transport"): {"host", "vcenter", "hotadd"},
     ("Notifications", "on"): RESULTS,
     ("InventoryVm", "power_state"): {"poweredOn", "poweredOff", "suspended"},
+    ("InventoryVm", "last_result"): RESULTS,
+    ("InventoryVm", "rpo_status"): {"ok", "breached", "none"},
     ("VCenterPurposeCheck", "purpose"): {"backup", "restore", "hunter"},
     ("InventoryContainer", "kind"): {"Datacenter", "Folder", "ClusterComputeResource",
                                      "ComputeResource", "HostSystem", "ResourcePool"},

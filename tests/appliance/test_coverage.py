@@ -86,7 +86,32 @@ def test_a_failed_vm_is_an_alert_with_vm_job_and_reason(lab: Lab) -> None:
     table = lab.vmkeep("alerts").out
     assert f"VM {OTHER} (job mixed): failed" in table and "independent" in table
 
+    vms = {v["name"]: v for v in json.loads(lab.vmkeep("inventory", "--json").out)}
+    assert (vms[OTHER]["last_result"], vms[OTHER]["last_job"]) == ("failed", "mixed")
+    assert "independent_persistent mode" in vms[OTHER]["last_reason"]
+    assert vms[OTHER]["last_point"] is None and vms[OTHER]["rpo_status"] == "none"
+    assert (vms[VM]["last_result"], vms[VM]["last_reason"]) == ("success", "")
+    assert vms[VM]["last_point"] is not None and vms[VM]["last_point_time"] is not None
+    row = next(x for x in lab.vmkeep("inventory").out.splitlines() if OTHER in x)
+    assert "failed (mixed)" in row and "independent_persistent mode" in row
+
     set_disk_mode(lab, OTHER, "persistent")  # fixed: the next session clears both
     assert lab.vmkeep("job", "run", "mixed", "--wait").code == 0
     poll("the alerts to clear", lambda: not [a for a in alerts_of(lab)
                                             if a["kind"] in ("vm", "session")])
+
+
+def test_inventory_gives_each_vms_rpo_status(lab: Lab) -> None:
+    create(lab, "strict", "--rpo", "0.003", vms=(VM,))  # 10.8 s
+    create(lab, "loose", "--rpo", "24", vms=(OTHER,))
+
+    def status() -> dict[str, str]:
+        return {v["name"]: v["rpo_status"]
+                for v in json.loads(lab.vmkeep("inventory", "--json").out)}
+
+    assert status()[OTHER] == "ok"  # a new job has one RPO period first
+    poll("the strict job's VM to be past its RPO", lambda: status()[VM] == "breached")
+    others = [s for n, s in status().items() if n not in (VM, OTHER)]
+    assert others and set(others) == {"none"}  # no job with an RPO protects them
+    assert lab.vmkeep("job", "run", "strict", "--wait").code == 0
+    assert status()[VM] == "ok"  # a point within it now
