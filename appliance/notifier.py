@@ -66,6 +66,7 @@ class Notifier:
         # What holds now, since when; each was sent when it appeared.
         self._current: dict[str, tuple[Alert, datetime]] = {}
         self._lock = threading.Lock()  # _current: the ticker's thread and sessions' ends
+        self._refreshed = 0  # counts refresh_sessions: a look begun before one keeps its result
         self._last_look = time.monotonic()
         # Looks each second whether alert_every_seconds has passed, so a changed setting
         # counts at once.
@@ -97,6 +98,7 @@ class Notifier:
         rows = reg.jobs.all()
         jobs = [r.spec for r in rows if r.enabled]
         newest = {p.object_name: p.created for _repo, p, _disks in reg.restores.points()}
+        refreshed = self._refreshed
         alerts = session_alerts(self._last_sessions([r.name for r in rows]))
         alerts += rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
         busy = self.sessions.busy_vms()
@@ -115,6 +117,9 @@ class Notifier:
         alerts += space_alerts(spaces, settings.free_space_alert_percent)
         alerts += config_backup_alerts(reg.config.schedule())
         with self._lock:
+            if self._refreshed != refreshed:  # a session ended meanwhile: its look is newer
+                alerts = [a for a in alerts if a.kind not in UNSENT] + [
+                    a for a, _since in self._current.values() if a.kind in UNSENT]
             new = [a for a in alerts if a.key not in self._current]  # sent once while it lasts
             self._current = {a.key: (a, self._current.get(a.key, (a, now))[1])
                              for a in alerts}
@@ -141,6 +146,7 @@ class Notifier:
         session's end shows in the alerts at once; the other kinds wait for the next look."""
         found = session_alerts(self._last_sessions([r.name for r in self.registry.jobs.all()]))
         with self._lock:
+            self._refreshed += 1
             kept = {k: v for k, v in self._current.items() if v[0].kind not in UNSENT}
             self._current = kept | {a.key: (a, self._current.get(a.key, (a, now))[1])
                                     for a in found}
