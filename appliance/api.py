@@ -603,6 +603,45 @@ class LogLine(Wire):
     message: str
 
 
+class StageShare(Wire):
+    """One stage of the backup pipeline: the seconds it was waited on and its share of all the
+    waiting (0..1; the shares add up to 1)."""
+
+    stage: str  # source read | hashing/compression | repository write
+    seconds: float
+    share: float
+
+
+class VmStats(Wire):
+    """One VM of a finished backup session (bytes as in ``SessionStats``)."""
+
+    vm: str
+    duration_seconds: float  # its snapshot, reads and cleanup
+    processed: int
+    read: int
+    transferred: int
+    bottleneck: str | None  # None: nothing was read
+
+
+class SessionStats(Wire):
+    """A finished backup session's statistics (Veeam's terms): processed (the disks'
+    capacity), read (from the source), new (the new unique blocks' bytes before compression),
+    transferred (written to the repository); dedup ratio = read / new, compression ratio =
+    new / transferred (None: nothing new, nothing stored); the bottleneck over the whole run."""
+
+    duration_seconds: float
+    rate: float  # bytes read per second of the session
+    processed: int
+    read: int
+    new: int
+    transferred: int
+    dedup_ratio: float | None
+    compression_ratio: float | None
+    bottleneck: str | None  # None: nothing was read
+    stages: list[StageShare]
+    vms: list[VmStats]
+
+
 class Session(Wire):
     id: str
     job: str
@@ -613,6 +652,7 @@ class Session(Wire):
     ended: datetime | None
     tasks: list[Task]
     log: list[LogLine]
+    stats: SessionStats | None = None  # a finished backup session's
 
 
 class SessionEvent(Wire):
@@ -850,10 +890,21 @@ class VerifyRequest(Request):
     point: Text | None = None
 
 
+class DamagedPoint(Wire):
+    """A restore point that verify found damaged: whose it is and why."""
+
+    point: str
+    vm: str  # the point's object name (a VM's name for VM points)
+    jobs: list[str]  # the jobs that back that VM up now
+    causes: list[str]  # "<file>: <problem>" of each damaged file the point needs
+
+
 class VerifyAnswer(Wire):
     ok: bool
     damage: list[str]  # "<file>: <problem>; affects <points>"
     summary: str
+    points: list[DamagedPoint] = []  # each damaged point, with its VM, jobs and causes
+    next_step: str = ""  # what to do about it ("" when nothing is damaged)
 
 
 class PruneRequest(Request):
@@ -872,7 +923,32 @@ class VmRestore(Request):
     point: Text
     name: VmName | None = None  # a new VM with this name; None: over the original
     confirm: bool = False  # over the original: required
-    datastore: Text | None = None
+    # A new VM's placement; each left out: where the original VM was, as far as it exists.
+    datacenter: Text | None = None
     host: Text | None = None
+    resource_pool: Text | None = None
+    datastore: Text | None = None
+    folder: Text | None = None
+    keep_macs: bool = False
     power_on: bool = False
     transport: RestoreTransport = "host"  # over the original: where the disks are written
+
+
+class VmPlacement(Wire):
+    """Where a new VM goes, by name."""
+
+    datacenter: str
+    host: str
+    resource_pool: str
+    datastore: str
+    folder: str
+    as_original: list[str]  # which of these were the original VM's ("host", "datastore", …)
+
+
+class VmRestorePlan(Wire):
+    """What ``POST /v1/restore/vm`` with the same body would do (nothing is changed)."""
+
+    mode: Literal["new", "original"]
+    target: str  # the new VM's name, or the original VM's
+    lines: list[str]  # the plan, one line per thing done (as `restore-vm --dry-run`)
+    placement: VmPlacement | None  # a new VM: where it goes

@@ -405,6 +405,10 @@ class ApplianceClient:
     def restore_vm(self, request: api.VmRestore) -> api.Done:
         return self._call("POST", "/restore/vm", api.Done, json=request.model_dump())
 
+    def plan_restore_vm(self, request: api.VmRestore) -> api.VmRestorePlan:
+        return self._call("POST", "/restore/vm/plan", api.VmRestorePlan,
+                          json=request.model_dump())
+
     def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
         return self._call("POST", "/restore/postgres", api.Done,
                           json=request.model_dump(mode="json"))

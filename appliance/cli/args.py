@@ -17,7 +17,48 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
+        commands = self.commands()
+        if commands and message.startswith("the following arguments are required"):
+            # `vmkeep job` alone: name the commands rather than the parser's inner `dest`.
+            message = f"give a command: {', '.join(commands)}"
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+    def commands(self) -> list[str]:
+        """The names of this parser's subcommands (none for a command's own parser)."""
+        return [name for action in self._actions
+                if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+
+
+def installed_version() -> str:
+    """vmkeep's version: the installed package's metadata, else (a source tree run with
+    ``python -m appliance.cli``) pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("vmkeep")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, ValueError, KeyError):
+            return "unknown"
+
+
+class VersionOption(argparse.Action):
+    """``--version``: prints ``vmkeep VERSION`` and exits 0 (the version is looked up only
+    then, so building the parser stays cheap)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"vmkeep {installed_version()}")
+        parser.exit()
 
 
 # What ``add_subparsers`` returns: each group's ``add_parser(sub)`` adds itself to it.

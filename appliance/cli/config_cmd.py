@@ -18,7 +18,7 @@ from appliance.cli.args import (
     name_arg,
     read_path_arg,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump, schedule_spec
+from appliance.cli.online import Handler, dump, schedule_spec
 from appliance.errors import UsageError
 from appliance.password import optional_password, read_password
 
@@ -26,23 +26,31 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_CONFIG = """examples:
+  vmkeep config schedule --repo main --daily 06:00 --password-stdin
+  vmkeep config schedule                    # the schedule and the last backup
+  vmkeep config backup --repo main --password-file ~/.vmkeep-config-pw
+  vmkeep config restore --from /backups/main --password-file ~/.vmkeep-config-pw
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     cfg = sub.add_parser("config", help="back up and restore the appliance's configuration",
                          description="Seal vCenters, repositories, jobs, settings and secrets "
                          "with a password into a repository, and bring them back on a fresh "
-                         "appliance.", epilog=EPILOG_JOB, formatter_class=raw)
+                         "appliance.", epilog=EPILOG_CONFIG, formatter_class=raw)
     csub = cfg.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def cfg_secret(p: argparse.ArgumentParser) -> None:
         add_password_options(p, env="VMKEEP_CONFIG_PASSWORD")
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
     cfg_secret(p)
     p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--from", dest="source", required=True, metavar="PATH", type=read_path_arg,
                    help="a repository folder (its newest backup) or a backup file")
     cfg_secret(p)
@@ -50,7 +58,7 @@ def add_parser(sub: Subparsers) -> None:
                         description="Back the configuration up into a repository on a "
                         "schedule (the password is kept in the secret store; give it the "
                         "first time). Without a schedule option: show the schedule.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--repo", type=name_arg, help="the repository's name")
     p.add_argument("--off", action="store_true", help="stop the scheduled backups")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -10,11 +10,17 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
+
+
+EPILOG_HUNTER = """examples:
+  vmkeep hunter --dry-run       # what would be removed or consolidated
+  vmkeep hunter --vcenter vc01
+"""
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -23,7 +29,7 @@ def add_parser(sub: Subparsers) -> None:
                         description="Find vmkeep snapshots left by crashed runs (listed first), "
                         "disks needing consolidation and orphaned snapshot files on the "
                         "appliance's vCenters, and fix them (unless --dry-run).",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_HUNTER, formatter_class=raw)
     hp.add_argument("--vcenter", help="only this vCenter (default: all)")
     hp.add_argument("--dry-run", action="store_true", help="say what would be done")
     hp.add_argument("--include-foreign", action="store_true",

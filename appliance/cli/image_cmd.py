@@ -47,6 +47,7 @@ EPILOG_IMAGE = """examples:
   vmkeep image restore --repo /backups/r1 20261124T210101Z-3fa2c1d0 restored.img
   vmkeep image verify --repo /backups/r1
   vmkeep image prune --repo /backups/r1 --keep-last 7 --keep-days 30 --dry-run
+  vmkeep image rescan --repo /backups/r1       # rebuild the catalog cache from the files
 """
 
 
@@ -111,6 +112,8 @@ def add_parser(sub: Subparsers) -> None:
     common(p)
     p.add_argument("--repository-id", metavar="ID",
                    help="the repository id to keep (32 hex digits)")
+    for command in isub.choices.values():  # each command's help ends with the examples too
+        command.epilog, command.formatter_class = EPILOG_IMAGE, raw
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

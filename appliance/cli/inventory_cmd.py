@@ -10,17 +10,23 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.table import render
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_INVENTORY = """examples:
+  vmkeep inventory --vcenter vc01 --json
+  vmkeep inventory --containers # what `vmkeep job create --container` takes
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_INVENTORY, formatter_class=raw)
     ip.add_argument("--vcenter", help="only this vCenter")
     ip.add_argument("--containers", action="store_true",
                     help="list datacenters, folders, clusters, hosts and resource pools (what "

@@ -12,11 +12,17 @@ from appliance.cli.args import (
     name_arg,
     text_arg,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
+
+
+EPILOG_MOVE = """examples:
+  vmkeep move --job nightly --to offsite
+  vmkeep move --vm db01 --from main --to offsite
+"""
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -25,7 +31,7 @@ def add_parser(sub: Subparsers) -> None:
                         description="Copy every point of a job (or of one VM) to another "
                         "repository, verify the copies, switch the job over (its next run is "
                         "incremental there), then remove them at the source (unless immutable "
-                        "there).", epilog=EPILOG_JOB, formatter_class=raw)
+                        "there).", epilog=EPILOG_MOVE, formatter_class=raw)
     what = mp.add_mutually_exclusive_group(required=True)
     what.add_argument("--job", type=name_arg, help="the backup job whose points move")
     what.add_argument("--vm", type=text_arg, help="one VM's points")

@@ -13,17 +13,23 @@ from appliance.cli.args import (
     Subparsers,
     name_arg,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_PRUNE = """examples:
+  vmkeep prune --repo main --keep-last 14 --dry-run     # what would go
+  vmkeep prune --repo main --keep-days 30
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     pp2 = sub.add_parser("prune", help="retention over a whole repository",
-                         epilog=EPILOG_JOB, formatter_class=raw)
+                         epilog=EPILOG_PRUNE, formatter_class=raw)
     pp2.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
     pp2.add_argument("--keep-last", type=KEEP_LAST, metavar="N",
                      help="keep the N newest per VM")

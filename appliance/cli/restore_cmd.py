@@ -18,20 +18,30 @@ from appliance.cli.args import (
     vm_name_arg,
     whole,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler
 from appliance.errors import ConfirmDetail, RemoteError, UsageError
+from appliance.inputs import shown
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_RESTORE = """examples:
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --name db01-restored --power-on
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --original --yes
+  vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+  vmkeep restore postgres 20261202T010203Z-9f8e7d6c --data-dir /restore/pgdata \\
+      --until '2026-12-02 07:15:00+00:00'
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
-    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
+    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_RESTORE,
                         formatter_class=raw)
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = rsub.add_parser("vm", help="an entire VM: to a new VM or over the original",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", metavar="NEW_VM", type=vm_name_arg,
@@ -39,15 +49,24 @@ def add_parser(sub: Subparsers) -> None:
     where.add_argument("--original", action="store_true",
                        help="overwrite the VM the point was taken of (needs --yes)")
     p.add_argument("--yes", action="store_true", help="--original: the disks are overwritten")
-    p.add_argument("--datastore", help="new VM: its datastore")
-    p.add_argument("--target-host", metavar="ESX_HOST", help="new VM: its host")
+    p.add_argument("--datacenter", help="new VM: its datacenter (default: the original's)")
+    p.add_argument("--target-host", metavar="ESX_HOST",
+                   help="new VM: its host (default: the original VM's, if it still exists)")
+    p.add_argument("--resource-pool", metavar="POOL",
+                   help="new VM: its resource pool (default: the original's)")
+    p.add_argument("--datastore", help="new VM: its datastore (default: the original's)")
+    p.add_argument("--folder", help="new VM: its VM folder (default: the original's)")
+    p.add_argument("--keep-macs", action="store_true",
+                   help="new VM: keep the recorded MAC addresses (default: new ones)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (for a new VM: where it goes) and change nothing")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
     p.add_argument("--transport", choices=("host", "vcenter", "hotadd"), default="host",
                    help="--original: where its disks are written: host (default: on the "
                    "ESXi host that runs it), vcenter (through the vCenter) or hotadd "
                    "(attached to the appliance's own VM)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     p.add_argument("--disk", type=whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
@@ -59,7 +78,7 @@ def add_parser(sub: Subparsers) -> None:
                         "the point), every WAL file the VM's log backup job stored (into "
                         "vmkeep-wal/), recovery.signal and the recovery settings, so a "
                         "PostgreSQL started on the folder replays up to --until.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
     p.add_argument("--data-dir", required=True, metavar="DIR", type=folder_arg,
                    help="the restored data folder (on the appliance's machine)")
@@ -71,10 +90,17 @@ def add_parser(sub: Subparsers) -> None:
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
     from appliance import api
 
+    request = api.VmRestore(
+        point=args.point, name=args.name, confirm=args.yes, datacenter=args.datacenter,
+        host=args.target_host, resource_pool=args.resource_pool, datastore=args.datastore,
+        folder=args.folder, keep_macs=args.keep_macs, power_on=args.power_on,
+        transport=args.transport)
+    if args.dry_run:
+        for line in client.plan_restore_vm(request).lines:
+            print(shown(line))
+        return 0
     try:
-        done = client.restore_vm(api.VmRestore(
-            point=args.point, name=args.name, confirm=args.yes, datastore=args.datastore,
-            host=args.target_host, power_on=args.power_on, transport=args.transport))
+        done = client.restore_vm(request)
     except RemoteError as exc:
         if not isinstance(exc.detail, ConfirmDetail):
             raise

@@ -133,6 +133,7 @@ def _confirm_overwrite(plan: VmRestorePlan, yes: bool) -> bool:
 def cmd_restore_vm(args: argparse.Namespace) -> int:
     from appliance.jobs.vm_restore import (
         new_vm_networks,
+        new_vm_placement,
         plan_restore_new,
         plan_restore_original,
         restore_new_vm,
@@ -149,12 +150,14 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
             raise UsageError("--transport hotadd writes over the original VM only "
                              "(--original)")
         else:
-            networks = new_vm_networks(
-                session, datacenter=args.datacenter, host=args.target_host,
+            placement = new_vm_placement(
+                session, ws, args.point, datacenter=args.datacenter, host=args.target_host,
                 resource_pool=args.resource_pool, datastore=args.datastore,
                 folder=args.folder) if args.dry_run else None
+            networks = (new_vm_networks(session, placement) if placement is not None
+                        else None)
             plan = plan_restore_new(ws, args.point, args.name, keep_macs=args.keep_macs,
-                                    networks=networks)
+                                    networks=networks, placement=placement)
         if args.dry_run:
             for line in plan.describe():
                 print(shown(line))

@@ -94,12 +94,15 @@ class VmRestorePlan:
     power_off: bool = False  # original VM: it is on and will be powered off
     warnings: tuple[str, ...] = ()
     settings: NewVmSettings | None = None  # new VM: what it gets and cannot get, and why
+    placement: str = ""  # new VM: where it goes (``Placement.described``), "" when unknown
 
     def describe(self) -> list[str]:
         """Human lines: what the restore will do (the confirmation text)."""
         if self.mode == "new":
             lines = [f"restore point {self.point_id} of VM {self.source_vm!r} to a new VM "
                      f"{self.target_name!r} with {len(self.disks)} disk(s):"]
+            if self.placement:
+                lines.append(f"  placed on {self.placement}")
             lines += [f"  disk {d.index}: create {d.size} bytes at bus {d.bus} unit {d.unit}"
                       for d in self.disks]
             if self.settings is not None:
@@ -171,18 +174,22 @@ def _recorded(manifest: Manifest) -> tuple[list[tuple[int, DiskConfig, int]], li
 
 
 def plan_new_vm(manifest: Manifest, name: str, *, keep_macs: bool = False,
-                networks: PlacementNetworks | None = None) -> VmRestorePlan:
+                networks: PlacementNetworks | None = None,
+                placement: rt.Placement | None = None) -> VmRestorePlan:
     """Restore to a new VM named ``name`` (pure). ``networks``: those at the placement (None:
-    not checked)."""
+    not checked); ``placement``: where it goes (None: not resolved), its notes as warnings."""
     if not name.strip():
         raise UsageError("give the new VM a name")
     disks, warnings = _recorded(manifest)
     settings = new_vm_settings(VmConfig.from_record(manifest.config), keep_macs=keep_macs,
                                networks=networks, disks=[cfg.key for _i, cfg, _s in disks])
+    if placement is not None:
+        warnings += placement.notes
     return VmRestorePlan(
         manifest.point_id, manifest.object_name, "new", name,
         tuple(DiskAction(i, size, "create", cfg.bus, cfg.unit)
-              for i, cfg, size in disks), warnings=tuple(warnings), settings=settings)
+              for i, cfg, size in disks), warnings=tuple(warnings), settings=settings,
+        placement=placement.described if placement is not None else "")
 
 
 def plan_original_vm(manifest: Manifest, target: rt.TargetVm, *,
@@ -298,20 +305,28 @@ def _extents(disk: DiskToRestore) -> tuple[tuple[int, int], ...]:
 
 def plan_restore_new(ws: Workspace, point_id: str,
                      name: str, *, keep_macs: bool = False,
-                     networks: PlacementNetworks | None = None) -> VmRestorePlan:
+                     networks: PlacementNetworks | None = None,
+                     placement: rt.Placement | None = None) -> VmRestorePlan:
     """The plan for a restore of ``point_id`` to a new VM named ``name`` (reads only)."""
     return plan_new_vm(_vm_manifest(ws, point_id), name, keep_macs=keep_macs,
-                       networks=networks)
+                       networks=networks, placement=placement)
 
 
-def new_vm_networks(session: VSphereSession, *, datacenter: str | None = None,
-                    host: str | None = None, resource_pool: str | None = None,
-                    datastore: str | None = None,
-                    folder: str | None = None) -> PlacementNetworks:
-    """The networks where a new VM with these placement names would go (for the plan)."""
-    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
-                                     resource_pool=resource_pool, datastore=datastore,
-                                     folder=folder)
+def new_vm_placement(session: VSphereSession, ws: Workspace, point_id: str, *,
+                     datacenter: str | None = None, host: str | None = None,
+                     resource_pool: str | None = None, datastore: str | None = None,
+                     folder: str | None = None) -> rt.Placement:
+    """Where a new VM restored from ``point_id`` goes: the names given, else where the
+    original VM was (recorded with the point) as far as that still exists, else the
+    defaults (``restore_target.resolve_placement``)."""
+    config = VmConfig.from_record(_vm_manifest(ws, point_id).config)
+    return rt.resolve_placement(session, datacenter=datacenter, host=host,
+                                resource_pool=resource_pool, datastore=datastore,
+                                folder=folder, original=config.placement)
+
+
+def new_vm_networks(session: VSphereSession, placement: rt.Placement) -> PlacementNetworks:
+    """The networks at ``placement`` (for the plan)."""
     return rt.placement_networks(session, placement)
 
 
@@ -333,9 +348,12 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     for w in plan.warnings:
         log("warning", w)
     disks = _prepare(ws, plan)
-    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
-                                     resource_pool=resource_pool, datastore=datastore,
-                                     folder=folder)
+    placement = new_vm_placement(session, ws, point_id, datacenter=datacenter, host=host,
+                                 resource_pool=resource_pool, datastore=datastore,
+                                 folder=folder)
+    for note in placement.notes:
+        log("warning", note)
+    log("info", f"the new VM {name!r} goes on {placement.described}")
     why = write_refusal(placement.datastore, placement.datastore_type)
     if why:
         raise VmRestoreError(f"cannot restore VM {name!r} there, nothing was created: {why}; "

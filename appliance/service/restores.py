@@ -3,6 +3,8 @@ data folder made ready for point-in-time recovery from a log backup job's WAL fi
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -12,10 +14,13 @@ from appliance.faults import hold_point
 from appliance.jobs import vm_restore
 from appliance.jobs.log_backup import logs_object
 from appliance.jobs.restore import restore_disk
+from appliance.jobs.workspace import Workspace
 from appliance.service.job_definition import parse_job
 from appliance.service.repositories import RepositoryService
 from appliance.service.state import State
 from appliance.service.vcenters import VCenterService
+from appliance.vsphere import restore_target as rt
+from appliance.vsphere.session import VSphereSession
 from catalog.models import DiskRow, PointRow
 
 
@@ -59,8 +64,11 @@ class RestoreService:
                 repo, name, exclusive=False, operation="restore", read_only_ok=True) as ws:
             return restore_disk(ws, point_id, disk, path).size
 
-    def vm(self, req: api.VmRestore) -> str:
-        """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
+    @contextlib.contextmanager
+    def _vm_workspace(self, req: api.VmRestore
+                      ) -> Iterator[tuple[VSphereSession, Workspace, str]]:
+        """The vCenter session (of the job that backs the VM up), the point's workspace and
+        the vCenter's name, for a VM restore or its plan."""
         row, name = self._point(req.point, " in the appliance's repositories")
         with self._state.catalog() as cat:
             jobs = [parse_job(j).spec for j in cat.jobs()]
@@ -73,18 +81,53 @@ class RestoreService:
                                  "restore to is unknown; keep exactly one vCenter, or restore "
                                  "with `vmkeep vsphere restore-vm`")
             vcenter = vcs[0].name
-        log: list[str] = []
+        if req.name and req.transport == "hotadd":
+            raise UsageError("--transport hotadd writes over the original VM only; a new "
+                             "VM's disks are imported through the host")
         with self._repositories.open_named(name) as repo, \
                 self._vcenters.session(vcenter) as session, \
                 self._state.workspace(repo, name, exclusive=False, operation="restore",
                                       read_only_ok=True) as ws:
-            if req.name and req.transport == "hotadd":
-                raise UsageError("--transport hotadd writes over the original VM only; a new "
-                                 "VM's disks are written through the vCenter")
+            yield session, ws, vcenter
+
+    @staticmethod
+    def _placement(session: VSphereSession, ws: Workspace, req: api.VmRestore
+                   ) -> rt.Placement:
+        return vm_restore.new_vm_placement(
+            session, ws, req.point, datacenter=req.datacenter, host=req.host,
+            resource_pool=req.resource_pool, datastore=req.datastore, folder=req.folder)
+
+    def vm_plan(self, req: api.VmRestore) -> api.VmRestorePlan:
+        """What ``vm(req)`` would do (reads only): the plan's lines and, for a new VM, where
+        it goes (each name not given: the original VM's, as far as it exists)."""
+        with self._vm_workspace(req) as (session, ws, _vcenter):
+            if not req.name:
+                plan = vm_restore.plan_restore_original(session, ws, req.point,
+                                                          transport=req.transport)
+                return api.VmRestorePlan(mode="original", target=plan.target_name,
+                                         lines=plan.describe(), placement=None)
+            placement = self._placement(session, ws, req)
+            plan = vm_restore.plan_restore_new(
+                ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement,
+                networks=vm_restore.new_vm_networks(session, placement))
+            where = api.VmPlacement(
+                datacenter=placement.datacenter, host=placement.host,
+                resource_pool=placement.pool, datastore=placement.datastore,
+                folder=placement.folder, as_original=list(placement.as_original))
+            return api.VmRestorePlan(mode="new", target=req.name, lines=plan.describe(),
+                                     placement=where)
+
+    def vm(self, req: api.VmRestore) -> str:
+        """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
+        log: list[str] = []
+        with self._vm_workspace(req) as (session, ws, vcenter):
             if req.name:
+                placement = self._placement(session, ws, req)
                 r = vm_restore.restore_new_vm(
-                    session, ws, req.point, req.name, datastore=req.datastore,
-                    host=req.host, power_on=req.power_on,
+                    session, ws, req.point, req.name, datacenter=placement.datacenter,
+                    host=placement.host, resource_pool=placement.pool,
+                    datastore=placement.datastore, folder=placement.folder,
+                    keep_macs=req.keep_macs, power_on=req.power_on,
                     log=lambda lvl, m: log.append(m))
             else:
                 plan = vm_restore.plan_restore_original(session, ws, req.point,

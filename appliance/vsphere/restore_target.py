@@ -27,7 +27,7 @@ from appliance.vsphere._vim import (
 )
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
-from appliance.vsphere.vm_config import DiskConfig, NicConfig, VmConfig
+from appliance.vsphere.vm_config import DiskConfig, NicConfig, PlacementRecord, VmConfig
 from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
 
 # Controllers every VM has from creation on; the others are added from the recorded config.
@@ -56,6 +56,21 @@ class Placement:
     datastore: str
     datastore_type: str = ""  # its summary.type (VMFS, NFS, vsan, …): disk_access's rule
     datacenter_path: str = ""  # the datacenter's inventory path ("F0/DC0"): dcPath
+    pool: str = ""  # the resource pool's name
+    folder: str = ""  # the VM folder's name
+    #: Which names were the original VM's (recorded with the point): "host", "datastore", …
+    as_original: tuple[str, ...] = ()
+    #: Recorded names that no longer exist, each with what was taken instead.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def described(self) -> str:
+        """For the plan and the log: where the VM goes."""
+        text = (f"host {self.host!r}, resource pool {self.pool!r}, datastore "
+                f"{self.datastore!r}, folder {self.folder!r} in datacenter {self.datacenter!r}")
+        if self.as_original:
+            text += " (as the original VM: " + ", ".join(self.as_original) + ")"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,61 +140,95 @@ def _pick(kind: str, wanted: str | None, found: Sequence[tuple[str, Any]], where
 
 def resolve_placement(session: VSphereSession, *, datacenter: str | None = None,
                       host: str | None = None, resource_pool: str | None = None,
-                      datastore: str | None = None, folder: str | None = None) -> Placement:
-    """Turn names into a placement. Each may be left out when there is only one choice;
+                      datastore: str | None = None, folder: str | None = None,
+                      original: PlacementRecord | None = None) -> Placement:
+    """Turn names into a placement. A name given must exist. A name left out is the
+    ``original`` VM's (recorded with the point) when that still exists (else a note says so
+    and the default is taken); otherwise each may be left out when there is only one choice;
     without a host or pool, the first host's resource pool is used; without a folder, the
     datacenter's VM folder."""
+    taken: list[str] = []
+    notes: list[str] = []
+
+    def prefer(kind: str, given: str | None, recorded: str, names: Sequence[str]
+               ) -> str | None:
+        """The name to use for ``kind``: the one given, else the original VM's if it
+        exists among ``names``, else None (the default)."""
+        if given is not None or not recorded:
+            return given
+        if recorded in names:
+            taken.append(kind)
+            return recorded
+        notes.append(f"the original VM's {kind} {recorded!r} no longer exists; the default "
+                     "is taken")
+        return None
 
     def run() -> Placement:
+        taken.clear()  # session.call may run this again after logging in again
+        notes.clear()
         content = session.content
         dcs = _children(content.rootFolder, vim.Datacenter)
-        dc = _pick("datacenter", datacenter, [(str(d.name), d) for d in dcs],
+        dc_name = prefer("datacenter", datacenter, original.datacenter if original else "",
+                         [str(d.name) for d in dcs])
+        dc = _pick("datacenter", dc_name, [(str(d.name), d) for d in dcs],
                    f"vCenter {session.host}")
         where = f"datacenter {dc.name!r}"
         computes = _children(dc.hostFolder, vim.ComputeResource)
         hosts = [(str(h.name), h, c) for c in computes for h in c.host or []]
+        want_host = prefer("host", host, original.host if original else "",
+                           [n for n, _, _ in hosts])
         host_obj: Any = None
-        if host is not None:
-            match = [(h, c) for n, h, c in hosts if n == host]
+        if want_host is not None:
+            match = [(h, c) for n, h, c in hosts if n == want_host]
             if not match:
-                raise NotFoundError(f"no host named {host!r} in {where}; choose one of: "
+                raise NotFoundError(f"no host named {want_host!r} in {where}; choose one of: "
                                     f"{', '.join(sorted(n for n, _, _ in hosts)) or 'none'}")
             host_obj, compute = match[0]
         elif hosts:
             _, host_obj, compute = sorted(hosts, key=lambda t: t[0])[0]
         else:
             raise RestoreTargetError(f"{where} has no host to run a restored VM")
-        if resource_pool is not None:
-            pools: list[tuple[str, Any]] = []
+        pools: list[tuple[str, Any]] = []
 
-            def walk(pool: Any) -> None:
-                pools.append((str(pool.name), pool))
-                for p in pool.resourcePool or []:
-                    walk(p)
+        def walk(pool: Any) -> None:
+            pools.append((str(pool.name), pool))
+            for p in pool.resourcePool or []:
+                walk(p)
 
-            for c in computes:
-                if c.resourcePool is not None:
-                    walk(c.resourcePool)
-            pool = _pick("resource pool", resource_pool, pools, where)
-        else:
-            pool = compute.resourcePool
+        # the host's own cluster first: "Resources" is every cluster's root pool's name
+        for c in sorted(computes, key=lambda c: c != compute):
+            if c.resourcePool is not None:
+                walk(c.resourcePool)
+        own = [n for n, p in pools if _owner(p) == compute]
+        want_pool = prefer("resource pool", resource_pool,
+                           original.resource_pool if original else "", own)
+        pool = (_pick("resource pool", want_pool, pools, where) if want_pool is not None
+                else compute.resourcePool)
         stores = [(str(d.name), d) for d in (host_obj.datastore or dc.datastore or [])]
-        ds = _pick("datastore", datastore, stores, f"host {host_obj.name!r}")
-        if folder is not None:
-            folders = [(str(f.name), f) for f in _all_folders(dc.vmFolder)]
-            fold = _pick("folder", folder, folders, where)
-        else:
-            fold = dc.vmFolder
+        want_ds = prefer("datastore", datastore, original.datastore if original else "",
+                         [n for n, _ in stores])
+        ds = _pick("datastore", want_ds, stores, f"host {host_obj.name!r}")
+        folders = [(str(f.name), f) for f in _all_folders(dc.vmFolder)]
+        want_folder = prefer("folder", folder, original.folder if original else "",
+                             [n for n, _ in folders])
+        fold = (_pick("folder", want_folder, folders, where) if want_folder is not None
+                else dc.vmFolder)
         return Placement(str(dc.name), str(dc._moId), str(fold._moId), str(pool._moId),
                          str(host_obj._moId), str(host_obj.name), str(ds.name),
                          str(ds.summary.type or ""),
-                         datacenter_path=inventory_path(dc))
+                         datacenter_path=inventory_path(dc), pool=str(pool.name),
+                         folder=str(fold.name), as_original=tuple(taken), notes=tuple(notes))
 
     try:
         return session.call(run)
     except vmodl.MethodFault as exc:
         raise RestoreTargetError(f"reading the inventory of {session.host} failed "
                                  f"({_fault(exc)})") from exc
+
+
+def _owner(pool: Any) -> Any:
+    """The compute resource (cluster or standalone host) a resource pool belongs to."""
+    return pool.owner
 
 
 def _all_folders(folder: Any) -> list[Any]:

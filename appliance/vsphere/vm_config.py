@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from pyVmomi import vim
 from pyVmomi.VmomiJSONEncoder import VmomiJSONEncoder
 
 from appliance.vsphere._vim import snapshot_object, type_name, vm_object
@@ -30,7 +31,26 @@ Json: TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | Non
 #: A JSON object: the encoded ``VirtualMachineConfigInfo`` (``vim_config``).
 JsonObject: TypeAlias = dict[str, Json]
 #: The recorded configuration as a restore point stores it (JSON).
-Record = dict[str, Field | list[Row] | JsonObject]
+Record = dict[str, Field | list[Row] | Row | JsonObject]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRecord:
+    """Where the VM was when it was backed up, by name (a restore to a new VM goes there
+    unless told otherwise): datacenter, host, resource pool, VM folder, the datastore of its
+    configuration file."""
+
+    datacenter: str
+    host: str
+    resource_pool: str
+    folder: str
+    datastore: str
+
+    def to_record(self) -> Row:
+        return {"datacenter": self.datacenter, "host": self.host,
+                "resource_pool": self.resource_pool, "folder": self.folder,
+                "datastore": self.datastore}
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +116,12 @@ class VmConfig:
     #: The snapshot's ``VirtualMachineConfigInfo`` as JSON (None: a point from before
     #: vmkeep recorded it; its restore sets what it always did).
     vim_config: JsonObject | None = None
+    #: Where the VM was (None: a point from before vmkeep recorded it).
+    placement: PlacementRecord | None = None
 
     def to_record(self) -> Record:
         """The JSON a restore point stores (keys in this order, as vmkeep always wrote it;
-        ``vim_config`` last, when there is one)."""
+        ``vim_config`` and ``placement`` last, when there are)."""
         record: Record = {
             "name": self.name, "guest_id": self.guest_id, "num_cpu": self.num_cpu,
             "cores_per_socket": self.cores_per_socket, "memory_mb": self.memory_mb,
@@ -111,6 +133,8 @@ class VmConfig:
         }
         if self.vim_config is not None:
             record["vim_config"] = self.vim_config
+        if self.placement is not None:
+            record["placement"] = self.placement.to_record()
         return record
 
     @staticmethod
@@ -140,7 +164,15 @@ class VmConfig:
                 switch_uuid=_str(n.get("switch_uuid")))
                 for n in _rows(doc.get("nics"))),
             instance_uuid=_str(doc.get("instance_uuid")), bios_uuid=_str(doc.get("bios_uuid")),
-            vim_config=_object(doc.get("vim_config")))
+            vim_config=_object(doc.get("vim_config")),
+            placement=_placement_record(doc.get("placement")))
+
+
+def _placement_record(value: object) -> PlacementRecord | None:
+    if not isinstance(value, Mapping):
+        return None
+    return PlacementRecord(*(_str(value.get(k)) for k in (
+        "datacenter", "host", "resource_pool", "folder", "datastore")))
 
 
 def _object(value: object) -> JsonObject | None:
@@ -249,7 +281,25 @@ def read_vm_config(session: VSphereSession, snapshot: SnapshotRef, info: VmInfo)
                                d.capacity_bytes, d.disk_mode, d.thin, d.file_name, i)
                     for i, d in enumerate(disks)),
         nics=tuple(named), instance_uuid=info.instance_uuid, bios_uuid=info.bios_uuid,
-        vim_config=_encode_config_info(snap_config))
+        vim_config=_encode_config_info(snap_config), placement=_placement(vm))
+
+
+def _placement(vm: Any) -> PlacementRecord | None:
+    """Where ``vm`` is now, by name (None when the inventory does not say)."""
+    host = getattr(getattr(vm, "runtime", None), "host", None)
+    pool = getattr(vm, "resourcePool", None)
+    folder = getattr(vm, "parent", None)
+    vmx = str(getattr(getattr(getattr(vm, "config", None), "files", None), "vmPathName", "")
+              or "")
+    node = folder
+    while node is not None and not isinstance(node, vim.Datacenter):
+        node = getattr(node, "parent", None)
+    if host is None or node is None:
+        return None
+    datastore = vmx[1:vmx.index("]")] if vmx.startswith("[") and "]" in vmx else ""
+    return PlacementRecord(str(node.name), str(host.name),
+                           str(pool.name) if pool is not None else "",
+                           str(folder.name) if folder is not None else "", datastore)
 
 
 def _encode_config_info(config_info: Any) -> JsonObject | None:

@@ -50,6 +50,22 @@ def _scheduled(job: api.Job) -> api.Job:
     return job.model_copy(update={"next_run": due})
 
 
+def _stats(tasks: list[api.Task]) -> api.SessionStats:
+    """A finished fake backup's summary: 4 s a VM, a fifth of what was read new, stored
+    compressed to a third; mostly waiting on the source."""
+    vms = [t for t in tasks if t.disk is None]
+    read = sum(t.bytes_total for t in vms)
+    shares = {"source read": 0.72, "hashing/compression": 0.18, "repository write": 0.10}
+    return api.SessionStats(
+        duration_seconds=4.0 * len(vms) + 1, rate=read / (4.0 * len(vms) + 1),
+        processed=2 * read, read=read, new=read // 5, transferred=read // 15,
+        dedup_ratio=5.0, compression_ratio=3.0, bottleneck="source read",
+        stages=[api.StageShare(stage=k, seconds=10 * v, share=v) for k, v in shares.items()],
+        vms=[api.VmStats(vm=t.name, duration_seconds=4.0, processed=2 * t.bytes_total,
+                         read=t.bytes_total, transferred=t.bytes_total // 15,
+                         bottleneck="source read") for t in vms])
+
+
 class FakeClient:
     """An appliance in memory, started from the recorded replies."""
 
@@ -203,7 +219,8 @@ class FakeClient:
             log.append(api.LogLine(time=NOW, level="info", message="session ended: success"))
         self._sessions[sid] = s.model_copy(update={
             "tasks": tasks, "log": log, "state": "ended" if done else "running",
-            "result": "success" if done else None, "ended": NOW if done else None})
+            "result": "success" if done else None, "ended": NOW if done else None,
+            "stats": _stats(tasks) if done else None})
         if done:
             j = self._jobs[s.job]
             self._jobs[s.job] = j.model_copy(update={
@@ -450,6 +467,31 @@ class FakeClient:
         if request.name is None and not request.confirm:
             raise self._recorded_error("restore_vm_original", exit_code=2)
         return api.Done(message=f"VM restored from {request.point}")
+
+    def plan_restore_vm(self, request: api.VmRestore) -> api.VmRestorePlan:
+        """The original VM's plan is the recorded refusal's; a new VM's placement is where the
+        point's VM runs in the recorded inventory (each name given replaces its own)."""
+        self._call("plan_restore_vm", request=request)
+        point = next(p for p in self._points if p.id == request.point)
+        if not request.name:
+            detail = self.recorded["errors"]["restore_vm_original"]["detail"]
+            return api.VmRestorePlan(mode="original", target=point.vm,
+                                     lines=list(detail["plan"]), placement=None)
+        vm = next(v for v in self._inventory if v.name == point.vm)
+        names = {"datacenter": vm.datacenter, "host": vm.host, "resource_pool": "Resources",
+                 "datastore": vm.disks[0].file_name[1:].split("]")[0] if vm.disks else "",
+                 "folder": "vm"}
+        given = {k: getattr(request, k) for k in names if getattr(request, k)}
+        placement = api.VmPlacement(**{**names, **given},
+                                    as_original=[k.replace("_", " ") for k in names
+                                                 if k not in given])
+        return api.VmRestorePlan(
+            mode="new", target=request.name, placement=placement,
+            lines=[f"restore point {point.id} of VM {point.vm!r} to a new VM "
+                   f"{request.name!r}:",
+                   f"  placed on host {placement.host!r}, resource pool "
+                   f"{placement.resource_pool!r}, datastore {placement.datastore!r}, folder "
+                   f"{placement.folder!r} in datacenter {placement.datacenter!r}"])
 
     def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
         self._call("restore_disk", point=point, disk=disk, to=to)

@@ -14,7 +14,7 @@ from tests.tui.helpers import cells, screen_text, until
 from tui.app import VmkeepApp, create_app
 from tui.screens.catalog import CatalogScreen
 from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmScreen, FormScreen
+from tui.screens.dialogs import ConfirmScreen, FormScreen, TypeToConfirmScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.sessions import SessionScreen
 from tui.screens.wizard import JobWizard
@@ -234,13 +234,53 @@ async def test_restore_points_verify_and_restore_a_disk_and_a_vm() -> None:
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
         app.screen.query_one(Input).value = ""  # no new name: over the original
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, TypeToConfirmScreen))
         assert shows(app, f"Overwrite VM {VM}?", "OVERWRITES its disks",
                      "disk 0: overwrite")
-        assert fake.called("restore_vm")[-1]["request"].confirm is False
+        assert not fake.called("restore_vm")  # only planned so far
+        await pilot.press("y", "enter")  # `y` is not enough: the VM's name is
+        await until(pilot, lambda: shows(app, "nothing was changed"))
+        assert not fake.called("restore_vm")
+        app.screen.query_one(Input).value = VM
+        await pilot.press("enter")
+        await until(pilot, lambda: fake.called("restore_vm"))
+        assert fake.called("restore_vm")[-1]["request"].confirm is True
+
+
+async def test_a_vm_restore_goes_where_the_original_was_and_shows_its_plan_first() -> None:
+    """The restore dialog is filled with where the original VM runs (as the appliance
+    resolves it); a name left as it is stays unset in the request (the appliance takes the
+    original's), one changed is sent; the plan is shown before anything is done."""
+    fake = FakeClient()
+    app = app_for(fake)
+    point = fake.points()[-1]
+    host = next(v.host for v in fake.inventory() if v.name == VM)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
+        await pilot.press("tab", "v")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        fields = {i.id: i.value for i in app.screen.query(Input)}
+        assert fields["field-host"] == host and fields["field-datastore"] == "LocalDS_0"
+        assert fields["field-name"] == f"{VM}-restored"
+        assert shows(app, "where the original was")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert shows(app, f"Restore {VM} as a new VM {VM}-restored?", f"host {host!r}")
+        asked = fake.called("plan_restore_vm")[-1]["request"]
+        assert (asked.name, asked.host, asked.datastore) == (f"{VM}-restored", None, None)
+        assert not fake.called("restore_vm")
         await pilot.press("y")
-        await until(pilot, lambda: fake.called("restore_vm")[-1]["request"].confirm)
+        await until(pilot, lambda: fake.called("restore_vm"))
+        assert fake.called("restore_vm")[-1]["request"] == asked
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        app.screen.query_one("#field-host", Input).value = "DC0_C0_H0"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert fake.called("plan_restore_vm")[-1]["request"].host == "DC0_C0_H0"
+        assert point.id == fake.called("plan_restore_vm")[-1]["request"].point
 
 
 async def test_the_catalog_console_runs_ready_queries_and_shows_errors_inline() -> None:
@@ -458,9 +498,31 @@ async def test_pinning_and_confirming_read_the_errors_detail_not_its_message() -
         await pilot.press("tab", "v")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
         app.screen.query_one(Input).value = ""  # no new name: over the original
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, TypeToConfirmScreen))
         assert shows(app, f"Overwrite VM {VM}?", "THIS OVERWRITES its disks",
                      "the VM is powered on", "disk 0: overwrite [LocalDS_0]")
-        await pilot.press("y")
+        app.screen.query_one(Input).value = VM
+        await pilot.press("enter")
         await until(pilot, lambda: fake.called("restore_vm")[-1]["request"].confirm)
+
+
+async def test_a_damaged_verify_names_the_vm_the_cause_and_the_next_step() -> None:
+    fake = FakeClient()
+    app = app_for(fake)
+    newest = fake.points()[-1]
+    damaged = api.VerifyAnswer(
+        ok=False, summary="checked 1 points, 2 packs, 9 blocks (1.0 MiB)",
+        damage=[f"packs/ab/[x].pack: checksum mismatch; affects {newest.id}"],
+        points=[api.DamagedPoint(point=newest.id, vm=VM, jobs=["nightly"],
+                                 causes=["packs/ab/[x].pack: checksum mismatch"])],
+        next_step="run job nightly (`vmkeep job run NAME`): the next backup stores the "
+                  "damaged blocks anew")
+    fake.verify = lambda repository, point=None: damaged  # type: ignore[method-assign]
+    async with app.run_test(size=(180, 40)) as pilot:  # the report's lines unwrapped
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
+        await pilot.press("tab", "c")
+        await until(pilot, lambda: shows(app, "✗ damaged:", f"VM {VM} (job nightly)",
+                                         "packs/ab/[x].pack: checksum mismatch",
+                                         "Next: run job nightly"))

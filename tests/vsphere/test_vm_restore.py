@@ -28,6 +28,7 @@ from appliance.vsphere.cbt import split_datastore_path
 from appliance.vsphere.session import fetch_fingerprint
 from appliance.vsphere.transport import DatastoreDiskSource, DatastoreEndpoint, TransportError
 from appliance.vsphere.upload import UploadError, upload_file
+from appliance.vsphere.vm_config import PlacementRecord
 from tests.helpers import in_ws, session_first
 from tests.vsphere.vmenv import BS, VM, Env, vm_object, warnings_of, write
 
@@ -354,3 +355,58 @@ def test_a_nic_whose_network_is_missing_at_the_placement(env: Env) -> None:
                        if isinstance(d, vim.vm.device.VirtualEthernetCard)]
     assert [(n.backing.deviceName, n.connectable.startConnected) for n in nics] == \
         [("VM Network", False)]
+
+
+def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
+    return (vm.runtime.host.name, vm.resourcePool.name, vm.parent.name,
+            vm.config.files.vmPathName.split("]")[0].lstrip("["),
+            sorted(n.name for n in vm.network))
+
+
+def test_a_new_vm_goes_where_the_original_was_unless_told_otherwise(env: Env) -> None:
+    """With no placement named, the new VM lands on the original VM's host, resource pool,
+    folder, datastore and networks (recorded with the point), not on the first host of the
+    datacenter; the dry run says where. A recorded name that no longer exists falls back to
+    the default, and a note says so."""
+    e = env
+    point, _ = backed_up(e)
+    original = _where(e.vm)
+    first_host = sorted(h.name for h in inventory_hosts(e))[0]
+    assert first_host != original[0]  # the old default would have placed it elsewhere
+    placement = in_ws(e.repo, e.cat, session_first(vm_restore.new_vm_placement, e.session),
+                      point)
+    plan = in_ws(e.repo, e.cat, vm_restore.plan_restore_new, point, NEW, placement=placement)
+    assert any(f"host {original[0]!r}" in line and "as the original VM" in line
+               for line in plan.describe()), plan.describe()
+    result = in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, NEW,
+                   log=e.log)
+    new = e.session.content.searchIndex.FindByUuid(
+        None, inventory.find_vm(e.session, NEW).instance_uuid, True, True)
+    assert _where(new) == original
+    assert result.vm_name == NEW
+    in_ws(e.repo, e.cat, session_first(restore_new_vm, e.session), point, "elsewhere",
+          host=first_host, log=e.log)
+    moved = e.session.content.searchIndex.FindByUuid(
+        None, inventory.find_vm(e.session, "elsewhere").instance_uuid, True, True)
+    assert moved.runtime.host.name == first_host
+    # the original host gone (a point recorded elsewhere): the default, and a note says so
+    gone = PlacementRecord(original_dc(e), "gone-host", "Resources", "vm", original[3])
+    placed = rt.resolve_placement(e.session, original=gone)
+    assert placed.host == first_host and "datastore" in placed.as_original
+    assert any("host 'gone-host' no longer exists" in n for n in placed.notes), placed.notes
+
+
+def original_dc(e: Env) -> str:
+    node = e.vm.parent
+    while not isinstance(node, vim.Datacenter):
+        node = node.parent
+    return str(node.name)
+
+
+def inventory_hosts(e: Env) -> list[Any]:
+    view = e.session.content.viewManager.CreateContainerView(
+        e.session.content.rootFolder, [vim.HostSystem], True)
+    try:
+        return list(view.view)
+    finally:
+        view.Destroy()

@@ -1,4 +1,5 @@
-"""Modal dialogs: a confirmation that says what will happen, and a small form."""
+"""Modal dialogs: a confirmation that says what will happen, one that needs a name typed, and
+a small form."""
 
 from __future__ import annotations
 
@@ -33,6 +34,41 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class TypeToConfirmScreen(ModalScreen[bool]):
+    """For what cannot be undone: ``text`` spells it out, and only typing ``expected`` (the
+    VM's name, as the CLI asks) and Enter goes ahead; Escape does not."""
+
+    BINDINGS = [  # noqa: RUF012
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, title: str, text: str, expected: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+        self.expected = expected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title", markup=False)
+            yield Static(self.text, id="dialog-text", markup=False)
+            yield Label(f"Type the VM's name ({self.expected}) and Enter to go ahead; "
+                        "Escape cancels", id="dialog-keys", markup=False)
+            yield Input(placeholder=self.expected, id="typed-name")
+            yield Label("", id="typed-wrong", markup=False)
+        yield Footer()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.expected:
+            self.dismiss(True)
+        else:
+            self.query_one("#typed-wrong", Label).update(
+                f"that is not {self.expected!r}: nothing was changed; type it exactly")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Restore points: the VMs, and per VM a timeline of points; restore the whole VM (new or
-original, after a confirmation saying what is overwritten), a disk to a file, verify now."""
+"""Restore points: the VMs, and per VM a timeline of points; restore the whole VM (a new VM
+where the original was unless changed, or over the original after typing its name; each
+after its plan is shown), a disk to a file, verify now."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Label, OptionList
+from textual.widgets import DataTable, Label, OptionList, Static
 
 from appliance import api
 from appliance.api import shown
-from appliance.errors import ConfirmDetail, VmkeepError
+from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
-from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
+from tui.screens.dialogs import ConfirmScreen, Field, FormScreen, TypeToConfirmScreen
 
 
 def guest_note(p: api.Point) -> str:
@@ -39,14 +40,25 @@ class PointsLoaded(Message):
         self.points = points
 
 
-class OverwritePlan(Message):
-    """What a restore over the original VM would overwrite: the plan the appliance sent
-    (``ConfirmDetail``), one line per thing done."""
+class RestoreDefaults(Message):
+    """Where a new VM restored from ``point`` would go by default (the original VM's
+    placement, as the appliance resolved it)."""
 
-    def __init__(self, point: api.Point, text: str) -> None:
+    def __init__(self, point: api.Point, plan: api.VmRestorePlan) -> None:
         super().__init__()
         self.point = point
-        self.text = text
+        self.plan = plan
+
+
+class RestorePlanned(Message):
+    """The plan of ``request``, to show before it runs."""
+
+    def __init__(self, point: api.Point, request: api.VmRestore,
+                 plan: api.VmRestorePlan) -> None:
+        super().__init__()
+        self.point = point
+        self.request = request
+        self.plan = plan
 
 
 class Verified(Message):
@@ -80,6 +92,7 @@ class PointsScreen(VmkeepScreen):
             with Vertical(id="point-pane"):
                 yield Label("Restore points", id="points-title", classes="panel-title")
                 yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="verify-result", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -153,8 +166,20 @@ class PointsScreen(VmkeepScreen):
     def on_verified(self, message: Verified) -> None:
         a = message.answer
         self.vmkeep.verified[message.point] = (a.ok, a.summary)
-        self.notify(a.summary, title="✓ verified" if a.ok else "✗ damaged",
-                    severity="information" if a.ok else "error")
+        lines = [("✓ verified: " if a.ok else "✗ damaged: ") + a.summary]
+        for p in a.points[:3]:
+            jobs = f" (job {', '.join(p.jobs)})" if p.jobs else ""
+            lines.append(f"VM {p.vm}{jobs}, point {p.point}: {'; '.join(p.causes[:2])}")
+        if len(a.points) > 3:
+            lines.append(f"and {len(a.points) - 3} more points: `vmkeep verify` lists them")
+        if a.next_step:
+            lines.append(f"Next: {a.next_step}")
+        result = self.query_one("#verify-result", Static)
+        result.update("\n".join(shown(line) for line in lines))
+        result.set_class(not a.ok, "damaged")
+        result.add_class("shown")
+        self.notify(shown(lines[0]), title="✓ verified" if a.ok else "✗ damaged",
+                    severity="information" if a.ok else "error", markup=False)
         if self.vm:
             self.show_vm(self.vm)
 
@@ -187,53 +212,75 @@ class PointsScreen(VmkeepScreen):
         p = self.selected()
         if p is None:
             return
+        request = api.VmRestore(point=p.id, name=f"{p.vm}-restored")
+        self.run_worker(lambda: self._plan(p, request, defaults=True), thread=True,
+                        group="act", exit_on_error=False)
+
+    def _plan(self, p: api.Point, request: api.VmRestore, *, defaults: bool = False) -> None:
+        """Ask the appliance for the plan of ``request`` (a worker thread)."""
+        try:
+            plan = self.client.plan_restore_vm(request)
+        except VmkeepError as exc:
+            report(self, "restore VM", exc)
+            return
+        self.post_message(RestoreDefaults(p, plan) if defaults
+                          else RestorePlanned(p, request, plan))
+
+    def on_restore_defaults(self, message: RestoreDefaults) -> None:
+        p, where = message.point, message.plan.placement
+        defaults = {"host": where.host if where else "",
+                    "resource_pool": where.resource_pool if where else "",
+                    "datastore": where.datastore if where else "",
+                    "folder": where.folder if where else ""}
+        original = ", ".join(where.as_original) if where and where.as_original else "none"
 
         def submitted(values: dict[str, str] | None) -> None:
             if values is None:
                 return
-            if values["name"]:
-                name = values["name"]
+            def changed(key: str) -> str | None:
+                """A placement name the administrator changed (None: the default)."""
+                value = values.get(key, "") if values["name"] else ""
+                return value if value and value != defaults[key] else None
 
-                def answered(yes: bool | None) -> None:
-                    if yes:
-                        self.notify(f"restoring {p.vm} as {name}…")
-                        self.act("restore VM", lambda: self.client.restore_vm(
-                            api.VmRestore(point=p.id, name=name)))
-
-                self.app.push_screen(ConfirmScreen(
-                    f"Restore {p.vm} as a new VM?",
-                    f"A new VM {name} is created from the point of {fmt.when(p.created)}; "
-                    f"{p.vm} stays as it is."), answered)
-            else:
-                self.run_worker(lambda: self._plan_original(p), thread=True, group="act",
-                                exit_on_error=False)
+            request = api.VmRestore(point=p.id, name=values["name"] or None,
+                                    host=changed("host"),
+                                    resource_pool=changed("resource_pool"),
+                                    datastore=changed("datastore"), folder=changed("folder"))
+            self.run_worker(lambda: self._plan(p, request), thread=True, group="act",
+                            exit_on_error=False)
 
         self.app.push_screen(FormScreen(
             f"Restore VM {p.vm} from {fmt.when(p.created)}",
-            [Field("name", "New VM name (empty: over the original VM)", f"{p.vm}-restored")]),
+            [Field("name", "New VM name (empty: over the original VM)", f"{p.vm}-restored"),
+             Field("host", "Host", defaults["host"]),
+             Field("resource_pool", "Resource pool", defaults["resource_pool"]),
+             Field("datastore", "Datastore", defaults["datastore"]),
+             Field("folder", "VM folder", defaults["folder"])],
+            note=f"A new VM goes where the original was (the original VM's: {original}); "
+                 "change any of them. ctrl+s shows the plan before anything is done."),
             submitted)
 
-    def _plan_original(self, p: api.Point) -> None:
-        """Ask the appliance what a restore over the original would overwrite (it refuses
-        without ``confirm`` and says what)."""
-        try:
-            self.client.restore_vm(api.VmRestore(point=p.id, confirm=False))
-        except VmkeepError as exc:
-            if not isinstance(exc.detail, ConfirmDetail):
-                report(self, "restore VM", exc)
-                return
-            self.post_message(OverwritePlan(p, "\n".join(exc.detail.plan)))
+    def on_restore_planned(self, message: RestorePlanned) -> None:
+        p, request, plan = message.point, message.request, message.plan
+        text = "\n".join(plan.lines)
+        if plan.mode == "new":
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.notify(f"restoring {p.vm} as {plan.target}…")
+                    self.act("restore VM", lambda: self.client.restore_vm(request))
 
-    def on_overwrite_plan(self, message: OverwritePlan) -> None:
-        p = message.point
+            self.app.push_screen(ConfirmScreen(
+                f"Restore {p.vm} as a new VM {plan.target}?",
+                f"{text}\n\n{p.vm} stays as it is."), answered)
+            return
 
-        def answered(yes: bool | None) -> None:
+        def typed(yes: bool | None) -> None:
             if yes:
                 self.notify(f"restoring {p.vm} over the original…")
                 self.act("restore VM", lambda: self.client.restore_vm(
-                    api.VmRestore(point=p.id, confirm=True)))
+                    request.model_copy(update={"confirm": True})))
 
-        self.app.push_screen(ConfirmScreen(
+        self.app.push_screen(TypeToConfirmScreen(
             f"Overwrite VM {p.vm}?",
-            f"{message.text}\n\nThe VM is powered off and its disks are "
-            f"overwritten with the point of {fmt.when(p.created)}."), answered)
+            f"{text}\n\nThe VM is powered off and its disks are overwritten with the point "
+            f"of {fmt.when(p.created)}.", plan.target), typed)

@@ -18,6 +18,12 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         """An entire VM: to a new VM (``name``) or over the original (``confirm``)."""
         return api.Done(message=reg.restores.vm(body))
 
+    @app.post(f"{v}/restore/vm/plan", response_model=api.VmRestorePlan, responses=ERRORS)
+    def plan_restore_vm(body: api.VmRestore) -> api.VmRestorePlan:
+        """What ``POST /restore/vm`` with this body would do, changing nothing: the plan's
+        lines and, for a new VM, where it goes (each name not given: the original VM's)."""
+        return reg.restores.vm_plan(body)
+
     @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
     def restore_disk(body: api.DiskRestore) -> api.Done:
         """Write a disk of a point to a new raw image file on the appliance's machine."""

@@ -1,0 +1,42 @@
+"""A VM restored to a new VM through the appliance goes where the original VM was (issue 15:
+"the CLI then put the VM on another host than the original"): its host, resource pool,
+folder, datastore and networks, checked through the vCenter's API; `--dry-run` says where
+first and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from appliance.vsphere.inventory import find_vm, list_vms
+from appliance.vsphere.session import connect
+from tests.appliance.lab import VM, Lab
+
+
+def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
+    return (vm.runtime.host.name, vm.resourcePool.name, vm.parent.name,
+            vm.config.files.vmPathName.split("]")[0].lstrip("["),
+            sorted(n.name for n in vm.network))
+
+
+def test_a_new_vm_restored_through_the_appliance_goes_where_the_original_was(lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt").code == 0
+    assert lab.vmkeep("job", "run", "nightly", "--wait").code == 0
+    point = json.loads(lab.vmkeep("points", "list", "--vm", VM, "--json").out)[-1]["id"]
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as s:
+        def vm(name: str) -> Any:
+            return s.content.searchIndex.FindByUuid(None, find_vm(s, name).instance_uuid,
+                                                    True, True)
+
+        original = _where(vm(VM))
+        dry = lab.vmkeep("restore", "vm", point, "--name", "copy", "--dry-run")
+        assert dry.code == 0, dry.err
+        assert f"placed on host {original[0]!r}" in dry.out, dry.out
+        assert "as the original VM: datacenter, host, resource pool, datastore, folder" \
+            in dry.out, dry.out
+        assert "copy" not in [v.name for v in list_vms(s)]  # nothing was created
+        done = lab.vmkeep("restore", "vm", point, "--name", "copy")
+        assert done.code == 0, done.err
+        assert _where(vm("copy")) == original
