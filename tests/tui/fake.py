@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel
 
 from appliance import api
+from appliance.alerts import session_alerts
 from appliance.client import _error_of as error_of
 from appliance.errors import (
     ApplianceNotRunningError,
@@ -30,6 +31,8 @@ from appliance.errors import (
     RemoteError,
     VmkeepError,
 )
+from appliance.jobs.schedule import next_run
+from appliance.service.jobs import schedule_of
 from tests.tui.record import load
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +41,13 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 def _models(model: type[M], items: list[Any]) -> list[M]:
     return [model.model_validate(x) for x in items]
+
+
+def _scheduled(job: api.Job) -> api.Job:
+    """The job with its next run as the appliance gives it: the schedule's first start after
+    NOW (the fake's clock), none when disabled."""
+    due = next_run(schedule_of(job.spec.schedule), NOW) if job.enabled else None
+    return job.model_copy(update={"next_run": due})
 
 
 def _stats(tasks: list[api.Task]) -> api.SessionStats:
@@ -281,13 +291,13 @@ class FakeClient:
 
     def jobs(self) -> list[api.Job]:
         self._call("jobs")
-        return list(self._jobs.values())
+        return [_scheduled(j) for j in self._jobs.values()]
 
     def job(self, name: str) -> api.Job:
         self._call("job", name=name)
         if name not in self._jobs:
             raise NotFoundError(f"no job named {name!r}")
-        return self._jobs[name]
+        return _scheduled(self._jobs[name])
 
     def check_job(self, name: str) -> api.JobCheck:
         """Every disk of the job's VMs readable (the fake's datastores are all VMFS)."""
@@ -401,8 +411,13 @@ class FakeClient:
         return [v for v in self._inventory if vcenter is None or v.vcenter == vcenter]
 
     def alerts(self) -> list[api.Alert]:
+        """As the appliance: its jobs' last sessions' (appliance.alerts.session_alerts, the
+        appliance's own rule) and those set up."""
         self._call("alerts")
-        return list(self._alerts)
+        last = [self._sessions.get(j.last_session.id)
+                or api.Session(**j.last_session.model_dump(), tasks=[], log=[])
+                for j in self._jobs.values() if j.last_session is not None]
+        return [a.wire(NOW) for a in session_alerts(last)] + list(self._alerts)
 
     def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
         self._call("containers", vcenter=vcenter)
