@@ -134,12 +134,15 @@ def test_at_80x24_each_screen_shows_its_key_columns_and_footer(
         header = next(line for line in screen.splitlines() if "Next run" in line)
         assert header.split()[0] == "Job", screen
         tmux.keys("3")
-        tmux.wait_for("monthly-berlin", "Sessions")
-        tmux.keys("Enter")
+        tmux.wait_for("monthly-berlin", "Sessions", "o Open session")
+        tmux.keys("o")
         tmux.wait_for("Result", "✓ success", "esc Back")
-        tmux.keys("Escape", "4")
+        tmux.keys("Escape")  # alone: Escape and a digit at once read as alt+digit
+        tmux.wait_for("o Open session")
+        tmux.keys("4")
         tmux.wait_for(VM, "f5 Refresh")
-        screen = tmux.wait_for("disk 0", "last point")
+        tmux.keys(*["Down"] * 8, "Enter")  # to the VM in the tree, open its details
+        screen = tmux.wait_for("disks 0: 1 MiB", "last point 2026", "last result success")
         assert all(len(line) <= 80 for line in screen.splitlines()), screen
         tmux.keys("C-q")
         tmux.wait_for("EXIT=0")
