@@ -168,6 +168,11 @@ def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *
     p.add_argument("--password", nargs="?", action=NoPasswordOption, help=argparse.SUPPRESS)
 
 
+def add_json_option(p: argparse.ArgumentParser, what: str = "a JSON object") -> None:
+    """``--json``: the command prints its result as JSON on stdout (docs/CLI.md, Grammar)."""
+    p.add_argument("--json", action="store_true", help=f"print the result as {what}")
+
+
 def add_pin_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     pin = p.add_mutually_exclusive_group()
     pin.add_argument("--fingerprint", metavar="SHA256HEX",

@@ -13,6 +13,7 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     add_password_options,
     add_schedule_options,
     name_arg,
@@ -49,11 +50,13 @@ def add_parser(sub: Subparsers) -> None:
                         epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
     cfg_secret(p)
+    add_json_option(p)
     p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
                         epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--from", dest="source", required=True, metavar="PATH", type=read_path_arg,
                    help="a repository folder (its newest backup) or a backup file")
     cfg_secret(p)
+    add_json_option(p)
     p = csub.add_parser("schedule", help="back the configuration up on a schedule",
                         description="Back the configuration up into a repository on a "
                         "schedule (the password is kept in the secret store; give it the "
@@ -68,7 +71,8 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_backup(args: argparse.Namespace, client: ApplianceClient) -> int:
     password = read_password(args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password")
-    print(client.config_backup(args.repo, password).path)
+    done = client.config_backup(args.repo, password)
+    print(dump(done.model_dump(mode="json")) if args.json else done.path)
     return 0
 
 
@@ -76,6 +80,9 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
     # Without a password: the one the appliance keeps for its own configuration backups.
     done = client.config_restore(os.path.abspath(args.source), optional_password(
         args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password"))
+    if args.json:
+        print(dump(done.model_dump(mode="json")))
+        return 0
     print(f"restored {done.vcenters} vCenter(s), {done.repositories} repositories, "
           f"{done.jobs} job(s) and {done.secrets} secret(s) from {done.path}"
           + (f" (the newest that opens with this password; {done.skipped_newer} newer one(s) "

@@ -9,10 +9,11 @@ from appliance.cli import online
 from appliance.cli.args import (
     RAW,
     Subparsers,
+    add_json_option,
     name_arg,
     text_arg,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def add_parser(sub: Subparsers) -> None:
                     help="with --vm: the repository they move from (if not the only one)")
     mp.add_argument("--to", required=True, metavar="REPO", type=name_arg,
                     help="the target repository")
+    add_json_option(mp)
 
 
 def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -46,6 +48,9 @@ def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
 
     answer = client.move(api.MoveRequest(to=args.to, job=args.job, vm=args.vm,
                                          source=args.source))
+    if args.json:
+        print(dump(answer.model_dump(mode="json")))
+        return 0
     for line in answer.lines:
         print(shown(line))
     return 0

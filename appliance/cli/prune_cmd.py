@@ -11,9 +11,10 @@ from appliance.cli.args import (
     KEEP_LAST,
     RAW,
     Subparsers,
+    add_json_option,
     name_arg,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def add_parser(sub: Subparsers) -> None:
                      help="keep the N newest per VM")
     pp2.add_argument("--keep-days", type=DAYS, metavar="D", help="keep points younger than D")
     pp2.add_argument("--dry-run", action="store_true", help="say what would go")
+    add_json_option(pp2)
 
 
 def cmd_prune(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -42,6 +44,9 @@ def cmd_prune(args: argparse.Namespace, client: ApplianceClient) -> int:
 
     answer = client.prune(api.PruneRequest(repository=args.repo, keep_last=args.keep_last,
                                            keep_days=args.keep_days, dry_run=args.dry_run))
+    if args.json:
+        print(dump(answer.model_dump(mode="json")))
+        return 0
     for line in answer.lines:
         print(shown(line))
     return 0
