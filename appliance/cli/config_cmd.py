@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
 
 EPILOG_CONFIG = """examples:
-  vmkeep config schedule --repo main --daily 06:00 --password-stdin
+  vmkeep config schedule --repo main --daily 06:00 --config-password-stdin
   vmkeep config schedule                    # the schedule and the last backup
-  vmkeep config backup --repo main --password-file ~/.vmkeep-config-pw
-  vmkeep config restore --from /backups/main --password-file ~/.vmkeep-config-pw
+  vmkeep config backup --repo main --config-password-file ~/.vmkeep-config-pw
+  vmkeep config restore --from /backups/main --config-password-file ~/.vmkeep-config-pw
 """
 
 
@@ -44,7 +44,7 @@ def add_parser(sub: Subparsers) -> None:
     csub = cfg.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def cfg_secret(p: argparse.ArgumentParser) -> None:
-        add_password_options(p, env="VMKEEP_CONFIG_PASSWORD")
+        add_password_options(p, secret="config")
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
                         epilog=EPILOG_CONFIG, formatter_class=raw)
@@ -129,7 +129,7 @@ def cmd_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
     if view.password_generated:
         print("sealed with a password the appliance generated and keeps only in its own "
               "secret store; set one you keep elsewhere: `vmkeep config schedule "
-              "--password-stdin`")
+              "--config-password-stdin`")
     if view.last_backup is not None:
         print(f"last: {view.last_backup:%Y-%m-%d %H:%M:%S} UTC, {view.last_result}: "
               f"{view.last_message}")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 EPILOG_VCENTER = """examples:
   vmkeep vsphere fingerprint --host vc01.example.com      # check it against vCenter's own
   vmkeep vcenter add vc01 --host vc01.example.com --user backup@vsphere.local \\
-      --password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
+      --vcenter-password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
   vmkeep vcenter list --json
   vmkeep vcenter test vc01
   vmkeep vcenter check vc01                         # exit 1: the account lacks privileges

@@ -49,21 +49,22 @@ EXIT_HUNT_FAILED = 1
 
 EPILOG_VSPHERE = """examples:
   vmkeep vsphere fingerprint --host vc01.example.com
-  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
   vmkeep vsphere vms $VC
   vmkeep vsphere backup $VC --repo /backups/r1 db01
   vmkeep vsphere hunter $VC --dry-run
 
-The password comes from exactly one of --password-stdin (first line of standard input),
---password-file FILE (its first line) or the environment variable VMKEEP_VSPHERE_PASSWORD;
-never from the command line. Pin the server's certificate with --fingerprint (what
+The password comes from exactly one of --vcenter-password-stdin (first line of standard
+input), --vcenter-password-file FILE (its first line; --password-stdin and --password-file
+are the same options) or the environment variable VMKEEP_VSPHERE_PASSWORD; never from the
+command line. Pin the server's certificate with --fingerprint (what
 `vmkeep vsphere fingerprint` prints), or turn verification off with --insecure.
 """
 
 # $VC in the examples: the connection options of every command that logs in.
-_VC = """  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+_VC = """  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
 """
 
 EPILOG_FINGERPRINT = """examples:
@@ -77,7 +78,7 @@ against the one vCenter shows, then give it to the other commands with --fingerp
 EPILOG_VMS = f"""examples:
 {_VC}  vmkeep vsphere vms $VC
   vmkeep vsphere vms $VC --json
-  pass show esx01 | vmkeep vsphere vms --host esx01 --user root --password-stdin --insecure
+  pass show esx01 | vmkeep vsphere vms --host esx01 --user root --vcenter-password-stdin --insecure
 
 Disks are numbered 0, 1, … in (controller bus, unit) order: the N of `image restore --disk N`.
 """

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 EXIT_NOT_CONFIRMED = 1  # restore-vm --original: the person did not confirm
 
 # $VC in the examples: the connection options of every command that logs in.
-_VC = """  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+_VC = """  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
 """
 
 
