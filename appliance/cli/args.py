@@ -127,6 +127,16 @@ def _folder_problem(text: str) -> str | None:
 name_arg = _checked(inputs.name_problem, "A name the administrator gives (a vCenter, "
                     "repository, job, image or new VM): printable, one line, 1 to 80 "
                     "characters.")
+
+
+def _repo_name_problem(text: str) -> str | None:
+    problem = inputs.name_problem(text)
+    return (f"{problem}: --repo takes a repository's NAME here (`vmkeep repo list`); a folder "
+            "is for `vmkeep image … --repo DIR`") if problem else None
+
+
+repo_name_arg = _checked(_repo_name_problem, "A repository's name in the appliance (as "
+                         "``name_arg``); the message says a folder is for ``vmkeep image``.")
 vm_name_arg = _checked(inputs.vm_name_problem, "A new VM's name (as ``name_arg``; slashes "
                        "allowed).")
 text_arg = _checked(inputs.text_problem, "One line of text that names something (a VM, a "

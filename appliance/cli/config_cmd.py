@@ -16,8 +16,8 @@ from appliance.cli.args import (
     add_json_option,
     add_password_options,
     add_schedule_options,
-    name_arg,
     read_path_arg,
+    repo_name_arg,
 )
 from appliance.cli.online import Handler, dump, schedule_spec
 from appliance.errors import UsageError
@@ -48,7 +48,8 @@ def add_parser(sub: Subparsers) -> None:
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
                         epilog=EPILOG_CONFIG, formatter_class=raw)
-    p.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+    p.add_argument("--repo", required=True, type=repo_name_arg, metavar="NAME",
+                   help="the repository's name (`vmkeep repo list`)")
     cfg_secret(p)
     add_json_option(p)
     p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
@@ -62,7 +63,8 @@ def add_parser(sub: Subparsers) -> None:
                         "schedule (the password is kept in the secret store; give it the "
                         "first time). Without a schedule option: show the schedule.",
                         epilog=EPILOG_CONFIG, formatter_class=raw)
-    p.add_argument("--repo", type=name_arg, help="the repository's name")
+    p.add_argument("--repo", type=repo_name_arg, metavar="NAME",
+                   help="the repository's name (`vmkeep repo list`)")
     p.add_argument("--off", action="store_true", help="stop the scheduled backups")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_schedule_options(p)

@@ -354,9 +354,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import cache_errors, private_cache
+    from appliance.cli.offline import cache_errors, folder_expected, private_cache
 
     if args.command != "repair-config":
         private_cache()  # before a repository is made: no folder for the cache is usage
-    with cache_errors():
+    with cache_errors(), folder_expected(args):
         return COMMANDS[args.command](args)

@@ -11,6 +11,7 @@ from appliance.cli.args import (
     Subparsers,
     add_json_option,
     name_arg,
+    repo_name_arg,
     text_arg,
 )
 from appliance.cli.online import Handler, dump
@@ -36,9 +37,9 @@ def add_parser(sub: Subparsers) -> None:
     what = mp.add_mutually_exclusive_group(required=True)
     what.add_argument("--job", type=name_arg, help="the backup job whose points move")
     what.add_argument("--vm", type=text_arg, help="one VM's points")
-    mp.add_argument("--from", dest="source", metavar="REPO", type=name_arg,
+    mp.add_argument("--from", dest="source", metavar="REPO", type=repo_name_arg,
                     help="with --vm: the repository they move from (if not the only one)")
-    mp.add_argument("--to", required=True, metavar="REPO", type=name_arg,
+    mp.add_argument("--to", required=True, metavar="REPO", type=repo_name_arg,
                     help="the target repository")
     add_json_option(mp)
 

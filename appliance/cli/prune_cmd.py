@@ -12,7 +12,7 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
     add_json_option,
-    name_arg,
+    repo_name_arg,
 )
 from appliance.cli.online import Handler, dump
 from appliance.inputs import shown
@@ -31,7 +31,8 @@ def add_parser(sub: Subparsers) -> None:
     raw = RAW
     pp2 = sub.add_parser("prune", help="retention over a whole repository",
                          epilog=EPILOG_PRUNE, formatter_class=raw)
-    pp2.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+    pp2.add_argument("--repo", required=True, type=repo_name_arg, metavar="NAME",
+                     help="the repository's name (`vmkeep repo list`)")
     pp2.add_argument("--keep-last", type=KEEP_LAST, metavar="N",
                      help="keep the N newest per VM")
     pp2.add_argument("--keep-days", type=DAYS, metavar="D", help="keep points younger than D")

@@ -10,7 +10,7 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
     add_json_option,
-    name_arg,
+    repo_name_arg,
     text_arg,
 )
 from appliance.cli.online import Handler, dump
@@ -30,7 +30,8 @@ def add_parser(sub: Subparsers) -> None:
     raw = RAW
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_VERIFY, formatter_class=raw)
-    vp.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+    vp.add_argument("--repo", required=True, type=repo_name_arg, metavar="NAME",
+                    help="the repository's name (`vmkeep repo list`)")
     vp.add_argument("point", metavar="POINT_ID", nargs="?", type=text_arg)
     add_json_option(vp, "a JSON object (exit codes as without it)")
 

@@ -322,9 +322,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import cache_errors, private_cache
+    from appliance.cli.offline import cache_errors, folder_expected, private_cache
 
     if args.command in ("backup", "restore-vm", "restore-disk"):
         private_cache()  # the repository's catalog cache: say so before any work
-    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
+    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors(), \
+            folder_expected(args):
         return COMMANDS[args.command](args)

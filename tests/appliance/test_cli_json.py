@@ -185,6 +185,13 @@ def test_an_existing_restore_target_exits_2_in_every_command(world: World) -> No
     assert target.read_bytes() == b"keep me"
 
 
+def test_an_unknown_repository_name_says_a_name_is_expected(world: World) -> None:
+    r = world.lab.vmkeep("verify", "--repo", "backups")
+    assert r.code == 3
+    assert "no repository named 'backups'" in r.err
+    assert "--repo takes a repository's NAME here" in r.err and "vmkeep image" in r.err
+
+
 def test_each_command_prints_json(world: World) -> None:
     w = world
     t = w.lab.tmp
