@@ -47,10 +47,14 @@ def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.json:
         print(dump([v.model_dump(mode="json") for v in vms]))
         return 0
-    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT"),
+    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT",
+                  "LAST RESULT", "RPO", "REASON"),
                  [(v.vcenter, v.name, v.power_state.removeprefix("powered").lower(),
                    "on" if v.cbt_enabled else "off", len(v.snapshots),
-                   ",".join(v.jobs) or "-", v.last_point or "-") for v in vms]))
+                   ",".join(v.jobs) or "-", v.last_point or "-",
+                   f"{v.last_result} ({v.last_job})" if v.last_result else "-",
+                   "-" if v.rpo_status == "none" else v.rpo_status, v.last_reason or "-")
+                  for v in vms]))
     return 0
 
 

@@ -58,7 +58,7 @@ class JobsScreen(VmkeepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(DataTable).add_columns("Job", "On", "VMs", "Repository", "Schedule",
-                                              "Last result", "Last run")
+                                              "Next run", "Last result", "Last run")
 
     def load_data(self) -> None:
         jobs = fetch(self, "jobs", self.client.jobs)
@@ -75,6 +75,7 @@ class JobsScreen(VmkeepScreen):
             table.add_row(*fmt.plain(j.spec.name, "yes" if j.enabled else "no",
                                      what(j.spec),
                           j.spec.repository, fmt.schedule(j.spec.schedule),
+                          api.next_run_text(j) if j.enabled else "—",
                           fmt.result(last.state, last.result) if last else "—",
                           fmt.when(last.started) if last else "never"), key=j.spec.name)
         if self.jobs:
