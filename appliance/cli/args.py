@@ -127,6 +127,16 @@ def _folder_problem(text: str) -> str | None:
 name_arg = _checked(inputs.name_problem, "A name the administrator gives (a vCenter, "
                     "repository, job, image or new VM): printable, one line, 1 to 80 "
                     "characters.")
+
+
+def _repo_name_problem(text: str) -> str | None:
+    problem = inputs.name_problem(text)
+    return (f"{problem}: --repo takes a repository's NAME here (`vmkeep repo list`); a folder "
+            "is for `vmkeep image … --repo DIR`") if problem else None
+
+
+repo_name_arg = _checked(_repo_name_problem, "A repository's name in the appliance (as "
+                         "``name_arg``); the message says a folder is for ``vmkeep image``.")
 vm_name_arg = _checked(inputs.vm_name_problem, "A new VM's name (as ``name_arg``; slashes "
                        "allowed).")
 text_arg = _checked(inputs.text_problem, "One line of text that names something (a VM, a "
@@ -156,16 +166,53 @@ class NoPasswordOption(argparse.Action):
                          "--password-stdin, --password-file FILE or VMKEEP_VSPHERE_PASSWORD")
 
 
+class _Spelled(argparse.Action):
+    """Stores the value (``flag=True``: ``True``) and, in ``DEST_flag``, the option string the
+    user typed, so a message names the spelling that was given (an alias or the full name)."""
+
+    def __init__(self, option_strings: list[str], dest: str, flag: bool = False,
+                 **kwargs: object) -> None:
+        self.flag = flag
+        if flag:
+            kwargs.update(nargs=0, default=False)
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True if self.flag else values)
+        setattr(namespace, f"{self.dest}_flag", option_string)
+
+
+# Each secret's own options (docs/CLI.md, Grammar): --SECRET-password-stdin / -file, with the
+# environment variable that can give it instead; --password-stdin / --password-file stay as
+# aliases of whichever secret the command reads.
+SECRETS: dict[str, tuple[str, str]] = {
+    "vcenter": ("the vCenter (or ESXi) password", "VMKEEP_VSPHERE_PASSWORD"),
+    "ssh": ("the SSH password (or the key's passphrase)", "VMKEEP_SSH_PASSWORD"),
+    "config": ("the configuration backup password", "VMKEEP_CONFIG_PASSWORD"),
+}
+
+
 def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
-                         env: str = "VMKEEP_VSPHERE_PASSWORD") -> None:
-    """``--password-stdin`` / ``--password-file`` (or ``env``); a plain ``--password`` is
+                         secret: str = "vcenter") -> None:
+    """``--SECRET-password-stdin`` / ``--SECRET-password-file`` (aliases ``--password-stdin``
+    / ``--password-file``; or the secret's environment variable); a plain ``--password`` is
     refused without echoing its value (``appliance.password.read_password`` reads them)."""
+    what, env = SECRETS[secret]
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of standard input")
-    g.add_argument("--password-file", metavar="FILE",
-                   help=f"read the password from the first line of FILE (or set {env})")
+    g.add_argument(f"--{secret}-password-stdin", "--password-stdin", dest="password_stdin",
+                   action=_Spelled, flag=True,
+                   help=f"{what}: the first line of standard input")
+    g.add_argument(f"--{secret}-password-file", "--password-file", dest="password_file",
+                   action=_Spelled, metavar="FILE",
+                   help=f"{what}: the first line of FILE (or set {env})")
+    p.set_defaults(password_flags=(f"--{secret}-password-stdin", f"--{secret}-password-file"))
     p.add_argument("--password", nargs="?", action=NoPasswordOption, help=argparse.SUPPRESS)
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str = "a JSON object") -> None:
+    """``--json``: the command prints its result as JSON on stdout (docs/CLI.md, Grammar)."""
+    p.add_argument("--json", action="store_true", help=f"print the result as {what}")
 
 
 def add_pin_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -195,15 +242,16 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
 
 
 def add_ssh_login(p: argparse.ArgumentParser, *, password_options: bool = True) -> None:
-    """--ssh-key, --host-key-fingerprint and the SSH password: --password-stdin /
-    --password-file, or --ssh-password-file where those already give another password."""
+    """--ssh-key, --host-key-fingerprint and the SSH password: --ssh-password-stdin /
+    --ssh-password-file (aliases --password-stdin / --password-file), or only
+    --ssh-password-file where those aliases already give another password."""
     ssh = p.add_argument_group("SSH repositories (sftp://…)")
     ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
     ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
                      help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
                      "key is shown and, on a terminal, asked about")
     if password_options:
-        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+        add_password_options(ssh, secret="ssh")
     else:
         ssh.add_argument("--ssh-password-file", metavar="FILE",
                          help="the SSH password (or the key's passphrase) from the first line "

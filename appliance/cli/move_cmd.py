@@ -9,10 +9,12 @@ from appliance.cli import online
 from appliance.cli.args import (
     RAW,
     Subparsers,
+    add_json_option,
     name_arg,
+    repo_name_arg,
     text_arg,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -35,10 +37,11 @@ def add_parser(sub: Subparsers) -> None:
     what = mp.add_mutually_exclusive_group(required=True)
     what.add_argument("--job", type=name_arg, help="the backup job whose points move")
     what.add_argument("--vm", type=text_arg, help="one VM's points")
-    mp.add_argument("--from", dest="source", metavar="REPO", type=name_arg,
+    mp.add_argument("--from", dest="source", metavar="REPO", type=repo_name_arg,
                     help="with --vm: the repository they move from (if not the only one)")
-    mp.add_argument("--to", required=True, metavar="REPO", type=name_arg,
+    mp.add_argument("--to", required=True, metavar="REPO", type=repo_name_arg,
                     help="the target repository")
+    add_json_option(mp)
 
 
 def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -46,6 +49,9 @@ def cmd_move(args: argparse.Namespace, client: ApplianceClient) -> int:
 
     answer = client.move(api.MoveRequest(to=args.to, job=args.job, vm=args.vm,
                                          source=args.source))
+    if args.json:
+        print(dump(answer.model_dump(mode="json")))
+        return 0
     for line in answer.lines:
         print(shown(line))
     return 0

@@ -10,6 +10,7 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     number,
     port_arg,
 )
@@ -51,6 +52,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--free-space-alert", type=number(0.0, 100.0), default=10.0,
                    metavar="PERCENT",
                    help="alert when a repository has less free space than this (default 10)")
+    add_json_option(p, "a JSON object (the settings now)")
     p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_NOTIFY,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")

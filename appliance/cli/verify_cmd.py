@@ -9,10 +9,11 @@ from appliance.cli import online
 from appliance.cli.args import (
     RAW,
     Subparsers,
-    name_arg,
+    add_json_option,
+    repo_name_arg,
     text_arg,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -29,12 +30,17 @@ def add_parser(sub: Subparsers) -> None:
     raw = RAW
     vp = sub.add_parser("verify", help="health check of a repository or a point",
                         epilog=EPILOG_VERIFY, formatter_class=raw)
-    vp.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+    vp.add_argument("--repo", required=True, type=repo_name_arg, metavar="NAME",
+                    help="the repository's name (`vmkeep repo list`)")
     vp.add_argument("point", metavar="POINT_ID", nargs="?", type=text_arg)
+    add_json_option(vp, "a JSON object (exit codes as without it)")
 
 
 def cmd_verify(args: argparse.Namespace, client: ApplianceClient) -> int:
     answer = client.verify(args.repo, args.point)
+    if args.json:
+        print(dump(answer.model_dump(mode="json")))
+        return 0 if answer.ok else 1
     for line in answer.damage:
         print(f"DAMAGED {shown(line)}")
     for p in answer.points:
