@@ -1,8 +1,10 @@
-"""Alerts: conditions that need an administrator even when no session fails — a VM that has
-had no good restore point for longer than its job's RPO, snapshots or files the Snapshot
-Hunter would clean up, a repository running out of space. Looked for every
-``alert_every_seconds``; each alert is sent once, and again only after it cleared and came
-back. The rules are pure functions of what was looked up."""
+"""Alerts: conditions that need an administrator — a job whose last session failed or warned
+and each VM that failed or warned in it (with the reason it logged), a VM that has had no good
+restore point for longer than its job's RPO, snapshots or files the Snapshot Hunter would
+clean up, a repository running out of space. Looked for every ``alert_every_seconds`` (a
+session's own also as soon as it ends); each alert is sent once, and again only after it
+cleared and came back (a session's own are not: its end was notified). The rules are pure
+functions of what was looked up."""
 
 from __future__ import annotations
 
@@ -18,12 +20,50 @@ from appliance import api
 class Alert:
     key: str  # what it is about, to send it once: "KIND/…"
     message: str
+    severity: api.AlertSeverity = "warning"
 
     @property
     def kind(self) -> api.AlertKind:
         # Every rule below makes its key "KIND/…" with one of api.AlertKind (the wire
         # model checks it).
         return cast("api.AlertKind", self.key.partition("/")[0])
+
+    def wire(self, since: datetime) -> api.Alert:
+        return api.Alert(kind=self.kind, key=self.key, message=self.message, since=since,
+                         severity=self.severity)
+
+
+def vm_reasons(session: api.Session, vm: str) -> list[str]:
+    """The warnings and errors ``session`` logged for ``vm`` (its lines start "VM: "), in
+    order, without the VM's name (pure)."""
+    return [x.message[len(vm) + 2:] for x in session.log
+            if x.level in ("warning", "error") and x.message.startswith(f"{vm}: ")]
+
+
+def session_alerts(last: Sequence[api.Session]) -> list[Alert]:
+    """For each job's last session (``last``) that ended failed or with warnings: the job
+    (with the last error or warning it logged when no VM did), and each VM that failed or
+    warned in it with the reasons it logged (pure)."""
+    out = []
+    for s in last:
+        if s.state == "running" or s.result not in ("failed", "warning"):
+            continue
+        severity: api.AlertSeverity = "error" if s.result == "failed" else "warning"
+        when = f"{s.started:%Y-%m-%d %H:%M} UTC"
+        vms = [t for t in s.tasks if t.disk is None and t.result in ("failed", "warning")]
+        level = "error" if s.result == "failed" else "warning"
+        why = "" if vms else next((x.message for x in reversed(s.log) if x.level == level), "")
+        out.append(Alert(f"session/{s.job}",
+                         f"job {s.job}: last session {s.result} ({when}, session {s.id})"
+                         + (f": {why}" if why else ""), severity))
+        for t in vms:
+            failed = t.result == "failed"
+            reasons = "; ".join(dict.fromkeys(vm_reasons(s, t.name))) or "no reason logged"
+            out.append(Alert(f"vm/{s.job}/{t.name}",
+                             f"VM {t.name} (job {s.job}): {'failed' if failed else 'warned'} "
+                             f"in the last session ({when}): {reasons}",
+                             "error" if failed else "warning"))
+    return out
 
 
 def rpo_breaches(jobs: Sequence[api.JobSpec], newest_point: dict[str, datetime],
@@ -95,4 +135,32 @@ def config_backup_alerts(view: api.ConfigScheduleView) -> list[Alert]:
                          "its own secret store: if this machine is lost they cannot be "
                          "opened; set a password you keep elsewhere with `vmkeep config "
                          "schedule --password-stdin`"))
+    return out
+
+
+def covered(vms: Sequence[api.InventoryVm], jobs: Sequence[api.JobSpec],
+            created: dict[str, datetime], last: Sequence[api.Session], now: datetime
+            ) -> list[api.InventoryVm]:
+    """The VMs with what covers them (pure): their result in the newest of their jobs' last
+    sessions (``last``) that backed them up, with its reasons, and their RPO status by the
+    rule of ``rpo_breaches`` (``jobs``: the enabled ones; ``created``: job -> when)."""
+    newest = {v.name: v.last_point_time for v in vms if v.last_point_time is not None}
+    breached = {a.key for a in rpo_breaches(jobs, newest, created, now)}
+    with_rpo = {(j.name, v.name) for j in jobs if j.rpo_hours is not None for v in j.vms}
+    by_job = {s.job: s for s in last}
+    out = []
+    for vm in vms:
+        runs = sorted(((s.started, s, t) for j in vm.jobs if (s := by_job.get(j)) is not None
+                       for t in s.tasks if t.disk is None and t.name == vm.name and t.result),
+                      key=lambda r: r[0])
+        rpo = [j for j in vm.jobs if (j, vm.name) in with_rpo]
+        status: api.RpoStatus = ("none" if not rpo else "breached" if any(
+            f"rpo/{j}/{vm.name}" in breached for j in rpo) else "ok")
+        update: dict[str, object] = {"rpo_status": status}
+        if runs:
+            _, s, t = runs[-1]
+            update |= {"last_result": t.result, "last_job": s.job,
+                       "last_reason": "" if t.result == "success"
+                       else "; ".join(dict.fromkeys(vm_reasons(s, vm.name)))}
+        out.append(vm.model_copy(update=update))
     return out

@@ -13,8 +13,9 @@ See docs/API.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -100,7 +101,11 @@ Count = Annotated[int, Field(le=inputs.COUNT_MAX)]
 # document lists them as enums (so the API fuzzer sends only these).
 EventKind = Literal["log", "tasks", "end"]
 PointKind = Literal["full", "incremental"]
-AlertKind = Literal["rpo", "orphans", "space", "repository", "config"]
+AlertKind = Literal["rpo", "orphans", "space", "repository", "config", "session", "vm"]
+AlertSeverity = Literal["warning", "error"]
+#: A VM against its jobs' RPO: within it, past it (an ``rpo`` alert says so), or no job with
+#: an RPO protects it.
+RpoStatus = Literal["ok", "breached", "none"]
 RepositoryKind = Literal["local", "sftp"]
 ConfigResult = Literal["success", "failed"]
 FailOrWarn = Literal["fail", "warn"]
@@ -529,6 +534,28 @@ class Job(Wire):
     enabled: bool
     created: datetime
     last_session: SessionSummary | None
+    # When the scheduler starts it next (UTC): the scheduler's own due time, moved on past
+    # those it would skip outside the backup window. None: disabled, manual (schedule kind
+    # none) or chained (after: it starts when its parent's session ends).
+    next_run: datetime | None = None
+
+
+def next_run_text(job: Job) -> str:
+    """A job's next run in its schedule's time zone, with the zone ("2026-12-02 02:00 CET"),
+    or why it has none: "disabled", "manual", "after JOB" (the CLI and the TUI show this)."""
+    s = job.spec.schedule
+    if job.next_run is not None:
+        try:
+            tz = ZoneInfo(s.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = ZoneInfo("UTC")
+        at = job.next_run if job.next_run.tzinfo else job.next_run.replace(tzinfo=UTC)
+        return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    if not job.enabled:
+        return "disabled"
+    if s.kind == "after":
+        return f"after {s.after}"
+    return "manual" if s.kind == "none" else "none (outside the window)"
 
 
 class JobRun(Request):
@@ -583,6 +610,45 @@ class LogLine(Wire):
     message: str
 
 
+class StageShare(Wire):
+    """One stage of the backup pipeline: the seconds it was waited on and its share of all the
+    waiting (0..1; the shares add up to 1)."""
+
+    stage: str  # source read | hashing/compression | repository write
+    seconds: float
+    share: float
+
+
+class VmStats(Wire):
+    """One VM of a finished backup session (bytes as in ``SessionStats``)."""
+
+    vm: str
+    duration_seconds: float  # its snapshot, reads and cleanup
+    processed: int
+    read: int
+    transferred: int
+    bottleneck: str | None  # None: nothing was read
+
+
+class SessionStats(Wire):
+    """A finished backup session's statistics (Veeam's terms): processed (the disks'
+    capacity), read (from the source), new (the new unique blocks' bytes before compression),
+    transferred (written to the repository); dedup ratio = read / new, compression ratio =
+    new / transferred (None: nothing new, nothing stored); the bottleneck over the whole run."""
+
+    duration_seconds: float
+    rate: float  # bytes read per second of the session
+    processed: int
+    read: int
+    new: int
+    transferred: int
+    dedup_ratio: float | None
+    compression_ratio: float | None
+    bottleneck: str | None  # None: nothing was read
+    stages: list[StageShare]
+    vms: list[VmStats]
+
+
 class Session(Wire):
     id: str
     job: str
@@ -593,6 +659,7 @@ class Session(Wire):
     ended: datetime | None
     tasks: list[Task]
     log: list[LogLine]
+    stats: SessionStats | None = None  # a finished backup session's
 
 
 class SessionEvent(Wire):
@@ -710,12 +777,14 @@ class Notifications(Request):
 
 class Alert(Wire):
     """A condition that needs an administrator: kind rpo | orphans | space | repository |
-    config."""
+    config | session (a job's last session failed or warned) | vm (a VM failed or warned in
+    its job's last session: the message names the VM, the job and the reason)."""
 
     kind: AlertKind
     key: str  # what it is about; the same alert keeps its key while it lasts
     message: str
     since: datetime
+    severity: AlertSeverity = "warning"  # error: a job's session or a VM failed
 
 
 class ConfigBackup(Request):
@@ -790,6 +859,13 @@ class InventoryVm(Wire):
     disks: list[InventoryDisk]
     jobs: list[str]  # jobs that protect it
     last_point: str | None  # its newest restore point
+    last_point_time: datetime | None = None  # when that point was taken
+    # Its result in the newest ended session of the jobs that protect it, and why (the
+    # warnings and errors that session logged for it; "" on success). None: none backed it up.
+    last_result: Result | None = None
+    last_reason: str = ""
+    last_job: str | None = None  # the job of that session
+    rpo_status: RpoStatus = "none"
 
 
 class InventoryContainer(Wire):
@@ -821,10 +897,21 @@ class VerifyRequest(Request):
     point: Text | None = None
 
 
+class DamagedPoint(Wire):
+    """A restore point that verify found damaged: whose it is and why."""
+
+    point: str
+    vm: str  # the point's object name (a VM's name for VM points)
+    jobs: list[str]  # the jobs that back that VM up now
+    causes: list[str]  # "<file>: <problem>" of each damaged file the point needs
+
+
 class VerifyAnswer(Wire):
     ok: bool
     damage: list[str]  # "<file>: <problem>; affects <points>"
     summary: str
+    points: list[DamagedPoint] = []  # each damaged point, with its VM, jobs and causes
+    next_step: str = ""  # what to do about it ("" when nothing is damaged)
 
 
 class PruneRequest(Request):

@@ -25,8 +25,10 @@ from appliance.alerts import (
     config_backup_alerts,
     orphan_alerts,
     rpo_breaches,
+    session_alerts,
     space_alerts,
     unreachable_alerts,
+    vm_reasons,
 )
 from appliance.errors import VmkeepError
 from appliance.registry import Registry
@@ -35,16 +37,14 @@ from appliance.ticker import Ticker
 
 log = logging.getLogger("appliance.notifier")
 TIMEOUT = 30.0
+# Alerts not sent: a session's end was notified already (with each VM's result and reason).
+UNSENT = frozenset({"session", "vm"})
 
 
 def report(session: api.Session) -> dict[str, Any]:
     """What a notification says about a session (pure)."""
-    vms = []
-    for t in session.tasks:
-        reasons = [x.message for x in session.log
-                   if x.level in ("warning", "error") and x.message.startswith(f"{t.name}: ")]
-        vms.append({"vm": t.name, "result": t.result, "point_id": t.point_id,
-                    "reason": reasons[-1][len(t.name) + 2:] if reasons else ""})
+    vms = [{"vm": t.name, "result": t.result, "point_id": t.point_id,
+             "reason": (vm_reasons(session, t.name) or [""])[-1]} for t in session.tasks]
     return {"job": session.job, "session": session.id, "state": session.state,
             "result": session.result, "started": session.started.isoformat(),
             "ended": session.ended.isoformat() if session.ended else None, "vms": vms}
@@ -65,6 +65,8 @@ class Notifier:
         sessions.on_end.append(self.session_ended)
         # What holds now, since when; each was sent when it appeared.
         self._current: dict[str, tuple[Alert, datetime]] = {}
+        self._lock = threading.Lock()  # _current: the ticker's thread and sessions' ends
+        self._refreshed = 0  # counts refresh_sessions: a look begun before one keeps its result
         self._last_look = time.monotonic()
         # Looks each second whether alert_every_seconds has passed, so a changed setting
         # counts at once.
@@ -96,7 +98,9 @@ class Notifier:
         rows = reg.jobs.all()
         jobs = [r.spec for r in rows if r.enabled]
         newest = {p.object_name: p.created for _repo, p, _disks in reg.restores.points()}
-        alerts = rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
+        refreshed = self._refreshed
+        alerts = session_alerts(self._last_sessions([r.name for r in rows]))
+        alerts += rpo_breaches(jobs, newest, {r.name: r.created for r in rows}, now)
         busy = self.sessions.busy_vms()
         for vcenter, findings in reg.vcenters.hunt_findings().items():
             alerts += orphan_alerts(vcenter, findings, busy)
@@ -112,21 +116,53 @@ class Notifier:
         alerts += unreachable_alerts(failures)
         alerts += space_alerts(spaces, settings.free_space_alert_percent)
         alerts += config_backup_alerts(reg.config.schedule())
-        new = [a for a in alerts if a.key not in self._current]  # sent once while it lasts
-        self._current = {a.key: (a, self._current.get(a.key, (a, now))[1]) for a in alerts}
-        for kind in dict.fromkeys(a.kind for a in new):
+        with self._lock:
+            if self._refreshed != refreshed:  # a session ended meanwhile: its look is newer
+                alerts = [a for a in alerts if a.kind not in UNSENT] + [
+                    a for a, _since in self._current.values() if a.kind in UNSENT]
+            new = [a for a in alerts if a.key not in self._current]  # sent once while it lasts
+            self._current = {a.key: (a, self._current.get(a.key, (a, now))[1])
+                             for a in alerts}
+        for kind in dict.fromkeys(a.kind for a in new if a.kind not in UNSENT):
             body = {"alert": kind, "messages": [a.message for a in new if a.kind == kind]}
             threading.Thread(target=self.send, args=(settings, body, []), name="alert",
                              daemon=True).start()
         return new
 
+    def _last_sessions(self, jobs: list[str]) -> list[api.Session]:
+        """Each job's last session (those that have one)."""
+        out = []
+        for job in jobs:
+            last = self.sessions.last_session(job)
+            if last is not None and last.state != "running":
+                try:
+                    out.append(self.sessions.session(last.id))
+                except VmkeepError as exc:  # gone meanwhile: the next look sees the next one
+                    log.info("session %s of job %s not read for alerts: %s", last.id, job, exc)
+        return out
+
+    def refresh_sessions(self, now: datetime) -> None:
+        """Look again at the jobs' last sessions only (their alerts are not sent), so a
+        session's end shows in the alerts at once; the other kinds wait for the next look."""
+        found = session_alerts(self._last_sessions([r.name for r in self.registry.jobs.all()]))
+        with self._lock:
+            self._refreshed += 1
+            kept = {k: v for k, v in self._current.items() if v[0].kind not in UNSENT}
+            self._current = kept | {a.key: (a, self._current.get(a.key, (a, now))[1])
+                                    for a in found}
+
     def alerts(self) -> list[api.Alert]:
         """What needs an administrator as of the last look, oldest first."""
-        current = list(self._current.values())
-        return sorted((api.Alert(kind=a.kind, key=a.key, message=a.message, since=since)
-                       for a, since in current), key=lambda a: (a.since, a.key))
+        with self._lock:
+            current = list(self._current.values())
+        return sorted((a.wire(since) for a, since in current),
+                      key=lambda a: (a.since, a.key))
 
     def session_ended(self, job: str, result: str) -> None:
+        try:
+            self.refresh_sessions(datetime.now(UTC))  # its alerts (or their clearing) at once
+        except VmkeepError as exc:  # the session's notification goes out all the same
+            log.warning("alerts of job %s's session not looked at: %s", job, exc)
         settings = self.registry.config.notifications()
         if result not in settings.on:
             return

@@ -59,13 +59,18 @@ def read_password(args: argparse.Namespace, env_name: str = PASSWORD_ENV,
                   what: str = "vSphere password") -> str:
     """The password from exactly one of --password-stdin, --password-file, the environment."""
     env = os.environ.get(env_name)
-    sources = [name for name, given in (("--password-stdin", args.password_stdin),
-                                        ("--password-file", args.password_file is not None),
-                                        (env_name, bool(env)))
-               if given]
+    # The options' own names (--vcenter-password-stdin …) where the parser gave them; a
+    # spelling the user typed (an alias such as --password-stdin) as typed.
+    stdin_flag, file_flag = getattr(args, "password_flags",
+                                    ("--password-stdin", "--password-file"))
+    sources = [name for name, given in (
+        (getattr(args, "password_stdin_flag", None) or stdin_flag, args.password_stdin),
+        (getattr(args, "password_file_flag", None) or file_flag,
+         args.password_file is not None),
+        (env_name, bool(env))) if given]
     if not sources:
-        raise UsageError(f"no {what} given; pass --password-stdin (first line of "
-                         f"standard input) or --password-file FILE, or set {env_name}")
+        raise UsageError(f"no {what} given; pass {stdin_flag} (first line of "
+                         f"standard input) or {file_flag} FILE, or set {env_name}")
     if len(sources) > 1:
         raise UsageError(f"the {what} is given by both {' and '.join(sources)}; "
                          f"use exactly one (unset {env_name} to use an option)")

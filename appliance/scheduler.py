@@ -16,12 +16,14 @@ daily into the first repository, sealed with a generated password (see
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from appliance.errors import VmkeepError
-from appliance.jobs.schedule import in_window, next_run
+from appliance.jobs.schedule import Schedule, in_window, next_run
 from appliance.registry import Registry
+from appliance.service.job_definition import JobDefinition
 from appliance.service.jobs import schedule_of
 from appliance.sessions.manager import SessionManager
 from appliance.ticker import Ticker
@@ -32,6 +34,7 @@ Clock = Callable[[], datetime]
 CONFIG_JOB = "(configuration backup)"  # not a job name: names cannot hold parentheses
 CONFIG_LOOK = timedelta(seconds=2)  # how often to look whether the configuration changed
 CONFIG_RETRY = timedelta(minutes=5)  # after a failed backup, before one for a change
+WINDOW_LOOK = 10_000  # due times looked through for one inside the backup window
 
 
 def _utcnow() -> datetime:
@@ -46,6 +49,7 @@ class Scheduler:
         self.clock = clock
         self.tick = tick
         self._due: dict[str, tuple[str, datetime | None]] = {}  # job -> (spec, next run)
+        self._lock = threading.Lock()  # _due: the ticker's thread and the API's (next_run)
         self._next_config_look: datetime | None = None
         self._ticker = Ticker("scheduler", tick, self.run_due)
         sessions.on_end.append(self.parent_ended)
@@ -61,17 +65,8 @@ class Scheduler:
         now = self.clock()
         started = []
         for row in self.registry.jobs.all():
-            key = row.spec.model_dump_json()
             schedule = schedule_of(row.spec.schedule)
-            known = self._due.get(row.name)
-            if known is None or known[0] != key:  # new or edited: from now on
-                self._due[row.name] = (key, next_run(schedule, now))
-                continue
-            due = known[1]
-            if due is None or due > now:
-                continue
-            self._due[row.name] = (key, next_run(schedule, now, last_run=due))
-            if not row.enabled:
+            if not self._take_due(row, schedule, now) or not row.enabled:
                 continue
             if not in_window(schedule, now):
                 log.info("job %s is due but outside its backup window; skipped", row.name)
@@ -84,6 +79,42 @@ class Scheduler:
         if self._config_due(now):
             started.append(CONFIG_JOB)
         return started
+
+    def _known_due(self, row: JobDefinition, schedule: Schedule, now: datetime
+                   ) -> tuple[datetime | None, bool]:
+        """The job's due time as the scheduler keeps it, and whether it was known before
+        (a job new or edited is due from now on). Call with the lock held."""
+        key = row.spec.model_dump_json()
+        known = self._due.get(row.name)
+        if known is None or known[0] != key:
+            self._due[row.name] = (key, next_run(schedule, now))
+            return self._due[row.name][1], False
+        return known[1], True
+
+    def _take_due(self, row: JobDefinition, schedule: Schedule, now: datetime) -> bool:
+        """Whether the job's run falls due at ``now``; if so, its next one is set."""
+        with self._lock:
+            due, known = self._known_due(row, schedule, now)
+            if not known or due is None or due > now:
+                return False
+            self._due[row.name] = (row.spec.model_dump_json(),
+                                   next_run(schedule, now, last_run=due))
+            return True
+
+    def next_run(self, row: JobDefinition) -> datetime | None:
+        """When the scheduler starts the job next (UTC): its own due time, moved on past the
+        due times it would skip outside the backup window; None for a disabled job, a manual
+        one, or one chained after another (it starts when its parent ends)."""
+        if not row.enabled:
+            return None
+        schedule = schedule_of(row.spec.schedule)
+        with self._lock:
+            due, _known = self._known_due(row, schedule, self.clock())
+        for _ in range(WINDOW_LOOK):
+            if due is None or in_window(schedule, due):
+                return due
+            due = next_run(schedule, due, last_run=due)
+        return None  # no due time falls inside the window
 
     def _config_due(self, now: datetime) -> bool:
         """Run the scheduled configuration backup if it is due, or if the configuration

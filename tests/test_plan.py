@@ -7,14 +7,14 @@ from array import array
 
 import pytest
 
-from appliance.jobs.backup import (
+from appliance.jobs.backup import DiskPlan, DiskShape, bottleneck, plan_backup
+from appliance.jobs.backup_stats import (
     STAGE_CPU,
     STAGE_READ,
     STAGE_WRITE,
-    DiskPlan,
-    DiskShape,
-    bottleneck,
-    plan_backup,
+    BackupStats,
+    StageTimes,
+    total,
 )
 from appliance.jobs.blockmap import overlay
 from appliance.repository.manifest import BlockMap
@@ -22,6 +22,7 @@ from appliance.source import Extent, blocks_touched
 from catalog.models import DiskRow
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 def _row(size: int, bs: int, index: int = 0) -> DiskRow:
@@ -111,6 +112,28 @@ def test_overlay(base: dict[int, bytes], updates: list[tuple[int, bytes | None]]
 def test_bottleneck(read_wait: float, read_s: float, hash_s: float, compress_wait: float,
                     write_wait: float, expected: str) -> None:
     assert bottleneck(read_wait, read_s, hash_s, compress_wait, write_wait) == expected
+
+
+def test_a_runs_ratios_and_bottleneck_over_all_its_batches() -> None:
+    # Two VMs: 10 GiB disks each; 4 GiB and 2 GiB read, 1.5 GiB new in all, 0.5 GiB stored.
+    a = BackupStats(10 * GiB, 4 * GiB, GiB, GiB // 4, 30.0, StageTimes(20.0, 5.0, 1.0))
+    b = BackupStats(10 * GiB, 2 * GiB, GiB // 2, GiB // 4, 10.0, StageTimes(2.0, 8.0, 4.0))
+    s = total([a, b])
+    assert (s.processed, s.read, s.new, s.transferred) == (20 * GiB, 6 * GiB, 3 * GiB // 2,
+                                                           GiB // 2)
+    assert s.dedup_ratio == pytest.approx(4.0)  # 6 GiB read / 1.5 GiB new
+    assert s.compression_ratio == pytest.approx(3.0)  # 1.5 GiB new / 0.5 GiB stored
+    assert s.seconds == 40.0
+    shares = s.stages.shares()
+    assert shares == pytest.approx({STAGE_READ: 0.55, STAGE_CPU: 0.325, STAGE_WRITE: 0.125})
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert s.stages.bottleneck() == STAGE_READ
+    assert b.stages.bottleneck() == STAGE_CPU  # one VM's own run
+    # Nothing new (every block known) or nothing stored: no ratio, no division by zero.
+    none = BackupStats(GiB, GiB, 0, 0, 1.0)
+    assert (none.dedup_ratio, none.compression_ratio) == (None, None)
+    assert none.stages.shares() == {STAGE_READ: 0.0, STAGE_CPU: 0.0, STAGE_WRITE: 0.0}
+    assert total([]) == BackupStats()
 
 
 def test_a_disks_planned_bytes_count_its_short_last_block() -> None:

@@ -11,6 +11,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 
 from appliance.errors import VmkeepError
 from tui.backend import Backend
@@ -18,6 +19,7 @@ from tui.base import TABS, VmkeepScreen
 from tui.messages import ConnectionBack, ConnectionLost, Failed, Succeeded
 from tui.screens.catalog import CatalogScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
 from tui.screens.inventory import InventoryScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.points import PointsScreen
@@ -31,6 +33,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SCREENS: dict[str, type[VmkeepScreen]] = {
+    "dashboard": DashboardScreen,
+    "jobs": JobsScreen,
+    "sessions": SessionsScreen,
+    "inventory": InventoryScreen,
+    "points": PointsScreen,
+    "catalog": CatalogScreen,
+    "repositories": RepositoriesScreen,
+}
+
+
 class VmkeepApp(App[int]):
     """Keyboard-driven administration and live monitoring of one vmkeep appliance."""
 
@@ -41,18 +54,12 @@ class VmkeepApp(App[int]):
     CSS_PATH = ["app.tcss", *(f"screens/{name}.tcss" for name in (  # noqa: RUF012
         "dashboard", "jobs", "wizard", "sessions", "inventory", "points", "catalog",
         "repositories", "dialogs"))]
-    MODES = {  # noqa: RUF012 (Textual's class variable)
-        "dashboard": DashboardScreen,
-        "jobs": JobsScreen,
-        "sessions": SessionsScreen,
-        "inventory": InventoryScreen,
-        "points": PointsScreen,
-        "catalog": CatalogScreen,
-        "repositories": RepositoriesScreen,
-    }
+    MODES = dict(SCREENS)  # noqa: RUF012 (Textual's class variable)
     DEFAULT_MODE = "dashboard"
     BINDINGS = [  # noqa: RUF012
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("q", "quit_by_q", "Quit", show=False),
         *(Binding(key, f"switch_mode('{mode}')", label, show=False)
           for key, mode, label in TABS),
     ]
@@ -113,10 +120,8 @@ class VmkeepApp(App[int]):
     # -- the command palette: every key binding of the screen, by its description ---------
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for key, mode, label in TABS:
-            yield SystemCommand(f"Go to {label}", f"screen {mode} (key {key})",
-                                partial(self.switch_mode, mode))
+        """vmkeep's own commands only (no theme or screenshot entries): this screen's keys,
+        then every other screen's actions (going there first), the screens, help, quit."""
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             b = active.binding
@@ -125,9 +130,66 @@ class VmkeepApp(App[int]):
             seen.add(b.action)
             yield SystemCommand(b.description, f"key {key}",
                                 partial(self._run_in, active.node, b.action))
+        for key, mode, label in TABS:
+            yield SystemCommand(f"Go to {label}", f"screen {mode} (key {key})",
+                                partial(self.switch_mode, mode))
+            if isinstance(screen, SCREENS[mode]):
+                continue
+            for other in SCREENS[mode].BINDINGS:
+                if isinstance(other, Binding) and other.description:
+                    yield SystemCommand(f"{label}: {other.description}",
+                                        f"on {label} (key {other.key} there)",
+                                        partial(self._run_on, mode, other.action))
+        yield SystemCommand("Help", "every key of this screen (key ?)", self.action_help)
+        yield SystemCommand("Quit", "leave the TUI (ctrl+q)", self.exit)
 
     def _run_in(self, node: object, action: str) -> None:
         self.call_later(self.run_action, action, node)
+
+    def _run_on(self, mode: str, action: str) -> None:
+        """Go to ``mode``'s screen and run ``action`` there."""
+        self.switch_mode(mode)
+        self.call_later(lambda: self.run_action(action, self.screen))
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A digit switches screens only on a screen of the app, never under a dialog or a
+        wizard (where it would throw away what was typed) nor while a text field has
+        focus; `q` quits only there too."""
+        if action in ("switch_mode", "quit_by_q", "help"):
+            if not isinstance(self.screen, VmkeepScreen):
+                return False
+            if action != "help" and not self.screen.MODE:  # a wizard: what was typed stays
+                return False
+            if isinstance(self.focused, Input | TextArea):
+                return False
+        return True
+
+    async def action_quit_by_q(self) -> None:
+        """`q` on one of the seven screens (ctrl+q quits everywhere)."""
+        await self.action_quit()
+
+    def action_help(self) -> None:
+        """Every key of the current screen, with what it does: the screen's own first, then
+        those of the focused widget (moving in a list, a field), then the app's."""
+        screen = self.screen
+        own: list[tuple[str, str]] = []
+        widget: list[tuple[str, str]] = []
+        app: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            what = b.description or b.action.replace("_", " ")
+            if b.action.startswith("switch_mode") or (what, key) in seen or "copy" in b.action:
+                continue
+            seen.add((what, key))
+            group = own if active.node is screen else app if active.node is self else widget
+            group.append((self.get_key_display(b), what))
+        keys = own + widget + app
+        keys += [(key, f"go to {label}") for key, _mode, label in TABS]
+        name = getattr(self.screen, "MODE", "") or type(self.screen).__name__
+        self.push_screen(HelpScreen(f"Keys of {name}", keys))
 
     def action_open_session(self, session_id: str) -> None:
         self.push_screen(SessionScreen(session_id))

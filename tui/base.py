@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Input, OptionList, Static, Tree
 
 from appliance.errors import ApplianceNotRunningError, VmkeepError
 from tui.backend import Backend
@@ -59,10 +60,19 @@ def report(target: VmkeepScreen, what: str, exc: VmkeepError) -> None:
 
 
 class VmkeepScreen(Screen[None]):
-    """A screen of the app. Subclasses compose ``body`` and load in ``load_data`` (a thread)."""
+    """A screen of the app. Subclasses compose ``body`` and load in ``load_data`` (a thread).
+
+    Every screen moves the cursor of its focused list the same way: ``j``/``k`` as down/up,
+    Home/End to the first/last row (a table's own Home/End only scroll sideways)."""
 
     MODE: ClassVar[str] = ""
     REFRESH_EVERY: ClassVar[float | None] = None
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+        Binding("home", "cursor('first')", "First row", show=False, priority=True),
+        Binding("end", "cursor('last')", "Last row", show=False, priority=True),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,6 +114,28 @@ class VmkeepScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.show_connection()
         self.reload()
+
+    def action_cursor(self, where: str) -> None:
+        """Move the focused list's cursor: ``down``, ``up``, ``first`` or ``last`` (in a text
+        field, Home and End move in the text as always)."""
+        w = self.focused
+        if isinstance(w, Input):
+            if where in ("first", "last"):
+                w.action_home() if where == "first" else w.action_end()
+            return
+        if isinstance(w, DataTable):
+            if where in ("down", "up"):
+                w.action_cursor_down() if where == "down" else w.action_cursor_up()
+            elif w.row_count:
+                w.move_cursor(row=0 if where == "first" else w.row_count - 1)
+        elif isinstance(w, OptionList):
+            {"down": w.action_cursor_down, "up": w.action_cursor_up,
+             "first": w.action_first, "last": w.action_last}[where]()
+        elif isinstance(w, Tree):
+            if where in ("down", "up"):
+                w.action_cursor_down() if where == "down" else w.action_cursor_up()
+            else:
+                w.move_cursor_to_line(0 if where == "first" else max(0, w.last_line))
 
     def _tick(self) -> None:
         if self.vmkeep.connected and self.is_current:

@@ -88,16 +88,17 @@ def bar(done: int, total: int, width: int = 20) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def schedule(s: api.ScheduleSpec) -> str:
-    """A job's schedule in a few words; its times and window with the job's time zone."""
-    zone = f" {s.tz}"  # the times are the job's zone's: shown with it (once)
+def schedule(s: api.ScheduleSpec, *, zone: bool = False) -> str:
+    """A job's schedule in a few words; ``zone``: its times and window with the job's time
+    zone (the wizard's summary; a table's Next run column carries the zone beside it)."""
+    tz = f" {s.tz}" if zone else ""
     timed = s.kind in ("daily", "monthly")
-    window = f" in {','.join(s.window)}{'' if timed else zone}" if s.window else ""
+    window = f" in {','.join(s.window)}{'' if timed else tz}" if s.window else ""
     if s.kind == "daily":
         days = "" if s.days in (None, "every") else f" {s.days}"
-        return f"daily {s.at or '00:00'}{zone}{days}{window}"
+        return f"daily {s.at or '00:00'}{tz}{days}{window}"
     if s.kind == "monthly":
-        at = f"{s.at or '00:00'}{zone}"
+        at = f"{s.at or '00:00'}{tz}"
         if s.nth is not None:
             nth = "last" if s.nth == -1 else f"#{s.nth}"
             return f"monthly {nth} {s.weekday} {at}{window}"

@@ -10,11 +10,17 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.table import render
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
+
+
+EPILOG_ALERTS = """examples:
+  vmkeep alerts                 # missed RPOs, leftover snapshots, repositories short of space
+  vmkeep alerts --json
+"""
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -22,7 +28,7 @@ def add_parser(sub: Subparsers) -> None:
     ap = sub.add_parser("alerts", help="what needs an administrator now",
                         description="VMs past their job's RPO, snapshots the Snapshot Hunter "
                         "would clean up, repositories short of space: as of the last look.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_ALERTS, formatter_class=raw)
     ap.add_argument("--json", action="store_true", help="print a JSON list")
 
 

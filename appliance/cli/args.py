@@ -17,7 +17,48 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
+        commands = self.commands()
+        if commands and message.startswith("the following arguments are required"):
+            # `vmkeep job` alone: name the commands rather than the parser's inner `dest`.
+            message = f"give a command: {', '.join(commands)}"
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+    def commands(self) -> list[str]:
+        """The names of this parser's subcommands (none for a command's own parser)."""
+        return [name for action in self._actions
+                if isinstance(action, argparse._SubParsersAction) for name in action.choices]
+
+
+def installed_version() -> str:
+    """vmkeep's version: the installed package's metadata, else (a source tree run with
+    ``python -m appliance.cli``) pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("vmkeep")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        try:
+            pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, ValueError, KeyError):
+            return "unknown"
+
+
+class VersionOption(argparse.Action):
+    """``--version``: prints ``vmkeep VERSION`` and exits 0 (the version is looked up only
+    then, so building the parser stays cheap)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"vmkeep {installed_version()}")
+        parser.exit()
 
 
 # What ``add_subparsers`` returns: each group's ``add_parser(sub)`` adds itself to it.
@@ -86,6 +127,16 @@ def _folder_problem(text: str) -> str | None:
 name_arg = _checked(inputs.name_problem, "A name the administrator gives (a vCenter, "
                     "repository, job, image or new VM): printable, one line, 1 to 80 "
                     "characters.")
+
+
+def _repo_name_problem(text: str) -> str | None:
+    problem = inputs.name_problem(text)
+    return (f"{problem}: --repo takes a repository's NAME here (`vmkeep repo list`); a folder "
+            "is for `vmkeep image … --repo DIR`") if problem else None
+
+
+repo_name_arg = _checked(_repo_name_problem, "A repository's name in the appliance (as "
+                         "``name_arg``); the message says a folder is for ``vmkeep image``.")
 vm_name_arg = _checked(inputs.vm_name_problem, "A new VM's name (as ``name_arg``; slashes "
                        "allowed).")
 text_arg = _checked(inputs.text_problem, "One line of text that names something (a VM, a "
@@ -115,16 +166,53 @@ class NoPasswordOption(argparse.Action):
                          "--password-stdin, --password-file FILE or VMKEEP_VSPHERE_PASSWORD")
 
 
+class _Spelled(argparse.Action):
+    """Stores the value (``flag=True``: ``True``) and, in ``DEST_flag``, the option string the
+    user typed, so a message names the spelling that was given (an alias or the full name)."""
+
+    def __init__(self, option_strings: list[str], dest: str, flag: bool = False,
+                 **kwargs: object) -> None:
+        self.flag = flag
+        if flag:
+            kwargs.update(nargs=0, default=False)
+        super().__init__(option_strings, dest, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True if self.flag else values)
+        setattr(namespace, f"{self.dest}_flag", option_string)
+
+
+# Each secret's own options (docs/CLI.md, Grammar): --SECRET-password-stdin / -file, with the
+# environment variable that can give it instead; --password-stdin / --password-file stay as
+# aliases of whichever secret the command reads.
+SECRETS: dict[str, tuple[str, str]] = {
+    "vcenter": ("the vCenter (or ESXi) password", "VMKEEP_VSPHERE_PASSWORD"),
+    "ssh": ("the SSH password (or the key's passphrase)", "VMKEEP_SSH_PASSWORD"),
+    "config": ("the configuration backup password", "VMKEEP_CONFIG_PASSWORD"),
+}
+
+
 def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
-                         env: str = "VMKEEP_VSPHERE_PASSWORD") -> None:
-    """``--password-stdin`` / ``--password-file`` (or ``env``); a plain ``--password`` is
+                         secret: str = "vcenter") -> None:
+    """``--SECRET-password-stdin`` / ``--SECRET-password-file`` (aliases ``--password-stdin``
+    / ``--password-file``; or the secret's environment variable); a plain ``--password`` is
     refused without echoing its value (``appliance.password.read_password`` reads them)."""
+    what, env = SECRETS[secret]
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of standard input")
-    g.add_argument("--password-file", metavar="FILE",
-                   help=f"read the password from the first line of FILE (or set {env})")
+    g.add_argument(f"--{secret}-password-stdin", "--password-stdin", dest="password_stdin",
+                   action=_Spelled, flag=True,
+                   help=f"{what}: the first line of standard input")
+    g.add_argument(f"--{secret}-password-file", "--password-file", dest="password_file",
+                   action=_Spelled, metavar="FILE",
+                   help=f"{what}: the first line of FILE (or set {env})")
+    p.set_defaults(password_flags=(f"--{secret}-password-stdin", f"--{secret}-password-file"))
     p.add_argument("--password", nargs="?", action=NoPasswordOption, help=argparse.SUPPRESS)
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str = "a JSON object") -> None:
+    """``--json``: the command prints its result as JSON on stdout (docs/CLI.md, Grammar)."""
+    p.add_argument("--json", action="store_true", help=f"print the result as {what}")
 
 
 def add_pin_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -154,15 +242,16 @@ def add_connection_options(p: argparse.ArgumentParser, *, login: bool = True) ->
 
 
 def add_ssh_login(p: argparse.ArgumentParser, *, password_options: bool = True) -> None:
-    """--ssh-key, --host-key-fingerprint and the SSH password: --password-stdin /
-    --password-file, or --ssh-password-file where those already give another password."""
+    """--ssh-key, --host-key-fingerprint and the SSH password: --ssh-password-stdin /
+    --ssh-password-file (aliases --password-stdin / --password-file), or only
+    --ssh-password-file where those aliases already give another password."""
     ssh = p.add_argument_group("SSH repositories (sftp://…)")
     ssh.add_argument("--ssh-key", metavar="FILE", help="private key to log in with")
     ssh.add_argument("--host-key-fingerprint", metavar="SHA256:…",
                      help="the host key as `ssh-keygen -l -E sha256` prints it; without it the "
                      "key is shown and, on a terminal, asked about")
     if password_options:
-        add_password_options(ssh, env="VMKEEP_SSH_PASSWORD")
+        add_password_options(ssh, secret="ssh")
     else:
         ssh.add_argument("--ssh-password-file", metavar="FILE",
                          help="the SSH password (or the key's passphrase) from the first line "

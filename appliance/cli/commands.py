@@ -41,7 +41,7 @@ from appliance.cli import (
     verify_cmd,
     vsphere_cmd,
 )
-from appliance.cli.args import Parser, Subparsers
+from appliance.cli.args import Parser, Subparsers, VersionOption
 from appliance.errors import EXIT_INTERRUPTED, UsageError, VmkeepError
 
 EXIT_INTERNAL = 70
@@ -68,8 +68,12 @@ GROUPS: dict[str, CommandGroup] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.")
-    sub = parser.add_subparsers(dest="group", required=True, parser_class=Parser)
+    parser = Parser(prog="vmkeep", description="Agentless image-based backup for vSphere.",
+                    epilog="`vmkeep COMMAND --help` shows a command's options and examples; "
+                    "docs/CLI.md has every command and exit code.")
+    parser.add_argument("--version", action=VersionOption, help="print vmkeep's version")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND", required=True,
+                                parser_class=Parser, title="commands")
     for group in GROUPS.values():
         group.add_parser(sub)
     return parser
@@ -93,8 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What the commands make is private whatever the caller's umask (files they make
     # themselves are 0600 anyway; this covers what DuckDB makes, such as a catalog's WAL).
     umask = os.umask(0o077)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:  # `vmkeep` alone: the overview and its commands, as `git` does
+            print(parser.format_help(), end="")
+            return UsageError.exit_code
+        args = parser.parse_args(argv)
         code = GROUPS[args.group].run(args)
         sys.stdout.flush()  # here, so that a closed pipe is caught below
         return code

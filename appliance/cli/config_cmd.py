@@ -13,12 +13,13 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     add_password_options,
     add_schedule_options,
-    name_arg,
     read_path_arg,
+    repo_name_arg,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump, schedule_spec
+from appliance.cli.online import Handler, dump, schedule_spec
 from appliance.errors import UsageError
 from appliance.password import optional_password, read_password
 
@@ -26,32 +27,44 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_CONFIG = """examples:
+  vmkeep config schedule --repo main --daily 06:00 --config-password-stdin
+  vmkeep config schedule                    # the schedule and the last backup
+  vmkeep config backup --repo main --config-password-file ~/.vmkeep-config-pw
+  vmkeep config restore --from /backups/main --config-password-file ~/.vmkeep-config-pw
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     cfg = sub.add_parser("config", help="back up and restore the appliance's configuration",
                          description="Seal vCenters, repositories, jobs, settings and secrets "
                          "with a password into a repository, and bring them back on a fresh "
-                         "appliance.", epilog=EPILOG_JOB, formatter_class=raw)
+                         "appliance.", epilog=EPILOG_CONFIG, formatter_class=raw)
     csub = cfg.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def cfg_secret(p: argparse.ArgumentParser) -> None:
-        add_password_options(p, env="VMKEEP_CONFIG_PASSWORD")
+        add_password_options(p, secret="config")
 
     p = csub.add_parser("backup", help="write a configuration backup into a repository",
-                        epilog=EPILOG_JOB, formatter_class=raw)
-    p.add_argument("--repo", required=True, type=name_arg, help="the repository's name")
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
+    p.add_argument("--repo", required=True, type=repo_name_arg, metavar="NAME",
+                   help="the repository's name (`vmkeep repo list`)")
     cfg_secret(p)
+    add_json_option(p)
     p = csub.add_parser("restore", help="restore a configuration backup (fresh appliance)",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
     p.add_argument("--from", dest="source", required=True, metavar="PATH", type=read_path_arg,
                    help="a repository folder (its newest backup) or a backup file")
     cfg_secret(p)
+    add_json_option(p)
     p = csub.add_parser("schedule", help="back the configuration up on a schedule",
                         description="Back the configuration up into a repository on a "
                         "schedule (the password is kept in the secret store; give it the "
                         "first time). Without a schedule option: show the schedule.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
-    p.add_argument("--repo", type=name_arg, help="the repository's name")
+                        epilog=EPILOG_CONFIG, formatter_class=raw)
+    p.add_argument("--repo", type=repo_name_arg, metavar="NAME",
+                   help="the repository's name (`vmkeep repo list`)")
     p.add_argument("--off", action="store_true", help="stop the scheduled backups")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_schedule_options(p)
@@ -60,7 +73,8 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_backup(args: argparse.Namespace, client: ApplianceClient) -> int:
     password = read_password(args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password")
-    print(client.config_backup(args.repo, password).path)
+    done = client.config_backup(args.repo, password)
+    print(dump(done.model_dump(mode="json")) if args.json else done.path)
     return 0
 
 
@@ -68,6 +82,9 @@ def cmd_restore(args: argparse.Namespace, client: ApplianceClient) -> int:
     # Without a password: the one the appliance keeps for its own configuration backups.
     done = client.config_restore(os.path.abspath(args.source), optional_password(
         args, "VMKEEP_CONFIG_PASSWORD", "configuration backup password"))
+    if args.json:
+        print(dump(done.model_dump(mode="json")))
+        return 0
     print(f"restored {done.vcenters} vCenter(s), {done.repositories} repositories, "
           f"{done.jobs} job(s) and {done.secrets} secret(s) from {done.path}"
           + (f" (the newest that opens with this password; {done.skipped_newer} newer one(s) "
@@ -114,7 +131,7 @@ def cmd_schedule(args: argparse.Namespace, client: ApplianceClient) -> int:
     if view.password_generated:
         print("sealed with a password the appliance generated and keeps only in its own "
               "secret store; set one you keep elsewhere: `vmkeep config schedule "
-              "--password-stdin`")
+              "--config-password-stdin`")
     if view.last_backup is not None:
         print(f"last: {view.last_backup:%Y-%m-%d %H:%M:%S} UTC, {view.last_result}: "
               f"{view.last_message}")

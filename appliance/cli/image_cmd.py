@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance import inputs
+from appliance.cli import image_json
 from appliance.cli.args import (
     DAYS,
     KEEP_LAST,
@@ -20,6 +21,7 @@ from appliance.cli.args import (
     THREADS,
     Parser,
     Subparsers,
+    add_json_option,
     add_repository_options,
     name_arg,
     number,
@@ -47,6 +49,7 @@ EPILOG_IMAGE = """examples:
   vmkeep image restore --repo /backups/r1 20261124T210101Z-3fa2c1d0 restored.img
   vmkeep image verify --repo /backups/r1
   vmkeep image prune --repo /backups/r1 --keep-last 7 --keep-days 30 --dry-run
+  vmkeep image rescan --repo /backups/r1       # rebuild the catalog cache from the files
 """
 
 
@@ -71,6 +74,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="none, zstd-fast (default), zstd-3 or zstd-9")
     p.add_argument("--threads", type=THREADS, default=2, help="worker threads (default 2)")
     p.add_argument("file", metavar="FILE", help="raw image file or block device")
+    add_json_option(p)
 
     p = isub.add_parser("restore", help="restore a point's disk to a new raw image file")
     common(p)
@@ -78,10 +82,12 @@ def add_parser(sub: Subparsers) -> None:
                    help="disk number (default 0)")
     p.add_argument("point", metavar="POINT")
     p.add_argument("file", metavar="FILE")
+    add_json_option(p)
 
     p = isub.add_parser("verify", help="health check of one point or the whole repository")
     common(p)
     p.add_argument("point", metavar="POINT", nargs="?")
+    add_json_option(p, "a JSON object (exit codes as without it)")
 
     p = isub.add_parser("points", help="list restore points, oldest first")
     common(p)
@@ -90,6 +96,7 @@ def add_parser(sub: Subparsers) -> None:
 
     p = isub.add_parser("rescan", help="rebuild the catalog cache from the repository alone")
     common(p)
+    add_json_option(p)
 
     p = isub.add_parser("prune", help="apply retention, then free space")
     common(p)
@@ -99,6 +106,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--compact-below", type=number(0.0, 1.0), default=0.75, metavar="SHARE",
                    help="rewrite packs whose live share is under SHARE (default 0.75)")
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    add_json_option(p)
 
     p = isub.add_parser("repair-config",
                         help="recreate a lost config from the key file and the manifests",
@@ -111,6 +119,9 @@ def add_parser(sub: Subparsers) -> None:
     common(p)
     p.add_argument("--repository-id", metavar="ID",
                    help="the repository id to keep (32 hex digits)")
+    add_json_option(p)
+    for command in isub.choices.values():  # each command's help ends with the examples too
+        command.epilog, command.formatter_class = EPILOG_IMAGE, raw
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -149,6 +160,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
                 progress.done()
     finally:
         source.close()
+    if args.json:
+        print(image_json.dump(image_json.backup(args.name, result)))
+        return 0
     print(result.point_id)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -172,6 +186,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             result = restore_disk(ws, args.point, args.disk, target, progress=progress)
         finally:
             progress.done()
+    if args.json:
+        print(image_json.dump(image_json.restore(result)))
+        return 0
     for path in result.removed_partials:
         print(f"removed {path}, left by a restore that is no longer running", file=sys.stderr)
     print(f"restored disk {result.disk_index} of {result.point_id} to {result.target} "
@@ -179,7 +196,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_report(report: VerifyReport) -> None:
+def print_report(report: VerifyReport, *, as_json: bool = False) -> None:
+    if as_json:
+        print(image_json.dump(image_json.verify(report)))
+        return
     for d in report.damage:
         affects = ", ".join(d.points) if d.points else "no restore point"
         print(shown(f"DAMAGED {d.file}: {d.problem}; affects {affects}"))
@@ -205,13 +225,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise
         backend = address.backend()
         try:
-            print_report(damaged_config_report(backend, str(exc)))
+            print_report(damaged_config_report(backend, str(exc)), as_json=args.json)
         finally:
             backend.close()
         return EXIT_DAMAGE_FOUND
     with repo, workspace_of(args, repo, operation="verify", read_only_ok=True) as ws:
         report = verify_point(ws, args.point) if args.point else verify_repository(ws)
-    print_report(report)
+    print_report(report, as_json=args.json)
     return 0 if report.ok else EXIT_DAMAGE_FOUND
 
 
@@ -257,6 +277,9 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 
     with workspace(args, operation="rescan", rescan=True) as ws:
         result = ws.synced
+    if args.json:
+        print(image_json.dump(image_json.rescan(args.repo, result)))
+        return 0
     print(f"rescanned {args.repo}: {result.points_added} restore points, "
           f"{result.packs_added} packs indexed")
     for problem in result.damaged:
@@ -275,6 +298,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     with workspace(args, exclusive=not args.dry_run, operation="prune",
                    read_only_ok=args.dry_run) as ws:
         plan = plan_prune(ws, policy, datetime.now(UTC), compact_below=args.compact_below)
+        if args.json:
+            done = None if args.dry_run else execute_prune(ws, plan)
+            if done is not None:
+                sweep(ws)
+            print(image_json.dump(image_json.prune(plan, done, dry_run=args.dry_run)))
+            return 0
         for d in plan.decisions:
             why = ", ".join(d.reasons) if d.keep else "outside the policy"
             print(f"{'keep' if d.keep else 'remove'} {d.point_id} {shown(d.object_name)} "
@@ -310,6 +339,9 @@ def cmd_repair_config(args: argparse.Namespace) -> int:
             points = len(repo.point_ids())
     finally:
         backend.close()
+    if args.json:
+        print(image_json.dump(image_json.repair_config(args.repo, list(notes), points)))
+        return 0
     print(f"recreated {args.repo}/config: " + "; ".join(notes))
     print(f"{points} restore point(s) are readable again; check them with "
           f"`vmkeep image verify --repo {args.repo}`")
@@ -322,9 +354,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import cache_errors, private_cache
+    from appliance.cli.offline import cache_errors, folder_expected, private_cache
 
     if args.command != "repair-config":
         private_cache()  # before a repository is made: no folder for the cache is usage
-    with cache_errors():
+    with cache_errors(), folder_expected(args):
         return COMMANDS[args.command](args)

@@ -10,17 +10,23 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.table import render
 
 if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_INVENTORY = """examples:
+  vmkeep inventory --vcenter vc01 --json
+  vmkeep inventory --containers # what `vmkeep job create --container` takes
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     ip = sub.add_parser("inventory", help="the VMs of the appliance's vCenters",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_INVENTORY, formatter_class=raw)
     ip.add_argument("--vcenter", help="only this vCenter")
     ip.add_argument("--containers", action="store_true",
                     help="list datacenters, folders, clusters, hosts and resource pools (what "
@@ -41,10 +47,14 @@ def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.json:
         print(dump([v.model_dump(mode="json") for v in vms]))
         return 0
-    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT"),
+    print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT",
+                  "LAST RESULT", "RPO", "REASON"),
                  [(v.vcenter, v.name, v.power_state.removeprefix("powered").lower(),
                    "on" if v.cbt_enabled else "off", len(v.snapshots),
-                   ",".join(v.jobs) or "-", v.last_point or "-") for v in vms]))
+                   ",".join(v.jobs) or "-", v.last_point or "-",
+                   f"{v.last_result} ({v.last_job})" if v.last_result else "-",
+                   "-" if v.rpo_status == "none" else v.rpo_status, v.last_reason or "-")
+                  for v in vms]))
     return 0
 
 

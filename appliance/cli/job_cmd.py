@@ -147,13 +147,16 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
+    from appliance.api import next_run_text  # the client loaded it already
+
     jobs = client.jobs()
     if args.json:
         print(dump([j.model_dump(mode="json") for j in jobs]))
     elif not jobs:
         print("no jobs; create one with `vmkeep job create`")
     else:
-        print(render(("NAME", "VMS", "REPOSITORY", "ENABLED", "LAST RUN", "RESULT"),
+        print(render(("NAME", "VMS", "REPOSITORY", "ENABLED", "LAST RUN", "RESULT",
+                      "NEXT RUN"),
                      [(j.spec.name, len(j.spec.vms) if not j.spec.containers
                        else f"{len(j.spec.vms)}+{len(j.spec.containers)} containers",
                        j.spec.repository,
@@ -161,7 +164,7 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
                        j.last_session.started.strftime("%Y-%m-%d %H:%M")
                        if j.last_session else "-",
                        (j.last_session.result or j.last_session.state)
-                       if j.last_session else "-") for j in jobs]))
+                       if j.last_session else "-", next_run_text(j)) for j in jobs]))
     return 0
 
 

@@ -10,10 +10,11 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     number,
     port_arg,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.inputs import parse_period
 
 if TYPE_CHECKING:
@@ -21,14 +22,21 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_NOTIFY = """examples:
+  vmkeep notify set --on failed,warning --smtp-host mail.example.com --to admin@example.com
+  vmkeep notify set --webhook https://hooks.example.com/vmkeep --free-space-alert 15
+  vmkeep notify show --json
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     np_ = sub.add_parser("notify", help="e-mail and webhook notifications",
                          description="Where the appliance reports sessions that end.",
-                         epilog=EPILOG_JOB, formatter_class=raw)
+                         epilog=EPILOG_NOTIFY, formatter_class=raw)
     nsub = np_.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = nsub.add_parser("set", help="set the notification settings (all at once)",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_NOTIFY, formatter_class=raw)
     p.add_argument("--on", default="failed,warning",
                    help="results to report: failed, warning, success (default failed,warning)")
     p.add_argument("--smtp-host", help="SMTP server for e-mail")
@@ -44,7 +52,8 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--free-space-alert", type=number(0.0, 100.0), default=10.0,
                    metavar="PERCENT",
                    help="alert when a repository has less free space than this (default 10)")
-    p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_JOB,
+    add_json_option(p, "a JSON object (the settings now)")
+    p = nsub.add_parser("show", help="show the notification settings", epilog=EPILOG_NOTIFY,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print JSON")
 

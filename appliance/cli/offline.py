@@ -28,6 +28,7 @@ from appliance import inputs
 from appliance.errors import (
     LockedError,
     NoSpaceError,
+    NotFoundError,
     StorageIOError,
     UsageError,
 )
@@ -244,6 +245,24 @@ def cache_errors() -> Iterator[None]:
         if is_damaged(exc) and _opened:
             raise cache_damaged(exc) from None
         raise
+
+
+@contextmanager
+def folder_expected(args: argparse.Namespace) -> Iterator[None]:
+    """Around an offline command: a ``--repo`` that names no folder here and looks like a
+    name (no slash) is said to be taken as a folder, with the appliance's command for a
+    repository of that name (docs/CLI.md, Grammar)."""
+    try:
+        yield
+    except NotFoundError as exc:
+        repo = str(getattr(args, "repo", "") or "")
+        if not repo or "/" in repo or is_sftp(repo) or Path(repo).exists() \
+                or not str(exc).startswith("repository folder"):
+            raise
+        raise NotFoundError(f"{exc}; --repo here takes a folder (DIR) or an sftp:// URL, not "
+                            f"a name: for the appliance's repository named {repo!r} run "
+                            f"`vmkeep verify --repo {repo}`, `vmkeep prune --repo {repo}` or "
+                            "`vmkeep points list`") from None
 
 
 def cache_damaged(exc: BaseException) -> StorageIOError:

@@ -1,5 +1,5 @@
 """What the online command groups share: running a handler with a client of the appliance,
-JSON output, the examples epilog, and the schedule options as the API's ``ScheduleSpec``.
+JSON output, the job commands' examples, and the schedule options as the API's ``ScheduleSpec``.
 
 An online command talks to the appliance only through ``appliance.client``, ``appliance.api``
 and ``appliance.errors`` (an import-linter contract in pyproject.toml keeps it so).
@@ -27,10 +27,7 @@ EPILOG_JOB = """examples:
   vmkeep job run nightly --full --wait      # active full: read everything, CBT or not
   vmkeep job list --json
   vmkeep job stop nightly
-  vmkeep session list --json
-  vmkeep session show 20261202T010203Z-1a2b3c --json
-  vmkeep points list --vm db01 --json
-  vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+  vmkeep job disable nightly                # no scheduled runs until `job enable`
 """
 
 

@@ -11,7 +11,7 @@ from appliance.cli.args import (
     Parser,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -19,12 +19,18 @@ if TYPE_CHECKING:
     from appliance.client import ApplianceClient
 
 
+EPILOG_POINTS = """examples:
+  vmkeep points list
+  vmkeep points list --vm db01 --json
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
     pp = sub.add_parser("points", help="restore points in the appliance's repositories",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_POINTS, formatter_class=raw)
     psub = pp.add_subparsers(dest="command", required=True, parser_class=Parser)
-    p = psub.add_parser("list", help="restore points, oldest first", epilog=EPILOG_JOB,
+    p = psub.add_parser("list", help="restore points, oldest first", epilog=EPILOG_POINTS,
                         formatter_class=raw)
     p.add_argument("--vm", help="only this VM's points")
     p.add_argument("--json", action="store_true", help="print a JSON list")

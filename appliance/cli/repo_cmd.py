@@ -16,12 +16,13 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     add_ssh_login,
     folder_arg,
     name_arg,
     whole,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.errors import PinDetail, RemoteError, UsageError
 from appliance.inputs import parse_period, shown
 from appliance.password import optional_password, password_from_file
@@ -64,10 +65,12 @@ def add_parser(sub: Subparsers) -> None:
                    help="SSH: when the connection drops, try again this often (default 15s)")
     p.add_argument("--reconnect-for", metavar="PERIOD",
                    help="SSH: and give up after this long (default 30m)")
+    add_json_option(p)
     p = rsub.add_parser("edit", help="an SSH repository's login or trusted host key",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
     add_ssh_login(p)
+    add_json_option(p)
     p = rsub.add_parser("harden", help="make an SSH repository's files immutable",
                         description="After each session the files a new point needs become "
                         "immutable on the repository host (chattr +i) for --days after the end "
@@ -81,6 +84,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="no new locks (those set stay until they expire)")
     p.add_argument("--epoch-days", type=whole(1, 9999), metavar="N",
                    help="epoch length (default: 30, or --days if shorter)")
+    add_json_option(p)
     p = rsub.add_parser("audit", help="compare a hardened repository's ledger with the host",
                         epilog=EPILOG_REPO, formatter_class=raw)
     p.add_argument("name", metavar="NAME")
@@ -94,6 +98,17 @@ def add_parser(sub: Subparsers) -> None:
                         "appliance's copy")):
         p = rsub.add_parser(name, help=text, epilog=EPILOG_REPO, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
+        add_json_option(p)
+
+
+def _print(args: argparse.Namespace, answer: api.Repository | api.Done) -> None:
+    """The answer as JSON (``--json``), else a repository's line or a message."""
+    from appliance import api
+
+    if args.json:
+        print(dump(answer.model_dump(mode="json")))
+    else:
+        print(answer.message if isinstance(answer, api.Done) else _show(answer))
 
 
 def _show(r: api.Repository) -> str:
@@ -153,7 +168,7 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
         encryption_password=encryption,
         reconnect_every=_seconds(args.reconnect_every),
         reconnect_for=_seconds(args.reconnect_for)))
-    print(_show(repo))
+    _print(args, repo)
     return 0
 
 
@@ -169,8 +184,8 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
     if key is None and secret is None and args.host_key_fingerprint is None:
         raise UsageError("nothing to change: give --host-key-fingerprint, --ssh-key or a "
                          "password")
-    print(_show(client.edit_repository(args.name, api.RepositoryEdit(
-        ssh_key=key, ssh_password=secret, host_key_fingerprint=args.host_key_fingerprint))))
+    _print(args, client.edit_repository(args.name, api.RepositoryEdit(
+        ssh_key=key, ssh_password=secret, host_key_fingerprint=args.host_key_fingerprint)))
     return 0
 
 
@@ -189,24 +204,24 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_rescan(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(_show(client.rescan_repository(args.name)))
+    _print(args, client.rescan_repository(args.name))
     return 0
 
 
 def cmd_remove(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.remove_repository(args.name).message)
+    _print(args, client.remove_repository(args.name))
     return 0
 
 
 def cmd_repair_key(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.repair_repository_key(args.name).message)
+    _print(args, client.repair_repository_key(args.name))
     return 0
 
 
 def cmd_harden(args: argparse.Namespace, client: ApplianceClient) -> int:
     repo = client.harden_repository(args.name, None if args.off else args.days,
                                     args.epoch_days)
-    print(_show(repo))
+    _print(args, repo)
     return 0
 
 

@@ -14,25 +14,36 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     folder_arg,
     vm_name_arg,
     whole,
 )
-from appliance.cli.online import EPILOG_JOB, Handler
+from appliance.cli.online import Handler, dump
 from appliance.errors import ConfirmDetail, RemoteError, UsageError
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
+    from appliance import api
     from appliance.client import ApplianceClient
+
+
+EPILOG_RESTORE = """examples:
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --name db01-restored --power-on
+  vmkeep restore vm 20261202T010203Z-9f8e7d6c --original --yes
+  vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+  vmkeep restore postgres 20261202T010203Z-9f8e7d6c --data-dir /restore/pgdata \\
+      --until '2026-12-02 07:15:00+00:00'
+"""
 
 
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
-    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_JOB,
+    rp = sub.add_parser("restore", help="restore from a restore point", epilog=EPILOG_RESTORE,
                         formatter_class=raw)
     rsub = rp.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = rsub.add_parser("vm", help="an entire VM: to a new VM or over the original",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--name", metavar="NEW_VM", type=vm_name_arg,
@@ -56,12 +67,14 @@ def add_parser(sub: Subparsers) -> None:
                    help="--original: where its disks are written: host (default: on the "
                    "ESXi host that runs it), vcenter (through the vCenter) or hotadd "
                    "(attached to the appliance's own VM)")
+    add_json_option(p, "a JSON object (with --dry-run: the plan)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID")
     p.add_argument("--disk", type=whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
     p.add_argument("--to", required=True, metavar="FILE", type=folder_arg, help="a new file")
+    add_json_option(p)
     p = rsub.add_parser("postgres", help="PostgreSQL to a point in time: the base backup's "
                         "label, the WAL and the recovery settings into a data folder",
                         description="After the image point's disk was restored and its "
@@ -69,13 +82,14 @@ def add_parser(sub: Subparsers) -> None:
                         "the point), every WAL file the VM's log backup job stored (into "
                         "vmkeep-wal/), recovery.signal and the recovery settings, so a "
                         "PostgreSQL started on the folder replays up to --until.",
-                        epilog=EPILOG_JOB, formatter_class=raw)
+                        epilog=EPILOG_RESTORE, formatter_class=raw)
     p.add_argument("point", metavar="POINT_ID", help="the image point (with a base backup)")
     p.add_argument("--data-dir", required=True, metavar="DIR", type=folder_arg,
                    help="the restored data folder (on the appliance's machine)")
     p.add_argument("--until", metavar="TIME",
                    help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
                    "everything stored)")
+    add_json_option(p)
 
 
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -87,7 +101,11 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
         folder=args.folder, keep_macs=args.keep_macs, power_on=args.power_on,
         transport=args.transport)
     if args.dry_run:
-        for line in client.plan_restore_vm(request).lines:
+        plan = client.plan_restore_vm(request)
+        if args.json:
+            print(dump(plan.model_dump(mode="json")))
+            return 0
+        for line in plan.lines:
             print(shown(line))
         return 0
     try:
@@ -98,8 +116,7 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
         raise UsageError("restoring over the original VM overwrites its disks: "
                          + " / ".join(exc.detail.plan) + " — confirm it (--yes)",
                          detail=exc.detail) from None
-    print(done.message, file=sys.stderr)
-    return 0
+    return _done(args, done)
 
 
 def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -116,13 +133,20 @@ def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
             raise UsageError("--until needs its time zone, e.g. +00:00 for UTC")
     done = client.restore_postgres(api.PostgresRestore(
         point=args.point, data_dir=os.path.abspath(args.data_dir), until=until))
-    print(done.message, file=sys.stderr)
-    return 0
+    return _done(args, done)
 
 
 def cmd_disk(args: argparse.Namespace, client: ApplianceClient) -> int:
     done = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
-    print(done.message, file=sys.stderr)
+    return _done(args, done)
+
+
+def _done(args: argparse.Namespace, done: api.Done) -> int:
+    """The appliance's answer: its message on stderr, or (``--json``) the answer on stdout."""
+    if args.json:
+        print(dump(done.model_dump(mode="json")))
+    else:
+        print(done.message, file=sys.stderr)
     return 0
 
 

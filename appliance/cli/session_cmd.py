@@ -13,7 +13,7 @@ from appliance.cli.args import (
     Parser,
     Subparsers,
 )
-from appliance.cli.online import EPILOG_JOB, Handler, dump
+from appliance.cli.online import Handler, dump
 from appliance.errors import ApplianceError
 from appliance.inputs import shown
 from appliance.progress import human_bytes
@@ -34,19 +34,26 @@ def exit_code(s: api.SessionSummary | api.Session) -> int:
         EXIT_FAILED
 
 
+EPILOG_SESSION = """examples:
+  vmkeep session list --json
+  vmkeep session show 20261202T010203Z-1a2b3c --json
+  vmkeep session follow 20261202T010203Z-1a2b3c     # live log; exit 0 success, 1 warning, 2 failed
+"""
+
+
 def add_parser(sub: Subparsers) -> None:
     raw = RAW
-    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_JOB,
+    sp = sub.add_parser("session", help="sessions: the runs of jobs", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     ssub = sp.add_subparsers(dest="command", required=True, parser_class=Parser)
-    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_JOB,
+    p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_JOB,
+    p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("id", metavar="ID")
     p.add_argument("--json", action="store_true", help="print a JSON object")
-    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_JOB,
+    p = ssub.add_parser("follow", help="follow a session to its end", epilog=EPILOG_SESSION,
                         formatter_class=raw)
     p.add_argument("id", metavar="ID")
 
@@ -96,12 +103,43 @@ def cmd_show(args: argparse.Namespace, client: ApplianceClient) -> int:
         print(dump(s.model_dump(mode="json")))
         return 0
     print(f"session {s.id} of job {s.job!r}: {s.state}, {s.result or 'running'}")
+    if s.stats is not None:
+        print("\n".join(f"  {x}" for x in stats_lines(s.stats)))
     for t in s.tasks:
         print(f"  {shown(t.name)}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
               f"{human_bytes(t.bytes_total)}" + (f", point {t.point_id}" if t.point_id else ""))
     for line in s.log:
         print(f"  {line.time:%H:%M:%S} {line.level:7} {shown(line.message)}")
     return 0
+
+
+def duration(seconds: float) -> str:
+    """73.4 → '1m 13s'; 4.25 → '4.2s'."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def ratio(r: float | None) -> str:
+    return "—" if r is None else f"{r:.1f}x"
+
+
+def stats_lines(st: api.SessionStats) -> list[str]:
+    """A finished backup session's summary, as Veeam's statistics window has it."""
+    shares = ", ".join(f"{x.stage} {100 * x.share:.0f}%" for x in st.stages)
+    lines = [f"duration {duration(st.duration_seconds)}, processing rate "
+             f"{human_bytes(st.rate)}/s",
+             f"processed {human_bytes(st.processed)}, read {human_bytes(st.read)}, "
+             f"transferred {human_bytes(st.transferred)}",
+             f"dedup {ratio(st.dedup_ratio)}, compression {ratio(st.compression_ratio)}",
+             f"bottleneck: {st.bottleneck or '—'} ({shares})"]
+    lines += [f"{shown(v.vm)}: {duration(v.duration_seconds)}, read {human_bytes(v.read)}, "
+              f"transferred {human_bytes(v.transferred)}, bottleneck {v.bottleneck or '—'}"
+              for v in st.vms]
+    return lines
 
 
 COMMANDS: dict[str, Handler] = {"list": cmd_list, "show": cmd_show, "follow": cmd_follow}

@@ -7,13 +7,20 @@ import argparse
 import os
 import sys
 
-from appliance.cli.args import Subparsers
+from appliance.cli.args import RAW, Subparsers
+
+EPILOG_TUI = """examples:
+  vmkeep tui                                # the appliance of VMKEEP_HOME (or your own)
+  sudo -u vmkeep -H env VMKEEP_HOME=/var/lib/vmkeep vmkeep tui   # the one systemd runs
+  vmkeep tui --home .demo/home              # the one `make demo` started
+"""
 
 
 def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("tui", help="the keyboard-driven TUI (dashboard, jobs, restores, …)",
                        description="Open the TUI of the appliance that --home / VMKEEP_HOME / "
-                       "VMKEEP_SOCKET name. ctrl+q quits; ctrl+p lists every action.")
+                       "VMKEEP_SOCKET name.\nctrl+q quits; ctrl+p lists every action.",
+                       epilog=EPILOG_TUI, formatter_class=RAW)
     p.add_argument("--home", help="the appliance's home (default: VMKEEP_HOME)")
 
 

@@ -13,13 +13,14 @@ from appliance.cli.args import (
     RAW,
     Parser,
     Subparsers,
+    add_json_option,
     add_password_options,
     add_pin_options,
     name_arg,
     port_arg,
     text_arg,
 )
-from appliance.cli.online import Handler
+from appliance.cli.online import Handler, dump
 from appliance.errors import PinDetail, RemoteError
 from appliance.password import read_password
 from appliance.table import render
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 EPILOG_VCENTER = """examples:
   vmkeep vsphere fingerprint --host vc01.example.com      # check it against vCenter's own
   vmkeep vcenter add vc01 --host vc01.example.com --user backup@vsphere.local \\
-      --password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
+      --vcenter-password-file ~/.vc01-pw --fingerprint AB:CD:…:EF
   vmkeep vcenter list --json
   vmkeep vcenter test vc01
   vmkeep vcenter check vc01                         # exit 1: the account lacks privileges
@@ -60,6 +61,7 @@ def add_parser(sub: Subparsers) -> None:
                        help="hot-add (--transport hotadd): the VM the appliance runs in, by "
                        "name or BIOS UUID, when it cannot read its own BIOS UUID (root "
                        "only: /sys/class/dmi/id/product_uuid); with edit, \"\" forgets it")
+        add_json_option(p)
 
     p = vsub.add_parser("add", help="add a vCenter (logs in once to check)",
                         epilog=EPILOG_VCENTER, formatter_class=raw)
@@ -83,6 +85,7 @@ def add_parser(sub: Subparsers) -> None:
                        ("remove", "forget a vCenter and its stored password")):
         p = vsub.add_parser(name, help=text, epilog=EPILOG_VCENTER, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
+        add_json_option(p)
     p = vsub.add_parser("check", help="which privileges the account lacks (backup, restore, "
                         "Snapshot Hunter)", epilog=EPILOG_VCENTER, formatter_class=raw,
                         description="Ask vCenter which of the privileges docs/VSPHERE.md "
@@ -128,7 +131,7 @@ def cmd_add(args: argparse.Namespace, client: ApplianceClient) -> int:
         added = client.add_vcenter(spec)
     except RemoteError as exc:
         raise _in_flags(args.name, exc) from None
-    print(_show(added))
+    print(dump(added.model_dump(mode="json")) if args.json else _show(added))
     return 0
 
 
@@ -144,7 +147,7 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
         edited = client.edit_vcenter(args.name, spec)
     except RemoteError as exc:
         raise _in_flags(args.name, exc) from None
-    print(_show(edited))
+    print(dump(edited.model_dump(mode="json")) if args.json else _show(edited))
     return 0
 
 
@@ -163,7 +166,8 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_test(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.test_vcenter(args.name).message)
+    tested = client.test_vcenter(args.name)
+    print(dump(tested.model_dump(mode="json")) if args.json else tested.message)
     return 0
 
 
@@ -187,7 +191,8 @@ def cmd_check(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_remove(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.remove_vcenter(args.name).message)
+    done = client.remove_vcenter(args.name)
+    print(dump(done.model_dump(mode="json")) if args.json else done.message)
     return 0
 
 

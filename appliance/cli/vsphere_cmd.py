@@ -17,13 +17,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance import inputs
-from appliance.cli import vsphere_restore_cmd
+from appliance.cli import vsphere_json, vsphere_restore_cmd
 from appliance.cli.args import (
     RAW,
     THREADS,
     Parser,
     Subparsers,
     add_connection_options,
+    add_json_option,
     add_repository_options,
     text_arg,
     whole,
@@ -48,21 +49,22 @@ EXIT_HUNT_FAILED = 1
 
 EPILOG_VSPHERE = """examples:
   vmkeep vsphere fingerprint --host vc01.example.com
-  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
   vmkeep vsphere vms $VC
   vmkeep vsphere backup $VC --repo /backups/r1 db01
   vmkeep vsphere hunter $VC --dry-run
 
-The password comes from exactly one of --password-stdin (first line of standard input),
---password-file FILE (its first line) or the environment variable VMKEEP_VSPHERE_PASSWORD;
-never from the command line. Pin the server's certificate with --fingerprint (what
+The password comes from exactly one of --vcenter-password-stdin (first line of standard
+input), --vcenter-password-file FILE (its first line; --password-stdin and --password-file
+are the same options) or the environment variable VMKEEP_VSPHERE_PASSWORD; never from the
+command line. Pin the server's certificate with --fingerprint (what
 `vmkeep vsphere fingerprint` prints), or turn verification off with --insecure.
 """
 
 # $VC in the examples: the connection options of every command that logs in.
-_VC = """  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+_VC = """  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
 """
 
 EPILOG_FINGERPRINT = """examples:
@@ -76,7 +78,7 @@ against the one vCenter shows, then give it to the other commands with --fingerp
 EPILOG_VMS = f"""examples:
 {_VC}  vmkeep vsphere vms $VC
   vmkeep vsphere vms $VC --json
-  pass show esx01 | vmkeep vsphere vms --host esx01 --user root --password-stdin --insecure
+  pass show esx01 | vmkeep vsphere vms --host esx01 --user root --vcenter-password-stdin --insecure
 
 Disks are numbered 0, 1, … in (controller bus, unit) order: the N of `image restore --disk N`.
 """
@@ -125,6 +127,7 @@ def add_parser(sub: Subparsers) -> None:
                         description="Print the SHA-256 fingerprint of the TLS certificate "
                         "the server presents.", epilog=EPILOG_FINGERPRINT, formatter_class=raw)
     add_connection_options(p, login=False)
+    add_json_option(p)
 
     p = vsub.add_parser("vms", help="list VMs with their disks, CBT and snapshots",
                         description="List every VM (templates included) with its power "
@@ -164,6 +167,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--quiesce", action="store_true",
                    help="ask VMware Tools for a quiesced (application-consistent) snapshot")
     p.add_argument("vm", metavar="VM", type=text_arg, help="the VM's name or instance UUID")
+    add_json_option(p, "a JSON object (exit codes as without it)")
 
     vsphere_restore_cmd.add_parsers(vsub)
 
@@ -177,12 +181,15 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--include-foreign", action="store_true",
                    help="also remove snapshots that are not vmkeep's (and allow remove-all "
                    "when a consolidation fails)")
+    add_json_option(p, "a JSON object (exit codes as without it)")
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from appliance.vsphere.session import fetch_fingerprint, format_fingerprint
 
-    print(format_fingerprint(fetch_fingerprint(args.host, args.port)))
+    value = format_fingerprint(fetch_fingerprint(args.host, args.port))
+    print(json.dumps(vsphere_json.fingerprint(args.host, args.port, value), indent=2)
+          if args.json else value)
     return 0
 
 
@@ -277,7 +284,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
                                    log=log_to_stderr(args.verbose), progress=progress)
             finally:
                 progress.done()
-    if result.point_id is not None and result.backup is not None:
+    if args.json:
+        print(json.dumps(vsphere_json.backup(result), indent=2))
+    elif result.point_id is not None and result.backup is not None:
         print(result.point_id)
         print(_backup_summary(result), file=sys.stderr)
     return EXIT_BY_STATUS.get(result.status, EXIT_BY_STATUS["failed"])
@@ -288,6 +297,10 @@ def cmd_hunter(args: argparse.Namespace) -> int:
 
     with connected(args) as session:
         plan = plan_hunt(session, include_foreign=args.include_foreign)
+        if args.json:
+            result = None if args.dry_run or plan.empty else execute_hunt(session, plan)
+            print(json.dumps(vsphere_json.hunt(plan, result, dry_run=args.dry_run), indent=2))
+            return 0 if result is None or result.ok else EXIT_HUNT_FAILED
         for text in describe(plan):
             print(shown(text))
         if args.dry_run or plan.empty:
@@ -309,9 +322,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli.offline import cache_errors, private_cache
+    from appliance.cli.offline import cache_errors, folder_expected, private_cache
 
     if args.command in ("backup", "restore-vm", "restore-disk"):
         private_cache()  # the repository's catalog cache: say so before any work
-    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors():
+    with logging_to_stderr(getattr(args, "verbose", False)), cache_errors(), \
+            folder_expected(args):
         return COMMANDS[args.command](args)

@@ -4,15 +4,18 @@ directly, without the appliance (subcommands of ``vmkeep vsphere``)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from appliance import inputs
+from appliance.cli import vsphere_json
 from appliance.cli.args import (
     RAW,
     Subparsers,
     add_connection_options,
+    add_json_option,
     add_repository_options,
     text_arg,
     vm_name_arg,
@@ -29,8 +32,8 @@ if TYPE_CHECKING:
 EXIT_NOT_CONFIRMED = 1  # restore-vm --original: the person did not confirm
 
 # $VC in the examples: the connection options of every command that logs in.
-_VC = """  VC="--host vc01.example.com --user backup@vsphere.local --password-file $HOME/.vc01-pw \\
-      --fingerprint AB:CD:…:EF"
+_VC = """  VC="--host vc01.example.com --user backup@vsphere.local \\
+      --vcenter-password-file $HOME/.vc01-pw --fingerprint AB:CD:…:EF"
 """
 
 
@@ -88,6 +91,7 @@ def add_parsers(vsub: Subparsers) -> None:
                    help="--original: do not ask; the disks are overwritten")
     _transport_option(p, "--original: ", hotadd=True)
     p.add_argument("point", metavar="POINT")
+    add_json_option(p, "a JSON object (with --dry-run: the plan's lines)")
 
     p = vsub.add_parser("restore-disk", help="restore one disk into an existing VM",
                         description="Add disk N of a VM restore point to an existing VM as a "
@@ -102,6 +106,7 @@ def add_parsers(vsub: Subparsers) -> None:
                    "disk's)")
     _transport_option(p, "")
     p.add_argument("point", metavar="POINT")
+    add_json_option(p)
 
 
 def _transport_option(p: argparse.ArgumentParser, prefix: str, *, hotadd: bool = False
@@ -158,6 +163,9 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                         else None)
             plan = plan_restore_new(ws, args.point, args.name, keep_macs=args.keep_macs,
                                     networks=networks, placement=placement)
+        if args.dry_run and args.json:
+            print(json.dumps(vsphere_json.restore_plan(list(plan.describe())), indent=2))
+            return 0
         if args.dry_run:
             for line in plan.describe():
                 print(shown(line))
@@ -180,6 +188,9 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                     power_on=args.power_on, log=log, progress=progress)
         finally:
             progress.done()
+    if args.json:
+        print(json.dumps(vsphere_json.restore_vm(result), indent=2))
+        return 0
     print(result.vm_moref)
     print(f"restored point {result.point_id} to VM {result.vm_name!r} ({result.vm_moref}): "
           f"{count(len(result.disks), 'disk')}, {human_bytes(result.bytes_written)} written "
@@ -201,6 +212,9 @@ def cmd_restore_disk(args: argparse.Namespace) -> int:
                                           log=log_to_stderr(args.verbose), progress=progress)
         finally:
             progress.done()
+    if args.json:
+        print(json.dumps(vsphere_json.restore_disk(result), indent=2))
+        return 0
     print(result.target_disk.file_name)
     print(f"restored disk {result.disk_index} of point {result.point_id} into VM "
           f"{result.vm_name!r} as disk {result.target_disk.index} "

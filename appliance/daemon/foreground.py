@@ -86,7 +86,7 @@ def serve(home: Home, *, new_catalog: bool = False, allow_shared_home: bool = Fa
         notifier = Notifier(registry, sessions)
         state = ApplianceState(home=home, pid=os.getpid(), started=datetime.now(UTC),
                                request_stop=request_stop, registry=registry, sessions=sessions,
-                               alerts=notifier.alerts)
+                               alerts=notifier.alerts, next_run=scheduler.next_run)
         config = uvicorn.Config(create_app(state), http=protocol_class(), lifespan="off",
                                 log_config=None, access_log=False, timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)

@@ -22,6 +22,7 @@ from typing import Final
 
 from appliance.errors import SourceError, UsageError
 from appliance.faults import crash_point, hold_point
+from appliance.jobs.backup_stats import STAGE_READ, BackupStats, StageTimes, stage_waits
 from appliance.jobs.blockmap import overlay
 from appliance.jobs.point_check import settle_point
 from appliance.jobs.sync import Delta, record_point
@@ -168,18 +169,20 @@ class BackupResult:
     manifest_bytes: int
     seconds: float
     warnings: tuple[str, ...] = ()  # e.g. the catalog's view repaired from the manifest
+    bytes_processed: int = 0  # the disks' capacity
+    bytes_new: int = 0  # the new blocks' bytes before compression
+    stages: StageTimes = field(default_factory=StageTimes)  # where the pipeline waited
+
+    @property
+    def stats(self) -> BackupStats:
+        return BackupStats(self.bytes_processed, self.bytes_read, self.bytes_new,
+                           self.bytes_stored, self.seconds, self.stages)
 
 
 ProgressFn = Callable[[int, int], None]
 # Of the block ids the repository holds, which a new point may use (a hardened repository's
 # epochs: only those in packs locked long enough, or written by this run).
 DedupFilter = Callable[[set[bytes], frozenset[str]], set[bytes]]
-
-#: The pipeline's stages, as sessions name the current bottleneck.
-STAGE_READ: Final = "source read"
-STAGE_CPU: Final = "hashing/compression"
-STAGE_WRITE: Final = "repository write"
-
 
 @dataclass(frozen=True, slots=True)
 class DiskProgress:
@@ -197,14 +200,8 @@ DiskProgressFn = Callable[[DiskProgress], None]
 
 def bottleneck(read_wait: float, read_s: float, hash_s: float, compress_wait: float,
                write_wait: float) -> str:
-    """The stage the main loop waited on longest (pure). Waiting for a read future is split
-    between reading and hashing in the proportion the reader threads spent on each."""
-    busy = read_s + hash_s
-    share = read_s / busy if busy > 0 else 1.0
-    waits = {STAGE_READ: read_wait * share,
-             STAGE_CPU: read_wait * (1 - share) + compress_wait,
-             STAGE_WRITE: write_wait}
-    return max(waits, key=lambda k: waits[k])
+    """The stage the main loop waited on longest (pure; see ``stage_waits``)."""
+    return stage_waits(read_wait, read_s, hash_s, compress_wait, write_wait).bottleneck()
 
 
 def new_point_id(now: datetime) -> str:
@@ -229,13 +226,16 @@ class PackSink:
         self.pending: set[bytes] = set()
         self.in_flight: deque[tuple[PackWriter, Future[int]]] = deque()
         self.bytes_stored = 0
+        self.bytes_new = 0  # before compression
         self.blocks_new = 0
+        self.write_wait = 0.0  # seconds the last drain waited on pack writes
 
     def add(self, block_id: bytes, codec_id: int, stored: bytes, plain_len: int,
             check: bytes, key_id: int = 0) -> None:
         self.open.add(block_id, KIND_DISK_BLOCK, codec_id, stored, plain_len, check, key_id)
         self.pending.add(block_id)
         self.bytes_stored += len(stored)
+        self.bytes_new += plain_len
         self.blocks_new += 1
         if self.open.size >= self.repo.config.pack_size:
             self.flush()
@@ -262,9 +262,11 @@ class PackSink:
 
     def drain(self) -> None:
         """Make every pack durable and indexed (before the manifest is written)."""
+        t0 = time.perf_counter()
         self.flush()
         while self.in_flight:
             self._settle()
+        self.write_wait += time.perf_counter() - t0
 
     def abandon(self) -> None:
         """After a failure: wait for writes under way, so cleanup never races them."""
@@ -303,8 +305,9 @@ def _read_block(source: Source, key: bytes, index: int, block_size: int, size: i
 def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: PackSink, cat: Catalog,
                  repo_id: str, compression: codec.Compression, pool: ThreadPoolExecutor,
                  readers: ThreadPoolExecutor, progress: Callable[[int, str], None]
-                 ) -> tuple[list[tuple[int, bytes | None]], int, int]:
-    """Read the planned blocks; return (updates, bytes read, deduplicated blocks)."""
+                 ) -> tuple[list[tuple[int, bytes | None]], int, int, StageTimes]:
+    """Read the planned blocks; return (updates, bytes read, deduplicated blocks, where the
+    pipeline waited)."""
     bs = plan.block_size
     zero = bytes(bs)
     batch_len = max(2, BATCH_BYTES // bs)
@@ -313,6 +316,7 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: PackSink, cat
     updates: list[tuple[int, bytes | None]] = []
     bytes_read = 0
     deduped = 0
+    stages = StageTimes()
 
     def submit(batch: Sequence[int]) -> list[Future[_Read]]:
         return [readers.submit(_read_block, source, key, i, bs, plan.size, zero)
@@ -350,10 +354,11 @@ def _backup_disk(plan: DiskPlan, source: Source, key: bytes, sink: PackSink, cat
         for r in current:
             updates.append((r.index, r.block_id if r.data is not None else None))
             bytes_read += min(bs, plan.size - r.index * bs)
-        progress(bytes_read, bottleneck(read_wait, sum(r.read_s for r in current),
-                                        sum(r.hash_s for r in current), compress_wait,
-                                        write_wait))
-    return updates, bytes_read, deduped
+        waits = stage_waits(read_wait, sum(r.read_s for r in current),
+                            sum(r.hash_s for r in current), compress_wait, write_wait)
+        stages = stages + waits
+        progress(bytes_read, waits.bottleneck())
+    return updates, bytes_read, deduped, stages
 
 
 def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink: PackSink,
@@ -361,12 +366,13 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
                   pool: ThreadPoolExecutor, readers: ThreadPoolExecutor,
                   progress: ProgressFn | None, total: int,
                   disk_progress: DiskProgressFn | None = None
-                  ) -> tuple[list[DiskRecord], dict[int, Delta], int, int]:
+                  ) -> tuple[list[DiskRecord], dict[int, Delta], int, int, StageTimes]:
     """Back up each disk in turn; return (manifest disk records, catalog deltas against each
-    disk's base point, bytes read, deduplicated blocks)."""
+    disk's base point, bytes read, deduplicated blocks, where the pipeline waited)."""
     records: list[DiskRecord] = []
     deltas: dict[int, Delta] = {}
     bytes_read = deduped = 0
+    stages = StageTimes()
     for d, dplan in zip(disks, plan.disks, strict=True):
         planned = dplan.bytes_to_read
 
@@ -380,8 +386,9 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
         if disk_progress is not None:
             disk_progress(DiskProgress(d.index, 0, planned, STAGE_READ))
 
-        updates, read, dd = _backup_disk(dplan, d.source, key, sink, cat, repo_id,
-                                         compression, pool, readers, report)
+        updates, read, dd, waits = _backup_disk(dplan, d.source, key, sink, cat, repo_id,
+                                                compression, pool, readers, report)
+        stages = stages + waits
         if dplan.base_point is not None:
             idx, ids = cat.resolved_map(dplan.base_point, d.index)
             base_map = BlockMap(idx, ids)
@@ -393,7 +400,7 @@ def _backup_disks(disks: Sequence[DiskInput], plan: BackupPlan, key: bytes, sink
                                   new_map, d.change_id, dict(d.meta)))
         bytes_read += read
         deduped += dd
-    return records, deltas, bytes_read, deduped
+    return records, deltas, bytes_read, deduped, stages
 
 
 @contextlib.contextmanager
@@ -443,9 +450,11 @@ def run_backup(ws: Workspace, object_name: str, disks: Sequence[DiskInput],
                                thread_name_prefix="backup") as pool, \
             ThreadPoolExecutor(max_workers=max(1, options.read_streams or options.threads),
                                thread_name_prefix="backup-read") as readers:
-        records, deltas, bytes_read, deduped = _backup_disks(
+        records, deltas, bytes_read, deduped, stages = _backup_disks(
             disks, plan, key, sink, cat, repo.id, compression, pool, readers, progress,
             plan.bytes_to_read, disk_progress)
+        sink.drain()  # timed: the last packs' writes are the repository's share
+    stages = stages + StageTimes(target=sink.write_wait)
     crash_point("backup-before-manifest")
     now = datetime.now(UTC)
     manifest = Manifest(
@@ -461,4 +470,5 @@ def run_backup(ws: Workspace, object_name: str, disks: Sequence[DiskInput],
     warnings = settle_point(ws, manifest, manifest_bytes)
     return BackupResult(manifest.point_id, plan.kind, plan.reason, bytes_read,
                         sink.bytes_stored, sink.blocks_new, deduped, manifest_bytes,
-                        time.monotonic() - started, tuple(warnings))
+                        time.monotonic() - started, tuple(warnings),
+                        sum(d.source.size for d in disks), sink.bytes_new, stages)

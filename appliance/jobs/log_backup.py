@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from appliance.guest.scripts import Guest, delete_files, fetch_file, list_files
 from appliance.jobs.backup import BackupOptions, DiskInput, run_backup
 from appliance.jobs.workspace import Workspace
+from appliance.progress import human_bytes
 from appliance.source import Extent
 
 OBJECT_KIND = "logs"
@@ -89,7 +90,7 @@ def collect_logs(guest: Guest, folder: str, pattern: str, ws: Workspace, vm: str
                                     "files": [f.name for f in new]})
         point_id = result.point_id
         log("info", f"stored {len(new)} log file(s) from {folder} as point {point_id} "
-                    f"({result.bytes_stored} bytes): {new[0].name} … {new[-1].name}")
+                    f"({human_bytes(result.bytes_stored)}): {new[0].name} … {new[-1].name}")
     removable = [f.name for f in ready]
     if removable:
         delete_files(guest, folder, removable)

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import (
-    BadInputError,
     IntegrityError,
     NoSpaceError,
     NotFoundError,
     StorageIOError,
+    UsageError,
 )
 from appliance.faults import crash_point, hold_point
 from appliance.jobs.reader import BlockReader
@@ -192,8 +192,9 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
     started = time.monotonic()
     disk = prepare_disk(ws, point_id, disk_index)
     if target.exists():
-        raise BadInputError(f"restore target {target} already exists; remove it or name a "
-                            "new file")
+        # Usage (2), as `image restore` says before it opens the repository (docs/CLI.md).
+        raise UsageError(f"restore target {target} already exists; remove it or name a "
+                         "new file")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise NotFoundError(f"the folder of restore target {target} does not exist; create it "

@@ -28,6 +28,7 @@ from appliance.jobs.backup import (
     run_backup,
 )
 from appliance.jobs.workspace import Workspace
+from appliance.progress import human_bytes
 from appliance.repository import codec
 from appliance.source import Extent, Source, blocks_touched
 from appliance.vsphere.cbt import (
@@ -435,7 +436,8 @@ def backup_vm(session: VSphereSession, ws: Workspace, vm_name_or_uuid: str,
         warn(w)
     status = "warning" if warnings else "success"
     log("info", f"VM {info.name!r}: point {result.point_id} ({result.kind}), "
-                f"{result.bytes_read} bytes read, status {status}")
+                f"{human_bytes(result.bytes_read)} read, {human_bytes(result.bytes_stored)} "
+                f"stored, status {status}")
     return VmBackupResult(info.name, info.instance_uuid, result.point_id, status, ordered,
                           tuple(warnings), result)
 

@@ -9,7 +9,12 @@ from datetime import datetime
 from appliance import api
 from appliance.home import Home
 from appliance.registry import Registry
+from appliance.service.job_definition import JobDefinition
 from appliance.sessions.manager import SessionManager
+
+
+def _unscheduled(_job: JobDefinition) -> datetime | None:
+    return None
 
 
 @dataclass(slots=True)
@@ -23,3 +28,5 @@ class ApplianceState:
     registry: Registry
     sessions: SessionManager
     alerts: Callable[[], list[api.Alert]] = list  # what needs an administrator now
+    # When the scheduler starts a job next (its own due time; None: not by itself).
+    next_run: Callable[[JobDefinition], datetime | None] = _unscheduled

@@ -22,6 +22,21 @@ from appliance.service.restores import RestoreService
 from appliance.service.state import State
 
 
+def _next_step(repository: str, points: list[api.DamagedPoint]) -> str:
+    """What an administrator does about damage: the blocks found damaged are remembered, so
+    the next backup of each VM stores them anew; until then restore from a point not named."""
+    if not points:
+        return (f"no restore point needs the damaged files; `vmkeep prune --repo {repository}` "
+                "removes what no point needs")
+    runs = sorted({j for p in points for j in p.jobs})
+    vms = sorted({p.vm for p in points})
+    how = (f"run job {', '.join(runs)} (`vmkeep job run NAME`)" if runs
+           else f"back up {', '.join(vms)} again")
+    return (f"{how}: the next backup stores the damaged blocks anew; until then restore "
+            f"{', '.join(vms)} from a point not named here, or from a copy in another "
+            "repository")
+
+
 class MaintenanceService:
     def __init__(self, state: State, repositories: RepositoryService,
                  hardening: HardeningService, jobs: JobService,
@@ -39,11 +54,30 @@ class MaintenanceService:
             report = verify_point(ws, point) if point else verify_repository(ws)
         summary = (f"checked {report.points_checked} points, {report.packs_checked} packs, "
                    f"{report.blocks_checked} blocks ({human_bytes(report.bytes_checked)})")
+        causes: dict[str, list[str]] = {}
+        for d in report.damage:
+            for pid in d.points:
+                causes.setdefault(pid, []).append(f"{d.file}: {d.problem}")
+        points = self._damaged_points(causes)
         return api.VerifyAnswer(
-            ok=report.ok, summary=summary,
+            ok=report.ok, summary=summary, points=points,
+            next_step=_next_step(repository, points) if not report.ok else "",
             damage=[f"{d.file}: {d.problem}; affects "
                     f"{', '.join(d.points) if d.points else 'no restore point'}"
                     for d in report.damage])
+
+    def _damaged_points(self, causes: dict[str, list[str]]) -> list[api.DamagedPoint]:
+        """Each damaged point with its VM and the jobs that back that VM up now."""
+        jobs = self._jobs.all()
+        out = []
+        with self._state.catalog() as cat:
+            for pid, why in sorted(causes.items()):
+                row = cat.point(pid)
+                vm = row.object_name if row is not None else "?"
+                out.append(api.DamagedPoint(
+                    point=pid, vm=vm, causes=why,
+                    jobs=sorted(j.name for j in jobs if any(v.name == vm for v in j.spec.vms))))
+        return out
 
     def prune(self, req: api.PruneRequest) -> api.PruneAnswer:
         policy = RetentionPolicy(keep_last=req.keep_last, keep_days=req.keep_days)

@@ -304,7 +304,9 @@ class RepositoryService:
     def get(self, name: str) -> RepositoryInfo:
         found = next((r for r in self.all() if r.name == name), None)
         if found is None:
-            raise NotFoundError(f"no repository named {name!r}; `vmkeep repo list` shows them")
+            raise NotFoundError(f"no repository named {name!r}; `vmkeep repo list` shows them "
+                                "(--repo takes a repository's NAME here; a folder is for "
+                                "`vmkeep image … --repo DIR`)")
         return found
 
     def all(self) -> list[RepositoryInfo]:

@@ -173,7 +173,7 @@ class VCenterService:
     def inventory(self, vcenter: str | None = None) -> list[api.InventoryVm]:
         with self._state.catalog() as cat:
             jobs = [parse_job(j).spec for j in cat.jobs()]
-            newest = {p.object_name: p.point_id for p in cat.points()}  # oldest first
+            newest = {p.object_name: p for p in cat.points()}  # oldest first
         out = []
         for vc in self._chosen(vcenter):
             with self.session(vc.name) as session:
@@ -198,7 +198,9 @@ class VCenterService:
                         jobs=[j.name for j in jobs if j.vcenter == vc.name and (
                             any(v.instance_uuid == vm.instance_uuid for v in j.vms)
                             or any(vm.instance_uuid in held[c] for c in j.containers))],
-                        last_point=newest.get(vm.name)))
+                        last_point=newest[vm.name].point_id if vm.name in newest else None,
+                        last_point_time=newest[vm.name].created if vm.name in newest
+                        else None))
         return out
 
     def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:

@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 
 from appliance import api
 from appliance.errors import VmkeepError
+from appliance.jobs.backup_stats import BackupStats
 from appliance.registry import Registry
+from appliance.sessions.stats import VmRun, detail_json, session_stats
 from catalog.models import LogRow, SessionRow, TaskRow
 
 FLUSH_SECONDS = 1.0
@@ -53,11 +55,15 @@ class LiveTask:
     stage: str | None = None
     point_id: str | None = None
     started: float = 0.0
+    reading: float = 0.0  # when its reads began (its rate and ETA leave out the snapshot)
+    finished: float = 0.0
+    stats: BackupStats | None = None  # a VM's backup, once done
     #: False when the task failed in a way a retry cannot change (a refused VM).
     retry_helps: bool = True
 
     def view(self) -> api.Task:
-        elapsed = time.monotonic() - self.started if self.started else 0.0
+        since = self.reading or self.started
+        elapsed = time.monotonic() - since if since else 0.0
         rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
         eta = ((self.bytes_total - self.bytes_done) / rate
                if rate > 0 and self.state == "running" else None)
@@ -93,12 +99,20 @@ class LiveSession:
         return api.SessionSummary(id=self.id, job=self.job, kind=self.kind, state=self.state,
                                   result=self.result, started=self.started, ended=self.ended)
 
+    def stats(self) -> api.SessionStats | None:
+        """A finished backup session's statistics (None: running, or not a backup)."""
+        if self.ended is None or self.kind != "backup":
+            return None
+        vms = [VmRun(t.name, max(0.0, t.finished - t.started) if t.started else 0.0, t.stats)
+               for t in self.tasks.values() if t.vm is not None and t.disk is None]
+        return session_stats(self.started, self.ended, vms)
+
     def view(self) -> api.Session:
         with self.lock:
             return api.Session(id=self.id, job=self.job, kind=self.kind, state=self.state,
                                result=self.result, started=self.started, ended=self.ended,
                                tasks=[t.view() for t in self.tasks.values()],
-                               log=list(self.log))
+                               log=list(self.log), stats=self.stats())
 
     def notify(self) -> None:
         """Wake the followers waiting for a change."""
@@ -147,7 +161,7 @@ class SessionRun:
             first = len(live.log) - live.unsaved_log
             live.unsaved_log = 0
             row = SessionRow(live.id, live.job, live.kind, live.state, live.result,
-                             live.started, live.ended, "{}")
+                             live.started, live.ended, detail_json(live.stats()))
             stamp = datetime.now(UTC)
             tasks = [TaskRow(live.id, t.name, t.state, t.result, t.bytes_done, t.bytes_total,
                              t.stage, t.point_id, stamp, t.vm, t.disk)

@@ -19,6 +19,7 @@ from appliance.errors import ConflictError, NotFoundError, VmkeepError
 from appliance.registry import Registry
 from appliance.sessions import backup, copy, logs
 from appliance.sessions.core import LiveSession, LiveTask, SessionRun, worst
+from appliance.sessions.stats import stats_of
 from catalog.models import LogRow, SessionRow
 
 Runner = Callable[[SessionRun, api.JobSpec], None]
@@ -114,7 +115,8 @@ class SessionManager:
                             eta_seconds=None, stage=t.stage, point_id=t.point_id)
                    for t in tasks],
             log=[api.LogLine(time=x.time, level=api.as_log_level(x.level), message=x.message)
-                 for x in log])
+                 for x in log],
+            stats=stats_of(row.detail_json))
 
     def busy_vms(self) -> frozenset[str]:
         """The VMs a running session is backing up right now."""

@@ -58,6 +58,7 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
         task.state, task.result = "stopped", "failed"
         return
     task.state, task.stage, task.started = "running", "snapshot", time.monotonic()
+    task.reading, task.stats = 0.0, None
     task.result, task.bytes_done, task.bytes_total = None, 0, 0
     run.notify()
 
@@ -82,6 +83,8 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
             live.stop.set()
         if live.stop.is_set():
             raise SessionStopped("the session was stopped")
+        if not task.reading:
+            task.reading = time.monotonic()
         task.bytes_done, task.bytes_total, task.stage = done, total, "reading"
         run.notify()
         run.save()
@@ -144,6 +147,7 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
         task.result, task.point_id = api.as_result(result.status), result.point_id
         if result.backup is not None:
             task.bytes_done = task.bytes_total = result.backup.bytes_read
+            task.stats = result.backup.stats
         _disk_results(run, vm.name, result.disks, result.point_id, excluded)
     except VmRefusedError as exc:
         task.result, task.retry_helps = "failed", False
@@ -159,7 +163,7 @@ def back_up_vm(run: SessionRun, setup: BackupSetup, vm: api.JobVm,
     finally:
         gp.close()
     task.state = "stopped" if live.stop.is_set() else "ended"
-    task.stage = None
+    task.stage, task.finished = None, time.monotonic()
     with live.lock:
         for t in live.tasks.values():
             if t.vm == vm.name and t.disk is not None and t.result is None:

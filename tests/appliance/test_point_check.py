@@ -26,5 +26,8 @@ def test_verify_names_a_point_whose_catalog_rows_disagree(lab: Lab) -> None:
     line = next(ln for ln in verify.out.splitlines() if ln.startswith("DAMAGED"))
     assert point in line and "disagrees with its manifest" in line, verify.out
     assert "`vmkeep repo rescan main`" in line, line
+    # the damaged point by VM and job, and what to do next
+    assert f"point {point} of VM {VM} (job nightly):" in verify.out, verify.out
+    assert "next: run job nightly" in verify.out, verify.out
     assert lab.vmkeep("repo", "rescan", "main").code == 0
     assert lab.vmkeep("verify", "--repo", "main").code == 0

@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel
 
 from appliance import api
+from appliance.alerts import session_alerts
 from appliance.client import _error_of as error_of
 from appliance.errors import (
     ApplianceNotRunningError,
@@ -30,6 +31,8 @@ from appliance.errors import (
     RemoteError,
     VmkeepError,
 )
+from appliance.jobs.schedule import next_run
+from appliance.service.jobs import schedule_of
 from tests.tui.record import load
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +41,29 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 def _models(model: type[M], items: list[Any]) -> list[M]:
     return [model.model_validate(x) for x in items]
+
+
+def _scheduled(job: api.Job) -> api.Job:
+    """The job with its next run as the appliance gives it: the schedule's first start after
+    NOW (the fake's clock), none when disabled."""
+    due = next_run(schedule_of(job.spec.schedule), NOW) if job.enabled else None
+    return job.model_copy(update={"next_run": due})
+
+
+def _stats(tasks: list[api.Task]) -> api.SessionStats:
+    """A finished fake backup's summary: 4 s a VM, a fifth of what was read new, stored
+    compressed to a third; mostly waiting on the source."""
+    vms = [t for t in tasks if t.disk is None]
+    read = sum(t.bytes_total for t in vms)
+    shares = {"source read": 0.72, "hashing/compression": 0.18, "repository write": 0.10}
+    return api.SessionStats(
+        duration_seconds=4.0 * len(vms) + 1, rate=read / (4.0 * len(vms) + 1),
+        processed=2 * read, read=read, new=read // 5, transferred=read // 15,
+        dedup_ratio=5.0, compression_ratio=3.0, bottleneck="source read",
+        stages=[api.StageShare(stage=k, seconds=10 * v, share=v) for k, v in shares.items()],
+        vms=[api.VmStats(vm=t.name, duration_seconds=4.0, processed=2 * t.bytes_total,
+                         read=t.bytes_total, transferred=t.bytes_total // 15,
+                         bottleneck="source read") for t in vms])
 
 
 class FakeClient:
@@ -193,7 +219,8 @@ class FakeClient:
             log.append(api.LogLine(time=NOW, level="info", message="session ended: success"))
         self._sessions[sid] = s.model_copy(update={
             "tasks": tasks, "log": log, "state": "ended" if done else "running",
-            "result": "success" if done else None, "ended": NOW if done else None})
+            "result": "success" if done else None, "ended": NOW if done else None,
+            "stats": _stats(tasks) if done else None})
         if done:
             j = self._jobs[s.job]
             self._jobs[s.job] = j.model_copy(update={
@@ -264,13 +291,13 @@ class FakeClient:
 
     def jobs(self) -> list[api.Job]:
         self._call("jobs")
-        return list(self._jobs.values())
+        return [_scheduled(j) for j in self._jobs.values()]
 
     def job(self, name: str) -> api.Job:
         self._call("job", name=name)
         if name not in self._jobs:
             raise NotFoundError(f"no job named {name!r}")
-        return self._jobs[name]
+        return _scheduled(self._jobs[name])
 
     def check_job(self, name: str) -> api.JobCheck:
         """Every disk of the job's VMs readable (the fake's datastores are all VMFS)."""
@@ -387,8 +414,13 @@ class FakeClient:
         return [v for v in self._inventory if vcenter is None or v.vcenter == vcenter]
 
     def alerts(self) -> list[api.Alert]:
+        """As the appliance: its jobs' last sessions' (appliance.alerts.session_alerts, the
+        appliance's own rule) and those set up."""
         self._call("alerts")
-        return list(self._alerts)
+        last = [self._sessions.get(j.last_session.id)
+                or api.Session(**j.last_session.model_dump(), tasks=[], log=[])
+                for j in self._jobs.values() if j.last_session is not None]
+        return [a.wire(NOW) for a in session_alerts(last)] + list(self._alerts)
 
     def containers(self, vcenter: str | None = None) -> list[api.InventoryContainer]:
         self._call("containers", vcenter=vcenter)

@@ -505,3 +505,24 @@ async def test_pinning_and_confirming_read_the_errors_detail_not_its_message() -
         app.screen.query_one(Input).value = VM
         await pilot.press("enter")
         await until(pilot, lambda: fake.called("restore_vm")[-1]["request"].confirm)
+
+
+async def test_a_damaged_verify_names_the_vm_the_cause_and_the_next_step() -> None:
+    fake = FakeClient()
+    app = app_for(fake)
+    newest = fake.points()[-1]
+    damaged = api.VerifyAnswer(
+        ok=False, summary="checked 1 points, 2 packs, 9 blocks (1.0 MiB)",
+        damage=[f"packs/ab/[x].pack: checksum mismatch; affects {newest.id}"],
+        points=[api.DamagedPoint(point=newest.id, vm=VM, jobs=["nightly"],
+                                 causes=["packs/ab/[x].pack: checksum mismatch"])],
+        next_step="run job nightly (`vmkeep job run NAME`): the next backup stores the "
+                  "damaged blocks anew")
+    fake.verify = lambda repository, point=None: damaged  # type: ignore[method-assign]
+    async with app.run_test(size=(180, 40)) as pilot:  # the report's lines unwrapped
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
+        await pilot.press("tab", "c")
+        await until(pilot, lambda: shows(app, "✗ damaged:", f"VM {VM} (job nightly)",
+                                         "packs/ab/[x].pack: checksum mismatch",
+                                         "Next: run job nightly"))

@@ -49,8 +49,10 @@ def test_dashboard_during_a_backup(snap_compare: Compare) -> None:
 
 
 def test_jobs_list(snap_compare: Compare) -> None:
-    """The Jobs screen: job "nightly", enabled, 1 VM, repository main, manual schedule,
-    ✓ success; the footer lists New, Edit, Run, Active full, Stop, Enable/disable, Delete."""
+    """The Jobs screen at 80×24: job "nightly", enabled, 1 VM, manual schedule, next run
+    "manual" (issue 15), ✓ success, its last run whole — the Repository column is left out
+    to fit (issue 15: the least important column first); the footer lists New, Edit, Run,
+    Active full, Stop, Enable/disable, Delete."""
     assert snap_compare(app_for(FakeClient()), terminal_size=SIZE,
                         run_before=seeing("✓ success", "manual", keys=("2",)))
 

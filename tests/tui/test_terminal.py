@@ -109,3 +109,40 @@ def test_in_16_colours_it_survives_the_appliance_restarting(
     tmux.wait_for("reconnected")
     tmux.keys("C-q")
     tmux.wait_for("EXIT=0")
+
+
+def test_at_80x24_each_screen_shows_its_key_columns_and_footer(
+        vcsim_binary: Path, tmp_path: Path, tmux: Tmux) -> None:
+    """An administrator's 80×24 over SSH, a job with a long schedule (last Sunday of the
+    month in Berlin) that ran once: Jobs shows the job's name, Next run (with its zone) and
+    Last result; the session view shows each VM's Result; the inventory's detail shows the
+    VM's disks and last point; every screen's footer shows its keys."""
+    from tests.appliance.lab import VM, started_lab
+
+    with started_lab(vcsim_binary, tmp_path) as lab:
+        assert lab.vmkeep("job", "create", "monthly-berlin", "--vcenter", "vc", "--vm", VM,
+                          "--repo", "main", "--enable-cbt", "--monthly", "01:30", "--nth",
+                          "last", "--weekday", "sun", "--tz", "Europe/Berlin").code == 0
+        assert lab.vmkeep("job", "run", "monthly-berlin", "--wait").code == 0
+        env = " ".join(f"{k}={shlex.quote(lab.env[k])}"
+                       for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+        command = f"env {env} {shlex.quote(str(VMKEEP))} tui; echo EXIT=$?; sleep 600"
+        tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+        tmux.wait_for("monthly-berlin")
+        tmux.keys("2")
+        screen = tmux.wait_for("Next run", "Last result", "✓ success", "CET", "n New")
+        header = next(line for line in screen.splitlines() if "Next run" in line)
+        assert header.split()[0] == "Job", screen
+        tmux.keys("3")
+        tmux.wait_for("monthly-berlin", "Sessions", "o Open session")
+        tmux.keys("o")
+        tmux.wait_for("Result", "✓ success", "esc Back")
+        tmux.keys("Escape")  # alone: Escape and a digit at once read as alt+digit
+        tmux.wait_for("o Open session")
+        tmux.keys("4")
+        tmux.wait_for(VM, "f5 Refresh")
+        tmux.keys(*["Down"] * 8, "Enter")  # to the VM in the tree, open its details
+        screen = tmux.wait_for("disks 0: 1 MiB", "last point 2026", "last result success")
+        assert all(len(line) <= 80 for line in screen.splitlines()), screen
+        tmux.keys("C-q")
+        tmux.wait_for("EXIT=0")

@@ -145,6 +145,37 @@ def test_there_is_no_plain_password_option(
     assert "--password " not in r.out and "--password=" not in r.out
 
 
+def test_each_secret_has_its_own_flag_and_the_old_one_stays_its_alias(
+        vcsim: Vcsim, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--vcenter-password-file / --vcenter-password-stdin name the secret; --password-file and
+    --password-stdin give the same one; help and errors say which secret."""
+    base = ["vsphere", "vms", *conn(vcsim)]
+    secret = tmp_path / "password"
+    secret.write_text(vcsim.password + "\n")
+    secret.chmod(0o600)
+    for spelling in ("--vcenter-password-file", "--password-file"):
+        r = vmkeep([*base, spelling, str(secret)], cache, monkeypatch)
+        assert r.code == 0 and VM in r.out, (spelling, r.err)
+    for spelling in ("--vcenter-password-stdin", "--password-stdin"):
+        r = vmkeep([*base, spelling], cache, monkeypatch, stdin=vcsim.password + "\n")
+        assert r.code == 0 and VM in r.out, (spelling, r.err)
+    r = vmkeep(base, cache, monkeypatch)
+    assert r.code == 2
+    assert "pass --vcenter-password-stdin" in one_error_line(r)
+    monkeypatch.setenv("VMKEEP_VSPHERE_PASSWORD", vcsim.password)
+    r = vmkeep([*base, "--vcenter-password-file", str(secret)], cache, monkeypatch)
+    assert "--vcenter-password-file and VMKEEP_VSPHERE_PASSWORD" in one_error_line(r)
+    monkeypatch.delenv("VMKEEP_VSPHERE_PASSWORD")
+    helps = {g: vmkeep([*g.split(), "--help"], cache, monkeypatch).out for g in
+             ("vsphere vms", "image points", "config backup", "repo add", "vcenter add")}
+    assert "--vcenter-password-file FILE, --password-file FILE" in helps["vsphere vms"]
+    assert "the vCenter (or ESXi) password" in helps["vsphere vms"]
+    assert "--ssh-password-file FILE, --password-file FILE" in helps["image points"]
+    assert "--ssh-password-file FILE, --password-file FILE" in helps["repo add"]
+    assert "--config-password-file FILE, --password-file FILE" in helps["config backup"]
+    assert "--vcenter-password-file FILE, --password-file FILE" in helps["vcenter add"]
+
+
 def test_password_comes_from_exactly_one_source(
         vcsim: Vcsim, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = ["vsphere", "vms", *conn(vcsim)]

@@ -80,18 +80,12 @@ def running_text(running: list[api.Session], max_lines: int = 4) -> str:
 
 
 def alerts(o: Overview, verified: dict[str, tuple[bool, str]]) -> list[str]:
-    """What needs the administrator: jobs whose last session failed or warned, the
-    appliance's alerts (VMs without a good point within their RPO, leftover snapshots the
-    Snapshot Hunter found, repositories running out of space or unreachable, a failed
-    configuration backup), and health checks run here that found damage."""
-    out: list[str] = []
-    for job in o.jobs:
-        last = job.last_session
-        if last is not None and last.result in ("failed", "warning"):
-            sign = "✗" if last.result == "failed" else "⚠"
-            out.append(f"{sign} job {job.spec.name}: last session {last.result} "
-                       f"({fmt.when(last.started)})")
-    out.extend(f"⚠ {a.message}" for a in o.alerts)
+    """What needs the administrator: the appliance's alerts, as ``vmkeep alerts`` lists them
+    (jobs whose last session failed or warned, each VM that failed or warned in it with the
+    reason, VMs without a good point within their RPO, leftover snapshots the Snapshot Hunter
+    found, repositories running out of space or unreachable, a failed configuration backup),
+    and health checks run here that found damage."""
+    out = [f"{'✗' if a.severity == 'error' else '⚠'} {a.message}" for a in o.alerts]
     for point, (ok, summary) in sorted(verified.items()):
         if not ok:
             out.append(f"✗ health check of {point} failed: {summary}")
@@ -170,7 +164,7 @@ class DashboardScreen(VmkeepScreen):
             table.add_row(*fmt.plain(job.spec.name, status,
                           fmt.result(last.state, last.result) if last else "—",
                           fmt.when(last.started) if last else "never",
-                          fmt.schedule(job.spec.schedule) if job.enabled else "—"),
+                          api.next_run_text(job) if job.enabled else "—"),
                           key=job.spec.name)
         if o.jobs:
             table.move_cursor(row=min(cursor, len(o.jobs) - 1))

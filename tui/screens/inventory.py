@@ -40,7 +40,10 @@ def vm_detail(vm: api.InventoryVm) -> str:
             f"snapshots: {shown(', '.join(vm.snapshots)) or 'none'}"
             f"{' · ⚠ needs consolidation' if vm.consolidation_needed else ''}\n"
             f"disks {disks or 'none'} · jobs {shown(', '.join(vm.jobs)) or 'none'} · "
-            f"last point {vm.last_point or 'none'}")
+            f"last point {vm.last_point or 'none'}\n"
+            f"last result {vm.last_result or '—'}"
+            f"{f' (job {shown(vm.last_job)})' if vm.last_job else ''} · RPO {vm.rpo_status}"
+            f"{f' · {shown(vm.last_reason)}' if vm.last_reason else ''}")
 
 
 class InventoryScreen(VmkeepScreen):

@@ -8,6 +8,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 
 from appliance import api
+from tui import columns
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 from tui.screens.dialogs import ConfirmScreen
@@ -23,6 +24,13 @@ def what(spec: api.JobSpec) -> str:
     if spec.containers:
         return f"{len(spec.vms)} + {len(spec.containers)} folders"
     return str(len(spec.vms))
+
+
+#: The jobs table's columns; a narrow terminal leaves out the highest rank first.
+COLUMNS = (columns.Column("Job", 0), columns.Column("On", 4), columns.Column("VMs", 5),
+           columns.Column("Repository", 6), columns.Column("Schedule", 1),
+           columns.Column("Next run", 0), columns.Column("Last result", 0),
+           columns.Column("Last run", 2))
 
 
 class JobsLoaded(Message):
@@ -55,10 +63,8 @@ class JobsScreen(VmkeepScreen):
         yield Label("Jobs", classes="panel-title")
         yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one(DataTable).add_columns("Job", "On", "VMs", "Repository", "Schedule",
-                                              "Last result", "Last run")
+    def on_resize(self) -> None:
+        self.show_jobs()
 
     def load_data(self) -> None:
         jobs = fetch(self, "jobs", self.client.jobs)
@@ -67,16 +73,31 @@ class JobsScreen(VmkeepScreen):
 
     def on_jobs_loaded(self, message: JobsLoaded) -> None:
         self.jobs = message.jobs
+        self.show_jobs()
+
+    def show_jobs(self) -> None:
+        """The jobs, in the columns that fit the table's width (COLUMNS' ranks)."""
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        rows = []
         for j in self.jobs:
             last = j.last_session
-            table.add_row(*fmt.plain(j.spec.name, "yes" if j.enabled else "no",
-                                     what(j.spec),
-                          j.spec.repository, fmt.schedule(j.spec.schedule),
-                          fmt.result(last.state, last.result) if last else "—",
-                          fmt.when(last.started) if last else "never"), key=j.spec.name)
+            rows.append(fmt.plain(j.spec.name, "yes" if j.enabled else "no", what(j.spec),
+                                  j.spec.repository, fmt.schedule(j.spec.schedule),
+                                  api.next_run_text(j) if j.enabled else "—",
+                                  fmt.result(last.state, last.result) if last else "—",
+                                  fmt.when(last.started) if last else "never"))
+        available = (table.size.width or self.size.width) - 1  # a scrollbar may take 1
+        shown = columns.fit(columns.widths(COLUMNS, rows), [c.rank for c in COLUMNS],
+                            available) if available else list(range(len(COLUMNS)))
+        cursor = table.cursor_row
+        if [str(c.label) for c in table.columns.values()] != [COLUMNS[i].label
+                                                               for i in shown]:
+            table.clear(columns=True)
+            table.add_columns(*(COLUMNS[i].label for i in shown))
+        else:
+            table.clear()
+        for j, row in zip(self.jobs, rows, strict=True):
+            table.add_row(*(row[i] for i in shown), key=j.spec.name)
         if self.jobs:
             table.move_cursor(row=min(cursor, len(self.jobs) - 1))
 

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Label, OptionList
+from textual.widgets import DataTable, Label, OptionList, Static
 
 from appliance import api
 from appliance.api import shown
@@ -92,6 +92,7 @@ class PointsScreen(VmkeepScreen):
             with Vertical(id="point-pane"):
                 yield Label("Restore points", id="points-title", classes="panel-title")
                 yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="verify-result", markup=False)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -165,8 +166,20 @@ class PointsScreen(VmkeepScreen):
     def on_verified(self, message: Verified) -> None:
         a = message.answer
         self.vmkeep.verified[message.point] = (a.ok, a.summary)
-        self.notify(a.summary, title="✓ verified" if a.ok else "✗ damaged",
-                    severity="information" if a.ok else "error")
+        lines = [("✓ verified: " if a.ok else "✗ damaged: ") + a.summary]
+        for p in a.points[:3]:
+            jobs = f" (job {', '.join(p.jobs)})" if p.jobs else ""
+            lines.append(f"VM {p.vm}{jobs}, point {p.point}: {'; '.join(p.causes[:2])}")
+        if len(a.points) > 3:
+            lines.append(f"and {len(a.points) - 3} more points: `vmkeep verify` lists them")
+        if a.next_step:
+            lines.append(f"Next: {a.next_step}")
+        result = self.query_one("#verify-result", Static)
+        result.update("\n".join(shown(line) for line in lines))
+        result.set_class(not a.ok, "damaged")
+        result.add_class("shown")
+        self.notify(shown(lines[0]), title="✓ verified" if a.ok else "✗ damaged",
+                    severity="information" if a.ok else "error", markup=False)
         if self.vm:
             self.show_vm(self.vm)
 

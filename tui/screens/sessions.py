@@ -100,12 +100,36 @@ def ordered_tasks(tasks: list[api.Task]) -> list[api.Task]:
     return out
 
 
+def stats_text(st: api.SessionStats) -> str:
+    """A finished backup session's summary in three lines of at most 80 columns."""
+    def ratio(r: float | None) -> str:
+        return "—" if r is None else f"{r:.1f}x"
+
+    shares = " · ".join(f"{x.stage.split()[0].removesuffix('/compression')} "
+                        f"{100 * x.share:.0f}%" for x in st.stages)
+    return (f"Took {fmt.duration(st.duration_seconds)} at {fmt.rate(st.rate)} · "
+            f"processed {fmt.size(st.processed)} · read {fmt.size(st.read)}\n"
+            f"transferred {fmt.size(st.transferred)} · dedup {ratio(st.dedup_ratio)} · "
+            f"compression {ratio(st.compression_ratio)}\n"
+            f"Bottleneck: {st.bottleneck or '—'} ({shares})")
+
+
 def task_percent(state: str, result: str | None, done: int, total: int) -> int:
     """How far a session or task is: a finished success is 100 % even with nothing to read
     (an incremental run without changes)."""
     if state != "running" and result in ("success", "warning"):
         return 100
     return fmt.percent(done, total)
+
+
+def session_percent(s: api.Session) -> int:
+    """How far a session is: the mean of its VMs' percentages, so VMs not started yet (whose
+    size is not known) count as 0 % rather than not at all."""
+    if s.state != "running" and s.result in ("success", "warning"):
+        return 100
+    vms = [task_percent(t.state, t.result, t.bytes_done, t.bytes_total)
+           for t in s.tasks if t.disk is None]
+    return sum(vms) // len(vms) if vms else 0
 
 
 class SessionScreen(VmkeepScreen):
@@ -127,6 +151,7 @@ class SessionScreen(VmkeepScreen):
 
     def body(self) -> ComposeResult:
         yield Static(f"Session {self.session_id}: loading…", id="session-head", markup=False)
+        yield Static("", id="session-stats", markup=False)
         yield DataTable(id="tasks", cursor_type="row")
         yield Label("Log", classes="panel-title")
         yield RichLog(id="log", markup=True, wrap=True, auto_scroll=True)
@@ -194,15 +219,17 @@ class SessionScreen(VmkeepScreen):
     def on_session_updated(self, message: SessionUpdated) -> None:
         s = self.session = message.session
         ended = f" → {fmt.when(s.ended)}" if s.ended else ""
-        total = sum(t.bytes_total for t in s.tasks if t.disk is None)
-        done = sum(t.bytes_done for t in s.tasks if t.disk is None)
-        pct = task_percent(s.state, s.result, done, total)
+        pct = session_percent(s)
         if s.state == "running" and (not self.seen_percentages
                                      or self.seen_percentages[-1] != pct):
             self.seen_percentages.append(pct)
         self.query_one("#session-head", Static).update(
             f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
             f"{fmt.when(s.started)}{ended}\nsession {s.id}")
+        stats = self.query_one("#session-stats", Static)
+        stats.display = s.stats is not None
+        if s.stats is not None:
+            stats.update(stats_text(s.stats))
         table = self.query_one("#tasks", DataTable)
         table.clear()
         for t in ordered_tasks(s.tasks):

@@ -381,7 +381,7 @@ class JobWizard(VmkeepScreen):
             f"Excluded     {listed('exclude_disks')}",
             f"Retries      {f['retries']}, {f['parallel_vms']} VM(s) at once",
             f"Notify       {listed('notify_to')}",
-            f"Schedule     {fmt.schedule(sched)}",
+            f"Schedule     {fmt.schedule(sched, zone=True)}",
             "",
             "ctrl+s (or ctrl+n) saves the job.",
         ])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import FastAPI
 
 from appliance import api
+from appliance.alerts import covered
 from appliance.server.responses import ERRORS
 from appliance.server.state import ApplianceState
 
@@ -25,9 +28,17 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
 
     @app.get(f"{v}/inventory", response_model=list[api.InventoryVm], responses=ERRORS)
     def inventory(vcenter: str | None = None) -> list[api.InventoryVm]:
-        """Every VM of one vCenter or all, with its state, the jobs that protect it and its
-        newest restore point."""
-        return reg.vcenters.inventory(vcenter)
+        """Every VM of one vCenter or all, with its state, the jobs that protect it, its
+        newest restore point, its last result with the reasons, and its RPO status."""
+        vms = reg.vcenters.inventory(vcenter)
+        rows = reg.jobs.all()
+        last = []
+        for row in rows:
+            summary = state.sessions.last_session(row.name)
+            if summary is not None and summary.state != "running":
+                last.append(state.sessions.session(summary.id))
+        return covered(vms, [r.spec for r in rows if r.enabled],
+                       {r.name: r.created for r in rows}, last, datetime.now(UTC))
 
     @app.get(f"{v}/inventory/containers", response_model=list[api.InventoryContainer],
              responses=ERRORS)

@@ -18,7 +18,7 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         row = reg.jobs.get(name)
         return api.Job(spec=row.spec,
                        enabled=row.enabled, created=row.created,
-                       last_session=mgr.last_session(name))
+                       last_session=mgr.last_session(name), next_run=state.next_run(row))
 
     @app.get(f"{v}/jobs", response_model=list[api.Job], responses=ERRORS)
     def list_jobs() -> list[api.Job]:
