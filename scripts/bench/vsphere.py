@@ -62,7 +62,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -276,6 +276,24 @@ class Sample:
     stored: int | None = None  # vmkeep: bytes written to packs
 
 
+def _timed_threads(sim: Sim, worker: Callable[[int], None], count: int,
+                   name: str) -> tuple[float, float, float]:
+    """Run ``worker(0..count-1)`` in threads at once: (wall seconds, our CPU seconds,
+    vcsim's CPU seconds) from the first start to the last join."""
+    threads = [threading.Thread(target=worker, args=(s,), name=f"{name}-{s}")
+               for s in range(count)]
+    meter = CpuMeter(sim.pid)
+    meter.start()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    cpu, cpu_sim = meter.stop()
+    return seconds, cpu, cpu_sim
+
+
 def plain_download(sim: Sim, session: VSphereSession, disk: Disk, streams: int,
                    request: int) -> Sample:
     """Fetch the whole flat file in ``request``-byte Range GETs over ``streams`` keep-alive
@@ -324,17 +342,7 @@ def plain_download(sim: Sim, session: VSphereSession, disk: Disk, streams: int,
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker, args=(s,), name=f"plain-{s}")
-               for s in range(streams)]
-    meter = CpuMeter(sim.pid)
-    meter.start()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
-    cpu, cpu_sim = meter.stop()
+    seconds, cpu, cpu_sim = _timed_threads(sim, worker, streams, "plain")
     if errors:
         raise BenchError(f"plain download failed: {errors[0]}") from errors[0]
     if sum(got) != disk.size:
@@ -380,17 +388,7 @@ def host_plain_download(sim: Sim, session: VSphereSession, disk: Disk, streams: 
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker, args=(s,), name=f"host-plain-{s}")
-               for s in range(len(regions))]
-    meter = CpuMeter(sim.pid)
-    meter.start()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
-    cpu, cpu_sim = meter.stop()
+    seconds, cpu, cpu_sim = _timed_threads(sim, worker, len(regions), "host-plain")
     if errors:
         raise BenchError(f"plain download (host) failed: {errors[0]}") from errors[0]
     if sum(got) != disk.size:
