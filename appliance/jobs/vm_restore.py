@@ -348,9 +348,10 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     for w in plan.warnings:
         log("warning", w)
     disks = _prepare(ws, plan)
-    placement = new_vm_placement(session, ws, point_id, datacenter=datacenter, host=host,
-                                 resource_pool=resource_pool, datastore=datastore,
-                                 folder=folder)
+    config = VmConfig.from_record(manifest.config)
+    placement = rt.resolve_placement(session, datacenter=datacenter, host=host,
+                                     resource_pool=resource_pool, datastore=datastore,
+                                     folder=folder, original=config.placement)
     for note in placement.notes:
         log("warning", note)
     log("info", f"the new VM {name!r} goes on {placement.described}")
@@ -358,7 +359,6 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     if why:
         raise VmRestoreError(f"cannot restore VM {name!r} there, nothing was created: {why}; "
                              "choose a VMFS or NFS datastore (--datastore)")
-    config = VmConfig.from_record(manifest.config)
     by_key = {d.key: d for d in config.disks}
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
     sized = [replace(cfg, capacity_bytes=rec.size)

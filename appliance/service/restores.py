@@ -121,13 +121,11 @@ class RestoreService:
         """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
         log: list[str] = []
         with self._vm_workspace(req) as (session, ws, vcenter):
-            if req.name:
-                placement = self._placement(session, ws, req)
+            if req.name:  # each name not given: where the original VM was
                 r = vm_restore.restore_new_vm(
-                    session, ws, req.point, req.name, datacenter=placement.datacenter,
-                    host=placement.host, resource_pool=placement.pool,
-                    datastore=placement.datastore, folder=placement.folder,
-                    keep_macs=req.keep_macs, power_on=req.power_on,
+                    session, ws, req.point, req.name, datacenter=req.datacenter,
+                    host=req.host, resource_pool=req.resource_pool, datastore=req.datastore,
+                    folder=req.folder, keep_macs=req.keep_macs, power_on=req.power_on,
                     log=lambda lvl, m: log.append(m))
             else:
                 plan = vm_restore.plan_restore_original(session, ws, req.point,
