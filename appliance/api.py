@@ -116,7 +116,7 @@ DiskTransport = Literal["host", "vcenter", "direct", "hotadd"]
 #: Where a restore over a VM writes its disks: on its host, through the vCenter, or attached
 #: to the appliance's own VM (hot-add; over the original VM only).
 RestoreTransport = Literal["host", "vcenter", "hotadd"]
-SessionKind = Literal["backup", "copy", "logs"]
+SessionKind = Literal["backup", "copy", "logs", "restore"]
 SessionState = Literal["running", "ended", "stopped", "interrupted"]
 Result = Literal["success", "warning", "failed"]
 TaskState = Literal["waiting", "running", "ended", "stopped"]
@@ -649,9 +649,19 @@ class SessionStats(Wire):
     vms: list[VmStats]
 
 
+class SessionOutcome(Wire):
+    """How a restore session ended: what was restored (``message``, as the request's answer
+    said before restores were sessions), or why it failed (``error``: the code, message and
+    exit code the request would have answered with, so a client that follows the session
+    ends as it did)."""
+
+    message: str
+    error: ErrorBody | None = None  # None: restored
+
+
 class Session(Wire):
     id: str
-    job: str
+    job: str  # a job's name; a restore's: "restore VM" or "restore VM disk N" (docs/API.md)
     kind: SessionKind
     state: SessionState
     result: Result | None
@@ -660,6 +670,7 @@ class Session(Wire):
     tasks: list[Task]
     log: list[LogLine]
     stats: SessionStats | None = None  # a finished backup session's
+    outcome: SessionOutcome | None = None  # a finished restore session's
 
 
 class SessionEvent(Wire):

@@ -315,8 +315,10 @@ class ApplianceClient:
     def stop_job(self, name: str) -> api.Done:
         return self._call("POST", f"/jobs/{_seg(name)}/stop", api.Done)
 
-    def sessions(self) -> list[api.SessionSummary]:
-        return self._call_list("GET", "/sessions", api.SessionSummary)
+    def sessions(self, kind: api.SessionKind | None = None) -> list[api.SessionSummary]:
+        """Every session, oldest first (``kind``: only those of that kind)."""
+        return self._call_list("GET", "/sessions", api.SessionSummary,
+                               params={"kind": kind} if kind else None)
 
     def session(self, session_id: str, *, wait: float = 0.0) -> api.Session:
         """The session; with ``wait``, first wait up to that long for it to change."""
@@ -402,8 +404,9 @@ class ApplianceClient:
     def prune(self, request: api.PruneRequest) -> api.PruneAnswer:
         return self._call("POST", "/prune", api.PruneAnswer, json=request.model_dump())
 
-    def restore_vm(self, request: api.VmRestore) -> api.Done:
-        return self._call("POST", "/restore/vm", api.Done, json=request.model_dump())
+    def restore_vm(self, request: api.VmRestore) -> api.SessionSummary:
+        """Start a VM restore (checked first: its refusals are raised here); its session."""
+        return self._call("POST", "/restore/vm", api.SessionSummary, json=request.model_dump())
 
     def plan_restore_vm(self, request: api.VmRestore) -> api.VmRestorePlan:
         return self._call("POST", "/restore/vm/plan", api.VmRestorePlan,
@@ -413,8 +416,9 @@ class ApplianceClient:
         return self._call("POST", "/restore/postgres", api.Done,
                           json=request.model_dump(mode="json"))
 
-    def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
-        return self._call("POST", "/restore/disk", api.Done,
+    def restore_disk(self, point: str, disk: int, to: str) -> api.SessionSummary:
+        """Start a disk restore to a new file (checked first); its session."""
+        return self._call("POST", "/restore/disk", api.SessionSummary,
                           json=api.DiskRestore(point=point, disk=disk, to=to).model_dump())
 
     # catalog

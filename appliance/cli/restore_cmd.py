@@ -1,4 +1,7 @@
-"""``vmkeep restore vm|disk|postgres``: restore from a restore point, through the appliance."""
+"""``vmkeep restore vm|disk|postgres``: restore from a restore point, through the appliance.
+A VM or disk restore is a session of the appliance: the command starts it (the appliance
+refuses a bad request at once), follows it to its end (``session_cmd.follow``) and exits as
+its outcome says (``--no-wait``: prints the session's id instead)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from appliance.cli.args import (
     whole,
 )
 from appliance.cli.online import Handler, dump
-from appliance.errors import ConfirmDetail, RemoteError, UsageError
+from appliance.cli.session_cmd import follow
+from appliance.errors import ApplianceError, ConfirmDetail, RemoteError, UsageError
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -32,6 +36,7 @@ EPILOG_RESTORE = """examples:
   vmkeep restore vm 20261202T010203Z-9f8e7d6c --name db01-restored --power-on
   vmkeep restore vm 20261202T010203Z-9f8e7d6c --original --yes
   vmkeep restore disk 20261202T010203Z-9f8e7d6c --disk 1 --to /restore/db01-disk1.img
+  vmkeep restore disk 20261202T010203Z-9f8e7d6c --to /restore/d0.img --no-wait  # session id
   vmkeep restore postgres 20261202T010203Z-9f8e7d6c --data-dir /restore/pgdata \\
       --until '2026-12-02 07:15:00+00:00'
 """
@@ -67,6 +72,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="--original: where its disks are written: host (default: on the "
                    "ESXi host that runs it), vcenter (through the vCenter) or hotadd "
                    "(attached to the appliance's own VM)")
+    _add_no_wait(p)
     add_json_option(p, "a JSON object (with --dry-run: the plan)")
     p = rsub.add_parser("disk", help="a disk of a point to a new raw image file",
                         epilog=EPILOG_RESTORE, formatter_class=raw)
@@ -74,6 +80,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--disk", type=whole(0, inputs.COUNT_MAX), default=0, metavar="N",
                    help="disk number: (controller bus, unit) order (default 0)")
     p.add_argument("--to", required=True, metavar="FILE", type=folder_arg, help="a new file")
+    _add_no_wait(p)
     add_json_option(p)
     p = rsub.add_parser("postgres", help="PostgreSQL to a point in time: the base backup's "
                         "label, the WAL and the recovery settings into a data folder",
@@ -90,6 +97,12 @@ def add_parser(sub: Subparsers) -> None:
                    help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
                    "everything stored)")
     add_json_option(p)
+
+
+def _add_no_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-wait", action="store_true",
+                   help="start the restore session and print its id (follow it with "
+                   "`vmkeep session follow ID`)")
 
 
 def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -109,14 +122,14 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
             print(shown(line))
         return 0
     try:
-        done = client.restore_vm(request)
+        started = client.restore_vm(request)
     except RemoteError as exc:
         if not isinstance(exc.detail, ConfirmDetail):
             raise
         raise UsageError("restoring over the original VM overwrites its disks: "
                          + " / ".join(exc.detail.plan) + " — confirm it (--yes)",
                          detail=exc.detail) from None
-    return _done(args, done)
+    return _follow(args, client, started)
 
 
 def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -137,8 +150,35 @@ def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 
 def cmd_disk(args: argparse.Namespace, client: ApplianceClient) -> int:
-    done = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
-    return _done(args, done)
+    started = client.restore_disk(args.point, args.disk, os.path.abspath(args.to))
+    return _follow(args, client, started)
+
+
+def _follow(args: argparse.Namespace, client: ApplianceClient,
+            started: api.SessionSummary) -> int:
+    """Follow the restore session to its end; exit as its outcome says: 0 restored, else the
+    error's exit code (as when the appliance restored before answering). ``--no-wait``: its
+    id (``--json``: its summary) and no more."""
+    if args.no_wait:
+        print(dump(started.model_dump(mode="json")) if args.json else started.id)
+        return 0
+    print(f"restore session {started.id} ({shown(started.job)}) started", file=sys.stderr)
+    follow(client, started.id)
+    s = client.session(started.id)
+    outcome = s.outcome
+    if outcome is None:
+        raise ApplianceError(f"restore session {s.id} ended ({s.state}) without an outcome; "
+                             f"`vmkeep session show {s.id}` shows its log")
+    if outcome.error is not None:
+        e = outcome.error
+        raise RemoteError(e.message, code=e.code, exit_code=e.exit_code,
+                          detail=e.error_detail())
+    if args.json:
+        print(dump({"session": s.id, "job": s.job, "result": s.result,
+                    "message": outcome.message}))
+    else:
+        print(shown(outcome.message), file=sys.stderr)
+    return 0
 
 
 def _done(args: argparse.Namespace, done: api.Done) -> int:

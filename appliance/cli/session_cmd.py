@@ -36,6 +36,7 @@ def exit_code(s: api.SessionSummary | api.Session) -> int:
 
 EPILOG_SESSION = """examples:
   vmkeep session list --json
+  vmkeep session list --kind restore                 # the restores and how they ended
   vmkeep session show 20261202T010203Z-1a2b3c --json
   vmkeep session follow 20261202T010203Z-1a2b3c     # live log; exit 0 success, 1 warning, 2 failed
 """
@@ -48,6 +49,8 @@ def add_parser(sub: Subparsers) -> None:
     ssub = sp.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = ssub.add_parser("list", help="sessions, oldest first", epilog=EPILOG_SESSION,
                         formatter_class=raw)
+    p.add_argument("--kind", choices=("backup", "copy", "logs", "restore"),
+                   help="only the sessions of this kind (restore: the restores)")
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p = ssub.add_parser("show", help="a session with its tasks and log", epilog=EPILOG_SESSION,
                         formatter_class=raw)
@@ -82,12 +85,12 @@ def follow(client: ApplianceClient, session_id: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
-    rows = client.sessions()
+    rows = client.sessions(args.kind)
     if args.json:
         print(dump([s.model_dump(mode="json") for s in rows]))
     else:
-        print(render(("ID", "JOB", "STATE", "RESULT", "STARTED", "ENDED"),
-                     [(s.id, s.job, s.state, s.result or "-",
+        print(render(("ID", "JOB", "KIND", "STATE", "RESULT", "STARTED", "ENDED"),
+                     [(s.id, s.job, s.kind, s.state, s.result or "-",
                        f"{s.started:%Y-%m-%d %H:%M:%S}",
                        f"{s.ended:%H:%M:%S}" if s.ended else "-") for s in rows]))
     return 0
@@ -105,6 +108,8 @@ def cmd_show(args: argparse.Namespace, client: ApplianceClient) -> int:
     print(f"session {s.id} of job {s.job!r}: {s.state}, {s.result or 'running'}")
     if s.stats is not None:
         print("\n".join(f"  {x}" for x in stats_lines(s.stats)))
+    if s.outcome is not None:
+        print(f"  {shown(s.outcome.message)}")
     for t in s.tasks:
         print(f"  {shown(t.name)}: {t.state} {t.result or ''} {human_bytes(t.bytes_done)} of "
               f"{human_bytes(t.bytes_total)}" + (f", point {t.point_id}" if t.point_id else ""))

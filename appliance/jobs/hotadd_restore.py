@@ -24,6 +24,7 @@ from appliance.vsphere.session import VSphereSession
 
 LogFn = Callable[[str, str], None]
 ProgressFn = Callable[[int, int], None]
+DiskProgressFn = Callable[[int, int, int], None]  # (disk index in the point, done, its size)
 ZERO_CHUNK = 1 << 20
 #: How a restore over the original VM writes: a PUT of each flat file to the host that runs
 #: it or through the vCenter's /folder, or through disks attached to the appliance VM.
@@ -63,7 +64,8 @@ def _allocated_now(session: VSphereSession, vm_moref: str, target: rt.TargetDisk
 
 def write_disks(session: VSphereSession, ws: Workspace, vm_moref: str,
                 disks: Sequence[tuple[DiskToRestore, rt.TargetDisk]], *, log: LogFn,
-                progress: ProgressFn | None = None, appliance_vm: str = "") -> int:
+                progress: ProgressFn | None = None, appliance_vm: str = "",
+                disk_progress: DiskProgressFn | None = None) -> int:
     """Write each point disk into its target disk through hot-add; bytes written.
     ``appliance_vm`` names the appliance's own VM (else ``hotadd.find_appliance`` finds
     it)."""
@@ -88,6 +90,9 @@ def write_disks(session: VSphereSession, ws: Workspace, vm_moref: str,
                     done += len(data)
                     if progress is not None:
                         progress(min(done, total), total)
+                    if disk_progress is not None:
+                        disk_progress(disk.disk_index, min(disk.size, (index + 1) * bs),
+                                      disk.size)
                 zeros = zero_areas(allocated[target.file_name],
                                    [p.block_index for p in disk.plan], bs, disk.size)
                 zeroed = 0
@@ -99,6 +104,8 @@ def write_disks(session: VSphereSession, ws: Workspace, vm_moref: str,
                         pos += n
                         zeroed += n
                 os.fsync(fd)
+                if disk_progress is not None:
+                    disk_progress(disk.disk_index, disk.size, disk.size)
             except OSError as exc:
                 raise HotaddError(f"writing {path} ({target.file_name}) failed: "
                                   f"{exc.strerror}") from None

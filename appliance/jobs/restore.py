@@ -186,19 +186,27 @@ def disk_bytes(ws: Workspace, disk: DiskToRestore, *, threads: int = 2,
     yield from gap(disk.size)
 
 
-def restore_disk(ws: Workspace, point_id: str, disk_index: int,
-                 target: Path, *, threads: int = 2,
-                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
-    started = time.monotonic()
-    disk = prepare_disk(ws, point_id, disk_index)
+def check_target(target: Path) -> Path:
+    """Refuse a restore target that exists (usage, 2, as `image restore` says before it opens
+    the repository: docs/CLI.md) or whose folder does not (not found); its folder."""
     if target.exists():
-        # Usage (2), as `image restore` says before it opens the repository (docs/CLI.md).
         raise UsageError(f"restore target {target} already exists; remove it or name a "
                          "new file")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise NotFoundError(f"the folder of restore target {target} does not exist; create it "
                             "or name a file in an existing folder")
+    return parent
+
+
+def restore_disk(ws: Workspace, point_id: str, disk_index: int,
+                 target: Path, *, threads: int = 2,
+                 progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+    """Write the disk to ``target``; ``progress(bytes of the disk done, its size)`` after
+    each stored block and at the end."""
+    started = time.monotonic()
+    disk = prepare_disk(ws, point_id, disk_index)
+    parent = check_target(target)
     removed = remove_dead_partials(parent)
     tmp = partial_path(parent / target.name)
     written = 0
@@ -227,12 +235,12 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
                     # fsync does not wait for the whole image at once.
                     os.posix_fadvise(fd, flushed, pos - flushed, os.POSIX_FADV_DONTNEED)
                     flushed = pos
-                    if progress is not None:
-                        progress(written, disk.size)
-            if progress is not None:
-                progress(written, disk.size)
+                if progress is not None:
+                    progress(pos, disk.size)
             os.ftruncate(fd, disk.size)
             os.fsync(fd)
+            if progress is not None:
+                progress(disk.size, disk.size)
         finally:
             os.close(fd)
         os.rename(tmp, target)

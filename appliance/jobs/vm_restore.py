@@ -48,6 +48,7 @@ from appliance.jobs.restore import (
 )
 from appliance.jobs.vm_backup import OBJECT_KIND, LogFn
 from appliance.jobs.workspace import Workspace
+from appliance.progress import human_bytes
 from appliance.repository.manifest import Manifest
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere.disk_access import write_refusal
@@ -61,6 +62,8 @@ from appliance.vsphere.vm_config import DiskConfig, VmConfig
 from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
 
 ProgressFn = Callable[[int, int], None]
+#: One disk's progress: (its index in the point, bytes of it done, its size).
+DiskProgressFn = Callable[[int, int, int], None]
 Mode = Literal["new", "original"]
 
 
@@ -252,7 +255,8 @@ class _Uploader:
 
     def __init__(self, session: VSphereSession, ws: Workspace, total: int,
                  progress: ProgressFn | None, *, vm_moref: str,
-                 transport: UploadTransport = "host") -> None:
+                 transport: UploadTransport = "host",
+                 disk_progress: DiskProgressFn | None = None) -> None:
         self.session = session
         self.endpoint = DatastoreEndpoint(session.host, session.port, session.cookie,
                                           session.ssl_context, session.fingerprint)
@@ -261,6 +265,7 @@ class _Uploader:
         self.total = total
         self.done = 0
         self.progress = progress
+        self.disk_progress = disk_progress
 
     @property
     def where(self) -> str:
@@ -279,6 +284,8 @@ class _Uploader:
             self.done = before + sent
             if self.progress is not None:
                 self.progress(self.done, self.total)
+            if self.disk_progress is not None:
+                self.disk_progress(disk.disk_index, sent, disk.size)
 
         if self.host is not None:
             session = self.session
@@ -339,7 +346,8 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
                    resource_pool: str | None = None, datastore: str | None = None,
                    folder: str | None = None, keep_macs: bool = False,
                    power_on: bool = False, log: LogFn,
-                   progress: ProgressFn | None = None) -> VmRestoreResult:
+                   progress: ProgressFn | None = None,
+                   disk_progress: DiskProgressFn | None = None) -> VmRestoreResult:
     """Create a new VM like the one in ``point_id`` and fill its disks. The caller holds a
     shared repository lock and has synchronised the catalog."""
     started = time.monotonic()
@@ -370,10 +378,15 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     total = sum(d.size for d in plan.disks)
     done: dict[tuple[int, int], int] = {}
 
-    def disk_progress(bus: int, unit: int, n: int) -> None:
+    at_slot = {(a.bus, a.unit): a for a in plan.disks}
+
+    def slot_progress(bus: int, unit: int, n: int) -> None:
         done[(bus, unit)] = n
         if progress is not None:
             progress(sum(done.values()), total)
+        if disk_progress is not None:
+            action = at_slot[(bus, unit)]
+            disk_progress(action.index, min(n, action.size), action.size)
 
     sources = [ImportDisk(a.bus, a.unit, a.size, _extents(disks[a.index]),
                           functools.partial(_allocated, ws, disks[a.index]))
@@ -381,7 +394,7 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     moref = ""
     try:
         imported = import_new_vm(session, placement, config, sized, name, keep_macs=keep_macs,
-                                 networks=networks, sources=sources, progress=disk_progress)
+                                 networks=networks, sources=sources, progress=slot_progress)
         moref = imported.vm_moref
         log("info", f"created VM {name!r} ({moref}) on host {placement.host!r}, datastore "
                     f"{placement.datastore!r} (imported through an NFC lease)")
@@ -393,9 +406,9 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
             if tdisk is None:
                 raise VmRestoreError(f"the new VM {name!r} has no disk at bus {action.bus} "
                                      f"unit {action.unit} for disk {action.index}")
-            log("info", f"disk {action.index}: {action.size} bytes written to "
-                        f"{tdisk.file_name} ({sent.get((action.bus, action.unit), 0)} bytes "
-                        "sent)")
+            log("info", f"disk {action.index}: {human_bytes(action.size)} written to "
+                        f"{tdisk.file_name} "
+                        f"({human_bytes(sent.get((action.bus, action.unit), 0))} sent)")
         written = total
         if power_on:
             rt.power_on(session, moref)
@@ -431,7 +444,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
                         plan: VmRestorePlan, *, confirm: bool, power_on: bool = False,
                         transport: RestoreTransport = "host", log: LogFn,
                         progress: ProgressFn | None = None,
-                        appliance_vm: str = "") -> VmRestoreResult:
+                        appliance_vm: str = "",
+                        disk_progress: DiskProgressFn | None = None) -> VmRestoreResult:
     """Carry out ``plan`` (from ``plan_restore_original``): power off, grow, overwrite, reset
     CBT. Refuses without ``confirm``; refuses if the VM changed since the plan. ``transport``
     "hotadd" writes through disks attached to the appliance VM (``jobs.hotadd_restore``)."""
@@ -458,7 +472,8 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
             key = next(t.key for t in rt.describe_vm(session, plan.target_moref).disks
                        if (t.bus, t.unit) == (d.bus, d.unit))
             rt.grow_disk(session, plan.target_moref, key, d.size)
-            log("info", f"disk {d.index}: grown from {d.target_size} to {d.size} bytes")
+            log("info", f"disk {d.index}: grown from {human_bytes(d.target_size)} to "
+                        f"{human_bytes(d.size)}")
     target = rt.describe_vm(session, plan.target_moref)
     slots = {(t.bus, t.unit): t for t in target.disks}
     written = 0
@@ -466,15 +481,17 @@ def restore_original_vm(session: VSphereSession, ws: Workspace,
         written = hotadd_restore.write_disks(
             session, ws, plan.target_moref,
             [(disks[d.index], slots[(d.bus, d.unit)]) for d in plan.disks],
-            log=log, progress=progress, appliance_vm=appliance_vm)
+            log=log, progress=progress, appliance_vm=appliance_vm,
+            disk_progress=disk_progress)
     else:
         uploader = _Uploader(session, ws, sum(d.size for d in plan.disks), progress,
                              vm_moref=plan.target_moref,
-                             transport="vcenter" if transport == "vcenter" else "host")
+                             transport="vcenter" if transport == "vcenter" else "host",
+                             disk_progress=disk_progress)
         for d in plan.disks:
             written += uploader.upload(disks[d.index], target.datacenter_path,
                                        slots[(d.bus, d.unit)])
-            log("info", f"disk {d.index}: overwrote {d.target_file} ({d.size} bytes, "
+            log("info", f"disk {d.index}: overwrote {d.target_file} ({human_bytes(d.size)}, "
                         f"{uploader.where})")
     reset = rt.reset_cbt(session, plan.target_moref)
     if reset:

@@ -1,10 +1,17 @@
 """Restore points and restores: a disk to a file, an entire VM to vCenter, and a PostgreSQL
-data folder made ready for point-in-time recovery from a log backup job's WAL files."""
+data folder made ready for point-in-time recovery from a log backup job's WAL files.
+
+A disk or VM restore comes in two steps, so that it can run as a session
+(sessions/restore.py): ``check_disk`` / ``check_vm`` refuse what can be refused at once
+(bad input, an existing target, a point that does not restore, an overwrite not confirmed)
+and answer what will be restored; ``restore_disk`` / ``restore_vm`` then do it, reporting
+each disk's progress, and answer what was done."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -13,15 +20,46 @@ from appliance.errors import ConfirmDetail, NotFoundError, UsageError
 from appliance.faults import hold_point
 from appliance.jobs import vm_restore
 from appliance.jobs.log_backup import logs_object
-from appliance.jobs.restore import restore_disk
+from appliance.jobs.restore import check_target, restore_disk
 from appliance.jobs.workspace import Workspace
+from appliance.progress import human_bytes
 from appliance.service.job_definition import parse_job
 from appliance.service.repositories import RepositoryService
 from appliance.service.state import State
 from appliance.service.vcenters import VCenterService
 from appliance.vsphere import restore_target as rt
+from appliance.vsphere.disk_access import write_refusal
 from appliance.vsphere.session import VSphereSession
 from catalog.models import DiskRow, PointRow
+
+LogFn = Callable[[str, str], None]  # (level, message)
+DiskProgressFn = vm_restore.DiskProgressFn  # (disk index, bytes of it done, its size)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedDisk:
+    """A disk restore that passed ``check_disk``: disk ``disk`` (``size`` bytes) of point
+    ``point_id`` of VM ``vm`` in repository ``repository``, to the new file ``target``."""
+
+    point_id: str
+    vm: str
+    repository: str
+    disk: int
+    size: int
+    target: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedVm:
+    """A VM restore that passed ``check_vm``: the request, the point's VM, the VM written
+    (the new one's name or the original's), the point's disks (index, size) and the plan's
+    lines (over the original: what was confirmed)."""
+
+    request: api.VmRestore
+    vm: str
+    target: str
+    disks: tuple[tuple[int, int], ...]
+    lines: tuple[str, ...]
 
 
 class RestoreService:
@@ -54,15 +92,30 @@ class RestoreService:
                                 "shows them")
         return row, names[row.repo_id]
 
-    def disk(self, point_id: str, disk: int, target: str) -> int:
-        """Write disk ``disk`` of ``point_id`` to the new file ``target``; returns its size."""
+    def check_disk(self, point_id: str, disk: int, target: str) -> CheckedDisk:
+        """Refuse what ``restore_disk`` would refuse before it reads anything: a relative or
+        existing target, a missing folder, an unknown point or disk."""
         path = Path(target)
         if not path.is_absolute():
             raise UsageError(f"restore target {target!r} is relative; give an absolute path")
-        _row, name = self._point(point_id, " in the appliance's repositories")
-        with self._repositories.open_named(name) as repo, self._state.workspace(
-                repo, name, exclusive=False, operation="restore", read_only_ok=True) as ws:
-            return restore_disk(ws, point_id, disk, path).size
+        row, name = self._point(point_id, " in the appliance's repositories")
+        with self._state.catalog() as cat:
+            disks = {d.disk_index: d for d in cat.disks(point_id)}
+        if disk not in disks:
+            raise NotFoundError(f"restore point {point_id} has no disk {disk}; it has disks "
+                                f"{', '.join(str(i) for i in sorted(disks))}")
+        check_target(path)
+        return CheckedDisk(point_id, row.object_name, name, disk, disks[disk].size, path)
+
+    def restore_disk(self, c: CheckedDisk, progress: Callable[[int, int], None]) -> str:
+        """Write the checked disk to its file (``progress``: bytes done, size); what was
+        done."""
+        with self._repositories.open_named(c.repository) as repo, self._state.workspace(
+                repo, c.repository, exclusive=False, operation="restore",
+                read_only_ok=True) as ws:
+            r = restore_disk(ws, c.point_id, c.disk, c.target, progress=progress)
+        return (f"restored disk {c.disk} of {c.point_id} to {c.target} "
+                f"({human_bytes(r.size)}) in {r.seconds:.1f}s")
 
     @contextlib.contextmanager
     def _vm_workspace(self, req: api.VmRestore
@@ -117,16 +170,21 @@ class RestoreService:
             return api.VmRestorePlan(mode="new", target=req.name, lines=plan.describe(),
                                      placement=where)
 
-    def vm(self, req: api.VmRestore) -> str:
-        """Restore an entire VM (see appliance.jobs.vm_restore); returns what was done."""
-        log: list[str] = []
-        with self._vm_workspace(req) as (session, ws, vcenter):
-            if req.name:  # each name not given: where the original VM was
-                r = vm_restore.restore_new_vm(
-                    session, ws, req.point, req.name, datacenter=req.datacenter,
-                    host=req.host, resource_pool=req.resource_pool, datastore=req.datastore,
-                    folder=req.folder, keep_macs=req.keep_macs, power_on=req.power_on,
-                    log=lambda lvl, m: log.append(m))
+    def check_vm(self, req: api.VmRestore) -> CheckedVm:
+        """Plan the VM restore (reads only) and refuse what it would refuse: an unknown
+        point or one not of a VM, no vCenter, a placement that does not resolve, an original
+        VM that cannot be overwritten, an overwrite not confirmed (with the plan to confirm
+        as the error's detail)."""
+        with self._vm_workspace(req) as (session, ws, _vcenter):
+            if req.name:
+                placement = self._placement(session, ws, req)
+                plan = vm_restore.plan_restore_new(
+                    ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement)
+                why = write_refusal(placement.datastore, placement.datastore_type)
+                if why:
+                    raise vm_restore.VmRestoreError(
+                        f"cannot restore VM {req.name!r} there, nothing was created: {why}; "
+                        "choose a VMFS or NFS datastore (--datastore)")
             else:
                 plan = vm_restore.plan_restore_original(session, ws, req.point,
                                                           transport=req.transport)
@@ -135,14 +193,35 @@ class RestoreService:
                                      + " / ".join(plan.describe())
                                      + " — confirm it (set `confirm`)",
                                      detail=ConfirmDetail(tuple(plan.describe()), "confirm"))
-                r = vm_restore.restore_original_vm(session, ws, plan,
-                                                   confirm=True, power_on=req.power_on,
-                                                   transport=req.transport,
-                                                   log=lambda lvl, m: log.append(m),
-                                                   appliance_vm=self._vcenters.get(
-                                                       vcenter).appliance_vm)
+        return CheckedVm(req, plan.source_vm, plan.target_name,
+                         tuple((d.index, d.size) for d in plan.disks), tuple(plan.describe()))
+
+    def restore_vm(self, c: CheckedVm, log: LogFn, disk_progress: DiskProgressFn) -> str:
+        """Restore the checked VM (see appliance.jobs.vm_restore): each name of a new VM not
+        given is where the original VM was; over the original, only as confirmed (a VM that
+        changed since is refused). What was done."""
+        req = c.request
+        with self._vm_workspace(req) as (session, ws, vcenter):
+            if req.name:
+                r = vm_restore.restore_new_vm(
+                    session, ws, req.point, req.name, datacenter=req.datacenter,
+                    host=req.host, resource_pool=req.resource_pool, datastore=req.datastore,
+                    folder=req.folder, keep_macs=req.keep_macs, power_on=req.power_on,
+                    log=log, disk_progress=disk_progress)
+            else:
+                plan = vm_restore.plan_restore_original(session, ws, req.point,
+                                                          transport=req.transport)
+                if tuple(plan.describe()) != c.lines:
+                    raise vm_restore.VmRestoreError(
+                        f"VM {plan.target_name!r} changed since the restore was confirmed; "
+                        "nothing was written: plan and confirm it again")
+                r = vm_restore.restore_original_vm(
+                    session, ws, plan, confirm=True, power_on=req.power_on,
+                    transport=req.transport, log=log, disk_progress=disk_progress,
+                    appliance_vm=self._vcenters.get(vcenter).appliance_vm)
         return (f"restored point {r.point_id} to VM {r.vm_name!r} ({r.vm_moref}): "
-                f"{len(r.disks)} disk(s), {r.bytes_written} bytes written")
+                f"{len(r.disks)} disk(s), {human_bytes(r.bytes_written)} written in "
+                f"{r.seconds:.1f}s")
 
     def postgres(self, point_id: str, data_dir: str, until: datetime | None) -> str:
         """Make ``data_dir`` (PostgreSQL's data folder taken out of the point's restored disk)

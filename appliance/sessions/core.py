@@ -94,6 +94,7 @@ class LiveSession:
     scheduled: bool = False  # started by the scheduler: the backup window applies
     unsaved_log: int = 0
     saved_at: float = 0.0
+    outcome: api.SessionOutcome | None = None  # a restore's, once it ended
 
     def summary(self) -> api.SessionSummary:
         return api.SessionSummary(id=self.id, job=self.job, kind=self.kind, state=self.state,
@@ -112,7 +113,8 @@ class LiveSession:
             return api.Session(id=self.id, job=self.job, kind=self.kind, state=self.state,
                                result=self.result, started=self.started, ended=self.ended,
                                tasks=[t.view() for t in self.tasks.values()],
-                               log=list(self.log), stats=self.stats())
+                               log=list(self.log), stats=self.stats(),
+                               outcome=self.outcome if self.ended is not None else None)
 
     def notify(self) -> None:
         """Wake the followers waiting for a change."""
@@ -161,7 +163,9 @@ class SessionRun:
             first = len(live.log) - live.unsaved_log
             live.unsaved_log = 0
             row = SessionRow(live.id, live.job, live.kind, live.state, live.result,
-                             live.started, live.ended, detail_json(live.stats()))
+                             live.started, live.ended,
+                             detail_json(live.stats(),
+                                         live.outcome if live.ended is not None else None))
             stamp = datetime.now(UTC)
             tasks = [TaskRow(live.id, t.name, t.state, t.result, t.bytes_done, t.bytes_total,
                              t.stage, t.point_id, stamp, t.vm, t.disk)

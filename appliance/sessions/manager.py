@@ -1,8 +1,11 @@
 """The session manager: starts a job's session in its own thread (the work is its kind's:
-``RUNNERS``), stops it, ends it (its result, the catalog, the ``on_end`` hooks), and answers
-what clients read: the running sessions from memory, the others from the catalog. A session
-still marked running when the appliance starts was cut short by a crash and is shown as
-interrupted (``mark_interrupted``).
+``RUNNERS``) or a restore's (``start``, from sessions/restore.py), stops a job's, ends each
+(its result, the catalog, a job's ``on_end`` hooks), and answers what clients read: the
+running sessions from memory, the others from the catalog. A session still marked running
+when the appliance starts was cut short by a crash and is shown as interrupted
+(``mark_interrupted``). A restore session is not a job's: it is not stopped (a restore over
+the original VM stopped half-way would leave it damaged), starts no chained job and sends
+no notification, and is not a job's last session.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from appliance.errors import ConflictError, NotFoundError, VmkeepError
 from appliance.registry import Registry
 from appliance.sessions import backup, copy, logs
 from appliance.sessions.core import LiveSession, LiveTask, SessionRun, worst
-from appliance.sessions.stats import stats_of
+from appliance.sessions.stats import outcome_of, stats_of
 from catalog.models import LogRow, SessionRow
 
 Runner = Callable[[SessionRun, api.JobSpec], None]
@@ -59,11 +62,14 @@ class SessionManager:
                     cat.put_session(SessionRow(row.id, row.job, row.kind, "interrupted",
                                                "failed", row.started, now, row.detail_json))
                     seq = len(cat.log(row.id))
-                    cat.add_log([LogRow(row.id, seq, now, "error",
-                                        "the appliance stopped while this session ran "
-                                        "(crash or kill); the appliance removes the "
-                                        "snapshot it left, and the next run cleans up the "
-                                        "repository")])
+                    why = ("the appliance stopped while this restore ran (crash or kill): "
+                           "what it wrote is incomplete; restore again"
+                           if row.kind == "restore" else
+                           "the appliance stopped while this session ran "
+                           "(crash or kill); the appliance removes the "
+                           "snapshot it left, and the next run cleans up the "
+                           "repository")
+                    cat.add_log([LogRow(row.id, seq, now, "error", why)])
                     ids.append(row.id)
         return ids
 
@@ -77,7 +83,8 @@ class SessionManager:
         with self._lock:
             live = [s for s in self._live.values() if s.state == "running"]
         for s in live:
-            s.stop.set()
+            if s.kind != "restore":  # a restore runs to its end (joined as long as allowed)
+                s.stop.set()
         deadline = time.monotonic() + timeout
         for s in live:
             if s.thread is not None:
@@ -85,13 +92,15 @@ class SessionManager:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def sessions(self) -> list[api.SessionSummary]:
+    def sessions(self, kind: api.SessionKind | None = None) -> list[api.SessionSummary]:
+        """Every session (of ``kind``), oldest first."""
         with self.registry.catalog() as cat:
             rows = {r.id: _summary(r) for r in cat.sessions()}
         with self._lock:
             for s in self._live.values():
                 rows[s.id] = s.summary()
-        return sorted(rows.values(), key=lambda s: (s.started, s.id))
+        return sorted((s for s in rows.values() if kind is None or s.kind == kind),
+                      key=lambda s: (s.started, s.id))
 
     def session(self, session_id: str) -> api.Session:
         with self._lock:
@@ -116,7 +125,7 @@ class SessionManager:
                    for t in tasks],
             log=[api.LogLine(time=x.time, level=api.as_log_level(x.level), message=x.message)
                  for x in log],
-            stats=stats_of(row.detail_json))
+            stats=stats_of(row.detail_json), outcome=outcome_of(row.detail_json))
 
     def busy_vms(self) -> frozenset[str]:
         """The VMs a running session is backing up right now."""
@@ -126,7 +135,7 @@ class SessionManager:
                          if t.vm and t.disk is None and t.state == "running")
 
     def last_session(self, job: str) -> api.SessionSummary | None:
-        mine = [s for s in self.sessions() if s.job == job]
+        mine = [s for s in self.sessions() if s.job == job and s.kind != "restore"]
         return mine[-1] if mine else None
 
     def wait_changed(self, session_id: str, timeout: float) -> None:
@@ -146,26 +155,36 @@ class SessionManager:
             raise ConflictError(f"job {name!r} is disabled; enable it with `vmkeep job enable "
                                 f"{name}`")
         spec = row.spec
+        work = RUNNERS[spec.kind]
+        return self.start(name, spec.kind, [LiveTask(vm.name, vm.name) for vm in spec.vms],
+                          lambda run: work(run, spec), full=full, scheduled=scheduled)
+
+    def start(self, job: str, kind: api.SessionKind, tasks: list[LiveTask],
+              work: Callable[[SessionRun], None], *, full: bool = False,
+              scheduled: bool = False) -> api.SessionSummary:
+        """Start a session named ``job`` that runs ``work`` in its own thread, with ``tasks``
+        to begin with. A job's session is refused while another of the job runs."""
         with self._lock:
-            if any(s.job == name and s.state == "running" for s in self._live.values()):
-                raise ConflictError(f"job {name!r} is running already; follow it with "
+            if kind != "restore" and any(s.job == job and s.state == "running"
+                                         and s.kind != "restore"
+                                         for s in self._live.values()):
+                raise ConflictError(f"job {job!r} is running already; follow it with "
                                     "`vmkeep session list`")
             sid = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-            live = LiveSession(sid, name, spec.kind, datetime.now(UTC),
-                               {vm.name: LiveTask(vm.name, vm.name) for vm in spec.vms},
+            live = LiveSession(sid, job, kind, datetime.now(UTC), {t.name: t for t in tasks},
                                scheduled=scheduled)
             self._live[sid] = live
         run = SessionRun(live, self.registry, self.running_ids, full=full)
         run.save(force=True)
-        work = RUNNERS[spec.kind]
-        live.thread = threading.Thread(target=self._run, args=(run, lambda: work(run, spec)),
+        live.thread = threading.Thread(target=self._run, args=(run, lambda: work(run)),
                                        name=f"session-{sid}", daemon=True)
         live.thread.start()
         return live.summary()
 
     def stop_job(self, name: str) -> list[str]:
         with self._lock:
-            live = [s for s in self._live.values() if s.job == name and s.state == "running"]
+            live = [s for s in self._live.values()
+                    if s.job == name and s.state == "running" and s.kind != "restore"]
         if not live:
             raise NotFoundError(f"job {name!r} is not running")
         for s in live:
@@ -196,6 +215,8 @@ class SessionManager:
         with self._lock:
             self._live.pop(live.id, None)
         run.notify()
+        if live.kind == "restore":
+            return
         for hook in self.on_end:
             try:
                 hook(live.job, live.result or "failed")

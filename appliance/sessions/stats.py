@@ -1,6 +1,7 @@
 """A finished backup session's statistics: its VMs' backups summed (``jobs/backup_stats``) into
 the wire model clients show (``api.SessionStats``), and kept with the session's row in the
-catalog (its ``detail_json``, key ``stats``), so a session read back later shows the same."""
+catalog (its ``detail_json``, key ``stats``), so a session read back later shows the same; a
+restore session's outcome is kept there too (key ``outcome``)."""
 
 from __future__ import annotations
 
@@ -44,9 +45,15 @@ def session_stats(started: datetime, ended: datetime, vms: Sequence[VmRun]) -> a
              for v in vms])
 
 
-def detail_json(stats: api.SessionStats | None) -> str:
-    """The session row's detail: its statistics once it ended."""
-    return json.dumps({"stats": stats.model_dump(mode="json")} if stats is not None else {})
+def detail_json(stats: api.SessionStats | None,
+                outcome: api.SessionOutcome | None = None) -> str:
+    """The session row's detail: a backup's statistics, a restore's outcome, once it ended."""
+    detail: dict[str, object] = {}
+    if stats is not None:
+        detail["stats"] = stats.model_dump(mode="json")
+    if outcome is not None:
+        detail["outcome"] = outcome.model_dump(mode="json")
+    return json.dumps(detail)
 
 
 def stats_of(detail: str) -> api.SessionStats | None:
@@ -55,4 +62,13 @@ def stats_of(detail: str) -> api.SessionStats | None:
         raw = json.loads(detail or "{}").get("stats")
         return api.SessionStats.model_validate(raw) if raw is not None else None
     except (ValueError, AttributeError):  # pydantic's ValidationError is a ValueError
+        return None
+
+
+def outcome_of(detail: str) -> api.SessionOutcome | None:
+    """The restore outcome a session row's detail holds (None: none, or not readable)."""
+    try:
+        raw = json.loads(detail or "{}").get("outcome")
+        return api.SessionOutcome.model_validate(raw) if raw is not None else None
+    except (ValueError, AttributeError):
         return None

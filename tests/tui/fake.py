@@ -93,6 +93,7 @@ class FakeClient:
         self._points = _models(api.Point, self.recorded["points"])
         self._inventory = _models(api.InventoryVm, self.recorded["inventory"])
         self._progress: dict[str, int] = {}
+        self._outcomes: dict[str, str] = {}  # a restore session's message once it ends
         self._alerts: list[api.Alert] = []  # add_recorded_alerts() brings the recorded ones
         self._counter = 0
 
@@ -165,6 +166,26 @@ class FakeClient:
         self._progress[sid] = 0
         return self._summary(self._sessions[sid])
 
+    def start_restore(self, vm: str, job: str, message: str) -> api.SessionSummary:
+        """A running restore session of ``vm``'s disk 0 (as the appliance names it: ``job``)
+        that advances as a backup does and ends with ``message`` as its outcome."""
+        self._counter += 1
+        sid = f"20261201T12{self._counter:04d}Z-fake{self._counter:02d}"
+        size = 160 << 20
+        tasks = [api.Task(name=vm, vm=vm, state="running", result=None, bytes_done=0,
+                          bytes_total=size, rate=0.0, eta_seconds=None, stage="writing",
+                          point_id=None),
+                 api.Task(name=f"{vm} · disk 0", vm=vm, disk=0, state="running", result=None,
+                          bytes_done=0, bytes_total=size, rate=0.0, eta_seconds=None,
+                          stage="writing", point_id=None)]
+        log = [api.LogLine(time=NOW, level="info", message=f"{job}: 1 disk, 160.0 MiB")]
+        self._sessions[sid] = api.Session(id=sid, job=job, kind="restore", state="running",
+                                          result=None, started=NOW, ended=None, tasks=tasks,
+                                          log=log)
+        self._progress[sid] = 0
+        self._outcomes[sid] = message
+        return self._summary(self._sessions[sid])
+
     def _summary(self, s: api.Session) -> api.SessionSummary:
         return api.SessionSummary(id=s.id, job=s.job, kind=s.kind, state=s.state,
                                   result=s.result, started=s.started, ended=s.ended)
@@ -200,7 +221,7 @@ class FakeClient:
                     "state": "ended" if done else "running",
                     "result": "success" if done else None}))
                 continue
-            if done:
+            if done and s.kind != "restore":
                 point = f"20261201T1201{len(self._points):02d}Z-{step:08x}"
                 self._points.append(self._points[-1].model_copy(update={
                     "id": point, "vm": t.name, "created": NOW, "kind": "full",
@@ -212,16 +233,18 @@ class FakeClient:
                 "eta_seconds": None if done else float(self.steps - step),
                 "state": "ended" if done else "running",
                 "result": "success" if done else None, "point_id": point}))
-        if step == 2:
+        if step == 2 and s.kind != "restore":
             log.append(api.LogLine(time=NOW, level="warning",
                                    message="CBT is off on a disk: reading it all"))
         if done:
             log.append(api.LogLine(time=NOW, level="info", message="session ended: success"))
+        restore = s.kind == "restore"
+        outcome = api.SessionOutcome(message=self._outcomes[sid]) if restore and done else None
         self._sessions[sid] = s.model_copy(update={
             "tasks": tasks, "log": log, "state": "ended" if done else "running",
             "result": "success" if done else None, "ended": NOW if done else None,
-            "stats": _stats(tasks) if done else None})
-        if done:
+            "stats": _stats(tasks) if done and not restore else None, "outcome": outcome})
+        if done and not restore:
             j = self._jobs[s.job]
             self._jobs[s.job] = j.model_copy(update={
                 "last_session": self._summary(self._sessions[sid])})
@@ -371,9 +394,10 @@ class FakeClient:
                                                            "result": "failed", "ended": NOW})
         return api.Done(message=f"job {name} stops")
 
-    def sessions(self) -> list[api.SessionSummary]:
-        self._call("sessions")
-        return [self._summary(s) for s in self._sessions.values()]
+    def sessions(self, kind: api.SessionKind | None = None) -> list[api.SessionSummary]:
+        self._call("sessions", kind=kind)
+        return [self._summary(s) for s in self._sessions.values()
+                if kind is None or s.kind == kind]
 
     def session(self, session_id: str, *, wait: float = 0.0) -> api.Session:
         self._call("session", session_id=session_id, wait=wait)
@@ -465,11 +489,13 @@ class FakeClient:
         self._call("move", request=request)
         return api.MoveAnswer(moved=0, lines=[])
 
-    def restore_vm(self, request: api.VmRestore) -> api.Done:
+    def restore_vm(self, request: api.VmRestore) -> api.SessionSummary:
         self._call("restore_vm", request=request)
         if request.name is None and not request.confirm:
             raise self._recorded_error("restore_vm_original", exit_code=2)
-        return api.Done(message=f"VM restored from {request.point}")
+        vm = next(p.vm for p in self._points if p.id == request.point)
+        return self.start_restore(vm, f"restore {vm}", f"restored point {request.point} to VM "
+                                  f"{request.name or vm!r}: 1 disk(s), 160.0 MiB written")
 
     def plan_restore_vm(self, request: api.VmRestore) -> api.VmRestorePlan:
         """The original VM's plan is the recorded refusal's; a new VM's placement is where the
@@ -496,9 +522,11 @@ class FakeClient:
                    f"{placement.resource_pool!r}, datastore {placement.datastore!r}, folder "
                    f"{placement.folder!r} in datacenter {placement.datacenter!r}"])
 
-    def restore_disk(self, point: str, disk: int, to: str) -> api.Done:
+    def restore_disk(self, point: str, disk: int, to: str) -> api.SessionSummary:
         self._call("restore_disk", point=point, disk=disk, to=to)
-        return api.Done(message=f"disk {disk} of {point} restored to {to}")
+        vm = next(p.vm for p in self._points if p.id == point)
+        return self.start_restore(vm, f"restore {vm} disk {disk}",
+                                  f"restored disk {disk} of {point} to {to} (160.0 MiB)")
 
     def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
         self._call("restore_postgres", point=request.point, data_dir=request.data_dir)

@@ -231,6 +231,11 @@ async def test_restore_points_verify_and_restore_a_disk_and_a_vm() -> None:
         await until(pilot, lambda: fake.called("restore_disk"))
         assert fake.called("restore_disk") == [{"point": newest.id, "disk": 0,
                                                 "to": "/tmp/x.img"}]
+        # the restore's session opens; back to the points
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen)
+                    and shows(app, f"restore {VM} disk 0 · restore"))
+        await pilot.press("escape")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
         app.screen.query_one(Input).value = ""  # no new name: over the original
@@ -274,6 +279,9 @@ async def test_a_vm_restore_goes_where_the_original_was_and_shows_its_plan_first
         await pilot.press("y")
         await until(pilot, lambda: fake.called("restore_vm"))
         assert fake.called("restore_vm")[-1]["request"] == asked
+        await until(pilot, lambda: isinstance(app.screen, SessionScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
         app.screen.query_one("#field-host", Input).value = "DC0_C0_H0"

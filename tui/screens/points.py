@@ -1,8 +1,11 @@
 """Restore points: the VMs, and per VM a timeline of points; restore the whole VM (a new VM
 where the original was unless changed, or over the original after typing its name; each
-after its plan is shown), a disk to a file, verify now."""
+after its plan is shown), a disk to a file, verify now. A restore runs as a session of the
+appliance: once started, its session view opens (progress per disk, log, result)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -198,8 +201,7 @@ class PointsScreen(VmkeepScreen):
                 self.notify("the disk is a number", severity="error")
                 return
             to = values["to"]
-            self.notify(f"restoring disk {disk} of {p.id} to {to}…")
-            self.act("restore disk", lambda: self.client.restore_disk(p.id, disk, to))
+            self.restore("restore disk", lambda: self.client.restore_disk(p.id, disk, to))
 
         self.app.push_screen(FormScreen(
             f"Restore a disk of {p.vm} ({fmt.when(p.created)}) to a file",
@@ -207,6 +209,16 @@ class PointsScreen(VmkeepScreen):
              Field("to", "To file (absolute path on the appliance's machine, new)", "",
                    placeholder="/restore/disk0.img")],
             note=f"Disks: {disks or 'none'}"), submitted)
+
+    def restore(self, what: str, start: Callable[[], api.SessionSummary]) -> None:
+        """Start a restore (a worker thread); its session view opens once it runs (a
+        refusal is reported as any other)."""
+        def work() -> None:
+            s = fetch(self, what, start)
+            if s is not None:
+                self.app.call_from_thread(self.vmkeep.action_open_session, s.id)
+
+        self.run_worker(work, thread=True, group="act", exit_on_error=False)
 
     def action_restore_vm(self) -> None:
         p = self.selected()
@@ -266,8 +278,7 @@ class PointsScreen(VmkeepScreen):
         if plan.mode == "new":
             def answered(yes: bool | None) -> None:
                 if yes:
-                    self.notify(f"restoring {p.vm} as {plan.target}…")
-                    self.act("restore VM", lambda: self.client.restore_vm(request))
+                    self.restore("restore VM", lambda: self.client.restore_vm(request))
 
             self.app.push_screen(ConfirmScreen(
                 f"Restore {p.vm} as a new VM {plan.target}?",
@@ -276,8 +287,7 @@ class PointsScreen(VmkeepScreen):
 
         def typed(yes: bool | None) -> None:
             if yes:
-                self.notify(f"restoring {p.vm} over the original…")
-                self.act("restore VM", lambda: self.client.restore_vm(
+                self.restore("restore VM", lambda: self.client.restore_vm(
                     request.model_copy(update={"confirm": True})))
 
         self.app.push_screen(TypeToConfirmScreen(

@@ -1,4 +1,6 @@
-"""Sessions: the history (every run, newest first) and one session's live view."""
+"""Sessions: the history (every run of a job and every restore, newest first, with its kind)
+and one session's live view (a restore's: its disks' progress, then what was restored or
+why it failed)."""
 
 from __future__ import annotations
 
@@ -114,6 +116,11 @@ def stats_text(st: api.SessionStats) -> str:
             f"Bottleneck: {st.bottleneck or '—'} ({shares})")
 
 
+def outcome_text(o: api.SessionOutcome) -> str:
+    """A finished restore's outcome: what was restored, or why it failed."""
+    return f"✗ {shown(o.message)}" if o.error is not None else f"✓ {shown(o.message)}"
+
+
 def task_percent(state: str, result: str | None, done: int, total: int) -> int:
     """How far a session or task is: a finished success is 100 % even with nothing to read
     (an incremental run without changes)."""
@@ -227,9 +234,11 @@ class SessionScreen(VmkeepScreen):
             f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
             f"{fmt.when(s.started)}{ended}\nsession {s.id}")
         stats = self.query_one("#session-stats", Static)
-        stats.display = s.stats is not None
+        stats.display = s.stats is not None or s.outcome is not None
         if s.stats is not None:
             stats.update(stats_text(s.stats))
+        elif s.outcome is not None:
+            stats.update(outcome_text(s.outcome))
         table = self.query_one("#tasks", DataTable)
         table.clear()
         for t in ordered_tasks(s.tasks):
@@ -252,6 +261,9 @@ class SessionScreen(VmkeepScreen):
         self.dismiss()
 
     def action_stop(self) -> None:
+        if self.session is not None and self.session.kind == "restore":
+            self.notify("a restore runs to its end: it cannot be stopped")
+            return
         if self.session is not None and self.session.state == "running":
             job = self.session.job
             self.act("stop", lambda: self.client.stop_job(job), then=lambda: None)

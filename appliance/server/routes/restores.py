@@ -1,4 +1,5 @@
-"""Routes of what is restored from a point: a VM, a disk, a PostgreSQL data folder."""
+"""Routes of what is restored from a point: a VM, a disk (each as a restore session), a
+PostgreSQL data folder."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ from fastapi import FastAPI
 from appliance import api
 from appliance.server.responses import ERRORS
 from appliance.server.state import ApplianceState
+from appliance.sessions import restore as restore_session
 
 
 def add_routes(app: FastAPI, state: ApplianceState) -> None:
     reg = state.registry
     v = api.PREFIX
 
-    @app.post(f"{v}/restore/vm", response_model=api.Done, responses=ERRORS)
-    def restore_vm(body: api.VmRestore) -> api.Done:
-        """An entire VM: to a new VM (``name``) or over the original (``confirm``)."""
-        return api.Done(message=reg.restores.vm(body))
+    @app.post(f"{v}/restore/vm", response_model=api.SessionSummary, status_code=202,
+              responses=ERRORS)
+    def restore_vm(body: api.VmRestore) -> api.SessionSummary:
+        """An entire VM: to a new VM (``name``) or over the original (``confirm``). Checked
+        at once (its errors are this request's), then restored by a restore session; follow
+        it with ``GET /v1/sessions/{id}``."""
+        return restore_session.start_vm(state.sessions.start, reg.restores.check_vm(body))
 
     @app.post(f"{v}/restore/vm/plan", response_model=api.VmRestorePlan, responses=ERRORS)
     def plan_restore_vm(body: api.VmRestore) -> api.VmRestorePlan:
@@ -24,12 +29,13 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         lines and, for a new VM, where it goes (each name not given: the original VM's)."""
         return reg.restores.vm_plan(body)
 
-    @app.post(f"{v}/restore/disk", response_model=api.Done, responses=ERRORS)
-    def restore_disk(body: api.DiskRestore) -> api.Done:
-        """Write a disk of a point to a new raw image file on the appliance's machine."""
-        size = reg.restores.disk(body.point, body.disk, body.to)
-        return api.Done(message=f"restored disk {body.disk} of {body.point} to {body.to} "
-                                f"({size} bytes)")
+    @app.post(f"{v}/restore/disk", response_model=api.SessionSummary, status_code=202,
+              responses=ERRORS)
+    def restore_disk(body: api.DiskRestore) -> api.SessionSummary:
+        """Write a disk of a point to a new raw image file on the appliance's machine: checked
+        at once, then written by a restore session."""
+        return restore_session.start_disk(
+            state.sessions.start, reg.restores.check_disk(body.point, body.disk, body.to))
 
     @app.post(f"{v}/restore/postgres", response_model=api.Done, responses=ERRORS)
     def restore_postgres(body: api.PostgresRestore) -> api.Done:

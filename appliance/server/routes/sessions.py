@@ -45,8 +45,9 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
     v = api.PREFIX
 
     @app.get(f"{v}/sessions", response_model=list[api.SessionSummary], responses=ERRORS)
-    def list_sessions() -> list[api.SessionSummary]:
-        return mgr.sessions()
+    def list_sessions(kind: api.SessionKind | None = None) -> list[api.SessionSummary]:
+        """Every session, oldest first; ``kind``: only those of that kind (e.g. restore)."""
+        return mgr.sessions(kind)
 
     @app.get(f"{v}/sessions/{{session_id}}", response_model=api.Session, responses=ERRORS)
     def get_session(session_id: str, wait: float = 0.0) -> api.Session:
