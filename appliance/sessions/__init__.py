@@ -12,7 +12,8 @@ per job kind over a common core:
 - ``manager``: ``SessionManager``, which starts, stops, ends and reads sessions, and runs
   each through its kind's runner (a table by kind);
 - ``backup`` (with ``vm``, one VM's backup), ``copy`` (backup copy jobs), ``logs`` (log
-  backup jobs), and ``retention``, which backup and copy sessions apply after their work.
+  backup jobs), ``restore`` (a VM or disk restore, started by the restore routes), and
+  ``retention``, which backup and copy sessions apply after their work.
 """
 
 from __future__ import annotations

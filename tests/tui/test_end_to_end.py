@@ -1,6 +1,7 @@
 """End to end against a real appliance and vcsim, by key presses only: create a job in the
 wizard, run it, watch the session rise through intermediate percentages to success, find
-the new point on the Points screen and restore its disk to a file whose bytes match."""
+the new point on the Points screen and restore its disk to a file whose bytes match, its
+restore session's view following it to its end."""
 
 from __future__ import annotations
 
@@ -76,10 +77,11 @@ async def test_wizard_run_follow_and_restore_a_disk_by_keys(lab: Lab, tmp_path: 
             await pilot.press("tab", "d")  # the timeline; its newest point; restore a disk
             await until(pilot, lambda: isinstance(app.screen, FormScreen))
             await pilot.press("enter", *str(target), "enter")
-            await until(pilot, lambda: any("restored" in n.message or "disk" in n.title
-                                           for n in app._notifications
-                                           if n.title == "✓ done"),
-                        timeout=120, why="the restore done")
+            # the restore is a session: its view opens and follows it to what was restored
+            await until(pilot, lambda: isinstance(app.screen, SessionScreen)
+                        and shows(f"restore {VM} disk 0", "✓ success",
+                                  "✓ restored disk 0 of"), timeout=120,
+                        why="the restore done")
     finally:
         client.close()
     want = lab.flat().read_bytes()[:SIZE]
