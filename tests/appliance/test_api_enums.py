@@ -20,10 +20,10 @@ from appliance.sessions.manager import SessionManager
 
 RESULTS = {"success", "warning", "failed"}
 EXPECTED: dict[tuple[str, str], set[str]] = {
-    ("SessionSummary", "kind"): {"backup", "copy", "logs"},
+    ("SessionSummary", "kind"): {"backup", "copy", "logs", "restore"},
     ("SessionSummary", "state"): {"running", "ended", "stopped", "interrupted"},
     ("SessionSummary", "result"): RESULTS,
-    ("Session", "kind"): {"backup", "copy", "logs"},
+    ("Session", "kind"): {"backup", "copy", "logs", "restore"},
     ("Session", "state"): {"running", "ended", "stopped", "interrupted"},
     ("Session", "result"): RESULTS,
     ("Task", "state"): {"waiting", "running", "ended", "stopped"},
