@@ -128,9 +128,9 @@ class SessionManager:
             stats=stats_of(row.detail_json), outcome=outcome_of(row.detail_json))
 
     def busy_vms(self) -> frozenset[str]:
-        """The VMs a running session is backing up right now."""
+        """The VMs a running session is backing up right now (a restore reads no VM)."""
         with self._lock:
-            lives = list(self._live.values())
+            lives = [s for s in self._live.values() if s.kind != "restore"]
         return frozenset(t.vm for s in lives for t in list(s.tasks.values())
                          if t.vm and t.disk is None and t.state == "running")
 

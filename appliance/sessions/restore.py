@@ -39,12 +39,16 @@ def _tasks(vm: str, disks: tuple[tuple[int, int], ...]) -> list[LiveTask]:
 def start_vm(start: Start, checked: CheckedVm) -> api.SessionSummary:
     """Start the session that restores the checked VM."""
     def work(run: SessionRun) -> None:
-        req = checked.request
         for line in checked.lines:
             run.log("info", line)
-        _restore(run, checked.vm, lambda report: run.registry.restores.restore_vm(
-            checked, lambda level, m: run.log(api.as_log_level(level), m), report),
-                 what=f"VM {checked.target!r}" + (" (a new VM)" if req.name else ""))
+
+        def log(level: str, message: str) -> None:
+            run.log(api.as_log_level(level), message)
+
+        what = f"VM {checked.target!r}" + (" (a new VM)" if checked.request.name else "")
+        _restore(run, checked.vm,
+                 lambda report: run.registry.restores.restore_vm(checked, log, report),
+                 what=what)
 
     return start(f"restore {checked.vm}", "restore", _tasks(checked.vm, checked.disks), work)
 
