@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+from pathlib import Path
 from typing import Any
 
 from tests.appliance.lab import VM, Lab
@@ -29,15 +31,13 @@ def _point(lab: Lab) -> str:
     return str(_json(lab, "points", "list", "--vm", VM)[-1]["id"])
 
 
-def test_a_disk_restore_is_a_session_with_progress_and_history(lab: Lab) -> None:
-    point = _point(lab)
-    want = lab.content()
-    release = lab.tmp / "release"
+def _held(lab: Lab, point: str, target: Path) -> tuple[str, dict[str, Any]]:
+    """A disk restore started with --no-wait and held mid-way (``restore-progress``, until
+    ``tmp/release`` exists): its id and the session as seen then."""
     assert lab.vmkeep("appliance", "stop").code == 0
     lab.env.update(VMKEEP_HOLD_AT=f"restore-progress:{VM} · disk 0",
-                   VMKEEP_HOLD_RELEASE=str(release))
+                   VMKEEP_HOLD_RELEASE=str(lab.tmp / "release"))
     assert lab.vmkeep("appliance", "start").code == 0
-    target = lab.tmp / "disk0.img"
     started = lab.vmkeep("restore", "disk", point, "--to", str(target), "--no-wait")
     assert started.code == 0, started.err
     sid = started.out.strip()
@@ -47,7 +47,15 @@ def test_a_disk_restore_is_a_session_with_progress_and_history(lab: Lab) -> None
         disk = next(t for t in s["tasks"] if t["disk"] == 0)
         return s if 0 < disk["bytes_done"] < disk["bytes_total"] else None
 
-    s = poll("the restore held mid-way", held, timeout=60, every=0.1)
+    return sid, poll("the restore held mid-way", held, timeout=60, every=0.1)
+
+
+def test_a_disk_restore_is_a_session_with_progress_and_history(lab: Lab) -> None:
+    point = _point(lab)
+    want = lab.content()
+    release = lab.tmp / "release"
+    target = lab.tmp / "disk0.img"
+    sid, s = _held(lab, point, target)
     assert (s["kind"], s["state"], s["result"], s["job"]) == \
         ("restore", "running", None, f"restore {VM} disk 0")
     vm_task, disk_task = s["tasks"]
@@ -131,3 +139,25 @@ def test_a_vm_restore_is_a_session_and_an_existing_target_is_refused_at_once(lab
                       str(lab.tmp / "x.img")).code == 3
     assert len(_json(lab, "session", "list", "--kind", "restore")) == before
     assert existing.read_bytes() == b"keep"
+
+
+def test_a_restore_cut_short_by_a_crash_is_history_as_interrupted(lab: Lab) -> None:
+    point = _point(lab)
+    target = lab.tmp / "cut.img"
+    sid, _s = _held(lab, point, target)
+    pid = _json(lab, "appliance", "status")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    poll("the killed appliance to stop answering",
+         lambda: lab.vmkeep("appliance", "status").code != 0, timeout=60, every=0.1)
+    del lab.env["VMKEEP_HOLD_AT"]
+    assert lab.vmkeep("appliance", "start").code == 0
+    s = _json(lab, "session", "show", sid)
+    assert (s["kind"], s["state"], s["result"]) == ("restore", "interrupted", "failed")
+    assert "what it wrote is incomplete; restore again" in s["log"][-1]["message"], s["log"]
+    assert [(x["id"], x["state"]) for x in _json(lab, "session", "list", "--kind",
+                                                  "restore")] == [(sid, "interrupted")]
+    assert not target.exists()
+    again = lab.vmkeep("restore", "disk", point, "--to", str(target))
+    assert again.code == 0, again.err
+    assert target.read_bytes() == lab.content()
+    assert not [p for p in lab.tmp.iterdir() if "vmkeep-partial" in p.name]  # swept
