@@ -600,7 +600,7 @@ class Task(Wire):
     rate: float  # bytes per second so far
     eta_seconds: float | None
     stage: str | None  # snapshot | reading (VM); the bottleneck: source read |
-    #                    hashing/compression | repository write (disk)
+    #                    hashing/compression | repository write (disk); writing (a restore's)
     point_id: str | None
 
 
