@@ -936,6 +936,9 @@ class VmRestore(Request):
     resource_pool: Text | None = None
     datastore: Text | None = None
     folder: Text | None = None
+    # A new VM's network map: an original network's name -> the network at the placement its
+    # NICs go on instead; a network not named: its own, as far as it exists there.
+    networks: dict[Text, Text] = Field(default_factory=dict)
     keep_macs: bool = False
     power_on: bool = False
     transport: RestoreTransport = "host"  # over the original: where the disks are written
@@ -950,6 +953,7 @@ class VmPlacement(Wire):
     datastore: str
     folder: str
     as_original: list[str]  # which of these were the original VM's ("host", "datastore", …)
+    networks: dict[str, str] = Field(default_factory=dict)  # original network -> its NICs' here
 
 
 class VmRestorePlan(Wire):

@@ -109,11 +109,12 @@ class RestoreService:
             placement = self._placement(session, ws, req)
             plan = vm_restore.plan_restore_new(
                 ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement,
-                networks=vm_restore.new_vm_networks(session, placement))
+                networks=vm_restore.new_vm_networks(session, placement).mapped(req.networks))
             where = api.VmPlacement(
                 datacenter=placement.datacenter, host=placement.host,
                 resource_pool=placement.pool, datastore=placement.datastore,
-                folder=placement.folder, as_original=list(placement.as_original))
+                folder=placement.folder, as_original=list(placement.as_original),
+                networks=plan.settings.networks() if plan.settings is not None else {})
             return api.VmRestorePlan(mode="new", target=req.name, lines=plan.describe(),
                                      placement=where)
 
@@ -125,7 +126,8 @@ class RestoreService:
                 r = vm_restore.restore_new_vm(
                     session, ws, req.point, req.name, datacenter=req.datacenter,
                     host=req.host, resource_pool=req.resource_pool, datastore=req.datastore,
-                    folder=req.folder, keep_macs=req.keep_macs, power_on=req.power_on,
+                    folder=req.folder, keep_macs=req.keep_macs, network_map=req.networks,
+                    power_on=req.power_on,
                     log=lambda lvl, m: log.append(m))
             else:
                 plan = vm_restore.plan_restore_original(session, ws, req.point,

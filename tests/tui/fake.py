@@ -487,7 +487,9 @@ class FakeClient:
         given = {k: getattr(request, k) for k in names if getattr(request, k)}
         placement = api.VmPlacement(**{**names, **given},
                                     as_original=[k.replace("_", " ") for k in names
-                                                 if k not in given])
+                                                 if k not in given],
+                                    networks={"VM Network": request.networks.get(
+                                        "VM Network", "VM Network")})
         return api.VmRestorePlan(
             mode="new", target=request.name, placement=placement,
             lines=[f"restore point {point.id} of VM {point.vm!r} to a new VM "

@@ -233,6 +233,7 @@ class PointsScreen(VmkeepScreen):
                     "datastore": where.datastore if where else "",
                     "folder": where.folder if where else ""}
         original = ", ".join(where.as_original) if where and where.as_original else "none"
+        networks = sorted((where.networks if where else {}).items())
 
         def submitted(values: dict[str, str] | None) -> None:
             if values is None:
@@ -242,10 +243,13 @@ class PointsScreen(VmkeepScreen):
                 value = values.get(key, "") if values["name"] else ""
                 return value if value and value != defaults[key] else None
 
+            mapped = {source: values[f"net{i}"] for i, (source, on) in enumerate(networks)
+                      if values["name"] and values[f"net{i}"] and values[f"net{i}"] != on}
             request = api.VmRestore(point=p.id, name=values["name"] or None,
                                     host=changed("host"),
                                     resource_pool=changed("resource_pool"),
-                                    datastore=changed("datastore"), folder=changed("folder"))
+                                    datastore=changed("datastore"), folder=changed("folder"),
+                                    networks=mapped)
             self.run_worker(lambda: self._plan(p, request), thread=True, group="act",
                             exit_on_error=False)
 
@@ -255,9 +259,12 @@ class PointsScreen(VmkeepScreen):
              Field("host", "Host", defaults["host"]),
              Field("resource_pool", "Resource pool", defaults["resource_pool"]),
              Field("datastore", "Datastore", defaults["datastore"]),
-             Field("folder", "VM folder", defaults["folder"])],
-            note=f"A new VM goes where the original was (the original VM's: {original}); "
-                 "change any of them. ctrl+s shows the plan before anything is done."),
+             Field("folder", "VM folder", defaults["folder"]),
+             *(Field(f"net{i}", f"Network for the NICs on {source!r}", on)
+               for i, (source, on) in enumerate(networks))],
+            note=f"A new VM goes where the original was (the original VM's: {original}), "
+                 "its NICs on their own networks; change any of them. ctrl+s shows the plan "
+                 "before anything is done."),
             submitted)
 
     def on_restore_planned(self, message: RestorePlanned) -> None:
