@@ -117,6 +117,9 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
     rows = client.sessions()
     if args.json:
         print(dump([s.model_dump(mode="json") for s in rows]))
+    elif not rows:
+        print("no sessions yet: `vmkeep job run NAME` starts one (`vmkeep job list` shows "
+              "the jobs)")
     else:
         print(render(("ID", "JOB", "STATE", "RESULT", "STARTED", "ENDED"),
                      [(s.id, s.job, s.state, s.result or "-",
