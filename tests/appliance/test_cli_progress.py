@@ -38,7 +38,8 @@ def on_terminal(lab: Lab, *args: str, timeout: float = 240.0) -> tuple[int, byte
     """The CLI with stdout and stderr on a pseudo-terminal; what it wrote there, as is."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**lab.env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    env = {**lab.env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40",
+           "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", *args], cwd=REPO_ROOT,
                             env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
