@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Label, RichLog, Static
 from appliance import api
 from appliance.api import shown
 from appliance.errors import VmkeepError
+from tui import empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -58,6 +59,8 @@ class SessionsScreen(VmkeepScreen):
                           fmt.when(s.ended) if s.ended else "—"), key=s.id)
         if message.sessions:
             table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+        empty.title(self.query_one(".panel-title", Label), "Sessions (newest first)",
+                    None if message.sessions else empty.NO_SESSION)
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
         self.action_open()
