@@ -91,8 +91,9 @@ def test_session_view_of_a_finished_backup(snap_compare: Compare, size: tuple[in
                                            ) -> None:
     """A finished session from the history, at both sizes: the head "nightly · backup ·
     ✓ success · 100%", the VM's full bar with its "└ disk 0" row below and its Result
-    "✓ success", and the log with "session ended: success"; the footer's Back and Stop
-    job."""
+    "✓ success", and the log with "session ended: success", its lines wrapped at the log's
+    width (at 120×40 the point's line whole up to "bytes read, status"); the footer's Back and
+    Stop job."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size,
                         run_before=seeing("session ended: success", keys=("3", "enter")))
 

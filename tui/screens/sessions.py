@@ -247,9 +247,17 @@ class SessionScreen(VmkeepScreen):
         if len(s.log) < self.logged:
             log.clear()
             self.logged = 0
+        width = log.scrollable_content_region.width or None  # wrapped to the log's width
         for line in s.log[self.logged:]:
-            log.write(log_line(line))
+            log.write(log_line(line), width=width)
         self.logged = len(s.log)
+
+    def on_resize(self) -> None:
+        """Wrap the log again to its new width (written lines keep the width they had)."""
+        if self.session is not None and self.logged:
+            self.query_one(RichLog).clear()
+            self.logged = 0
+            self.post_message(SessionUpdated(self.session))
 
     def action_back(self) -> None:
         self.dismiss()
