@@ -101,10 +101,16 @@ def test_session_view_of_a_finished_backup(snap_compare: Compare, size: tuple[in
 @SIZES
 def test_inventory_tree(snap_compare: Compare, size: tuple[int, int]) -> None:
     """The Inventory screen, at both sizes: vCenter vc → DC0 → its hosts, each VM with its
-    power state and CBT, DC0_H0_VM0 "jobs: nightly", the others "unprotected"; the title
-    names `h` for the VM's history; the footer's History and Refresh."""
-    assert snap_compare(app_for(FakeClient()), terminal_size=size,
-                        run_before=seeing("jobs: nightly", "unprotected", keys=("4",)))
+    power state and CBT, DC0_H0_VM0 "jobs: nightly" (highlighted), the others
+    "unprotected"; below, all four lines of DC0_H0_VM0's details (its uuid and host; power,
+    CBT, snapshots; disks, jobs, last point; "last result — · RPO none"); the title names `h`
+    for the VM's history; the footer's History and Refresh."""
+    async def highlight(pilot: Pilot[Any]) -> None:
+        await seeing("jobs: nightly", "unprotected", keys=("4",))(pilot)
+        await pilot.press(*["down"] * 8)
+        await seeing("RPO none")(pilot)
+
+    assert snap_compare(app_for(FakeClient()), terminal_size=size, run_before=highlight)
 
 
 @SIZES
