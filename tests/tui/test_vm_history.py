@@ -107,3 +107,19 @@ async def test_the_help_of_inventory_and_points_names_the_history_key() -> None:
             await until(pilot, lambda: shows(app, "History"))
             await pilot.press("escape")
             await pilot.pause()
+
+
+async def test_a_job_that_backs_the_vm_up_by_a_container_is_listed_too() -> None:
+    """A job whose VMs come from a folder (the inventory names it among the VM's jobs) and
+    has not run yet: "never ran" in the VM view."""
+    fake = FakeClient()
+    nightly = fake._jobs["nightly"]
+    fake._jobs["folders"] = nightly.model_copy(update={
+        "spec": nightly.spec.model_copy(update={"name": "folders", "vms": []}),
+        "last_session": None})
+    fake._inventory = [v.model_copy(update={"jobs": ["nightly", "folders"]})
+                       if v.name == VM else v for v in fake._inventory]
+    app = app_for(fake)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.push_screen(VmHistoryScreen(VM))
+        await until(pilot, lambda: shows(app, "jobs: nightly, folders", "never ran"))

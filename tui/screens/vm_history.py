@@ -132,17 +132,18 @@ class VmHistoryScreen(VmkeepScreen):
         if points is None or jobs is None:
             return
         inventory = fetch(self, "inventory", c.inventory) or []
+        found = next((v for v in inventory if v.name == vm), None)
         results = []
-        for job in jobs:
-            if not any(v.name == vm for v in job.spec.vms) and not any(
-                    p.job == job.spec.name for p in points):
+        for job in jobs:  # those that back it up now (by name or container) or made a point
+            name = job.spec.name
+            if not (any(v.name == vm for v in job.spec.vms) or (found and name in found.jobs)
+                    or any(p.job == name for p in points)):
                 continue
             last = job.last_session
             session = (fetch(self, "session", lambda s=last.id: c.session(s))  # type: ignore[misc]
                        if last is not None else None)
             results.append(job_result(job, session, vm))
-        self.post_message(HistoryLoaded(History(
-            vm, next((v for v in inventory if v.name == vm), None), results, points[::-1])))
+        self.post_message(HistoryLoaded(History(vm, found, results, points[::-1])))
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
         h = self.history = message.history
