@@ -662,6 +662,13 @@ class Session(Wire):
     stats: SessionStats | None = None  # a finished backup session's
 
 
+def vm_reasons(session: Session, vm: str) -> list[str]:
+    """The warnings and errors ``session`` logged for ``vm`` (its lines start "VM: "), in
+    order, without the VM's name (pure; the alerts and the TUI's VM view say these)."""
+    return [x.message[len(vm) + 2:] for x in session.log
+            if x.level in ("warning", "error") and x.message.startswith(f"{vm}: ")]
+
+
 class SessionEvent(Wire):
     """One event of ``GET /v1/sessions/{id}/events`` (Server-Sent Events; the SSE event name
     is ``event``): ``log`` (one line; a client gets the lines so far first), ``tasks`` (every
@@ -733,6 +740,7 @@ class Point(Wire):
     reason: str
     disks: list[PointDisk]
     guest_processing: GuestProcessing | None = None
+    job: str | None = None  # the job whose session made it (None: not made by a session here)
 
 
 class DiskRestore(Request):

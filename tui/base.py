@@ -101,7 +101,9 @@ class VmkeepScreen(Screen[None]):
         yield TopBar(self.MODE)
         yield Banner("", id="banner")
         yield from self.body()
-        yield Footer()
+        # Compact, without the palette entry (`?` and ctrl+p list every key): a screen's
+        # action keys fit 80 columns (issue 15).
+        yield Footer(compact=True, show_command_palette=False)
 
     def body(self) -> ComposeResult:
         yield from ()

@@ -44,6 +44,11 @@ class RestoreService:
         with self._state.catalog() as cat:
             return cat.guest_processing()
 
+    def point_jobs(self) -> dict[str, str]:
+        """Per point: the job whose session made it."""
+        with self._state.catalog() as cat:
+            return cat.point_jobs()
+
     def _point(self, point_id: str, hint: str) -> tuple[PointRow, str]:
         """The point and the name of its repository (NotFoundError, ``hint`` its end)."""
         with self._state.catalog() as cat:

@@ -8,7 +8,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 
 from appliance import api
-from tui import columns
+from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 from tui.screens.dialogs import ConfirmScreen
@@ -52,7 +52,7 @@ class JobsScreen(VmkeepScreen):
         Binding("s", "stop", "Stop"),
         Binding("t", "toggle_enabled", "Enable/disable"),
         Binding("delete,x", "delete", "Delete"),
-        Binding("o", "open", "Last session"),
+        Binding("o", "open", "Last session", show=False),  # enter too; 80 columns
     ]
 
     def __init__(self) -> None:
@@ -74,6 +74,8 @@ class JobsScreen(VmkeepScreen):
     def on_jobs_loaded(self, message: JobsLoaded) -> None:
         self.jobs = message.jobs
         self.show_jobs()
+        empty.title(self.query_one(".panel-title", Label), "Jobs",
+                    None if self.jobs else empty.NO_JOB)
 
     def show_jobs(self) -> None:
         """The jobs, in the columns that fit the table's width (COLUMNS' ranks)."""

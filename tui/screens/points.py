@@ -14,9 +14,12 @@ from textual.widgets import DataTable, Label, OptionList, Static
 from appliance import api
 from appliance.api import shown
 from appliance.errors import VmkeepError
+from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
+from tui.fitted import fill
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen, TypeToConfirmScreen
+from tui.screens.vm_history import VmHistoryScreen
 
 
 def guest_note(p: api.Point) -> str:
@@ -33,6 +36,14 @@ def guest_note(p: api.Point) -> str:
     if g.postgres is not None:
         notes.append("pg ✓" if g.postgres.backup_label else "pg ✗")
     return f" ({', '.join(notes)})" if notes else ""
+
+#: The timeline's columns; a narrow terminal leaves out the highest rank first (time, kind
+#: and verified state stay).
+COLUMNS = (columns.Column("Created", 0), columns.Column("Kind", 0),
+           columns.Column("Verified", 0), columns.Column("Job", 2),
+           columns.Column("Repository", 3), columns.Column("Stored", 4),
+           columns.Column("Read", 5), columns.Column("Id", 6))
+
 
 class PointsLoaded(Message):
     def __init__(self, points: list[api.Point]) -> None:
@@ -76,6 +87,7 @@ class PointsScreen(VmkeepScreen):
         Binding("v", "restore_vm", "Restore VM"),
         Binding("d", "restore_disk", "Restore disk"),
         Binding("c", "verify", "Verify now"),
+        Binding("h", "history", "History"),
         Binding("f5", "refresh", "Refresh"),
     ]
 
@@ -94,10 +106,9 @@ class PointsScreen(VmkeepScreen):
                 yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="verify-result", markup=False)
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#points", DataTable).add_columns("Created", "Kind", "Verified", "Stored",
-                                                         "Read", "Id")
+    def on_resize(self) -> None:
+        if self.vm:
+            self.show_vm(self.vm)
 
     def load_data(self) -> None:
         points = fetch(self, "points", self.client.points)
@@ -117,7 +128,7 @@ class PointsScreen(VmkeepScreen):
             vms.highlighted = min(highlighted or 0, len(self.by_vm) - 1)
             self.show_vm(list(self.by_vm)[vms.highlighted])
         else:
-            self.query_one("#points-title", Label).update("No restore point yet")
+            empty.title(self.query_one("#points-title", Label), "", empty.NO_POINT)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.show_vm(list(self.by_vm)[event.option_index])
@@ -128,17 +139,17 @@ class PointsScreen(VmkeepScreen):
     def show_vm(self, vm: str) -> None:
         self.vm = vm
         points = self.by_vm.get(vm, [])
-        self.query_one("#points-title", Label).update(Text(f"Restore points of {shown(vm)}"))
+        empty.title(self.query_one("#points-title", Label), f"Restore points of {shown(vm)}",
+                    None)
         table = self.query_one("#points", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            table.add_row(*fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
-                          "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
-                          fmt.size(p.bytes_stored), fmt.size(p.bytes_read), p.id), key=p.id)
-        if points:
-            table.move_cursor(row=min(cursor, len(points) - 1))
+            rows.append(fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
+                                  "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
+                                  p.job or "—", p.repository, fmt.size(p.bytes_stored),
+                                  fmt.size(p.bytes_read), p.id))
+        fill(table, COLUMNS, rows, [p.id for p in points], table.size.width)
 
     def selected(self) -> api.Point | None:
         points = self.by_vm.get(self.vm or "", [])
@@ -149,6 +160,11 @@ class PointsScreen(VmkeepScreen):
 
     def action_refresh(self) -> None:
         self.reload()
+
+    def action_history(self) -> None:
+        """The selected VM's history across jobs and repositories (its own screen)."""
+        if self.vm is not None:
+            self.app.push_screen(VmHistoryScreen(self.vm))
 
     def action_verify(self) -> None:
         p = self.selected()

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Label, RichLog, Static
 from appliance import api
 from appliance.api import shown
 from appliance.errors import VmkeepError
+from tui import empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
 
@@ -58,6 +59,8 @@ class SessionsScreen(VmkeepScreen):
                           fmt.when(s.ended) if s.ended else "—"), key=s.id)
         if message.sessions:
             table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+        empty.title(self.query_one(".panel-title", Label), "Sessions (newest first)",
+                    None if message.sessions else empty.NO_SESSION)
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
         self.action_open()
@@ -244,9 +247,17 @@ class SessionScreen(VmkeepScreen):
         if len(s.log) < self.logged:
             log.clear()
             self.logged = 0
+        width = log.scrollable_content_region.width or None  # wrapped to the log's width
         for line in s.log[self.logged:]:
-            log.write(log_line(line))
+            log.write(log_line(line), width=width)
         self.logged = len(s.log)
+
+    def on_resize(self) -> None:
+        """Wrap the log again to its new width (written lines keep the width they had)."""
+        if self.session is not None and self.logged:
+            self.query_one(RichLog).clear()
+            self.logged = 0
+            self.post_message(SessionUpdated(self.session))
 
     def action_back(self) -> None:
         self.dismiss()
