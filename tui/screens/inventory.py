@@ -12,6 +12,7 @@ from textual.widgets import Label, Static, Tree
 from appliance import api
 from appliance.api import shown
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, narrow, remember
 
 
 class InventoryLoaded(Message):
@@ -50,7 +51,12 @@ class InventoryScreen(VmkeepScreen):
     """What the vCenters hold and how well it is protected."""
 
     MODE = "inventory"
-    BINDINGS = [Binding("f5", "refresh", "Refresh")]  # noqa: RUF012
+    BINDINGS = [Binding("f5", "refresh", "Refresh"), KEY]  # noqa: RUF012
+    FILTERS = {"inventory": "show_inventory"}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vms: list[api.InventoryVm] = []
 
     def body(self) -> ComposeResult:
         yield Label("Inventory (enter: details)", classes="panel-title")
@@ -63,11 +69,16 @@ class InventoryScreen(VmkeepScreen):
             self.post_message(InventoryLoaded(vms))
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        self.vms = message.vms
+        self.show_inventory()
+
+    def show_inventory(self) -> None:
         tree: Tree[api.InventoryVm | None] = self.query_one(Tree)
+        mark = remember(tree)
         tree.clear()
         tree.root.expand()
         nodes: dict[tuple[str, ...], object] = {}
-        for vm in sorted(message.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
+        for vm in sorted(self.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
             path: tuple[str, ...] = ()
             parent: object = tree.root
             for part, sign in ((vm.vcenter, "◆"), (vm.datacenter, "▣"), (vm.host, "▤")):
@@ -78,8 +89,9 @@ class InventoryScreen(VmkeepScreen):
                                                     expand=True)
                 parent = node
             parent.add_leaf(Text(shown(vm_label(vm))), data=vm)  # type: ignore[attr-defined]
-        if not message.vms:
+        if not self.vms:
             tree.root.add_leaf("no VM: add a vCenter on the Repos screen (key 7)")
+        narrow(tree, mark)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[api.InventoryVm | None]
                                  ) -> None:

@@ -15,6 +15,7 @@ from appliance.api import shown
 from appliance.errors import VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, key_at, narrow, remember
 
 
 class SessionsLoaded(Message):
@@ -28,7 +29,8 @@ class SessionsScreen(VmkeepScreen):
 
     MODE = "sessions"
     REFRESH_EVERY = 3.0
-    BINDINGS = [Binding("o", "open", "Open session")]  # noqa: RUF012
+    BINDINGS = [Binding("o", "open", "Open session"), KEY]  # noqa: RUF012
+    FILTERS = {"sessions": "show_sessions"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,23 +51,25 @@ class SessionsScreen(VmkeepScreen):
 
     def on_sessions_loaded(self, message: SessionsLoaded) -> None:
         self.sessions = message.sessions
+        self.show_sessions()
+
+    def show_sessions(self) -> None:
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
+        mark = remember(table)
         table.clear()
-        for s in message.sessions:
+        for s in self.sessions:
             table.add_row(*fmt.plain(fmt.when(s.started), s.job, s.kind,
                                      fmt.result(s.state, s.result),
                           fmt.when(s.ended) if s.ended else "—"), key=s.id)
-        if message.sessions:
-            table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+        narrow(table, mark)
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:
-        if self.sessions:
-            self.vmkeep.action_open_session(
-                self.sessions[self.query_one(DataTable).cursor_row].id)
+        key = key_at(self.query_one(DataTable))
+        if key is not None:
+            self.vmkeep.action_open_session(key)
 
 
 class SessionUpdated(Message):
