@@ -188,6 +188,9 @@ async def test_space_ticks_a_vm_and_enter_on_a_host_ticks_all_its_vms() -> None:
         await until(pilot, lambda: wizard.chosen == both)
         await pilot.press("slash", *"vm1", "enter", "home", "enter")  # what the filter shows
         await until(pilot, lambda: wizard.chosen == both | {"DC0_C0_RP0_VM1"})
+        await pilot.press("slash", "escape")  # Esc in the filter empties it: no question
+        await until(pilot, lambda: shows(app, "[ ] DC0_C0_RP0_VM0") and wizard.focused is tree)
+        assert app.screen is wizard
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         assert isinstance(app.screen, HelpScreen)
