@@ -108,7 +108,10 @@ class JobsScreen(VmkeepScreen):
             self.notify("no job yet: press n to create one")
             return None
         name = key_at(self.query_one(DataTable))
-        return next((j for j in self.jobs if j.spec.name == name), None)
+        job = next((j for j in self.jobs if j.spec.name == name), None)
+        if job is None:
+            self.notify("no job under the cursor (the filter shows none)")
+        return job
 
     def action_new(self) -> None:
         self.app.push_screen(JobWizard(None), lambda _: self.reload())
