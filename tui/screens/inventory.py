@@ -13,6 +13,7 @@ from appliance import api
 from appliance.api import shown
 from tui import empty
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, narrow, remember
 from tui.screens.vm_history import VmHistoryScreen
 
 
@@ -56,7 +57,14 @@ class InventoryScreen(VmkeepScreen):
     BINDINGS = [  # noqa: RUF012
         Binding("h", "history", "History"),
         Binding("f5", "refresh", "Refresh"),
+        KEY,
     ]
+    FILTERS = {"inventory": "show_inventory"}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vms: list[api.InventoryVm] = []
+        self.vcenters: list[str] = []
 
     def body(self) -> ComposeResult:
         yield Label("Inventory (h: the VM's history)", classes="panel-title")
@@ -70,11 +78,16 @@ class InventoryScreen(VmkeepScreen):
             self.post_message(InventoryLoaded(vms, [v.name for v in vcenters]))
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        self.vms, self.vcenters = message.vms, message.vcenters
+        self.show_inventory()
+
+    def show_inventory(self) -> None:
         tree: Tree[api.InventoryVm | None] = self.query_one(Tree)
+        mark = remember(tree)
         tree.clear()
         tree.root.expand()
         nodes: dict[tuple[str, ...], object] = {}
-        for vm in sorted(message.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
+        for vm in sorted(self.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
             path: tuple[str, ...] = ()
             parent: object = tree.root
             for part, sign in ((vm.vcenter, "◆"), (vm.datacenter, "▣"), (vm.host, "▤")):
@@ -85,8 +98,9 @@ class InventoryScreen(VmkeepScreen):
                                                     expand=True)
                 parent = node
             parent.add_leaf(Text(shown(vm_label(vm))), data=vm)  # type: ignore[attr-defined]
-        if not message.vms:
-            tree.root.add_leaf(Text(shown(empty.no_vm(message.vcenters))))
+        if not self.vms:
+            tree.root.add_leaf(Text(shown(empty.no_vm(self.vcenters))))
+        narrow(tree, mark)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[api.InventoryVm | None]
                                  ) -> None:

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from appliance import api
 from appliance.api import shown
@@ -17,6 +18,7 @@ from appliance.errors import VmkeepError
 from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
+from tui.filter import KEY, key_at, narrow, remember
 from tui.fitted import fill
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen, TypeToConfirmScreen
 from tui.screens.vm_history import VmHistoryScreen
@@ -89,7 +91,9 @@ class PointsScreen(VmkeepScreen):
         Binding("c", "verify", "Verify now"),
         Binding("h", "history", "History"),
         Binding("f5", "refresh", "Refresh"),
+        KEY,
     ]
+    FILTERS = {"vms": "show_vms", "points": "show_points"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,18 +124,22 @@ class PointsScreen(VmkeepScreen):
         for p in message.points:
             by_vm.setdefault(p.vm, []).append(p)
         self.by_vm = {vm: ps[::-1] for vm, ps in sorted(by_vm.items())}
+        self.show_vms()
+
+    def show_vms(self) -> None:
         vms = self.query_one("#vms", OptionList)
-        highlighted = vms.highlighted
+        mark = remember(vms)
         vms.clear_options()
-        vms.add_options([Text(f"{shown(vm)} ({len(ps)})") for vm, ps in self.by_vm.items()])
-        if self.by_vm:
-            vms.highlighted = min(highlighted or 0, len(self.by_vm) - 1)
-            self.show_vm(list(self.by_vm)[vms.highlighted])
-        else:
+        vms.add_options([Option(Text(f"{shown(vm)} ({len(ps)})"), id=vm)
+                         for vm, ps in self.by_vm.items()])
+        narrow(vms, mark)
+        if vms.highlighted is not None:
+            self.show_vm(str(vms.get_option_at_index(vms.highlighted).id))
+        elif not self.by_vm:
             empty.title(self.query_one("#points-title", Label), "", empty.NO_POINT)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.show_vm(list(self.by_vm)[event.option_index])
+        self.show_vm(str(event.option.id))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#points", DataTable).focus()
@@ -142,6 +150,7 @@ class PointsScreen(VmkeepScreen):
         empty.title(self.query_one("#points-title", Label), f"Restore points of {shown(vm)}",
                     None)
         table = self.query_one("#points", DataTable)
+        mark = remember(table)
         rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
@@ -150,13 +159,18 @@ class PointsScreen(VmkeepScreen):
                                   p.job or "—", p.repository, fmt.size(p.bytes_stored),
                                   fmt.size(p.bytes_read), p.id))
         fill(table, COLUMNS, rows, [p.id for p in points], table.size.width)
+        narrow(table, mark)
+
+    def show_points(self) -> None:
+        if self.vm:
+            self.show_vm(self.vm)
 
     def selected(self) -> api.Point | None:
-        points = self.by_vm.get(self.vm or "", [])
-        if not points:
+        key = key_at(self.query_one("#points", DataTable))
+        point = next((p for p in self.by_vm.get(self.vm or "", []) if p.id == key), None)
+        if point is None:
             self.notify("no restore point selected")
-            return None
-        return points[min(self.query_one("#points", DataTable).cursor_row, len(points) - 1)]
+        return point
 
     def action_refresh(self) -> None:
         self.reload()
