@@ -131,6 +131,9 @@ def test_at_80x24_each_screen_shows_its_key_columns_and_footer(
         tmux.wait_for("monthly-berlin")
         tmux.keys("2")
         screen = tmux.wait_for("Next run", "Last result", "✓ success", "CET", "n New")
+        footer = screen.rstrip().splitlines()[-1]
+        for key in ("n New", "e Edit", "r Run", "s Stop", "del Delete", "/ Filter", "^q Quit"):
+            assert key in footer, footer
         header = next(line for line in screen.splitlines() if "Next run" in line)
         assert header.split()[0] == "Job", screen
         tmux.keys("3")
