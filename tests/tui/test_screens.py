@@ -358,11 +358,11 @@ async def test_every_action_is_in_the_command_palette() -> None:
         await pilot.press("2")
         await until(pilot, lambda: shows(app, "nightly"))
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for want in ("New", "Edit", "Run", "Active full", "Stop", "Enable/disable", "Delete",
+        for want in ("New", "Edit", "Run", "Active full", "Stop", "On/off", "Delete",
                      "Go to Dashboard", "Go to Repos"):
             assert want in titles
         await pilot.press("ctrl+p")
-        await pilot.press(*"Enable/disable")
+        await pilot.press(*"On/off")
         await until(pilot, lambda: shows(app, "key t"))
         await pilot.press("enter")
         await until(pilot, lambda: fake.called("set_job_enabled") == [

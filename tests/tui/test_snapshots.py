@@ -71,8 +71,8 @@ def test_jobs_list(snap_compare: Compare, size: tuple[int, int]) -> None:
     whole. At 80×24 the columns Job, On, VMs, Schedule, Next run, Last result and Last run
     show and Repository is left out to fit (issue 15: the least important column first); at
     120×40 every column shows, Repository "main" too. The footer, whole at both sizes (it
-    is compact and has no palette entry): New, Edit, Run, Active full, Stop,
-    Enable/disable, Delete, Quit."""
+    is compact and has no palette entry): New, Edit, Run, Active full, Stop, On/off
+    (enable/disable), Delete, Filter, Quit."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size,
                         run_before=seeing("✓ success", "manual", keys=("2",)))
 
@@ -81,7 +81,7 @@ def test_jobs_list(snap_compare: Compare, size: tuple[int, int]) -> None:
 def test_sessions_list(snap_compare: Compare, size: tuple[int, int]) -> None:
     """The Sessions screen, newest first: each session of "nightly" with its start, kind
     backup, "✓ success" and its end (columns Started, Job, Kind, Result, Ended at both
-    sizes); the footer's Open session."""
+    sizes); the footer's Open session and Filter."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size,
                         run_before=seeing("✓ success", "Ended", keys=("3",)))
 
@@ -104,7 +104,7 @@ def test_inventory_tree(snap_compare: Compare, size: tuple[int, int]) -> None:
     power state and CBT, DC0_H0_VM0 "jobs: nightly" (highlighted), the others
     "unprotected"; below, all four lines of DC0_H0_VM0's details (its uuid and host; power,
     CBT, snapshots; disks, jobs, last point; "last result — · RPO none"); the title names `h`
-    for the VM's history; the footer's History and Refresh."""
+    for the VM's history; the footer's History, Refresh and Filter."""
     async def highlight(pilot: Pilot[Any]) -> None:
         await seeing("jobs: nightly", "unprotected", keys=("4",))(pilot)
         await pilot.press(*["down"] * 8)
@@ -119,7 +119,7 @@ def test_restore_points_timeline(snap_compare: Compare, size: tuple[int, int]) -
     first (incremental, then full), each point's job "nightly". At 80×24 the columns
     Created, Kind, Verified and Job show (Repository, sizes and id left out to fit); at
     120×40 Repository "main", Stored and Read too (the id left out). The footer, whole at
-    both sizes: Restore VM, Restore disk, Verify now, History, Refresh, Quit."""
+    both sizes: Restore VM, Restore disk, Verify now, History, Refresh, Filter, Quit."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size,
                         run_before=seeing("incremental", "full", "nightly", keys=("5",)))
 
@@ -142,12 +142,12 @@ def test_vm_view(snap_compare: Compare, size: tuple[int, int]) -> None:
 def test_empty_screens_say_what_to_do(snap_compare: Compare, key: str, text: str) -> None:
     """A fresh appliance at 80×24, each screen saying there is nothing and what to do, whole
     (a panel title wraps): Jobs "No job yet — press n to create one, or `vmkeep job create
-    NAME --vm VM --repo REPO`" above the empty table, footer New … Delete; Sessions "No
+    NAME --vm VM --repo REPO`" above the empty table, footer New … Delete, Filter; Sessions "No
     session yet — run a job on the Jobs screen (2, then r) or with `vmkeep job run NAME`",
-    footer Open session; Inventory the tree's one line "No vCenter yet — add one: Repos
-    screen (7, then v) or `vmkeep vcenter add`", footer History, Refresh; Points "No restore
+    footer Open session, Filter; Inventory the tree's one line "No vCenter yet — add one: Repos
+    screen (7, then v) or `vmkeep vcenter add`", footer History, Refresh, Filter; Points "No restore
     point yet — run a job on the Jobs screen (2, then r) or with `vmkeep job run NAME`"
-    beside the empty VM list, footer Restore VM … Refresh."""
+    beside the empty VM list, footer Restore VM … Refresh, Filter."""
     assert snap_compare(app_for(FakeClient.empty()), terminal_size=SMALL,
                         run_before=seeing(text, keys=(key,)))
 
@@ -155,8 +155,8 @@ def test_empty_screens_say_what_to_do(snap_compare: Compare, key: str, text: str
 @SIZES
 def test_wizard_vm_step(snap_compare: Compare, size: tuple[int, int]) -> None:
     """Step 2/6 of the new-job wizard, at both sizes: the inventory tree vc's datacenter DC0
-    with its hosts and four VMs, DC0_H0_VM0 ticked "[x]"; the footer's Next, Back, Save job,
-    Cancel."""
+    with its hosts and four VMs, DC0_H0_VM0 ticked "[x]", the others "[ ]"; the footer's Next,
+    Back, Save job, Cancel, Filter."""
     async def pick(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, VmkeepApp)
@@ -187,7 +187,7 @@ def test_catalog_console_with_results(snap_compare: Compare, size: tuple[int, in
 def test_repositories_and_vcenters(snap_compare: Compare, size: tuple[int, int]) -> None:
     """The Repos screen, at both sizes: repository main at /srv/vmkeep/main with 2 points
     and its free space with the share free; vCenter vc on 127.0.0.1 marked "⚠ not checked
-    (insecure)"; footer keys Add repository, Rescan, Add vCenter, Test vCenter."""
+    (insecure)"; footer keys Add repository, Rescan, Add vCenter, Test vCenter, Filter."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size,
                         run_before=seeing("/srv/vmkeep/main", "insecure", keys=("7",)))
 

@@ -51,7 +51,7 @@ class JobsScreen(VmkeepScreen):
         Binding("r", "run", "Run"),
         Binding("f", "run_full", "Active full"),
         Binding("s", "stop", "Stop"),
-        Binding("t", "toggle_enabled", "Enable/disable"),
+        Binding("t", "toggle_enabled", "On/off"),  # enable or disable; 80 columns
         Binding("delete,x", "delete", "Delete"),
         Binding("o", "open", "Last session", show=False),  # enter too; 80 columns
         KEY,
