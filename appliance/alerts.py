@@ -34,10 +34,8 @@ class Alert:
 
 
 def vm_reasons(session: api.Session, vm: str) -> list[str]:
-    """The warnings and errors ``session`` logged for ``vm`` (its lines start "VM: "), in
-    order, without the VM's name (pure)."""
-    return [x.message[len(vm) + 2:] for x in session.log
-            if x.level in ("warning", "error") and x.message.startswith(f"{vm}: ")]
+    """The warnings and errors ``session`` logged for ``vm`` (``api.vm_reasons``)."""
+    return api.vm_reasons(session, vm)
 
 
 def session_alerts(last: Sequence[api.Session]) -> list[Alert]:

@@ -673,6 +673,13 @@ class Session(Wire):
     outcome: SessionOutcome | None = None  # a finished restore session's
 
 
+def vm_reasons(session: Session, vm: str) -> list[str]:
+    """The warnings and errors ``session`` logged for ``vm`` (its lines start "VM: "), in
+    order, without the VM's name (pure; the alerts and the TUI's VM view say these)."""
+    return [x.message[len(vm) + 2:] for x in session.log
+            if x.level in ("warning", "error") and x.message.startswith(f"{vm}: ")]
+
+
 class SessionEvent(Wire):
     """One event of ``GET /v1/sessions/{id}/events`` (Server-Sent Events; the SSE event name
     is ``event``): ``log`` (one line; a client gets the lines so far first), ``tasks`` (every
@@ -744,6 +751,7 @@ class Point(Wire):
     reason: str
     disks: list[PointDisk]
     guest_processing: GuestProcessing | None = None
+    job: str | None = None  # the job whose session made it (None: not made by a session here)
 
 
 class DiskRestore(Request):
@@ -947,6 +955,9 @@ class VmRestore(Request):
     resource_pool: Text | None = None
     datastore: Text | None = None
     folder: Text | None = None
+    # A new VM's network map: an original network's name -> the network at the placement its
+    # NICs go on instead; a network not named: its own, as far as it exists there.
+    networks: dict[Text, Text] = Field(default_factory=dict)
     keep_macs: bool = False
     power_on: bool = False
     transport: RestoreTransport = "host"  # over the original: where the disks are written
@@ -961,6 +972,7 @@ class VmPlacement(Wire):
     datastore: str
     folder: str
     as_original: list[str]  # which of these were the original VM's ("host", "datastore", …)
+    networks: dict[str, str] = Field(default_factory=dict)  # original network -> its NICs' here
 
 
 class VmRestorePlan(Wire):

@@ -691,6 +691,15 @@ class Catalog:
         sql += " ORDER BY created, point_id"
         return [_point(r) for r in self._con.execute(sql, args).fetchall()]
 
+    def point_jobs(self) -> dict[str, str]:
+        """Per point: the job whose session made it (the first session that recorded it in
+        a task; points imported from elsewhere or older than their sessions have none)."""
+        rows = self._con.execute(
+            "SELECT t.point_id, s.job FROM session_tasks t JOIN sessions s "
+            "ON s.id = t.session_id WHERE t.point_id IS NOT NULL "
+            "ORDER BY s.started DESC, s.id DESC").fetchall()
+        return {r[0]: r[1] for r in rows}  # the oldest session's comes last and stays
+
     def guest_processing(self) -> dict[str, dict[str, Any]]:
         """Per point: the guest processing its backup recorded (quiesced, scripts)."""
         rows = self._con.execute(

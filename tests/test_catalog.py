@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from catalog.migrations import SCHEMA_VERSION
-from catalog.models import NewBlock, NewDisk, PointRow
+from catalog.models import NewBlock, NewDisk, PointRow, SessionRow, TaskRow
 from catalog.store import Catalog, CatalogBusy, CatalogVersionError
 
 REPO = "r" * 32
@@ -126,3 +126,21 @@ def test_index_of_ten_million_blocks_stays_small(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
                          text=True, check=True).stdout
     assert int(out) < 200, f"peak RSS {out.strip()} MiB"
+
+
+def test_a_point_names_the_job_whose_session_made_it() -> None:
+    """point_jobs: each point's job from the session tasks that recorded it; a point two
+    sessions name keeps the older session's job; a task without a point names none."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with Catalog.open(None) as cat:
+        for sid, job, day in (("s1", "nightly", 1), ("s2", "weekly", 2)):
+            started = at.replace(day=day)
+            cat.put_session(SessionRow(sid, job, "backup", "ended", "success", started,
+                                       started, "{}"))
+        cat.put_tasks([TaskRow("s1", "vm", "ended", "success", 1, 1, None, "p1", at),
+                       TaskRow("s1", "vm · disk 0", "ended", "success", 1, 1, None, "p1", at,
+                               "vm", 0),
+                       TaskRow("s2", "vm", "ended", "success", 1, 1, None, "p2", at),
+                       TaskRow("s2", "other", "ended", "success", 1, 1, None, "p1", at),
+                       TaskRow("s2", "idle", "ended", "failed", 0, 1, None, None, at)])
+        assert cat.point_jobs() == {"p1": "nightly", "p2": "weekly"}

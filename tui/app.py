@@ -53,7 +53,7 @@ class VmkeepApp(App[int]):
     # first opens (~100 ms with seven screens). Each file scopes its rules to its screen.
     CSS_PATH = ["app.tcss", *(f"screens/{name}.tcss" for name in (  # noqa: RUF012
         "dashboard", "jobs", "wizard", "sessions", "inventory", "points", "catalog",
-        "repositories", "dialogs"))]
+        "repositories", "dialogs", "vm_history"))]
     MODES = dict(SCREENS)  # noqa: RUF012 (Textual's class variable)
     DEFAULT_MODE = "dashboard"
     BINDINGS = [  # noqa: RUF012

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static, Tree
 
 from appliance.errors import ApplianceNotRunningError, VmkeepError
 from tui.backend import Backend
+from tui.filter import FilterBar
 from tui.messages import ConnectionLost, Failed, Succeeded
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class VmkeepScreen(Screen[None]):
 
     MODE: ClassVar[str] = ""
     REFRESH_EVERY: ClassVar[float | None] = None
+    #: The lists `/` filters (with ``tui.filter.KEY`` among the screen's keys): each one's id
+    #: → the method that fills it again from what the screen holds (``tui.filter``).
+    FILTERS: ClassVar[dict[str, str]] = {}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
@@ -101,7 +105,11 @@ class VmkeepScreen(Screen[None]):
         yield TopBar(self.MODE)
         yield Banner("", id="banner")
         yield from self.body()
-        yield Footer()
+        if self.FILTERS:
+            yield FilterBar({wid: getattr(self, name) for wid, name in self.FILTERS.items()})
+        # Compact, without the palette entry (`?` and ctrl+p list every key): a screen's
+        # action keys fit 80 columns (issue 15).
+        yield Footer(compact=True, show_command_palette=False)
 
     def body(self) -> ComposeResult:
         yield from ()
@@ -136,6 +144,11 @@ class VmkeepScreen(Screen[None]):
                 w.action_cursor_down() if where == "down" else w.action_cursor_up()
             else:
                 w.move_cursor_to_line(0 if where == "first" else max(0, w.last_line))
+
+    def action_filter(self) -> None:
+        """`/`: the filter's line, for the focused list (else the screen's first)."""
+        bar = self.query_one(FilterBar)
+        bar.open(self.focused.id if self.focused is not None else None)
 
     def _tick(self) -> None:
         if self.vmkeep.connected and self.is_current:

@@ -193,6 +193,25 @@ SECRETS: dict[str, tuple[str, str]] = {
 }
 
 
+def network_pair(text: str) -> tuple[str, str]:
+    """``FROM=TO`` of ``--network``: an original network's name and the network at the new
+    VM's placement its NICs go on instead."""
+    source, sep, target = text.partition("=")
+    if not sep or not source.strip() or not target.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not FROM=TO: give the original network's name, '=', and the "
+            "network at the new VM's placement, e.g. --network 'VM Network=isolated'")
+    return source.strip(), target.strip()
+
+
+def add_network_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--network", action="append", type=network_pair, default=[],
+                   metavar="FROM=TO",
+                   help="new VM: put the NICs of the original network FROM on the network TO "
+                   "at the placement (repeat for several; default: each NIC's own network, as "
+                   "far as it is there)")
+
+
 def add_password_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
                          secret: str = "vcenter") -> None:
     """``--SECRET-password-stdin`` / ``--SECRET-password-file`` (aliases ``--password-stdin``

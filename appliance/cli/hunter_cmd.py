@@ -11,7 +11,7 @@ from appliance.cli.args import (
     Subparsers,
     add_json_option,
 )
-from appliance.cli.online import Handler, dump
+from appliance.cli.online import NO_VCENTER, Handler, dump
 from appliance.inputs import shown
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ def cmd_hunter(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.json:
         print(dump([r.model_dump(mode="json") for r in reports]))
         return 0
+    if not reports:  # a vCenter unknown to --vcenter is an error: this is none at all
+        print(f"{NO_VCENTER}; the Snapshot Hunter looks at the appliance's vCenters")
     for report in reports:
         print(f"vCenter {shown(report.vcenter)}:")
         for line in report.lines:

@@ -10,7 +10,8 @@ from appliance.cli.args import (
     RAW,
     Subparsers,
 )
-from appliance.cli.online import Handler, dump
+from appliance.cli.online import NO_VCENTER, Handler, dump
+from appliance.inputs import shown
 from appliance.table import render
 
 if TYPE_CHECKING:
@@ -40,12 +41,18 @@ def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
         if args.json:
             print(dump([c.model_dump(mode="json") for c in found]))
             return 0
+        if not found:
+            print(nothing(client, args, "containers"))
+            return 0
         print(render(("VCENTER", "KIND", "PATH", "VMS"),
                      [(c.vcenter, c.kind, c.path, ",".join(c.vms) or "-") for c in found]))
         return 0
     vms = client.inventory(args.vcenter)
     if args.json:
         print(dump([v.model_dump(mode="json") for v in vms]))
+        return 0
+    if not vms:
+        print(nothing(client, args, "VMs"))
         return 0
     print(render(("VCENTER", "VM", "POWER", "CBT", "SNAPSHOTS", "JOBS", "LAST POINT",
                   "LAST RESULT", "RPO", "REASON"),
@@ -56,6 +63,15 @@ def cmd_inventory(args: argparse.Namespace, client: ApplianceClient) -> int:
                    "-" if v.rpo_status == "none" else v.rpo_status, v.last_reason or "-")
                   for v in vms]))
     return 0
+
+
+def nothing(client: ApplianceClient, args: argparse.Namespace, what: str) -> str:
+    """An empty inventory: no vCenter configured, or vCenters without any VM (container)."""
+    if not client.vcenters():
+        return NO_VCENTER
+    where = f"vCenter {shown(args.vcenter)!r}" if args.vcenter else "the appliance's vCenters"
+    return (f"no {what} in {where}: check the account's view with `vmkeep vcenter check "
+            "NAME`")
 
 
 COMMANDS: dict[str, Handler] = {"": cmd_inventory}

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from appliance.cli import online
-from appliance.cli.args import RAW, Parser, Subparsers, name_arg
+from appliance.cli.args import RAW, Parser, Subparsers, add_json_option, name_arg
 from appliance.cli.job_options import (
     GUEST_FLAGS,
     LOG_FLAGS,
@@ -25,6 +25,7 @@ from appliance.inputs import parse_period, shown
 from appliance.table import render
 
 if TYPE_CHECKING:
+    from appliance import api
     from appliance.client import ApplianceClient
 
 
@@ -38,6 +39,7 @@ def add_parser(sub: Subparsers) -> None:
                         formatter_class=raw)
     p.add_argument("name", metavar="NAME", type=name_arg)
     add_job_options(p, edit=False)
+    add_json_option(p, "a JSON object (the job)")
     p = jsub.add_parser("edit", help="change a job (what is given; the rest stays)",
                         epilog=EPILOG_JOB, formatter_class=raw,
                         description="Every option of `job create` but --vcenter: what is "
@@ -45,6 +47,7 @@ def add_parser(sub: Subparsers) -> None:
                         "--no-… takes a setting back.")
     p.add_argument("name", metavar="NAME")
     add_job_options(p, edit=True)
+    add_json_option(p, "a JSON object (the job)")
     for name, text in (("list", "list the jobs"), ("show", "show one job")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
         if name == "show":
@@ -62,11 +65,15 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--full", action="store_true", help="active full: read every allocated area")
     p.add_argument("--wait", action="store_true",
                    help="follow the session to its end; exit 0 success, 1 warning, 2 failed")
+    add_json_option(p, "a JSON object (the session started; with --wait, the session "
+                    "ended)")
     for name, text in (("stop", "stop a running job (it ends after cleaning up)"),
                        ("enable", "enable a job"), ("disable", "disable a job"),
                        ("delete", "delete a job (its restore points stay)")):
         p = jsub.add_parser(name, help=text, epilog=EPILOG_JOB, formatter_class=raw)
         p.add_argument("name", metavar="NAME")
+        add_json_option(p, "a JSON object ({\"message\"}" if name in ("stop", "delete")
+                        else "a JSON object (the job)")
 
 
 def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -84,6 +91,9 @@ def cmd_create(args: argparse.Namespace, client: ApplianceClient) -> int:
         notify_to=list(args.notify), exclude_disks=list(args.exclude_disk),
         active_full=args.active_full, rpo_hours=args.rpo, transport=args.transport,
         datastore_paths=datastore_paths_of(args)))
+    if args.json:
+        print(dump(job.model_dump(mode="json")))
+        return 0
     what = [f"{v.name} ({v.instance_uuid})" for v in job.spec.vms]
     what += [f"every VM in {c}" for c in job.spec.containers]
     what += [f"copies of job {j}'s points" for j in job.spec.copy_of]
@@ -142,6 +152,9 @@ def cmd_edit(args: argparse.Namespace, client: ApplianceClient) -> int:
     if not changes:
         raise UsageError("nothing to change: give an option such as --vm or --daily")
     job = client.edit_job(args.name, api.JobEdit.model_validate(changes))
+    if args.json:
+        print(dump(job.model_dump(mode="json")))
+        return 0
     print(f"job {job.spec.name!r} changed", file=sys.stderr)
     return 0
 
@@ -212,32 +225,49 @@ def cmd_check(args: argparse.Namespace, client: ApplianceClient) -> int:
 
 def cmd_run(args: argparse.Namespace, client: ApplianceClient) -> int:
     started = client.run_job(args.name, full=args.full)
-    print(started.id)
     if not args.wait:
+        print(dump(started.model_dump(mode="json")) if args.json else started.id)
         return 0
-    return follow(client, started.id)
+    if not args.json:
+        print(started.id, flush=True)
+    code = follow(client, started.id)
+    if args.json:
+        print(dump(client.session(started.id).model_dump(mode="json")))
+    return code
+
+
+def said(args: argparse.Namespace, done: api.Done) -> int:
+    """``stop``/``delete``: the appliance's message, as JSON on stdout or as text on stderr."""
+    if args.json:
+        print(dump(done.model_dump(mode="json")))
+    else:
+        print(done.message, file=sys.stderr)
+    return 0
 
 
 def cmd_stop(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.stop_job(args.name).message, file=sys.stderr)
+    return said(args, client.stop_job(args.name))
+
+
+def set_enabled(args: argparse.Namespace, client: ApplianceClient, enabled: bool) -> int:
+    job = client.set_job_enabled(args.name, enabled)
+    if args.json:
+        print(dump(job.model_dump(mode="json")))
+    else:
+        print(f"job {args.name!r} {'enabled' if enabled else 'disabled'}", file=sys.stderr)
     return 0
 
 
 def cmd_enable(args: argparse.Namespace, client: ApplianceClient) -> int:
-    client.set_job_enabled(args.name, True)
-    print(f"job {args.name!r} enabled", file=sys.stderr)
-    return 0
+    return set_enabled(args, client, True)
 
 
 def cmd_disable(args: argparse.Namespace, client: ApplianceClient) -> int:
-    client.set_job_enabled(args.name, False)
-    print(f"job {args.name!r} disabled", file=sys.stderr)
-    return 0
+    return set_enabled(args, client, False)
 
 
 def cmd_delete(args: argparse.Namespace, client: ApplianceClient) -> int:
-    print(client.delete_job(args.name).message, file=sys.stderr)
-    return 0
+    return said(args, client.delete_job(args.name))
 
 
 COMMANDS: dict[str, Handler] = {"create": cmd_create, "edit": cmd_edit, "list": cmd_list,

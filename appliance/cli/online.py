@@ -41,6 +41,11 @@ def run(commands: Mapping[str, Handler], args: argparse.Namespace) -> int:
         return handler(args, client)
 
 
+# What an empty listing says instead of nothing: that there is nothing and what to do next.
+NO_VCENTER = ("no vCenter is configured: add one with `vmkeep vcenter add NAME --host HOST "
+              "--user USER --vcenter-password-stdin`")
+
+
 def dump(x: object) -> str:
     return json.dumps(x, indent=2, default=str)
 

@@ -12,6 +12,7 @@ from appliance.cli.args import (
     Subparsers,
 )
 from appliance.cli.online import Handler, dump
+from appliance.inputs import shown
 from appliance.progress import human_bytes
 from appliance.table import render
 
@@ -40,6 +41,11 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
     rows = client.points(args.vm)
     if args.json:
         print(dump([p.model_dump(mode="json") for p in rows]))
+    elif not rows:
+        print(f"no restore points of VM {shown(args.vm)!r} (`vmkeep points list` lists them "
+              "all)" if args.vm else
+              "no restore points yet: a job makes them (`vmkeep job run NAME`; `vmkeep job "
+              "list` shows the jobs)")
     else:
         print(render(("ID", "VM", "CREATED (UTC)", "KIND", "READ", "STORED", "REPOSITORY"),
                      [(p.id, p.vm, f"{p.created:%Y-%m-%d %H:%M:%S}", p.kind,

@@ -18,6 +18,7 @@ from appliance.cli.args import (
     Parser,
     Subparsers,
     add_json_option,
+    add_network_option,
     folder_arg,
     vm_name_arg,
     whole,
@@ -63,6 +64,7 @@ def add_parser(sub: Subparsers) -> None:
                    help="new VM: its resource pool (default: the original's)")
     p.add_argument("--datastore", help="new VM: its datastore (default: the original's)")
     p.add_argument("--folder", help="new VM: its VM folder (default: the original's)")
+    add_network_option(p)
     p.add_argument("--keep-macs", action="store_true",
                    help="new VM: keep the recorded MAC addresses (default: new ones)")
     p.add_argument("--dry-run", action="store_true",
@@ -111,8 +113,8 @@ def cmd_vm(args: argparse.Namespace, client: ApplianceClient) -> int:
     request = api.VmRestore(
         point=args.point, name=args.name, confirm=args.yes, datacenter=args.datacenter,
         host=args.target_host, resource_pool=args.resource_pool, datastore=args.datastore,
-        folder=args.folder, keep_macs=args.keep_macs, power_on=args.power_on,
-        transport=args.transport)
+        folder=args.folder, networks=dict(args.network), keep_macs=args.keep_macs,
+        power_on=args.power_on, transport=args.transport)
     if args.dry_run:
         plan = client.plan_restore_vm(request)
         if args.json:

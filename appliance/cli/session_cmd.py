@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
 from appliance.cli import online
@@ -22,6 +21,7 @@ from appliance.table import render
 if TYPE_CHECKING:
     from appliance import api
     from appliance.client import ApplianceClient
+    from appliance.progress import Bars
 
 
 # `job run --wait`: 0 success, 1 warning, 2 failed, stopped or interrupted.
@@ -62,32 +62,67 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def follow(client: ApplianceClient, session_id: str) -> int:
-    """Print the session's log as it comes (its event stream) and a progress line on a
-    terminal; return the exit code of its result."""
-    tty = sys.stderr.isatty()
-    for event in client.events(session_id):
-        if event.line is not None:
-            line = event.line
-            if tty:
-                print("\r\033[K", end="", file=sys.stderr)
-            print(f"{line.time:%H:%M:%S} {line.level:7} {shown(line.message)}",
-                  file=sys.stderr)
-        elif event.tasks is not None and tty:
-            parts = [f"{shown(t.name)} {100 * t.bytes_done / t.bytes_total:.0f}% "
-                     f"{human_bytes(t.rate)}/s" for t in event.tasks
-                     if t.state == "running" and t.bytes_total and t.disk is None]
-            print("\r\033[K" + "; ".join(parts), end="", file=sys.stderr, flush=True)
-        elif event.summary is not None:
-            if tty:
-                print("\r\033[K", end="", file=sys.stderr)
-            return exit_code(event.summary)
+    """Print the session's log as it comes (its event stream) with, on a terminal, a bar per
+    VM and the session's (appliance/progress.py; plain lines at each quarter otherwise), and
+    a summary line at its end; return the exit code of its result."""
+    from appliance.progress import Bars
+
+    with Bars(plain_steps=True) as bars:
+        for event in client.events(session_id):
+            if event.line is not None:
+                line = event.line
+                bars.line(f"{line.time:%H:%M:%S} {line.level:7} {shown(line.message)}")
+            elif event.tasks is not None:
+                show_tasks(bars, event.tasks)
+            elif event.summary is not None:
+                bars.close()
+                bars.line(summary_line(client, event.summary))
+                return exit_code(event.summary)
     raise ApplianceError(f"session {session_id}'s events ended before its end")
+
+
+def show_tasks(bars: Bars, tasks: list[api.Task]) -> None:
+    """One bar per VM that has started, then the session's: the VMs' bytes together."""
+    vms = [t for t in tasks if t.disk is None]
+    for t in vms:
+        if t.state == "waiting":
+            continue
+        running = t.state == "running"
+        bars.update(f"vm:{t.name}", shown(t.name), t.bytes_done, t.bytes_total,
+                    rate=t.rate if running else None,
+                    eta=t.eta_seconds if running else None,
+                    end=None if running or t.bytes_done >= t.bytes_total
+                    else t.result or t.state)
+    finished = sum(1 for t in vms if t.state in ("ended", "stopped"))
+    bars.update("session", f"session ({finished}/{len(vms)} VMs)",
+                sum(t.bytes_done for t in vms), sum(t.bytes_total for t in vms))
+
+
+def summary_line(client: ApplianceClient, end: api.SessionSummary) -> str:
+    """The session's result, duration, bytes read and transferred, dedup and compression
+    ratios (a backup's statistics; the duration alone for other sessions)."""
+    try:
+        stats = client.session(end.id).stats
+    except ApplianceError:
+        stats = None
+    text = f"session {end.id}: {end.result or end.state}"
+    if stats is not None:
+        return (f"{text} in {duration(stats.duration_seconds)}, read "
+                f"{human_bytes(stats.read)}, transferred {human_bytes(stats.transferred)}, "
+                f"dedup {ratio(stats.dedup_ratio)}, compression "
+                f"{ratio(stats.compression_ratio)}")
+    if end.ended is not None:
+        text += f" in {duration((end.ended - end.started).total_seconds())}"
+    return text
 
 
 def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
     rows = client.sessions(args.kind)
     if args.json:
         print(dump([s.model_dump(mode="json") for s in rows]))
+    elif not rows:
+        print("no sessions yet: `vmkeep job run NAME` starts one (`vmkeep job list` shows "
+              "the jobs)")
     else:
         print(render(("ID", "JOB", "KIND", "STATE", "RESULT", "STARTED", "ENDED"),
                      [(s.id, s.job, s.kind, s.state, s.result or "-",

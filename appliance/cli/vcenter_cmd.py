@@ -20,7 +20,7 @@ from appliance.cli.args import (
     port_arg,
     text_arg,
 )
-from appliance.cli.online import Handler, dump
+from appliance.cli.online import NO_VCENTER, Handler, dump
 from appliance.errors import PinDetail, RemoteError
 from appliance.password import read_password
 from appliance.table import render
@@ -156,7 +156,7 @@ def cmd_list(args: argparse.Namespace, client: ApplianceClient) -> int:
     if args.json:
         print(json.dumps([v.model_dump(mode="json") for v in rows], indent=2))
     elif not rows:
-        print("no vCenters; add one with `vmkeep vcenter add`")
+        print(NO_VCENTER)
     else:
         print(render(("NAME", "HOST", "PORT", "USER", "CERTIFICATE"),
                      [(v.name, v.host, v.port, v.user,

@@ -16,6 +16,7 @@ from appliance.cli.args import (
     Subparsers,
     add_connection_options,
     add_json_option,
+    add_network_option,
     add_repository_options,
     text_arg,
     vm_name_arg,
@@ -82,6 +83,7 @@ def add_parsers(vsub: Subparsers) -> None:
     p.add_argument("--resource-pool", metavar="POOL", help="new VM: resource pool")
     p.add_argument("--datastore", help="new VM: datastore for its files and disks")
     p.add_argument("--folder", help="new VM: VM folder (default: the datacenter's)")
+    add_network_option(p)
     p.add_argument("--keep-macs", action="store_true",
                    help="new VM: keep the recorded MAC addresses (default: new ones)")
     p.add_argument("--power-on", action="store_true", help="power the VM on afterwards")
@@ -159,8 +161,8 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                 session, ws, args.point, datacenter=args.datacenter, host=args.target_host,
                 resource_pool=args.resource_pool, datastore=args.datastore,
                 folder=args.folder) if args.dry_run else None
-            networks = (new_vm_networks(session, placement) if placement is not None
-                        else None)
+            networks = (new_vm_networks(session, placement).mapped(dict(args.network))
+                        if placement is not None else None)
             plan = plan_restore_new(ws, args.point, args.name, keep_macs=args.keep_macs,
                                     networks=networks, placement=placement)
         if args.dry_run and args.json:
@@ -185,7 +187,8 @@ def cmd_restore_vm(args: argparse.Namespace) -> int:
                     session, ws, args.point, args.name, datacenter=args.datacenter,
                     host=args.target_host, resource_pool=args.resource_pool,
                     datastore=args.datastore, folder=args.folder, keep_macs=args.keep_macs,
-                    power_on=args.power_on, log=log, progress=progress)
+                    network_map=dict(args.network), power_on=args.power_on, log=log,
+                    progress=progress)
         finally:
             progress.done()
     if args.json:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -345,11 +345,13 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
                    name: str, *, datacenter: str | None = None, host: str | None = None,
                    resource_pool: str | None = None, datastore: str | None = None,
                    folder: str | None = None, keep_macs: bool = False,
+                   network_map: Mapping[str, str] | None = None,
                    power_on: bool = False, log: LogFn,
                    progress: ProgressFn | None = None,
                    disk_progress: DiskProgressFn | None = None) -> VmRestoreResult:
-    """Create a new VM like the one in ``point_id`` and fill its disks. The caller holds a
-    shared repository lock and has synchronised the catalog."""
+    """Create a new VM like the one in ``point_id`` and fill its disks. ``network_map``: an
+    original network's name -> the network at the placement its NICs go on instead. The
+    caller holds a shared repository lock and has synchronised the catalog."""
     started = time.monotonic()
     plan = plan_restore_new(ws, point_id, name)
     manifest = ws.repo.read_manifest(point_id)
@@ -371,7 +373,7 @@ def restore_new_vm(session: VSphereSession, ws: Workspace, point_id: str,
     recorded = [by_key[int(rec.meta["key"])] for rec in manifest.disks]
     sized = [replace(cfg, capacity_bytes=rec.size)
              for cfg, rec in zip(recorded, manifest.disks, strict=True)]
-    networks = rt.placement_networks(session, placement)
+    networks = rt.placement_networks(session, placement).mapped(network_map or {})
     for u in new_vm_settings(config, keep_macs=keep_macs, networks=networks,
                              disks=[d.key for d in sized]).cannot:
         log("warning", f"the new VM cannot {u.describe()}")

@@ -82,6 +82,11 @@ class RestoreService:
         with self._state.catalog() as cat:
             return cat.guest_processing()
 
+    def point_jobs(self) -> dict[str, str]:
+        """Per point: the job whose session made it."""
+        with self._state.catalog() as cat:
+            return cat.point_jobs()
+
     def _point(self, point_id: str, hint: str) -> tuple[PointRow, str]:
         """The point and the name of its repository (NotFoundError, ``hint`` its end)."""
         with self._state.catalog() as cat:
@@ -162,24 +167,27 @@ class RestoreService:
             placement = self._placement(session, ws, req)
             plan = vm_restore.plan_restore_new(
                 ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement,
-                networks=vm_restore.new_vm_networks(session, placement))
+                networks=vm_restore.new_vm_networks(session, placement).mapped(req.networks))
             where = api.VmPlacement(
                 datacenter=placement.datacenter, host=placement.host,
                 resource_pool=placement.pool, datastore=placement.datastore,
-                folder=placement.folder, as_original=list(placement.as_original))
+                folder=placement.folder, as_original=list(placement.as_original),
+                networks=plan.settings.networks() if plan.settings is not None else {})
             return api.VmRestorePlan(mode="new", target=req.name, lines=plan.describe(),
                                      placement=where)
 
     def check_vm(self, req: api.VmRestore) -> CheckedVm:
         """Plan the VM restore (reads only) and refuse what it would refuse: an unknown
-        point or one not of a VM, no vCenter, a placement that does not resolve, an original
-        VM that cannot be overwritten, an overwrite not confirmed (with the plan to confirm
-        as the error's detail)."""
+        point or one not of a VM, no vCenter, a placement that does not resolve, a network
+        map to a network not there, an original VM that cannot be overwritten, an overwrite
+        not confirmed (with the plan to confirm as the error's detail)."""
         with self._vm_workspace(req) as (session, ws, _vcenter):
             if req.name:
                 placement = self._placement(session, ws, req)
                 plan = vm_restore.plan_restore_new(
-                    ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement)
+                    ws, req.point, req.name, keep_macs=req.keep_macs, placement=placement,
+                    networks=vm_restore.new_vm_networks(session, placement).mapped(
+                        req.networks))
                 why = write_refusal(placement.datastore, placement.datastore_type)
                 if why:
                     raise vm_restore.VmRestoreError(
@@ -206,8 +214,8 @@ class RestoreService:
                 r = vm_restore.restore_new_vm(
                     session, ws, req.point, req.name, datacenter=req.datacenter,
                     host=req.host, resource_pool=req.resource_pool, datastore=req.datastore,
-                    folder=req.folder, keep_macs=req.keep_macs, power_on=req.power_on,
-                    log=log, disk_progress=disk_progress)
+                    folder=req.folder, keep_macs=req.keep_macs, network_map=req.networks,
+                    power_on=req.power_on, log=log, disk_progress=disk_progress)
             else:
                 plan = vm_restore.plan_restore_original(session, ws, req.point,
                                                           transport=req.transport)

@@ -64,7 +64,9 @@ class LiveTask:
     def view(self) -> api.Task:
         since = self.reading or self.started
         elapsed = time.monotonic() - since if since else 0.0
-        rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
+        # A rate is a running task's; one no longer running has none, live or stored (the
+        # session's stats have the run's rates).
+        rate = self.bytes_done / elapsed if elapsed > 0 and self.state == "running" else 0.0
         eta = ((self.bytes_total - self.bytes_done) / rate
                if rate > 0 and self.state == "running" else None)
         return api.Task(name=self.name, vm=self.vm, disk=self.disk, state=self.state,

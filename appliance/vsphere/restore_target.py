@@ -28,7 +28,13 @@ from appliance.vsphere._vim import (
 from appliance.vsphere.cbt import flat_file_of, split_datastore_path
 from appliance.vsphere.session import VSphereSession
 from appliance.vsphere.vm_config import DiskConfig, NicConfig, PlacementRecord, VmConfig
-from appliance.vsphere.vm_settings import NewVmSettings, PlacementNetworks, new_vm_settings
+from appliance.vsphere.vm_settings import (
+    NewVmSettings,
+    NicSetting,
+    PlacementNetworks,
+    PortGroup,
+    new_vm_settings,
+)
 
 # Controllers every VM has from creation on; the others are added from the recorded config.
 BUILTIN_CONTROLLERS = frozenset({"VirtualIDEController", "VirtualPCIController",
@@ -265,10 +271,17 @@ def _new_disk(key: int, controller_key: int, unit: int, capacity: int, datastore
         operation="add", fileOperation="create", device=disk)
 
 
-def _nic_backing(nic: NicConfig, stand_in: str = "") -> Any:
-    if stand_in:  # its own network is missing at the placement
+def _nic_backing(nic: NicConfig, how: NicSetting | None = None) -> Any:
+    chosen = how.mapped_to if how is not None else None
+    stand_in = how.stand_in if how is not None else ""
+    if isinstance(chosen, PortGroup):  # the network map's distributed port group
+        port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
+            switchUuid=chosen.switch_uuid, portgroupKey=chosen.key)
+        return vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(  # type: ignore[no-untyped-call]
+            port=port)
+    if chosen or stand_in:  # mapped, or its own network is missing at the placement
         return vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(  # type: ignore[no-untyped-call]
-            deviceName=stand_in)
+            deviceName=chosen or stand_in)
     if nic.switch_uuid and nic.portgroup_key:
         port = vim.dvs.PortConnection(  # type: ignore[no-untyped-call]
             switchUuid=nic.switch_uuid, portgroupKey=nic.portgroup_key)
@@ -353,7 +366,7 @@ def _new_vm_spec(config: VmConfig, disks: Sequence[DiskConfig], name: str,
     for nic in config.nics:
         cls = _device_class(nic.type)
         how = settings.nic(nic.key)
-        dev = cls(key=next_key, backing=_nic_backing(nic, how.stand_in if how else ""))
+        dev = cls(key=next_key, backing=_nic_backing(nic, how))
         dev.connectable = vim.vm.device.VirtualDevice.ConnectInfo(  # type: ignore[no-untyped-call]
             startConnected=how is None or how.connect, allowGuestControl=True,
             connected=False)
@@ -483,7 +496,10 @@ def placement_networks(session: VSphereSession, placement: Placement) -> Placeme
         return PlacementNetworks(
             frozenset(str(n.name) for n in nets if not isinstance(
                 n, vim.dvs.DistributedVirtualPortgroup | vim.OpaqueNetwork)),
-            frozenset(str(n.key) for n in portgroups))
+            frozenset(str(n.key) for n in portgroups),
+            tuple(PortGroup(str(n.name), str(n.key),
+                            str(getattr(n.config.distributedVirtualSwitch, "uuid", "") or ""))
+                  for n in portgroups))
 
     try:
         return session.call(run)

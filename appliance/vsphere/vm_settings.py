@@ -13,9 +13,10 @@ types and thin/thick from vmkeep's own fields, nothing else.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
+from appliance.errors import UsageError
 from appliance.vsphere.vm_config import Json, JsonObject, NicConfig, VmConfig
 
 #: extraConfig keys a new VM does not get from the recorded VM: (pattern, why). Everything
@@ -64,12 +65,25 @@ ENCRYPTION_REASON = ("vmkeep does not talk to the key provider: the new VM is cr
 
 
 @dataclass(frozen=True, slots=True)
+class PortGroup:
+    """A distributed port group at the placement."""
+
+    name: str
+    key: str
+    switch_uuid: str
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementNetworks:
     """The networks a new VM's NICs can be connected to where it is placed: standard
-    networks by name, distributed port groups by key."""
+    networks by name, distributed port groups by key (and, with their switch, by name), and
+    the administrator's network map: for an original network's name, the name of the network
+    at the placement its NICs go on instead (``--network FROM=TO``)."""
 
     names: frozenset[str]
     portgroup_keys: frozenset[str] = frozenset()
+    portgroups: tuple[PortGroup, ...] = ()
+    mapping: tuple[tuple[str, str], ...] = ()
 
     def has(self, nic: NicConfig) -> bool:
         if nic.portgroup_key and nic.switch_uuid:
@@ -81,6 +95,28 @@ class PlacementNetworks:
         if "VM Network" in self.names:
             return "VM Network"
         return min(self.names, default="")
+
+    def all_names(self) -> list[str]:
+        return sorted(self.names | {p.name for p in self.portgroups})
+
+    def mapped(self, mapping: Mapping[str, str]) -> PlacementNetworks:
+        """These networks with ``mapping`` (original network -> network here); a network
+        that is not here is refused, naming those that are."""
+        for source, target in mapping.items():
+            if target not in self.names and not any(p.name == target for p in self.portgroups):
+                raise UsageError(
+                    f"network {target!r} (for the NICs on {source!r}) is not at the new VM's "
+                    f"placement; the networks there: {', '.join(self.all_names()) or 'none'}")
+        return replace(self, mapping=tuple(sorted(mapping.items())))
+
+    def target(self, source: str) -> str | PortGroup | None:
+        """Where the map puts the NICs of network ``source`` (None: not mapped)."""
+        name = dict(self.mapping).get(source)
+        if name is None:
+            return None
+        if name in self.names:
+            return name
+        return next(p for p in self.portgroups if p.name == name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +148,16 @@ class NicSetting:
     mac: str  # "" = a generated address
     connect: bool  # False: its network is missing at the placement
     stand_in: str = ""  # its network is missing: the standard network it is put on instead
+    mapped_to: str | PortGroup | None = None  # the network map's choice (``--network``)
+    network: str = ""  # the original network's name ("VM Network" when it had none)
+
+    @property
+    def on(self) -> str:
+        """The name of the network the NIC is created on."""
+        chosen = self.mapped_to
+        if chosen is not None:
+            return chosen if isinstance(chosen, str) else chosen.name
+        return self.stand_in or self.network
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +197,10 @@ class NewVmSettings:
 
     def nic(self, key: int) -> NicSetting | None:
         return next((n for n in self.nics if n.key == key), None)
+
+    def networks(self) -> dict[str, str]:
+        """Each original network -> the network its NICs are created on."""
+        return {n.network: n.on for n in self.nics}
 
     def describe(self) -> list[str]:
         """Plan lines: "set …" and "cannot …" (with the reason)."""
@@ -208,21 +258,30 @@ def _nic_settings(config: VmConfig, keep_macs: bool, networks: PlacementNetworks
     nics: list[NicSetting] = []
     will: list[Setting] = []
     cannot: list[Unsupported] = []
+    if networks is not None and networks.mapping:
+        own = {nic.network or nic.portgroup_key or "VM Network" for nic in config.nics}
+        unknown = [s for s, _t in networks.mapping if s not in own]
+        if unknown:
+            raise UsageError(f"the VM had no NIC on network {unknown[0]!r}: its networks were "
+                             f"{', '.join(sorted(own)) or 'none (it has no NIC)'}")
     for i, nic in enumerate(config.nics):
         mac = nic.mac if keep_macs and nic.mac else ""
-        connect = networks is None or networks.has(nic)
-        stand_in = "" if networks is None or connect else networks.stand_in()
-        nics.append(NicSetting(nic.key, nic.type, mac, connect, stand_in))
         where = nic.network or nic.portgroup_key or "VM Network"
-        will.append(Setting(f"NIC {i}", f"{nic.type} on {(stand_in or where)!r}, "
-                            + ("not connected, " if not connect else "")
+        chosen = networks.target(where) if networks is not None else None
+        connect = networks is None or chosen is not None or networks.has(nic)
+        stand_in = "" if networks is None or connect else networks.stand_in()
+        setting = NicSetting(nic.key, nic.type, mac, connect, stand_in, chosen, where)
+        nics.append(setting)
+        will.append(Setting(f"NIC {i}", f"{nic.type} on {setting.on!r}"
+                            + (f" (mapped from {where!r})" if chosen is not None else "")
+                            + ", " + ("not connected, " if not connect else "")
                             + (f"MAC {mac} kept" if mac else "a new MAC address")))
         if not connect:
             cannot.append(Unsupported(
                 f"connect NIC {i} to network {where!r}",
                 "the placement has no such network: the NIC is created on "
                 f"{stand_in!r}, not connected at power-on; connect it to a network in "
-                "vSphere"))
+                "vSphere, or map it to one that is there (--network)"))
     return nics, will, cannot
 
 

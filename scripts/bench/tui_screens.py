@@ -32,6 +32,7 @@ from tui.screens.jobs import JobsScreen
 from tui.screens.points import PointsScreen
 from tui.screens.repositories import RepositoriesScreen
 from tui.screens.sessions import SessionScreen, SessionsScreen
+from tui.screens.vm_history import VmHistoryScreen
 from tui.screens.wizard import JobWizard
 
 BUDGET_MS = 300.0
@@ -97,6 +98,9 @@ async def measure(vms: int, points: int) -> dict[str, float]:
         await timed("inventory", ["4"], InventoryScreen, _leaves(app, vms))
         await timed("points", ["5"], PointsScreen, lambda: _options(app, vms)() and _rows(
             app, "#points", points // vms)())
+        await timed("VM view", ["h"], VmHistoryScreen, _rows(app, "#vm-points", points // vms))
+        await pilot.press("escape")
+        await pilot.pause()
         await timed("catalog", ["6"], CatalogScreen,
                     lambda: getattr(app.focused, "id", "") == "queries")
         await timed("repositories", ["7"], RepositoriesScreen, _rows(app, "#repos", 1))

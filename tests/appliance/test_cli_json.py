@@ -29,15 +29,6 @@ EXCLUDED: dict[str, str] = {
     "appliance stop": "stops the process; exit 0 is its whole answer",
     "session follow": "streams a session's log while it runs",
     "tui": "opens the terminal UI",
-    # job_cmd.py is reworked on another branch of issue 15 (the job wizard, `job edit`): these
-    # get --json there; drop each line here when it has it.
-    "job create": "job_cmd.py: another branch",
-    "job edit": "job_cmd.py: another branch",
-    "job run": "job_cmd.py: another branch (--wait streams the session)",
-    "job stop": "job_cmd.py: another branch",
-    "job enable": "job_cmd.py: another branch",
-    "job disable": "job_cmd.py: another branch",
-    "job delete": "job_cmd.py: another branch",
 }
 
 # Commands with --json that this lab cannot run to a result: checked in the parser only.
@@ -46,6 +37,7 @@ PARSER_ONLY: dict[str, str] = {
     "repo harden": "an SSH repository with the immutable helper",
     "repo audit": "a hardened SSH repository",
     "restore postgres": "a point with a PostgreSQL base backup (test_postgres_pitr.py)",
+    "job stop": "a running job: test_job_run_and_stop_print_json holds one",
 }
 
 
@@ -126,6 +118,13 @@ def cases(w: World) -> dict[str, Case]:
         "job list": Case(()),
         "job show": Case(("nightly",)),
         "job check": Case(("nightly",)),
+        "job create": Case(("json-job", "--vcenter", "vc", "--vm", VM, "--repo", "main",
+                            "--enable-cbt")),
+        "job edit": Case(("json-job", "--keep-last", "3")),
+        "job disable": Case(("json-job",)),
+        "job enable": Case(("json-job",)),
+        "job run": Case(("json-job", "--wait")),  # the session ended, as `session show`
+        "job delete": Case(("json-job",)),
         "session list": Case(()),
         "session show": Case((w.session,)),
         "points list": Case(()),
@@ -245,3 +244,34 @@ def test_json_keeps_the_exit_code_and_says_what_a_person_reads(world: World) -> 
     assert answer["ok"] is True and answer["damage"] == []
     human = lab.vmkeep("verify", "--repo", "main")
     assert human.out.startswith("ok: ")
+
+
+def test_job_run_and_stop_print_json(lab: Lab) -> None:
+    """`job run --json` prints the session started and `job stop --json` the appliance's
+    answer while the session is held after its snapshot; `job run --wait --json` prints the
+    session ended (as `session show --json`), with the exit code of its result."""
+    release = lab.tmp / "release"
+    assert lab.vmkeep("job", "create", "held", "--vcenter", "vc", "--vm", VM, "--repo", "main",
+                      "--enable-cbt").code == 0
+    assert lab.vmkeep("appliance", "stop").code == 0
+    lab.env.update(VMKEEP_HOLD_AT=f"vm-snapshot-taken:{VM}", VMKEEP_HOLD_RELEASE=str(release))
+    assert lab.vmkeep("appliance", "start").code == 0
+    r = lab.vmkeep("job", "run", "held", "--json")
+    assert r.code == 0, r.err
+    started = json.loads(r.out)
+    assert started["job"] == "held" and started["state"] == "running", started
+    stop = lab.vmkeep("job", "stop", "held", "--json")
+    assert stop.code == 0, stop.err
+    assert set(json.loads(stop.out)) == {"message"}
+    release.touch()
+    assert lab.vmkeep("session", "follow", started["id"]).code == 2  # stopped
+    waited = lab.vmkeep("job", "run", "held", "--wait", "--json")
+    assert waited.code == 0, waited.err
+    ended = json.loads(waited.out)
+    assert ended["state"] == "ended" and ended["result"] == "success", ended
+    shown = json.loads(lab.vmkeep("session", "show", ended["id"], "--json").out)
+    # The session as it ended is the session a later read shows (its tasks' rates too: a
+    # task no longer running has none; the session's stats have the run's rates).
+    assert ended == shown
+    assert ended["stats"]["read"] > 0
+    assert f"session {ended['id']}: success in " in waited.err  # the summary, on stderr

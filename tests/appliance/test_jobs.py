@@ -49,6 +49,7 @@ def test_job_run_sessions_points_and_a_disk_restore(lab: Lab) -> None:
     assert [(p["vm"], p["kind"]) for p in points] == [(VM, "full"), (VM, "incremental")]
     assert points[1]["bytes_read"] <= 256 << 10
     assert {"id", "vm", "created", "kind", "bytes_read", "bytes_stored"} <= set(points[0])
+    assert [p["job"] for p in points] == ["nightly", "nightly"]  # the job that made each
 
     # An active full reads everything again.
     r = lab.vmkeep("job", "run", "nightly", "--full", "--wait")

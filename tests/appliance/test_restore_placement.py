@@ -1,7 +1,7 @@
 """A VM restored to a new VM through the appliance goes where the original VM was (issue 15:
 "the CLI then put the VM on another host than the original"): its host, resource pool,
 folder, datastore and networks, checked through the vCenter's API; `--dry-run` says where
-first and changes nothing."""
+first and changes nothing; `--network FROM=TO` puts the NICs on another network there."""
 
 from __future__ import annotations
 
@@ -40,3 +40,18 @@ def test_a_new_vm_restored_through_the_appliance_goes_where_the_original_was(lab
         done = lab.vmkeep("restore", "vm", point, "--name", "copy")
         assert done.code == 0, done.err
         assert _where(vm("copy")) == original
+        # The network map: the NICs of the original's network go on another one there.
+        source = original[4][0]
+        wrong = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
+                           f"{source}=no-such-net")
+        assert wrong.code == 2, wrong.err
+        assert f"network 'no-such-net' (for the NICs on {source!r}) is not at the new VM's " \
+               "placement; the networks there: DC0_DVPG0" in wrong.err, wrong.err
+        assert "copy2" not in [v.name for v in list_vms(s)]
+        moved = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
+                           f"{source}=DC0_DVPG0", "--dry-run")
+        assert f"on 'DC0_DVPG0' (mapped from {source!r})" in moved.out, moved.out
+        done = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
+                          f"{source}=DC0_DVPG0")
+        assert done.code == 0, done.err
+        assert _where(vm("copy2"))[4] == ["DC0_DVPG0"]

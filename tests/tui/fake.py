@@ -90,7 +90,15 @@ class FakeClient:
         self._sessions: dict[str, api.Session] = {}
         for s in _models(api.SessionSummary, self.recorded["sessions"]):
             self._sessions[s.id] = last.model_copy(update=s.model_dump())
-        self._points = _models(api.Point, self.recorded["points"])
+        # The job of each point, as the appliance names it (the recorded points predate it):
+        # the session's that made it, else the job of its VM into its repository.
+        made_by = {t.point_id: s.job for s in self._sessions.values() for t in s.tasks
+                   if t.point_id}
+        backs = {(v.name, j.spec.repository): j.spec.name for j in self._jobs.values()
+                 for v in j.spec.vms}
+        self._points = [p.model_copy(update={"job": made_by.get(
+                            p.id, backs.get((p.vm, p.repository)))})
+                        for p in _models(api.Point, self.recorded["points"])]
         self._inventory = _models(api.InventoryVm, self.recorded["inventory"])
         self._progress: dict[str, int] = {}
         self._outcomes: dict[str, str] = {}  # a restore session's message once it ends
@@ -118,6 +126,17 @@ class FakeClient:
             "id": f"20261101T000000Z-{n:08x}", "vm": f"vm{n % vms:03d}",
             "created": NOW - timedelta(hours=points - n),
             "kind": "full" if n < vms else "incremental"}) for n in range(points)]
+        return fake
+
+    @classmethod
+    def empty(cls, *, vcenters: bool = False) -> FakeClient:
+        """A fresh appliance: no repository, job, session or point; no vCenter (``vcenters``:
+        the recorded ones, holding no VM)."""
+        fake = cls()
+        if not vcenters:
+            fake._vcenters = []
+        fake._repositories, fake._jobs, fake._sessions = [], {}, {}
+        fake._points, fake._inventory = [], []
         return fake
 
     def _call(self, method: str, /, **args: Any) -> None:
@@ -225,7 +244,7 @@ class FakeClient:
                 point = f"20261201T1201{len(self._points):02d}Z-{step:08x}"
                 self._points.append(self._points[-1].model_copy(update={
                     "id": point, "vm": t.name, "created": NOW, "kind": "full",
-                    "bytes_read": t.bytes_total}))
+                    "bytes_read": t.bytes_total, "job": s.job}))
                 log.append(api.LogLine(time=NOW, level="info",
                                        message=f"{t.name}: point {point}, status success"))
             tasks.append(t.model_copy(update={
@@ -513,7 +532,9 @@ class FakeClient:
         given = {k: getattr(request, k) for k in names if getattr(request, k)}
         placement = api.VmPlacement(**{**names, **given},
                                     as_original=[k.replace("_", " ") for k in names
-                                                 if k not in given])
+                                                 if k not in given],
+                                    networks={"VM Network": request.networks.get(
+                                        "VM Network", "VM Network")})
         return api.VmRestorePlan(
             mode="new", target=request.name, placement=placement,
             lines=[f"restore point {point.id} of VM {point.vm!r} to a new VM "

@@ -1,17 +1,21 @@
 """Keys that do not surprise (issue 15, item 6 and 7): `?` lists the screen's keys, digits
 never switch screens under a dialog or a wizard, j/k/Home/End move the cursor of any list,
-the focused widget has focus again when its screen comes back, and the command palette holds
-vmkeep's actions of every screen and none of Textual's generic entries."""
+the focused widget has focus again when its screen comes back, the command palette holds
+vmkeep's actions of every screen and none of Textual's generic entries; in the wizard, Esc
+asks before it throws away what was changed, Space and Enter tick VMs (a host: all its VMs)
+and a checkbox reads [x] or [ ] without colour. (`/`: tests/tui/test_filter.py.)"""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input
+from typing import Any
+
+from textual.widgets import DataTable, Input, Tree
 
 from tests.tui.fake import FakeClient
 from tests.tui.helpers import until
 from tests.tui.test_screens import SIZE, app_for, shows
 from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import FormScreen
+from tui.screens.dialogs import ConfirmScreen, FormScreen
 from tui.screens.help import HelpScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.sessions import SessionScreen
@@ -114,3 +118,84 @@ async def test_the_palette_holds_every_screens_actions_and_no_generic_entries() 
         assert "Go to Sessions" in titles and "Help" in titles and "Quit" in titles
         generic = ("theme", "screenshot", "Keys", "Maximize", "Minimize")
         assert not [t for t in titles if any(g.lower() in t.lower() for g in generic)], titles
+
+
+def _wizard(app: Any) -> JobWizard:
+    assert isinstance(app.screen, JobWizard)
+    return app.screen
+
+
+async def test_esc_in_a_changed_wizard_asks_and_in_an_unchanged_one_closes() -> None:
+    fake = FakeClient()
+    app = app_for(fake)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
+        app.screen.query_one(DataTable).focus()
+        await pilot.press("e")  # the job as stored: nothing changed, Esc just closes
+        await until(pilot, lambda: bool(_wizard(app).inventory) and shows(app, "Edit job"))
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("e", "ctrl+n")  # a VM ticked, then unticked: unchanged again
+        await until(pilot, lambda: shows(app, "[x] DC0_H0_VM0"))
+        wizard = _wizard(app)
+        await pilot.press(*["down"] * 8, "space")
+        await until(pilot, lambda: shows(app, "[x] DC0_H0_VM1"))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert shows(app, "Discard changes?")
+        await pilot.press("n")  # back to the wizard, the tick still there
+        await until(pilot, lambda: app.screen is wizard and "DC0_H0_VM1" in wizard.chosen)
+        await pilot.press("space", "escape")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("n")
+        await until(pilot, lambda: bool(_wizard(app).inventory))
+        wizard = _wizard(app)
+        await pilot.press(*"weekly", "escape")  # Esc in a text field asks too
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape")  # Esc on the question is "no"
+        await until(pilot, lambda: app.screen is wizard)
+        assert wizard.query_one("#job-name", Input).value == "weekly"
+        await pilot.press("escape", "y")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    assert not fake.called("create_job") and not fake.called("edit_job")
+
+
+async def test_space_ticks_a_vm_and_enter_on_a_host_ticks_all_its_vms() -> None:
+    """The tree: inventory, DC0, DC0_C0_H0 (DC0_C0_RP0_VM1), DC0_C0_H1 (DC0_C0_RP0_VM0),
+    DC0_H0 (DC0_H0_VM0, DC0_H0_VM1), the cursor on the first line."""
+    app = app_for(FakeClient())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "n")
+        await until(pilot, lambda: bool(_wizard(app).inventory))
+        wizard = _wizard(app)
+        await pilot.press(*"weekly", "ctrl+n")
+        await until(pilot, lambda: shows(app, "[ ] DC0_H0_VM1"))
+        tree = wizard.query_one(Tree)
+        both = {"DC0_H0_VM0", "DC0_H0_VM1"}
+        await pilot.press(*["down"] * 6, "enter")  # the host DC0_H0: both its VMs
+        await until(pilot, lambda: shows(app, "[x] DC0_H0_VM0", "[x] DC0_H0_VM1"))
+        assert wizard.chosen == both and tree.cursor_node and tree.cursor_node.is_expanded
+        await pilot.press("enter")  # all of them ticked: enter unticks them
+        await until(pilot, lambda: shows(app, "[ ] DC0_H0_VM0", "[ ] DC0_H0_VM1"))
+        assert wizard.chosen == set()
+        await pilot.press("down", "space")  # the VM under the cursor
+        await until(pilot, lambda: wizard.chosen == {"DC0_H0_VM0"})
+        await pilot.press("space")
+        await until(pilot, lambda: wizard.chosen == set())
+        await pilot.press("space", "up", "enter")  # one of two ticked: enter ticks both
+        await until(pilot, lambda: wizard.chosen == both)
+        await pilot.press("slash", *"vm1", "enter", "home", "enter")  # what the filter shows
+        await until(pilot, lambda: wizard.chosen == both | {"DC0_C0_RP0_VM1"})
+        await pilot.press("slash", "escape")  # Esc in the filter empties it: no question
+        await until(pilot, lambda: shows(app, "[ ] DC0_C0_RP0_VM0") and wizard.focused is tree)
+        assert app.screen is wizard
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert isinstance(app.screen, HelpScreen)
+        keys = dict(app.screen.keys)
+        assert "untick them" in keys["⏎"] and "Tick" in keys["space"]
+        assert keys["/"] == "Filter"
+        await pilot.press("escape", "ctrl+n", "ctrl+n")  # the processing step's checkboxes
+        await until(pilot, lambda: shows(app, "[x] Consent to turn", "[ ] Quiesce the guest"))

@@ -256,7 +256,8 @@ async def test_restore_points_verify_and_restore_a_disk_and_a_vm() -> None:
 async def test_a_vm_restore_goes_where_the_original_was_and_shows_its_plan_first() -> None:
     """The restore dialog is filled with where the original VM runs (as the appliance
     resolves it); a name left as it is stays unset in the request (the appliance takes the
-    original's), one changed is sent; the plan is shown before anything is done."""
+    original's), one changed is sent — the networks too; the plan is shown before anything
+    is done."""
     fake = FakeClient()
     app = app_for(fake)
     point = fake.points()[-1]
@@ -274,7 +275,8 @@ async def test_a_vm_restore_goes_where_the_original_was_and_shows_its_plan_first
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert shows(app, f"Restore {VM} as a new VM {VM}-restored?", f"host {host!r}")
         asked = fake.called("plan_restore_vm")[-1]["request"]
-        assert (asked.name, asked.host, asked.datastore) == (f"{VM}-restored", None, None)
+        assert (asked.name, asked.host, asked.datastore, asked.networks) == \
+            (f"{VM}-restored", None, None, {})
         assert not fake.called("restore_vm")
         await pilot.press("y")
         await until(pilot, lambda: fake.called("restore_vm"))
@@ -284,10 +286,15 @@ async def test_a_vm_restore_goes_where_the_original_was_and_shows_its_plan_first
         await until(pilot, lambda: shows(app, f"Restore points of {VM}"))
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, FormScreen))
+        assert app.screen.query_one("#field-net0", Input).value == "VM Network"
+        assert shows(app, "Network for the NICs on 'VM Network'")
         app.screen.query_one("#field-host", Input).value = "DC0_C0_H0"
+        app.screen.query_one("#field-net0", Input).value = "isolated"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert fake.called("plan_restore_vm")[-1]["request"].host == "DC0_C0_H0"
+        assert fake.called("plan_restore_vm")[-1]["request"].networks == {
+            "VM Network": "isolated"}
         assert point.id == fake.called("plan_restore_vm")[-1]["request"].point
 
 
@@ -359,11 +366,11 @@ async def test_every_action_is_in_the_command_palette() -> None:
         await pilot.press("2")
         await until(pilot, lambda: shows(app, "nightly"))
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for want in ("New", "Edit", "Run", "Active full", "Stop", "Enable/disable", "Delete",
+        for want in ("New", "Edit", "Run", "Active full", "Stop", "On/off", "Delete",
                      "Go to Dashboard", "Go to Repos"):
             assert want in titles
         await pilot.press("ctrl+p")
-        await pilot.press(*"Enable/disable")
+        await pilot.press(*"On/off")
         await until(pilot, lambda: shows(app, "key t"))
         await pilot.press("enter")
         await until(pilot, lambda: fake.called("set_job_enabled") == [

@@ -131,6 +131,9 @@ def test_at_80x24_each_screen_shows_its_key_columns_and_footer(
         tmux.wait_for("monthly-berlin")
         tmux.keys("2")
         screen = tmux.wait_for("Next run", "Last result", "✓ success", "CET", "n New")
+        footer = screen.rstrip().splitlines()[-1]
+        for key in ("n New", "e Edit", "r Run", "s Stop", "del Delete", "/ Filter", "^q Quit"):
+            assert key in footer, footer
         header = next(line for line in screen.splitlines() if "Next run" in line)
         assert header.split()[0] == "Job", screen
         tmux.keys("3")
@@ -146,3 +149,65 @@ def test_at_80x24_each_screen_shows_its_key_columns_and_footer(
         assert all(len(line) <= 80 for line in screen.splitlines()), screen
         tmux.keys("C-q")
         tmux.wait_for("EXIT=0")
+
+
+def test_at_80x24_slash_filters_a_list(appliance_home: dict[str, str], tmux: Tmux,
+                                       tmp_path: Path) -> None:
+    """On a real terminal at 80×24: on the Repos screen with two repositories, `/` opens the
+    filter's line above the footer, typing narrows the table to what matches (and says
+    "1 of 2"), something that matches nothing says so, Esc shows every row again."""
+    r = run_vmkeep(appliance_home, "repo", "add", "second", "--path", str(tmp_path / "r2"))
+    assert r.code == 0, r.err
+    env = " ".join(f"{k}={shlex.quote(appliance_home[k])}"
+                   for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+    command = f"env {env} {shlex.quote(str(VMKEEP))} tui; echo EXIT=$?; sleep 600"
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+    tmux.wait_for("offsite")
+    tmux.keys("7")
+    screen = tmux.wait_for("Add repository", "offsite", "second", "/ Filter")
+    tmux.keys("/")
+    tmux.wait_for("enter keeps · esc clears")
+    tmux.keys("sec")
+    screen = tmux.wait_for("1 of 2", "second")
+    table = screen.split("vCenters")[0]
+    assert "offsite" not in table, screen
+    tmux.keys("q")  # a letter types into the filter: it does not quit
+    tmux.wait_for("no match for 'secq'")
+    tmux.keys("Escape")
+    screen = tmux.wait_for("offsite", "second")
+    assert "no match" not in screen and all(len(line) <= 80 for line in screen.splitlines())
+    tmux.keys("C-q")
+    tmux.wait_for("EXIT=0")
+
+
+def test_at_80x24_esc_in_a_changed_wizard_asks(appliance_home: dict[str, str],
+                                               tmux: Tmux) -> None:
+    """On a real terminal at 80×24: Esc in a new-job wizard where a name was typed asks
+    "Discard changes?"; n goes back to the wizard with the name still there; Esc and y close
+    it. Esc in a wizard where nothing was typed closes it at once."""
+    env = " ".join(f"{k}={shlex.quote(appliance_home[k])}"
+                   for k in ("VMKEEP_HOME", "VMKEEP_CACHE_DIR"))
+    command = f"env {env} {shlex.quote(str(VMKEEP))} tui; echo EXIT=$?; sleep 600"
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+    tmux.wait_for("offsite")
+    tmux.keys("2")
+    tmux.wait_for("n New")
+    tmux.keys("n")
+    tmux.wait_for("New job — 1/6 Name")
+    tmux.keys("Escape")  # unchanged (loaded or not yet): closes
+    tmux.wait_for("n New")
+    tmux.keys("n")
+    tmux.wait_for("New job — 1/6 Name")
+    tmux.keys("nightly")
+    tmux.wait_for("nightly")
+    tmux.keys("Escape")
+    tmux.wait_for("Discard changes?", "y = yes, n = no")
+    tmux.keys("n")
+    poll("the question to go", lambda: "Discard changes?" not in tmux.screen(), 30, every=0.05)
+    tmux.wait_for("New job — 1/6 Name", "nightly")
+    tmux.keys("Escape")
+    tmux.wait_for("Discard changes?")
+    tmux.keys("y")
+    tmux.wait_for("n New")
+    tmux.keys("C-q")
+    tmux.wait_for("EXIT=0")

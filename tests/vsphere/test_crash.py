@@ -4,10 +4,7 @@ hunter removes it, and the next backup succeeds."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from appliance.jobs.backup import BackupOptions
@@ -18,30 +15,10 @@ from appliance.vsphere.inventory import find_vm
 from appliance.vsphere.session import connect
 from appliance.vsphere.snapshot import create_snapshot
 from catalog.store import Catalog
-from tests.helpers import REPO_ROOT, in_ws, session_first, synced
+from tests.helpers import in_ws, session_first, synced
 from tests.vcsim import Vcsim
+from tests.vsphere.killed import killed_backup
 from tests.vsphere.vmenv import VM, Env
-
-CHILD = """
-import json, os, signal, sys
-from pathlib import Path
-from appliance.jobs.backup import BackupOptions
-from appliance.jobs.vm_backup import backup_vm
-from appliance.jobs.workspace import open_workspace
-from appliance.repository.repo import Repository
-from appliance.vsphere.session import connect
-from catalog.store import Catalog
-
-a = json.loads(sys.argv[1])
-with connect(a["host"], a["port"], a["user"], a["password"], fingerprint=None,
-             insecure=True) as s:
-    repo = Repository.open_local(Path(a["repo"]), create=True)
-    with open_workspace(repo, Catalog.open(None).cursor, exclusive=False,
-                        operation="backup") as ws:
-        backup_vm(s, ws, a["vm"], BackupOptions(block_size=256 << 10),
-                  enable_cbt_consent=True, log=lambda lvl, m: None,
-                  before_read=lambda: os.kill(os.getpid(), signal.SIGKILL))
-"""
 
 
 def test_killed_backup_leaves_a_snapshot_the_hunter_removes(vcsim: Vcsim, env: Env,
@@ -50,10 +27,7 @@ def test_killed_backup_leaves_a_snapshot_the_hunter_removes(vcsim: Vcsim, env: E
     # A snapshot of the user's own, which the hunter must leave alone.
     create_snapshot(e.session, e.vm._moId, "before-upgrade", "the admin's")
     repo_dir = tmp_path / "crashrepo"
-    args = {"host": vcsim.host, "port": vcsim.port, "user": vcsim.user,
-            "password": vcsim.password, "repo": str(repo_dir), "vm": VM}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = killed_backup(vcsim, repo_dir, VM, kill_at="before_read")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
     names = [s.name for s in find_vm(e.session, VM).snapshots]

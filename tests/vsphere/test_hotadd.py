@@ -11,12 +11,9 @@ detach. The device lookup is mapped to the simulator's disk file: vcsim runs wit
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +28,9 @@ from appliance.jobs.vm_restore import plan_restore_original, restore_original_vm
 from appliance.vsphere import hotadd
 from appliance.vsphere.hunter import FindingKind, execute_hunt, plan_hunt
 from appliance.vsphere.inventory import find_vm
-from tests.helpers import REPO_ROOT, in_ws, session_first
+from tests.helpers import in_ws, session_first
 from tests.vcsim import Vcsim
+from tests.vsphere.killed import killed_backup
 from tests.vsphere.vmenv import VM, Env, write
 
 APPLIANCE = "DC0_H0_VM1"
@@ -137,36 +135,12 @@ def test_no_appliance_vm_is_a_clear_error(env: Env, monkeypatch: pytest.MonkeyPa
     assert env.snapshots() == 0
 
 
-CHILD = """
-import json, os, signal, sys
-from pathlib import Path
-from appliance.jobs.backup import BackupOptions
-from appliance.jobs.vm_backup import backup_vm
-from appliance.jobs.workspace import open_workspace
-from appliance.repository.repo import Repository
-from appliance.vsphere.session import connect
-from catalog.store import Catalog
-
-a = json.loads(sys.argv[1])
-with connect(a["host"], a["port"], a["user"], a["password"], fingerprint=None,
-             insecure=True) as s:
-    repo = Repository.open_local(Path(a["repo"]), create=True)
-    with open_workspace(repo, Catalog.open(None).cursor, exclusive=False,
-                        operation="backup") as ws:
-        backup_vm(s, ws, a["vm"], BackupOptions(block_size=256 << 10),
-                  enable_cbt_consent=True, log=lambda lvl, m: None, transport="hotadd",
-                  progress=lambda done, total: os.kill(os.getpid(), signal.SIGKILL))
-"""
-
-
 @sim
 def test_sigkill_mid_read_the_hunter_detaches_and_removes_the_snapshot(
         vcsim: Vcsim, env: Env, tmp_path: Path) -> None:
     e = env
-    args = {"host": vcsim.host, "port": vcsim.port, "user": vcsim.user,
-            "password": vcsim.password, "repo": str(tmp_path / "crashrepo"), "vm": VM}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = killed_backup(vcsim, tmp_path / "crashrepo", VM, kill_at="progress",
+                         transport="hotadd")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     left = foreign(e)
     assert len(left) == 2 and len(list(BY_ID.iterdir())) == 2 and e.snapshots() == 1

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
+from appliance.errors import UsageError
 from appliance.vsphere import restore_target as rt
 from appliance.vsphere import vm_settings
 from appliance.vsphere.vm_config import (
@@ -23,7 +24,7 @@ from appliance.vsphere.vm_config import (
     NicConfig,
     VmConfig,
 )
-from appliance.vsphere.vm_settings import PlacementNetworks, new_vm_settings
+from appliance.vsphere.vm_settings import PlacementNetworks, PortGroup, new_vm_settings
 
 FIXTURE = Path(__file__).with_name("vm_config_info.json")
 COPIED = ["govcsim", "disk.EnableUUID", "vmkeep.test", "guestinfo.userdata",
@@ -125,6 +126,36 @@ def test_a_network_missing_at_the_placement_is_a_cannot() -> None:
     dvs = NicConfig(9, "VirtualVmxnet3", "", "generated", "DC0_DVPG0", "dvportgroup-11", "u-1")
     assert PlacementNetworks(frozenset({"DC0_DVPG0"}), frozenset({"dvportgroup-11"})).has(dvs)
     assert not PlacementNetworks(frozenset({"DC0_DVPG0"})).has(dvs)
+
+
+def test_the_network_map_puts_nics_on_the_chosen_network_and_refuses_unknown_ones() -> None:
+    """``--network FROM=TO`` (issue 15: the restore dialog lets the network be changed): the
+    NICs of FROM go on TO, a standard network or a distributed port group at the placement;
+    a TO not there, or a FROM the VM had no NIC on, is refused naming what there is."""
+    cfg = config_of(info())
+    here = PlacementNetworks(frozenset({"VM Network", "isolated"}), frozenset({"dvportgroup-11"}),
+                             (PortGroup("DC0_DVPG0", "dvportgroup-11", "u-1"),))
+    plain = new_vm_settings(cfg, networks=here)
+    assert plain.networks() == {"VM Network": "VM Network"}
+    moved = new_vm_settings(cfg, networks=here.mapped({"VM Network": "isolated"}))
+    assert moved.networks() == {"VM Network": "isolated"}
+    assert [(n.connect, n.mapped_to) for n in moved.nics] == [(True, "isolated")]
+    assert "set NIC 0: VirtualE1000e on 'isolated' (mapped from 'VM Network'), a new MAC " \
+        "address" in moved.describe()
+    spec: Any = rt._new_vm_spec(cfg, cfg.disks, "copy", "LocalDS_0", keep_macs=False,
+                                networks=here.mapped({"VM Network": "DC0_DVPG0"}))
+    nic: Any = next(c.device for c in spec.deviceChange
+                    if isinstance(c.device, vim.vm.device.VirtualEthernetCard))
+    assert (nic.backing.port.portgroupKey, nic.backing.port.switchUuid) == \
+        ("dvportgroup-11", "u-1")
+    assert nic.connectable.startConnected
+    with pytest.raises(UsageError, match=r"network 'lab' \(for the NICs on 'VM Network'\) "
+                       r"is not at the new VM's placement; the networks there: DC0_DVPG0, "
+                       r"VM Network, isolated"):
+        here.mapped({"VM Network": "lab"})
+    with pytest.raises(UsageError, match=r"no NIC on network 'prod': its networks were "
+                       r"VM Network"):
+        new_vm_settings(cfg, networks=here.mapped({"prod": "isolated"}))
 
 
 def test_macs_are_kept_only_when_asked() -> None:

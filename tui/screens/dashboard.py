@@ -14,6 +14,7 @@ from appliance import api
 from appliance.api import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.screens.sessions import session_percent
 
 
 @dataclass
@@ -59,15 +60,17 @@ def task_line(t: api.Task, stage: str | None = None) -> str:
 
 
 def running_text(running: list[api.Session], max_lines: int = 4) -> str:
-    """Each running session and its VMs, busiest first; at most ``max_lines`` VM lines in all
-    (the session view shows every VM and disk)."""
+    """Each running session with its percentage (the mean of its VMs', as the session view
+    shows it) and its VMs, busiest first; at most ``max_lines`` VM lines in all (the session
+    view shows every VM and disk)."""
     if not running:
         return "  no session running"
     lines = []
     left = max_lines
     order = {"running": 0, "waiting": 1}
     for s in running:
-        lines.append(f" ▶ {shown(s.job)} ({s.kind}) since {fmt.when(s.started)}")
+        lines.append(f" ▶ {shown(s.job)} ({s.kind}) {session_percent(s)}% since "
+                     f"{fmt.when(s.started)}")
         tasks = sorted(vm_tasks(s), key=lambda ts: order.get(ts[0].state, 2))
         visible = tasks[:max(1, left)]
         lines.extend(task_line(t, stage) for t, stage in visible)

@@ -100,7 +100,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
             if self.note:
                 yield Static(self.note, id="dialog-text", markup=False)
             for f in self.fields:
-                yield Label(f.label)
+                yield Label(f.label, markup=False)
                 yield Input(f.value, placeholder=f.placeholder, password=f.password,
                             id=f"field-{f.name}")
         yield Footer()

@@ -11,13 +11,17 @@ from textual.widgets import Label, Static, Tree
 
 from appliance import api
 from appliance.api import shown
+from tui import empty
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, narrow, remember
+from tui.screens.vm_history import VmHistoryScreen
 
 
 class InventoryLoaded(Message):
-    def __init__(self, vms: list[api.InventoryVm]) -> None:
+    def __init__(self, vms: list[api.InventoryVm], vcenters: list[str] | None = None) -> None:
         super().__init__()
         self.vms = vms
+        self.vcenters = vcenters or []  # looked up only when there is no VM
 
 
 def vm_label(vm: api.InventoryVm) -> str:
@@ -50,24 +54,40 @@ class InventoryScreen(VmkeepScreen):
     """What the vCenters hold and how well it is protected."""
 
     MODE = "inventory"
-    BINDINGS = [Binding("f5", "refresh", "Refresh")]  # noqa: RUF012
+    BINDINGS = [  # noqa: RUF012
+        Binding("h", "history", "History"),
+        Binding("f5", "refresh", "Refresh"),
+        KEY,
+    ]
+    FILTERS = {"inventory": "show_inventory"}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vms: list[api.InventoryVm] = []
+        self.vcenters: list[str] = []
 
     def body(self) -> ComposeResult:
-        yield Label("Inventory (enter: details)", classes="panel-title")
+        yield Label("Inventory (h: the VM's history)", classes="panel-title")
         yield Tree("vCenters", id="inventory")
         yield Static("", id="vm-detail", markup=False)
 
     def load_data(self) -> None:
         vms = fetch(self, "inventory", self.client.inventory)
         if vms is not None:
-            self.post_message(InventoryLoaded(vms))
+            vcenters = [] if vms else fetch(self, "vCenters", self.client.vcenters) or []
+            self.post_message(InventoryLoaded(vms, [v.name for v in vcenters]))
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        self.vms, self.vcenters = message.vms, message.vcenters
+        self.show_inventory()
+
+    def show_inventory(self) -> None:
         tree: Tree[api.InventoryVm | None] = self.query_one(Tree)
+        mark = remember(tree)
         tree.clear()
         tree.root.expand()
         nodes: dict[tuple[str, ...], object] = {}
-        for vm in sorted(message.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
+        for vm in sorted(self.vms, key=lambda v: (v.vcenter, v.datacenter, v.host, v.name)):
             path: tuple[str, ...] = ()
             parent: object = tree.root
             for part, sign in ((vm.vcenter, "◆"), (vm.datacenter, "▣"), (vm.host, "▤")):
@@ -78,13 +98,23 @@ class InventoryScreen(VmkeepScreen):
                                                     expand=True)
                 parent = node
             parent.add_leaf(Text(shown(vm_label(vm))), data=vm)  # type: ignore[attr-defined]
-        if not message.vms:
-            tree.root.add_leaf("no VM: add a vCenter on the Repos screen (key 7)")
+        if not self.vms:
+            tree.root.add_leaf(Text(shown(empty.no_vm(self.vcenters))))
+        narrow(tree, mark)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[api.InventoryVm | None]
                                  ) -> None:
         vm = event.node.data
         self.query_one("#vm-detail", Static).update(vm_detail(vm) if vm else "")
+
+    def action_history(self) -> None:
+        """The highlighted VM's history across jobs and repositories (its own screen)."""
+        node = self.query_one(Tree).cursor_node
+        vm = node.data if node is not None else None
+        if isinstance(vm, api.InventoryVm):
+            self.app.push_screen(VmHistoryScreen(vm.name))
+        else:
+            self.notify("no VM highlighted: move to a VM first")
 
     def action_refresh(self) -> None:
         self.reload()

@@ -8,9 +8,10 @@ from textual.message import Message
 from textual.widgets import DataTable, Label
 
 from appliance import api
-from tui import columns
+from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, key_at, narrow, remember
 from tui.screens.dialogs import ConfirmScreen
 from tui.screens.wizard import JobWizard
 
@@ -50,10 +51,12 @@ class JobsScreen(VmkeepScreen):
         Binding("r", "run", "Run"),
         Binding("f", "run_full", "Active full"),
         Binding("s", "stop", "Stop"),
-        Binding("t", "toggle_enabled", "Enable/disable"),
+        Binding("t", "toggle_enabled", "On/off"),  # enable or disable; 80 columns
         Binding("delete,x", "delete", "Delete"),
-        Binding("o", "open", "Last session"),
+        Binding("o", "open", "Last session", show=False),  # enter too; 80 columns
+        KEY,
     ]
+    FILTERS = {"jobs": "show_jobs"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,6 +77,8 @@ class JobsScreen(VmkeepScreen):
     def on_jobs_loaded(self, message: JobsLoaded) -> None:
         self.jobs = message.jobs
         self.show_jobs()
+        empty.title(self.query_one(".panel-title", Label), "Jobs",
+                    None if self.jobs else empty.NO_JOB)
 
     def show_jobs(self) -> None:
         """The jobs, in the columns that fit the table's width (COLUMNS' ranks)."""
@@ -89,7 +94,7 @@ class JobsScreen(VmkeepScreen):
         available = (table.size.width or self.size.width) - 1  # a scrollbar may take 1
         shown = columns.fit(columns.widths(COLUMNS, rows), [c.rank for c in COLUMNS],
                             available) if available else list(range(len(COLUMNS)))
-        cursor = table.cursor_row
+        mark = remember(table)
         if [str(c.label) for c in table.columns.values()] != [COLUMNS[i].label
                                                                for i in shown]:
             table.clear(columns=True)
@@ -98,14 +103,17 @@ class JobsScreen(VmkeepScreen):
             table.clear()
         for j, row in zip(self.jobs, rows, strict=True):
             table.add_row(*(row[i] for i in shown), key=j.spec.name)
-        if self.jobs:
-            table.move_cursor(row=min(cursor, len(self.jobs) - 1))
+        narrow(table, mark)
 
     def selected(self) -> api.Job | None:
         if not self.jobs:
             self.notify("no job yet: press n to create one")
             return None
-        return self.jobs[min(self.query_one(DataTable).cursor_row, len(self.jobs) - 1)]
+        name = key_at(self.query_one(DataTable))
+        job = next((j for j in self.jobs if j.spec.name == name), None)
+        if job is None:
+            self.notify("no job under the cursor (the filter shows none)")
+        return job
 
     def action_new(self) -> None:
         self.app.push_screen(JobWizard(None), lambda _: self.reload())

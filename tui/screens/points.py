@@ -13,13 +13,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from appliance import api
 from appliance.api import shown
 from appliance.errors import VmkeepError
+from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
+from tui.filter import KEY, key_at, narrow, remember
+from tui.fitted import fill
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen, TypeToConfirmScreen
+from tui.screens.vm_history import VmHistoryScreen
 
 
 def guest_note(p: api.Point) -> str:
@@ -36,6 +41,14 @@ def guest_note(p: api.Point) -> str:
     if g.postgres is not None:
         notes.append("pg ✓" if g.postgres.backup_label else "pg ✗")
     return f" ({', '.join(notes)})" if notes else ""
+
+#: The timeline's columns; a narrow terminal leaves out the highest rank first (time, kind
+#: and verified state stay).
+COLUMNS = (columns.Column("Created", 0), columns.Column("Kind", 0),
+           columns.Column("Verified", 0), columns.Column("Job", 2),
+           columns.Column("Repository", 3), columns.Column("Stored", 4),
+           columns.Column("Read", 5), columns.Column("Id", 6))
+
 
 class PointsLoaded(Message):
     def __init__(self, points: list[api.Point]) -> None:
@@ -79,8 +92,11 @@ class PointsScreen(VmkeepScreen):
         Binding("v", "restore_vm", "Restore VM"),
         Binding("d", "restore_disk", "Restore disk"),
         Binding("c", "verify", "Verify now"),
+        Binding("h", "history", "History"),
         Binding("f5", "refresh", "Refresh"),
+        KEY,
     ]
+    FILTERS = {"vms": "show_vms", "points": "show_points"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,10 +113,9 @@ class PointsScreen(VmkeepScreen):
                 yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="verify-result", markup=False)
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#points", DataTable).add_columns("Created", "Kind", "Verified", "Stored",
-                                                         "Read", "Id")
+    def on_resize(self) -> None:
+        if self.vm:
+            self.show_vm(self.vm)
 
     def load_data(self) -> None:
         points = fetch(self, "points", self.client.points)
@@ -112,18 +127,22 @@ class PointsScreen(VmkeepScreen):
         for p in message.points:
             by_vm.setdefault(p.vm, []).append(p)
         self.by_vm = {vm: ps[::-1] for vm, ps in sorted(by_vm.items())}
+        self.show_vms()
+
+    def show_vms(self) -> None:
         vms = self.query_one("#vms", OptionList)
-        highlighted = vms.highlighted
+        mark = remember(vms)
         vms.clear_options()
-        vms.add_options([Text(f"{shown(vm)} ({len(ps)})") for vm, ps in self.by_vm.items()])
-        if self.by_vm:
-            vms.highlighted = min(highlighted or 0, len(self.by_vm) - 1)
-            self.show_vm(list(self.by_vm)[vms.highlighted])
-        else:
-            self.query_one("#points-title", Label).update("No restore point yet")
+        vms.add_options([Option(Text(f"{shown(vm)} ({len(ps)})"), id=vm)
+                         for vm, ps in self.by_vm.items()])
+        narrow(vms, mark)
+        if vms.highlighted is not None:
+            self.show_vm(str(vms.get_option_at_index(vms.highlighted).id))
+        elif not self.by_vm:
+            empty.title(self.query_one("#points-title", Label), "", empty.NO_POINT)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.show_vm(list(self.by_vm)[event.option_index])
+        self.show_vm(str(event.option.id))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#points", DataTable).focus()
@@ -131,27 +150,38 @@ class PointsScreen(VmkeepScreen):
     def show_vm(self, vm: str) -> None:
         self.vm = vm
         points = self.by_vm.get(vm, [])
-        self.query_one("#points-title", Label).update(Text(f"Restore points of {shown(vm)}"))
+        empty.title(self.query_one("#points-title", Label), f"Restore points of {shown(vm)}",
+                    None)
         table = self.query_one("#points", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        mark = remember(table)
+        rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            table.add_row(*fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
-                          "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
-                          fmt.size(p.bytes_stored), fmt.size(p.bytes_read), p.id), key=p.id)
-        if points:
-            table.move_cursor(row=min(cursor, len(points) - 1))
+            rows.append(fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
+                                  "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
+                                  p.job or "—", p.repository, fmt.size(p.bytes_stored),
+                                  fmt.size(p.bytes_read), p.id))
+        fill(table, COLUMNS, rows, [p.id for p in points], table.size.width)
+        narrow(table, mark)
+
+    def show_points(self) -> None:
+        if self.vm:
+            self.show_vm(self.vm)
 
     def selected(self) -> api.Point | None:
-        points = self.by_vm.get(self.vm or "", [])
-        if not points:
+        key = key_at(self.query_one("#points", DataTable))
+        point = next((p for p in self.by_vm.get(self.vm or "", []) if p.id == key), None)
+        if point is None:
             self.notify("no restore point selected")
-            return None
-        return points[min(self.query_one("#points", DataTable).cursor_row, len(points) - 1)]
+        return point
 
     def action_refresh(self) -> None:
         self.reload()
+
+    def action_history(self) -> None:
+        """The selected VM's history across jobs and repositories (its own screen)."""
+        if self.vm is not None:
+            self.app.push_screen(VmHistoryScreen(self.vm))
 
     def action_verify(self) -> None:
         p = self.selected()
@@ -245,6 +275,7 @@ class PointsScreen(VmkeepScreen):
                     "datastore": where.datastore if where else "",
                     "folder": where.folder if where else ""}
         original = ", ".join(where.as_original) if where and where.as_original else "none"
+        networks = sorted((where.networks if where else {}).items())
 
         def submitted(values: dict[str, str] | None) -> None:
             if values is None:
@@ -254,10 +285,13 @@ class PointsScreen(VmkeepScreen):
                 value = values.get(key, "") if values["name"] else ""
                 return value if value and value != defaults[key] else None
 
+            mapped = {source: values[f"net{i}"] for i, (source, on) in enumerate(networks)
+                      if values["name"] and values[f"net{i}"] and values[f"net{i}"] != on}
             request = api.VmRestore(point=p.id, name=values["name"] or None,
                                     host=changed("host"),
                                     resource_pool=changed("resource_pool"),
-                                    datastore=changed("datastore"), folder=changed("folder"))
+                                    datastore=changed("datastore"), folder=changed("folder"),
+                                    networks=mapped)
             self.run_worker(lambda: self._plan(p, request), thread=True, group="act",
                             exit_on_error=False)
 
@@ -267,9 +301,12 @@ class PointsScreen(VmkeepScreen):
              Field("host", "Host", defaults["host"]),
              Field("resource_pool", "Resource pool", defaults["resource_pool"]),
              Field("datastore", "Datastore", defaults["datastore"]),
-             Field("folder", "VM folder", defaults["folder"])],
-            note=f"A new VM goes where the original was (the original VM's: {original}); "
-                 "change any of them. ctrl+s shows the plan before anything is done."),
+             Field("folder", "VM folder", defaults["folder"]),
+             *(Field(f"net{i}", f"Network for the NICs on {source!r}", on)
+               for i, (source, on) in enumerate(networks))],
+            note=f"A new VM goes where the original was (the original VM's: {original}), "
+                 "its NICs on their own networks; change any of them. ctrl+s shows the plan "
+                 "before anything is done."),
             submitted)
 
     def on_restore_planned(self, message: RestorePlanned) -> None:

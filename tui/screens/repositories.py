@@ -12,6 +12,7 @@ from appliance import api
 from appliance.errors import PinDetail, VmkeepError
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch, report
+from tui.filter import KEY, key_at, narrow, remember
 from tui.messages import Failed, Succeeded
 from tui.screens.dashboard import free_text
 from tui.screens.dialogs import ConfirmScreen, Field, FormScreen
@@ -45,7 +46,9 @@ class RepositoriesScreen(VmkeepScreen):
         Binding("v", "add_vcenter", "Add vCenter"),
         Binding("t", "test", "Test vCenter"),
         Binding("tab", "app.focus_next", "Switch table", show=False),
+        KEY,
     ]
+    FILTERS = {"repos": "show_targets", "vcenters": "show_targets"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,7 +76,11 @@ class RepositoriesScreen(VmkeepScreen):
 
     def on_targets_loaded(self, message: TargetsLoaded) -> None:
         self.repositories, self.vcenters = message.repositories, message.vcenters
+        self.show_targets()
+
+    def show_targets(self) -> None:
         t = self.query_one("#repos", DataTable)
+        mark = remember(t)
         t.clear()
         for r in self.repositories:
             notes = [*(["SSH"] if r.kind == "sftp" else []),
@@ -84,12 +91,15 @@ class RepositoriesScreen(VmkeepScreen):
             where = r.location + (f" ({', '.join(notes)})" if notes else "")
             t.add_row(*fmt.plain(r.name, where, str(r.points),
                                  fmt.size(r.stored_bytes), free_text(r)), key=r.name)
+        narrow(t, mark)
         t = self.query_one("#vcenters", DataTable)
+        mark = remember(t)
         t.clear()
         for v in self.vcenters:
             cert = "⚠ not checked (insecure)" if v.insecure else (
                 f"pinned {v.fingerprint[:16]}…" if v.fingerprint else "—")
             t.add_row(*fmt.plain(v.name, f"{v.host}:{v.port}", v.user, cert), key=v.name)
+        narrow(t, mark)
 
     def action_add_repository(self) -> None:
         def submitted(values: dict[str, str] | None) -> None:
@@ -103,19 +113,21 @@ class RepositoriesScreen(VmkeepScreen):
                                                  "imported when a repository)")]), submitted)
 
     def action_rescan(self) -> None:
-        if not self.repositories:
+        key = key_at(self.query_one("#repos", DataTable))
+        r = next((r for r in self.repositories if r.name == key), None)
+        if r is None:
             self.notify("no repository: press a to add one")
             return
-        r = self.repositories[self.query_one("#repos", DataTable).cursor_row]
         self.notify(f"rescanning {r.name}…")
         self.act("rescan", lambda: self.client.rescan_repository(r.name),
                  done=f"repository {r.name} rescanned")
 
     def action_test(self) -> None:
-        if not self.vcenters:
+        key = key_at(self.query_one("#vcenters", DataTable))
+        v = next((v for v in self.vcenters if v.name == key), None)
+        if v is None:
             self.notify("no vCenter: press v to add one")
             return
-        v = self.vcenters[self.query_one("#vcenters", DataTable).cursor_row]
 
         def work() -> None:
             answer = fetch(self, f"test {v.name}", lambda: self.client.test_vcenter(v.name))

@@ -15,8 +15,10 @@ from textual.widgets import DataTable, Label, RichLog, Static
 from appliance import api
 from appliance.api import shown
 from appliance.errors import VmkeepError
+from tui import empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, key_at, narrow, remember
 
 
 class SessionsLoaded(Message):
@@ -30,7 +32,8 @@ class SessionsScreen(VmkeepScreen):
 
     MODE = "sessions"
     REFRESH_EVERY = 3.0
-    BINDINGS = [Binding("o", "open", "Open session")]  # noqa: RUF012
+    BINDINGS = [Binding("o", "open", "Open session"), KEY]  # noqa: RUF012
+    FILTERS = {"sessions": "show_sessions"}  # noqa: RUF012
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,23 +54,27 @@ class SessionsScreen(VmkeepScreen):
 
     def on_sessions_loaded(self, message: SessionsLoaded) -> None:
         self.sessions = message.sessions
+        self.show_sessions()
+
+    def show_sessions(self) -> None:
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
+        mark = remember(table)
         table.clear()
-        for s in message.sessions:
+        for s in self.sessions:
             table.add_row(*fmt.plain(fmt.when(s.started), s.job, s.kind,
                                      fmt.result(s.state, s.result),
                           fmt.when(s.ended) if s.ended else "—"), key=s.id)
-        if message.sessions:
-            table.move_cursor(row=min(cursor, len(message.sessions) - 1))
+        narrow(table, mark)
+        empty.title(self.query_one(".panel-title", Label), "Sessions (newest first)",
+                    None if self.sessions else empty.NO_SESSION)
 
     def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:
-        if self.sessions:
-            self.vmkeep.action_open_session(
-                self.sessions[self.query_one(DataTable).cursor_row].id)
+        key = key_at(self.query_one(DataTable))
+        if key is not None:
+            self.vmkeep.action_open_session(key)
 
 
 class SessionUpdated(Message):
@@ -253,9 +260,17 @@ class SessionScreen(VmkeepScreen):
         if len(s.log) < self.logged:
             log.clear()
             self.logged = 0
+        width = log.scrollable_content_region.width or None  # wrapped to the log's width
         for line in s.log[self.logged:]:
-            log.write(log_line(line))
+            log.write(log_line(line), width=width)
         self.logged = len(s.log)
+
+    def on_resize(self) -> None:
+        """Wrap the log again to its new width (written lines keep the width they had)."""
+        if self.session is not None and self.logged:
+            self.query_one(RichLog).clear()
+            self.logged = 0
+            self.post_message(SessionUpdated(self.session))
 
     def action_back(self) -> None:
         self.dismiss()

@@ -23,7 +23,10 @@ from appliance import api
 from appliance.api import shown
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, narrow, remember
 from tui.job_form import form_of, job_fields
+from tui.screens.dialogs import ConfirmScreen
+from tui.ticks import TickBox, VmTree, vms_under
 
 STEPS = (("name", "1/6 Name"), ("vms", "2/6 Virtual machines"),
          ("storage", "3/6 Repository and retention"), ("processing", "4/6 Processing"),
@@ -90,7 +93,9 @@ class JobWizard(VmkeepScreen):
         Binding("ctrl+b", "back", "Back", priority=True),
         Binding("ctrl+s", "finish", "Save job", priority=True),
         Binding("escape", "cancel", "Cancel"),
+        KEY,
     ]
+    FILTERS = {"tree": "fill_tree"}  # noqa: RUF012
 
     def __init__(self, job: api.Job | None) -> None:
         super().__init__()
@@ -98,6 +103,7 @@ class JobWizard(VmkeepScreen):
         self.step = 0
         self.chosen: set[str] = {vm.name for vm in job.spec.vms} if job else set()
         self.inventory: list[api.InventoryVm] = []
+        self.opened_with: tuple[object, ...] = ()  # what Esc compares with (``dirty``)
 
     def body(self) -> ComposeResult:
         spec = self.job.spec if self.job else None
@@ -116,8 +122,9 @@ class JobWizard(VmkeepScreen):
                 yield Label("vCenter")
                 yield Select([], id="vcenter", allow_blank=True, prompt="loading…")
             with Vertical(id="vms"):
-                yield Label("enter: add or remove the VM under the cursor", id="vms-help")
-                yield Tree("inventory", id="tree")
+                yield Label("space/enter: tick the VM (a host: all its VMs) · / filter",
+                            id="vms-help")
+                yield VmTree("inventory", id="tree")
                 yield from text("Containers: every VM in them at each run (inventory paths, "
                                 "comma separated)", "containers", "e.g. /DC0/host/DC0_C0")
             with VerticalScroll(id="storage"):
@@ -133,9 +140,9 @@ class JobWizard(VmkeepScreen):
             with VerticalScroll(id="processing"):
                 yield from text("Block size (256K, 512K, 1M, 4M)", "block-size")
                 yield from text("Compression (none, zstd-fast, zstd-3, zstd-9)", "compression")
-                yield Checkbox("Consent to turn Changed Block Tracking on where it is off",
+                yield TickBox("Consent to turn Changed Block Tracking on where it is off",
                                bool(v["cbt"]), id="cbt")
-                yield Checkbox("Quiesce the guest (VMware Tools)", bool(v["quiesce"]),
+                yield TickBox("Quiesce the guest (VMware Tools)", bool(v["quiesce"]),
                                id="quiesce")
                 yield Label("Without VMware Tools running")
                 yield Select(FALLBACKS, value=v["quiesce-fallback"], id="quiesce-fallback",
@@ -195,6 +202,7 @@ class JobWizard(VmkeepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.show_step()
+        self.opened_with = self.state()
 
     def on_screen_resume(self) -> None:
         self.show_connection()
@@ -210,6 +218,7 @@ class JobWizard(VmkeepScreen):
             self.post_message(WizardData(vcenters, repos, inventory or []))
 
     def on_wizard_data(self, message: WizardData) -> None:
+        clean = not self.dirty()
         spec = self.job.spec if self.job else None
         vc = self.query_one("#vcenter", Select)
         names = [v.name for v in message.vcenters]
@@ -232,9 +241,12 @@ class JobWizard(VmkeepScreen):
             repo.value = message.repositories[0].name
         self.inventory = message.inventory
         self.fill_tree()
+        if clean:  # what was loaded is what the wizard opened with
+            self.opened_with = self.state()
 
     def fill_tree(self) -> None:
         tree: Tree[api.InventoryVm | None] = self.query_one("#tree", Tree)
+        mark = remember(tree)
         tree.clear()
         tree.root.expand()
         vcenter = self.query_one("#vcenter", Select).value
@@ -251,6 +263,7 @@ class JobWizard(VmkeepScreen):
                 host = nodes[(vm.datacenter, vm.host)] = dc.add(  # type: ignore[attr-defined]
                     Text(f"▤ {shown(vm.host)}"), expand=True)
             host.add_leaf(self.vm_label(vm), data=vm)  # type: ignore[attr-defined]
+        narrow(tree, mark)
 
     def vm_label(self, vm: api.InventoryVm) -> Text:
         """A VM's line in the tree: its name from vCenter as it is (no markup) and escaped (a
@@ -263,11 +276,16 @@ class JobWizard(VmkeepScreen):
             self.fill_tree()
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[api.InventoryVm | None]) -> None:
-        vm = event.node.data
-        if vm is None:
-            return
-        self.chosen.symmetric_difference_update({vm.name})
-        event.node.set_label(self.vm_label(vm))
+        """Tick the VM, or every VM shown under a host (all ticked already: untick them)."""
+        nodes = vms_under(event.node)
+        names = {n.data.name for n in nodes if n.data is not None}
+        if names <= self.chosen:
+            self.chosen -= names
+        else:
+            self.chosen |= names
+        for n in nodes:
+            if n.data is not None:
+                n.set_label(self.vm_label(n.data))
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -286,6 +304,10 @@ class JobWizard(VmkeepScreen):
                  "storage": "#repository", "processing": "#block-size", "schedule": "#kind"}
         if key in first:
             self.query_one(first[key]).focus()
+        self.refresh_bindings()  # `/` filters the tree of VMs, on its step only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return action != "filter" or STEPS[self.step][0] == "vms"
 
     def problem(self) -> str | None:
         key = STEPS[self.step][0]
@@ -322,8 +344,29 @@ class JobWizard(VmkeepScreen):
             self.step -= 1
             self.show_step()
 
+    def state(self) -> tuple[object, ...]:
+        """Everything the wizard's inputs hold (what ``dirty`` compares)."""
+        return (self.values(), frozenset(self.chosen), self.query_one("#job-name", Input).value,
+                *(self.query_one(f"#{s}", Select).value for s in ("vcenter", "repository")))
+
+    def dirty(self) -> bool:
+        """Has anything changed since the wizard opened (and loaded what it shows)?"""
+        return self.state() != self.opened_with
+
     def action_cancel(self) -> None:
-        self.dismiss()
+        """Esc: close; when something was changed, only after "discard changes?" — yes."""
+        if not self.dirty():
+            self.dismiss()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss()
+
+        what = f"job {self.job.spec.name}" if self.job else "the new job"
+        self.app.push_screen(ConfirmScreen(
+            "Discard changes?", f"What was changed in {what} is lost: nothing is saved. "
+            "n (or Esc) goes back to the wizard."), answered)
 
     def values(self) -> dict[str, str | bool]:
         """Every input's value, by its id (as ``tui.job_form`` names them)."""
