@@ -412,8 +412,9 @@ class ApplianceClient:
         return self._call("POST", "/restore/vm/plan", api.VmRestorePlan,
                           json=request.model_dump())
 
-    def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
-        return self._call("POST", "/restore/postgres", api.Done,
+    def restore_postgres(self, request: api.PostgresRestore) -> api.SessionSummary:
+        """Start preparing a PostgreSQL data folder (checked first); its session."""
+        return self._call("POST", "/restore/postgres", api.SessionSummary,
                           json=request.model_dump(mode="json"))
 
     def restore_disk(self, point: str, disk: int, to: str) -> api.SessionSummary:

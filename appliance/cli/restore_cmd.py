@@ -1,5 +1,5 @@
 """``vmkeep restore vm|disk|postgres``: restore from a restore point, through the appliance.
-A VM or disk restore is a session of the appliance: the command starts it (the appliance
+Each restore is a session of the appliance: the command starts it (the appliance
 refuses a bad request at once), follows it to its end (``session_cmd.follow``) and exits as
 its outcome says (``--no-wait``: prints the session's id instead)."""
 
@@ -98,6 +98,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--until", metavar="TIME",
                    help="replay up to this time, e.g. '2026-12-02 07:15:00+00' (default: "
                    "everything stored)")
+    _add_no_wait(p)
     add_json_option(p)
 
 
@@ -146,9 +147,9 @@ def cmd_postgres(args: argparse.Namespace, client: ApplianceClient) -> int:
                              "'2026-12-02 07:15:00+00:00'") from None
         if until.tzinfo is None:
             raise UsageError("--until needs its time zone, e.g. +00:00 for UTC")
-    done = client.restore_postgres(api.PostgresRestore(
+    started = client.restore_postgres(api.PostgresRestore(
         point=args.point, data_dir=os.path.abspath(args.data_dir), until=until))
-    return _done(args, done)
+    return _follow(args, client, started)
 
 
 def cmd_disk(args: argparse.Namespace, client: ApplianceClient) -> int:
@@ -180,15 +181,6 @@ def _follow(args: argparse.Namespace, client: ApplianceClient,
                     "message": outcome.message}))
     else:
         print(shown(outcome.message), file=sys.stderr)
-    return 0
-
-
-def _done(args: argparse.Namespace, done: api.Done) -> int:
-    """The appliance's answer: its message on stderr, or (``--json``) the answer on stdout."""
-    if args.json:
-        print(dump(done.model_dump(mode="json")))
-    else:
-        print(done.message, file=sys.stderr)
     return 0
 
 

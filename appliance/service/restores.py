@@ -1,11 +1,11 @@
 """Restore points and restores: a disk to a file, an entire VM to vCenter, and a PostgreSQL
 data folder made ready for point-in-time recovery from a log backup job's WAL files.
 
-A disk or VM restore comes in two steps, so that it can run as a session
-(sessions/restore.py): ``check_disk`` / ``check_vm`` refuse what can be refused at once
-(bad input, an existing target, a point that does not restore, an overwrite not confirmed)
-and answer what will be restored; ``restore_disk`` / ``restore_vm`` then do it, reporting
-each disk's progress, and answer what was done."""
+Each restore comes in two steps, so that it can run as a session (sessions/restore.py):
+``check_disk`` / ``check_vm`` / ``check_postgres`` refuse what can be refused at once (bad
+input, an existing target, a point that does not restore, an overwrite not confirmed) and
+answer what will be restored; ``restore_disk`` / ``restore_vm`` / ``restore_postgres`` then
+do it, reporting each disk's progress, and answer what was done."""
 
 from __future__ import annotations
 
@@ -60,6 +60,21 @@ class CheckedVm:
     target: str
     disks: tuple[tuple[int, int], ...]
     lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedPostgres:
+    """A PostgreSQL restore that passed ``check_postgres``: point ``point_id`` of VM ``vm``
+    in repository ``repository`` (its base backup's label and tablespace map), into the data
+    folder ``folder``, replayed up to ``until`` (None: everything stored)."""
+
+    point_id: str
+    vm: str
+    repository: str
+    folder: Path
+    label: str
+    tablespace_map: str
+    until: datetime | None
 
 
 class RestoreService:
@@ -232,9 +247,14 @@ class RestoreService:
                 f"{r.seconds:.1f}s")
 
     def postgres(self, point_id: str, data_dir: str, until: datetime | None) -> str:
-        """Make ``data_dir`` (PostgreSQL's data folder taken out of the point's restored disk)
-        ready for point-in-time recovery: its backup label, every WAL file the VM's log
-        backup job stored (in ``vmkeep-wal/``), recovery.signal and the settings."""
+        """``check_postgres`` then ``restore_postgres``, here and now."""
+        return self.restore_postgres(self.check_postgres(point_id, data_dir, until),
+                                     lambda _done, _total: None)
+
+    def check_postgres(self, point_id: str, data_dir: str, until: datetime | None
+                       ) -> CheckedPostgres:
+        """Refuse at once a folder that is not PostgreSQL's data folder, an unknown point, a
+        point without a PostgreSQL base backup."""
         folder = Path(data_dir)
         if not folder.is_absolute() or not (folder / "PG_VERSION").is_file():
             raise UsageError(f"{data_dir} is not a PostgreSQL data folder (no PG_VERSION): take "
@@ -247,30 +267,47 @@ class RestoreService:
             raise UsageError(f"point {point_id} holds no PostgreSQL base backup (its job had no "
                              "--postgres, or pg_backup_stop failed); it can only be started "
                              "with crash recovery")
-        (folder / "backup_label").write_text(label)
+        return CheckedPostgres(point_id, row.object_name, name, folder, str(label),
+                               str(pg.get("tablespace_map") or ""), until)
+
+    def restore_postgres(self, c: CheckedPostgres, progress: Callable[[int, int], None]
+                         ) -> str:
+        """Make the checked data folder (PostgreSQL's, taken out of the point's restored
+        disk) ready for point-in-time recovery: its backup label, every WAL file the VM's log
+        backup job stored (in ``vmkeep-wal/``; ``progress``: their bytes written, of all),
+        recovery.signal and the settings. What was done."""
+        folder, point_id = c.folder, c.point_id
+        (folder / "backup_label").write_text(c.label)
         for stale in ("postmaster.pid", "postmaster.opts"):  # as pg_basebackup leaves out
             (folder / stale).unlink(missing_ok=True)
-        if pg.get("tablespace_map"):
-            (folder / "tablespace_map").write_text(pg["tablespace_map"])
+        if c.tablespace_map:
+            (folder / "tablespace_map").write_text(c.tablespace_map)
         wal = folder / "vmkeep-wal"
         wal.mkdir(exist_ok=True)
-        count = 0
-        with self._repositories.open_named(name) as repo, self._state.workspace(
-                repo, name, exclusive=False, operation="restore postgres") as ws:
+        count = done = 0
+        with self._repositories.open_named(c.repository) as repo, self._state.workspace(
+                repo, c.repository, exclusive=False, operation="restore postgres") as ws:
             hold_point("restore-postgres-locked", point_id)
-            for p in ws.cat.points(repo.id, logs_object(row.object_name)):
+            todo: dict[str, tuple[str, DiskRow]] = {}  # by file name: the first point's
+            for p in ws.cat.points(repo.id, logs_object(c.vm)):
                 for d in ws.cat.disks(p.point_id):
-                    target = wal / d.label
-                    if not target.exists():
-                        restore_disk(ws, p.point_id, d.disk_index, target)
-                        count += 1
+                    if d.label not in todo and not (wal / d.label).exists():
+                        todo[d.label] = (p.point_id, d)
+            total = sum(d.size for _p, d in todo.values())
+            progress(0, total)
+            for p_id, d in todo.values():
+                restore_disk(ws, p_id, d.disk_index, wal / d.label)
+                count += 1
+                done += d.size
+                progress(done, total)
         (folder / "recovery.signal").write_text("")
         settings = [f"restore_command = 'cp \"{wal}/%f\" \"%p\"'",
                     "recovery_target_action = 'promote'"]
-        if until is not None:
-            settings.append(f"recovery_target_time = '{until.isoformat()}'")
+        if c.until is not None:
+            settings.append(f"recovery_target_time = '{c.until.isoformat()}'")
         with (folder / "postgresql.auto.conf").open("a") as f:
             f.write("\n# vmkeep restore postgres\n" + "\n".join(settings) + "\n")
-        return (f"{folder}: backup_label of point {point_id}, {count} WAL file(s) in {wal}, "
-                "recovery.signal and " + ", ".join(s.split(" =")[0] for s in settings)
+        return (f"{folder}: backup_label of point {point_id}, {count} WAL file(s) "
+                f"({human_bytes(done)}) in {wal}, recovery.signal and "
+                + ", ".join(s.split(" =")[0] for s in settings)
                 + "; start PostgreSQL on it (as the data folder's owner) to replay")

@@ -3,10 +3,12 @@ request was checked at once (``service/restores.py``: what it refuses is the req
 as before restores were sessions).
 
 The session is named for what it restores (its ``job``): ``restore VM`` for an entire VM,
-``restore VM disk N`` for a disk to a file. Its tasks: the VM (the sum of its disks) and one
-per disk (``VM · disk N``), each with its bytes done and total, rate and ETA; its log says
-what is restored where, with human sizes; its outcome (``api.SessionOutcome``) says what was
-restored, or the error with its code and exit code, so ``vmkeep restore`` exits as it did.
+``restore VM disk N`` for a disk to a file, ``restore VM postgres`` for a PostgreSQL data
+folder. Its tasks: the VM (the sum of its disks) and one per disk (``VM · disk N``), each
+with its bytes done and total, rate and ETA (PostgreSQL's: one task, ``VM · WAL``, the WAL
+files' bytes); its log says what is restored where, with human sizes; its outcome
+(``api.SessionOutcome``) says what was restored, or the error with its code and exit code,
+so ``vmkeep restore`` exits as it did.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from appliance import api
 from appliance.errors import InternalError, VmkeepError
 from appliance.faults import hold_point
 from appliance.progress import human_bytes
-from appliance.service.restores import CheckedDisk, CheckedVm
+from appliance.service.restores import CheckedDisk, CheckedPostgres, CheckedVm
 from appliance.sessions.core import LiveTask, SessionRun
 
 Start = Callable[[str, api.SessionKind, list[LiveTask], Callable[[SessionRun], None]],
@@ -67,10 +69,28 @@ def start_disk(start: Start, checked: CheckedDisk) -> api.SessionSummary:
                  _tasks(checked.vm, ((checked.disk, checked.size),)), work)
 
 
+def start_postgres(start: Start, checked: CheckedPostgres) -> api.SessionSummary:
+    """Start the session that makes the checked data folder ready for recovery."""
+    name = f"{checked.vm} · WAL"
+
+    def work(run: SessionRun) -> None:
+        c = checked
+        run.log("info", f"prepare PostgreSQL data folder {c.folder} for point-in-time "
+                        f"recovery from point {c.point_id} of VM {c.vm!r}"
+                        + (f" up to {c.until.isoformat()}" if c.until else "")
+                        + f": the WAL of its log backup job from repository {c.repository!r}")
+        _restore(run, name, lambda report: run.registry.restores.restore_postgres(
+            c, lambda done, total: report(-1, done, total)), what=str(c.folder))
+
+    return start(f"restore {checked.vm} postgres", "restore",
+                 [LiveTask(name, checked.vm)], work)
+
+
 def _restore(run: SessionRun, vm: str,
              restore: Callable[[Callable[[int, int, int], None]], str], *, what: str) -> None:
     """Run ``restore`` (given the disks' progress callback; it answers what was done) and
-    end the tasks and the session's outcome by how it went."""
+    end the tasks and the session's outcome by how it went. Task ``vm`` is the sum of the
+    disks' tasks; without any, the progress (disk -1) is its own."""
     live = run.live
     tasks = [t for t in live.tasks.values() if t.disk is not None]
     vm_task = live.tasks[vm]
@@ -82,14 +102,15 @@ def _restore(run: SessionRun, vm: str,
     run.notify()
 
     def report(disk: int, done: int, total: int) -> None:
-        task = live.tasks.get(disk_task(vm, disk))
+        task = vm_task if not tasks else live.tasks.get(disk_task(vm, disk))
         if task is None:
             return
         with live.lock:
             task.bytes_done, task.bytes_total = done, total
-            vm_task.bytes_done = sum(t.bytes_done for t in tasks)
-            vm_task.bytes_total = sum(t.bytes_total for t in tasks)
-            if done >= total and task.state == "running":
+            if tasks:
+                vm_task.bytes_done = sum(t.bytes_done for t in tasks)
+                vm_task.bytes_total = sum(t.bytes_total for t in tasks)
+            if done >= total and task.state == "running" and task.disk is not None:
                 task.state, task.stage, task.result = "ended", None, "success"
                 task.finished = time.monotonic()
                 finished = True
@@ -128,5 +149,8 @@ def _end(run: SessionRun, result: api.Result) -> None:
             if t.disk is not None and result == "success":
                 t.bytes_done = t.bytes_total
         vm = next((t for t in live.tasks.values() if t.disk is None), None)
-        if vm is not None:
-            vm.bytes_done = sum(t.bytes_done for t in live.tasks.values() if t.disk is not None)
+        disks = [t for t in live.tasks.values() if t.disk is not None]
+        if vm is not None and disks:
+            vm.bytes_done = sum(t.bytes_done for t in disks)
+        elif vm is not None and result == "success":
+            vm.bytes_done = vm.bytes_total

@@ -181,6 +181,13 @@ def test_point_in_time_restore_from_vmkeep_alone(lab: Lab, sshd: Sshd, pg: Postg
         r = lab.vmkeep("restore", "postgres", image_point["id"], "--data-dir", str(restored),
                        "--until", between)
         assert r.code == 0, r.err
+        # a restore session, as the disk's: the WAL files' bytes, then what was done
+        s = json.loads(lab.vmkeep("session", "list", "--kind", "restore", "--json").out)[-1]
+        assert (s["job"], s["result"]) == (f"restore {VM} postgres", "success"), s
+        shown = json.loads(lab.vmkeep("session", "show", s["id"], "--json").out)
+        wal = shown["tasks"][0]
+        assert wal["name"] == f"{VM} · WAL" and wal["bytes_done"] == wal["bytes_total"] > 0
+        assert "WAL file(s)" in shown["outcome"]["message"] and "vmkeep-wal" in r.err
         subprocess.run(["chown", "-R", "postgres:postgres", str(restored)], check=True)
         restored.chmod(0o700)
         fresh = Postgres(pg.base, restored, _free_port())

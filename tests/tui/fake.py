@@ -549,9 +549,11 @@ class FakeClient:
         return self.start_restore(vm, f"restore {vm} disk {disk}",
                                   f"restored disk {disk} of {point} to {to} (160.0 MiB)")
 
-    def restore_postgres(self, request: api.PostgresRestore) -> api.Done:
+    def restore_postgres(self, request: api.PostgresRestore) -> api.SessionSummary:
         self._call("restore_postgres", point=request.point, data_dir=request.data_dir)
-        return api.Done(message=f"{request.data_dir} prepared from {request.point}")
+        vm = next(p.vm for p in self._points if p.id == request.point)
+        return self.start_restore(vm, f"restore {vm} postgres",
+                                  f"{request.data_dir} prepared from {request.point}")
 
     def query(self, sql: str, *, max_rows: int = 1000, timeout: float = 10.0
               ) -> api.QueryAnswer:

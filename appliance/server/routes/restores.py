@@ -1,5 +1,5 @@
-"""Routes of what is restored from a point: a VM, a disk (each as a restore session), a
-PostgreSQL data folder."""
+"""Routes of what is restored from a point: a VM, a disk, a PostgreSQL data folder, each as a
+restore session."""
 
 from __future__ import annotations
 
@@ -37,8 +37,12 @@ def add_routes(app: FastAPI, state: ApplianceState) -> None:
         return restore_session.start_disk(
             state.sessions.start, reg.restores.check_disk(body.point, body.disk, body.to))
 
-    @app.post(f"{v}/restore/postgres", response_model=api.Done, responses=ERRORS)
-    def restore_postgres(body: api.PostgresRestore) -> api.Done:
+    @app.post(f"{v}/restore/postgres", response_model=api.SessionSummary, status_code=202,
+              responses=ERRORS)
+    def restore_postgres(body: api.PostgresRestore) -> api.SessionSummary:
         """Prepare a restored PostgreSQL data folder for point-in-time recovery: the backup
-        label kept with the point, the WAL of the VM's log backup job, the settings."""
-        return api.Done(message=reg.restores.postgres(body.point, body.data_dir, body.until))
+        label kept with the point, the WAL of the VM's log backup job, the settings. Checked
+        at once, then done by a restore session."""
+        return restore_session.start_postgres(
+            state.sessions.start,
+            reg.restores.check_postgres(body.point, body.data_dir, body.until))
