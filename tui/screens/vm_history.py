@@ -22,7 +22,7 @@ from tui.fitted import fill
 
 #: The points' columns; a narrow terminal leaves out the highest rank first (time, kind and
 #: verified state stay).
-COLUMNS = (columns.Column("Created", 0), columns.Column("Kind", 0),
+COLUMNS = (columns.Column("Created (UTC)", 0), columns.Column("Kind", 0),
            columns.Column("Verified", 0), columns.Column("Job", 1),
            columns.Column("Repository", 2), columns.Column("Stored", 3),
            columns.Column("Read", 4), columns.Column("Id", 5))
@@ -164,7 +164,7 @@ class VmHistoryScreen(VmkeepScreen):
         rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            rows.append(fmt.plain(fmt.when(p.created), p.kind,
+            rows.append(fmt.plain(fmt.when(p.created, zone=False), p.kind,
                                   "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
                                   p.job or "—", p.repository, fmt.size(p.bytes_stored),
                                   fmt.size(p.bytes_read), p.id))
