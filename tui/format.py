@@ -52,13 +52,24 @@ def duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def when(t: datetime | None, now: datetime | None = None) -> str:
-    """A time as 'YYYY-MM-DD HH:MM' in UTC (the appliance's clock)."""
+def when(t: datetime | None, now: datetime | None = None, *, zone: bool = True) -> str:
+    """A time as 'YYYY-MM-DD HH:MM UTC' (the appliance's clock; a time in the TUI carries its
+    zone, as a next run carries its schedule's). ``zone`` False: without ' UTC', for a table
+    whose column's title says "(UTC)"."""
     if t is None:
         return "never"
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC" if zone else "%Y-%m-%d %H:%M")
+
+
+def span(start: datetime, end: datetime | None) -> str:
+    """From ``start`` to ``end`` (None: still going): 'YYYY-MM-DD HH:MM → HH:MM UTC' within a
+    day, else both whole."""
+    if end is None:
+        return when(start)
+    a, b = when(start), when(end)
+    return f"{a[:-4]} → {b[11:]}" if a[:10] == b[:10] else f"{a} → {b}"
 
 
 def result(state: str | None, res: str | None) -> str:

@@ -20,6 +20,7 @@ from tui.filter import FilterBar, FilterInput, Mark, narrow
 from tui.screens.help import HelpScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.points import PointsScreen
+from tui.screens.vm_history import VmHistoryScreen
 
 
 def jobs_screen(screen: object) -> JobsScreen:
@@ -153,3 +154,19 @@ async def test_screens_without_a_list_have_no_slash() -> None:
 def test_narrow_needs_a_list() -> None:
     with pytest.raises(TypeError):
         narrow(FilterBar({}), Mark(None, 0))
+
+
+async def test_slash_filters_the_points_of_the_vm_view() -> None:
+    app = app_for(FakeClient())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: shows(app, "Restore points of DC0_H0_VM0"))
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, VmHistoryScreen)
+                    and app.screen.query_one("#vm-points", DataTable).row_count == 2)
+        table = app.screen.query_one("#vm-points", DataTable)
+        await pilot.press("slash", *"incremental")
+        await until(pilot, lambda: table.row_count == 1 and shows(app, "1 of 2"))
+        await pilot.press("escape")
+        await until(pilot, lambda: table.row_count == 2)
+        assert isinstance(app.screen, VmHistoryScreen)  # Esc cleared the filter, no more

@@ -17,11 +17,11 @@ async def test_the_timeline_shows_job_and_repository_and_fits_80_columns() -> No
         await until(pilot, lambda: shows(app, "incremental", "nightly"))
         table = app.screen.query_one("#points", DataTable)
         assert [str(c.label) for c in table.columns.values()] == [  # the id left out first
-            "Created", "Kind", "Verified", "Job", "Repository", "Stored", "Read"]
+            "Created (UTC)", "Kind", "Verified", "Job", "Repository", "Stored", "Read"]
         assert [str(c) for c in table.get_row_at(0)][3:5] == ["nightly", "main"]
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: "Read" not in [str(c.label) for c in table.columns.values()])
         labels = [str(c.label) for c in table.columns.values()]
-        assert labels[:3] == ["Created", "Kind", "Verified"], labels
+        assert labels[:3] == ["Created (UTC)", "Kind", "Verified"], labels
         assert sum(c.get_render_width(table) for c in table.columns.values()) <= \
             table.size.width, labels

@@ -130,7 +130,7 @@ def test_vm_view(snap_compare: Compare, size: tuple[int, int]) -> None:
     its newest point (incremental, nightly → main), "jobs: nightly" and where it runs; "Last
     result per job" with nightly "✓ success" → main; its two points newest first with Created,
     Kind, Verified, Job "nightly", Repository "main" and Stored (at 120×40 Read and the id
-    too); the footer's Back and Refresh."""
+    too); the footer's Back, Refresh and Filter."""
     assert snap_compare(app_for(FakeClient()), terminal_size=size, run_before=seeing(
         "Last result per job", "Restore points, newest first (2)",
         keys=("5", "h")))

@@ -131,7 +131,7 @@ class DashboardScreen(VmkeepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#jobs", DataTable).add_columns(
-            "Job", "Status", "Last result", "Last run", "Next run")
+            "Job", "Status", "Last result", "Last run (UTC)", "Next run")
         self.query_one("#repos", DataTable).add_columns("Repository", "Used", "Free", "Dedup",
                                                        "Points")
 
@@ -166,7 +166,7 @@ class DashboardScreen(VmkeepScreen):
                       else "enabled" if job.enabled else "disabled")
             table.add_row(*fmt.plain(job.spec.name, status,
                           fmt.result(last.state, last.result) if last else "—",
-                          fmt.when(last.started) if last else "never",
+                          fmt.when(last.started, zone=False) if last else "never",
                           api.next_run_text(job) if job.enabled else "—"),
                           key=job.spec.name)
         if o.jobs:

@@ -31,7 +31,7 @@ def what(spec: api.JobSpec) -> str:
 COLUMNS = (columns.Column("Job", 0), columns.Column("On", 4), columns.Column("VMs", 5),
            columns.Column("Repository", 6), columns.Column("Schedule", 1),
            columns.Column("Next run", 0), columns.Column("Last result", 0),
-           columns.Column("Last run", 2))
+           columns.Column("Last run (UTC)", 2))
 
 
 class JobsLoaded(Message):
@@ -90,7 +90,7 @@ class JobsScreen(VmkeepScreen):
                                   j.spec.repository, fmt.schedule(j.spec.schedule),
                                   api.next_run_text(j) if j.enabled else "—",
                                   fmt.result(last.state, last.result) if last else "—",
-                                  fmt.when(last.started) if last else "never"))
+                                  fmt.when(last.started, zone=False) if last else "never"))
         available = (table.size.width or self.size.width) - 1  # a scrollbar may take 1
         shown = columns.fit(columns.widths(COLUMNS, rows), [c.rank for c in COLUMNS],
                             available) if available else list(range(len(COLUMNS)))

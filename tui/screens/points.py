@@ -44,7 +44,7 @@ def guest_note(p: api.Point) -> str:
 
 #: The timeline's columns; a narrow terminal leaves out the highest rank first (time, kind
 #: and verified state stay).
-COLUMNS = (columns.Column("Created", 0), columns.Column("Kind", 0),
+COLUMNS = (columns.Column("Created (UTC)", 0), columns.Column("Kind", 0),
            columns.Column("Verified", 0), columns.Column("Job", 2),
            columns.Column("Repository", 3), columns.Column("Stored", 4),
            columns.Column("Read", 5), columns.Column("Id", 6))
@@ -157,7 +157,7 @@ class PointsScreen(VmkeepScreen):
         rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            rows.append(fmt.plain(fmt.when(p.created), p.kind + guest_note(p),
+            rows.append(fmt.plain(fmt.when(p.created, zone=False), p.kind + guest_note(p),
                                   "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
                                   p.job or "—", p.repository, fmt.size(p.bytes_stored),
                                   fmt.size(p.bytes_read), p.id))

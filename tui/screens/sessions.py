@@ -45,7 +45,8 @@ class SessionsScreen(VmkeepScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one(DataTable).add_columns("Started", "Job", "Kind", "Result", "Ended")
+        self.query_one(DataTable).add_columns("Started (UTC)", "Job", "Kind", "Result",
+                                              "Ended (UTC)")
 
     def load_data(self) -> None:
         sessions = fetch(self, "sessions", self.client.sessions)
@@ -61,9 +62,9 @@ class SessionsScreen(VmkeepScreen):
         mark = remember(table)
         table.clear()
         for s in self.sessions:
-            table.add_row(*fmt.plain(fmt.when(s.started), s.job, s.kind,
+            table.add_row(*fmt.plain(fmt.when(s.started, zone=False), s.job, s.kind,
                                      fmt.result(s.state, s.result),
-                          fmt.when(s.ended) if s.ended else "—"), key=s.id)
+                          fmt.when(s.ended, zone=False) if s.ended else "—"), key=s.id)
         narrow(table, mark)
         empty.title(self.query_one(".panel-title", Label), "Sessions (newest first)",
                     None if self.sessions else empty.NO_SESSION)
@@ -232,14 +233,13 @@ class SessionScreen(VmkeepScreen):
 
     def on_session_updated(self, message: SessionUpdated) -> None:
         s = self.session = message.session
-        ended = f" → {fmt.when(s.ended)}" if s.ended else ""
         pct = session_percent(s)
         if s.state == "running" and (not self.seen_percentages
                                      or self.seen_percentages[-1] != pct):
             self.seen_percentages.append(pct)
         self.query_one("#session-head", Static).update(
             f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
-            f"{fmt.when(s.started)}{ended}\nsession {s.id}")
+            f"{fmt.span(s.started, s.ended)}\nsession {s.id}")
         stats = self.query_one("#session-stats", Static)
         stats.display = s.stats is not None or s.outcome is not None
         if s.stats is not None:

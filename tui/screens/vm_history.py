@@ -17,11 +17,12 @@ from appliance.api import shown
 from tui import columns, empty
 from tui import format as fmt
 from tui.base import VmkeepScreen, fetch
+from tui.filter import KEY, narrow, remember
 from tui.fitted import fill
 
 #: The points' columns; a narrow terminal leaves out the highest rank first (time, kind and
 #: verified state stay).
-COLUMNS = (columns.Column("Created", 0), columns.Column("Kind", 0),
+COLUMNS = (columns.Column("Created (UTC)", 0), columns.Column("Kind", 0),
            columns.Column("Verified", 0), columns.Column("Job", 1),
            columns.Column("Repository", 2), columns.Column("Stored", 3),
            columns.Column("Read", 4), columns.Column("Id", 5))
@@ -96,7 +97,9 @@ class VmHistoryScreen(VmkeepScreen):
     BINDINGS = [  # noqa: RUF012
         Binding("escape,backspace", "back", "Back"),
         Binding("f5", "refresh", "Refresh"),
+        KEY,
     ]
+    FILTERS = {"vm-points": "show_all_points"}  # noqa: RUF012
 
     def __init__(self, vm: str) -> None:
         super().__init__()
@@ -151,16 +154,22 @@ class VmHistoryScreen(VmkeepScreen):
         self.query_one("#vm-jobs", Static).update(jobs_text(h))
         self.show_points(h.points)
 
+    def show_all_points(self) -> None:
+        if self.history is not None:
+            self.show_points(self.history.points)
+
     def show_points(self, points: list[api.Point]) -> None:
         table = self.query_one("#vm-points", DataTable)
+        mark = remember(table)
         rows = []
         for p in points:
             ok = self.vmkeep.verified.get(p.id)
-            rows.append(fmt.plain(fmt.when(p.created), p.kind,
+            rows.append(fmt.plain(fmt.when(p.created, zone=False), p.kind,
                                   "—" if ok is None else ("✓ ok" if ok[0] else "✗ damaged"),
                                   p.job or "—", p.repository, fmt.size(p.bytes_stored),
                                   fmt.size(p.bytes_read), p.id))
         fill(table, COLUMNS, rows, [p.id for p in points], table.size.width)
+        narrow(table, mark)
         empty.title(self.query_one("#vm-points-title", Label),
                     f"Restore points, newest first ({len(points)})",
                     None if points else "No restore point of this VM yet — run a job that "
