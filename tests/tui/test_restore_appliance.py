@@ -1,0 +1,66 @@
+"""Against a real appliance and vCenter (vcsim): a VM restored from the TUI's Points screen
+with the dialog's defaults lands where the original VM is — host, resource pool, datastore,
+folder and network, read back through the vCenter's API — and the plan is shown before
+anything is created (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from appliance.client import ApplianceClient
+from appliance.vsphere.inventory import find_vm, list_vms
+from appliance.vsphere.session import connect
+from tests.appliance.lab import VM, Lab
+from tests.tui.helpers import screen_text, until
+from tui.app import create_app
+from tui.screens.dialogs import ConfirmScreen, FormScreen
+from tui.screens.points import PointsScreen
+
+
+def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
+    return (vm.runtime.host.name, vm.resourcePool.name, vm.parent.name,
+            vm.config.files.vmPathName.split("]")[0].lstrip("["),
+            sorted(n.name for n in vm.network))
+
+
+async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original_is(
+        lab: Lab) -> None:
+    assert lab.vmkeep("job", "create", "nightly", "--vcenter", "vc", "--vm", VM, "--repo",
+                      "main", "--enable-cbt").code == 0
+    assert lab.vmkeep("job", "run", "nightly", "--wait").code == 0
+    assert json.loads(lab.vmkeep("points", "list", "--vm", VM, "--json").out)
+    client = ApplianceClient(lab.home / "appliance.sock")
+    app = create_app(client)
+    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
+                 fingerprint=None, insecure=True) as s:
+        def vm(name: str) -> Any:
+            return s.content.searchIndex.FindByUuid(None, find_vm(s, name).instance_uuid,
+                                                    True, True)
+
+        original = _where(vm(VM))
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                def shows(*texts: str) -> bool:
+                    return all(t in screen_text(app) for t in texts)
+
+                await until(pilot, lambda: shows("main"), timeout=30, why="the dashboard")
+                await pilot.press("5")
+                await until(pilot, lambda: isinstance(app.screen, PointsScreen)
+                            and shows(f"Restore points of {VM}"), timeout=30)
+                await pilot.press("tab", "v")
+                await until(pilot, lambda: isinstance(app.screen, FormScreen), timeout=60,
+                            why="the restore dialog")
+                await pilot.press("ctrl+s")  # the defaults
+                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=60,
+                            why="the plan")
+                assert shows(f"Restore {VM} as a new VM {VM}-restored?",
+                             f"host {original[0]!r}")
+                assert f"{VM}-restored" not in [v.name for v in list_vms(s)]  # plan only
+                await pilot.press("y")
+                await until(pilot, lambda: any("restored point" in str(n.message)
+                                               for n in app._notifications), timeout=90,
+                            why="the restore")
+        finally:
+            client.close()
+        assert _where(vm(f"{VM}-restored")) == original
