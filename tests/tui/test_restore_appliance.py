@@ -1,7 +1,8 @@
 """Against a real appliance and vCenter (vcsim): a VM restored from the TUI's Points screen
 with the dialog's defaults lands where the original VM is — host, resource pool, datastore,
-folder and network, read back through the vCenter's API — and the plan is shown before
-anything is created (issue 15)."""
+folder and network, read back through the vCenter's API; the plan is shown before anything
+is created, and the restore is a session whose view opens and follows it to its end (issue
+15)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.tui.helpers import screen_text, until
 from tui.app import create_app
 from tui.screens.dialogs import ConfirmScreen, FormScreen
 from tui.screens.points import PointsScreen
+from tui.screens.sessions import SessionScreen
 
 
 def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
@@ -58,9 +60,19 @@ async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original
                              f"host {original[0]!r}")
                 assert f"{VM}-restored" not in [v.name for v in list_vms(s)]  # plan only
                 await pilot.press("y")
-                await until(pilot, lambda: any("restored point" in str(n.message)
-                                               for n in app._notifications), timeout=90,
-                            why="the restore")
+                await until(pilot, lambda: isinstance(app.screen, SessionScreen), timeout=60,
+                            why="the restore's session view")
+                view = app.screen
+                assert isinstance(view, SessionScreen)
+                await until(pilot, lambda: view.session is not None
+                            and view.session.state == "ended", timeout=120,
+                            why="the restore session ended")
+                session = view.session
+                assert session is not None and session.kind == "restore", session
+                assert session.result == "success", session.outcome
+                assert shows("restore", "✓ success", f"{VM}-restored")
+                assert [t.bytes_done == t.bytes_total > 0 for t in session.tasks] == \
+                    [True] * len(session.tasks)
         finally:
             client.close()
         assert _where(vm(f"{VM}-restored")) == original
