@@ -90,7 +90,9 @@ def test_sessions_list(snap_compare: Compare, size: tuple[int, int]) -> None:
 def test_session_view_of_a_finished_backup(snap_compare: Compare, size: tuple[int, int]
                                            ) -> None:
     """A finished session from the history, at both sizes: the head "nightly · backup ·
-    ✓ success · 100%", the VM's full bar with its "└ disk 0" row below and its Result
+    ✓ success · 100%" with its span in UTC, the session's summary (took, rate, processed,
+    read, transferred, dedup and compression, the bottleneck with each stage's share), the
+    VM's full bar with its "└ disk 0" row below and its Result
     "✓ success", and the log with "session ended: success", its lines wrapped at the log's
     width (at 120×40 the point's line whole up to "bytes read, status"); the footer's Back and
     Stop job."""
@@ -103,7 +105,8 @@ def test_inventory_tree(snap_compare: Compare, size: tuple[int, int]) -> None:
     """The Inventory screen, at both sizes: vCenter vc → DC0 → its hosts, each VM with its
     power state and CBT, DC0_H0_VM0 "jobs: nightly" (highlighted), the others
     "unprotected"; below, all four lines of DC0_H0_VM0's details (its uuid and host; power,
-    CBT, snapshots; disks, jobs, last point; "last result — · RPO none"); the title names `h`
+    CBT, snapshots; disks, jobs, last point; "last result success (job nightly) · RPO
+    none"); the title names `h`
     for the VM's history; the footer's History, Refresh and Filter."""
     async def highlight(pilot: Pilot[Any]) -> None:
         await seeing("jobs: nightly", "unprotected", keys=("4",))(pilot)
