@@ -13,6 +13,7 @@ so ``vmkeep restore`` exits as it did.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,8 @@ from appliance.faults import hold_point
 from appliance.progress import human_bytes
 from appliance.service.restores import CheckedDisk, CheckedPostgres, CheckedVm
 from appliance.sessions.core import LiveTask, SessionRun
+
+logger = logging.getLogger(__name__)
 
 Start = Callable[[str, api.SessionKind, list[LiveTask], Callable[[SessionRun], None]],
                  api.SessionSummary]
@@ -126,6 +129,8 @@ def _restore(run: SessionRun, vm: str,
     try:
         message = restore(report)
     except Exception as exc:  # a bug is the session's failure too, said as such
+        if not isinstance(exc, VmkeepError):  # the traceback, for the bug report
+            logger.exception("the restore of %s failed unexpectedly", what)
         error = exc if isinstance(exc, VmkeepError) else InternalError(
             f"the restore of {what} failed unexpectedly: {type(exc).__name__}: {exc}")
         run.log("error", f"the restore of {what} failed: {error}")
