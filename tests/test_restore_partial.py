@@ -61,3 +61,30 @@ def test_a_dead_restores_partial_file_goes_a_live_ones_stays(tmp_path: Path) -> 
     assert held.returncode == 0, stderr
     assert sha256_of(out / "b.img") == sha256_of(image)
     assert sorted(p.name for p in out.iterdir()) == ["b.img", "c.img"]
+
+
+def test_a_target_made_while_the_restore_wrote_is_not_overwritten(tmp_path: Path) -> None:
+    """The target is checked before the restore starts and again when the written file takes
+    its name: a file someone put there meanwhile is kept, the restore refused (exit 2)."""
+    cache, repo, image = tmp_path / "cache", tmp_path / "repo", tmp_path / "disk.img"
+    make_image(image, size=1 << 20, seed=8)
+    r = run_inproc(["image", "backup", "--repo", str(repo), "--name", "vm1", str(image)], cache)
+    assert r.code == 0, r.err
+    target, release = tmp_path / "restored.img", tmp_path / "release"
+    env = {**os.environ, "VMKEEP_CACHE_DIR": str(cache), "VMKEEP_HOLD_AT": "restore-writing",
+           "VMKEEP_HOLD_RELEASE": str(release)}
+    held = subprocess.Popen([sys.executable, "-m", "appliance.cli", "image", "restore",
+                             "--repo", str(repo), r.out.strip(), str(target)], env=env,
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        poll("the held restore's partial file",
+             lambda: list(tmp_path.glob(".restored.img.vmkeep-partial-*")), 60, every=0.05)
+        target.write_bytes(b"someone else's file")
+    finally:
+        release.touch()
+        _stdout, stderr = held.communicate(timeout=120)
+    assert held.returncode == 2, stderr
+    assert "already exists" in stderr, stderr
+    assert target.read_bytes() == b"someone else's file"
+    assert not list(tmp_path.glob(".restored.img.vmkeep-partial-*"))
