@@ -186,6 +186,26 @@ def disk_bytes(ws: Workspace, disk: DiskToRestore, *, threads: int = 2,
     yield from gap(disk.size)
 
 
+def take_name(tmp: Path, target: Path) -> None:
+    """Give the written file ``tmp`` the name ``target`` unless a file took it meanwhile (the
+    restore wrote for a while since ``check_target``): a hard link, which never replaces, then
+    the temporary name removed. A file system without hard links gets a rename after one more
+    look."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise UsageError(f"restore target {target} already exists (it was created while the "
+                         "restore wrote) and was left as it is; remove it or name a new "
+                         "file") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        check_target(target)
+        os.rename(tmp, target)
+        return
+    tmp.unlink()
+
+
 def check_target(target: Path) -> Path:
     """Refuse a restore target that exists (usage, 2, as `image restore` says before it opens
     the repository: docs/CLI.md) or whose folder does not (not found); its folder."""
@@ -243,7 +263,7 @@ def restore_disk(ws: Workspace, point_id: str, disk_index: int,
                 progress(disk.size, disk.size)
         finally:
             os.close(fd)
-        os.rename(tmp, target)
+        take_name(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
