@@ -6,17 +6,9 @@ first and changes nothing; `--network FROM=TO` puts the NICs on another network 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from appliance.vsphere.inventory import find_vm, list_vms
-from appliance.vsphere.session import connect
 from tests.appliance.lab import VM, Lab
-
-
-def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
-    return (vm.runtime.host.name, vm.resourcePool.name, vm.parent.name,
-            vm.config.files.vmPathName.split("]")[0].lstrip("["),
-            sorted(n.name for n in vm.network))
+from tests.appliance.placement import placements
 
 
 def test_a_new_vm_restored_through_the_appliance_goes_where_the_original_was(lab: Lab) -> None:
@@ -24,22 +16,17 @@ def test_a_new_vm_restored_through_the_appliance_goes_where_the_original_was(lab
                       "main", "--enable-cbt").code == 0
     assert lab.vmkeep("job", "run", "nightly", "--wait").code == 0
     point = json.loads(lab.vmkeep("points", "list", "--vm", VM, "--json").out)[-1]["id"]
-    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
-                 fingerprint=None, insecure=True) as s:
-        def vm(name: str) -> Any:
-            return s.content.searchIndex.FindByUuid(None, find_vm(s, name).instance_uuid,
-                                                    True, True)
-
-        original = _where(vm(VM))
+    with placements(lab) as (where, vm_names):
+        original = where(VM)
         dry = lab.vmkeep("restore", "vm", point, "--name", "copy", "--dry-run")
         assert dry.code == 0, dry.err
         assert f"placed on host {original[0]!r}" in dry.out, dry.out
         assert "as the original VM: datacenter, host, resource pool, datastore, folder" \
             in dry.out, dry.out
-        assert "copy" not in [v.name for v in list_vms(s)]  # nothing was created
+        assert "copy" not in vm_names()  # nothing was created
         done = lab.vmkeep("restore", "vm", point, "--name", "copy")
         assert done.code == 0, done.err
-        assert _where(vm("copy")) == original
+        assert where("copy") == original
         # The network map: the NICs of the original's network go on another one there.
         source = original[4][0]
         wrong = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
@@ -47,11 +34,11 @@ def test_a_new_vm_restored_through_the_appliance_goes_where_the_original_was(lab
         assert wrong.code == 2, wrong.err
         assert f"network 'no-such-net' (for the NICs on {source!r}) is not at the new VM's " \
                "placement; the networks there: DC0_DVPG0" in wrong.err, wrong.err
-        assert "copy2" not in [v.name for v in list_vms(s)]
+        assert "copy2" not in vm_names()
         moved = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
                            f"{source}=DC0_DVPG0", "--dry-run")
         assert f"on 'DC0_DVPG0' (mapped from {source!r})" in moved.out, moved.out
         done = lab.vmkeep("restore", "vm", point, "--name", "copy2", "--network",
                           f"{source}=DC0_DVPG0")
         assert done.code == 0, done.err
-        assert _where(vm("copy2"))[4] == ["DC0_DVPG0"]
+        assert where("copy2")[4] == ["DC0_DVPG0"]

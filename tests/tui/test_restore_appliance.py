@@ -7,23 +7,15 @@ is created, and the restore is a session whose view opens and follows it to its 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from appliance.client import ApplianceClient
-from appliance.vsphere.inventory import find_vm, list_vms
-from appliance.vsphere.session import connect
 from tests.appliance.lab import VM, Lab
+from tests.appliance.placement import placements
 from tests.tui.helpers import screen_text, until
 from tui.app import create_app
 from tui.screens.dialogs import ConfirmScreen, FormScreen
 from tui.screens.points import PointsScreen
 from tui.screens.sessions import SessionScreen
-
-
-def _where(vm: Any) -> tuple[str, str, str, str, list[str]]:
-    return (vm.runtime.host.name, vm.resourcePool.name, vm.parent.name,
-            vm.config.files.vmPathName.split("]")[0].lstrip("["),
-            sorted(n.name for n in vm.network))
 
 
 async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original_is(
@@ -34,13 +26,8 @@ async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original
     assert json.loads(lab.vmkeep("points", "list", "--vm", VM, "--json").out)
     client = ApplianceClient(lab.home / "appliance.sock")
     app = create_app(client)
-    with connect(lab.sim.host, lab.sim.port, lab.sim.user, lab.sim.password,
-                 fingerprint=None, insecure=True) as s:
-        def vm(name: str) -> Any:
-            return s.content.searchIndex.FindByUuid(None, find_vm(s, name).instance_uuid,
-                                                    True, True)
-
-        original = _where(vm(VM))
+    with placements(lab) as (where, vm_names):
+        original = where(VM)
         try:
             async with app.run_test(size=(80, 24)) as pilot:
                 def shows(*texts: str) -> bool:
@@ -58,7 +45,7 @@ async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original
                             why="the plan")
                 assert shows(f"Restore {VM} as a new VM {VM}-restored?",
                              f"host {original[0]!r}")
-                assert f"{VM}-restored" not in [v.name for v in list_vms(s)]  # plan only
+                assert f"{VM}-restored" not in vm_names()  # plan only
                 await pilot.press("y")
                 await until(pilot, lambda: isinstance(app.screen, SessionScreen), timeout=60,
                             why="the restore's session view")
@@ -75,4 +62,4 @@ async def test_a_vm_restored_from_the_tui_with_defaults_lands_where_the_original
                     [True] * len(session.tasks)
         finally:
             client.close()
-        assert _where(vm(f"{VM}-restored")) == original
+        assert where(f"{VM}-restored") == original
