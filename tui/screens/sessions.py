@@ -241,6 +241,7 @@ class SessionScreen(VmkeepScreen):
             f"{s.job} · {s.kind} · {fmt.result(s.state, s.result)} · {pct}% · "
             f"{fmt.span(s.started, s.ended)}\nsession {s.id}")
         stats = self.query_one("#session-stats", Static)
+        was_shown = stats.display
         stats.display = s.stats is not None or s.outcome is not None
         if s.stats is not None:
             stats.update(stats_text(s.stats))
@@ -261,9 +262,14 @@ class SessionScreen(VmkeepScreen):
             log.clear()
             self.logged = 0
         width = log.scrollable_content_region.width or None  # wrapped to the log's width
-        for line in s.log[self.logged:]:
+        new = s.log[self.logged:]
+        for line in new:
             log.write(log_line(line), width=width)
         self.logged = len(s.log)
+        if new or stats.display != was_shown:
+            # The summary appearing makes the log shorter after its write scrolled it: the
+            # last line stays in view once the layout is done.
+            self.call_after_refresh(log.scroll_end, animate=False)
 
     def on_resize(self) -> None:
         """Wrap the log again to its new width (written lines keep the width they had)."""
