@@ -6,6 +6,7 @@ the test, so a new field needs wizard support (or a deliberate carry-through) an
 from __future__ import annotations
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from appliance import api
@@ -100,10 +101,7 @@ async def test_saving_an_unchanged_job_in_the_wizard_changes_nothing(which: str)
     fake._jobs["nightly"] = job.model_copy(update={"spec": original})
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
-        await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+        await open_wizard(pilot, app, fake, "e")
         await pilot.pause(0.1)  # the vCenters and repositories fill their lists
         await pilot.press("ctrl+s")
         await until(pilot, lambda: fake.called("edit_job"), why="the job saved")
@@ -114,6 +112,15 @@ async def test_saving_an_unchanged_job_in_the_wizard_changes_nothing(which: str)
     assert saved == original
 
 
+async def open_wizard(pilot: Pilot[int], app: VmkeepApp, fake: FakeClient, key: str) -> None:
+    """From the Jobs screen, ``e`` (edit "nightly") or ``n`` (new): until the wizard has
+    the inventory."""
+    await pilot.press("2")
+    await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+
+
 async def test_the_wizard_changes_the_time_zone_nth_weekday_rpo_and_guest_scripts() -> None:
     fake = FakeClient()
     job = fake._jobs["nightly"]
@@ -121,10 +128,7 @@ async def test_the_wizard_changes_the_time_zone_nth_weekday_rpo_and_guest_script
     fake._jobs["nightly"] = job.model_copy(update={"spec": original})
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
-        await pilot.press("e")
-        await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+        await open_wizard(pilot, app, fake, "e")
         wizard = app.screen
         for wid, value in (("kind", "monthly"), ("tz", "Europe/Berlin"), ("at", "01:30"),
                            ("nth", "last"), ("weekday", "sun"), ("rpo", "12"),
@@ -160,10 +164,7 @@ async def test_a_new_job_of_a_container_only_saves() -> None:
     fake = FakeClient()
     app = app_for(fake)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen) and shows(app, "nightly"))
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, JobWizard) and fake.called("inventory"))
+        await open_wizard(pilot, app, fake, "n")
         await pilot.press(*"bycontainer")
         app.screen.query_one("#containers", Input).value = "/DC0/host/DC0_C0"
         await pilot.pause(0.1)

@@ -262,13 +262,12 @@ class SessionScreen(VmkeepScreen):
             log.clear()
             self.logged = 0
         width = log.scrollable_content_region.width or None  # wrapped to the log's width
-        new = s.log[self.logged:]
-        for line in new:
+        for line in s.log[self.logged:]:
             log.write(log_line(line), width=width)
         self.logged = len(s.log)
-        if new or stats.display != was_shown:
-            # The summary appearing makes the log shorter after its write scrolled it: the
-            # last line stays in view once the layout is done.
+        if stats.display != was_shown:
+            # The summary appearing makes the log shorter after its writes scrolled it (a
+            # write scrolls by itself): the last line stays in view once the layout is done.
             self.call_after_refresh(log.scroll_end, animate=False)
 
     def on_resize(self) -> None:
